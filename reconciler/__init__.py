@@ -1,0 +1,3 @@
+"""reconciler: declarative reconciliation controller for Docker hosts."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Driver plugins: one per kind, found through the `reconciler.drivers` entry-point group."""

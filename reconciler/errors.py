@@ -1,0 +1,61 @@
+"""One error hierarchy: every expected failure is a ReconcileError and says whether a retry may help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcileError(Exception):
+    """Base of every expected failure; the CLI prints its message without a traceback."""
+
+    retryable: bool = False
+
+
+class TemporaryError(ReconcileError):
+    """A failure that may go away by itself (engine busy, registry down): retry with backoff."""
+
+    retryable = True
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(ReconcileError):
+    """A failure that repeats until the manifest or the host changes: do not retry blindly."""
+
+
+class EngineUnavailable(TemporaryError):
+    """The Docker engine cannot be reached."""
+
+
+class LockHeld(ReconcileError):
+    """Another writer holds the project lock."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One validation problem, printed as `file:line: kind/name: field: message`."""
+
+    file: str
+    line: int
+    subject: str  # "Kind/name", or "" when the document has no identity yet
+    field: str  # dotted path, or "" for the whole document
+    message: str
+
+    def __str__(self) -> str:
+        parts = [f"{self.file}:{self.line}"]
+        if self.subject:
+            parts.append(self.subject)
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ValidationFailed(PermanentError):
+    """Manifests are invalid; carries every problem found, sorted."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,226 @@
+"""Plain values that flow one way: files -> Resources -> Desired -> Plan (Changes) -> Results."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+API_VERSION = "reconciler/v1"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a document came from: `file` is relative to the manifest directory, `path` absolute."""
+
+    file: str
+    line: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One manifest document as written (spec not yet normalized), with the line of every field."""
+
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+    labels: Mapping[str, str]
+    source: Source
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.name)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def line_of(self, path: str) -> int:
+        """Line of the dotted field `path` (e.g. `spec.ports.0.hostPort`), or of its closest parent."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rpartition(".")[0]
+        return self.source.line
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A Resource with its normalized spec (defaults filled, paths resolved, referenced content hashed)."""
+
+    resource: Resource
+    spec: Mapping[str, Any]
+    spec_hash: str
+    sensitive: frozenset[str] = frozenset()  # dotted paths whose values are never printed
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.resource.key
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A dependency of one resource on another, found in the field at `path`."""
+
+    kind: str
+    name: str
+    path: str
+    required: bool = True  # False: a dependency only if declared (e.g. a container's image)
+    condition: str = "started"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the engine (or kernel) has under a name, translated by a driver into the normalized spec shape."""
+
+    kind: str
+    name: str
+    id: str
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any]
+    raw: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def project(self) -> str | None:
+        return self.labels.get(LABEL_PROJECT)
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self.labels.get(LABEL_SPEC_HASH)
+
+    def owned_by(self, project: str) -> bool:
+        return self.project == project
+
+
+class Action(enum.Enum):
+    NONE = "none"
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"none": " ", "create": "+", "update": "~", "replace": "-/+", "delete": "-"}[self.value]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field that differs; `action` is what this field alone needs (UPDATE in place, or REPLACE)."""
+
+    path: str
+    old: Any
+    new: Any
+    action: Action
+    sensitive: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What to do with one object. `blocked` says why a needed change will not be made (an error)."""
+
+    kind: str
+    name: str
+    action: Action
+    fields: tuple[FieldChange, ...] = ()
+    desired: Desired | None = None
+    observed: Observed | None = None
+    blocked: str | None = None
+    steps: tuple[str, ...] = ()  # explicit sub-steps shown in the plan (e.g. disconnect, recreate, reconnect)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.name)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def pending(self) -> bool:
+        return self.action is not Action.NONE and self.blocked is None
+
+    @property
+    def source(self) -> str:
+        if self.desired is not None:
+            src = self.desired.resource.source
+            return f"{src.file}:{src.line}"
+        if self.observed is not None:
+            return self.observed.labels.get(LABEL_SOURCE, "")
+        return ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change for a project, in no particular order (the executor orders them), plus notes."""
+
+    project: str
+    changes: tuple[Change, ...]
+    notes: tuple[str, ...] = ()
+    # dependencies between change keys: key -> keys it must wait for
+    edges: Mapping[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.pending]
+
+    @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.blocked is not None]
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.pending and not self.blocked
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a change it depends on failed
+    BLOCKED = "blocked"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Result:
+    change: Change
+    outcome: Outcome
+    error: str | None = None
+    seconds: float = 0.0
+
+
+LABEL_PREFIX = "io.reconciler."
+LABEL_PROJECT = "io.reconciler.project"
+LABEL_KIND = "io.reconciler.kind"
+LABEL_NAME = "io.reconciler.name"
+LABEL_SPEC_HASH = "io.reconciler.spec-hash"
+LABEL_SOURCE = "io.reconciler.source"
+
+
+def ownership_labels(desired: Desired, project: str) -> dict[str, str]:
+    """The user's labels plus the contract's ownership labels, as stamped on the engine object."""
+    labels = dict(desired.resource.labels)
+    labels.update(
+        {
+            LABEL_PROJECT: project,
+            LABEL_KIND: desired.kind,
+            LABEL_NAME: desired.name,
+            LABEL_SPEC_HASH: desired.spec_hash,
+            LABEL_SOURCE: desired.resource.source.file,
+        }
+    )
+    return labels
