@@ -59,3 +59,12 @@ class ValidationFailed(PermanentError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(set(problems))
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SpecError(PermanentError):
+    """A problem with one field of one manifest, found while normalizing or checking it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

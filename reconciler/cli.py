@@ -1,0 +1,203 @@
+"""Command line: argument parsing and output only; the work is done by the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from reconciler import __version__, logs, render
+from reconciler.errors import EngineUnavailable, ReconcileError, ValidationFailed
+from reconciler.executor import DEFAULT_WORKERS, succeeded
+from reconciler.lock import ProjectLock
+from reconciler.model import Action, Plan
+from reconciler.project import ProjectRunner, check_project_name, default_project
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reconcile", description="Declarative reconciliation for a Docker host.")
+    parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
+    parser.add_argument("--project", help="project name (default: the manifest directory's base name)")
+    parser.add_argument("--docker-host", help="engine URL (default: DOCKER_HOST or the local socket)")
+    parser.add_argument("--log-format", choices=("console", "json"), default="console")
+    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    parser.add_argument(
+        "--firewall-backend",
+        choices=("auto", "iptc", "restore"),
+        default=os.environ.get("RECONCILER_FIREWALL_BACKEND", "auto"),
+        help="how FirewallAllowList rules are written (default: auto-detect)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("dir", type=Path, metavar="DIR", help="the manifest directory")
+        return p
+
+    command("validate", "check every manifest; touches no engine")
+    plan = command("plan", "show what apply would do")
+    plan.add_argument("--output", choices=("text", "json"), default="text")
+    plan.add_argument("--no-prune", action="store_true", help="do not plan removal of objects whose manifest is gone")
+    plan.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
+    apply = command("apply", "converge the host")
+    apply.add_argument("--output", choices=("text", "json"), default="text")
+    apply.add_argument("--no-prune", action="store_true", help="keep owned objects whose manifest is gone")
+    apply.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
+    apply.add_argument("--parallel", type=int, default=DEFAULT_WORKERS, help="changes applied at once")
+    apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
+    status = command("status", "report each declared object: in sync, drifted, missing, failing")
+    status.add_argument("--output", choices=("text", "json"), default="text")
+    watch = command("watch", "apply, then keep converging")
+    watch.add_argument("--no-prune", action="store_true")
+    watch.add_argument("--allow-empty", action="store_true")
+    watch.add_argument("--parallel", type=int, default=DEFAULT_WORKERS)
+    watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
+    watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
+    watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
+    return parser
+
+
+def _runner(args: argparse.Namespace) -> ProjectRunner:
+    from reconciler.drivers.engine import connect, engine_url
+
+    project = check_project_name(args.project or default_project(args.dir))
+    args.engine = engine_url(args.docker_host)
+    return ProjectRunner(
+        project=project,
+        manifest_dir=args.dir,
+        engine_factory=lambda: connect(args.docker_host),
+        options={"firewall_backend": args.firewall_backend, "docker_host": args.engine},
+        workers=max(1, getattr(args, "parallel", DEFAULT_WORKERS)),
+    )
+
+
+def _plan(args: argparse.Namespace, runner: ProjectRunner) -> Plan:
+    loaded = runner.load_valid()
+    prune = not args.no_prune if hasattr(args, "no_prune") else True
+    if loaded.empty and not getattr(args, "allow_empty", False):
+        structlog.get_logger().warning(
+            "manifests.empty",
+            dir=str(args.dir),
+            hint="nothing is pruned from an empty directory without --allow-empty",
+        )
+        prune = False
+    runner.ctx.engine  # noqa: B018 - connect now so an unreachable engine is one clear error
+    return runner.plan(loaded.catalog, prune=prune)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    loaded = runner.load_valid()
+    print(f"{len(loaded.resources)} objects in {args.dir} are valid.")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _plan(args, _runner(args))
+    print(render.plan_json(plan) if args.output == "json" else render.plan_text(plan))
+    if plan.blocked:
+        return EXIT_ERROR
+    return EXIT_OK if plan.in_sync else EXIT_CHANGES
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    runner.load_valid()  # bad input stops before the lock or the engine are touched
+    with ProjectLock(runner.project, args.engine, wait=args.wait):
+        plan = _plan(args, runner)
+        if args.output == "text":
+            print(render.plan_text(plan))
+        results = runner.apply(plan)
+    print(render.results_json(results) if args.output == "json" else render.results_text(results))
+    return EXIT_OK if succeeded(results) else EXIT_ERROR
+
+
+def _status_of(change_action: Action, blocked: str | None) -> str:
+    if blocked is not None:
+        return "blocked"
+    return {Action.NONE: "in sync", Action.CREATE: "missing"}.get(change_action, "drifted")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    plan = _plan(args, runner)
+    from reconciler.state import read_failures
+
+    failures = read_failures(runner.project, args.engine)
+    rows = []
+    for change in plan.changes:
+        if change.desired is None:
+            continue
+        state = _status_of(change.action, change.blocked)
+        failure = failures.get(f"{change.kind}/{change.name}")
+        if failure and state != "in sync":
+            state = "failing"
+        rows.append(
+            {
+                "kind": change.kind,
+                "name": change.name,
+                "status": state,
+                "source": change.source,
+                "fields": [f.path for f in change.fields],
+                "blocked": change.blocked,
+                "lastError": (failure or {}).get("error"),
+                "nextRetry": (failure or {}).get("nextRetry"),
+            }
+        )
+    if args.output == "json":
+        print(json.dumps({"project": runner.project, "objects": rows}, indent=2))
+    else:
+        for row in rows:
+            detail = ", ".join(row["fields"]) or row["blocked"] or ""
+            if row["lastError"]:
+                detail = f"{detail} last error: {row['lastError']}".strip()
+            print(f"{row['status']:<8}  {row['kind']}/{row['name']}" + (f"  ({detail})" if detail else ""))
+    return EXIT_OK if all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from reconciler.controller import run_watch
+
+    return run_watch(args, _runner(args))
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "status": cmd_status,
+    "watch": cmd_watch,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_format, args.debug)
+    try:
+        return COMMANDS[args.command](args)
+    except ValidationFailed as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found; nothing was changed.", file=sys.stderr)
+        return EXIT_ERROR
+    except EngineUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ReconcileError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""What the docker_* drivers share: the engine client, the ownership view of labels, concurrent inspects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from docker.errors import NotFound
+
+from reconciler.drivers.base import Catalog, DriverContext
+from reconciler.drivers.engine import engine_errors
+from reconciler.model import LABEL_PREFIX, Change, Desired, Observed, Reference, Resource
+
+T = TypeVar("T")
+INSPECT_CONCURRENCY = 8
+
+
+def user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels other than the ownership ones (engines and images add their own: compare as 'at least')."""
+    return {k: v for k, v in (labels or {}).items() if not k.startswith(LABEL_PREFIX)}
+
+
+def concurrently(fn: Callable[[str], T], names: Iterable[str]) -> dict[str, T]:
+    """fn(name) for every name, a few at a time; names whose fn raises NotFound are left out."""
+    names = sorted(set(names))
+    if not names:
+        return {}
+
+    def guarded(name: str) -> tuple[str, T | None]:
+        try:
+            return name, fn(name)
+        except NotFound:
+            return name, None
+
+    with ThreadPoolExecutor(max_workers=min(INSPECT_CONCURRENCY, len(names))) as pool:
+        return {name: value for name, value in pool.map(guarded, names) if value is not None}
+
+
+class DockerDriver:
+    """Base of the engine drivers: holds the context; subclasses fill in the kind-specific parts."""
+
+    kind = ""
+    rank = 0
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+        self.log = ctx.log.bind(kind=self.kind) if hasattr(ctx.log, "bind") else ctx.log
+
+    @property
+    def api(self) -> Any:
+        return self.ctx.engine
+
+    @property
+    def project(self) -> str:
+        return self.ctx.project
+
+    def references(self, desired: Desired) -> Iterable[Reference]:
+        return ()
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def errors(self, name: str, verb: str) -> Any:
+        return engine_errors(f"{self.kind.lower()} {name}: {verb}")
+
+    def observe_named(
+        self, listed: Mapping[str, Observed], declared: Collection[str], inspect: Callable[[str], Observed]
+    ) -> dict[str, Observed]:
+        """The owned objects `listed`, plus whatever holds a declared name outside that list (owned or not)."""
+        found = dict(listed)
+        with self.errors("*", "observe"):
+            found.update(concurrently(inspect, [n for n in declared if n not in listed]))
+        return found
+
+    def prune(self, observed: Observed) -> Change:
+        raise NotImplementedError
+
+    def normalize(self, resource: Resource) -> Desired:
+        raise NotImplementedError

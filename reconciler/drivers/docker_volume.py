@@ -1,0 +1,129 @@
+"""Volume driver: named volumes on the engine. Replacing or removing one destroys data, so both are gated
+by `reclaimPolicy: Delete`, recorded on the volume when it is created."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from reconciler.diffing import REPLACE, diff_specs, overall_action
+from reconciler.drivers.docker_common import DockerDriver, user_labels
+from reconciler.drivers.engine import project_filter
+from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.spechash import spec_hash
+
+LABEL_RECLAIM = "io.reconciler.reclaim-policy"
+RULES = {"driver": REPLACE, "driverOpts": REPLACE}
+
+
+def normalize_volume(resource: Resource) -> Desired:
+    spec = resource.spec
+    normalized = {
+        "driver": spec.get("driver") or "local",
+        "driverOpts": {str(k): str(v) for k, v in (spec.get("driverOpts") or {}).items()},
+    }
+    # reclaimPolicy is a decision of reconcile, not a property of the volume: kept out of the hash so
+    # changing it never asks for a (data-destroying) replace.
+    policy = spec.get("reclaimPolicy", "Retain")
+    full = {**normalized, "reclaimPolicy": policy}
+    return Desired(resource, full, spec_hash("Volume", normalized, resource.labels))
+
+
+class VolumeDriver(DockerDriver):
+    kind = "Volume"
+    rank = 1
+
+    def normalize(self, resource: Resource) -> Desired:
+        return normalize_volume(resource)
+
+    def _observed(self, vol: Mapping[str, Any]) -> Observed:
+        labels = vol.get("Labels") or {}
+        spec = {
+            "driver": vol.get("Driver"),
+            "driverOpts": dict(vol.get("Options") or {}),
+            "labels": user_labels(labels),
+        }
+        return Observed(self.kind, vol["Name"], vol["Name"], labels, spec, raw=vol)
+
+    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+        with self.errors("*", "list"):
+            listed = self.api.volumes(filters=project_filter(self.project, self.kind)).get("Volumes") or []
+        owned = {v["Name"]: self._observed(v) for v in listed}
+        return self.observe_named(owned, declared, lambda n: self._observed(self.api.inspect_volume(n)))
+
+    def _users(self, name: str) -> list[dict[str, Any]]:
+        with self.errors(name, "list users"):
+            return self.api.containers(all=True, filters={"volume": name})
+
+    def _in_use_by_others(self, name: str) -> str | None:
+        others = [c for c in self._users(name) if (c.get("Labels") or {}).get("io.reconciler.project") != self.project]
+        if not others:
+            return None
+        names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
+        return f"volume is used by containers this project does not own: {names}"
+
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        if observed is None:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired)
+        want = {
+            **{k: v for k, v in desired.spec.items() if k in RULES},
+            "labels": dict(desired.resource.labels),
+        }
+        rules = {**RULES, "labels": REPLACE}
+        fields = tuple(diff_specs(want, observed.spec, rules))
+        action = overall_action(list(fields))
+        notes: list[str] = []
+        recorded = observed.labels.get(LABEL_RECLAIM, "Retain")
+        if recorded != desired.spec["reclaimPolicy"]:
+            notes.append(
+                f"reclaimPolicy is {desired.spec['reclaimPolicy']} in the manifest but the volume was "
+                f"created with {recorded}; the recorded value decides a prune after the manifest is gone"
+            )
+        blocked = None
+        if action is Action.REPLACE:
+            if desired.spec["reclaimPolicy"] != "Delete":
+                changed = ", ".join(f.path for f in fields)
+                blocked = (
+                    f"{changed} changed, and replacing a volume destroys its data; "
+                    "set reclaimPolicy: Delete to allow it, or revert the change"
+                )
+            else:
+                blocked = self._in_use_by_others(desired.name)
+        return Change(self.kind, desired.name, action, fields, desired, observed, blocked=blocked, notes=tuple(notes))
+
+    def prune(self, observed: Observed) -> Change:
+        if observed.labels.get(LABEL_RECLAIM, "Retain") != "Delete":
+            return Change(
+                self.kind,
+                observed.name,
+                Action.NONE,
+                observed=observed,
+                notes=("manifest gone; volume retained (reclaimPolicy: Retain)",),
+            )
+        return Change(
+            self.kind,
+            observed.name,
+            Action.DELETE,
+            observed=observed,
+            blocked=self._in_use_by_others(observed.name),
+        )
+
+    def apply(self, change: Change) -> None:
+        name = change.name
+        if change.action in (Action.DELETE, Action.REPLACE):
+            with self.errors(name, "remove"):
+                self.api.remove_volume(name)
+            self.log.info("volume.removed", name=name)
+        if change.action in (Action.CREATE, Action.REPLACE):
+            desired = change.desired
+            assert desired is not None
+            labels = ownership_labels(desired, self.project)
+            labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
+            with self.errors(name, "create"):
+                self.api.create_volume(
+                    name=name,
+                    driver=desired.spec["driver"],
+                    driver_opts=desired.spec["driverOpts"] or None,
+                    labels=labels,
+                )
+            self.log.info("volume.created", name=name)

@@ -1,0 +1,253 @@
+"""Find manifest files, parse YAML keeping the line of every field, schema-validate, build Resources."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry
+from referencing import Resource as SchemaResource
+
+from reconciler.errors import Problem
+from reconciler.model import API_VERSION, Resource, Source
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+SUFFIXES = (".yaml", ".yml")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def schema_dir() -> Path:
+    """Schemas ship inside the wheel as reconciler/schemas; a source checkout keeps them at the top level."""
+    packaged = Path(__file__).parent / "schemas"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "schemas"
+
+
+@lru_cache(maxsize=1)
+def validators() -> dict[str, Draft202012Validator]:
+    """Kind -> validator of a whole document, from `schemas/<Kind>.schema.json`."""
+    docs = {p.name: json.loads(p.read_text()) for p in sorted(schema_dir().glob("*.json"))}
+    registry: Registry = Registry().with_resources(
+        (doc.get("$id", name), SchemaResource.from_contents(doc)) for name, doc in docs.items()
+    )
+    return {
+        name.removesuffix(".schema.json"): Draft202012Validator(doc, registry=registry)
+        for name, doc in docs.items()
+        if name != "common.schema.json"
+    }
+
+
+def display_path(path: str) -> str:
+    """`spec.ports.0.hostPort` -> `spec.ports[0].hostPort`."""
+    out = ""
+    for part in path.split(".") if path else []:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
+
+
+def find_files(root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every manifest file under `root`, sorted; hidden entries and editors' stray files skipped, links followed
+    once (a symlink loop is reported, not followed)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            rel = os.path.relpath(dirpath, root)
+            problems.append(Problem(rel, 0, "", "", "symbolic link loop; directory skipped"))
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.endswith(SUFFIXES):
+                continue
+            files.append(Path(dirpath) / name)
+    return files, problems
+
+
+class _Document:
+    """One parsed YAML document: its value and the line of every dotted path inside it."""
+
+    def __init__(self, value: Any, lines: dict[str, int], line: int) -> None:
+        self.value = value
+        self.lines = lines
+        self.line = line
+
+
+def _construct(
+    node: yaml.Node,
+    path: str,
+    lines: dict[str, int],
+    rel: str,
+    problems: list[Problem],
+    loader: yaml.SafeLoader,
+) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged = _construct(value_node, path, {}, rel, problems, loader)
+                for item in merged if isinstance(merged, list) else [merged]:
+                    if isinstance(item, dict):
+                        for k, v in item.items():
+                            out.setdefault(k, v)
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            child = f"{path}.{key}" if path else key
+            if key in out:
+                problems.append(
+                    Problem(
+                        rel,
+                        key_node.start_mark.line + 1,
+                        "",
+                        display_path(child),
+                        f"duplicate key (first at line {lines.get(child, '?')})",
+                    )
+                )
+            lines[child] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, child, lines, rel, problems, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, f"{path}.{i}" if path else str(i), lines, rel, problems, loader)
+            for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_file(path: Path, rel: str) -> tuple[list[_Document], list[Problem]]:
+    """The non-empty documents of one file, or the problems that stop it from being read."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return [], [Problem(rel, 0, "", "", f"file is {size} bytes; manifests are limited to {MAX_FILE_BYTES}")]
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [Problem(rel, 0, "", "", f"not UTF-8 text (byte {exc.start})")]
+    except OSError as exc:
+        return [], [Problem(rel, 0, "", "", f"cannot read: {exc.strerror}")]
+    problems: list[Problem] = []
+    docs: list[_Document] = []
+    loader = yaml.SafeLoader("")
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+                continue
+            lines: dict[str, int] = {}
+            value = _construct(node, "", lines, rel, problems, loader)
+            docs.append(_Document(value, lines, node.start_mark.line + 1))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        reason = getattr(exc, "problem", None) or str(exc)
+        return [], [Problem(rel, line, "", "", f"invalid YAML: {reason}")]
+    except RecursionError:
+        return [], [Problem(rel, 0, "", "", "invalid YAML: nesting too deep")]
+    return docs, problems
+
+
+def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: str) -> Iterator[Problem]:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = best_match(error.context)
+        if deepest is not None and list(deepest.absolute_path) != list(error.absolute_path):
+            error = deepest
+    parts = [str(p) for p in error.absolute_path]
+    path = ".".join(parts)
+    line = doc.lines.get(path, doc.line)
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = set(error.schema.get("properties", {}))
+        patterns = error.schema.get("patternProperties", {})
+        import re
+
+        for key in sorted(instance):
+            if key in known or any(re.search(p, key) for p in patterns):
+                continue
+            child = f"{path}.{key}" if path else key
+            yield Problem(rel, doc.lines.get(child, line), subject, display_path(child), "unknown field")
+        return
+    if error.validator == "required" and isinstance(instance, dict):
+        for key in error.validator_value:
+            if key not in instance:
+                child = f"{path}.{key}" if path else key
+                yield Problem(rel, line, subject, display_path(child), "required field is missing")
+        return
+    yield Problem(rel, line, subject, display_path(path), error.message)
+
+
+def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | None, list[Problem]]:
+    """Check one document's envelope and schema; return the Resource when it is valid."""
+    value = doc.value
+    if not isinstance(value, dict):
+        return None, [Problem(rel, doc.line, "", "", "a manifest document must be a mapping")]
+    kind = value.get("kind")
+    meta = value.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    subject = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
+    api = value.get("apiVersion")
+    if api is None:
+        return None, [Problem(rel, doc.line, subject, "apiVersion", "required field is missing")]
+    if api != API_VERSION:
+        return None, [
+            Problem(
+                rel,
+                doc.lines.get("apiVersion", doc.line),
+                subject,
+                "apiVersion",
+                f"unknown apiVersion {api!r} (expected {API_VERSION})",
+            )
+        ]
+    if kind is None:
+        return None, [Problem(rel, doc.line, subject, "kind", "required field is missing")]
+    checkers = validators()
+    if kind not in checkers:
+        known = ", ".join(sorted(checkers))
+        return None, [
+            Problem(
+                rel,
+                doc.lines.get("kind", doc.line),
+                subject,
+                "kind",
+                f"unknown kind {kind!r} (expected one of {known})",
+            )
+        ]
+    problems = [p for err in checkers[kind].iter_errors(value) for p in _schema_problems(err, doc, rel, subject)]
+    if problems:
+        return None, problems
+    spec_lines = {k: v for k, v in doc.lines.items() if k == "spec" or k.startswith("spec.")}
+    resource = Resource(
+        kind=kind,
+        name=name,
+        spec=value.get("spec") or {},
+        labels=dict((meta or {}).get("labels") or {}),
+        source=Source(file=rel, line=doc.line, path=path),
+        lines=spec_lines | {"metadata.name": doc.lines.get("metadata.name", doc.line)},
+    )
+    return resource, []
+
+
+def load_directory(root: Path) -> tuple[list[Resource], list[Problem]]:
+    """Every valid Resource under `root` and every problem found; files are read in sorted order."""
+    files, problems = find_files(root)
+    resources: list[Resource] = []
+    for path in files:
+        rel = os.path.relpath(path, root)
+        docs, file_problems = parse_file(path, rel)
+        problems.extend(file_problems)
+        for doc in docs:
+            resource, doc_problems = build_resources(doc, rel, path)
+            problems.extend(doc_problems)
+            if resource is not None:
+                resources.append(resource)
+    return resources, problems

@@ -1,0 +1,103 @@
+"""Desired x observed -> Plan. Drivers translate and diff single objects; the planner decides the rest:
+ownership, pruning, and the order constraints between changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+
+from reconciler.catalog import Catalog
+from reconciler.drivers.base import Driver
+from reconciler.graph import Key
+from reconciler.model import Action, Change, Observed, Plan
+
+log = structlog.get_logger()
+
+
+def observe_all(catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[str, Mapping[str, Observed]]:
+    """Every kind's observation, concurrently (one filtered listing per kind, plus the inspects it needs)."""
+    kinds = sorted(drivers)
+    with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
+        futures = {kind: pool.submit(drivers[kind].observe, {d.name for d in catalog.of_kind(kind)}) for kind in kinds}
+        return {kind: fut.result() for kind, fut in futures.items()}
+
+
+def _unowned_conflict(obs: Observed, project: str) -> str:
+    owner = f"project {obs.project!r}" if obs.project else "no reconciler project"
+    return (
+        f"name {obs.name!r} is taken by an existing {obs.kind.lower()} ({obs.id[:12]}) owned by {owner}; "
+        "reconcile never takes over objects it does not own"
+    )
+
+
+def plan_changes(
+    catalog: Catalog,
+    drivers: Mapping[str, Driver],
+    project: str,
+    observed: Mapping[str, Mapping[str, Observed]],
+    prune: bool = True,
+) -> Plan:
+    """One change per declared object and per owned object whose manifest is gone (when `prune`)."""
+    changes: dict[Key, Change] = {}
+    notes: list[str] = []
+    for key, desired in sorted(catalog.desired.items()):
+        obs = observed.get(desired.kind, {}).get(desired.name)
+        if obs is not None and not obs.owned_by(project):
+            changes[key] = Change(
+                desired.kind,
+                desired.name,
+                Action.CREATE,
+                desired=desired,
+                observed=obs,
+                blocked=_unowned_conflict(obs, project),
+            )
+            continue
+        changes[key] = drivers[desired.kind].diff(desired, obs)
+
+    for kind, objects in sorted(observed.items()):
+        for name, obs in sorted(objects.items()):
+            if (kind, name) in catalog.desired or not obs.owned_by(project):
+                continue
+            if not prune:
+                notes.append(f"{kind}/{name}: manifest gone; kept because of --no-prune")
+                continue
+            change = drivers[kind].prune(obs)
+            changes[(kind, name)] = change
+            notes.extend(f"{kind}/{name}: {n}" for n in change.notes if change.action is Action.NONE)
+
+    for change in changes.values():
+        if change.action is not Action.NONE:
+            notes.extend(f"{change.subject}: {n}" for n in change.notes)
+    return Plan(
+        project=project,
+        changes=tuple(changes[k] for k in sorted(changes)),
+        notes=tuple(notes),
+        edges=order_edges(changes, catalog, drivers),
+    )
+
+
+def order_edges(
+    changes: Mapping[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]
+) -> dict[Key, frozenset[Key]]:
+    """What each change waits for.
+
+    A create/update/replace waits for the changes of what it references, and for deletes of its own rank or
+    higher (a pruned container may hold the host port its successor needs). A delete waits for every change of a
+    higher rank (containers go before the networks and volumes they used, whatever happens to them).
+    """
+
+    def rank(key: Key) -> int:
+        return drivers[key[0]].rank
+
+    deletes = [k for k, c in changes.items() if c.action is Action.DELETE]
+    edges: dict[Key, frozenset[Key]] = {}
+    for key, change in changes.items():
+        if change.action is Action.DELETE:
+            deps = {k for k in changes if rank(k) > rank(key)}
+        else:
+            deps = {k for k in catalog.dependencies(key) if k in changes}
+            deps |= {k for k in deletes if rank(k) >= rank(key) and k != key}
+        edges[key] = frozenset(deps)
+    return edges

@@ -1,0 +1,91 @@
+"""One project on one engine: load -> validate -> observe -> plan -> apply, the sequence every command shares."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler.catalog import Catalog, build_catalog
+from reconciler.drivers.base import Driver, DriverContext, make_drivers
+from reconciler.errors import PermanentError, Problem, ValidationFailed
+from reconciler.executor import DEFAULT_WORKERS, execute
+from reconciler.manifests import load_directory
+from reconciler.model import Plan, Resource, Result
+from reconciler.planner import observe_all, plan_changes
+
+PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+def default_project(manifest_dir: Path) -> str:
+    """The manifest directory's base name, made into a valid label value."""
+    base = manifest_dir.resolve().name
+    cleaned = re.sub(r"[^a-zA-Z0-9_.-]", "-", base).lstrip("-_.")
+    return cleaned or "default"
+
+
+def check_project_name(name: str) -> str:
+    if not PROJECT_NAME.match(name):
+        raise PermanentError(f"invalid project name {name!r}: use letters, digits, '_', '.', '-' (max 63)")
+    return name
+
+
+@dataclass
+class Loaded:
+    resources: list[Resource]
+    catalog: Catalog
+    problems: list[Problem]
+
+    @property
+    def empty(self) -> bool:
+        return not self.resources and not self.problems
+
+
+@dataclass
+class ProjectRunner:
+    """Everything a command needs about one project; the engine is only contacted by observe/apply."""
+
+    project: str
+    manifest_dir: Path
+    engine_factory: Callable[[], Any] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    workers: int = DEFAULT_WORKERS
+    drivers: dict[str, Driver] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ctx = DriverContext(
+            self.project,
+            self.manifest_dir,
+            self.engine_factory,
+            self.options,
+            structlog.get_logger().bind(project=self.project),
+        )
+        self.drivers = make_drivers(self.ctx)
+
+    def load(self, resources: Iterable[Resource] | None = None) -> Loaded:
+        """Read and check the manifest directory (or the given resources); never raises for bad input."""
+        if resources is None:
+            if not self.manifest_dir.is_dir():
+                raise PermanentError(f"{self.manifest_dir}: manifest directory does not exist")
+            found, problems = load_directory(self.manifest_dir)
+        else:
+            found, problems = list(resources), []
+        catalog, more = build_catalog(found, self.drivers)
+        return Loaded(found, catalog, sorted(set(problems + more)))
+
+    def load_valid(self) -> Loaded:
+        loaded = self.load()
+        if loaded.problems:
+            raise ValidationFailed(loaded.problems)
+        return loaded
+
+    def plan(self, catalog: Catalog, prune: bool) -> Plan:
+        observed = observe_all(catalog, self.drivers)
+        return plan_changes(catalog, self.drivers, self.project, observed, prune=prune)
+
+    def apply(self, plan: Plan, stop: Any = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        return execute(plan, self.drivers, workers=self.workers, stop=stop, on_result=on_result)

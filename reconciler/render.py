@@ -1,0 +1,128 @@
+"""Plans, results and status as text for people and JSON for machines. Sensitive values never appear."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from reconciler.model import Action, Change, FieldChange, Outcome, Plan, Result
+
+SENSITIVE = "(sensitive)"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+def _field_line(f: FieldChange) -> str:
+    old = SENSITIVE if f.sensitive and f.old is not None else _value(f.old)
+    new = SENSITIVE if f.sensitive and f.new is not None else _value(f.new)
+    how = {Action.UPDATE: "in place", Action.REPLACE: "forces replace"}.get(f.action, f.action.value)
+    note = f"; {f.note}" if f.note else ""
+    return f"      {f.path}: {old} -> {new}  ({how}{note})"
+
+
+def change_lines(change: Change) -> list[str]:
+    where = f"  ({change.source})" if change.source else ""
+    if change.blocked is not None:
+        lines = [f"  ! {change.subject}: blocked: {change.blocked}{where}"]
+    else:
+        lines = [f"  {change.action.symbol} {change.subject}{where}"]
+    lines += [_field_line(f) for f in change.fields]
+    lines += [f"      step: {s}" for s in change.steps]
+    return lines
+
+
+def summary(plan: Plan) -> str:
+    counts = Counter(c.action for c in plan.pending)
+    parts = [f"{counts[a]} to {a.value}" for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)]
+    blocked = len(plan.blocked)
+    return f"Plan: {', '.join(parts)}, {blocked} blocked."
+
+
+def plan_text(plan: Plan) -> str:
+    shown = [c for c in plan.changes if c.pending or c.blocked is not None]
+    lines = [f"Project {plan.project}:"]
+    if not shown:
+        lines.append("  No changes: everything is in sync.")
+    for change in shown:
+        lines.extend(change_lines(change))
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    lines.append(summary(plan))
+    return "\n".join(lines)
+
+
+def _field_json(f: FieldChange) -> dict[str, Any]:
+    return {
+        "path": f.path,
+        "old": SENSITIVE if f.sensitive and f.old is not None else f.old,
+        "new": SENSITIVE if f.sensitive and f.new is not None else f.new,
+        "action": f.action.value,
+        "sensitive": f.sensitive,
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {
+        "kind": change.kind,
+        "name": change.name,
+        "action": change.action.value,
+        "source": change.source,
+        "fields": [_field_json(f) for f in change.fields],
+        "blocked": change.blocked,
+        "steps": list(change.steps),
+        "notes": list(change.notes),
+    }
+
+
+def plan_json(plan: Plan) -> str:
+    counts = Counter(c.action.value for c in plan.pending)
+    doc = {
+        "project": plan.project,
+        "inSync": plan.in_sync,
+        "summary": {a.value: counts.get(a.value, 0) for a in Action if a is not Action.NONE}
+        | {"blocked": len(plan.blocked)},
+        "changes": [change_json(c) for c in plan.changes if c.pending or c.blocked is not None],
+        "notes": list(plan.notes),
+    }
+    return json.dumps(doc, indent=2, default=str)
+
+
+def result_line(result: Result) -> str:
+    change = result.change
+    if result.outcome is Outcome.APPLIED:
+        return f"  {change.action.symbol} {change.subject}: {change.action.value}d in {result.seconds:.1f}s"
+    return f"  ! {change.subject}: {result.outcome.value}: {result.error}"
+
+
+def results_text(results: list[Result]) -> str:
+    shown = [r for r in results if r.outcome is not Outcome.UNCHANGED]
+    counts = Counter(r.outcome for r in results)
+    lines = [result_line(r) for r in shown]
+    lines.append(
+        f"Apply: {counts[Outcome.APPLIED]} applied, {counts[Outcome.FAILED]} failed, "
+        f"{counts[Outcome.BLOCKED]} blocked, {counts[Outcome.SKIPPED]} skipped, {counts[Outcome.UNCHANGED]} unchanged."
+    )
+    return "\n".join(lines)
+
+
+def results_json(results: list[Result]) -> str:
+    return json.dumps(
+        [
+            {
+                **change_json(r.change),
+                "outcome": r.outcome.value,
+                "error": r.error,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in results
+        ],
+        indent=2,
+        default=str,
+    )
