@@ -67,6 +67,7 @@ def plan_changes(
             changes[(kind, name)] = change
             notes.extend(f"{kind}/{name}: {n}" for n in change.notes if change.action is Action.NONE)
 
+    changes = _follow_upstream(changes, catalog, drivers)
     for change in changes.values():
         if change.action is not Action.NONE:
             notes.extend(f"{change.subject}: {n}" for n in change.notes)
@@ -76,6 +77,19 @@ def plan_changes(
         notes=tuple(notes),
         edges=order_edges(changes, catalog, drivers),
     )
+
+
+def _follow_upstream(
+    changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]
+) -> dict[Key, Change]:
+    """Let a driver revise a change when something it depends on changes (a container whose image is rebuilt
+    must be replaced once the build is done). Drivers opt in with a `follow(change, upstream)` method."""
+    for key in sorted(changes, key=lambda k: drivers[k[0]].rank):
+        follow = getattr(drivers[key[0]], "follow", None)
+        upstream = [changes[d] for d in sorted(catalog.dependencies(key)) if d in changes and changes[d].pending]
+        if follow is not None and upstream and changes[key].action is not Action.DELETE:
+            changes[key] = follow(changes[key], upstream)
+    return changes
 
 
 def order_edges(
