@@ -38,6 +38,7 @@ def plan_changes(
     project: str,
     observed: Mapping[str, Mapping[str, Observed]],
     prune: bool = True,
+    keep_reason: str = "kept because of --no-prune",
 ) -> Plan:
     """One change per declared object and per owned object whose manifest is gone (when `prune`)."""
     changes: dict[Key, Change] = {}
@@ -61,7 +62,7 @@ def plan_changes(
             if (kind, name) in catalog.desired or not obs.owned_by(project):
                 continue
             if not prune:
-                notes.append(f"{kind}/{name}: manifest gone; kept because of --no-prune")
+                notes.append(f"{kind}/{name}: manifest gone; {keep_reason}")
                 continue
             change = drivers[kind].prune(obs)
             changes[(kind, name)] = change
@@ -79,9 +80,7 @@ def plan_changes(
     )
 
 
-def _follow_upstream(
-    changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]
-) -> dict[Key, Change]:
+def _follow_upstream(changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[Key, Change]:
     """Let a driver revise a change when something it depends on changes (a container whose image is rebuilt
     must be replaced once the build is done). Drivers opt in with a `follow(change, upstream)` method."""
     for key in sorted(changes, key=lambda k: drivers[k[0]].rank):

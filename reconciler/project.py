@@ -83,9 +83,9 @@ class ProjectRunner:
             raise ValidationFailed(loaded.problems)
         return loaded
 
-    def plan(self, catalog: Catalog, prune: bool) -> Plan:
+    def plan(self, catalog: Catalog, prune: bool, keep_reason: str = "kept because of --no-prune") -> Plan:
         observed = observe_all(catalog, self.drivers)
-        return plan_changes(catalog, self.drivers, self.project, observed, prune=prune)
+        return plan_changes(catalog, self.drivers, self.project, observed, prune=prune, keep_reason=keep_reason)
 
     def apply(self, plan: Plan, stop: Any = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
         return execute(plan, self.drivers, workers=self.workers, stop=stop, on_result=on_result)

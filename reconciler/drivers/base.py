@@ -132,6 +132,16 @@ class _LazyDriver:
 
 
 def make_drivers(ctx: DriverContext, kinds: Iterable[str] | None = None) -> dict[str, Driver]:
+    """An instance of every installed driver. One that cannot be imported is left out with a warning: its
+    kind is then neither planned nor pruned, and a manifest of that kind is a validation error."""
     classes = driver_classes()
     wanted = set(kinds) if kinds is not None else set(classes)
-    return {kind: factory(ctx) for kind, factory in classes.items() if kind in wanted}
+    drivers: dict[str, Driver] = {}
+    for kind, factory in sorted(classes.items()):
+        if kind not in wanted:
+            continue
+        try:
+            drivers[kind] = factory(ctx)
+        except (ImportError, AttributeError) as exc:
+            ctx.log.warning("driver.unavailable", kind=kind, driver=getattr(factory, "spec", "?"), error=str(exc))
+    return drivers
