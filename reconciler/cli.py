@@ -80,7 +80,8 @@ def _runner(args: argparse.Namespace) -> ProjectRunner:
 
 def _plan(args: argparse.Namespace, runner: ProjectRunner) -> Plan:
     loaded = runner.load_valid()
-    prune = not args.no_prune if hasattr(args, "no_prune") else True
+    prune = not getattr(args, "no_prune", False)
+    keep_reason = "kept because of --no-prune"
     if loaded.empty and not getattr(args, "allow_empty", False):
         structlog.get_logger().warning(
             "manifests.empty",
@@ -88,8 +89,9 @@ def _plan(args: argparse.Namespace, runner: ProjectRunner) -> Plan:
             hint="nothing is pruned from an empty directory without --allow-empty",
         )
         prune = False
+        keep_reason = "kept: the manifest directory is empty (use --allow-empty to prune)"
     runner.ctx.engine  # noqa: B018 - connect now so an unreachable engine is one clear error
-    return runner.plan(loaded.catalog, prune=prune)
+    return runner.plan(loaded.catalog, prune=prune, keep_reason=keep_reason)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
