@@ -85,4 +85,4 @@ def build_catalog(resources: list[Resource], drivers: Mapping[str, Driver]) -> t
         res = catalog.desired[cycle[0]].resource
         path = next((r.path for r in catalog.references[cycle[0]] if (r.kind, r.name) == cycle[1]), "spec")
         problems.append(_problem(res, path, f"dependency cycle: {format_cycle(cycle)}"))
-    return catalog, problems
+    return catalog, sorted(set(problems))

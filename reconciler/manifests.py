@@ -250,4 +250,4 @@ def load_directory(root: Path) -> tuple[list[Resource], list[Problem]]:
             problems.extend(doc_problems)
             if resource is not None:
                 resources.append(resource)
-    return resources, problems
+    return resources, sorted(set(problems))

@@ -1,0 +1,84 @@
+"""Planner: one change per object, ownership, pruning, and the order constraints between changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.catalog import build_catalog
+from reconciler.model import Action, Plan
+from reconciler.planner import observe_all, plan_changes
+
+from .fakes import FakeDriver, resource
+
+
+def make_plan(drivers: dict[str, FakeDriver], resources: list, prune: bool = True) -> Plan:
+    catalog, problems = build_catalog(resources, drivers)
+    assert problems == []
+    return plan_changes(catalog, drivers, "p", observe_all(catalog, drivers), prune=prune)
+
+
+@pytest.mark.parametrize(
+    ("existing", "spec", "action", "fields"),
+    [
+        (None, {}, Action.CREATE, []),
+        ({"size": 1, "colour": "red"}, {}, Action.NONE, []),
+        ({"size": 1, "colour": "red"}, {"size": 1, "colour": "red"}, Action.NONE, []),  # explicit default
+        ({"size": 1, "colour": "red"}, {"size": 2}, Action.UPDATE, ["size"]),
+        ({"size": 1, "colour": "red"}, {"colour": "blue"}, Action.REPLACE, ["colour"]),
+        ({"size": 1, "colour": "red"}, {"size": 3, "colour": "blue"}, Action.REPLACE, ["colour", "size"]),
+    ],
+)
+def test_one_change_per_object(existing: dict | None, spec: dict, action: Action, fields: list[str]) -> None:
+    """create / none / update / replace, with the changed fields named."""
+    thing = FakeDriver("Thing")
+    if existing:
+        thing.put("t", **existing)
+    plan = make_plan({"Thing": thing}, [resource("Thing", "t", spec)])
+    [change] = plan.changes
+    assert change.action is action
+    assert [f.path for f in change.fields] == fields
+    assert plan.in_sync is (action is Action.NONE)
+
+
+def test_prune_deletes_owned_only() -> None:
+    """Owned objects without a manifest are deleted; others' and unlabelled objects are never planned."""
+    thing = FakeDriver("Thing")
+    thing.put("mine")
+    thing.put("theirs", project="other")
+    thing.put("nobody", project=None)
+    plan = make_plan({"Thing": thing}, [])
+    assert [(c.name, c.action) for c in plan.changes] == [("mine", Action.DELETE)]
+
+
+def test_no_prune_keeps_with_a_note() -> None:
+    """--no-prune plans no deletion and says what it kept."""
+    thing = FakeDriver("Thing")
+    thing.put("mine")
+    plan = make_plan({"Thing": thing}, [], prune=False)
+    assert plan.changes == () and plan.notes == ("Thing/mine: manifest gone; kept because of --no-prune",)
+
+
+def test_unowned_name_is_blocked_not_taken_over() -> None:
+    """A declared name held by an object of another project is a plan error naming it."""
+    thing = FakeDriver("Thing")
+    thing.put("t", project="other")
+    plan = make_plan({"Thing": thing}, [resource("Thing", "t")])
+    [change] = plan.changes
+    assert change.blocked is not None and "project 'other'" in change.blocked
+    assert plan.blocked == [change] and not plan.in_sync
+
+
+def test_edges_follow_references_and_put_deletes_in_reverse() -> None:
+    """Creates wait for what they reference; deletes of lower rank wait for every change of higher rank."""
+    net, ctr = FakeDriver("Net", rank=1), FakeDriver("Ctr", rank=2)
+    net.put("old")
+    ctr.put("gone")
+    plan = make_plan(
+        {"Net": net, "Ctr": ctr},
+        [resource("Net", "new"), resource("Ctr", "app", {"needs": ["Net/new"]})],
+    )
+    edges = plan.edges
+    assert edges[("Ctr", "app")] == {("Net", "new"), ("Ctr", "gone")}
+    assert edges[("Net", "old")] == {("Ctr", "app"), ("Ctr", "gone")}
+    assert edges[("Ctr", "gone")] == frozenset()
+    assert edges[("Net", "new")] == {("Net", "old"), ("Ctr", "gone")}  # deletes of same or higher rank first
