@@ -1007,3 +1007,27 @@ def test_unknown_field_cases_cover_every_nested_object() -> None:
         ("Volume", ""),
     ]:
         assert expected in paths
+
+
+# ------------------------------------------------------------------------------------ the reference docs
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "manifests.md"
+
+
+def _property_names(node: Any) -> Iterator[str]:
+    for _, sub in _subschemas(node):
+        yield from sub.get("properties", {})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_docs_name_every_field(kind: str) -> None:
+    """docs/manifests.md has a section for each kind that names every field its schema declares."""
+    text = DOCS.read_text()
+    assert f"\n## {kind}\n" in text
+    section = text.split(f"\n## {kind}\n", 1)[1].split("\n## ", 1)[0]
+    names = set(_property_names(SCHEMAS[f"{kind}.schema.json"]["properties"]["spec"]))
+    if kind == "Container":
+        names |= set(_property_names(SCHEMAS["Container.schema.json"]["$defs"]))
+    forms = ("`{}`", "`{}.", ".{}`", "`{}[")  # the name alone, or as the head or tail of a dotted path
+    missing = sorted(n for n in names if not any(f.format(n) in section for f in forms))
+    assert missing == []
