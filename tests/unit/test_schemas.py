@@ -385,7 +385,7 @@ INVALID: list[tuple[str, str, Any, list[tuple[str, str]]]] = [
     ("image-reference-uppercase-repo", "Image", {"reference": "Busybox"}, [("spec.reference", "pattern")]),
     ("image-reference-space", "Image", {"reference": "busy box"}, [("spec.reference", "pattern")]),
     ("image-pull-policy", "Image", {"reference": "b", "pullPolicy": "always"}, [("spec.pullPolicy", "enum")]),
-    ("image-push-without-build", "Image", {"reference": "b", "push": True}, [("spec", "required")]),
+    ("image-push-without-build", "Image", {"reference": "b", "push": True}, [("spec.push", "const")]),
     ("image-build-no-context", "Image", {"reference": "b", "build": {"dockerfile": "D"}}, [("spec.build", "required")]),
     (
         "image-build-arg-number",
@@ -405,8 +405,13 @@ INVALID: list[tuple[str, str, Any, list[tuple[str, str]]]] = [
     ("volume-spec-null", "Volume", {"driver": None}, [("spec.driver", "type")]),
     # Network
     ("network-driver", "Network", {"driver": "host"}, [("spec.driver", "enum")]),
-    ("network-attachable-bridge", "Network", {"attachable": True}, [("spec", "required")]),
-    ("network-attachable-macvlan", "Network", {"driver": "macvlan", "attachable": True}, [("spec.driver", "const")]),
+    ("network-attachable-bridge", "Network", {"attachable": True}, [("spec.attachable", "const")]),
+    (
+        "network-attachable-macvlan",
+        "Network",
+        {"driver": "macvlan", "attachable": True},
+        [("spec.attachable", "const")],
+    ),
     (
         "network-ipam-no-subnet",
         "Network",
