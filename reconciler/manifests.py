@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -169,8 +170,6 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
     if error.validator == "additionalProperties" and isinstance(instance, dict):
         known = set(error.schema.get("properties", {}))
         patterns = error.schema.get("patternProperties", {})
-        import re
-
         for key in sorted(instance):
             if key in known or any(re.search(p, key) for p in patterns):
                 continue
@@ -183,7 +182,18 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
                 child = f"{path}.{key}" if path else key
                 yield Problem(rel, line, subject, display_path(child), "required field is missing")
         return
-    yield Problem(rel, line, subject, display_path(path), error.message)
+    yield Problem(rel, line, subject, display_path(path), _message(error, path))
+
+
+def _message(error: ValidationError, path: str) -> str:
+    """jsonschema's message, except where it would print a secret or a raw regex."""
+    if path.startswith("spec.env.") or path.startswith("spec.env"):
+        if error.validator == "type":
+            return "must be a string (quote it)"
+        return f"invalid value ({error.validator})"
+    if error.validator in ("pattern", "not", "const", "maxItems") and error.schema.get("description"):
+        return f"invalid value: {error.schema['description']}"
+    return error.message
 
 
 def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | None, list[Problem]]:
