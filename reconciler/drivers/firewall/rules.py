@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.drivers.firewall.spec import IPNetwork, parse_address_set
@@ -297,6 +297,18 @@ def group_chain(project: str, group: Group) -> str:
     return name
 
 
+def _selector_rule(group: Group, comment: str, base: Rule | None = None) -> Rule:
+    """`base` (default: a marker with `comment`) restricted to the group's interface, destination and port."""
+    iface, block, port = group
+    return replace(
+        base or Rule(comment=comment),
+        iface=iface,
+        proto=port[0] if port else None,
+        ctorigdst=str(block) if block is not ALL else None,
+        ctorigdstport=port[1] if port else None,
+    )
+
+
 def _source_rule(text: str, comment: str) -> Rule:
     aset = parse_address_set(text)
     if aset.is_range:
@@ -325,25 +337,18 @@ def build_chains(project: str, lists: Sequence[AllowList], family: int) -> Chain
     main = main_chain(project)
     shared = project_comment(project)
     main_rules: list[Rule] = [Rule(ctstate="RELATED", comment=shared, target="RETURN")]
-    main_rules += [Rule(comment=marker_comment(project, al.name, al.spec_hash)) for al in lists]
+    for al in lists:
+        # Markers never match-and-act (no target): one says the list exists, one per selector records what it
+        # guards, so the list can be read back exactly (kept by --no-prune, shown field by field in plans).
+        marker = marker_comment(project, al.name, al.spec_hash)
+        main_rules.append(Rule(comment=marker))
+        main_rules += [_selector_rule(sel, marker) for sel in sorted(al.selectors(family), key=_group_order)]
     chains: dict[str, tuple[Rule, ...]] = {}
     covered: dict[str, set[str]] = {al.name: set() for al in lists}
     for group in close_groups(s for al in lists for s in al.selectors(family)):
         chain = group_chain(project, group)
-        iface, block, port = group
-        main_rules.append(
-            Rule(
-                iface=iface,
-                proto=port[0] if port else None,
-                ctstate="DNAT",
-                ctdir="ORIGINAL",
-                ctorigdst=str(block) if block is not ALL else None,
-                ctorigdstport=port[1] if port else None,
-                comment=shared,
-                target=chain,
-                goto=True,
-            )
-        )
+        gate = Rule(ctstate="DNAT", ctdir="ORIGINAL", comment=shared, target=chain, goto=True)
+        main_rules.append(_selector_rule(group, "", gate))
         body: list[Rule] = []
         for al in lists:
             if not any(_covers(sel, group) for sel in al.selectors(family)):
@@ -374,3 +379,70 @@ def list_view(chainset: ChainSet | None, name: str, project: str, groups: Iterab
     for chain in sorted(groups):
         lines += [r.text(chain) for r in chainset.chains.get(chain, ())]
     return lines
+
+
+def _address_text(network_text: str) -> str:
+    net = ipaddress.ip_network(network_text)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def read_list(chainsets: Mapping[int, ChainSet | None], project: str, name: str) -> dict[str, Any] | None:
+    """List `name` as its rules enforce it (destinations as CIDR blocks), or None when it has no marker.
+
+    Applied to the desired and to the live ruleset alike, so both sides of a diff pass through the same lens.
+    """
+    prefix = list_comment(project, name) + " "
+    mine = list_comment(project, name)
+    found, spec_hash = False, ""
+    interfaces: set[str] = set()
+    blocks: set[str | None] = set()
+    ports: set[tuple[str, int] | None] = set()
+    sources: list[tuple[int, str]] = []
+    for family, cs in sorted(chainsets.items()):
+        if cs is None:
+            continue
+        selectors = []
+        for rule in cs.chains.get(cs.main, ()):
+            if not (rule.comment or "").startswith(prefix) or rule.target:
+                continue
+            found, spec_hash = True, rule.comment.split(HASH_KEY, 1)[-1]
+            if rule.iface:
+                port = (rule.proto, rule.ctorigdstport) if rule.ctorigdstport else ALL
+                block = ipaddress.ip_network(rule.ctorigdst) if rule.ctorigdst else ALL
+                selectors.append((rule.iface, block, port))
+                interfaces.add(rule.iface)
+                blocks.add(rule.ctorigdst)
+                ports.add(port)  # type: ignore[arg-type]
+        if selectors:  # every own selector's group holds all the list's sources of this family
+            for rule in cs.chains.get(group_chain(project, selectors[0]), ()):
+                if rule.comment == mine and rule.target == "RETURN":
+                    text = rule.src_range or _address_text(rule.src or "")
+                    sources.append((family, text))
+    if not found:
+        return None
+    return {
+        "interfaces": sorted(interfaces),
+        "sources": [t for _, t in sorted(set(sources), key=lambda s: (s[0], _sort_key(s[1])))],
+        "destinations": [] if None in blocks else sorted((_address_text(b) for b in blocks if b), key=_sort_key),
+        "ports": [{"port": p[1], "protocol": p[0]} for p in sorted(p for p in ports if p)] if ALL not in ports else [],
+        "spec-hash": spec_hash,
+    }
+
+
+def _sort_key(text: str) -> tuple[int, int, int]:
+    aset = parse_address_set(text)
+    return (aset.family, aset.first, aset.last)
+
+
+def enforced_view(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalized spec in the shape `read_list` returns (destinations as CIDR blocks), for comparison."""
+    blocks = {_address_text(str(n)) for d in spec["destinations"] for n in parse_address_set(d).networks()}
+    return {
+        "interfaces": list(spec["interfaces"]),
+        "sources": sorted(spec["sources"], key=_sort_key),
+        "destinations": sorted(blocks, key=_sort_key),
+        "ports": sorted(
+            ({"port": p["port"], "protocol": p["protocol"]} for p in spec["ports"]),
+            key=lambda p: (p["protocol"], p["port"]),
+        ),
+    }

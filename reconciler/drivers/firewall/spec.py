@@ -116,25 +116,26 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_spec(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Semantic problems of a normalized spec, as (dotted field path, message)."""
+    """Semantic problems of a spec as written (paths index the manifest's own lists), as (path, message)."""
     problems: list[tuple[str, str]] = []
     interfaces = spec.get("interfaces") or []
     if not interfaces:
         problems.append(("spec.interfaces", "at least one interface is required"))
     for i, name in enumerate(interfaces):
-        if not INTERFACE_NAME.match(name) or name in (".", ".."):
+        if not isinstance(name, str) or not INTERFACE_NAME.match(name) or name in (".", ".."):
             problems.append((f"spec.interfaces.{i}", f"{name!r} is not a valid interface name"))
     for field in ("sources", "destinations"):
         for i, text in enumerate(spec.get(field) or []):
             try:
-                parse_address_set(text)
+                parse_address_set(str(text))
             except ValueError as exc:
                 problems.append((f"spec.{field}.{i}", str(exc)))
-    for i, entry in enumerate(spec.get("ports") or []):
-        port = entry.get("port")
+    for i, value in enumerate(spec.get("ports") or []):
+        entry = _port_entry(value)
+        port = entry["port"]
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             problems.append((f"spec.ports.{i}.port", f"port must be a number 1-65535, not {port!r}"))
-        if entry.get("protocol") not in PROTOCOLS:
+        if entry["protocol"] not in PROTOCOLS:
             problems.append((f"spec.ports.{i}.protocol", f"protocol must be one of {', '.join(PROTOCOLS)}"))
     return problems
 

@@ -1,0 +1,272 @@
+"""FirewallAllowList driver: who may reach published ports, enforced in Docker's DOCKER-USER chain.
+
+Rules of all lists of a project share chains (several lists on one interface and port allow the union of their
+sources), so the driver always computes the project's whole ruleset from every desired list and writes it in one
+transaction per family. Each list's view of that ruleset (what it guards, its sources, the shared rules of its
+groups) is compared with the same view of the live ruleset: a list whose view differs is drifted.
+
+The desired lists come from the catalog given to `check()` and from every `diff()`/`prune()` (the planner diffs
+every declared list and prunes every gone one before anything is applied).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Mapping
+
+from reconciler.diffing import UPDATE, diff_specs
+from reconciler.drivers.base import Catalog, DriverContext
+from reconciler.drivers.firewall.backend import LiveFamily
+from reconciler.drivers.firewall.detect import Selection, choose, interface_names
+from reconciler.drivers.firewall.rules import (
+    COMMENT_PREFIX,
+    HASH_KEY,
+    AllowList,
+    ChainSet,
+    build_chains,
+    jump_rule,
+    list_view,
+    main_chain,
+    read_list,
+)
+from reconciler.drivers.firewall.spec import check_spec, describe, families_of, normalize_spec
+from reconciler.errors import PermanentError, TemporaryError
+from reconciler.model import (
+    LABEL_KIND,
+    LABEL_NAME,
+    LABEL_PROJECT,
+    LABEL_SPEC_HASH,
+    Action,
+    Change,
+    Desired,
+    FieldChange,
+    Observed,
+    Reference,
+    Resource,
+)
+from reconciler.spechash import spec_hash
+
+KIND = "FirewallAllowList"
+SPEC_FIELDS = ("interfaces", "sources", "destinations", "ports", "spec-hash")
+RULES = {key: UPDATE for key in SPEC_FIELDS}
+
+
+class FirewallDriver:
+    kind = KIND
+    rank = 3  # after the containers whose published ports it guards
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+        self.project = ctx.project
+        self.log = ctx.log.bind(kind=KIND) if hasattr(ctx.log, "bind") else ctx.log
+        # Tests run a backend inside a throw-away network namespace; never set by the CLI.
+        self.netns: str | None = ctx.options.get("firewall_netns")
+        self._lists: dict[str, Desired] = {}
+        self._pruned: set[str] = set()
+        self._selection: Selection | None = None
+        self._live: dict[int, LiveFamily] = {}
+        self._interfaces: set[str] | None = None
+        self._lock = threading.Lock()
+
+    # --- pure -------------------------------------------------------------------------------------------------
+
+    def normalize(self, resource: Resource) -> Desired:
+        spec = normalize_spec(resource.spec)
+        return Desired(resource, spec, spec_hash(KIND, spec, resource.labels))
+
+    def references(self, desired: Desired) -> Iterable[Reference]:
+        return ()
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        self._lists = {d.name: d for d in catalog.of_kind(KIND)}
+        return check_spec(desired.resource.spec)
+
+    # --- observe ----------------------------------------------------------------------------------------------
+
+    def selection(self) -> Selection:
+        if self._selection is None:
+            self._selection = choose(self.ctx.options.get("firewall_backend"), self.netns)
+            self.log.info(
+                "firewall.backend",
+                backend=getattr(self._selection.backend, "name", None),
+                reason=self._selection.reason,
+                families=self._selection.families,
+            )
+        return self._selection
+
+    def _live_chainsets(self) -> dict[int, ChainSet | None]:
+        main, jump = main_chain(self.project), jump_rule(self.project)
+        return {f: live.chainset(main, jump) for f, live in self._live.items()}
+
+    def observe(self, declared: Collection[str]) -> Mapping[str, Observed]:
+        """One Observed per list with a marker in the project's chains (both families)."""
+        self._selection = None  # the engine may have been restarted with another backend since last time
+        self._pruned = set()
+        sel = self.selection()
+        self._live = {}
+        if sel.backend is None:
+            return {}
+        self._live = {f: sel.backend.read(f, self.project) for f in sel.families}
+        self._interfaces = interface_names(self.netns)
+        chainsets = self._live_chainsets()
+        found: dict[str, Observed] = {}
+        for name in sorted(self._marked_names()):
+            spec = read_list(chainsets, self.project, name)
+            if spec is None:
+                continue
+            labels = {
+                LABEL_PROJECT: self.project,
+                LABEL_KIND: KIND,
+                LABEL_NAME: name,
+                LABEL_SPEC_HASH: spec["spec-hash"],
+            }
+            found[name] = Observed(KIND, name, main_chain(self.project), labels, spec, raw=chainsets)
+        return found
+
+    def _marked_names(self) -> set[str]:
+        prefix = f"{COMMENT_PREFIX}{self.project}:"
+        names = set()
+        for live in self._live.values():
+            for rule in live.chains.get(main_chain(self.project), ()):
+                comment = rule.comment or ""
+                if comment.startswith(prefix) and HASH_KEY in comment and not rule.target:
+                    names.add(comment[len(prefix) :].split(" ", 1)[0])
+        return names
+
+    # --- the desired ruleset ----------------------------------------------------------------------------------
+
+    def _allow_lists(self) -> list[AllowList]:
+        """Every list to enforce: the declared ones, plus gone ones kept (not pruned) as read back."""
+        lists = {name: AllowList.from_spec(name, d.spec, d.spec_hash) for name, d in self._lists.items()}
+        chainsets = self._live_chainsets()
+        for name in self._marked_names() - set(lists) - self._pruned:
+            spec = read_list(chainsets, self.project, name)
+            if spec is not None:
+                lists[name] = AllowList.from_spec(name, spec, spec["spec-hash"])
+        return [lists[n] for n in sorted(lists)]
+
+    def _expected(self, families: Iterable[int]) -> dict[int, ChainSet | None]:
+        lists = self._allow_lists()
+        return {f: build_chains(self.project, lists, f) for f in families}
+
+    # --- diff -------------------------------------------------------------------------------------------------
+
+    def _notes(self, desired: Desired, sel: Selection) -> list[str]:
+        spec = desired.spec
+        notes = []
+        if not spec["sources"]:
+            notes.append(f"allows no source: drops all {describe(spec)}")
+        if self._interfaces is not None:
+            missing = [i for i in spec["interfaces"] if i not in self._interfaces]
+            if missing:
+                notes.append(
+                    f"interface {', '.join(missing)} does not exist (yet); its rules are written anyway "
+                    "and take effect when it appears"
+                )
+        if 6 not in sel.families and sel.backend is not None:
+            v6 = 6 in families_of([*spec["sources"], *spec["destinations"]])
+            what = "its IPv6 entries are not enforced" if v6 else "IPv6 clients are not filtered"
+            notes.append(
+                f"{what}: there is no ip6tables DOCKER-USER chain (Docker's ip6tables is off); with the "
+                "userland proxy, IPv6 clients reach published ports through docker-proxy anyway"
+            )
+        return notes
+
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        self._lists[desired.name] = desired
+        sel = self.selection()
+        notes = tuple(self._notes(desired, sel))
+        create = Action.CREATE if observed is None else Action.UPDATE
+        if sel.backend is None:
+            return Change(
+                KIND, desired.name, create, desired=desired, observed=observed, blocked=sel.reason, notes=notes
+            )
+        fields = self._field_changes(desired.name, sel)
+        action = create if fields else Action.NONE
+        return Change(KIND, desired.name, action, tuple(fields), desired, observed, notes=notes)
+
+    def _field_changes(self, name: str, sel: Selection) -> list[FieldChange]:
+        expected = self._expected(sel.families)
+        live = self._live_chainsets()
+        want = read_list(expected, self.project, name) or {}
+        have = read_list(live, self.project, name) or {}
+        fields = diff_specs(want, have, RULES)
+        if fields:
+            return fields
+        # Same list, but the rules enforcing it may have been edited by hand.
+        for family in sel.families:
+            groups = expected[family].covered.get(name, ()) if expected[family] else ()
+            want_lines = list_view(expected[family], name, self.project, groups)
+            have_lines = list_view(live.get(family), name, self.project, groups)
+            have_lines += _foreign_main_rules(live.get(family), expected[family])
+            if want_lines != have_lines:
+                missing = [line for line in want_lines if line not in have_lines]
+                extra = [line for line in have_lines if line not in want_lines]
+                note = "" if missing or extra else "rule order differs"
+                fields.append(FieldChange(f"rules.ipv{family}", extra, missing, Action.UPDATE, note=note))
+            jumps = self._live[family].jumps if family in self._live else 0
+            if jumps != 1:
+                fields.append(
+                    FieldChange(
+                        f"jump.ipv{family}",
+                        jumps,
+                        1,
+                        Action.UPDATE,
+                        note=f"jumps from DOCKER-USER to {main_chain(self.project)}",
+                    )
+                )
+        return fields
+
+    def prune(self, observed: Observed) -> Change:
+        self._lists.pop(observed.name, None)
+        self._pruned.add(observed.name)
+        sel = self.selection()
+        return Change(
+            KIND, observed.name, Action.DELETE, observed=observed, blocked=sel.reason if sel.backend is None else None
+        )
+
+    # --- apply ------------------------------------------------------------------------------------------------
+
+    def apply(self, change: Change) -> None:
+        """Rewrite the project's whole ruleset (every family) so it matches every desired list."""
+        with self._lock:
+            if change.action is Action.DELETE:
+                self._lists.pop(change.name, None)
+                self._pruned.add(change.name)
+            elif change.desired is not None:
+                self._lists[change.name] = change.desired
+            sel = self.selection()
+            if sel.backend is None:
+                raise PermanentError(sel.reason)
+            expected = self._expected(sel.families)
+            for family in sel.families:
+                want = expected[family]
+                live = sel.backend.read(family, self.project)
+                if _matches(live, want):
+                    continue
+                sel.backend.write(family, self.project, want)
+                after = sel.backend.read(family, self.project)
+                if not _matches(after, want):
+                    raise TemporaryError(f"IPv{family} rules read back differ from what was written")
+                self._live[family] = after
+                self.log.info(
+                    "firewall.applied",
+                    family=family,
+                    backend=sel.backend.name,
+                    lists=len(self._lists),
+                    trigger=f"{change.action.value} {change.name}",
+                )
+
+
+def _matches(live: LiveFamily, want: ChainSet | None) -> bool:
+    if want is None:
+        return not live.chains and live.jumps == 0
+    return dict(live.chains) == dict(want.chains) and live.jumps == 1
+
+
+def _foreign_main_rules(live: ChainSet | None, expected: ChainSet | None) -> list[str]:
+    """Rules in the live main chain that the desired ruleset does not have (a hand edit affects every list)."""
+    if live is None:
+        return []
+    known = set(expected.chains.get(expected.main, ())) if expected is not None else set()
+    return [r.text(live.main) for r in live.chains.get(live.main, ()) if r not in known]
