@@ -72,6 +72,10 @@ def build_catalog(resources: list[Resource], drivers: Mapping[str, Driver]) -> t
     for key, desired in sorted(catalog.desired.items()):
         res = desired.resource
         refs = list(drivers[desired.kind].references(desired))
+        # optional hook: references only the whole catalog can resolve (a container's image -> Image manifest)
+        more_refs = getattr(drivers[desired.kind], "catalog_references", None)
+        if more_refs is not None:
+            refs += list(more_refs(desired, catalog))
         catalog.references[key] = refs
         for ref in refs:
             if ref.required and (ref.kind, ref.name) not in first:

@@ -1,0 +1,238 @@
+"""Desired x observed container -> one Change, naming each changed field once, with the least disruptive action.
+
+Pure: works on the canonical desired spec, the observed spec and the ContainerFacts beside it.
+
+Two modes (see docs/containers.md):
+- the stamped spec hash equals the desired one (same normalizer version): the immutable configuration is what
+  the manifest says, so only what can drift by hand is compared (resources, restart policy, networks, running
+  state, the image behind the tag);
+- otherwise every field is compared, each undeclared one against what the engine fills in (image defaults), so an
+  unchanged manifest never shows a change even after a normalizer upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.drivers.container_observe import ContainerFacts
+from reconciler.drivers.container_spec import aside_name
+from reconciler.model import Action, Change, Desired, FieldChange, Observed
+from reconciler.spechash import NORMALIZER_VERSION, hash_version
+
+KIND = "Container"
+IN_PLACE = ("resources", "restartPolicy", "networks", "state")
+# Removing one of these limits cannot be done in place: the update API ignores zero values.
+NOT_REMOVABLE_IN_PLACE = ("memory", "memoryReservation", "cpus", "cpuShares")
+IMAGE_MOVED = "the image behind the reference changed"
+IMAGE_FOLLOW = "the image is being rebuilt or re-pulled; replaced only if its ID changes"
+
+
+def expected_spec(desired: Desired, observed_spec: Mapping[str, Any], facts: ContainerFacts) -> dict[str, Any]:
+    """The observed spec this container should have: declared values, and engine/image defaults elsewhere."""
+    spec = desired.spec
+    image = facts.defaults
+    entrypoint = spec["entrypoint"]
+    if spec["command"] is not None:
+        command = spec["command"]
+    elif entrypoint is not None:
+        command = []  # the engine drops the image's CMD when the entrypoint is overridden
+    else:
+        command = list(image.command)
+    mode = spec["networkMode"]
+    hostname = spec["hostname"]
+    if hostname is None:
+        # the engine assigns one (the short ID, or the host's / other container's): never drift
+        hostname = observed_spec.get("hostname", "")
+    resources = dict(spec["resources"])
+    if resources["memorySwap"] is None and resources["memory"] is not None:
+        resources["memorySwap"] = 2 * resources["memory"]  # the engine's default
+    return {
+        "image": spec["image"],
+        "command": command,
+        "entrypoint": list(entrypoint) if entrypoint is not None else list(image.entrypoint),
+        "env": {**image.env, **spec["env"]},
+        "ports": spec["ports"],
+        "mounts": [{k: v for k, v in m.items() if k != "allowSensitive"} for m in spec["mounts"]],
+        "networks": spec["networks"],
+        "networkMode": mode,
+        "restartPolicy": spec["restartPolicy"],
+        "state": spec["state"],
+        "healthcheck": spec["healthcheck"] if spec["healthcheck"] is not None else image.healthcheck,
+        "resources": resources,
+        "user": spec["user"] if spec["user"] is not None else image.user,
+        "workingDir": spec["workingDir"] if spec["workingDir"] is not None else image.working_dir,
+        "hostname": hostname,
+        "capAdd": spec["capAdd"],
+        "capDrop": spec["capDrop"],
+        "privileged": spec["privileged"],
+        "readOnlyRootfs": spec["readOnlyRootfs"],
+        "stopTimeout": spec["stopTimeout"],
+        "labels": {**image.labels, **desired.resource.labels},
+    }
+
+
+def _env_changes(want: Mapping[str, str], have: Mapping[str, str], sensitive: frozenset[str]) -> list[FieldChange]:
+    changes = []
+    for key in sorted(set(want) | set(have)):
+        if want.get(key) != have.get(key):
+            path = f"env.{key}"
+            changes.append(FieldChange(path, have.get(key), want.get(key), Action.REPLACE, sensitive=path in sensitive))
+    return changes
+
+
+def _resource_changes(want: Mapping[str, Any], have: Mapping[str, Any], swap_declared: bool) -> list[FieldChange]:
+    changes = []
+    memory_changes = want.get("memory") != have.get("memory")
+    for key in sorted(set(want) | set(have)):
+        new, old = want.get(key), have.get(key)
+        if new == old:
+            continue
+        if key == "memorySwap" and not swap_declared and memory_changes:
+            continue  # follows memory (twice it): one change, named by the field the user changed
+        removing = new is None and old is not None
+        if removing and key in NOT_REMOVABLE_IN_PLACE:
+            changes.append(
+                FieldChange(
+                    f"resources.{key}", old, None, Action.REPLACE, note="the engine cannot remove a limit in place"
+                )
+            )
+        else:
+            changes.append(FieldChange(f"resources.{key}", old, new, Action.UPDATE))
+    return changes
+
+
+def _network_changes(want: list[Mapping[str, Any]], have: list[Mapping[str, Any]]) -> list[FieldChange]:
+    wanted = {n["name"]: dict(n) for n in want}
+    had = {n["name"]: dict(n) for n in have}
+    changes = []
+    for name in sorted(set(wanted) | set(had)):
+        new, old = wanted.get(name), had.get(name)
+        if new is not None and old is not None and new.get("ipv4Address") is None:
+            old = {**old, "ipv4Address": None}  # an IPAM-assigned address is never drift
+        if new != old:
+            changes.append(FieldChange(f"networks.{name}", old, new, Action.UPDATE))
+    return changes
+
+
+def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, full: bool) -> list[FieldChange]:
+    """Every differing field; `full` compares the whole spec, otherwise only what can drift by hand."""
+    want = expected_spec(desired, observed.spec, facts)
+    have = observed.spec
+    changes: list[FieldChange] = []
+    keys = sorted(want) if full else sorted(IN_PLACE)
+    for key in keys:
+        new, old = want[key], have.get(key)
+        if key == "env":
+            changes += _env_changes(new, old or {}, desired.sensitive)
+        elif key == "resources":
+            changes += _resource_changes(new, old or {}, desired.spec["resources"]["memorySwap"] is not None)
+        elif key == "networks":
+            changes += _network_changes(new, old or [])
+        elif new != old:
+            action = Action.UPDATE if key in IN_PLACE else Action.REPLACE
+            changes.append(FieldChange(key, old, new, action))
+    image_changed = any(c.path == "image" for c in changes)
+    if not image_changed and facts.current_image_id and facts.current_image_id != facts.image_id:
+        changes.append(FieldChange("image", facts.image_id, facts.current_image_id, Action.REPLACE, note=IMAGE_MOVED))
+    if facts.aside:
+        note = "an earlier replace was interrupted: give the container its name back"
+        changes.insert(0, FieldChange("name", facts.engine_name, desired.name, Action.UPDATE, note=note))
+    return changes
+
+
+def needs_full_comparison(desired: Desired, observed: Observed) -> bool:
+    stamped = observed.spec_hash
+    return stamped != desired.spec_hash or hash_version(stamped) != NORMALIZER_VERSION
+
+
+def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts: ContainerFacts | None) -> list[str]:
+    """The engine operations a change will make, in order, as shown in the plan."""
+    name = desired.name
+    waits = [f"wait for container {d['name']} to be {d['condition']}" for d in desired.spec["dependsOn"]]
+    start = desired.spec["state"] == "running"
+    if action is Action.CREATE:
+        return [*waits, f"create {name}", *([f"start {name}"] if start else [])]
+    if action is Action.REPLACE:
+        assert facts is not None
+        old = facts.engine_name
+        parked = [f"stop {old}"] if facts.aside else [f"stop {old}", f"rename {old} to {aside_name(name)}"]
+        return [
+            *parked,
+            *waits,
+            f"create {name}",
+            *([f"start {name}"] if start else []),
+            f"remove {aside_name(name)} (on failure: remove the new one, restore the old one)",
+        ]
+    steps = []
+    for f in fields:
+        if f.path == "name":
+            steps.append(f"rename {f.old} to {f.new}")
+    resources = [f.path.split(".", 1)[1] for f in fields if f.path.startswith("resources.")]
+    if resources:
+        steps.append(f"update {', '.join(resources)} in place")
+    if any(f.path == "restartPolicy" for f in fields):
+        steps.append("update restart policy in place")
+    for f in fields:
+        if f.path.startswith("networks."):
+            net = f.path.split(".", 1)[1]
+            if f.new is None:
+                steps.append(f"disconnect from network {net}")
+            elif f.old is None:
+                steps.append(f"connect to network {net}")
+            else:
+                steps.append(f"reconnect to network {net}")
+    for f in fields:
+        if f.path == "state":
+            steps += [*waits, f"start {name}"] if f.new == "running" else [f"stop {name}"]
+    return steps
+
+
+def diff_container(desired: Desired, observed: Observed | None) -> Change:
+    """The one change that brings `observed` to `desired`."""
+    if observed is None:
+        return Change(
+            KIND, desired.name, Action.CREATE, desired=desired, steps=tuple(steps_for(Action.CREATE, desired, [], None))
+        )
+    facts = observed.raw
+    assert isinstance(facts, ContainerFacts)
+    fields = field_changes(desired, observed, facts, needs_full_comparison(desired, observed))
+    action = (
+        Action.REPLACE
+        if any(f.action is Action.REPLACE for f in fields)
+        else (Action.UPDATE if fields else Action.NONE)
+    )
+    steps = steps_for(action, desired, fields, facts) if action is not Action.NONE else []
+    return Change(KIND, desired.name, action, tuple(fields), desired, observed, steps=tuple(steps))
+
+
+def prune_container(observed: Observed) -> Change:
+    """An owned container whose manifest is gone (or a leftover aside container): stop and remove it."""
+    name = observed.raw.engine_name if isinstance(observed.raw, ContainerFacts) else observed.name
+    steps = (f"stop {name}", f"remove {name} (its volumes are kept)")
+    return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps)
+
+
+def follow_image(change: Change, upstream: list[Change]) -> Change:
+    """An Image this container uses is rebuilt or re-pulled: the existing container is replaced afterwards."""
+    images = [u for u in upstream if u.kind == "Image" and u.pending]
+    if not images or change.observed is None or change.desired is None or change.action is Action.REPLACE:
+        return change
+    if change.action not in (Action.NONE, Action.UPDATE):
+        return change
+    ref = change.desired.spec["image"]
+    fields = (*change.fields, FieldChange("image", ref, ref, Action.REPLACE, note=IMAGE_FOLLOW))
+    facts = change.observed.raw
+    steps = steps_for(
+        Action.REPLACE, change.desired, list(fields), facts if isinstance(facts, ContainerFacts) else None
+    )
+    return Change(
+        change.kind,
+        change.name,
+        Action.REPLACE,
+        fields,
+        change.desired,
+        change.observed,
+        steps=tuple(steps),
+        notes=change.notes,
+    )

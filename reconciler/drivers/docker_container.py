@@ -1,0 +1,232 @@
+"""Container driver: observe with one filtered listing and concurrent inspects, diff exactly, apply with the least
+disruptive action (update in place, reconnect, start/stop) and replace safely when nothing else will do."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from docker.errors import ImageNotFound, NotFound
+
+from reconciler.drivers.base import Catalog
+from reconciler.drivers.container_apply import (
+    Replacer,
+    create_config,
+    ensure_image,
+    post_update,
+    settle,
+    update_body,
+    wait_for,
+)
+from reconciler.drivers.container_checks import (
+    check_container,
+    container_references,
+    engine_paths,
+    image_manifest,
+)
+from reconciler.drivers.container_diff import IMAGE_FOLLOW, diff_container, follow_image, prune_container
+from reconciler.drivers.container_observe import (
+    ContainerFacts,
+    engine_name,
+    image_defaults,
+    is_aside,
+    observed_spec,
+)
+from reconciler.drivers.container_spec import ASIDE_SUFFIX, normalize_container
+from reconciler.drivers.docker_common import DockerDriver, concurrently
+from reconciler.drivers.engine import project_filter
+from reconciler.errors import SpecError
+from reconciler.model import LABEL_NAME, Action, Change, Desired, Observed, Reference, Resource, ownership_labels
+
+
+class ContainerDriver(DockerDriver):
+    kind = "Container"
+    rank = 2
+
+    # -- pure ------------------------------------------------------------------------------------------------
+    def normalize(self, resource: Resource) -> Desired:
+        if resource.name.endswith(ASIDE_SUFFIX):
+            raise SpecError("metadata.name", f"names ending in {ASIDE_SUFFIX} are reserved for replacements")
+        return normalize_container(resource)
+
+    def references(self, desired: Desired) -> Iterable[Reference]:
+        return container_references(desired)
+
+    def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
+        """The Image manifest with this container's reference, when declared (found through the catalog)."""
+        image = image_manifest(desired, catalog)
+        if image is not None:
+            yield Reference("Image", image.name, "spec.image", required=False)
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        return check_container(desired, catalog, engine_paths(self.ctx.options.get("docker_host")))
+
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        return diff_container(desired, observed)
+
+    def prune(self, observed: Observed) -> Change:
+        return prune_container(observed)
+
+    def follow(self, change: Change, upstream: list[Change]) -> Change:
+        return follow_image(change, upstream)
+
+    # -- observe (read only) ---------------------------------------------------------------------------------
+    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+        """One filtered listing, then every inspect the comparison needs, concurrently."""
+        with self.errors("*", "list"):
+            listed = self.api.containers(all=True, filters=project_filter(self.project, self.kind))
+        with self.errors("*", "inspect"):
+            infos = concurrently(self.api.inspect_container, [c["Id"] for c in listed])
+            listed_names = {engine_name(i) for i in infos.values()}
+            others = concurrently(self.api.inspect_container, [n for n in declared if n not in listed_names])
+            wanted_images = {i["Image"] for i in infos.values()} | {
+                i["Config"]["Image"] for i in infos.values() if i["Config"].get("Image")
+            }
+            images = concurrently(self._inspect_image, wanted_images)
+        names = {i["Id"]: engine_name(i) for i in [*infos.values(), *others.values()]}
+        found: dict[str, Observed] = {}
+        for info in infos.values():
+            label = (info["Config"].get("Labels") or {}).get(LABEL_NAME)
+            aside = is_aside(info, label) and label not in listed_names and label not in others
+            key = label if aside else engine_name(info)
+            found[key] = self._observed(info, images, names, aside, key)
+        for name, info in others.items():
+            found[name] = self._observed(info, {}, names, False, name)
+        return found
+
+    def _inspect_image(self, ref: str) -> Mapping[str, Any]:
+        try:
+            return self.api.inspect_image(ref)
+        except ImageNotFound:
+            raise NotFound(ref) from None
+
+    def _observed(
+        self,
+        info: Mapping[str, Any],
+        images: Mapping[str, Mapping[str, Any]],
+        names: Mapping[str, str],
+        aside: bool,
+        key: str,
+    ) -> Observed:
+        ref = info["Config"].get("Image") or ""
+        current = images.get(ref)
+        facts = ContainerFacts(
+            id=info["Id"],
+            engine_name=engine_name(info),
+            image_id=info["Image"],
+            current_image_id=current["Id"] if current else None,
+            defaults=image_defaults(images.get(info["Image"])),
+            aside=aside,
+        )
+        labels = info["Config"].get("Labels") or {}
+        return Observed(self.kind, key, info["Id"], labels, observed_spec(info, names), raw=facts)
+
+    # -- apply -----------------------------------------------------------------------------------------------
+    def apply(self, change: Change) -> None:
+        name = change.name
+        if change.action is Action.DELETE:
+            assert change.observed is not None
+            with self.errors(name, "remove"):
+                self._remove(change.observed)
+            return
+        desired = change.desired
+        assert desired is not None
+        if change.action is Action.CREATE:
+            with self.errors(name, "create"):
+                self._create_and_start(desired, check_settle=False)
+            return
+        assert change.observed is not None
+        facts = change.observed.raw
+        assert isinstance(facts, ContainerFacts)
+        if change.action is Action.REPLACE and self._replace_needed(change, facts):
+            with self.errors(name, "replace"):
+                Replacer(self.api, self.log, lambda: self._create_and_start(desired, check_settle=True)).run(
+                    name,
+                    facts.id,
+                    change.observed.spec["state"] == "running",
+                    change.observed.spec["stopTimeout"],
+                    parked=facts.aside,
+                )
+            return
+        with self.errors(name, "update"):
+            self._update(change, facts)
+
+    def _replace_needed(self, change: Change, facts: ContainerFacts) -> bool:
+        """A replace asked for only because an upstream image was rebuilt is skipped when its ID did not move."""
+        replacing = [f for f in change.fields if f.action is Action.REPLACE]
+        if any(f.note != IMAGE_FOLLOW for f in replacing):
+            return True
+        assert change.desired is not None
+        try:
+            current = self.api.inspect_image(change.desired.spec["image"])["Id"]
+        except ImageNotFound:
+            return True
+        if current == facts.image_id:
+            self.log.info("container.image_unchanged", name=change.name, image=current[:19])
+            return False
+        return True
+
+    def _create_and_start(self, desired: Desired, check_settle: bool) -> str:
+        for dep in desired.spec["dependsOn"]:
+            wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
+        ensure_image(self.api, desired.spec["image"])
+        config = create_config(self.api, desired, ownership_labels(desired, self.project))
+        cid = self.api.create_container(**config)["Id"]
+        self.log.info("container.created", name=desired.name, id=cid[:12])
+        for extra in desired.spec["networks"][1:] if desired.spec["networkMode"] is None else []:
+            self.api.connect_container_to_network(
+                cid, extra["name"], aliases=extra["aliases"] or None, ipv4_address=extra["ipv4Address"]
+            )
+        if desired.spec["state"] == "running":
+            self.api.start(cid)
+            self.log.info("container.started", name=desired.name)
+            if check_settle:
+                settle(self.api.inspect_container, cid)
+        return cid
+
+    def _update(self, change: Change, facts: ContainerFacts) -> None:
+        desired = change.desired
+        assert desired is not None
+        name = change.name
+        paths = [f.path for f in change.fields if f.action is Action.UPDATE]
+        if "name" in paths:
+            self.api.rename(facts.id, name)
+            self.log.info("container.restored", name=name, aside=facts.engine_name)
+        resources = [p.split(".", 1)[1] for p in paths if p.startswith("resources.")]
+        restart = "restartPolicy" in paths
+        if resources or restart:
+            body = update_body(desired.spec, resources, restart)
+            post_update(self.api, facts.id, body)
+            self.log.info("container.updated", name=name, fields=sorted(body))
+        wanted = {n["name"]: n for n in desired.spec["networks"]}
+        for f in change.fields:
+            if not f.path.startswith("networks."):
+                continue
+            net = f.path.split(".", 1)[1]
+            if f.old is not None:
+                self.api.disconnect_container_from_network(facts.id, net, force=True)
+                self.log.info("container.disconnected", name=name, network=net)
+            if net in wanted:
+                how = wanted[net]
+                self.api.connect_container_to_network(
+                    facts.id, net, aliases=how["aliases"] or None, ipv4_address=how["ipv4Address"]
+                )
+                self.log.info("container.connected", name=name, network=net)
+        state = next((f for f in change.fields if f.path == "state"), None)
+        if state is not None and state.new == "running":
+            for dep in desired.spec["dependsOn"]:
+                wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
+            self.api.start(facts.id)
+            self.log.info("container.started", name=name)
+        elif state is not None:
+            self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
+            self.log.info("container.stopped", name=name)
+
+    def _remove(self, observed: Observed) -> None:
+        timeout = observed.spec.get("stopTimeout", 10)
+        try:
+            self.api.stop(observed.id, timeout=timeout)
+            self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
+        except NotFound:
+            pass  # already gone: the goal of a removal
+        self.log.info("container.removed", name=observed.name, id=observed.id[:12])
