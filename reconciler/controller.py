@@ -1,0 +1,402 @@
+"""`reconcile watch`: converge, then keep the host converged.
+
+One loop in the main thread runs passes one at a time (single flight). Triggers (the manifest directory, the
+engine's events, the resync timer, retry timers) only put requests in a coalescing queue. Every pass is level
+triggered and whole: it re-reads the manifests (keeping the last valid version of a broken file), re-observes
+the engine, plans the whole project and applies every pending change except those of objects waiting out a
+backoff. A full plan is one label-filtered listing per kind, so planning everything is cheap and an event's
+keys only decide *when* a pass runs, never what it may skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from reconciler.backoff import Backoff, RepairLimiter, delay_for
+from reconciler.errors import EngineUnavailable, Problem, ReconcileError
+from reconciler.lastgood import Assembly, LastValid, Use
+from reconciler.lock import ProjectLock
+from reconciler.metrics import Metrics, MetricsServer, serve
+from reconciler.model import Action, Change, Outcome, Plan, Result
+from reconciler.project import Loaded, ProjectRunner
+from reconciler.state import write_failures
+from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue
+
+log = structlog.get_logger()
+
+ENGINE_MAX_DELAY = 30.0
+RESYNC_JITTER = 0.1  # +-10 %, so many hosts resyncing against one registry do not do it in step
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    prune: bool = True
+    allow_empty: bool = False
+    resync: float = 300.0
+
+
+def _subject(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+class Controller:
+    """The watch loop's state: last valid manifests, per-object backoff and repair counts, the queue."""
+
+    def __init__(
+        self,
+        runner: ProjectRunner,
+        engine: str,
+        options: WatchOptions,
+        metrics: Metrics | None = None,
+        backoff: Backoff | None = None,
+        repairs: RepairLimiter | None = None,
+    ) -> None:
+        self.runner = runner
+        self.engine = engine
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.backoff = backoff or Backoff()
+        self.repairs = repairs or RepairLimiter()
+        self.sources = LastValid(runner.manifest_dir)
+        self.queue = WorkQueue()
+        self.stop = threading.Event()
+        self.applied_hash: dict[Key, str] = {}  # spec hash last seen in sync or applied, per object
+        self.blocked: dict[Key, str] = {}  # objects skipped because something they need failed
+        self.engine_failures = 0
+        self.engine_retry_at: float | None = None
+        self.retry_at: float | None = None
+        self.passes = 0
+        self._known: set[Key] = set()
+        self._known_lock = threading.Lock()
+        self._reported: tuple[frozenset[Problem], tuple[str, ...], tuple[str, ...]] | None = None
+        self._written: dict[str, dict[str, Any]] | None = None
+
+    # --- triggers' view ---------------------------------------------------------------------------------
+
+    def known(self) -> set[Key]:
+        """Declared and observed-owned objects of the last plan (what engine events are matched against)."""
+        with self._known_lock:
+            return set(self._known)
+
+    def request(self, reason: str, keys: set[Key] | None = None) -> None:
+        self.queue.add(reason, keys)
+
+    def request_stop(self, *_: object) -> None:
+        """Signal handler: no new change starts; the one in flight finishes; then the loop ends."""
+        if not self.stop.is_set():
+            log.info("watch.stopping")
+        self.stop.set()
+        self.queue.wake()
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def _next_resync(self) -> float:
+        jitter = 1 + random.uniform(-RESYNC_JITTER, RESYNC_JITTER)
+        return time.monotonic() + max(0.1, self.options.resync * jitter)
+
+    def run(self) -> None:
+        """Pass after pass until `stop` is set."""
+        self.request("startup")
+        next_resync = self._next_resync()
+        while not self.stop.is_set():
+            self.metrics.tick()
+            deadlines = [d for d in (next_resync, self.retry_at, self.engine_retry_at) if d is not None]
+            timeout = min(5.0, max(0.0, min(deadlines) - time.monotonic()))
+            batch = self.queue.take(timeout)
+            if self.stop.is_set():
+                break
+            now = time.monotonic()
+            if batch is None:
+                batch = Batch(everything=True)
+                if now >= next_resync:
+                    batch.reasons.add("resync")
+                if self.engine_retry_at is not None and now >= self.engine_retry_at:
+                    batch.reasons.add("engine.retry")
+                if self.retry_at is not None and now >= self.retry_at:
+                    batch.reasons.add("retry")
+                if not batch.reasons:
+                    continue
+            engine_waiting = self.engine_retry_at is not None and now < self.engine_retry_at
+            if engine_waiting and "engine.reconnected" not in batch.reasons:
+                continue  # the engine retry pass re-reads everything anyway
+            self.run_pass(batch)
+            next_resync = self._next_resync()
+
+    def run_pass(self, batch: Batch | None = None) -> list[Result]:
+        """One whole pass; never raises for an expected failure (it is logged and retried later)."""
+        batch = batch or Batch(everything=True, reasons={"manual"})
+        self.passes += 1
+        started = time.monotonic()
+        log.info(
+            "pass.started",
+            number=self.passes,
+            reasons=",".join(sorted(batch.reasons)),
+            objects=",".join(_subject(k) for k in sorted(batch.keys)) or None,
+        )
+        try:
+            results = self._pass()
+        except EngineUnavailable as exc:
+            self._engine_down(str(exc))
+            self.metrics.pass_done("error", time.monotonic() - started)
+            return []
+        except ReconcileError as exc:
+            self._engine_down(str(exc), what="pass.failed")
+            self.metrics.pass_done("error", time.monotonic() - started)
+            return []
+        except Exception as exc:  # a bug must not end a process that runs for months: log, retry later
+            log.exception("pass.crashed", error=repr(exc))
+            self._engine_down(repr(exc), what="pass.crashed")
+            self.metrics.pass_done("error", time.monotonic() - started)
+            return []
+        seconds = time.monotonic() - started
+        ok = all(r.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) for r in results)
+        self.metrics.pass_done("ok" if ok else "failed", seconds)
+        log.info(
+            "pass.done",
+            number=self.passes,
+            seconds=round(seconds, 3),
+            applied=sum(r.outcome is Outcome.APPLIED for r in results),
+            failing=len(self.backoff.entries),
+        )
+        return results
+
+    # --- one pass -----------------------------------------------------------------------------------------
+
+    def _assemble(self) -> tuple[Assembly, Loaded | None]:
+        last: dict[str, Loaded] = {}
+
+        def check(resources: list[Any]) -> list[Problem]:
+            loaded = self.runner.load(resources=resources)
+            last["loaded"] = loaded
+            return loaded.problems
+
+        assembly = self.sources.assemble(check)
+        self._report(assembly)
+        return assembly, (last.get("loaded") if assembly.ok else None)
+
+    def _report(self, assembly: Assembly) -> None:
+        """Log manifest problems (each with file:line) when they differ from the last pass's."""
+        kept, left = tuple(assembly.using(Use.LAST_VALID)), tuple(assembly.using(Use.LEFT_OUT))
+        current = (frozenset(assembly.problems), kept, left)
+        if current == self._reported:
+            return
+        self._reported = current
+        for problem in assembly.problems:
+            log.error("manifest.invalid", problem=str(problem))
+        for rel in kept:
+            log.warning("manifest.kept_last_valid", file=rel, hint="its objects stay as they were until it is fixed")
+        for rel in left:
+            log.warning("manifest.left_out", file=rel, hint="invalid and not valid since watch started; nothing pruned")
+        if not assembly.ok:
+            log.error("manifests.inconsistent", hint="no consistent set of manifests; nothing is changed")
+        elif not assembly.problems and self.passes > 1:
+            log.info("manifests.valid", files=assembly.files)
+        self.metrics.set_gauges(problems=len(assembly.problems))
+
+    def _prune_decision(self, assembly: Assembly) -> tuple[bool, str]:
+        if not self.options.prune:
+            return False, "kept because of --no-prune"
+        if not assembly.resources and not self.options.allow_empty:
+            log.warning(
+                "manifests.empty", dir=str(self.runner.manifest_dir), hint="nothing is pruned without --allow-empty"
+            )
+            return False, "kept: the manifest directory is empty or missing (use --allow-empty to prune)"
+        if not assembly.complete:
+            return (
+                False,
+                "kept: a manifest is invalid and has no valid version yet; nothing is pruned until it is fixed",
+            )
+        return True, ""
+
+    def _pass(self) -> list[Result]:
+        assembly, loaded = self._assemble()
+        if loaded is None:
+            return []
+        prune, keep_reason = self._prune_decision(assembly)
+        plan = self.runner.plan(loaded.catalog, prune=prune, keep_reason=keep_reason)
+        self._engine_up()
+        with self._known_lock:
+            self._known = {c.key for c in plan.changes}
+        self.backoff.forget_except(set(self._known))
+        plan, repairs = self._hold(plan)
+        results = self.runner.apply(plan, stop=self.stop)
+        failed = [r for r in results if r.outcome is Outcome.FAILED]
+        if failed and not self._engine_alive():
+            raise EngineUnavailable(f"the engine went away during the pass ({failed[0].error})")
+        self._account(results, repairs)
+        self._write_state()
+        return results
+
+    def _is_repair(self, change: Change) -> bool:
+        """Re-applying a spec that was already applied (or seen in sync): something on the host undid it."""
+        return (
+            change.action is not Action.DELETE
+            and change.desired is not None
+            and self.applied_hash.get(change.key) == change.desired.spec_hash
+        )
+
+    def _hold(self, plan: Plan) -> tuple[Plan, set[Key]]:
+        """Mark pending changes of objects in backoff (or in a repair storm) as blocked, so the executor skips
+        them and their dependents; return the plan and the keys whose change is a repair."""
+        changes: list[Change] = []
+        repairs: set[Key] = set()
+        for change in plan.changes:
+            if change.pending:
+                retry = self.backoff.held(change.key)
+                if retry is None and self._is_repair(change) and self.repairs.exceeded(change.key):
+                    wait = max(self.repairs.retry_after(change.key), 1.0)
+                    retry = self.backoff.failed(
+                        change.key,
+                        f"repaired {self.repairs.limit} times in {self.repairs.window:.0f} s",
+                        wait,
+                        "repair-storm",
+                    )
+                    log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
+                if retry is not None:
+                    change = dataclasses.replace(
+                        change, blocked=f"waiting to retry at {retry.next_retry_iso} (last error: {retry.error})"
+                    )
+                elif self._is_repair(change):
+                    repairs.add(change.key)
+            changes.append(change)
+        return dataclasses.replace(plan, changes=tuple(changes)), repairs
+
+    def _account(self, results: list[Result], repairs: set[Key]) -> None:
+        self.blocked = {}
+        for result in results:
+            change, key = result.change, result.change.key
+            if result.outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+                if result.outcome is Outcome.APPLIED:
+                    self.metrics.change_applied(change.kind, change.action.value)
+                    if key in repairs:
+                        count = self.repairs.record(key)
+                        log.info("object.repaired", subject=change.subject, action=change.action.value, count=count)
+                if self.backoff.succeeded(key):
+                    log.info("object.recovered", subject=change.subject)
+                if change.desired is not None:
+                    self.applied_hash[key] = change.desired.spec_hash
+                else:
+                    self.applied_hash.pop(key, None)
+            elif result.outcome is Outcome.FAILED:
+                self.metrics.change_failed(change.kind)
+                retry = self.backoff.failed(key, result.error or "failed")
+                log.warning(
+                    "object.retry_scheduled",
+                    subject=change.subject,
+                    failures=retry.failures,
+                    next_retry=retry.next_retry_iso,
+                    error=result.error,
+                )
+            elif result.outcome is Outcome.SKIPPED and not (result.error or "").startswith("cancelled"):
+                self.blocked[key] = result.error or "a dependency did not complete"
+        due = self.backoff.next_due()
+        self.retry_at = None if due is None else due + 0.01
+        self.metrics.set_gauges(failing=len(self.backoff.entries))
+
+    # --- the engine ---------------------------------------------------------------------------------------
+
+    def _engine_alive(self) -> bool:
+        try:
+            self.runner.ctx.engine.ping()
+        except Exception:
+            return False
+        return True
+
+    def _engine_up(self) -> None:
+        if self.engine_failures:
+            log.info("engine.available", after_failures=self.engine_failures)
+        self.engine_failures = 0
+        self.engine_retry_at = None
+        self.metrics.set_gauges(engine_up=True)
+
+    def _engine_down(self, error: str, what: str = "engine.unavailable") -> None:
+        """Back off the whole pass and drop the client, so the next pass connects afresh (a restarted
+        dockerd leaves the old client's pooled connections dead)."""
+        self.engine_failures += 1
+        delay = delay_for(self.engine_failures, cap=ENGINE_MAX_DELAY)
+        self.engine_retry_at = time.monotonic() + delay
+        self.runner.ctx._engine = None
+        self.metrics.set_gauges(engine_up=False)
+        log.warning(what, error=error.splitlines()[0][:300], retry_in=delay, attempt=self.engine_failures)
+
+    # --- what `status` reads ------------------------------------------------------------------------------
+
+    def failures_state(self, running: bool = True) -> dict[str, dict[str, Any]]:
+        state: dict[str, dict[str, Any]] = {}
+        for key, retry in sorted(self.backoff.entries.items()):
+            state[_subject(key)] = {
+                "status": "failing",
+                "error": retry.error,
+                "failures": retry.failures,
+                "reason": retry.reason,
+                "nextRetry": retry.next_retry_iso if running else None,
+            }
+        for key, reason in sorted(self.blocked.items()):
+            state.setdefault(_subject(key), {"status": "blocked", "error": reason, "nextRetry": None})
+        return state
+
+    def _write_state(self, running: bool = True) -> None:
+        state = self.failures_state(running)
+        if state == self._written:
+            return
+        try:
+            write_failures(self.runner.project, self.engine, state)
+            self._written = state
+        except OSError as exc:
+            log.warning("state.write_failed", error=str(exc))
+
+    def close(self) -> None:
+        """Leave the failures for `status`, without retry times nobody will keep."""
+        self._write_state(running=False)
+
+
+def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
+    """The `watch` command: hold the project lock for life, start the triggers, loop until SIGINT/SIGTERM."""
+    options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=max(0.5, float(args.resync)))
+    metrics = Metrics()
+    server: MetricsServer | None = None
+    with ProjectLock(runner.project, args.engine, wait=args.wait):
+        controller = Controller(runner, args.engine, options, metrics)
+        previous = install_signals(controller.request_stop)
+        if args.metrics_addr:
+            server = serve(args.metrics_addr, metrics)
+            log.info("metrics.serving", addr=args.metrics_addr)
+        watcher = DirectoryWatcher(runner.manifest_dir, lambda: controller.request("files"))
+        events = EventReader(
+            runner.engine_factory or (lambda: runner.ctx.engine),
+            runner.project,
+            controller.known,
+            controller.request,
+        )
+        log.info("watch.started", project=runner.project, dir=str(runner.manifest_dir), resync=options.resync)
+        try:
+            watcher.start()
+            events.start()
+            controller.run()
+        finally:
+            watcher.stop()
+            events.stop()
+            if server is not None:
+                server.close()
+            controller.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    log.info("watch.stopped", project=runner.project)
+    return 0

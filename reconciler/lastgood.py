@@ -1,0 +1,119 @@
+"""The desired state `watch` uses: every file's current documents when valid, its last valid version when not.
+
+A file that becomes invalid (YAML, schema, or a cross-file problem attributed to it) never drops the objects
+it declared: its last valid version stays in force until it is fixed. A file that is gone from disk is a
+deliberate removal (its objects are pruned). A file that is invalid and was never valid during this run is
+left out, and the assembly is then marked incomplete so that the caller prunes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.errors import Problem
+from reconciler.manifests import build_resources, find_files, parse_file
+from reconciler.model import Resource
+
+
+class Use(enum.Enum):
+    CURRENT = "current"  # the file as it is on disk now
+    LAST_VALID = "last-valid"  # its last valid version
+    LEFT_OUT = "left-out"  # invalid and never valid: nothing of it is used
+
+
+@dataclass
+class Assembly:
+    """What one pass works with. `complete` is False when some file's objects may be missing from
+    `resources` (then pruning is unsafe); `ok` is False when no consistent set could be built at all."""
+
+    resources: list[Resource]
+    problems: list[Problem]
+    use: dict[str, Use] = field(default_factory=dict)
+    ok: bool = True
+
+    @property
+    def files(self) -> int:
+        return len(self.use)
+
+    @property
+    def complete(self) -> bool:
+        return self.ok and all(u is not Use.LEFT_OUT for u in self.use.values())
+
+    def using(self, use: Use) -> list[str]:
+        return sorted(f for f, u in self.use.items() if u is use)
+
+
+def read_file(path: Path, rel: str) -> tuple[list[Resource], list[Problem]]:
+    """The Resources of one file and its own problems (YAML and schema)."""
+    docs, problems = parse_file(path, rel)
+    resources: list[Resource] = []
+    for doc in docs:
+        resource, doc_problems = build_resources(doc, rel, path)
+        problems.extend(doc_problems)
+        if resource is not None:
+            resources.append(resource)
+    return resources, problems
+
+
+class LastValid:
+    """Remembers the last valid Resources of every file under `root` (relative path -> Resources)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, list[Resource]] = {}
+
+    def assemble(self, check: Callable[[list[Resource]], list[Problem]]) -> Assembly:
+        """Read every file and build the largest consistent set; `check` returns the cross-file problems of a
+        candidate set (duplicates, references, cycles, driver checks), each naming its file."""
+        paths, problems = find_files(self.root) if self.root.is_dir() else ([], [])
+        fresh: dict[str, list[Resource]] = {}
+        use: dict[str, Use] = {}
+        for path in paths:
+            rel = os.path.relpath(path, self.root)
+            resources, file_problems = read_file(path, rel)
+            if file_problems:
+                problems.extend(file_problems)
+                use[rel] = self._fallback(rel)
+            else:
+                fresh[rel] = resources
+                use[rel] = Use.CURRENT
+
+        # Each round moves at least one file down CURRENT -> LAST_VALID -> LEFT_OUT, so this ends.
+        for _ in range(2 * len(use) + 1):
+            chosen = self._chosen(use, fresh)
+            cross = check(chosen)
+            if not cross:
+                for rel, how in use.items():
+                    if how is Use.CURRENT:
+                        self.files[rel] = fresh[rel]
+                for rel in [r for r in self.files if r not in use]:
+                    del self.files[rel]  # gone from disk: removed on purpose
+                return Assembly(chosen, sorted(set(problems)), use)
+            problems.extend(cross)
+            demoted = False
+            for rel in sorted({p.file for p in cross}):
+                if use.get(rel) is Use.CURRENT:
+                    use[rel] = self._fallback(rel)
+                    demoted = True
+                elif use.get(rel) is Use.LAST_VALID:
+                    use[rel] = Use.LEFT_OUT
+                    demoted = True
+            if not demoted:
+                break  # a problem no file can be blamed for: give up on this pass
+        return Assembly([], sorted(set(problems)), use, ok=False)
+
+    def _fallback(self, rel: str) -> Use:
+        return Use.LAST_VALID if rel in self.files else Use.LEFT_OUT
+
+    def _chosen(self, use: dict[str, Use], fresh: dict[str, list[Resource]]) -> list[Resource]:
+        chosen: list[Resource] = []
+        for rel in sorted(use):
+            if use[rel] is Use.CURRENT:
+                chosen.extend(fresh[rel])
+            elif use[rel] is Use.LAST_VALID:
+                chosen.extend(self.files[rel])
+        return chosen

@@ -1,0 +1,354 @@
+"""What wakes the watch loop: a de-duplicating work queue, the manifest directory watcher (debounced), and the
+engine's event stream. None of these reconcile anything; they only say *that* (and for whom) a pass is due.
+
+Never imports docker: the event stream comes from the client the engine factory returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
+
+log = structlog.get_logger()
+
+Key = tuple[str, str]
+
+# Editors' and tools' stray files: vim swap/backup (.swp/.swx/~), vim's write test file 4913, emacs lock
+# (.#name) and backups, patch leftovers. Hidden entries (.git, .#x) are skipped by their leading dot.
+IGNORED_SUFFIXES = (".swp", ".swx", ".swo", "~", ".bak", ".tmp", ".part", ".orig", ".rej", ".dpkg-new")
+IGNORED_NAMES = frozenset({"4913"})
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+QUIET_SECONDS = 0.3
+MAX_WAIT_SECONDS = 2.0
+
+
+# --- the queue -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Everything asked for since the last pass: `everything` or a set of object keys, and why."""
+
+    everything: bool = False
+    keys: set[Key] = field(default_factory=set)
+    reasons: set[str] = field(default_factory=set)
+
+
+class WorkQueue:
+    """De-duplicating and coalescing: any number of requests made while a pass runs become one next pass."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: Batch | None = None
+        self._woken = False
+
+    def add(self, reason: str, keys: Iterable[Key] | None = None) -> None:
+        """Ask for a pass; `keys=None` means the whole project."""
+        with self._cond:
+            batch = self._pending or Batch()
+            if keys is None:
+                batch.everything = True
+            else:
+                batch.keys.update(keys)
+            batch.reasons.add(reason)
+            self._pending = batch
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Return from `take` now (used on shutdown)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None) -> Batch | None:
+        """The pending batch, waiting at most `timeout` seconds for one; None on timeout or wake."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while self._pending is None and not self._woken:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._woken = False
+            batch, self._pending = self._pending, None
+            return batch
+
+
+# --- debouncing ----------------------------------------------------------------------------------------
+
+
+class Debouncer:
+    """Fires once a burst is over: `quiet` seconds without a new poke, or `max_wait` after the burst began
+    (a long `git checkout` still gets a pass every couple of seconds)."""
+
+    def __init__(
+        self,
+        quiet: float = QUIET_SECONDS,
+        max_wait: float = MAX_WAIT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.quiet = quiet
+        self.max_wait = max_wait
+        self.clock = clock
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def poke(self) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    def due_at(self) -> float | None:
+        """Clock time at which the burst counts as over, or None when nothing is pending."""
+        if self.first is None or self.last is None:
+            return None
+        return min(self.last + self.quiet, self.first + self.max_wait)
+
+    def fire(self) -> bool:
+        """True (and reset) when the burst is over."""
+        due = self.due_at()
+        if due is None or self.clock() < due:
+            return False
+        self.first = self.last = None
+        return True
+
+
+# --- the manifest directory ----------------------------------------------------------------------------
+
+
+def is_manifest_path(path: str, root: str, is_directory: bool = False) -> bool:
+    """True when a change at `path` can change the manifests under `root`."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return True
+    if rel.startswith(".." + os.sep) or rel == "..":
+        return False
+    parts = rel.split(os.sep)
+    if any(part.startswith(".") for part in parts):
+        return False
+    name = parts[-1]
+    if name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES):
+        return False
+    return is_directory or name.endswith(MANIFEST_SUFFIXES)
+
+
+def is_manifest_event(event: Any, root: str) -> bool:
+    """Filter for watchdog events: writes, creations, deletions and moves of manifests or directories."""
+    if event.event_type in ("opened", "closed_no_write"):
+        return False
+    if event.is_directory and event.event_type == "modified":
+        return False  # a directory's mtime changes with every file written in it; the file events count
+    paths = [os.fsdecode(event.src_path)]
+    if getattr(event, "dest_path", ""):
+        paths.append(os.fsdecode(event.dest_path))
+    return any(is_manifest_path(p, root, event.is_directory) for p in paths)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()  # follows a symlinked DIR: a swapped link (git-sync) is a new identity
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class DirectoryWatcher:
+    """Watches `root` recursively and calls `trigger()` once per burst of relevant changes.
+
+    Also notices when `root` itself is replaced, deleted or re-created (a swapped symlink, `rm -rf` and a new
+    clone): inotify watches the old inode, so the observer is re-created and a pass is triggered.
+    """
+
+    def __init__(self, root: Path, trigger: Callable[[], None], debouncer: Debouncer | None = None) -> None:
+        self.root = root
+        self.trigger = trigger
+        self.debouncer = debouncer or Debouncer()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._observer: Any = None
+        self._identity: tuple[int, int] | None = None
+        self._thread = threading.Thread(target=self._run, name="dir-watch", daemon=True)
+
+    def start(self) -> DirectoryWatcher:
+        self._schedule()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        self._unschedule()
+
+    def on_event(self, event: Any) -> None:
+        if is_manifest_event(event, str(self.root)):
+            with self._cond:
+                self.debouncer.poke()
+                self._cond.notify_all()
+
+    def _schedule(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self._unschedule()
+        self._identity = _identity(self.root)
+        if self._identity is None:
+            log.warning("manifests.dir_missing", dir=str(self.root))
+            return
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                watcher.on_event(event)
+
+        observer = Observer()
+        observer.schedule(Handler(), str(self.root.resolve()), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def _unschedule(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                due = self.debouncer.due_at()
+                timeout = 1.0 if due is None else max(0.0, min(1.0, due - self.debouncer.clock()))
+                self._cond.wait(timeout)
+                if self._stop:
+                    return
+                fire = self.debouncer.fire()
+            if _identity(self.root) != self._identity or (self._observer is not None and not self._observer.is_alive()):
+                log.info("manifests.dir_replaced", dir=str(self.root))
+                try:
+                    self._schedule()
+                except OSError as exc:
+                    log.warning("manifests.watch_failed", dir=str(self.root), error=str(exc))
+                fire = True
+            if fire:
+                self.trigger()
+
+
+# --- the engine's event stream ---------------------------------------------------------------------------
+
+EVENT_FILTERS = {
+    "type": ["container", "network", "volume"],
+    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
+}
+
+
+def event_key(event: Mapping[str, Any], project: str, known: set[Key]) -> Key | None:
+    """The project object an engine event is about, or None. Containers carry our labels in their events;
+    volume and network events carry no labels, so those are matched by name against `known` objects."""
+    kind = event.get("Type")
+    actor = event.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    if kind == "container":
+        if attrs.get(LABEL_PROJECT) != project:
+            return None
+        return (attrs.get(LABEL_KIND) or "Container", attrs.get(LABEL_NAME) or attrs.get("name", ""))
+    if kind == "network":
+        key = ("Network", attrs.get("name", ""))
+    elif kind == "volume":
+        key = ("Volume", actor.get("ID", ""))
+    else:
+        return None
+    return key if key in known else None
+
+
+class EventReader:
+    """Reads the engine's event stream in a thread and reports the affected keys; reconnects with backoff
+    and asks for a full pass after every reconnect (events may have been missed meanwhile)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        project: str,
+        known: Callable[[], set[Key]],
+        trigger: Callable[[str, set[Key] | None], None],
+        max_delay: float = 30.0,
+    ) -> None:
+        self.connect = connect
+        self.project = project
+        self.known = known
+        self.trigger = trigger
+        self.max_delay = max_delay
+        self._stop = threading.Event()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> EventReader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None and hasattr(stream, "close"):
+            with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
+                stream.close()  # unblocks the reading thread
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        delay = 0.0
+        first = True
+        while not self._stop.is_set():
+            if delay:
+                self._stop.wait(delay)
+                if self._stop.is_set():
+                    return
+            try:
+                client = self.connect()
+                self._stream = client.events(decode=True, filters=EVENT_FILTERS)
+            except Exception as exc:
+                delay = min(self.max_delay, max(1.0, delay * 2))
+                log.warning("engine.events_unavailable", error=str(exc).splitlines()[0][:200], retry_in=delay)
+                continue
+            log.info("engine.events_connected")
+            self.connected.set()
+            if not first:
+                self.trigger("engine.reconnected", None)
+            first = False
+            delay = 0.0
+            try:
+                for event in self._stream:
+                    if self._stop.is_set():
+                        return
+                    key = event_key(event, self.project, self.known())
+                    if key is not None:
+                        log.info(
+                            "engine.event", type=event.get("Type"), action=event.get("Action"), subject="/".join(key)
+                        )
+                        self.trigger(f"event:{event.get('Action')}", {key})
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "engine.events_lost", error=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                )
+            else:
+                if self._stop.is_set():
+                    return
+                log.warning("engine.events_lost", error="stream ended")
+            self.connected.clear()
+            delay = 1.0
