@@ -1,0 +1,263 @@
+"""Volumes and networks on the real engine: create, in sync, change, replace, prune, and the guards."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+
+import pytest
+from docker.errors import NotFound
+
+pytestmark = pytest.mark.engine
+
+
+def volume(name: str, policy: str = "Retain", opts: str = "") -> str:
+    return f"""
+    apiVersion: reconciler/v1
+    kind: Volume
+    metadata: {{name: {name}, labels: {{app: demo}}}}
+    spec:
+      reclaimPolicy: {policy}
+      {opts}
+    """
+
+
+def network(name: str, subnet: str, extra: str = "") -> str:
+    return f"""
+    apiVersion: reconciler/v1
+    kind: Network
+    metadata: {{name: {name}}}
+    spec:
+      ipam:
+        config:
+          - {{subnet: {subnet}}}
+      {extra}
+    """
+
+
+def plan_json(reconcile, directory) -> tuple[int, dict]:
+    proc = reconcile("plan", str(directory), "--output", "json")
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def test_volume_create_in_sync_blocked_replace_and_prune(api, project_name, reconcile, tmp_manifests):
+    """Retain blocks a data-destroying replace; Delete allows it; a Delete volume is pruned with its manifest."""
+    name = f"{project_name}-data"
+    tmp_manifests("v.yaml", volume(name))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    info = api.inspect_volume(name)
+    assert info["Labels"]["io.reconciler.project"] == project_name and info["Labels"]["app"] == "demo"
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+    tmp_manifests("v.yaml", volume(name, opts="driverOpts: {type: tmpfs, device: tmpfs, o: size=8m}"))
+    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    assert code == 1
+    [change] = plan["changes"]
+    assert change["action"] == "replace" and "reclaimPolicy: Delete" in change["blocked"]
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 1 and "blocked" in proc.stdout
+    assert api.inspect_volume(name)["Options"] in (None, {})  # untouched
+
+    tmp_manifests("v.yaml", volume(name, "Delete", "driverOpts: {type: tmpfs, device: tmpfs, o: size=8m}"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    assert api.inspect_volume(name)["Options"]["type"] == "tmpfs"
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+    (tmp_manifests.dir / "v.yaml").unlink()
+    tmp_manifests("keep.yaml", volume(f"{project_name}-other"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    with pytest.raises(NotFound):
+        api.inspect_volume(name)
+
+
+def test_retained_volume_is_reported_not_removed(api, project_name, reconcile, tmp_manifests):
+    """A Retain volume whose manifest is gone stays on the host and plan says so."""
+    name = f"{project_name}-keep"
+    tmp_manifests("v.yaml", volume(name))
+    tmp_manifests("w.yaml", volume(f"{project_name}-w"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    (tmp_manifests.dir / "v.yaml").unlink()
+    proc = reconcile("plan", str(tmp_manifests.dir))
+    assert proc.returncode == 0 and "retained" in proc.stdout
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    assert api.inspect_volume(name)["Name"] == name
+
+
+def test_network_replace_reconnects_project_containers(api, project_name, reconcile, tmp_manifests, base_image):
+    """A subnet change replaces the network as explicit steps and reconnects the project's containers."""
+    name = f"{project_name}-net"
+    tmp_manifests("n.yaml", network(name, "10.231.0.0/24"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == "10.231.0.0/24"
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+    ctr = api.create_container(
+        base_image,
+        ["sleep", "300"],
+        name=f"{project_name}-c",
+        labels={"io.reconciler.project": project_name},
+        host_config=api.create_host_config(network_mode=name),
+        networking_config=api.create_networking_config({name: api.create_endpoint_config(aliases=["svc"])}),
+    )
+    api.start(ctr)
+
+    tmp_manifests("n.yaml", network(name, "10.232.0.0/24"))
+    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    assert code == 2
+    [change] = plan["changes"]
+    assert change["action"] == "replace" and [f["path"] for f in change["fields"]] == ["ipam"]
+    assert change["steps"][0] == f"disconnect container {project_name}-c"
+    assert change["steps"][-1] == f"reconnect container {project_name}-c"
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    net = api.inspect_network(name)
+    assert net["IPAM"]["Config"][0]["Subnet"] == "10.232.0.0/24"
+    endpoint = api.inspect_container(ctr)["NetworkSettings"]["Networks"][name]
+    assert "svc" in endpoint["Aliases"] and endpoint["IPAddress"].startswith("10.232.0.")
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+
+def test_network_used_by_foreign_container_is_blocked(api, project_name, reconcile, tmp_manifests, base_image):
+    """A network that another project's container uses is neither replaced nor pruned; plan names the container."""
+    name = f"{project_name}-shared"
+    tmp_manifests("n.yaml", network(name, "10.233.0.0/24"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    foreign = api.create_container(
+        base_image,
+        ["sleep", "300"],
+        name=f"{project_name}-foreign",
+        host_config=api.create_host_config(network_mode=name),
+    )
+    try:
+        api.start(foreign)
+        tmp_manifests("n.yaml", network(name, "10.234.0.0/24"))
+        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        assert code == 1 and f"{project_name}-foreign" in plan["changes"][0]["blocked"]
+        (tmp_manifests.dir / "n.yaml").unlink()
+        proc = reconcile("apply", "--allow-empty", str(tmp_manifests.dir))
+        assert proc.returncode == 1 and f"{project_name}-foreign" in proc.stdout
+        assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == "10.233.0.0/24"
+    finally:
+        api.remove_container(foreign, force=True)
+
+
+def test_unowned_objects_survive_every_command(api, project_name, reconcile, tmp_manifests):
+    """Unlabelled objects and another project's objects are never changed or removed, prune included."""
+    bare_vol = f"{project_name}-bare"
+    other_net = f"{project_name}-othernet"
+    api.create_volume(bare_vol)
+    api.create_network(
+        other_net,
+        labels={
+            "io.reconciler.project": f"{project_name}-x",
+            "io.reconciler.kind": "Network",
+            "io.reconciler.name": other_net,
+        },
+    )
+    try:
+        tmp_manifests("m.yaml", volume(bare_vol, "Delete") + "---\n" + network(other_net, "10.235.0.0/24"))
+        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        assert code == 1
+        assert all("never takes over" in c["blocked"] for c in plan["changes"]) and len(plan["changes"]) == 2
+        assert reconcile("apply", str(tmp_manifests.dir)).returncode == 1
+        (tmp_manifests.dir / "m.yaml").unlink()
+        assert reconcile("apply", "--allow-empty", str(tmp_manifests.dir)).returncode == 0
+        assert api.inspect_volume(bare_vol)["Labels"] in (None, {})
+        assert api.inspect_network(other_net)["Labels"]["io.reconciler.project"] == f"{project_name}-x"
+    finally:
+        api.remove_volume(bare_vol)
+        api.remove_network(other_net)
+
+
+def test_invalid_directory_changes_nothing(api, project_name, reconcile, tmp_manifests):
+    """One invalid file anywhere stops apply before any change; the error names file:line."""
+    tmp_manifests("good.yaml", volume(f"{project_name}-good"))
+    tmp_manifests("sub/bad.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: x}\nspec: {colour: 1}\n")
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 1
+    assert "sub/bad.yaml:4: Volume/x: spec.colour: unknown field" in proc.stderr
+    assert api.volumes(filters={"label": f"io.reconciler.project={project_name}"})["Volumes"] in (None, [])
+
+
+def test_empty_or_missing_directory_prunes_nothing(api, project_name, reconcile, tmp_manifests):
+    """An emptied directory (a failed checkout) prunes nothing unless --allow-empty; a missing one is an error."""
+    name = f"{project_name}-e"
+    tmp_manifests("v.yaml", volume(name, "Delete"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    (tmp_manifests.dir / "v.yaml").unlink()
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0 and "--allow-empty" in proc.stdout
+    assert api.inspect_volume(name)
+    missing = reconcile("apply", str(tmp_manifests.dir / "nope"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert api.inspect_volume(name)
+    assert reconcile("apply", "--allow-empty", str(tmp_manifests.dir)).returncode == 0
+    with pytest.raises(NotFound):
+        api.inspect_volume(name)
+
+
+def test_unreachable_engine_is_one_line(tmp_manifests):
+    """An engine that does not answer gives one clear line and exit 1, no traceback."""
+    tmp_manifests("v.yaml", volume("x1"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            "--docker-host",
+            "unix:///nonexistent/docker.sock",
+            "plan",
+            str(tmp_manifests.dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "cannot reach the Docker engine at unix:///nonexistent/docker.sock" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_overlay_network_in_swarm_mode(api, project_name, reconcile, tmp_manifests):
+    """An attachable overlay network is created on a swarm manager and is then in sync."""
+    name = f"{project_name}-ov"
+    tmp_manifests("o.yaml", network(name, "10.236.0.0/24", "driver: overlay\n      attachable: true"))
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = api.inspect_network(name)
+    assert info["Driver"] == "overlay" and info["Attachable"] is True
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+
+@pytest.fixture
+def veth_parent():
+    """A veth pair in the host namespace to serve as a macvlan parent; removed afterwards."""
+    from pyroute2 import IPRoute
+
+    name = "rv" + secrets.token_hex(4)
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=name + "p")
+        idx = ipr.link_lookup(ifname=name)[0]
+        ipr.link("set", index=idx, state="up")
+    yield name
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+
+
+def test_macvlan_on_a_veth_parent(api, project_name, reconcile, tmp_manifests, veth_parent):
+    """A macvlan network on a veth parent is created with its parent option and is then in sync."""
+    name = f"{project_name}-mv"
+    tmp_manifests("m.yaml", network(name, "192.0.2.0/24", f"driver: macvlan\n      options: {{parent: {veth_parent}}}"))
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = api.inspect_network(name)
+    assert info["Driver"] == "macvlan" and info["Options"]["parent"] == veth_parent
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+    (tmp_manifests.dir / "m.yaml").unlink()
+    assert reconcile("apply", "--allow-empty", str(tmp_manifests.dir)).returncode == 0
+    with pytest.raises(NotFound):
+        api.inspect_network(name)
