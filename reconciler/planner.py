@@ -45,7 +45,10 @@ def plan_changes(
     notes: list[str] = []
     for key, desired in sorted(catalog.desired.items()):
         obs = observed.get(desired.kind, {}).get(desired.name)
-        if obs is not None and not obs.owned_by(project):
+        # A driver whose objects are not exclusively held by name (an image reference can be used by many
+        # projects) sets `claims_names = False` and judges ownership itself in diff().
+        claims_names = getattr(drivers[desired.kind], "claims_names", True)
+        if obs is not None and not obs.owned_by(project) and claims_names:
             changes[key] = Change(
                 desired.kind,
                 desired.name,

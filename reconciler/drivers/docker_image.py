@@ -1,0 +1,378 @@
+"""Image driver: pull (by pull policy), build (rebuilt exactly when the build inputs change), push, and removal of
+the tags this project created or pulled once their manifest is gone.
+
+Ownership is by reference. A built image carries the ownership labels; a pulled one cannot (its labels come from
+the registry), so the references this project pulled are remembered in a small state file (`image_state`).
+An image of the declared reference that the project neither built nor pulled is used as it is and never removed:
+unlike a container name, an image reference is not "taken" (`claims_names = False` tells the planner so).
+Only an image built by *another* project blocks a build of the same reference (no takeover).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from functools import cached_property
+from typing import Any
+
+from reconciler.drivers import image_ops
+from reconciler.drivers.base import Catalog, DriverContext
+from reconciler.drivers.docker_common import DockerDriver, concurrently
+from reconciler.drivers.engine import project_filter
+from reconciler.drivers.image_reference import parse_reference, repo_digest
+from reconciler.drivers.image_spec import (
+    build_labels,
+    context_warning,
+    input_changes,
+    label_changes,
+    normalize_image,
+)
+from reconciler.drivers.image_state import PulledImages, pulled_path
+from reconciler.drivers.registry import RegistryError, is_insecure, remote_digest
+from reconciler.errors import PermanentError
+from reconciler.model import (
+    LABEL_KIND,
+    LABEL_NAME,
+    LABEL_PROJECT,
+    LABEL_SOURCE,
+    LABEL_SPEC_HASH,
+    Action,
+    Change,
+    Desired,
+    FieldChange,
+    Observed,
+    Resource,
+    ownership_labels,
+)
+from reconciler.spechash import NORMALIZER_VERSION, hash_version
+
+REMOVE_STEP = "remove tag "
+BUILT, PULLED, FOREIGN, ABSENT = "built", "pulled", "foreign", "absent"
+
+
+class ImageDriver(DockerDriver):
+    kind = "Image"
+    rank = 0
+    claims_names = False  # the planner must not treat an existing image of the reference as a name clash
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self._declared: dict[str, Desired] = {}  # metadata.name -> last normalized Desired (observe needs refs)
+        self._lock = threading.Lock()
+
+    # ---- pure ----------------------------------------------------------------------------------------------
+    def normalize(self, resource: Resource) -> Desired:
+        desired = normalize_image(resource)
+        warning = context_warning(resource, self.ctx.manifest_dir)
+        if warning:
+            self.log.warning("image.context.outside", name=resource.name, source=resource.source.file, detail=warning)
+        with self._lock:
+            self._declared[resource.name] = desired
+        return desired
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        spec = desired.spec
+        ref = parse_reference(spec["reference"])
+        for other in catalog.of_kind(self.kind):
+            if other.name != desired.name and other.spec["reference"] == spec["reference"]:
+                yield "spec.reference", f"{spec['reference']} is also declared by Image/{other.name}"
+        if spec["build"] is not None and ref.digest:
+            yield "spec.reference", "a built image needs a name:tag reference, not a digest"
+
+    # ---- observe (reads only) ------------------------------------------------------------------------------
+    @cached_property
+    def pulled(self) -> PulledImages:
+        with self.errors("*", "info"):
+            engine_id = str(self.api.info().get("ID") or self.ctx.options.get("docker_host") or "engine")
+        return PulledImages(pulled_path(self.project, engine_id))
+
+    @cached_property
+    def _registry_config(self) -> tuple[dict[str, Any], list[str]]:
+        with self.errors("*", "info"):
+            config = self.api.info().get("RegistryConfig") or {}
+        return dict(config.get("IndexConfigs") or {}), list(config.get("InsecureRegistryCIDRs") or [])
+
+    def _remote(self, reference: str) -> tuple[str | None, str | None]:
+        """(digest, None) or (None, one-line error) for `reference` in its registry."""
+        ref = parse_reference(reference)
+        index, cidrs = self._registry_config
+        try:
+            return remote_digest(ref, insecure=is_insecure(ref.registry, index, cidrs)), None
+        except RegistryError as exc:
+            return None, str(exc)
+
+    def _needs_registry(self, desired: Desired, present: bool) -> bool:
+        spec = desired.spec
+        if spec["build"] is not None:
+            return spec["push"]
+        if spec["pullPolicy"] == "Never":
+            return False
+        if not present:
+            return True  # check now, so a missing tag or a bad registry is a plan error, not an apply surprise
+        return spec["pullPolicy"] == "Always" and parse_reference(spec["reference"]).digest is None
+
+    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+        """Per declared name: what the engine has under its reference (present or not) and what the registry
+        says when the policy needs it. Plus every owned name whose manifest is gone (built or pulled tags)."""
+        with self._lock:
+            wanted = {n: self._declared[n] for n in declared if n in self._declared}
+        with self.errors("*", "list"):
+            built = self.api.images(filters=project_filter(self.project, self.kind))
+        owned: dict[str, dict[str, str]] = defaultdict(dict)  # name -> {reference: built|pulled}
+        for image in built:
+            name = (image.get("Labels") or {}).get(LABEL_NAME)
+            for tag in image.get("RepoTags") or []:
+                if name and tag != "<none>:<none>":
+                    owned[name][tag] = BUILT
+        pulled = self.pulled.load()
+        refs = {d.spec["reference"] for d in wanted.values()} | set(pulled) | {r for m in owned.values() for r in m}
+        with self.errors("*", "inspect"):
+            images = concurrently(self.api.inspect_image, refs)
+        for reference, entry in pulled.items():
+            if self._pulled_by_us(reference, images.get(reference), pulled) and entry.get("name"):
+                owned[str(entry["name"])].setdefault(reference, PULLED)
+        # A reference declared now belongs to its declaring manifest, whatever name it was recorded under
+        # (a renamed manifest must not prune the image it still declares).
+        declared_refs = {d.spec["reference"] for d in wanted.values()}
+        for name in list(owned):
+            keep = wanted[name].spec["reference"] if name in wanted else None
+            owned[name] = {r: how for r, how in owned[name].items() if r == keep or r not in declared_refs}
+            if not owned[name]:
+                del owned[name]
+        lookups = [
+            d.spec["reference"] for d in wanted.values() if self._needs_registry(d, d.spec["reference"] in images)
+        ]
+        remote = concurrently(self._remote, lookups)
+
+        found: dict[str, Observed] = {}
+        for name, desired in wanted.items():
+            reference = desired.spec["reference"]
+            found[name] = self._observed_declared(
+                name, reference, images.get(reference), pulled, owned.get(name, {}), remote.get(reference)
+            )
+        for name, references in owned.items():
+            if name not in wanted:
+                found[name] = self._observed_orphan(name, references, images, pulled)
+        return found
+
+    def _owner(self, reference: str, image: Mapping[str, Any] | None, pulled: Mapping[str, Any]) -> str:
+        if image is None:
+            return ABSENT
+        labels = image.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_PROJECT) == self.project and labels.get(LABEL_KIND) == self.kind:
+            return BUILT
+        if self._pulled_by_us(reference, image, pulled):
+            return PULLED
+        return FOREIGN
+
+    @staticmethod
+    def _pulled_by_us(reference: str, image: Mapping[str, Any] | None, pulled: Mapping[str, Any]) -> bool:
+        """Recorded as pulled by this project *and* still the very image we pulled: if someone else moved or
+        re-created the tag since, it is not ours any more (erring towards never removing what is not ours)."""
+        entry = pulled.get(reference)
+        return bool(entry and image is not None and entry.get("imageId") == image.get("Id"))
+
+    def _ownership(self, name: str, reference: str, owner: str, image_labels: Mapping[str, str], pulled: Any) -> dict:
+        if owner == BUILT:
+            return dict(image_labels)
+        if owner == PULLED:
+            entry = pulled.get(reference) or {}
+            return {LABEL_PROJECT: self.project, LABEL_KIND: self.kind, LABEL_NAME: name,
+                    LABEL_SOURCE: str(entry.get("source") or "")}  # fmt: skip
+        return dict(image_labels)
+
+    def _observed_declared(
+        self,
+        name: str,
+        reference: str,
+        image: Mapping[str, Any] | None,
+        pulled: Mapping[str, Any],
+        owned: Mapping[str, str],
+        remote: tuple[str | None, str | None] | None,
+    ) -> Observed:
+        owner = self._owner(reference, image, pulled)
+        image_labels = dict((image or {}).get("Config", {}).get("Labels") or {})
+        spec = {
+            "reference": reference,
+            "owner": owner,
+            "localDigest": repo_digest(dict(image), parse_reference(reference)) if image else None,
+            "remoteDigest": remote[0] if remote else None,
+            "registryError": remote[1] if remote else None,
+            "previous": {r: how for r, how in sorted(owned.items()) if r != reference},
+        }
+        labels = self._ownership(name, reference, owner, image_labels, pulled)
+        image_id = str((image or {}).get("Id") or "")
+        return Observed(self.kind, name, image_id, labels, spec, raw={"image": image, "imageLabels": image_labels})
+
+    def _observed_orphan(
+        self, name: str, references: Mapping[str, str], images: Mapping[str, Any], pulled: Mapping[str, Any]
+    ) -> Observed:
+        ids = {r: str(images[r]["Id"]) for r in references if r in images}
+        first = sorted(references)[0]
+        labels = {LABEL_PROJECT: self.project, LABEL_KIND: self.kind, LABEL_NAME: name,
+                  LABEL_SOURCE: str((pulled.get(first) or {}).get("source") or "")}  # fmt: skip
+        for reference in references:
+            image_labels = (images.get(reference) or {}).get("Config", {}).get("Labels") or {}
+            if image_labels.get(LABEL_SOURCE) and references[reference] == BUILT:
+                labels[LABEL_SOURCE] = image_labels[LABEL_SOURCE]
+        spec = {"references": dict(sorted(references.items())), "ids": ids}
+        return Observed(self.kind, name, ids.get(first, ""), labels, spec)
+
+    # ---- diff / prune (read the engine at most) ------------------------------------------------------------
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        spec = desired.spec
+        reference = spec["reference"]
+        obs = observed.spec if observed is not None else {"owner": ABSENT, "previous": {}}
+        notes = [w for w in [context_warning(desired.resource, self.ctx.manifest_dir)] if w]
+        if spec["build"] is not None:
+            action, fields, steps, blocked = self._diff_build(desired, observed, obs)
+        else:
+            action, fields, steps, blocked = self._diff_pull(desired, obs)
+        previous = dict(obs.get("previous") or {})
+        if previous:
+            steps.extend(f"{REMOVE_STEP}{r}" for r in sorted(previous))
+            if action is Action.NONE:
+                action = Action.UPDATE
+                fields.append(FieldChange("reference", sorted(previous)[0], reference, Action.UPDATE))
+            notes.append(
+                f"reference changed: the old tag{'s' if len(previous) > 1 else ''} "
+                f"{', '.join(sorted(previous))} of this project will be removed if no container uses it"
+            )
+        if obs["owner"] == FOREIGN and action is not Action.NONE and blocked is None:
+            notes.append(f"{reference} exists but was not built or pulled by this project; it is never removed")
+        return Change(
+            self.kind, desired.name, action, tuple(fields), desired, observed, blocked, tuple(steps), tuple(notes)
+        )
+
+    def _diff_pull(self, desired: Desired, obs: Mapping[str, Any]) -> tuple[Action, list, list, str | None]:
+        spec = desired.spec
+        reference = spec["reference"]
+        error = obs.get("registryError")
+        if obs["owner"] == ABSENT:
+            if spec["pullPolicy"] == "Never":
+                blocked = f"image {reference} is not on the engine and pullPolicy is Never (nothing will pull it)"
+                return Action.CREATE, [], [], blocked
+            return Action.CREATE, [], [f"pull {reference}"], error
+        if spec["pullPolicy"] != "Always" or parse_reference(reference).digest:
+            return Action.NONE, [], [], None
+        if error:
+            return Action.NONE, [], [], f"cannot check the registry for a newer {reference}: {error}"
+        local, remote = obs.get("localDigest"), obs.get("remoteDigest")
+        if remote == local:
+            return Action.NONE, [], [], None
+        field = FieldChange("digest", local, remote, Action.REPLACE, note="the tag moved in the registry")
+        return Action.REPLACE, [field], [f"pull {reference}"], None
+
+    def _diff_build(
+        self, desired: Desired, observed: Observed | None, obs: Mapping[str, Any]
+    ) -> tuple[Action, list, list, str | None]:
+        spec = desired.spec
+        reference = spec["reference"]
+        steps = [f"build {reference}"] + ([f"push {reference}"] if spec["push"] else [])
+        if observed is None or obs["owner"] == ABSENT:
+            return Action.CREATE, [], steps, None
+        image_labels = (observed.raw or {}).get("imageLabels") or {}
+        holder = image_labels.get(LABEL_PROJECT)
+        if holder and holder != self.project:
+            blocked = (
+                f"{reference} is an image built by project {holder!r}; reconcile never takes over another "
+                "project's image (change the reference, or remove the Image manifest there)"
+            )
+            return Action.REPLACE, [], steps, blocked
+        fields = input_changes(desired, image_labels) + label_changes(desired, image_labels)
+        stamped = image_labels.get(LABEL_SPEC_HASH)
+        if not fields and stamped != desired.spec_hash and hash_version(stamped) == NORMALIZER_VERSION:
+            fields.append(FieldChange("labels", None, dict(desired.resource.labels), Action.REPLACE))
+        if fields:
+            return Action.REPLACE, fields, steps, None
+        if spec["push"]:
+            if obs.get("registryError") and "not found" not in obs["registryError"]:
+                return Action.NONE, [], [], f"cannot check whether {reference} is pushed: {obs['registryError']}"
+            local, remote = obs.get("localDigest"), obs.get("remoteDigest")
+            if local is None or local != remote:
+                field = FieldChange("pushed", remote, local, Action.UPDATE, note="registry digest")
+                return Action.UPDATE, [field], [f"push {reference}"], None
+        return Action.NONE, [], [], None
+
+    def prune(self, observed: Observed) -> Change:
+        """Remove the tags of a gone manifest that no container uses; keep (and say why) the others."""
+        removable, notes = [], []
+        for reference, image_id in sorted(observed.spec.get("ids", {}).items()):
+            using = image_ops.users(self.api, image_id)
+            if using:
+                notes.append(f"manifest gone; image {reference} kept: used by containers {', '.join(using)}")
+            else:
+                removable.append(reference)
+        if not removable:
+            return Change(self.kind, observed.name, Action.NONE, observed=observed, notes=tuple(notes))
+        steps = tuple(f"{REMOVE_STEP}{r}" for r in removable)
+        return Change(self.kind, observed.name, Action.DELETE, observed=observed, steps=steps, notes=tuple(notes))
+
+    # ---- apply ---------------------------------------------------------------------------------------------
+    def _where(self, change: Change) -> str:
+        return change.source or change.subject
+
+    def apply(self, change: Change) -> None:
+        where = self._where(change)
+        desired = change.desired
+        if desired is not None and change.action in (Action.CREATE, Action.REPLACE):
+            if desired.spec["build"] is not None:
+                self._build(desired, change, where)
+            else:
+                self._pull(desired, where)
+        elif desired is not None and any(s.startswith("push ") for s in change.steps):
+            image_ops.push(self.api, desired.spec["reference"], self.log, where)
+        for step in change.steps:
+            if step.startswith(REMOVE_STEP):
+                self._remove(step.removeprefix(REMOVE_STEP), where, strict=change.action is Action.DELETE)
+
+    def _pull(self, desired: Desired, where: str) -> None:
+        reference = desired.spec["reference"]
+        image_ops.pull(self.api, reference, self.log, where)
+        with self.errors(desired.name, "inspect"):
+            image_id = self.api.inspect_image(reference)["Id"]
+        self.pulled.record(reference, desired.name, desired.resource.source.file, image_id)
+
+    def _build(self, desired: Desired, change: Change, where: str) -> None:
+        reference = desired.spec["reference"]
+        labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
+        old_id = change.observed.id if change.observed is not None else ""
+        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where)
+        self.pulled.forget(reference)  # ours by its labels from now on
+        if old_id and old_id != new_id:
+            self._drop_previous_build(old_id, change)
+        if desired.spec["push"]:
+            image_ops.push(self.api, reference, self.log, where)
+
+    def _drop_previous_build(self, old_id: str, change: Change) -> None:
+        """The image a rebuild replaced, if it was ours and is now untagged and unused (never forced)."""
+        observed = change.observed
+        if observed is None or observed.spec.get("owner") != BUILT:
+            return
+        try:
+            old = self.api.inspect_image(old_id)
+            if old.get("RepoTags") or image_ops.users(self.api, old_id):
+                return
+            self.api.remove_image(old_id, force=False, noprune=False)
+            self.log.info("image.previous.removed", id=old_id[:19])
+        except Exception as exc:  # housekeeping only: the build itself succeeded
+            self.log.info("image.previous.kept", id=old_id[:19], reason=str(exc).splitlines()[0][:200])
+
+    def _remove(self, reference: str, where: str, strict: bool) -> None:
+        """Untag `reference` unless a container uses its image (checked again now: the plan may be old).
+        `strict`: a kept tag fails the change (a prune); otherwise it is logged and retried on a later apply
+        (an old tag after a reference change, still used until its containers follow the new image)."""
+        try:
+            image_id = self.api.inspect_image(reference)["Id"]
+        except Exception:
+            self.pulled.forget(reference)
+            return  # gone already
+        using = image_ops.users(self.api, image_id)
+        if using:
+            if strict:
+                raise PermanentError(f"{where}: image {reference} kept: used by containers {', '.join(using)}")
+            self.log.info("image.old.kept", reference=reference, containers=using)
+            return
+        image_ops.untag(self.api, reference, self.log, where)
+        self.pulled.forget(reference)

@@ -1,0 +1,141 @@
+"""Image manifests -> the normalized spec (reference canonical, defaults filled, build context resolved and its
+inputs hashed), and the field comparison of a desired image with what the engine has under its reference."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.diffing import Compare, Rule, diff_specs
+from reconciler.drivers.image_context import build_inputs, dockerfile_path
+from reconciler.drivers.image_reference import parse_reference
+from reconciler.errors import SpecError
+from reconciler.model import Action, Desired, FieldChange, Resource
+from reconciler.spechash import spec_hash
+
+LABEL_INPUT_HASH = "io.reconciler.input-hash"
+LABEL_BUILD_INPUTS = "io.reconciler.build-inputs"
+PULL_POLICIES = ("IfNotPresent", "Always", "Never")
+INPUT_FIELDS = ("context", "dockerfile", "args", "target")
+LABELS_RULE = Rule(Action.REPLACE, Compare.AT_LEAST)
+
+
+def resolve_context(resource: Resource, raw: str) -> Path:
+    """The context directory: relative paths are relative to the manifest file holding them."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = resource.source.path.parent / path
+    return Path(os.path.normpath(path))
+
+
+def context_warning(resource: Resource, manifest_dir: Path | None) -> str | None:
+    """A warning when a relative context leaves the manifest directory through `..` (allowed, but the
+    directory is then not self-contained: a checkout elsewhere builds something else)."""
+    build = resource.spec.get("build") or {}
+    raw = str(build.get("context") or "")
+    if not raw or Path(raw).is_absolute() or ".." not in Path(raw).parts:
+        return None
+    root = Path(os.path.normpath((manifest_dir or resource.source.path.parent).resolve()))
+    context = Path(os.path.normpath(resolve_context(resource, raw).resolve()))
+    if context == root or context.is_relative_to(root):
+        return None
+    return f"build context {raw!r} is outside the manifest directory ({context})"
+
+
+def normalize_image(resource: Resource) -> Desired:
+    """The canonical spec of an Image. Raises SpecError for a context or Dockerfile that cannot be read."""
+    spec = resource.spec
+    reference = parse_reference(str(spec["reference"])).canonical
+    normalized: dict[str, Any] = {
+        "reference": reference,
+        "pullPolicy": spec.get("pullPolicy") or "IfNotPresent",
+        "push": bool(spec.get("push", False)),
+        "build": None,
+    }
+    if spec.get("build") is not None:
+        normalized["build"] = _normalize_build(resource, spec["build"])
+    # What the image *is*: pullPolicy and push say how to get and publish it, so changing them never rebuilds.
+    build = normalized["build"]
+    identity = {
+        "reference": reference,
+        "build": None if build is None else {"inputHash": build["inputHash"]},
+    }
+    return Desired(resource, normalized, spec_hash("Image", identity, resource.labels))
+
+
+def _normalize_build(resource: Resource, build: Mapping[str, Any]) -> dict[str, Any]:
+    raw = str(build["context"])
+    context = resolve_context(resource, raw)
+    if not context.exists():
+        raise SpecError("spec.build.context", f"build context {raw!r} does not exist ({context})")
+    if not context.is_dir():
+        raise SpecError("spec.build.context", f"build context {raw!r} is not a directory ({context})")
+    dockerfile = str(build.get("dockerfile") or "Dockerfile")
+    if not dockerfile_path(context, dockerfile).is_file():
+        raise SpecError(
+            "spec.build.dockerfile", f"Dockerfile {dockerfile!r} not found in the build context ({context})"
+        )
+    args = {str(k): str(v) for k, v in (build.get("args") or {}).items()}
+    target = build.get("target") or None
+    try:
+        inputs = build_inputs(context, dockerfile, args, target)
+    except OSError as exc:
+        where = exc.filename or context
+        raise SpecError("spec.build.context", f"cannot read the build context: {exc.strerror}: {where}") from None
+    return {
+        "context": str(context),
+        "dockerfile": dockerfile,
+        "args": args,
+        "target": target,
+        "inputs": inputs.parts,
+        "inputHash": inputs.total,
+    }
+
+
+def build_labels(desired: Desired) -> dict[str, str]:
+    """Our labels that are not ownership labels: the input hash that decides rebuilds, and its parts."""
+    build = desired.spec["build"]
+    return {
+        LABEL_INPUT_HASH: build["inputHash"],
+        LABEL_BUILD_INPUTS: json.dumps(build["inputs"], sort_keys=True, separators=(",", ":")),
+    }
+
+
+def stamped_inputs(labels: Mapping[str, str]) -> dict[str, str] | None:
+    try:
+        value = json.loads(labels.get(LABEL_BUILD_INPUTS) or "null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _short(value: str | None) -> str | None:
+    if value and value.startswith("sha256:"):
+        return value[:19]
+    return value
+
+
+def input_changes(desired: Desired, labels: Mapping[str, str]) -> list[FieldChange]:
+    """Which build inputs differ from those stamped on the image (by hash), one field each."""
+    build = desired.spec["build"]
+    if labels.get(LABEL_INPUT_HASH) == build["inputHash"]:
+        return []
+    old = stamped_inputs(labels)
+    if old is None:
+        return [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
+    changes = []
+    for key in INPUT_FIELDS:
+        was, now = old.get(key), build["inputs"][key]
+        if was != now:
+            note = "content hash" if key in ("context", "dockerfile", "args") else ""
+            changes.append(FieldChange(f"build.{key}", _short(was), _short(now), Action.REPLACE, note=note))
+    return changes or [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
+
+
+def label_changes(desired: Desired, image_labels: Mapping[str, str]) -> list[FieldChange]:
+    """The user's labels, compared as 'at least' (images inherit their base image's labels)."""
+    have = {k: v for k, v in image_labels.items() if not k.startswith("io.reconciler.")}
+    return diff_specs({"labels": dict(desired.resource.labels)}, {"labels": have}, {"labels": LABELS_RULE})
