@@ -1,0 +1,292 @@
+"""The watch controller's passes on in-memory drivers: last valid manifests, prune guards, per-object backoff,
+dependents waiting, repair storms, an engine that goes away, shutdown."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from reconciler.backoff import Backoff, RepairLimiter
+from reconciler.controller import Controller, WatchOptions
+from reconciler.errors import EngineUnavailable
+from reconciler.model import Action, Desired, Outcome, Resource
+from reconciler.project import ProjectRunner
+from reconciler.spechash import spec_hash
+from reconciler.state import read_failures
+
+from .fakes import FakeDriver
+
+ENGINE = "unix:///fake.sock"
+
+
+class LabelDriver(FakeDriver):
+    """FakeDriver whose fields come from metadata labels (the Volume/Network schemas allow no free spec)."""
+
+    def normalize(self, res: Resource) -> Desired:
+        needs = [res.labels["needs"]] if "needs" in res.labels else []
+        spec = {"size": int(res.labels.get("size", "1")), "colour": res.labels.get("colour", "red"), "needs": needs}
+        return Desired(res, spec, spec_hash(self.kind, spec))
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.up = True
+
+    def ping(self) -> bool:
+        if not self.up:
+            raise ConnectionError("gone")
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manifest(kind: str, name: str, **labels: str) -> str:
+    label_text = "".join(f"\n    {k}: '{v}'" for k, v in labels.items())
+    head = f"apiVersion: reconciler/v1\nkind: {kind}\nmetadata:\n  name: {name}\n"
+    return head + f"  labels:{label_text or ' {}'}\nspec: {{}}\n"
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "lock"))
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    engine = Engine()
+    runner = ProjectRunner(project="p", manifest_dir=manifests, engine_factory=lambda: engine)
+    volumes, networks = LabelDriver("Volume", rank=1), LabelDriver("Network", rank=2)
+    runner.drivers = {"Volume": volumes, "Network": networks}
+    clock = Clock()
+
+    def make(**options) -> Controller:
+        return Controller(
+            runner,
+            ENGINE,
+            WatchOptions(**options),
+            backoff=Backoff(clock=clock, wall=clock),
+            repairs=RepairLimiter(clock=clock),
+        )
+
+    return type(
+        "World",
+        (),
+        {
+            "dir": manifests,
+            "runner": runner,
+            "volumes": volumes,
+            "networks": networks,
+            "engine": engine,
+            "clock": clock,
+            "make": staticmethod(make),
+        },
+    )
+
+
+def outcomes(results) -> dict[str, Outcome]:
+    return {r.change.name: r.outcome for r in results}
+
+
+def test_invalid_edit_keeps_the_object_and_fixing_applies(world) -> None:
+    """A broken file changes nothing on the host and is logged with file:line; the fixed file is applied."""
+    ctl = world.make()
+    (world.dir / "v.yaml").write_text(manifest("Volume", "vol-a", colour="red"))
+    ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-a"}
+    (world.dir / "v.yaml").write_text(manifest("Volume", "vol-a", colour="blue") + "  broken: [\n")
+    with capture_logs() as logs:
+        results = ctl.run_pass()
+    assert all(r.outcome is Outcome.UNCHANGED for r in results)
+    assert world.volumes.objects["vol-a"].spec["colour"] == "red"
+    invalid = [e for e in logs if e["event"] == "manifest.invalid"]
+    assert invalid and invalid[0]["problem"].startswith("v.yaml:")
+    assert any(e["event"] == "manifest.kept_last_valid" and e["file"] == "v.yaml" for e in logs)
+    (world.dir / "v.yaml").write_text(manifest("Volume", "vol-a", colour="blue"))
+    ctl.run_pass()
+    assert world.volumes.objects["vol-a"].spec["colour"] == "blue"
+
+
+def test_deleted_file_prunes_its_objects(world) -> None:
+    """Removing a manifest file deletes the objects it declared, and only those."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "b.yaml").write_text(manifest("Volume", "vol-b"))
+    ctl.run_pass()
+    (world.dir / "b.yaml").unlink()
+    ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-a"}
+
+
+@pytest.mark.parametrize("allow_empty", [False, True])
+def test_empty_directory_prunes_only_with_allow_empty(world, allow_empty: bool) -> None:
+    """An emptied manifest directory prunes nothing unless --allow-empty."""
+    ctl = world.make(allow_empty=allow_empty)
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    ctl.run_pass()
+    (world.dir / "a.yaml").unlink()
+    ctl.run_pass()
+    assert set(world.volumes.objects) == (set() if allow_empty else {"vol-a"})
+
+
+def test_vanished_directory_prunes_nothing(world) -> None:
+    """A manifest directory that disappears (failed checkout) leaves the host alone."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    ctl.run_pass()
+    (world.dir / "a.yaml").unlink()
+    world.dir.rmdir()
+    ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-a"}
+
+
+def test_never_valid_file_suspends_pruning(world) -> None:
+    """With a file invalid since startup, owned objects without a manifest are kept (they may be its own)."""
+    world.volumes.put("vol-old")
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "b.yaml").write_text("apiVersion: reconciler/v1\nkind: [\n")
+    ctl = world.make()
+    ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-a", "vol-old"}
+
+
+def test_failure_backs_off_while_others_converge_and_dependents_wait(world) -> None:
+    """A failing object is retried with backoff; an independent one converges; its dependent waits."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "c.yaml").write_text(manifest("Volume", "vol-c"))
+    (world.dir / "n.yaml").write_text(manifest("Network", "net-b", needs="Volume/vol-a"))
+    world.volumes.fail.add("vol-a")
+    results = ctl.run_pass()
+    assert outcomes(results) == {"vol-a": Outcome.FAILED, "vol-c": Outcome.APPLIED, "net-b": Outcome.SKIPPED}
+    state = read_failures("p", ENGINE)
+    assert state["Volume/vol-a"]["status"] == "failing" and "on purpose" in state["Volume/vol-a"]["error"]
+    assert state["Volume/vol-a"]["nextRetry"]
+    assert state["Network/net-b"]["status"] == "blocked"
+    assert ctl.retry_at == pytest.approx(world.clock.now + 1.0, abs=0.1)
+
+    ctl.run_pass()  # too early: vol-a is not tried again
+    assert world.volumes.applied.count(("vol-a", Action.CREATE)) == 1
+
+    world.clock.now += 1.5
+    world.volumes.fail.clear()
+    results = ctl.run_pass()
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED and outcomes(results)["net-b"] is Outcome.APPLIED
+    assert ctl.backoff.entries == {} and read_failures("p", ENGINE) == {}
+
+
+def test_repeated_failures_double_the_wait(world) -> None:
+    """Each failure in a row doubles the wait before the next attempt."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    waits = []
+    for _ in range(4):
+        ctl.run_pass()
+        waits.append(ctl.retry_at - world.clock.now)
+        world.clock.now = ctl.retry_at
+    assert [round(w) for w in waits] == [1, 2, 4, 8]
+
+
+def test_repair_storm_is_capped(world) -> None:
+    """An object undone on the host over and over is repaired 5 times, then held back."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    ctl.run_pass()
+    with capture_logs() as logs:
+        for _ in range(6):
+            world.volumes.objects.clear()  # someone removes it again
+            world.clock.now += 1
+            ctl.run_pass()
+    assert world.volumes.applied.count(("vol-a", Action.CREATE)) == 6  # the first create + 5 repairs
+    assert any(e["event"] == "object.repair_storm" for e in logs)
+    assert read_failures("p", ENGINE)["Volume/vol-a"]["reason"] == "repair-storm"
+
+
+def test_manifest_change_is_not_a_repair(world) -> None:
+    """Applying an edited manifest never counts toward the repair cap."""
+    ctl = world.make()
+    for size in range(1, 9):
+        (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size=str(size)))
+        ctl.run_pass()
+    assert world.volumes.objects["vol-a"].spec["size"] == 8 and ctl.backoff.entries == {}
+
+
+def test_engine_unavailable_during_observe_is_survived(world) -> None:
+    """An unreachable engine ends the pass quietly, drops the client and schedules a retry."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+
+    def down(declared):
+        raise EngineUnavailable("cannot reach the Docker engine")
+
+    world.volumes.observe = down
+    world.runner.ctx._engine = object()
+    assert ctl.run_pass() == []
+    assert ctl.engine_retry_at is not None and world.runner.ctx._engine is None
+    del world.volumes.observe
+    ctl.run_pass()
+    assert ctl.engine_retry_at is None and "vol-a" in world.volumes.objects
+
+
+def test_failures_while_the_engine_is_gone_are_not_blamed_on_objects(world) -> None:
+    """Changes that failed because the engine went away mid-pass get no per-object backoff."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    world.engine.up = False
+    assert ctl.run_pass() == []
+    assert ctl.backoff.entries == {} and ctl.engine_retry_at is not None
+
+
+def test_stop_cancels_changes_not_yet_started(world) -> None:
+    """After a stop request no change starts, and cancelled ones are not failures."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    ctl.stop.set()
+    results = ctl.run_pass()
+    assert outcomes(results) == {"vol-a": Outcome.SKIPPED} and world.volumes.objects == {}
+    assert ctl.backoff.entries == {} and ctl.blocked == {}
+
+
+def test_run_loop_coalesces_and_stops(world) -> None:
+    """The loop runs a startup pass, a pass per request batch, and ends on request_stop."""
+    ctl = world.make(resync=300)
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    thread = threading.Thread(target=ctl.run)
+    thread.start()
+    try:
+        for _ in range(100):
+            if "vol-a" in world.volumes.objects:
+                break
+            threading.Event().wait(0.02)
+        assert "vol-a" in world.volumes.objects
+        (world.dir / "b.yaml").write_text(manifest("Volume", "vol-b"))
+        ctl.request("files")
+        for _ in range(100):
+            if "vol-b" in world.volumes.objects:
+                break
+            threading.Event().wait(0.02)
+        assert "vol-b" in world.volumes.objects
+    finally:
+        ctl.request_stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_close_keeps_errors_without_retry_times(world) -> None:
+    """After watch ends, status still shows the last error but no retry that nobody will make."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    ctl.run_pass()
+    ctl.close()
+    entry = json.loads(json.dumps(read_failures("p", ENGINE)))["Volume/vol-a"]
+    assert entry["nextRetry"] is None and entry["error"]
