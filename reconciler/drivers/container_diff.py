@@ -94,12 +94,22 @@ def _resource_changes(want: Mapping[str, Any], have: Mapping[str, Any], swap_dec
         if removing and key in NOT_REMOVABLE_IN_PLACE:
             changes.append(
                 FieldChange(
-                    f"resources.{key}", old, None, Action.REPLACE, note="the engine cannot remove a limit in place"
+                    f"resources.{key}",
+                    _cpus(old) if key == "cpus" else old,
+                    None,
+                    Action.REPLACE,
+                    note="the engine cannot remove a limit in place",
                 )
             )
+        elif key == "cpus":  # kept as NanoCpus; shown as CPUs, as written
+            changes.append(FieldChange("resources.cpus", _cpus(old), _cpus(new), Action.UPDATE))
         else:
             changes.append(FieldChange(f"resources.{key}", old, new, Action.UPDATE))
     return changes
+
+
+def _cpus(nano: int | None) -> float | None:
+    return None if nano is None else nano / 1e9
 
 
 def _network_changes(want: list[Mapping[str, Any]], have: list[Mapping[str, Any]]) -> list[FieldChange]:

@@ -128,7 +128,7 @@ def resolve_host_path(source: str, manifest: Path) -> str:
     path = Path(source)
     if not path.is_absolute():
         path = manifest.parent / path
-    return os.path.normpath(path)
+    return os.path.abspath(path)
 
 
 def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, Any]:
