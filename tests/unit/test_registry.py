@@ -1,0 +1,54 @@
+"""Driver registry: built-ins, entry points of other distributions replacing or adding kinds."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import reconciler.drivers.base as base
+from reconciler.drivers.base import DriverContext, make_drivers
+
+
+class _EP(SimpleNamespace):
+    pass
+
+
+def test_third_party_entry_point_replaces_builtin_and_adds_kind(monkeypatch, tmp_path) -> None:
+    """An entry point from another distribution wins over the built-in driver; a new name adds a kind."""
+    eps = [
+        _EP(
+            name="Volume",
+            value="reconciler.drivers.docker_volume:VolumeDriver",
+            dist=SimpleNamespace(name="reconciler"),
+        ),
+        _EP(name="Volume", value="tests.unit.fakes:FakeDriver", dist=SimpleNamespace(name="acme-volumes")),
+        _EP(name="Gadget", value="tests.unit.test_registry:GadgetDriver", dist=SimpleNamespace(name="acme-gadgets")),
+    ]
+    monkeypatch.setattr(base, "entry_points", lambda group: eps if group == base.ENTRY_POINT_GROUP else [])
+    classes = base.driver_classes()
+    assert classes["Volume"].spec == "tests.unit.fakes:FakeDriver"
+    assert classes["Gadget"].spec == "tests.unit.test_registry:GadgetDriver"
+    assert classes["Network"].spec == base.BUILTIN_DRIVERS["Network"]
+    drivers = make_drivers(DriverContext("p", tmp_path), kinds=["Gadget"])
+    assert isinstance(drivers["Gadget"], GadgetDriver)
+
+
+def test_unloadable_driver_is_left_out(monkeypatch, tmp_path) -> None:
+    """A driver whose module cannot be imported is skipped with a warning instead of breaking every command."""
+    eps = [_EP(name="Broken", value="no.such.module:Driver", dist=SimpleNamespace(name="acme"))]
+    monkeypatch.setattr(base, "entry_points", lambda group: eps)
+    drivers = make_drivers(DriverContext("p", tmp_path))
+    assert "Broken" not in drivers and "Volume" in drivers
+
+
+def test_installed_package_registers_builtin_kinds() -> None:
+    """The installed distribution's entry points name a driver for every kind of the contract."""
+    classes = base.driver_classes()
+    assert {"Image", "Volume", "Network", "Container", "FirewallAllowList"} <= set(classes)
+
+
+class GadgetDriver:
+    kind = "Gadget"
+    rank = 1
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
