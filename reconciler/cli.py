@@ -140,7 +140,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = _status_of(change.action, change.blocked)
         failure = failures.get(f"{change.kind}/{change.name}")
         if failure and state != "in sync":
-            state = "failing"
+            state = "blocked" if failure.get("status") == "blocked" else "failing"
         rows.append(
             {
                 "kind": change.kind,
@@ -160,6 +160,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             detail = ", ".join(row["fields"]) or row["blocked"] or ""
             if row["lastError"]:
                 detail = f"{detail} last error: {row['lastError']}".strip()
+            if row["nextRetry"]:
+                detail = f"{detail}; next retry {row['nextRetry']}"
             print(f"{row['status']:<8}  {row['kind']}/{row['name']}" + (f"  ({detail})" if detail else ""))
     return EXIT_OK if all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES
 
