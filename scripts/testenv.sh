@@ -283,12 +283,12 @@ write_env_file() {
 }
 
 summary() {
-	local info
+	local title=$1 info
 	info=$(dk "$ENGINE" info --format \
 		'engine {{.ServerVersion}}, storage {{.Driver}}, cgroup {{.CgroupDriver}} v{{.CgroupVersion}}, swarm {{.Swarm.LocalNodeState}}' \
 		2>/dev/null || echo "engine not answering")
 	cat <<-EOF
-		testenv: ready
+		testenv: $title
 		  DOCKER_HOST   $ENGINE ($info)
 		  iptables      $(iptables --version 2>/dev/null || echo missing)
 		  registry      http://$REGISTRY_ADDR (/v2/ status $(http_status "http://$REGISTRY_ADDR/v2/"))
@@ -316,7 +316,7 @@ cmd_up() {
 	ensure_swarm
 	ensure_base_image
 	write_env_file
-	summary
+	summary ready
 }
 
 cmd_status() {
@@ -331,7 +331,7 @@ cmd_status() {
 		log "registry $REGISTRY_ADDR does not answer"
 		rc=1
 	fi
-	if ((rc == 0)); then summary; fi
+	if ((rc == 0)); then summary running; fi
 	return $rc
 }
 
