@@ -1,0 +1,52 @@
+"""The command line as users run it: exit codes, validate without an engine, structured logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+VOLUME = """
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {name: NAME}
+spec: {reclaimPolicy: Delete}
+"""
+
+
+def run_cli(*args: str, docker_host: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_HOST": docker_host}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_validate_touches_no_engine(tmp_manifests):
+    """validate succeeds with no engine reachable, and fails with exit 1 on a bad manifest."""
+    tmp_manifests("v.yaml", VOLUME.replace("NAME", "data"))
+    ok = run_cli("validate", str(tmp_manifests.dir), docker_host="unix:///nonexistent.sock")
+    assert ok.returncode == 0 and "1 objects" in ok.stdout
+    tmp_manifests("bad.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: xy}\nspec: []\n")
+    bad = run_cli("validate", str(tmp_manifests.dir), docker_host="unix:///nonexistent.sock")
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines()[0].startswith("bad.yaml:4: Volume/xy: spec: ")
+
+
+@pytest.mark.engine
+def test_plan_exit_codes_and_json_logs(engine_host, project_name, tmp_manifests):
+    """plan exits 2 with changes pending and 0 in sync; --log-format json writes one JSON object per line."""
+    tmp_manifests("v.yaml", VOLUME.replace("NAME", f"{project_name}-v"))
+    d = str(tmp_manifests.dir)
+    assert run_cli("--project", project_name, "plan", d, docker_host=engine_host).returncode == 2
+    applied = run_cli("--project", project_name, "--log-format", "json", "apply", d, docker_host=engine_host)
+    assert applied.returncode == 0, applied.stderr
+    events = [json.loads(line) for line in applied.stderr.splitlines() if line.strip()]
+    assert {"change.applied", "volume.created"} <= {e["event"] for e in events}
+    assert all("timestamp" in e and "level" in e for e in events)
+    assert run_cli("--project", project_name, "plan", d, docker_host=engine_host).returncode == 0
+    status = run_cli("--project", project_name, "status", "--output", "json", d, docker_host=engine_host)
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["objects"][0]["status"] == "in sync"
