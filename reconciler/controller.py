@@ -35,6 +35,7 @@ from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQ
 log = structlog.get_logger()
 
 ENGINE_MAX_DELAY = 30.0
+EVENT_SETTLE_SECONDS = 0.15
 RESYNC_JITTER = 0.1  # +-10 %, so many hosts resyncing against one registry do not do it in step
 
 
@@ -126,11 +127,24 @@ class Controller:
                     batch.reasons.add("retry")
                 if not batch.reasons:
                     continue
+            if batch.reasons and all(r.startswith("event:") for r in batch.reasons):
+                batch = self._gather_events(batch)
             engine_waiting = self.engine_retry_at is not None and now < self.engine_retry_at
             if engine_waiting and "engine.reconnected" not in batch.reasons:
                 continue  # the engine retry pass re-reads everything anyway
             self.run_pass(batch)
             next_resync = self._next_resync()
+
+    def _gather_events(self, batch: Batch) -> Batch:
+        """Engine events come in bursts (`docker rm -f` sends die, then destroy): wait a moment and take the
+        rest of the burst into the same pass, so the pass does not plan against a half-removed object."""
+        time.sleep(EVENT_SETTLE_SECONDS)
+        more = self.queue.take(0)
+        if more is not None:
+            batch.everything |= more.everything
+            batch.keys |= more.keys
+            batch.reasons |= more.reasons
+        return batch
 
     def run_pass(self, batch: Batch | None = None) -> list[Result]:
         """One whole pass; never raises for an expected failure (it is logged and retried later)."""

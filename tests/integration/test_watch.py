@@ -1,0 +1,279 @@
+"""`reconcile watch` on the real engine: manifests added, edited, broken, fixed and deleted; repairs via events;
+the single-writer lock; metrics; SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from docker.errors import NotFound
+
+from tests.conftest import REPO, configured_docker_host
+
+pytestmark = pytest.mark.engine
+
+START_TIMEOUT = 20.0
+CHANGE_TIMEOUT = 15.0
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class WatchProcess:
+    """`reconcile watch` as a subprocess; its stderr goes to a file the test can read at any time."""
+
+    def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        self._err = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(directory), *args],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = CHANGE_TIMEOUT, after: int = 0) -> None:
+        wait_for(lambda: text in self.stderr()[after:], timeout, f"{text!r} in the watch log")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._err.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._err.close()
+
+
+@pytest.fixture
+def lock_env(tmp_path: Path) -> dict[str, str]:
+    """Lock and state files of this test in its own directory (watch and apply must share it)."""
+    return {"RECONCILER_LOCK_DIR": str(tmp_path / "locks")}
+
+
+@pytest.fixture
+def watch(project_name: str, tmp_path: Path, lock_env: dict[str, str]) -> Iterator[Callable[..., WatchProcess]]:
+    """Starts `reconcile watch DIR ARGS` (DOCKER_HOST of the test engine unless `docker_host` is given); every
+    process still running at the end is killed before the project's objects are removed."""
+    started: list[WatchProcess] = []
+
+    def start(directory: Path, *args: str, docker_host: str | None = None) -> WatchProcess:
+        env = {**os.environ, **lock_env, "DOCKER_HOST": docker_host or configured_docker_host() or ""}
+        process = WatchProcess(project_name, directory, env, tmp_path / f"watch-{len(started)}.log", *args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def volume(name: str, extra: str = "") -> str:
+    return f"""
+    apiVersion: reconciler/v1
+    kind: Volume
+    metadata: {{name: {name}}}
+    spec: {{reclaimPolicy: Delete{extra}}}
+    """
+
+
+def network(name: str, version: str) -> str:
+    return f"""
+    apiVersion: reconciler/v1
+    kind: Network
+    metadata:
+      name: {name}
+      labels: {{version: "{version}"}}
+    spec: {{}}
+    """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def network_info(api, name: str) -> dict | None:
+    try:
+        return api.inspect_network(name)
+    except NotFound:
+        return None
+
+
+def volume_exists(api, name: str) -> bool:
+    try:
+        api.inspect_volume(name)
+    except NotFound:
+        return False
+    return True
+
+
+def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
+    api, project_name, tmp_manifests, watch, reconcile, lock_env
+):
+    """Add creates, edit changes, a broken edit changes nothing and names file:line, the fix applies, deleting
+    the file prunes, a second apply is refused naming watch's PID, metrics are served, SIGTERM exits 0."""
+    keep, net = f"{project_name}-keep", f"{project_name}-net"
+    tmp_manifests("keep.yaml", volume(keep))
+    port = free_port()
+    w = watch(tmp_manifests.dir, "--resync", "30", "--metrics-addr", f"127.0.0.1:{port}")
+    wait_for(lambda: volume_exists(api, keep), START_TIMEOUT, "the volume of the startup pass")
+
+    tmp_manifests("net.yaml", network(net, "1"))
+    first = wait_for(lambda: network_info(api, net), CHANGE_TIMEOUT, "the added network")
+    assert first["Labels"]["io.reconciler.project"] == project_name
+
+    tmp_manifests("net.yaml", network(net, "2"))
+    second = wait_for(
+        lambda: (info := network_info(api, net)) and info["Labels"].get("version") == "2" and info,
+        CHANGE_TIMEOUT,
+        "the edited network",
+    )
+    assert second["Id"] != first["Id"]  # a network change is a replace
+
+    refused = reconcile("apply", str(tmp_manifests.dir), env=lock_env, timeout=60)
+    assert refused.returncode == 1
+    assert f"PID {w.pid}" in refused.stderr
+
+    mark = len(w.stderr())
+    (tmp_manifests.dir / "net.yaml").write_text(
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata:\n  name: {net}\n  labels: {{version: '3'}}\nspec: [\n"
+    )
+    w.wait_log("manifest.invalid", after=mark)
+    assert "net.yaml:" in w.stderr()[mark:]
+    time.sleep(1.5)  # give a wrong teardown every chance to happen
+    still = network_info(api, net)
+    assert still is not None and still["Id"] == second["Id"]
+
+    tmp_manifests("net.yaml", network(net, "3"))
+    wait_for(
+        lambda: (info := network_info(api, net)) and info["Labels"].get("version") == "3",
+        CHANGE_TIMEOUT,
+        "the fixed network",
+    )
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    # the counters are updated when the pass ends, a moment after the engine shows the change
+    replaced = 'reconcile_changes_applied_total{kind="Network",action="replace"} 2'
+    wait_for(lambda: replaced in metrics(), 5, "the replace counter")
+    assert 'reconcile_changes_applied_total{kind="Volume",action="create"} 1' in metrics()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        assert json.loads(resp.read())["status"] == "ok"
+
+    (tmp_manifests.dir / "net.yaml").unlink()
+    wait_for(lambda: network_info(api, net) is None, CHANGE_TIMEOUT, "the pruned network")
+    assert volume_exists(api, keep)
+
+    assert w.stop() == 0
+    assert "watch.stopped" in w.stderr()
+
+
+def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watch):
+    """Removing every manifest (a failed checkout) leaves the objects in place without --allow-empty."""
+    name = f"{project_name}-data"
+    tmp_manifests("v.yaml", volume(name))
+    w = watch(tmp_manifests.dir, "--resync", "30")
+    wait_for(lambda: volume_exists(api, name), START_TIMEOUT, "the volume")
+    mark = len(w.stderr())
+    (tmp_manifests.dir / "v.yaml").unlink()
+    w.wait_log("manifests.empty", after=mark)
+    time.sleep(1.0)
+    assert volume_exists(api, name)
+    assert w.stop() == 0
+
+
+def test_second_writer_with_wait_runs_after_watch_ends(project_name, tmp_manifests, watch, lock_env):
+    """`apply --wait` blocks while watch holds the lock and proceeds once watch exits on SIGTERM."""
+    tmp_manifests("v.yaml", volume(f"{project_name}-data"))
+    w = watch(tmp_manifests.dir, "--resync", "30")
+    w.wait_log("pass.done", timeout=START_TIMEOUT)
+    env = {**os.environ, **lock_env, "DOCKER_HOST": configured_docker_host() or ""}
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "--project", project_name, "apply", "--wait", str(tmp_manifests.dir)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        assert waiting.poll() is None, "apply --wait did not wait for watch"
+        assert w.stop() == 0
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait(timeout=10)
+
+
+def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp_manifests, watch, base_image):
+    """`docker rm -f` of a managed container is repaired via the event stream (resync is far away)."""
+    name = f"{project_name}-web"
+    tmp_manifests(
+        "web.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {name}}}
+        spec:
+          image: {base_image}
+          command: ["sleep", "3600"]
+        """,
+    )
+    w = watch(tmp_manifests.dir, "--resync", "300")
+
+    def running_id() -> str | None:
+        try:
+            info = api.inspect_container(name)
+        except NotFound:
+            return None
+        return info["Id"] if info["State"]["Running"] else None
+
+    old = wait_for(running_id, START_TIMEOUT, "the container to run")
+    w.wait_log("engine.events_connected", timeout=START_TIMEOUT)
+    removed = time.monotonic()
+    api.remove_container(name, force=True)
+    new = wait_for(lambda: (cid := running_id()) and cid != old and cid, 10, "the repaired container")
+    elapsed = time.monotonic() - removed
+    assert new != old
+    assert elapsed < 2.0, f"repair took {elapsed:.2f}s"
+    assert "engine.event" in w.stderr() and "object.repaired" in w.stderr()
+    assert w.stop() == 0
