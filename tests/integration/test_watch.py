@@ -236,7 +236,7 @@ def test_second_writer_with_wait_runs_after_watch_ends(project_name, tmp_manifes
         time.sleep(1.5)
         assert waiting.poll() is None, "apply --wait did not wait for watch"
         assert w.stop() == 0
-        out, err = waiting.communicate(timeout=60)
+        _out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
     finally:
         if waiting.poll() is None:
