@@ -76,7 +76,11 @@ http_status() {
 
 registry_answers() { [[ $(http_status "http://$REGISTRY_ADDR/v2/") == 200 ]]; }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE COMM: the pid in PIDFILE runs a program named COMM (a recycled pid is not ours).
+pid_alive() {
+	local pid
+	[[ -f $1 ]] && pid=$(cat "$1") && [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]]
+}
 
 # wait_for SECONDS WHAT CHECK...: polls CHECK every half second, bounded.
 wait_for() {
@@ -108,7 +112,19 @@ install_packages() {
 	log "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Keep the packages' own services (docker.service, docker-registry.service on :5000) from starting on
+	# install: a second dockerd sharing docker0 and iptables chains with ours, or a registry with another
+	# config on our port, is not what we want. policy-rc.d is honoured by invoke-rc.d and deb-systemd-invoke.
+	local policy=/usr/sbin/policy-rc.d own_policy=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# temporary, from reconciler scripts/testenv.sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=1
+	fi
+	local rc=0
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	((own_policy == 0)) || rm -f "$policy"
+	((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc)"
 }
 
 # ---------------------------------------------------------------------------------------------- venv
@@ -137,7 +153,7 @@ ensure_venv() {
 start_dockerd() {
 	need_root "starting dockerd"
 	mkdir -p "$RUN_DIR" "$LIB_DIR/docker"
-	if pid_alive "$DOCKERD_PIDFILE"; then
+	if pid_alive "$DOCKERD_PIDFILE" dockerd; then
 		log "our dockerd (pid $(cat "$DOCKERD_PIDFILE")) is running but not answering yet; waiting"
 	else
 		log "starting dockerd on $OWN_HOST (data root $LIB_DIR/docker)"
@@ -171,7 +187,12 @@ choose_engine() {
 		log "DOCKER_HOST=$DOCKER_HOST does not answer; using our own dockerd instead"
 	fi
 	ENGINE=$OWN_HOST
-	engine_answers "$ENGINE" || start_dockerd
+	engine_answers "$ENGINE" && return 0
+	if engine_answers unix:///var/run/docker.sock; then
+		log "WARNING: a system dockerd answers on /var/run/docker.sock; ours will share docker0 and the iptables"
+		log "  chains with it. Stop it, or set DOCKER_HOST=unix:///var/run/docker.sock to test against it."
+	fi
+	start_dockerd
 }
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -181,7 +202,7 @@ start_registry() {
 	fi
 	need_root "starting the registry"
 	mkdir -p "$RUN_DIR" "$LIB_DIR/registry"
-	if ! pid_alive "$REGISTRY_PIDFILE"; then
+	if ! pid_alive "$REGISTRY_PIDFILE" docker-registry; then
 		cat >"$REGISTRY_CONFIG" <<-EOF
 			# written by scripts/testenv.sh
 			version: 0.1
@@ -355,7 +376,7 @@ cmd_down() {
 	need_root "down"
 	exec 9>"$RUN_DIR/testenv.lock"
 	flock -w 300 9 || die "another scripts/testenv.sh holds $RUN_DIR/testenv.lock"
-	if pid_alive "$REGISTRY_PIDFILE"; then
+	if pid_alive "$REGISTRY_PIDFILE" docker-registry; then
 		stop_pid "$REGISTRY_PIDFILE" "the registry"
 	else
 		log "no registry started by this script is running"
@@ -370,7 +391,7 @@ cmd_down() {
 		fi
 		rm -f "$SWARM_MARK"
 	fi
-	if pid_alive "$DOCKERD_PIDFILE"; then
+	if pid_alive "$DOCKERD_PIDFILE" dockerd; then
 		if engine_answers "$OWN_HOST"; then
 			log "leaving swarm mode on our dockerd"
 			dk "$OWN_HOST" swarm leave --force >/dev/null 2>&1 || true
