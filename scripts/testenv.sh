@@ -9,12 +9,13 @@
 #
 # Runs as root on Debian 12. Writes <repo>/.testenv/env (`export DOCKER_HOST=...`).
 # Environment: DOCKER_HOST (used instead of our own dockerd when it answers), PYTHON (interpreter for a new
-# venv, default python3), RECONCILER_TESTENV_SKIP_VENV=1 (leave the venv alone).
+# venv, default python3), RECONCILER_TESTENV_SKIP_VENV=1 (leave the venv alone),
+# RECONCILER_TESTENV_RUN_DIR / RECONCILER_TESTENV_LIB_DIR (state directories; for testing this script).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN_DIR=/run/reconciler-test
-LIB_DIR=/var/lib/reconciler-test
+RUN_DIR=${RECONCILER_TESTENV_RUN_DIR:-/run/reconciler-test}
+LIB_DIR=${RECONCILER_TESTENV_LIB_DIR:-/var/lib/reconciler-test}
 OWN_HOST="unix://$RUN_DIR/docker.sock"
 DOCKERD_PIDFILE="$RUN_DIR/docker.pid"
 DOCKERD_LOG="$RUN_DIR/dockerd.log"
@@ -397,6 +398,7 @@ cmd_down() {
 			dk "$OWN_HOST" swarm leave --force >/dev/null 2>&1 || true
 		fi
 		stop_pid "$DOCKERD_PIDFILE" "our dockerd"
+		rm -f "$DOCKERD_PIDFILE"
 	else
 		log "no dockerd started by this script is running"
 	fi
