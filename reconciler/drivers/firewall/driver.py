@@ -181,8 +181,10 @@ class FirewallDriver:
             return Change(
                 KIND, desired.name, create, desired=desired, observed=observed, blocked=sel.reason, notes=notes
             )
+        if observed is None:  # nothing of it is live: the plan shows the desired spec, like other creates
+            return Change(KIND, desired.name, Action.CREATE, desired=desired, notes=notes)
         fields = self._field_changes(desired.name, sel)
-        action = create if fields else Action.NONE
+        action = Action.UPDATE if fields else Action.NONE
         return Change(KIND, desired.name, action, tuple(fields), desired, observed, notes=notes)
 
     def _field_changes(self, name: str, sel: Selection) -> list[FieldChange]:
