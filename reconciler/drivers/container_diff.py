@@ -112,14 +112,20 @@ def _cpus(nano: int | None) -> float | None:
     return None if nano is None else nano / 1e9
 
 
-def _network_changes(want: list[Mapping[str, Any]], have: list[Mapping[str, Any]]) -> list[FieldChange]:
+def _network_changes(
+    want: list[Mapping[str, Any]], have: list[Mapping[str, Any]], implicit: frozenset[str]
+) -> list[FieldChange]:
+    """Per network: membership, aliases, static address. `implicit` aliases are the engine's own (the hostname)."""
     wanted = {n["name"]: dict(n) for n in want}
     had = {n["name"]: dict(n) for n in have}
     changes = []
     for name in sorted(set(wanted) | set(had)):
         new, old = wanted.get(name), had.get(name)
-        if new is not None and old is not None and new.get("ipv4Address") is None:
-            old = {**old, "ipv4Address": None}  # an IPAM-assigned address is never drift
+        if new is not None and old is not None:
+            declared = set(new["aliases"])
+            old = {**old, "aliases": [a for a in old["aliases"] if a not in implicit or a in declared]}
+            if new.get("ipv4Address") is None:
+                old["ipv4Address"] = None  # an IPAM-assigned address is never drift
         if new != old:
             changes.append(FieldChange(f"networks.{name}", old, new, Action.UPDATE))
     return changes
@@ -138,7 +144,7 @@ def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, f
         elif key == "resources":
             changes += _resource_changes(new, old or {}, desired.spec["resources"]["memorySwap"] is not None)
         elif key == "networks":
-            changes += _network_changes(new, old or [])
+            changes += _network_changes(new, old or [], frozenset({have.get("hostname") or ""}))
         elif new != old:
             action = Action.UPDATE if key in IN_PLACE else Action.REPLACE
             changes.append(FieldChange(key, old, new, action))

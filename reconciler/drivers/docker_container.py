@@ -36,7 +36,17 @@ from reconciler.drivers.container_spec import ASIDE_SUFFIX, normalize_container
 from reconciler.drivers.docker_common import DockerDriver, concurrently
 from reconciler.drivers.engine import project_filter
 from reconciler.errors import SpecError
-from reconciler.model import LABEL_NAME, Action, Change, Desired, Observed, Reference, Resource, ownership_labels
+from reconciler.model import (
+    LABEL_NAME,
+    LABEL_PROJECT,
+    Action,
+    Change,
+    Desired,
+    Observed,
+    Reference,
+    Resource,
+    ownership_labels,
+)
 
 
 class ContainerDriver(DockerDriver):
@@ -133,7 +143,11 @@ class ContainerDriver(DockerDriver):
         assert desired is not None
         if change.action is Action.CREATE:
             with self.errors(name, "create"):
-                self._create_and_start(desired, check_settle=False)
+                try:
+                    self._create_and_start(desired, check_settle=False)
+                except Exception:
+                    self._discard_failed_create(name)
+                    raise
             return
         assert change.observed is not None
         facts = change.observed.raw
@@ -221,6 +235,15 @@ class ContainerDriver(DockerDriver):
         elif state is not None:
             self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
             self.log.info("container.stopped", name=name)
+
+    def _discard_failed_create(self, name: str) -> None:
+        """A container created but not started leaves nothing behind: the next apply creates it afresh."""
+        try:
+            info = self.api.inspect_container(name)
+        except NotFound:
+            return
+        if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:
+            self.api.remove_container(info["Id"], v=False, force=True)
 
     def _remove(self, observed: Observed) -> None:
         timeout = observed.spec.get("stopTimeout", 10)

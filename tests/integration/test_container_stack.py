@@ -110,7 +110,7 @@ def apply_ok(reconcile: Callable[..., Any], directory: Path) -> None:
 
 def in_sync(reconcile: Callable[..., Any], directory: Path) -> None:
     rc, plan = plan_json(reconcile, directory)
-    assert rc == 0, plan
+    assert rc == 0, json.dumps(plan["changes"], indent=1)
 
 
 @pytest.fixture
