@@ -179,6 +179,7 @@ class DirectoryWatcher:
         self._stop = False
         self._observer: Any = None
         self._identity: tuple[int, int] | None = None
+        self._watched = str(root)
         self._thread = threading.Thread(target=self._run, name="dir-watch", daemon=True)
 
     def start(self) -> DirectoryWatcher:
@@ -194,7 +195,7 @@ class DirectoryWatcher:
         self._unschedule()
 
     def on_event(self, event: Any) -> None:
-        if is_manifest_event(event, str(self.root)):
+        if is_manifest_event(event, self._watched):
             with self._cond:
                 self.debouncer.poke()
                 self._cond.notify_all()
@@ -214,8 +215,10 @@ class DirectoryWatcher:
             def on_any_event(self, event: Any) -> None:
                 watcher.on_event(event)
 
+        # events name paths under the resolved directory (a symlinked DIR points elsewhere)
+        self._watched = str(self.root.resolve())
         observer = Observer()
-        observer.schedule(Handler(), str(self.root.resolve()), recursive=True)
+        observer.schedule(Handler(), self._watched, recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer

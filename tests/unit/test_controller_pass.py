@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,24 @@ def test_close_keeps_errors_without_retry_times(world) -> None:
     ctl.close()
     entry = json.loads(json.dumps(read_failures("p", ENGINE)))["Volume/vol-a"]
     assert entry["nextRetry"] is None and entry["error"]
+
+
+def test_stop_during_a_change_lets_it_finish_and_starts_nothing_else(world) -> None:
+    """SIGTERM while a change is in flight: that change completes, what waits for it is cancelled."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "n.yaml").write_text(manifest("Network", "net-b", needs="Volume/vol-a"))
+    started = threading.Event()
+    original = world.volumes.apply
+
+    def slow_apply(change) -> None:
+        started.set()
+        time.sleep(0.3)  # the stop request arrives meanwhile
+        original(change)
+
+    world.volumes.apply = slow_apply
+    threading.Thread(target=lambda: (started.wait(5), ctl.request_stop())).start()
+    results = ctl.run_pass()
+    assert outcomes(results) == {"vol-a": Outcome.APPLIED, "net-b": Outcome.SKIPPED}
+    assert "vol-a" in world.volumes.objects and world.networks.objects == {}
+    assert ctl.blocked == {}

@@ -1,0 +1,93 @@
+"""The manifest directory watcher on a real filesystem: bursts debounced, stray files ignored, a swapped
+directory symlink (git-sync style) noticed."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.triggers import Debouncer, DirectoryWatcher
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.count += 1
+        self.event.set()
+
+
+def settle(counter: Counter, seconds: float = 1.0) -> int:
+    time.sleep(seconds)
+    return counter.count
+
+
+@pytest.fixture
+def watched(tmp_path: Path):
+    root = tmp_path / "m"
+    root.mkdir()
+    counter = Counter()
+    watcher = DirectoryWatcher(root, counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
+    yield root, counter
+    watcher.stop()
+
+
+def test_a_burst_of_writes_is_one_trigger(watched) -> None:
+    """Twenty files written at once (a checkout) trigger one pass."""
+    root, counter = watched
+    for i in range(20):
+        (root / f"f{i}.yaml").write_text("x: 1\n")
+    assert counter.event.wait(5)
+    assert settle(counter) == 1
+
+
+def test_stray_files_trigger_nothing(watched) -> None:
+    """Swap, backup, hidden and non-YAML files never trigger a pass."""
+    root, counter = watched
+    for name in (".a.yaml.swp", "a.yaml~", "a.yaml.bak", "4913", ".#a.yaml", "notes.txt"):
+        (root / name).write_text("x\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref\n")
+    assert settle(counter) == 0
+    (root / "a.yaml").write_text("x: 1\n")
+    assert counter.event.wait(5)
+
+
+def test_new_subdirectory_files_are_seen(watched) -> None:
+    """Files in a directory created after the watch started count."""
+    root, counter = watched
+    (root / "sub").mkdir()
+    assert counter.event.wait(5)
+    time.sleep(0.5)
+    before = counter.count
+    (root / "sub" / "a.yaml").write_text("x: 1\n")
+    time.sleep(1)
+    assert counter.count > before
+
+
+def test_swapped_symlink_is_noticed(tmp_path: Path) -> None:
+    """DIR as a symlink atomically re-pointed to a new checkout triggers a pass and is watched afterwards."""
+    one, two = tmp_path / "rev1", tmp_path / "rev2"
+    one.mkdir()
+    two.mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(one)
+    counter = Counter()
+    watcher = DirectoryWatcher(link, counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
+    try:
+        tmp_link = tmp_path / "current.tmp"
+        tmp_link.symlink_to(two)
+        os.replace(tmp_link, link)
+        assert counter.event.wait(5)
+        counter.event.clear()
+        time.sleep(0.5)
+        (two / "a.yaml").write_text("x: 1\n")
+        assert counter.event.wait(5)
+    finally:
+        watcher.stop()
