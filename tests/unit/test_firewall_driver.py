@@ -189,3 +189,13 @@ def test_normalize_hashes_the_canonical_spec() -> None:
     c = drv.normalize(resource("w", sources=["198.51.100.0/24"]))
     assert a.spec_hash == b.spec_hash != c.spec_hash
     assert list(drv.references(a)) == []
+
+
+def test_validation_problems_name_the_manifest_field() -> None:
+    """Through the core catalog, a bad source is reported at its own list index in the manifest."""
+    from reconciler.catalog import build_catalog
+
+    drv = make_driver()
+    res = resource("web", sources=["192.0.2.1", "192.0.2.9-192.0.2.1"], ports=[{"port": 8080, "protocol": "gre"}])
+    _, problems = build_catalog([res], {"FirewallAllowList": drv})
+    assert sorted(p.field for p in problems) == ["spec.ports[0].protocol", "spec.sources[1]"]
