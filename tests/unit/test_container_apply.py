@@ -1,0 +1,116 @@
+"""Container apply helpers without an engine: update bodies, dependency waits and the create call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.drivers import container_apply
+from reconciler.drivers.container_apply import create_config, update_body, wait_for
+from reconciler.drivers.container_spec import normalize_container
+from reconciler.errors import PermanentError
+from reconciler.model import Resource, Source
+
+IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
+
+
+def spec_of(spec: dict) -> dict:
+    res = Resource("Container", "web", {"image": IMAGE, **spec}, {}, Source("w.yaml", 1, Path("/tmp/w.yaml")))
+    return dict(normalize_container(res).spec)
+
+
+def test_memory_is_sent_with_its_swap() -> None:
+    """Raising memory sends MemorySwap too (twice memory when undeclared), or the engine refuses it."""
+    body = update_body(spec_of({"resources": {"memory": "128m"}}), ["memory"], restart=False)
+    assert body == {"Memory": 128 * 2**20, "MemorySwap": 256 * 2**20}
+
+
+def test_removing_pids_limit_sends_unlimited() -> None:
+    """PidsLimit can be lifted in place with -1 (zero values are ignored by the update API)."""
+    assert update_body(spec_of({}), ["pidsLimit"], restart=False) == {"PidsLimit": -1}
+
+
+def test_restart_policy_body() -> None:
+    """The restart policy goes in the same update call; `no` is sent as the empty name."""
+    body = update_body(spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), [], restart=True)
+    assert body == {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}
+    assert update_body(spec_of({}), [], restart=True) == {"RestartPolicy": {"Name": ""}}
+
+
+def states(*docs: dict) -> Any:
+    """An inspect function returning the given State documents one after the other (the last one repeats)."""
+    seq = list(docs)
+
+    def inspect(name: str) -> dict:
+        return {"State": seq.pop(0) if len(seq) > 1 else seq[0]}
+
+    return inspect
+
+
+def test_wait_for_healthy_polls_until_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`healthy` waits through `starting` and returns once the health status is healthy."""
+    monkeypatch.setattr(container_apply, "POLL_SECONDS", 0)
+    inspect = states(
+        {"Running": True, "Health": {"Status": "starting"}},
+        {"Running": True, "Health": {"Status": "healthy"}},
+    )
+    wait_for(inspect, "db", "healthy", 5 * 10**9)
+
+
+def test_wait_for_fails_clearly_when_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unhealthy dependency fails at once, naming it and its last probe output."""
+    monkeypatch.setattr(container_apply, "POLL_SECONDS", 0)
+    inspect = states({"Running": True, "Health": {"Status": "unhealthy", "Log": [{"Output": "boom\n"}]}})
+    with pytest.raises(PermanentError, match=r"dependency db is unhealthy.*boom"):
+        wait_for(inspect, "db", "healthy", 5 * 10**9)
+
+
+def test_wait_for_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dependency that never gets there fails after the bounded timeout, saying what it last saw."""
+    monkeypatch.setattr(container_apply, "POLL_SECONDS", 0.01)
+    inspect = states({"Running": True, "Health": {"Status": "starting"}})
+    with pytest.raises(PermanentError, match=r"timed out after 0\.05s.*starting"):
+        wait_for(inspect, "db", "healthy", 5 * 10**7)
+
+
+def test_wait_for_started_fails_on_exited_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`started` fails when the dependency has exited instead of running."""
+    monkeypatch.setattr(container_apply, "POLL_SECONDS", 0)
+    with pytest.raises(PermanentError, match="not running"):
+        wait_for(states({"Running": False, "Status": "exited", "ExitCode": 1}), "db", "started", 10**9)
+
+
+class HostConfigApi:
+    """Only the pure config builders of docker-py's APIClient."""
+
+    def __init__(self) -> None:
+        import docker
+
+        self._real = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_create_config_carries_the_canonical_spec() -> None:
+    """The create call is built from the canonical spec: ports, mounts, healthcheck, resources, first network."""
+    spec = {
+        "command": "httpd -f",
+        "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"}],
+        "mounts": [{"type": "tmpfs", "target": "/t", "size": "1m"}],
+        "networks": [{"name": "a", "aliases": ["x"]}, {"name": "b"}],
+        "healthcheck": {"test": ["CMD", "true"]},
+        "resources": {"memory": "64m", "cpus": 0.5},
+    }
+    res = Resource("Container", "web", {"image": IMAGE, **spec}, {}, Source("w.yaml", 1, Path("/tmp/w.yaml")))
+    config = create_config(HostConfigApi(), normalize_container(res), {"l": "v"})
+    host = config["host_config"]
+    assert config["command"] == ["httpd", "-f"]
+    assert host["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert host["Mounts"][0]["TmpfsOptions"] == {"SizeBytes": 2**20}
+    assert host["Memory"] == 64 * 2**20 and host["NanoCpus"] == 5 * 10**8 and host["NetworkMode"] == "a"
+    assert config["healthcheck"]["interval"] == 30 * 10**9
+    assert list(config["networking_config"]["EndpointsConfig"]) == ["a"]
+    assert "user" not in config and "working_dir" not in config  # undeclared: the image's
