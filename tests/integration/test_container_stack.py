@@ -213,3 +213,15 @@ def test_sensitive_env_file_values_never_printed(reconcile: Any, stack: Stack, t
     for output in (text.stdout, text.stderr, json.dumps(plan), proc.stdout, proc.stderr):
         assert "secret-value" not in output
     assert proc.returncode == 0
+
+
+def test_unhealthy_dependency_fails_clearly(reconcile: Any, stack: Stack, api: Any) -> None:
+    """db turns unhealthy: api's create fails naming it (nothing of api is left), web is skipped, exit 1."""
+    stack.specs["db"]["healthcheck"] = {"test": ["CMD", "false"], "interval": "1s", "retries": 1}
+    directory = stack.write()
+    proc = reconcile("apply", directory)
+    assert proc.returncode == 1
+    assert f"dependency {stack.name('db')} is unhealthy" in proc.stdout
+    assert "skipped" in proc.stdout
+    names = {c["Names"][0] for c in api.containers(all=True, filters={"label": f"io.reconciler.project={stack.p}"})}
+    assert names == {f"/{stack.name('db')}"}
