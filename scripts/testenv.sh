@@ -196,6 +196,26 @@ choose_engine() {
 	start_dockerd
 }
 
+# Another dockerd started with `--bridge=none` deletes the host's docker0 (dockerd's removeDefaultBridgeInterface),
+# and ours does not notice: every container start on the default `bridge` network then fails with "could not
+# find bridge docker0". Recreating the link with the engine's own gateway address restores it without a
+# restart (the bridge driver and Docker's iptables rules find the bridge by name).
+repair_default_bridge() {
+	[[ $ENGINE == "$OWN_HOST" ]] || return 0
+	local name gateway subnet
+	name=$(dk "$ENGINE" network inspect bridge \
+		--format '{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null) || return 0
+	[[ -n $name ]] && ! ip link show "$name" >/dev/null 2>&1 || return 0
+	gateway=$(dk "$ENGINE" network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
+	subnet=$(dk "$ENGINE" network inspect bridge --format '{{(index .IPAM.Config 0).Subnet}}')
+	log "WARNING: the default bridge $name of our dockerd is gone (deleted by someone else); recreating" \
+		"it as $gateway/${subnet#*/}"
+	need_root "recreating $name"
+	ip link add "$name" type bridge
+	ip addr add "$gateway/${subnet#*/}" dev "$name"
+	ip link set "$name" up
+}
+
 # ---------------------------------------------------------------------------------------------- registry
 start_registry() {
 	if registry_answers; then
@@ -334,6 +354,7 @@ cmd_up() {
 	install_packages
 	ensure_venv
 	choose_engine
+	repair_default_bridge
 	start_registry
 	ensure_swarm
 	ensure_base_image
