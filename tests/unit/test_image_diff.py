@@ -204,3 +204,16 @@ def test_unreadable_label_json_falls_back_to_the_total_hash(driver: ImageDriver,
     labels = {**built_labels(desired), LABEL_BUILD_INPUTS: "{bad", LABEL_INPUT_HASH: "sha256:old"}
     change = driver.diff(desired, observed(BUILT, labels))
     assert [f.path for f in change.fields] == ["build.inputHash"]
+
+
+def test_planner_lets_a_foreign_image_be_used(driver: ImageDriver, tmp_path: Path) -> None:
+    """An image of the declared reference that the project does not own is not a name clash (claims_names)."""
+    from reconciler.catalog import build_catalog
+    from reconciler.planner import plan_changes
+
+    res = image_resource(tmp_path, {"reference": REF})
+    catalog, problems = build_catalog([res], {"Image": driver})
+    assert problems == []
+    plan = plan_changes(catalog, {"Image": driver}, "p", {"Image": {"app": observed(FOREIGN, {"x": "y"})}})
+    [change] = plan.changes
+    assert change.blocked is None and change.action is Action.NONE and plan.in_sync
