@@ -199,3 +199,23 @@ def test_validation_problems_name_the_manifest_field() -> None:
     res = resource("web", sources=["192.0.2.1", "192.0.2.9-192.0.2.1"], ports=[{"port": 8080, "protocol": "gre"}])
     _, problems = build_catalog([res], {"FirewallAllowList": drv})
     assert sorted(p.field for p in problems) == ["spec.ports[0].protocol", "spec.sources[1]"]
+
+
+def test_unreadable_rules_block_the_lists_instead_of_failing_the_plan(backend: MemoryBackend) -> None:
+    """A backend read error becomes a blocked change with the reason (other kinds can still be planned)."""
+    from reconciler.errors import TemporaryError
+
+    def broken(family: int, project: str) -> LiveFamily:
+        raise TemporaryError("iptables-nft-save timed out")
+
+    backend.read = broken  # type: ignore[method-assign]
+    change = plan(make_driver(), [resource("web", sources=["192.0.2.1"])])["web"]
+    assert change.blocked is not None and "timed out" in change.blocked
+
+
+def test_a_jump_below_other_rules_is_mentioned(backend: MemoryBackend) -> None:
+    """When other rules sit above the project's jump in DOCKER-USER, the plan says so."""
+    converge([resource("web", sources=["192.0.2.1"])])
+    backend.tables[4] = replace(backend.tables[4], jump_index=3)
+    change = plan(make_driver(), [resource("web", sources=["192.0.2.2"])])["web"]
+    assert any("is rule 3 of the IPv4 DOCKER-USER" in n for n in change.notes)

@@ -30,7 +30,7 @@ from reconciler.drivers.firewall.rules import (
     read_list,
 )
 from reconciler.drivers.firewall.spec import check_spec, describe, families_of, normalize_spec
-from reconciler.errors import PermanentError, TemporaryError
+from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import (
     LABEL_KIND,
     LABEL_NAME,
@@ -106,7 +106,13 @@ class FirewallDriver:
         self._live = {}
         if sel.backend is None:
             return {}
-        self._live = {f: sel.backend.read(f, self.project) for f in sel.families}
+        try:
+            self._live = {f: sel.backend.read(f, self.project) for f in sel.families}
+        except ReconcileError as exc:
+            # Other kinds can still be planned; every list is blocked with the reason instead.
+            self._selection = Selection(None, f"cannot read the firewall rules ({sel.backend.name}): {exc}")
+            self.log.error("firewall.observe_failed", error=str(exc))
+            return {}
         self._interfaces = interface_names(self.netns)
         chainsets = self._live_chainsets()
         found: dict[str, Observed] = {}
@@ -162,6 +168,12 @@ class FirewallDriver:
                 notes.append(
                     f"interface {', '.join(missing)} does not exist (yet); its rules are written anyway "
                     "and take effect when it appears"
+                )
+        for family, live in sorted(self._live.items()):
+            if live.jump_index > 1:
+                notes.append(
+                    f"the jump to {main_chain(self.project)} is rule {live.jump_index} of the IPv{family} "
+                    "DOCKER-USER chain: the rules above it see traffic first"
                 )
         if 6 not in sel.families and sel.backend is not None:
             v6 = 6 in families_of([*spec["sources"], *spec["destinations"]])
