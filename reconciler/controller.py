@@ -73,6 +73,7 @@ class Controller:
         self.stop = threading.Event()
         self.applied_hash: dict[Key, str] = {}  # spec hash last seen in sync or applied, per object
         self.blocked: dict[Key, str] = {}  # objects skipped because something they need failed
+        self.failed_hash: dict[Key, str | None] = {}  # desired spec hash when the object last failed
         self.engine_failures = 0
         self.engine_retry_at: float | None = None
         self.retry_at: float | None = None
@@ -243,7 +244,7 @@ class Controller:
             self._known = {c.key for c in plan.changes}
         self.backoff.forget_except(set(self._known))
         plan, repairs = self._hold(plan)
-        results = self.runner.apply(plan, stop=self.stop)
+        results = self.runner.apply(plan, stop=self.stop, on_result=lambda _: self.metrics.tick())
         failed = [r for r in results if r.outcome is Outcome.FAILED]
         if failed and not self._engine_alive():
             raise EngineUnavailable(f"the engine went away during the pass ({failed[0].error})")
@@ -266,6 +267,9 @@ class Controller:
         repairs: set[Key] = set()
         for change in plan.changes:
             if change.pending:
+                if change.key in self.backoff.entries and self._manifest_changed_since_failure(change):
+                    self.backoff.succeeded(change.key)  # a new spec deserves a try now, not after the old backoff
+                    log.info("object.retry_now", subject=change.subject, reason="manifest changed")
                 retry = self.backoff.held(change.key)
                 if retry is None and self._is_repair(change) and self.repairs.exceeded(change.key):
                     wait = max(self.repairs.retry_after(change.key), 1.0)
@@ -284,6 +288,10 @@ class Controller:
                     repairs.add(change.key)
             changes.append(change)
         return dataclasses.replace(plan, changes=tuple(changes)), repairs
+
+    def _manifest_changed_since_failure(self, change: Change) -> bool:
+        desired_hash = change.desired.spec_hash if change.desired is not None else None
+        return self.failed_hash.get(change.key, desired_hash) != desired_hash
 
     def _account(self, results: list[Result], repairs: set[Key]) -> None:
         self.blocked = {}
@@ -304,6 +312,7 @@ class Controller:
             elif result.outcome is Outcome.FAILED:
                 self.metrics.change_failed(change.kind)
                 retry = self.backoff.failed(key, result.error or "failed")
+                self.failed_hash[key] = change.desired.spec_hash if change.desired is not None else None
                 log.warning(
                     "object.retry_scheduled",
                     subject=change.subject,

@@ -13,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from reconciler.errors import PermanentError
 
 PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-# /healthz turns 503 when the loop has not ticked for this long (a wedged loop, not a slow engine).
-STALL_SECONDS = 120.0
+# /healthz turns 503 when the loop has not ticked (between passes, and after every change) for this long: a
+# wedged loop, not merely a slow change such as a big image pull.
+STALL_SECONDS = 600.0
 
 
 class Metrics:

@@ -312,3 +312,18 @@ def test_stop_during_a_change_lets_it_finish_and_starts_nothing_else(world) -> N
     assert outcomes(results) == {"vol-a": Outcome.APPLIED, "net-b": Outcome.SKIPPED}
     assert "vol-a" in world.volumes.objects and world.networks.objects == {}
     assert ctl.blocked == {}
+
+
+def test_edited_manifest_is_tried_at_once_despite_backoff(world) -> None:
+    """Fixing the manifest of a failing object ends its backoff: the new spec is tried in the next pass."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="1"))
+    world.volumes.fail.add("vol-a")
+    ctl.run_pass()
+    world.clock.now = ctl.retry_at
+    ctl.run_pass()
+    assert ctl.backoff.held(("Volume", "vol-a")) is not None
+    world.volumes.fail.clear()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
+    results = ctl.run_pass()  # the clock has not reached the retry time
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
