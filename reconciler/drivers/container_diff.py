@@ -137,6 +137,8 @@ def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, f
     have = observed.spec
     changes: list[FieldChange] = []
     keys = sorted(want) if full else sorted(IN_PLACE)
+    if not full and str(want["networkMode"]).startswith("container:"):
+        keys.append("networkMode")  # the engine pins the namespace by container ID: replaced target = change
     for key in keys:
         new, old = want[key], have.get(key)
         if key == "env":
@@ -229,15 +231,24 @@ def prune_container(observed: Observed) -> Change:
     return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps)
 
 
-def follow_image(change: Change, upstream: list[Change]) -> Change:
-    """An Image this container uses is rebuilt or re-pulled: the existing container is replaced afterwards."""
-    images = [u for u in upstream if u.kind == "Image" and u.pending]
-    if not images or change.observed is None or change.desired is None or change.action is Action.REPLACE:
+def follow_upstream(change: Change, upstream: list[Change]) -> Change:
+    """Revise an existing container's change for what happens upstream first: an Image it uses is rebuilt or
+    re-pulled, or the container whose network namespace it shares (`networkMode: container:<name>`) is replaced
+    (the engine pins the namespace by container ID). Either way this container is replaced afterwards."""
+    if change.observed is None or change.desired is None or change.action not in (Action.NONE, Action.UPDATE):
         return change
-    if change.action not in (Action.NONE, Action.UPDATE):
+    extra: list[FieldChange] = []
+    if any(u.kind == "Image" and u.pending for u in upstream):
+        ref = change.desired.spec["image"]
+        extra.append(FieldChange("image", ref, ref, Action.REPLACE, note=IMAGE_FOLLOW))
+    mode = str(change.desired.spec["networkMode"])
+    target = mode.partition(":")[2] if mode.startswith("container:") else None
+    if any(u.kind == KIND and u.name == target and u.action is Action.REPLACE and u.pending for u in upstream):
+        note = f"container {target} is replaced; its network namespace goes with it"
+        extra.append(FieldChange("networkMode", mode, mode, Action.REPLACE, note=note))
+    if not extra:
         return change
-    ref = change.desired.spec["image"]
-    fields = (*change.fields, FieldChange("image", ref, ref, Action.REPLACE, note=IMAGE_FOLLOW))
+    fields = (*change.fields, *extra)
     facts = change.observed.raw
     steps = steps_for(
         Action.REPLACE, change.desired, list(fields), facts if isinstance(facts, ContainerFacts) else None

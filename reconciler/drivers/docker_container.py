@@ -24,7 +24,7 @@ from reconciler.drivers.container_checks import (
     engine_paths,
     image_manifest,
 )
-from reconciler.drivers.container_diff import IMAGE_FOLLOW, diff_container, follow_image, prune_container
+from reconciler.drivers.container_diff import IMAGE_FOLLOW, diff_container, follow_upstream, prune_container
 from reconciler.drivers.container_observe import (
     ContainerFacts,
     engine_name,
@@ -78,7 +78,7 @@ class ContainerDriver(DockerDriver):
         return prune_container(observed)
 
     def follow(self, change: Change, upstream: list[Change]) -> Change:
-        return follow_image(change, upstream)
+        return follow_upstream(change, upstream)
 
     # -- observe (read only) ---------------------------------------------------------------------------------
     def observe(self, declared: Collection[str]) -> dict[str, Observed]:

@@ -16,7 +16,7 @@ from reconciler.drivers.container_diff import (
     IMAGE_FOLLOW,
     IMAGE_MOVED,
     diff_container,
-    follow_image,
+    follow_upstream,
     prune_container,
 )
 from reconciler.drivers.container_observe import ContainerFacts, image_defaults, observed_spec
@@ -289,8 +289,25 @@ def test_follow_turns_a_pending_image_rebuild_into_a_replace() -> None:
     """An upstream Image change makes an existing container's change a REPLACE noting the rebuild."""
     in_sync = plan(BASE_SPEC, BASE_SPEC)
     image_change = Change("Image", "web-image", Action.UPDATE)
-    followed = follow_image(in_sync, [image_change])
+    followed = follow_upstream(in_sync, [image_change])
     assert followed.action is Action.REPLACE
     assert [(f.path, f.note) for f in followed.fields] == [("image", IMAGE_FOLLOW)]
     created = diff_container(desired_of(BASE_SPEC), None)
-    assert follow_image(created, [image_change]) is created
+    assert follow_upstream(created, [image_change]) is created
+
+
+def test_follow_replaces_a_container_sharing_a_replaced_namespace() -> None:
+    """networkMode container:<db>: when db is replaced, the sharer is replaced after it (the namespace is by ID)."""
+    spec = {"image": IMAGE, "networkMode": "container:db"}
+    info = engine_inspect(desired_of(spec))
+    info["HostConfig"]["NetworkMode"] = "container:" + "d" * 64
+    observed = observed_of(info)
+    in_sync = diff_container(
+        desired_of(spec), dataclasses.replace(observed, spec={**observed.spec, "networkMode": "container:db"})
+    )
+    assert in_sync.action is Action.NONE
+    followed = follow_upstream(in_sync, [Change("Container", "db", Action.REPLACE)])
+    assert followed.action is Action.REPLACE and [f.path for f in followed.fields] == ["networkMode"]
+    assert follow_upstream(in_sync, [Change("Container", "db", Action.UPDATE)]).action is Action.NONE
+    # a target that is already gone (its ID no longer resolves to the name) is a change by itself
+    assert diff_container(desired_of(spec), observed).action is Action.REPLACE
