@@ -114,3 +114,41 @@ def test_create_config_carries_the_canonical_spec() -> None:
     assert config["healthcheck"]["interval"] == 30 * 10**9
     assert list(config["networking_config"]["EndpointsConfig"]) == ["a"]
     assert "user" not in config and "working_dir" not in config  # undeclared: the image's
+
+
+class ImageOnlyApi:
+    """Answers inspect_image with a fixed ID and records any other call (none may happen)."""
+
+    def __init__(self, image_id: str) -> None:
+        self.image_id = image_id
+        self.calls: list[str] = []
+
+    def inspect_image(self, ref: str) -> dict:
+        return {"Id": self.image_id}
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        raise AssertionError(f"unexpected engine call {name}")
+
+
+@pytest.mark.parametrize(("current", "replaced"), [("sha256:same", False), ("sha256:new", True)])
+def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, replaced: bool) -> None:
+    """A replace asked for only by an upstream rebuild does nothing when the rebuild produced the same image."""
+    from reconciler.drivers.base import DriverContext
+    from reconciler.drivers.container_diff import IMAGE_FOLLOW
+    from reconciler.drivers.container_observe import ContainerFacts, ImageDefaults
+    from reconciler.drivers.docker_container import ContainerDriver
+    from reconciler.model import Action, Change, FieldChange, Observed
+
+    res = Resource("Container", "web", {"image": IMAGE}, {}, Source("w.yaml", 1, Path("/tmp/w.yaml")))
+    desired = normalize_container(res)
+    facts = ContainerFacts("c" * 64, "web", "sha256:same", "sha256:same", ImageDefaults())
+    observed = Observed("Container", "web", "c" * 64, {}, {}, raw=facts)
+    field = FieldChange("image", IMAGE, IMAGE, Action.REPLACE, note=IMAGE_FOLLOW)
+    change = Change("Container", "web", Action.REPLACE, (field,), desired, observed)
+    api = ImageOnlyApi(current)
+    driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: api))
+    assert driver._replace_needed(change, facts) is replaced
+    if not replaced:
+        driver.apply(change)  # an empty in-place update: no engine call at all
+        assert api.calls == []
