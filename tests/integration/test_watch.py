@@ -279,3 +279,94 @@ def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp
     w.wait_log("object.repaired", timeout=5)  # logged when the pass ends, just after the container runs
     assert "engine.event" in w.stderr()
     assert w.stop() == 0
+
+
+def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, tmp_manifests, watch, base_image):
+    """A broken edit of a container's manifest keeps the running container; the fixed edit replaces it."""
+    name = f"{project_name}-app"
+
+    def container(command: str) -> str:
+        return f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {name}}}
+        spec:
+          image: {base_image}
+          command: ["sleep", "{command}"]
+          networkMode: none
+        """
+
+    tmp_manifests("app.yaml", container("3600"))
+    w = watch(tmp_manifests.dir, "--resync", "30")
+
+    def info() -> dict | None:
+        try:
+            return api.inspect_container(name)
+        except NotFound:
+            return None
+
+    first = wait_for(lambda: (i := info()) and i["State"]["Running"] and i, START_TIMEOUT, "the container")
+    mark = len(w.stderr())
+    tmp_manifests("app.yaml", container("3601").replace("command:", "command: [broken"))
+    w.wait_log("manifest.invalid", after=mark)
+    assert "app.yaml:" in w.stderr()[mark:]
+    time.sleep(1.5)
+    now = info()
+    assert now is not None and now["Id"] == first["Id"] and now["State"]["Running"]
+
+    tmp_manifests("app.yaml", container("3602"))
+    fixed = wait_for(
+        lambda: (i := info()) and i["Config"]["Cmd"] == ["sleep", "3602"] and i["State"]["Running"] and i,
+        CHANGE_TIMEOUT,
+        "the replaced container",
+    )
+    assert fixed["Id"] != first["Id"]
+    assert w.stop() == 0
+
+
+def test_failing_object_is_retried_and_reported_by_status(
+    api, project_name, tmp_manifests, watch, reconcile, lock_env, base_image
+):
+    """An object that cannot be created is retried with backoff and shown as failing with its next retry; what
+    depends on it is blocked; the rest of the project converges."""
+    good, bad, waiting = f"{project_name}-data", f"{project_name}-bad", f"{project_name}-after"
+    registry = base_image.split("/", 1)[0]
+    tmp_manifests("good.yaml", volume(good))
+    tmp_manifests(
+        "bad.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {bad}}}
+        spec:
+          image: {registry}/reconciler/absent-{project_name}:1
+          command: ["sleep", "3600"]
+          networkMode: none
+        """,
+    )
+    tmp_manifests(
+        "after.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {waiting}}}
+        spec:
+          image: {base_image}
+          command: ["sleep", "3600"]
+          networkMode: none
+          dependsOn: [{{name: {bad}}}]
+        """,
+    )
+    w = watch(tmp_manifests.dir, "--resync", "30")
+    wait_for(lambda: volume_exists(api, good), START_TIMEOUT, "the good volume")
+    w.wait_log("object.retry_scheduled", timeout=CHANGE_TIMEOUT)
+    w.wait_log("failures=2", timeout=CHANGE_TIMEOUT)  # retried after 1 s
+
+    proc = reconcile("status", str(tmp_manifests.dir), "--output", "json", env=lock_env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)["objects"]}
+    assert rows[good]["status"] == "in sync"
+    assert rows[bad]["status"] == "failing"
+    assert rows[bad]["lastError"] and rows[bad]["nextRetry"]
+    assert rows[waiting]["status"] == "blocked"
+    assert w.stop() == 0
