@@ -297,6 +297,7 @@ class EventReader:
         self.max_delay = max_delay
         self._stop = threading.Event()
         self._stream: Any = None
+        self._client: Any = None
         self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
         self.connected = threading.Event()
 
@@ -311,6 +312,13 @@ class EventReader:
             with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
                 stream.close()  # unblocks the reading thread
         self._thread.join(timeout=5)
+        self._close_client()
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            with contextlib.suppress(Exception):
+                client.close()  # a dead client's pooled connections would otherwise leak one socket per reconnect
 
     def _run(self) -> None:
         delay = 0.0
@@ -321,8 +329,9 @@ class EventReader:
                 if self._stop.is_set():
                     return
             try:
-                client = self.connect()
-                self._stream = client.events(decode=True, filters=EVENT_FILTERS)
+                self._close_client()
+                self._client = self.connect()
+                self._stream = self._client.events(decode=True, filters=EVENT_FILTERS)
             except Exception as exc:
                 delay = min(self.max_delay, max(1.0, delay * 2))
                 log.warning("engine.events_unavailable", error=str(exc).splitlines()[0][:200], retry_in=delay)

@@ -157,3 +157,61 @@ def test_network_and_volume_events_are_matched_by_known_name() -> None:
     assert event_key(vol, "p", known) == ("Volume", "data")
     assert event_key(stranger, "p", known) is None
     assert event_key({"Type": "image", "Actor": {}}, "p", known) is None
+
+
+class FakeStream:
+    """An event stream that yields its events, then ends (the engine went away) or blocks until closed."""
+
+    def __init__(self, events: list[dict], block: bool) -> None:
+        self.events = events
+        self.block = block
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        yield from self.events
+        if self.block:
+            self.closed.wait(10)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_event_reader_reports_keys_and_resyncs_after_reconnecting() -> None:
+    """Events become per-key requests; a lost stream is reopened and asks for a full pass; stop ends it."""
+    die = {
+        "Type": "container",
+        "Action": "die",
+        "Actor": {
+            "ID": "x",
+            "Attributes": {
+                "io.reconciler.project": "p",
+                "io.reconciler.kind": "Container",
+                "io.reconciler.name": "web",
+            },
+        },
+    }
+    streams = [FakeStream([die], block=False), FakeStream([], block=True)]
+    calls: list[tuple[str, set | None]] = []
+    connects = []
+
+    class Client:
+        def events(self, **kwargs):
+            return streams[min(len(connects) - 1, 1)]
+
+    def connect():
+        connects.append(1)
+        if len(connects) == 2:
+            raise ConnectionError("engine restarting")
+        return Client()
+
+    from reconciler.triggers import EventReader
+
+    reader = EventReader(connect, "p", set, lambda reason, keys: calls.append((reason, keys)), max_delay=0.1)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not any(reason == "engine.reconnected" for reason, _ in calls) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reader.stop()
+    assert ("event:die", {("Container", "web")}) in calls
+    assert ("engine.reconnected", None) in calls
+    assert len(connects) >= 3 and streams[1].closed.is_set()
