@@ -9,6 +9,7 @@ on failure.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -108,8 +109,9 @@ def clients(project_name: str) -> Iterator[tuple[Client, Client]]:
     from pyroute2 import netns
 
     tag = uuid.uuid4().hex[:5]
-    a = Client(f"fwe{tag}-a", f"fwe{tag}a", "192.0.2.254", "192.0.2.253")
-    b = Client(f"fwe{tag}-b", f"fwe{tag}b", "203.0.113.254", "203.0.113.253")
+    n = 4 * random.randrange(1, 63)  # a random /30, so concurrent runs do not put one address on two links
+    a = Client(f"fwe{tag}-a", f"fwe{tag}a", f"192.0.2.{n + 2}", f"192.0.2.{n + 1}")
+    b = Client(f"fwe{tag}-b", f"fwe{tag}b", f"203.0.113.{n + 2}", f"203.0.113.{n + 1}")
     try:
         _wire(a)
         _wire(b)

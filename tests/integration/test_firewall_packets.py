@@ -35,6 +35,9 @@ PUBLISHED_PORT = 8080
 CLIENT_A = "192.0.2.2"  # behind interface exta (host side 192.0.2.1)
 CLIENT_B = "203.0.113.2"  # behind interface extb (host side 203.0.113.1)
 SERVER = "198.51.100.2"  # the "container", behind srv0 (host side 198.51.100.1)
+# IPv6 (documentation prefix): host side ::1, peer ::2 of one /64 per link
+V6 = {"srv0": "2001:db8:5::", "exta": "2001:db8:a::", "extb": "2001:db8:b::"}
+CLIENT_A6, CLIENT_B6, SERVER6 = V6["exta"] + "2", V6["extb"] + "2", V6["srv0"] + "2"
 
 SERVER_CODE = """
 import socket, threading
@@ -47,10 +50,7 @@ def serve(c):
         pass
     finally:
         c.close()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 80))
-s.listen(16)
+s = socket.create_server(("::", 80), family=socket.AF_INET6, dualstack_ipv6=True, backlog=16)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
@@ -86,11 +86,11 @@ class Lab:
         proc = sh(sys.executable, "-c", CONNECT_CODE, address, str(PUBLISHED_PORT), "1.5", netns=client)
         return proc.stdout.strip() == "ok"
 
-    def a_connects(self) -> bool:
-        return self.connects(self.client_a, "192.0.2.1")
+    def a_connects(self, family: int = 4) -> bool:
+        return self.connects(self.client_a, "192.0.2.1" if family == 4 else V6["exta"] + "1")
 
-    def b_connects(self) -> bool:
-        return self.connects(self.client_b, "203.0.113.1")
+    def b_connects(self, family: int = 4) -> bool:
+        return self.connects(self.client_b, "203.0.113.1" if family == 4 else V6["extb"] + "1")
 
     def iptables(self, *args: str, family: int = 4) -> subprocess.CompletedProcess[str]:
         tool = f"{'iptables' if family == 4 else 'ip6tables'}-{self.variant}"
@@ -116,28 +116,29 @@ def _veth(host_ns: str, host_if: str, host_addr: str, peer_ns: str, peer_addr: s
         ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
 
 
-def _docker_like_firewall(lab: Lab) -> None:
+def _v6(lab: Lab, host_if: str, peer_ns: str) -> None:
+    """IPv6 on a link made by _veth (with `nodad`, so the addresses are usable at once)."""
+    prefix = V6[host_if]
+    sh("ip", "-6", "addr", "add", f"{prefix}1/64", "dev", host_if, "nodad", netns=lab.host)
+    sh("ip", "-6", "addr", "add", f"{prefix}2/64", "dev", "eth0", "nodad", netns=peer_ns)
+    sh("ip", "-6", "route", "add", "default", "via", f"{prefix}1", netns=peer_ns)
+
+
+def _docker_like_firewall(lab: Lab, family: int) -> None:
     """What Docker sets up for a container publishing 8080->80: DNAT in nat, DOCKER-USER first in FORWARD."""
-    ipt = lab.iptables
-    ipt(
-        "-t",
-        "nat",
-        "-A",
-        "PREROUTING",
-        "-p",
-        "tcp",
-        "--dport",
-        str(PUBLISHED_PORT),
-        "-j",
-        "DNAT",
-        "--to-destination",
-        f"{SERVER}:80",
-    )
+
+    def ipt(*args: str) -> None:
+        lab.iptables(*args, family=family)
+
+    server = SERVER if family == 4 else SERVER6
+    target = f"{server}:80" if family == 4 else f"[{server}]:80"
+    port = str(PUBLISHED_PORT)
+    ipt("-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", port, "-j", "DNAT", "--to-destination", target)
     ipt("-P", "FORWARD", "DROP")
     ipt("-N", "DOCKER-USER")
     ipt("-A", "FORWARD", "-j", "DOCKER-USER")
     ipt("-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
-    ipt("-A", "FORWARD", "-d", SERVER, "-o", "srv0", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
+    ipt("-A", "FORWARD", "-d", server, "-o", "srv0", "-p", "tcp", "--dport", "80", "-j", "ACCEPT")
     ipt("-A", "FORWARD", "-i", "srv0", "-j", "ACCEPT")
     ipt("-A", "DOCKER-USER", "-j", "RETURN")  # what Docker up to 28.2.1 leaves at the end
 
@@ -155,12 +156,17 @@ def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, str]]:
         for name in names:
             netns.create(name)
             created.append(name)
+            # No duplicate address detection: link-local addresses are usable at once (NDP for forwarding).
+            sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0", netns=name)
         lab = Lab(tag, variant, *names)
         _veth(lab.host, "srv0", "198.51.100.1", lab.server, SERVER, "198.51.100.1")
         _veth(lab.host, "exta", "192.0.2.1", lab.client_a, CLIENT_A, "192.0.2.1")
         _veth(lab.host, "extb", "203.0.113.1", lab.client_b, CLIENT_B, "203.0.113.1")
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=lab.host)
-        _docker_like_firewall(lab)
+        for host_if, peer in (("srv0", lab.server), ("exta", lab.client_a), ("extb", lab.client_b)):
+            _v6(lab, host_if, peer)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", netns=lab.host)
+        _docker_like_firewall(lab, 4)
+        _docker_like_firewall(lab, 6)
         server_proc = subprocess.Popen(["ip", "netns", "exec", lab.server, sys.executable, "-c", SERVER_CODE])
         deadline = time.monotonic() + 10
         while True:
@@ -235,7 +241,7 @@ def test_two_lists_on_one_port_allow_the_union(lab: tuple[Lab, str]) -> None:
 
 
 def test_hand_removed_rules_are_drift_and_apply_restores_them(lab: tuple[Lab, str]) -> None:
-    """Deleting the jump and flushing the project's chain by hand shows as drift; apply restores enforcement."""
+    """Deleting the IPv4 jump and flushing the IPv4 main chain by hand shows as drift; apply restores it."""
     lab_, backend = lab
     lists = [resource("clients", [CLIENT_A])]
     plan_and_apply(lab_, backend, lists)
@@ -244,8 +250,10 @@ def test_hand_removed_rules_are_drift_and_apply_restores_them(lab: tuple[Lab, st
     lab_.iptables("-D", "DOCKER-USER", "-m", "comment", "--comment", f"reconciler:fwtest-{lab_.tag}", "-j", main)
     lab_.iptables("-F", main)
     assert lab_.b_connects(), "with the rules gone B gets through"
-    drift = plan_and_apply(lab_, backend, lists, apply=False)
-    assert [c.action for c in drift.changes] == [Action.CREATE]  # the list's marker is gone too
+    (drift,) = plan_and_apply(lab_, backend, lists, apply=False).changes
+    # The IPv4 half is gone (marker included); the IPv6 half still names the list, without A's IPv4 source.
+    assert drift.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in drift.fields] == [("sources", [], [CLIENT_A])]
     plan_and_apply(lab_, backend, lists)
     assert plan_and_apply(lab_, backend, lists, apply=False).in_sync
     assert lab_.a_connects()
@@ -289,3 +297,15 @@ except OSError as exc:
             proc.wait(timeout=10)
     assert out.strip() == "TimeoutError"
     plan_and_apply(lab_, backend, [])
+
+
+def test_ipv6_sources_are_enforced_by_ip6tables(lab: tuple[Lab, str]) -> None:
+    """A list naming A's IPv4 and IPv6 addresses lets A in over both families and drops B over both."""
+    lab_, backend = lab
+    assert lab_.a_connects(6) and lab_.b_connects(6), "the lab must pass IPv6 traffic before any list exists"
+    plan_and_apply(lab_, backend, [resource("clients", [CLIENT_A, CLIENT_A6])])
+    assert lab_.a_connects(4) and lab_.a_connects(6)
+    assert not lab_.b_connects(4)
+    assert not lab_.b_connects(6)
+    plan_and_apply(lab_, backend, [])
+    assert lab_.b_connects(6)
