@@ -115,7 +115,7 @@ def execute(
     for key in sorted(changes):  # anything left waits on something that never settled
         if key not in results:
             results[key] = Result(changes[key], Outcome.SKIPPED, "a dependency did not complete")
-    return [results[k] for k in sorted(results)]
+    return [results[c.key] for c in plan.changes]
 
 
 def succeeded(results: list[Result]) -> bool:

@@ -10,7 +10,7 @@ import structlog
 
 from reconciler.catalog import Catalog
 from reconciler.drivers.base import Driver
-from reconciler.graph import Key
+from reconciler.graph import Key, find_cycle, topological_order
 from reconciler.model import Action, Change, Observed, Plan
 
 log = structlog.get_logger()
@@ -75,12 +75,10 @@ def plan_changes(
     for change in changes.values():
         if change.action is not Action.NONE:
             notes.extend(f"{change.subject}: {n}" for n in change.notes)
-    return Plan(
-        project=project,
-        changes=tuple(changes[k] for k in sorted(changes)),
-        notes=tuple(notes),
-        edges=order_edges(changes, catalog, drivers),
-    )
+    edges = order_edges(changes, catalog, drivers)
+    # shown (and reported) in the order apply works through them
+    ordered = topological_order(changes, edges)
+    return Plan(project=project, changes=tuple(changes[k] for k in ordered), notes=tuple(notes), edges=edges)
 
 
 def _follow_upstream(changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[Key, Change]:
@@ -99,21 +97,40 @@ def order_edges(
 ) -> dict[Key, frozenset[Key]]:
     """What each change waits for.
 
-    A create/update/replace waits for the changes of what it references, and for deletes of its own rank or
-    higher (a pruned container may hold the host port its successor needs). A delete waits for every change of a
-    higher rank (containers go before the networks and volumes they used, whatever happens to them).
+    Always: a create/update/replace waits for the changes of what it references, and a delete waits for the
+    deletes of higher ranks (pruned containers go before the networks and volumes they used).
+    Per kind, as its driver declares:
+    - `delete_after_users`: a delete also waits for every other change of a higher rank (a volume or image is
+      removed only once no replaced container uses it any more);
+    - `create_after_deletes`: a create/update/replace waits for the deletes of its own kind (a pruned container
+      may hold the host port or name its successor needs; a pruned network the subnet).
+    Should a combination of third-party drivers make these optional edges circular, they are dropped.
     """
 
     def rank(key: Key) -> int:
         return drivers[key[0]].rank
 
+    def flag(key: Key, name: str, default: bool) -> bool:
+        return bool(getattr(drivers[key[0]], name, default))
+
     deletes = [k for k, c in changes.items() if c.action is Action.DELETE]
-    edges: dict[Key, frozenset[Key]] = {}
+    required: dict[Key, set[Key]] = {}
+    optional: dict[Key, set[Key]] = {}
     for key, change in changes.items():
         if change.action is Action.DELETE:
-            deps = {k for k in changes if rank(k) > rank(key)}
+            required[key] = {k for k in deletes if rank(k) > rank(key)}
+            optional[key] = (
+                {k for k in changes if rank(k) > rank(key)} if flag(key, "delete_after_users", True) else set()
+            )
         else:
-            deps = {k for k in catalog.dependencies(key) if k in changes}
-            deps |= {k for k in deletes if rank(k) >= rank(key) and k != key}
-        edges[key] = frozenset(deps)
-    return edges
+            required[key] = {k for k in catalog.dependencies(key) if k in changes}
+            optional[key] = (
+                {k for k in deletes if k[0] == key[0] and k != key}
+                if flag(key, "create_after_deletes", False)
+                else set()
+            )
+    combined = {k: required[k] | optional[k] for k in changes}
+    if find_cycle(combined) is not None:
+        log.warning("plan.order.relaxed", reason="optional ordering edges formed a cycle")
+        combined = required
+    return {k: frozenset(v) for k, v in combined.items()}

@@ -52,6 +52,7 @@ from reconciler.model import (
 class ContainerDriver(DockerDriver):
     kind = "Container"
     rank = 2
+    create_after_deletes = True  # a pruned container may hold the name, host port or static IP of a new one
 
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:

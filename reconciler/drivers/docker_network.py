@@ -91,6 +91,9 @@ def check_network(spec: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
 class NetworkDriver(DockerDriver):
     kind = "Network"
     rank = 1
+    # its delete disconnects the project's containers itself; a pruned network may hold a subnet a new one needs
+    delete_after_users = False
+    create_after_deletes = True
 
     def normalize(self, resource: Resource) -> Desired:
         if resource.name in BUILTIN_NETWORKS:

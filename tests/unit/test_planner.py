@@ -69,8 +69,10 @@ def test_unowned_name_is_blocked_not_taken_over() -> None:
 
 
 def test_edges_follow_references_and_put_deletes_in_reverse() -> None:
-    """Creates wait for what they reference; deletes of lower rank wait for every change of higher rank."""
+    """Creates wait for what they reference; deletes wait for deletes of higher rank and, by default, for every
+    change of a higher rank; `create_after_deletes` kinds wait for their own kind's deletes."""
     net, ctr = FakeDriver("Net", rank=1), FakeDriver("Ctr", rank=2)
+    ctr.create_after_deletes = True  # type: ignore[attr-defined]
     net.put("old")
     ctr.put("gone")
     plan = make_plan(
@@ -81,4 +83,36 @@ def test_edges_follow_references_and_put_deletes_in_reverse() -> None:
     assert edges[("Ctr", "app")] == {("Net", "new"), ("Ctr", "gone")}
     assert edges[("Net", "old")] == {("Ctr", "app"), ("Ctr", "gone")}
     assert edges[("Ctr", "gone")] == frozenset()
-    assert edges[("Net", "new")] == {("Net", "old"), ("Ctr", "gone")}  # deletes of same or higher rank first
+    assert edges[("Net", "new")] == frozenset()
+    assert [c.name for c in plan.changes] == ["gone", "new", "app", "old"]  # shown in the order apply goes
+
+
+def test_renaming_a_network_a_container_moves_to_is_not_circular() -> None:
+    """A network replaced by a renamed one its container moves to plans without a cycle (the old network's
+    delete detaches the container itself)."""
+    net, ctr = FakeDriver("Net", rank=1), FakeDriver("Ctr", rank=2)
+    net.delete_after_users = False  # type: ignore[attr-defined]
+    net.create_after_deletes = True  # type: ignore[attr-defined]
+    net.put("old")
+    ctr.put("app", colour="red")
+    plan = make_plan(
+        {"Net": net, "Ctr": ctr},
+        [resource("Net", "new"), resource("Ctr", "app", {"needs": ["Net/new"], "colour": "blue"})],
+    )
+    assert plan.edges[("Net", "new")] == {("Net", "old")}
+    assert plan.edges[("Ctr", "app")] == {("Net", "new")}
+    assert [c.name for c in plan.changes] == ["old", "new", "app"]
+
+
+def test_circular_optional_edges_are_dropped() -> None:
+    """If drivers' ordering preferences would form a cycle, only the required edges are kept."""
+    net, ctr = FakeDriver("Net", rank=1), FakeDriver("Ctr", rank=2)
+    net.create_after_deletes = True  # type: ignore[attr-defined]  (and delete_after_users by default: a cycle)
+    net.put("old")
+    ctr.put("app", colour="red")
+    plan = make_plan(
+        {"Net": net, "Ctr": ctr},
+        [resource("Net", "new"), resource("Ctr", "app", {"needs": ["Net/new"], "colour": "blue"})],
+    )
+    assert plan.edges[("Net", "new")] == frozenset() and plan.edges[("Net", "old")] == frozenset()
+    assert plan.edges[("Ctr", "app")] == {("Net", "new")}
