@@ -1,8 +1,9 @@
 """`reconcile watch` survives its engine stopping and coming back.
 
 The shared test dockerd must never be stopped (others run tests on it), so this test starts a second, private
-dockerd for itself: own socket, data root, exec root, pidfile and containerd namespace, no bridge, no iptables,
-vfs storage (no mounts), an empty daemon config. It is stopped, restarted and removed by the test.
+dockerd for itself: own socket, data root, exec root, pidfile and containerd namespace, its own bridge, no
+iptables, vfs storage (no mounts), an empty daemon config. It is stopped, restarted and removed by the test.
+Not `--bridge=none`: a dockerd without a bridge deletes the host's `docker0`, which the shared engine owns.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class PrivateEngine:
         (self.root / "daemon.json").write_text("{}\n")
         self.url = f"unix://{self.root}/docker.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.bridge = f"rwe{self.tag}"
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True, timeout=10)
+        subprocess.run(
+            ["ip", "addr", "add", f"10.254.{secrets.randbelow(250)}.1/24", "dev", self.bridge], check=True, timeout=10
+        )
 
     def command(self) -> list[str]:
         return [
@@ -54,7 +60,7 @@ class PrivateEngine:
             f"--config-file={self.root}/daemon.json",
             f"--containerd-namespace=rwe-{self.tag}",
             f"--containerd-plugins-namespace=rwe-{self.tag}-plugins",
-            "--bridge=none",
+            f"--bridge={self.bridge}",
             "--iptables=false",
             "--ip-masq=false",
             "--storage-driver=vfs",
@@ -100,6 +106,7 @@ class PrivateEngine:
         for point in sorted(points, reverse=True):
             subprocess.run(["umount", "-l", point], check=False, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, timeout=10, capture_output=True)
 
 
 @pytest.fixture
