@@ -348,7 +348,7 @@ class Controller:
         self.engine_failures += 1
         delay = delay_for(self.engine_failures, cap=ENGINE_MAX_DELAY)
         self.engine_retry_at = time.monotonic() + delay
-        self.runner.ctx._engine = None
+        self.runner.ctx.reset_engine()
         self.metrics.set_gauges(engine_up=False)
         log.warning(what, error=error.splitlines()[0][:300], retry_in=delay, attempt=self.engine_failures)
 

@@ -168,8 +168,11 @@ def remove_project_objects(client: docker.APIClient, project: str) -> None:
             attempt(f"network {net['Name']}", lambda net_id=net_id: client.remove_network(net_id))
         for v in client.volumes(filters=label).get("Volumes") or []:
             attempt(f"volume {v['Name']}", lambda v=v: client.remove_volume(v["Name"], force=True))
-        for image in client.images(all=True, filters=label):
-            attempt(f"image {image['Id'][:19]}", lambda image=image: client.remove_image(image["Id"], force=True))
+        # Top-level images first: the classic builder leaves labelled intermediate parents, which cannot go
+        # while a child image exists.
+        for listing in (False, True):
+            for image in client.images(all=listing, filters=label):
+                attempt(f"image {image['Id'][:19]}", lambda image=image: client.remove_image(image["Id"], force=True))
     except (docker.errors.DockerException, requests.RequestException) as exc:
         pytest.fail(f"cleanup of project {project} could not list its objects: {exc}")
     if leftovers:

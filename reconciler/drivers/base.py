@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,15 @@ class DriverContext:
                 raise PermanentError("no engine configured")
             self._engine = self.engine_factory()
         return self._engine
+
+    def reset_engine(self) -> None:
+        """Forget the client, so the next use reconnects (after the engine restarted)."""
+        engine, self._engine = self._engine, None
+        close = getattr(engine, "close", None)
+        if close is not None:
+            # a client of a dead engine may fail to close; it is dropped either way
+            with contextlib.suppress(Exception):
+                close()
 
 
 class Catalog(Protocol):
