@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.drivers.container_observe import ContainerFacts
 from reconciler.drivers.container_spec import aside_name
+from reconciler.drivers.docker_common import user_labels
 from reconciler.model import Action, Change, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 
@@ -68,7 +69,8 @@ def expected_spec(desired: Desired, observed_spec: Mapping[str, Any], facts: Con
         "privileged": spec["privileged"],
         "readOnlyRootfs": spec["readOnlyRootfs"],
         "stopTimeout": spec["stopTimeout"],
-        "labels": {**image.labels, **desired.resource.labels},
+        # an image built by reconcile carries its own ownership labels; the container's are stamped over them
+        "labels": {**user_labels(image.labels), **desired.resource.labels},
     }
 
 

@@ -311,3 +311,22 @@ def test_follow_replaces_a_container_sharing_a_replaced_namespace() -> None:
     assert follow_upstream(in_sync, [Change("Container", "db", Action.UPDATE)]).action is Action.NONE
     # a target that is already gone (its ID no longer resolves to the name) is a change by itself
     assert diff_container(desired_of(spec), observed).action is Action.REPLACE
+
+
+def test_image_built_by_reconcile_adds_no_label_diff() -> None:
+    """A container of an image carrying reconcile's own labels (a built image) shows only the real change."""
+    built = {
+        "Id": IMAGE_ID,
+        "Config": {
+            "Env": ["PATH=/bin"],
+            "Cmd": ["sh"],
+            "Labels": {"io.reconciler.kind": "Image", "io.reconciler.input-hash": "sha256:x", "title": "api"},
+        },
+    }
+    info = engine_inspect(desired_of(BASE_SPEC), image=built)
+    want = dataclasses.replace(desired_of({**BASE_SPEC, "env": {"A": "2"}}), spec_hash="v0-older-normalizer")
+    facts = ContainerFacts(CID, "web", IMAGE_ID, IMAGE_ID, image_defaults(built))
+    change = diff_container(
+        want, Observed("Container", "web", CID, info["Config"]["Labels"], observed_spec(info), raw=facts)
+    )
+    assert [f.path for f in change.fields] == ["env.A"]
