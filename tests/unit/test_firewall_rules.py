@@ -8,17 +8,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from reconciler.drivers.firewall.readback import enforced_view, read_list
 from reconciler.drivers.firewall.rules import (
     MAX_CHAIN_NAME,
     AllowList,
     ChainSet,
     Rule,
     build_chains,
-    enforced_view,
     group_chain,
     main_chain,
     parse_args,
-    read_list,
 )
 from reconciler.drivers.firewall.spec import normalize_spec
 

@@ -18,6 +18,7 @@ from reconciler.diffing import UPDATE, diff_specs
 from reconciler.drivers.base import Catalog, DriverContext
 from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import Selection, choose, interface_names
+from reconciler.drivers.firewall.readback import list_view, read_list
 from reconciler.drivers.firewall.rules import (
     COMMENT_PREFIX,
     HASH_KEY,
@@ -25,9 +26,7 @@ from reconciler.drivers.firewall.rules import (
     ChainSet,
     build_chains,
     jump_rule,
-    list_view,
     main_chain,
-    read_list,
 )
 from reconciler.drivers.firewall.spec import check_spec, describe, families_of, normalize_spec
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
