@@ -85,7 +85,9 @@ class FirewallDriver:
     def selection(self) -> Selection:
         if self._selection is None:
             self._selection = choose(self.ctx.options.get("firewall_backend"), self.netns)
-            self.log.info(
+            # worth a line only when the project has lists; otherwise every plan would repeat it
+            say = self.log.info if self._lists else self.log.debug
+            say(
                 "firewall.backend",
                 backend=getattr(self._selection.backend, "name", None),
                 reason=self._selection.reason,
