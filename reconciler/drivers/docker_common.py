@@ -10,7 +10,7 @@ from docker.errors import NotFound
 
 from reconciler.drivers.base import Catalog, DriverContext
 from reconciler.drivers.engine import engine_errors
-from reconciler.model import LABEL_PREFIX, Change, Desired, Observed, Reference, Resource
+from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Change, Desired, Observed, Reference, Resource
 
 T = TypeVar("T")
 INSPECT_CONCURRENCY = 8
@@ -72,6 +72,19 @@ class DockerDriver:
         with self.errors("*", "observe"):
             found.update(concurrently(inspect, [n for n in declared if n not in listed]))
         return found
+
+    def users(self, name: str) -> list[dict[str, Any]]:
+        """Every container (running or not) that uses object `name`, by the engine's filter for this kind."""
+        with self.errors(name, "list containers using it"):
+            return self.api.containers(all=True, filters={self.kind.lower(): name})
+
+    def foreign_users(self, name: str) -> str | None:
+        """Why `name` must not be replaced or removed: the containers of other owners that use it, or None."""
+        others = [c for c in self.users(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) != self.project]
+        if not others:
+            return None
+        names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
+        return f"{self.kind.lower()} is used by containers this project does not own: {names}"
 
     def prune(self, observed: Observed) -> Change:
         raise NotImplementedError

@@ -13,7 +13,7 @@ from reconciler.drivers.base import Catalog
 from reconciler.drivers.docker_common import DockerDriver, user_labels
 from reconciler.drivers.engine import project_filter
 from reconciler.errors import PermanentError
-from reconciler.model import LABEL_PROJECT, Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
 from reconciler.spechash import spec_hash
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
@@ -140,17 +140,6 @@ class NetworkDriver(DockerDriver):
         swarm = info.get("Swarm") or {}
         return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
 
-    def _attached(self, name: str) -> list[dict[str, Any]]:
-        with self.errors(name, "list containers"):
-            return self.api.containers(all=True, filters={"network": name})
-
-    def _blocked_by_others(self, name: str) -> str | None:
-        others = [c for c in self._attached(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) != self.project]
-        if not others:
-            return None
-        names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
-        return f"network is used by containers this project does not own: {names}"
-
     def _comparable(self, desired: Desired, observed: Observed) -> dict[str, Any]:
         """Observed spec without what the engine assigns when the manifest leaves it open."""
         have = {**observed.spec, "ipam": dict(observed.spec["ipam"])}
@@ -176,8 +165,8 @@ class NetworkDriver(DockerDriver):
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
-            blocked = blocked or self._blocked_by_others(desired.name)
-            users = sorted(c["Names"][0].lstrip("/") for c in self._attached(desired.name))
+            blocked = blocked or self.foreign_users(desired.name)
+            users = sorted(c["Names"][0].lstrip("/") for c in self.users(desired.name))
             steps = (
                 *(f"disconnect container {u}" for u in users),
                 "remove network",
@@ -192,7 +181,7 @@ class NetworkDriver(DockerDriver):
             observed.name,
             Action.DELETE,
             observed=observed,
-            blocked=self._blocked_by_others(observed.name),
+            blocked=self.foreign_users(observed.name),
         )
 
     def _create(self, desired: Desired) -> None:
@@ -230,7 +219,7 @@ class NetworkDriver(DockerDriver):
     def _endpoints(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """(container id, how it is attached) for every container on the network, to reattach it the same way."""
         found = []
-        for summary in self._attached(name):
+        for summary in self.users(name):
             with self.errors(name, "inspect attached container"):
                 info = self.api.inspect_container(summary["Id"])
             endpoint = (info.get("NetworkSettings", {}).get("Networks") or {}).get(name) or {}

@@ -51,17 +51,6 @@ class VolumeDriver(DockerDriver):
         owned = {v["Name"]: self._observed(v) for v in listed}
         return self.observe_named(owned, declared, lambda n: self._observed(self.api.inspect_volume(n)))
 
-    def _users(self, name: str) -> list[dict[str, Any]]:
-        with self.errors(name, "list users"):
-            return self.api.containers(all=True, filters={"volume": name})
-
-    def _in_use_by_others(self, name: str) -> str | None:
-        others = [c for c in self._users(name) if (c.get("Labels") or {}).get("io.reconciler.project") != self.project]
-        if not others:
-            return None
-        names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
-        return f"volume is used by containers this project does not own: {names}"
-
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         if observed is None:
             return Change(self.kind, desired.name, Action.CREATE, desired=desired)
@@ -88,7 +77,7 @@ class VolumeDriver(DockerDriver):
                     "set reclaimPolicy: Delete to allow it, or revert the change"
                 )
             else:
-                blocked = self._in_use_by_others(desired.name)
+                blocked = self.foreign_users(desired.name)
         return Change(self.kind, desired.name, action, fields, desired, observed, blocked=blocked, notes=tuple(notes))
 
     def prune(self, observed: Observed) -> Change:
@@ -105,7 +94,7 @@ class VolumeDriver(DockerDriver):
             observed.name,
             Action.DELETE,
             observed=observed,
-            blocked=self._in_use_by_others(observed.name),
+            blocked=self.foreign_users(observed.name),
         )
 
     def apply(self, change: Change) -> None:
