@@ -17,7 +17,7 @@ from reconciler.model import Action, Change, Outcome, Plan, Result
 log = structlog.get_logger()
 
 # The engine slows sharply beyond ~10 concurrent starts; a small pool also keeps a 2-core host responsive.
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 8
 
 
 def _apply_one(driver: Driver, change: Change) -> Result:

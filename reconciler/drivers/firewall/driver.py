@@ -114,7 +114,8 @@ class FirewallDriver:
             self._selection = Selection(None, f"cannot read the firewall rules ({sel.backend.name}): {exc}")
             self.log.error("firewall.observe_failed", error=str(exc))
             return {}
-        self._interfaces = interface_names(self.netns)
+        # only declared lists name interfaces; listing links costs a pyroute2 import on every plan otherwise
+        self._interfaces = interface_names(self.netns) if self._lists else None
         chainsets = self._live_chainsets()
         found: dict[str, Observed] = {}
         for name in sorted(self._marked_names()):
