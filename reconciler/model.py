@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,11 +209,17 @@ LABEL_KIND = "io.reconciler.kind"
 LABEL_NAME = "io.reconciler.name"
 LABEL_SPEC_HASH = "io.reconciler.spec-hash"
 LABEL_SOURCE = "io.reconciler.source"
+# Same-kind objects this one depends on ("a,b"): lets a prune, which has no manifest left, go in reverse order.
+LABEL_DEPENDS_ON = "io.reconciler.depends-on"
 
 
-def ownership_labels(desired: Desired, project: str) -> dict[str, str]:
-    """The user's labels plus the contract's ownership labels, as stamped on the engine object."""
+def ownership_labels(desired: Desired, project: str, references: Iterable[Reference] = ()) -> dict[str, str]:
+    """The user's labels plus the contract's ownership labels, as stamped on the engine object; with
+    `references`, the names of the same-kind objects it depends on too (for the order of a later prune)."""
     labels = dict(desired.resource.labels)
+    same_kind = sorted({r.name for r in references if r.kind == desired.kind})
+    if same_kind:
+        labels[LABEL_DEPENDS_ON] = ",".join(same_kind)
     labels.update(
         {
             LABEL_PROJECT: project,

@@ -185,7 +185,7 @@ class ContainerDriver(DockerDriver):
         for dep in desired.spec["dependsOn"]:
             wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
         ensure_image(self.api, desired.spec["image"])
-        config = create_config(self.api, desired, ownership_labels(desired, self.project))
+        config = create_config(self.api, desired, ownership_labels(desired, self.project, self.references(desired)))
         cid = self.api.create_container(**config)["Id"]
         self.log.info("container.created", name=desired.name, id=cid[:12])
         for extra in desired.spec["networks"][1:] if desired.spec["networkMode"] is None else []:

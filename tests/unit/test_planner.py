@@ -116,3 +116,27 @@ def test_circular_optional_edges_are_dropped() -> None:
     )
     assert plan.edges[("Net", "new")] == frozenset() and plan.edges[("Net", "old")] == frozenset()
     assert plan.edges[("Ctr", "app")] == {("Net", "new")}
+
+
+def test_pruned_objects_go_before_what_they_depended_on() -> None:
+    """A pruned container labelled as depending on another pruned container is removed first."""
+    from reconciler.model import LABEL_DEPENDS_ON, Observed
+
+    ctr = FakeDriver("Ctr", rank=2)
+    ctr.put("db")
+    ctr.objects["api"] = Observed("Ctr", "api", "id-api", {"io.reconciler.project": "p", LABEL_DEPENDS_ON: "db"}, {})
+    ctr.objects["web"] = Observed("Ctr", "web", "id-web", {"io.reconciler.project": "p", LABEL_DEPENDS_ON: "api"}, {})
+    plan = make_plan({"Ctr": ctr}, [])
+    assert plan.edges[("Ctr", "db")] == {("Ctr", "api")} and plan.edges[("Ctr", "api")] == {("Ctr", "web")}
+    assert [c.name for c in plan.changes] == ["web", "api", "db"]
+
+
+def test_ownership_labels_name_same_kind_dependencies() -> None:
+    """The depends-on label lists only same-kind references, sorted; none when there are none."""
+    from reconciler.model import LABEL_DEPENDS_ON, Reference, ownership_labels
+
+    thing = FakeDriver("Thing")
+    desired = thing.normalize(resource("Thing", "t"))
+    refs = [Reference("Thing", "b", "x"), Reference("Net", "n", "y"), Reference("Thing", "a", "z")]
+    assert ownership_labels(desired, "p", refs)[LABEL_DEPENDS_ON] == "a,b"
+    assert LABEL_DEPENDS_ON not in ownership_labels(desired, "p")
