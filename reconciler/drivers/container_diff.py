@@ -97,7 +97,7 @@ def _resource_changes(want: Mapping[str, Any], have: Mapping[str, Any], swap_dec
             changes.append(
                 FieldChange(
                     f"resources.{key}",
-                    _cpus(old) if key == "cpus" else old,
+                    _cpus(old) if key == "cpus" else _size(old) if key in BYTE_SIZED else old,
                     None,
                     Action.REPLACE,
                     note="the engine cannot remove a limit in place",
@@ -105,9 +105,24 @@ def _resource_changes(want: Mapping[str, Any], have: Mapping[str, Any], swap_dec
             )
         elif key == "cpus":  # kept as NanoCpus; shown as CPUs, as written
             changes.append(FieldChange("resources.cpus", _cpus(old), _cpus(new), Action.UPDATE))
+        elif key in BYTE_SIZED:  # kept in bytes; shown in the units people write
+            changes.append(FieldChange(f"resources.{key}", _size(old), _size(new), Action.UPDATE))
         else:
             changes.append(FieldChange(f"resources.{key}", old, new, Action.UPDATE))
     return changes
+
+
+BYTE_SIZED = frozenset({"memory", "memorySwap", "memoryReservation"})
+
+
+def _size(value: Any) -> Any:
+    """Bytes as `64m`-style text when a binary unit divides them exactly (-1, unlimited swap, stays -1)."""
+    if not isinstance(value, int) or value <= 0:
+        return value
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if value % factor == 0:
+            return f"{value // factor}{unit}"
+    return value
 
 
 def _cpus(nano: int | None) -> float | None:

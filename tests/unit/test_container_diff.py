@@ -330,3 +330,10 @@ def test_image_built_by_reconcile_adds_no_label_diff() -> None:
         want, Observed("Container", "web", CID, info["Config"]["Labels"], observed_spec(info), raw=facts)
     )
     assert [f.path for f in change.fields] == ["env.A"]
+
+
+def test_memory_changes_are_shown_in_the_units_people_write() -> None:
+    """A memory limit change is one in-place field shown as 64m -> 128m, not in bytes."""
+    change = plan(BASE_SPEC, {**BASE_SPEC, "resources": {"memory": "128m", "pidsLimit": 100}})
+    assert change.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in change.fields] == [("resources.memory", "64m", "128m")]
