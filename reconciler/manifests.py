@@ -83,48 +83,63 @@ class _Document:
         self.line = line
 
 
-def _construct(
-    node: yaml.Node,
-    path: str,
-    lines: dict[str, int],
-    rel: str,
-    problems: list[Problem],
-    loader: yaml.SafeLoader,
-) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                merged = _construct(value_node, path, {}, rel, problems, loader)
-                for item in merged if isinstance(merged, list) else [merged]:
-                    if isinstance(item, dict):
-                        for k, v in item.items():
-                            out.setdefault(k, v)
-                continue
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            child = f"{path}.{key}" if path else key
-            if key in out:
-                problems.append(
-                    Problem(
-                        rel,
-                        key_node.start_mark.line + 1,
-                        "",
-                        display_path(child),
-                        f"duplicate key (first at line {lines.get(child, '?')})",
-                    )
-                )
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, child, lines, rel, problems, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(item, f"{path}.{i}" if path else str(i), lines, rel, problems, loader)
-            for i, item in enumerate(node.value)
-        ]
-    return loader.construct_object(node, deep=True)
+MAX_NODES = 100_000  # after alias expansion: a few lines of nested aliases can otherwise expand to billions
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain values, recording the line of every dotted path, reporting
+    duplicate keys (YAML would silently keep one), honouring merge keys (`<<`, overridable by explicit keys),
+    and bounding alias expansion."""
+
+    def __init__(self) -> None:
+        self.loader = yaml.SafeLoader("")
+        self.nodes = 0
+        self.lines: dict[str, int] = {}
+        self.duplicates: list[tuple[int, str, str]] = []  # (line, dotted path, message)
+
+    def build(self, node: yaml.Node, path: str = "", record: bool = True) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooLarge
+        if record:
+            self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            merged: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    value = self.build(value_node, path, record=False)
+                    for item in value if isinstance(value, list) else [value]:
+                        if isinstance(item, dict):
+                            for k, v in item.items():
+                                merged.setdefault(k, v)
+                    continue
+                key = self.loader.construct_object(key_node, deep=True)
+                key = key if isinstance(key, str) else str(key)
+                child = f"{path}.{key}" if path else key
+                line = key_node.start_mark.line + 1
+                if key in out:
+                    self.duplicates.append((line, child, f"duplicate key (first at line {self.lines.get(child, '?')})"))
+                self.lines[child] = line
+                out[key] = self.build(value_node, child)
+            for k, v in merged.items():
+                out.setdefault(k, v)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, f"{path}.{i}" if path else str(i), record) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+
+def _subject_of(value: Any) -> str:
+    if not isinstance(value, dict):
+        return ""
+    kind, meta = value.get("kind"), value.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
 
 
 def parse_file(path: Path, rel: str) -> tuple[list[_Document], list[Problem]]:
@@ -140,14 +155,19 @@ def parse_file(path: Path, rel: str) -> tuple[list[_Document], list[Problem]]:
         return [], [Problem(rel, 0, "", "", f"cannot read: {exc.strerror}")]
     problems: list[Problem] = []
     docs: list[_Document] = []
-    loader = yaml.SafeLoader("")
     try:
         for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
             if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
                 continue
-            lines: dict[str, int] = {}
-            value = _construct(node, "", lines, rel, problems, loader)
-            docs.append(_Document(value, lines, node.start_mark.line + 1))
+            builder = _Builder()
+            try:
+                value = builder.build(node)
+            except _TooLarge:
+                line = node.start_mark.line + 1
+                return [], [Problem(rel, line, "", "", f"document expands to more than {MAX_NODES} values (aliases?)")]
+            subject = _subject_of(value)
+            problems.extend(Problem(rel, ln, subject, display_path(p), m) for ln, p, m in builder.duplicates)
+            docs.append(_Document(value, builder.lines, node.start_mark.line + 1))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0
@@ -185,12 +205,36 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
     yield Problem(rel, line, subject, display_path(path), _message(error, path))
 
 
+_ARTICLE = {"object": "a ", "array": "a ", "string": "a ", "integer": "an ", "boolean": "a ", "number": "a "}
+
+
+def _yaml_type(value: Any) -> str:
+    """How a YAML author would name the type of `value` (not Python's repr)."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
 def _message(error: ValidationError, path: str) -> str:
     """jsonschema's message, except where it would print a secret or a raw regex."""
     if path.startswith("spec.env.") or path.startswith("spec.env"):
         if error.validator == "type":
             return "must be a string (quote it)"
         return f"invalid value ({error.validator})"
+    if error.validator == "type":
+        expected = error.validator_value
+        wanted = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"must be {_ARTICLE.get(wanted, '')}{wanted}, not {_yaml_type(error.instance)}"
     if error.validator in ("pattern", "not", "const", "maxItems") and error.schema.get("description"):
         return f"invalid value: {error.schema['description']}"
     return error.message

@@ -121,7 +121,7 @@ def test_schema_violations_point_at_the_offending_field(tmp_path: Path) -> None:
         """,
     )
     msgs = messages(tmp_path)
-    assert "n.yaml:7: Network/net: spec.internal: 'yes' is not of type 'boolean'" in msgs
+    assert "n.yaml:7: Network/net: spec.internal: must be a boolean, not a string" in msgs
     assert "n.yaml:8: Network/net: spec.colour: unknown field" in msgs
     assert any(m.startswith("n.yaml:15: Volume/vol: spec.reclaimPolicy: ") for m in msgs)
     problems = load_directory(tmp_path)[1]
@@ -140,7 +140,7 @@ def test_duplicate_keys_are_errors(tmp_path: Path) -> None:
     """A key given twice in one mapping is an error at the second occurrence (YAML would silently keep one)."""
     write(tmp_path, "d.yaml", VOLUME.format(name="v1") + "  reclaimPolicy: Delete\n")
     msgs = messages(tmp_path)
-    assert msgs == ["d.yaml:7: spec.reclaimPolicy: duplicate key (first at line 6)"]
+    assert msgs == ["d.yaml:7: Volume/v1: spec.reclaimPolicy: duplicate key (first at line 6)"]
 
 
 def test_non_utf8_and_huge_files(tmp_path: Path) -> None:
@@ -190,3 +190,40 @@ def test_display_path() -> None:
     """Dotted paths with list indexes are shown the way users write them."""
     assert display_path("spec.ports.0.hostPort") == "spec.ports[0].hostPort"
     assert display_path("") == ""
+
+
+def test_merge_keys_can_be_overridden(tmp_path: Path) -> None:
+    """`<<:` merges a mapping and explicit keys override it, in any order, as YAML intends."""
+    write(
+        tmp_path,
+        "m.yaml",
+        """\
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata:
+          name: v1
+          labels:
+            tier: b
+            <<: {tier: a, team: x}
+        """,
+    )
+    resources, problems = load_directory(tmp_path)
+    assert problems == []
+    assert resources[0].labels == {"tier": "b", "team": "x"}
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    """A few lines of nested aliases that would expand to billions of values are one problem, not a hang."""
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    write(tmp_path, "bomb.yaml", "\n".join(lines) + "\n")
+    [msg] = messages(tmp_path)
+    assert msg.startswith("bomb.yaml:1: document expands to more than")
+
+
+def test_type_errors_speak_yaml(tmp_path: Path) -> None:
+    """A wrong type names what was expected and what was written, in YAML terms."""
+    write(tmp_path, "v.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v1, labels: {a: true}}\n")
+    [msg] = messages(tmp_path)
+    assert msg == "v.yaml:3: Volume/v1: metadata.labels.a: must be a string, not a boolean (true)"
