@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
@@ -16,13 +17,23 @@ from reconciler.errors import EngineUnavailable, ReconcileError, ValidationFaile
 from reconciler.executor import DEFAULT_WORKERS, succeeded
 from reconciler.lock import ProjectLock
 from reconciler.model import Action, Plan
-from reconciler.project import ProjectRunner, check_project_name, default_project
+from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
+from reconciler.state import read_failures, record_failures
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1: exit 2 means "changes pending" in this contract, and a typo in a CI job must not
+    read as a pending plan."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reconcile", description="Declarative reconciliation for a Docker host.")
+    parser = _Parser(prog="reconcile", description="Declarative reconciliation for a Docker host.")
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     parser.add_argument("--project", help="project name (default: the manifest directory's base name)")
     parser.add_argument("--docker-host", help="engine URL (default: DOCKER_HOST or the local socket)")
@@ -34,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RECONCILER_FIREWALL_BACKEND", "auto"),
         help="how FirewallAllowList rules are written (default: auto-detect)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
@@ -67,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _runner(args: argparse.Namespace) -> ProjectRunner:
     from reconciler.drivers.engine import connect, engine_url
 
-    project = check_project_name(args.project or default_project(args.dir))
+    project = check_project_name(default_project(args.dir) if args.project is None else args.project)
     args.engine = engine_url(args.docker_host)
     return ProjectRunner(
         project=project,
@@ -78,8 +89,8 @@ def _runner(args: argparse.Namespace) -> ProjectRunner:
     )
 
 
-def _plan(args: argparse.Namespace, runner: ProjectRunner) -> Plan:
-    loaded = runner.load_valid()
+def _plan(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded | None = None) -> Plan:
+    loaded = loaded or runner.load_valid()
     prune = not getattr(args, "no_prune", False)
     keep_reason = "kept because of --no-prune"
     if loaded.empty and not getattr(args, "allow_empty", False):
@@ -111,12 +122,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     runner = _runner(args)
-    runner.load_valid()  # bad input stops before the lock or the engine are touched
+    loaded = runner.load_valid()  # bad input stops before the lock or the engine are touched
     with ProjectLock(runner.project, args.engine, wait=args.wait):
-        plan = _plan(args, runner)
+        plan = _plan(args, runner, loaded)
         if args.output == "text":
             print(render.plan_text(plan))
         results = runner.apply(plan)
+        record_failures(runner.project, args.engine, results)
     print(render.results_json(results) if args.output == "json" else render.results_text(results))
     return EXIT_OK if succeeded(results) else EXIT_ERROR
 
@@ -130,8 +142,6 @@ def _status_of(change_action: Action, blocked: str | None) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     runner = _runner(args)
     plan = _plan(args, runner)
-    from reconciler.state import read_failures
-
     failures = read_failures(runner.project, args.engine)
     rows = []
     for change in plan.changes:

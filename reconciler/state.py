@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.lock import lock_path
+from reconciler.model import Outcome, Result
 
 
 def state_path(project: str, engine: str) -> Path:
@@ -27,3 +29,18 @@ def read_failures(project: str, engine: str) -> dict[str, dict[str, Any]]:
         return json.loads(state_path(project, engine).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def record_failures(project: str, engine: str, results: list[Result]) -> None:
+    """After an `apply`: what failed, was blocked or skipped, for `status` to show (no retry: nobody retries)."""
+    failures = {
+        r.change.subject: {
+            "status": "failing" if r.outcome is Outcome.FAILED else "blocked",
+            "error": r.error,
+            "nextRetry": None,
+        }
+        for r in results
+        if r.outcome in (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED)
+    }
+    with contextlib.suppress(OSError):  # status then shows less; the apply already reported every outcome
+        write_failures(project, engine, failures)

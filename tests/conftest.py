@@ -233,3 +233,28 @@ def tmp_manifests(tmp_path: Path) -> ManifestWriter:
     directory = tmp_path / "manifests"
     directory.mkdir()
     return ManifestWriter(directory)
+
+
+@pytest.fixture
+def free_subnet(api: docker.APIClient) -> Callable[[], str]:
+    """A callable returning a /24 under 10.200.0.0/13 that no network on the engine uses (nor an earlier call):
+    fixed subnets collide with whatever else runs against the shared test engine."""
+    import ipaddress
+    import random
+
+    taken = [
+        ipaddress.ip_network(cfg["Subnet"], strict=False)
+        for net in api.networks()
+        for cfg in (net.get("IPAM") or {}).get("Config") or []
+        if cfg.get("Subnet") and ":" not in cfg["Subnet"]
+    ]
+
+    def pick() -> str:
+        for _ in range(200):
+            candidate = ipaddress.ip_network(f"10.{random.randint(200, 207)}.{random.randint(0, 255)}.0/24")
+            if not any(candidate.overlaps(t) for t in taken):
+                taken.append(candidate)
+                return str(candidate)
+        pytest.fail("no free /24 under 10.200.0.0/13 on the test engine")
+
+    return pick

@@ -16,6 +16,7 @@ from reconciler.model import LABEL_PROJECT
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TIMEOUT = 120
+PING_TIMEOUT = 10
 
 
 def engine_url(docker_host: str | None) -> str:
@@ -26,10 +27,14 @@ def connect(docker_host: str | None = None) -> docker.APIClient:
     """A low-level client; raises EngineUnavailable with one clear line when nothing answers."""
     url = engine_url(docker_host)
     try:
-        client = docker.APIClient(base_url=url, version="auto", timeout=TIMEOUT)
+        # a short timeout for the first contact: an engine that accepts but never answers is down, not slow
+        client = docker.APIClient(base_url=url, version="auto", timeout=PING_TIMEOUT)
         client.ping()
     except (DockerException, requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {_reason(exc)}") from None
+    except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
+        raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
+    client.timeout = TIMEOUT
     return client
 
 

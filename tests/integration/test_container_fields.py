@@ -20,10 +20,11 @@ from .test_container_stack import SLEEPER, apply_ok, doc, free_port, in_sync
 pytestmark = pytest.mark.engine
 
 
-def every_field(p: str, image: str, port: int) -> list[dict[str, Any]]:
+def every_field(p: str, image: str, port: int, subnet: str) -> list[dict[str, Any]]:
     net = f"{p}-net"
+    prefix = subnet.rsplit(".", 1)[0]
     return [
-        doc("Network", net, {"ipam": {"config": [{"subnet": "10.214.9.0/24"}]}}),
+        doc("Network", net, {"ipam": {"config": [{"subnet": subnet}]}}),
         doc("Volume", f"{p}-data", {}),
         doc(
             "Container",
@@ -43,7 +44,7 @@ def every_field(p: str, image: str, port: int) -> list[dict[str, Any]]:
                     {"type": "bind", "source": "./conf", "target": "/conf", "readOnly": True},
                     {"type": "tmpfs", "target": "/tmp", "size": "2m", "mode": "1770"},
                 ],
-                "networks": [{"name": net, "aliases": ["full", "everything"], "ipv4Address": "10.214.9.20"}],
+                "networks": [{"name": net, "aliases": ["full", "everything"], "ipv4Address": f"{prefix}.20"}],
                 "restartPolicy": {"name": "on-failure", "maximumRetryCount": 2},
                 "healthcheck": {"test": "true", "interval": "2s", "timeout": "1s", "startPeriod": "1s", "retries": 2},
                 "resources": {
@@ -89,12 +90,13 @@ def every_field(p: str, image: str, port: int) -> list[dict[str, Any]]:
 
 
 def test_every_field_round_trips_without_spurious_changes(
-    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, engine_host: str
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, engine_host: str, free_subnet: Any
 ) -> None:
     """Apply every field; the plan is in sync by hash, and a full field comparison also finds nothing."""
     tmp_manifests("conf/app.conf", "x=1\n")
     path = tmp_manifests(
-        "all.yaml", yaml.safe_dump_all(every_field(project_name, base_image, free_port()), sort_keys=False)
+        "all.yaml",
+        yaml.safe_dump_all(every_field(project_name, base_image, free_port(), free_subnet()), sort_keys=False),
     )
     directory: Path = path.parent
     apply_ok(reconcile, directory)

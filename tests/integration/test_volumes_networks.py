@@ -86,12 +86,15 @@ def test_retained_volume_is_reported_not_removed(api, project_name, reconcile, t
     assert api.inspect_volume(name)["Name"] == name
 
 
-def test_network_replace_reconnects_project_containers(api, project_name, reconcile, tmp_manifests, base_image):
+def test_network_replace_reconnects_project_containers(
+    api, project_name, reconcile, tmp_manifests, base_image, free_subnet
+):
     """A subnet change replaces the network as explicit steps and reconnects the project's containers."""
     name = f"{project_name}-net"
-    tmp_manifests("n.yaml", network(name, "10.231.0.0/24"))
+    first, second = free_subnet(), free_subnet()
+    tmp_manifests("n.yaml", network(name, first))
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
-    assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == "10.231.0.0/24"
+    assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == first
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
 
     ctr = api.create_container(
@@ -104,7 +107,7 @@ def test_network_replace_reconnects_project_containers(api, project_name, reconc
     )
     api.start(ctr)
 
-    tmp_manifests("n.yaml", network(name, "10.232.0.0/24"))
+    tmp_manifests("n.yaml", network(name, second))
     code, plan = plan_json(reconcile, tmp_manifests.dir)
     assert code == 2
     [change] = plan["changes"]
@@ -113,16 +116,19 @@ def test_network_replace_reconnects_project_containers(api, project_name, reconc
     assert change["steps"][-1] == f"reconnect container {project_name}-c"
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
     net = api.inspect_network(name)
-    assert net["IPAM"]["Config"][0]["Subnet"] == "10.232.0.0/24"
+    assert net["IPAM"]["Config"][0]["Subnet"] == second
     endpoint = api.inspect_container(ctr)["NetworkSettings"]["Networks"][name]
-    assert "svc" in endpoint["Aliases"] and endpoint["IPAddress"].startswith("10.232.0.")
+    assert "svc" in endpoint["Aliases"] and endpoint["IPAddress"].startswith(second.rsplit(".", 1)[0] + ".")
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
 
 
-def test_network_used_by_foreign_container_is_blocked(api, project_name, reconcile, tmp_manifests, base_image):
+def test_network_used_by_foreign_container_is_blocked(
+    api, project_name, reconcile, tmp_manifests, base_image, free_subnet
+):
     """A network that another project's container uses is neither replaced nor pruned; plan names the container."""
     name = f"{project_name}-shared"
-    tmp_manifests("n.yaml", network(name, "10.233.0.0/24"))
+    first, second = free_subnet(), free_subnet()
+    tmp_manifests("n.yaml", network(name, first))
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
     foreign = api.create_container(
         base_image,
@@ -132,18 +138,18 @@ def test_network_used_by_foreign_container_is_blocked(api, project_name, reconci
     )
     try:
         api.start(foreign)
-        tmp_manifests("n.yaml", network(name, "10.234.0.0/24"))
+        tmp_manifests("n.yaml", network(name, second))
         code, plan = plan_json(reconcile, tmp_manifests.dir)
         assert code == 1 and f"{project_name}-foreign" in plan["changes"][0]["blocked"]
         (tmp_manifests.dir / "n.yaml").unlink()
         proc = reconcile("apply", "--allow-empty", str(tmp_manifests.dir))
         assert proc.returncode == 1 and f"{project_name}-foreign" in proc.stdout
-        assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == "10.233.0.0/24"
+        assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == first
     finally:
         api.remove_container(foreign, force=True)
 
 
-def test_unowned_objects_survive_every_command(api, project_name, reconcile, tmp_manifests):
+def test_unowned_objects_survive_every_command(api, project_name, reconcile, tmp_manifests, free_subnet):
     """Unlabelled objects and another project's objects are never changed or removed, prune included."""
     bare_vol = f"{project_name}-bare"
     other_net = f"{project_name}-othernet"
@@ -157,7 +163,7 @@ def test_unowned_objects_survive_every_command(api, project_name, reconcile, tmp
         },
     )
     try:
-        tmp_manifests("m.yaml", volume(bare_vol, "Delete") + "---\n" + network(other_net, "10.235.0.0/24"))
+        tmp_manifests("m.yaml", volume(bare_vol, "Delete") + "---\n" + network(other_net, free_subnet()))
         code, plan = plan_json(reconcile, tmp_manifests.dir)
         assert code == 1
         assert all("never takes over" in c["blocked"] for c in plan["changes"]) and len(plan["changes"]) == 2
@@ -220,10 +226,10 @@ def test_unreachable_engine_is_one_line(tmp_manifests):
     assert "Traceback" not in proc.stderr
 
 
-def test_overlay_network_in_swarm_mode(api, project_name, reconcile, tmp_manifests):
+def test_overlay_network_in_swarm_mode(api, project_name, reconcile, tmp_manifests, free_subnet):
     """An attachable overlay network is created on a swarm manager and is then in sync."""
     name = f"{project_name}-ov"
-    tmp_manifests("o.yaml", network(name, "10.236.0.0/24", "driver: overlay\n      attachable: true"))
+    tmp_manifests("o.yaml", network(name, free_subnet(), "driver: overlay\n      attachable: true"))
     proc = reconcile("apply", str(tmp_manifests.dir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     info = api.inspect_network(name)
