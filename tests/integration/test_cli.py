@@ -50,3 +50,35 @@ def test_plan_exit_codes_and_json_logs(engine_host, project_name, tmp_manifests)
     status = run_cli("--project", project_name, "status", "--output", "json", d, docker_host=engine_host)
     assert status.returncode == 0
     assert json.loads(status.stdout)["objects"][0]["status"] == "in sync"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "--bogus", "."], "unrecognized arguments: --bogus"),
+        (["--project", "", "plan", "."], "invalid project name ''"),
+        (["--docker-host", "http://[::1", "plan", "."], "invalid engine address"),
+    ],
+)
+def test_usage_errors_exit_1(tmp_manifests, args, message):
+    """Usage errors, an empty project name and a malformed engine URL exit 1 (2 means 'changes pending')."""
+    tmp_manifests("v.yaml", VOLUME.replace("NAME", "data"))
+    args = [a if a != "." else str(tmp_manifests.dir) for a in args]
+    proc = run_cli(*args, docker_host="unix:///nonexistent.sock")
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.engine
+def test_status_shows_what_the_last_apply_failed(engine_host, project_name, tmp_manifests):
+    """After an apply that failed, status reports the object as failing with the error."""
+    tmp_manifests(
+        "n.yaml",
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {project_name}-n}}\n"
+        "spec: {driver: macvlan, options: {parent: rcn-no-such-link}}\n",
+    )
+    d = str(tmp_manifests.dir)
+    assert run_cli("--project", project_name, "apply", d, docker_host=engine_host).returncode == 1
+    status = run_cli("--project", project_name, "status", "--output", "json", d, docker_host=engine_host)
+    assert status.returncode == 2
+    [row] = json.loads(status.stdout)["objects"]
+    assert row["status"] == "failing" and "rcn-no-such-link" in row["lastError"]
