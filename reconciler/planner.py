@@ -3,6 +3,7 @@ ownership, pruning, and the order constraints between changes."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -72,6 +73,7 @@ def plan_changes(
             notes.extend(f"{kind}/{name}: {n}" for n in change.notes if change.action is Action.NONE)
 
     changes = _follow_upstream(changes, catalog, drivers)
+    changes = _block_dependents(changes, catalog)
     for change in changes.values():
         if change.action is not Action.NONE:
             notes.extend(f"{change.subject}: {n}" for n in change.notes)
@@ -79,6 +81,24 @@ def plan_changes(
     # shown (and reported) in the order apply works through them
     ordered = topological_order(changes, edges)
     return Plan(project=project, changes=tuple(changes[k] for k in ordered), notes=tuple(notes), edges=edges)
+
+
+def _block_dependents(changes: dict[Key, Change], catalog: Catalog) -> dict[Key, Change]:
+    """A pending change that needs a blocked object is blocked too, so the plan says what apply will do
+    (apply skips it) instead of promising it."""
+    settled = False
+    while not settled:
+        settled = True
+        for key, change in changes.items():
+            if not change.pending:
+                continue
+            stuck = sorted(d for d in catalog.dependencies(key) if d in changes and changes[d].blocked is not None)
+            if stuck:
+                changes[key] = dataclasses.replace(
+                    change, blocked=f"waits for {stuck[0][0]}/{stuck[0][1]}, which is blocked"
+                )
+                settled = False
+    return changes
 
 
 def _follow_upstream(changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[Key, Change]:

@@ -140,3 +140,23 @@ def test_ownership_labels_name_same_kind_dependencies() -> None:
     refs = [Reference("Thing", "b", "x"), Reference("Net", "n", "y"), Reference("Thing", "a", "z")]
     assert ownership_labels(desired, "p", refs)[LABEL_DEPENDS_ON] == "a,b"
     assert LABEL_DEPENDS_ON not in ownership_labels(desired, "p")
+
+
+def test_dependents_of_a_blocked_change_are_blocked_in_the_plan() -> None:
+    """What needs a blocked object is shown blocked (apply would skip it), transitively; in-sync ones stay quiet."""
+    thing = FakeDriver("Thing")
+    thing.put("base", project="other")
+    thing.put("same")
+    plan = make_plan(
+        {"Thing": thing},
+        [
+            resource("Thing", "base"),
+            resource("Thing", "child", {"needs": ["Thing/base"]}),
+            resource("Thing", "grandchild", {"needs": ["Thing/child"]}),
+            resource("Thing", "same", {"needs": ["Thing/base"]}),
+        ],
+    )
+    blocked = {c.name: c.blocked for c in plan.changes}
+    assert blocked["child"] == "waits for Thing/base, which is blocked"
+    assert blocked["grandchild"] == "waits for Thing/child, which is blocked"
+    assert blocked["same"] is None
