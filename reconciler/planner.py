@@ -73,6 +73,7 @@ def plan_changes(
             notes.extend(f"{kind}/{name}: {n}" for n in change.notes if change.action is Action.NONE)
 
     changes = _follow_upstream(changes, catalog, drivers)
+    changes = _see_whole_plan(changes, drivers)
     changes = _block_dependents(changes, catalog)
     for change in changes.values():
         if change.action is not Action.NONE:
@@ -81,6 +82,16 @@ def plan_changes(
     # shown (and reported) in the order apply works through them
     ordered = topological_order(changes, edges)
     return Plan(project=project, changes=tuple(changes[k] for k in ordered), notes=tuple(notes), edges=edges)
+
+
+def _see_whole_plan(changes: dict[Key, Change], drivers: Mapping[str, Driver]) -> dict[Key, Change]:
+    """Let a driver revise its changes once every other change is known (an image kept for a container that
+    this very plan removes can go too). Drivers opt in with `after_plan(change, changes)`."""
+    for key in sorted(changes):
+        after_plan = getattr(drivers[key[0]], "after_plan", None)
+        if after_plan is not None:
+            changes[key] = after_plan(changes[key], changes)
+    return changes
 
 
 def _block_dependents(changes: dict[Key, Change], catalog: Catalog) -> dict[Key, Change]:

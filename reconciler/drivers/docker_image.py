@@ -60,6 +60,7 @@ class ImageDriver(DockerDriver):
         super().__init__(ctx)
         self._declared: dict[str, Desired] = {}  # metadata.name -> last normalized Desired (observe needs refs)
         self._lock = threading.Lock()
+        self._kept: dict[str, dict[str, list[str]]] = {}  # pruned name -> tags kept, with the containers using them
 
     # ---- pure ----------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
@@ -297,17 +298,39 @@ class ImageDriver(DockerDriver):
 
     def prune(self, observed: Observed) -> Change:
         """Remove the tags of a gone manifest that no container uses; keep (and say why) the others."""
-        removable, notes = [], []
+        removable: list[str] = []
+        kept: dict[str, list[str]] = {}
         for reference, image_id in sorted(observed.spec.get("ids", {}).items()):
             using = image_ops.users(self.api, image_id)
             if using:
-                notes.append(f"manifest gone; image {reference} kept: used by containers {', '.join(using)}")
+                kept[reference] = list(using)
             else:
                 removable.append(reference)
+        self._kept[observed.name] = kept
+        return self._prune_change(observed, removable, kept)
+
+    def _prune_change(self, observed: Observed, removable: list[str], kept: Mapping[str, list[str]]) -> Change:
+        notes = tuple(
+            f"manifest gone; image {ref} kept: used by containers {', '.join(users)}" for ref, users in kept.items()
+        )
         if not removable:
-            return Change(self.kind, observed.name, Action.NONE, observed=observed, notes=tuple(notes))
+            return Change(self.kind, observed.name, Action.NONE, observed=observed, notes=notes)
         steps = tuple(f"{REMOVE_STEP}{r}" for r in removable)
-        return Change(self.kind, observed.name, Action.DELETE, observed=observed, steps=steps, notes=tuple(notes))
+        return Change(self.kind, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)
+
+    def after_plan(self, change: Change, changes: Mapping[tuple[str, str], Change]) -> Change:
+        """A tag kept only for containers that this plan removes is removed too (after them: deletes of
+        images wait for the container changes)."""
+        kept = self._kept.get(change.name)
+        if change.desired is not None or change.observed is None or not kept:
+            return change
+        removed = {name for (kind, name), c in changes.items() if kind == "Container" and c.action is Action.DELETE}
+        freed = [ref for ref, users in kept.items() if set(users) <= removed]
+        if not freed:
+            return change
+        removable = [s.removeprefix(REMOVE_STEP) for s in change.steps if s.startswith(REMOVE_STEP)] + freed
+        still = {ref: users for ref, users in kept.items() if ref not in freed}
+        return self._prune_change(change.observed, sorted(removable), still)
 
     # ---- apply ---------------------------------------------------------------------------------------------
     def _where(self, change: Change) -> str:
