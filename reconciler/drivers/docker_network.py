@@ -12,9 +12,15 @@ from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_actio
 from reconciler.drivers.base import Catalog
 from reconciler.drivers.docker_common import DockerDriver, user_labels
 from reconciler.drivers.engine import project_filter
-from reconciler.errors import PermanentError
-from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
-from reconciler.spechash import spec_hash
+from reconciler.drivers.network_spec import (
+    canonical,
+    check_network,
+    normalize_network,
+    pools_in_order,
+    subnets_of,
+)
+from reconciler.errors import PermanentError, ReconcileError, SpecError
+from reconciler.model import LABEL_PROJECT, Action, Change, Desired, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
 RULES = {
@@ -29,65 +35,6 @@ RULES = {
 }
 
 
-def _ipam_entry(entry: Mapping[str, Any]) -> dict[str, str]:
-    out = {"subnet": str(entry["subnet"])}
-    for key in ("gateway", "ipRange"):
-        if entry.get(key):
-            out[key] = str(entry[key])
-    return out
-
-
-def normalize_network(resource: Resource) -> Desired:
-    spec = resource.spec
-    ipam = spec.get("ipam") or {}
-    normalized = {
-        "driver": spec.get("driver") or "bridge",
-        "internal": bool(spec.get("internal", False)),
-        "attachable": bool(spec.get("attachable", False)),
-        "enableIPv6": bool(spec.get("enableIPv6", False)),
-        "ipam": {
-            "driver": ipam.get("driver") or "default",
-            "config": [_ipam_entry(e) for e in ipam.get("config") or []],
-        },
-        "options": {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
-    }
-    return Desired(resource, normalized, spec_hash("Network", normalized, resource.labels))
-
-
-def check_network(spec: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    """CIDR sanity: valid subnets, gateway and ipRange inside their subnet, no overlapping subnets."""
-    subnets: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
-    for i, entry in enumerate(spec["ipam"]["config"]):
-        base = f"spec.ipam.config.{i}"
-        try:
-            subnet = ipaddress.ip_network(entry["subnet"], strict=True)
-        except ValueError as exc:
-            yield f"{base}.subnet", f"invalid subnet: {exc}"
-            continue
-        for j, other in subnets:
-            if subnet.version == other.version and subnet.overlaps(other):
-                yield f"{base}.subnet", f"overlaps spec.ipam.config[{j}].subnet {other}"
-        subnets.append((i, subnet))
-        if "gateway" in entry:
-            try:
-                gateway = ipaddress.ip_address(entry["gateway"])
-                if gateway not in subnet:
-                    yield f"{base}.gateway", f"gateway {gateway} is outside subnet {subnet}"
-            except ValueError as exc:
-                yield f"{base}.gateway", f"invalid address: {exc}"
-        if "ipRange" in entry:
-            try:
-                ip_range = ipaddress.ip_network(entry["ipRange"], strict=True)
-                if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):  # type: ignore[arg-type]
-                    yield f"{base}.ipRange", f"ipRange {ip_range} is outside subnet {subnet}"
-            except ValueError as exc:
-                yield f"{base}.ipRange", f"invalid range: {exc}"
-    if spec["attachable"] and spec["driver"] != "overlay":
-        yield "spec.attachable", "attachable applies to overlay networks only"
-    if spec["enableIPv6"] is False and any(s.version == 6 for _, s in subnets):
-        yield "spec.enableIPv6", "an IPv6 subnet is declared; set enableIPv6: true"
-
-
 class NetworkDriver(DockerDriver):
     kind = "Network"
     rank = 1
@@ -97,24 +44,32 @@ class NetworkDriver(DockerDriver):
 
     def normalize(self, resource: Resource) -> Desired:
         if resource.name in BUILTIN_NETWORKS:
-            from reconciler.errors import SpecError
-
             raise SpecError("metadata.name", f"{resource.name!r} is a built-in engine network; do not declare it")
         return normalize_network(resource)
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
-        return check_network(desired.spec)
+        yield from check_network(desired.spec)
+        mine = subnets_of(desired.spec)
+        for other in catalog.of_kind(self.kind):
+            if other.name == desired.name:
+                continue
+            for i, subnet in enumerate(mine):
+                clash = next(
+                    (o for o in subnets_of(other.spec) if o.version == subnet.version and o.overlaps(subnet)), None
+                )
+                if clash is not None:
+                    yield f"spec.ipam.config.{i}.subnet", f"overlaps {clash} of Network/{other.name}"
 
     def _observed(self, net: Mapping[str, Any]) -> Observed:
         labels = net.get("Labels") or {}
         ipam = net.get("IPAM") or {}
         config = []
         for entry in ipam.get("Config") or []:
-            item = {"subnet": entry.get("Subnet", "")}
+            item = {"subnet": canonical(entry.get("Subnet", ""))}
             if entry.get("Gateway"):
-                item["gateway"] = entry["Gateway"]
+                item["gateway"] = canonical(entry["Gateway"], address=True)
             if entry.get("IPRange"):
-                item["ipRange"] = entry["IPRange"]
+                item["ipRange"] = canonical(entry["IPRange"])
             config.append(item)
         spec = {
             "driver": net.get("Driver"),
@@ -128,6 +83,7 @@ class NetworkDriver(DockerDriver):
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
 
     def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+        self.__dict__.pop("all_subnets", None)  # per plan: other networks come and go
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
@@ -140,18 +96,43 @@ class NetworkDriver(DockerDriver):
         swarm = info.get("Swarm") or {}
         return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
 
-    def _comparable(self, desired: Desired, observed: Observed) -> dict[str, Any]:
-        """Observed spec without what the engine assigns when the manifest leaves it open."""
+    @cached_property
+    def all_subnets(self) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+        """(network name, subnet) of every network on the engine, for the pre-flight overlap check."""
+        with self.errors("*", "list all"):
+            networks = self.api.networks()
+        found = []
+        for net in networks:
+            for entry in (net.get("IPAM") or {}).get("Config") or []:
+                try:
+                    found.append((net["Name"], ipaddress.ip_network(entry.get("Subnet", ""), strict=False)))
+                except ValueError:
+                    continue
+        return found
+
+    def _overlap(self, desired: Desired) -> str | None:
+        """Why the engine would refuse the create ("Pool overlaps"), found before anything is removed."""
+        for subnet in subnets_of(desired.spec):
+            for name, other in self.all_subnets:
+                if name != desired.name and other.version == subnet.version and other.overlaps(subnet):
+                    return f"subnet {subnet} overlaps {other} of network {name} on the engine"
+        return None
+
+    def _comparable(self, desired: Desired, observed: Observed) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both sides with pools matched by subnet, without what the engine assigns when the manifest leaves
+        it open (the pools themselves, or a pool's gateway)."""
+        want = {**desired.spec, "labels": dict(desired.resource.labels)}
+        want["ipam"] = {**desired.spec["ipam"], "config": pools_in_order(desired.spec["ipam"]["config"])}
         have = {**observed.spec, "ipam": dict(observed.spec["ipam"])}
-        want_config = desired.spec["ipam"]["config"]
-        if not want_config:
+        declared = {e["subnet"]: e for e in want["ipam"]["config"]}
+        if not declared:
             have["ipam"]["config"] = []
         else:
-            have["ipam"]["config"] = [
-                {k: v for k, v in got.items() if k in want}
-                for got, want in zip(have["ipam"]["config"], want_config, strict=False)
-            ] + have["ipam"]["config"][len(want_config) :]
-        return have
+            have["ipam"]["config"] = pools_in_order(
+                {k: v for k, v in got.items() if got["subnet"] not in declared or k in declared[got["subnet"]]}
+                for got in observed.spec["ipam"]["config"]
+            )
+        return want, have
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         blocked = None
@@ -159,18 +140,20 @@ class NetworkDriver(DockerDriver):
             if not self.swarm_active:
                 blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
         if observed is None:
-            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=blocked)
-        want = {**desired.spec, "labels": dict(desired.resource.labels)}
-        fields = diff_specs(want, self._comparable(desired, observed), RULES)
+            return Change(
+                self.kind, desired.name, Action.CREATE, desired=desired, blocked=blocked or self._overlap(desired)
+            )
+        want, have = self._comparable(desired, observed)
+        fields = diff_specs(want, have, RULES)
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
-            blocked = blocked or self.foreign_users(desired.name)
+            blocked = blocked or self.foreign_users(desired.name) or self._overlap(desired)
             users = sorted(c["Names"][0].lstrip("/") for c in self.users(desired.name))
             steps = (
                 *(f"disconnect container {u}" for u in users),
                 "remove network",
-                "create network",
+                "create network (on failure: recreate the old one and reconnect)",
                 *(f"reconnect container {u}" for u in users),
             )
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
@@ -184,8 +167,7 @@ class NetworkDriver(DockerDriver):
             blocked=self.foreign_users(observed.name),
         )
 
-    def _create(self, desired: Desired) -> None:
-        spec = desired.spec
+    def _create(self, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]) -> None:
         pools = [
             {
                 "Subnet": e["subnet"],
@@ -195,31 +177,37 @@ class NetworkDriver(DockerDriver):
             for e in spec["ipam"]["config"]
         ]
         ipam = {"Driver": spec["ipam"]["driver"], "Config": pools, "Options": {}}
-        with self.errors(desired.name, "create"):
+        with self.errors(name, "create"):
             try:
                 self.api.create_network(
-                    desired.name,
+                    name,
                     driver=spec["driver"],
                     options=spec["options"] or None,
                     ipam=ipam,
                     internal=spec["internal"],
                     attachable=spec["attachable"] or None,
                     enable_ipv6=spec["enableIPv6"],
-                    labels=ownership_labels(desired, self.project),
+                    labels=dict(labels),
                     check_duplicate=True,
                 )
             except Exception as exc:
                 if "not a swarm manager" in str(exc):
                     raise PermanentError(
-                        f"network {desired.name}: overlay networks need swarm mode (docker swarm init)"
+                        f"network {name}: overlay networks need swarm mode (docker swarm init)"
                     ) from None
                 raise
-        self.log.info("network.created", name=desired.name, driver=spec["driver"])
+        self.log.info("network.created", name=name, driver=spec["driver"])
 
     def _endpoints(self, name: str) -> list[tuple[str, dict[str, Any]]]:
-        """(container id, how it is attached) for every container on the network, to reattach it the same way."""
+        """(container id, how it is attached) for every container on the network, to reattach it the same way.
+        Refuses when a container of another owner joined since the plan was made: those are never touched."""
         found = []
         for summary in self.users(name):
+            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
+                raise PermanentError(
+                    f"network {name}: container {summary['Names'][0].lstrip('/')} of another owner joined it; "
+                    "it is left alone and the network is not changed"
+                )
             with self.errors(name, "inspect attached container"):
                 info = self.api.inspect_container(summary["Id"])
             endpoint = (info.get("NetworkSettings", {}).get("Networks") or {}).get(name) or {}
@@ -229,6 +217,31 @@ class NetworkDriver(DockerDriver):
             found.append((info["Id"], {"aliases": aliases or None, "ipv4_address": ipam.get("IPv4Address") or None}))
         return found
 
+    def _disconnect_all(self, name: str, endpoints: list[tuple[str, dict[str, Any]]]) -> None:
+        for cid, _ in endpoints:
+            with self.errors(name, "disconnect"):
+                self.api.disconnect_container_from_network(cid, name, force=True)
+            self.log.info("network.disconnected", name=name, container=cid[:12])
+
+    def _reconnect_all(
+        self, name: str, spec: Mapping[str, Any], endpoints: list[tuple[str, dict[str, Any]]]
+    ) -> list[str]:
+        """Reconnect every container, each on its own: one failure does not leave the others off the network.
+        A static address outside the new subnets is dropped (the container's own change sets its new one)."""
+        subnets = subnets_of(spec)
+        errors = []
+        for cid, how in endpoints:
+            address = how.get("ipv4_address")
+            if address and not any(ipaddress.ip_address(address) in s for s in subnets if s.version == 4):
+                how = {**how, "ipv4_address": None}
+            try:
+                with self.errors(name, f"reconnect {cid[:12]}"):
+                    self.api.connect_container_to_network(cid, name, **how)
+                self.log.info("network.reconnected", name=name, container=cid[:12])
+            except ReconcileError as exc:
+                errors.append(str(exc))
+        return errors
+
     def _remove(self, name: str) -> None:
         with self.errors(name, "remove"):
             self.api.remove_network(name)
@@ -237,22 +250,26 @@ class NetworkDriver(DockerDriver):
     def apply(self, change: Change) -> None:
         if change.action is Action.CREATE:
             assert change.desired is not None
-            self._create(change.desired)
+            self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
         elif change.action is Action.DELETE:
-            for cid, _ in self._endpoints(change.name):  # only this project's containers can be left (see prune)
-                with self.errors(change.name, "disconnect"):
-                    self.api.disconnect_container_from_network(cid, change.name, force=True)
+            self._disconnect_all(change.name, self._endpoints(change.name))
             self._remove(change.name)
         elif change.action is Action.REPLACE:
-            assert change.desired is not None
+            assert change.desired is not None and change.observed is not None
             endpoints = self._endpoints(change.name)
-            for cid, _ in endpoints:
-                with self.errors(change.name, "disconnect"):
-                    self.api.disconnect_container_from_network(cid, change.name, force=True)
-                self.log.info("network.disconnected", name=change.name, container=cid[:12])
+            self._disconnect_all(change.name, endpoints)
             self._remove(change.name)
-            self._create(change.desired)
-            for cid, how in endpoints:
-                with self.errors(change.name, "reconnect"):
-                    self.api.connect_container_to_network(cid, change.name, **how)
-                self.log.info("network.reconnected", name=change.name, container=cid[:12])
+            try:
+                self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
+                spec: Mapping[str, Any] = change.desired.spec
+            except ReconcileError as exc:
+                # never leave the project's containers without their network: put the old one back
+                self._create(change.name, change.observed.spec, change.observed.labels)
+                errors = self._reconnect_all(change.name, change.observed.spec, endpoints)
+                raise PermanentError(
+                    f"{exc}; the old network was recreated and its containers reconnected"
+                    + (f" (except: {'; '.join(errors)})" if errors else "")
+                ) from None
+            errors = self._reconnect_all(change.name, spec, endpoints)
+            if errors:
+                raise PermanentError("; ".join(errors))
