@@ -267,3 +267,56 @@ def test_macvlan_on_a_veth_parent(api, project_name, reconcile, tmp_manifests, v
     assert reconcile("apply", "--allow-empty", str(tmp_manifests.dir)).returncode == 0
     with pytest.raises(NotFound):
         api.inspect_network(name)
+
+
+def test_dual_stack_network_is_in_sync_after_apply(api, project_name, reconcile, tmp_manifests, free_subnet):
+    """IPv6 listed first, spelled long, with an ipRange on the IPv4 pool: the second plan has no changes."""
+    name = f"{project_name}-ds"
+    v4 = free_subnet()
+    v6 = f"fd00:{secrets.token_hex(2)}:0::/64"
+    tmp_manifests(
+        "n.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: {name}}}
+        spec:
+          enableIPv6: true
+          ipam:
+            config:
+              - {{subnet: "{v6}"}}
+              - {{subnet: {v4}, ipRange: {v4.rsplit(".", 1)[0]}.128/25}}
+        """,
+    )
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = reconcile("plan", str(tmp_manifests.dir))
+    assert plan.returncode == 0, plan.stdout
+
+
+def test_overlapping_subnet_is_refused_before_anything_is_removed(
+    api, project_name, reconcile, tmp_manifests, free_subnet, base_image
+):
+    """Replacing a network into a subnet another network holds is blocked in the plan; nothing is disconnected."""
+    name, other = f"{project_name}-a", f"{project_name}-b"
+    first, held = free_subnet(), free_subnet()
+    api.create_network(other, ipam={"Driver": "default", "Config": [{"Subnet": held}]})
+    try:
+        tmp_manifests("n.yaml", network(name, first))
+        assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+        ctr = api.create_container(
+            base_image,
+            ["sleep", "300"],
+            name=f"{project_name}-c",
+            labels={"io.reconciler.project": project_name},
+            host_config=api.create_host_config(network_mode=name),
+        )
+        api.start(ctr)
+        tmp_manifests("n.yaml", network(name, held))
+        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        assert code == 1 and f"overlaps {held} of network {other}" in plan["changes"][0]["blocked"]
+        assert reconcile("apply", str(tmp_manifests.dir)).returncode == 1
+        assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == first
+        assert name in api.inspect_container(ctr)["NetworkSettings"]["Networks"]
+    finally:
+        api.remove_network(other)
