@@ -258,3 +258,16 @@ def free_subnet(api: docker.APIClient) -> Callable[[], str]:
         pytest.fail("no free /24 under 10.200.0.0/13 on the test engine")
 
     return pick
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every CLI the tests run keeps its state (pulled images, volume policies) in a throw-away directory, not
+    in the host's /var/lib/reconciler."""
+    previous = os.environ.get("RECONCILER_STATE_DIR")
+    os.environ["RECONCILER_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("RECONCILER_STATE_DIR", None)
+    else:
+        os.environ["RECONCILER_STATE_DIR"] = previous

@@ -1,5 +1,5 @@
 """Volume driver: named volumes on the engine. Replacing or removing one destroys data, so both are gated
-by `reclaimPolicy: Delete`, recorded on the volume when it is created."""
+by `reclaimPolicy: Delete`, recorded on the volume when it is created (and in volume_policy when it changes)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from reconciler.diffing import REPLACE, diff_specs, overall_action
+from reconciler.drivers.base import DriverContext
 from reconciler.drivers.docker_common import DockerDriver, user_labels
 from reconciler.drivers.engine import project_filter
-from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.drivers.volume_policy import DELETE, RETAIN, VolumePolicies
+from reconciler.errors import PermanentError
+from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 from reconciler.spechash import spec_hash
 
 LABEL_RECLAIM = "io.reconciler.reclaim-policy"
@@ -33,6 +36,11 @@ class VolumeDriver(DockerDriver):
     kind = "Volume"
     rank = 1
 
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.policies = VolumePolicies(ctx.project)
+        self._records: dict[str, dict[str, Any]] | None = {}
+
     def normalize(self, resource: Resource) -> Desired:
         return normalize_volume(resource)
 
@@ -42,10 +50,12 @@ class VolumeDriver(DockerDriver):
             "driver": vol.get("Driver"),
             "driverOpts": dict(vol.get("Options") or {}),
             "labels": user_labels(labels),
+            "reclaimPolicy": self.policies.effective(dict(vol), self._records, labels.get(LABEL_RECLAIM, RETAIN)),
         }
         return Observed(self.kind, vol["Name"], vol["Name"], labels, spec, raw=vol)
 
     def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+        self._records = self.policies.load()
         with self.errors("*", "list"):
             listed = self.api.volumes(filters=project_filter(self.project, self.kind)).get("Volumes") or []
         owned = {v["Name"]: self._observed(v) for v in listed}
@@ -59,15 +69,22 @@ class VolumeDriver(DockerDriver):
             "labels": dict(desired.resource.labels),
         }
         rules = {**RULES, "labels": REPLACE}
-        fields = tuple(diff_specs(want, observed.spec, rules))
-        action = overall_action(list(fields))
-        notes: list[str] = []
-        recorded = observed.labels.get(LABEL_RECLAIM, "Retain")
-        if recorded != desired.spec["reclaimPolicy"]:
-            notes.append(
-                f"reclaimPolicy is {desired.spec['reclaimPolicy']} in the manifest but the volume was "
-                f"created with {recorded}; the recorded value decides a prune after the manifest is gone"
+        have = {k: v for k, v in observed.spec.items() if k != "reclaimPolicy"}  # compared below, in place
+        fields = diff_specs(want, have, rules)
+        if observed.spec["reclaimPolicy"] != desired.spec["reclaimPolicy"]:
+            fields.append(
+                FieldChange(
+                    "reclaimPolicy",
+                    observed.spec["reclaimPolicy"],
+                    desired.spec["reclaimPolicy"],
+                    Action.UPDATE,
+                    note=f"recorded in {self.policies.path}: volume labels cannot change",
+                )
             )
+        action = overall_action(fields)
+        notes: list[str] = []
+        if self._records is None:
+            notes.append(f"{self.policies.path} cannot be read: every volume counts as reclaimPolicy Retain")
         blocked = None
         if action is Action.REPLACE:
             if desired.spec["reclaimPolicy"] != "Delete":
@@ -78,10 +95,12 @@ class VolumeDriver(DockerDriver):
                 )
             else:
                 blocked = self.foreign_users(desired.name)
-        return Change(self.kind, desired.name, action, fields, desired, observed, blocked=blocked, notes=tuple(notes))
+        return Change(
+            self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, notes=tuple(notes)
+        )
 
     def prune(self, observed: Observed) -> Change:
-        if observed.labels.get(LABEL_RECLAIM, "Retain") != "Delete":
+        if observed.spec["reclaimPolicy"] != DELETE:
             return Change(
                 self.kind,
                 observed.name,
@@ -99,10 +118,19 @@ class VolumeDriver(DockerDriver):
 
     def apply(self, change: Change) -> None:
         name = change.name
+        if change.action is Action.UPDATE:  # only the reclaim policy changes in place
+            assert change.desired is not None and change.observed is not None
+            try:
+                self.policies.record(name, change.observed.raw.get("CreatedAt"), change.desired.spec["reclaimPolicy"])
+            except OSError as exc:
+                raise PermanentError(f"volume {name}: cannot record reclaimPolicy: {exc}") from None
+            self.log.info("volume.policy_recorded", name=name, policy=change.desired.spec["reclaimPolicy"])
+            return
         if change.action in (Action.DELETE, Action.REPLACE):
             with self.errors(name, "remove"):
                 self.api.remove_volume(name)
             self.log.info("volume.removed", name=name)
+            self.policies.forget(name)
         if change.action in (Action.CREATE, Action.REPLACE):
             desired = change.desired
             assert desired is not None

@@ -320,3 +320,23 @@ def test_overlapping_subnet_is_refused_before_anything_is_removed(
         assert name in api.inspect_container(ctr)["NetworkSettings"]["Networks"]
     finally:
         api.remove_network(other)
+
+
+def test_reclaim_policy_change_is_honoured_after_the_manifest_is_gone(api, project_name, reconcile, tmp_manifests):
+    """Delete -> Retain is an in-place change (recorded); a later prune then keeps the volume and its data."""
+    name = f"{project_name}-precious"
+    tmp_manifests("v.yaml", volume(name, "Delete"))
+    tmp_manifests("other.yaml", volume(f"{project_name}-o"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    tmp_manifests("v.yaml", volume(name, "Retain"))
+    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    assert code == 2
+    [change] = plan["changes"]
+    assert change["action"] == "update"
+    assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [("reclaimPolicy", "Delete", "Retain")]
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+    (tmp_manifests.dir / "v.yaml").unlink()
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0 and "retained" in proc.stdout
+    assert api.inspect_volume(name)["Name"] == name

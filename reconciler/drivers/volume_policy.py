@@ -1,0 +1,67 @@
+"""Reclaim policies changed after a volume was created. Volume labels cannot change, and the manifest is gone
+when a prune decides, so a changed policy is recorded here: `<state dir>/<project>/volume-policies.json`
+(state dir as for images: `$RECONCILER_STATE_DIR`, else /var/lib/reconciler for root).
+
+Entries are keyed by volume name and bound to the volume's creation time, so a record never outlives the volume
+it was made for. When the file cannot be read, every volume counts as Retain: unsure means keep the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from typing import Any
+
+from reconciler.drivers.image_state import state_dir
+
+RETAIN, DELETE = "Retain", "Delete"
+
+
+class VolumePolicies:
+    def __init__(self, project: str) -> None:
+        self.path = state_dir() / project / "volume-policies.json"
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, dict[str, Any]] | None:
+        """name -> {"policy", "createdAt"}; None when the file exists but cannot be read."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return None
+        return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else None
+
+    def effective(self, volume: dict[str, Any], records: dict[str, dict[str, Any]] | None, label: str) -> str:
+        """The policy in force for an engine volume: its recorded change, else its label."""
+        if records is None:
+            return RETAIN
+        record = records.get(volume["Name"])
+        if record and record.get("createdAt") == volume.get("CreatedAt"):
+            return str(record.get("policy", RETAIN))
+        return label
+
+    def record(self, name: str, created_at: str | None, policy: str) -> None:
+        with self._lock:
+            records = self.load()
+            if records is None:
+                raise OSError(f"{self.path} cannot be read; not overwriting it")
+            records[name] = {"policy": policy, "createdAt": created_at}
+            self._write(records)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            records = self.load()
+            if records and name in records:
+                del records[name]
+                self._write(records)
+
+    def _write(self, records: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".volume-policies-", dir=self.path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(records, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)

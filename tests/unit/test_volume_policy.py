@@ -1,0 +1,33 @@
+"""Recorded reclaim policies: bound to the volume they were made for; unreadable means Retain."""
+
+from __future__ import annotations
+
+from reconciler.drivers.volume_policy import VolumePolicies
+
+
+def test_record_applies_to_the_same_volume_only(tmp_path, monkeypatch) -> None:
+    """A recorded policy wins over the label for that volume, not for a later volume of the same name."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path))
+    policies = VolumePolicies("p")
+    policies.record("data", "2026-01-01T00:00:00Z", "Retain")
+    records = policies.load()
+    assert policies.effective({"Name": "data", "CreatedAt": "2026-01-01T00:00:00Z"}, records, "Delete") == "Retain"
+    assert policies.effective({"Name": "data", "CreatedAt": "2026-02-02T00:00:00Z"}, records, "Delete") == "Delete"
+    policies.forget("data")
+    assert policies.load() == {}
+
+
+def test_unreadable_record_means_retain(tmp_path, monkeypatch) -> None:
+    """When the record cannot be read, every volume counts as Retain, and recording refuses to overwrite it."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path))
+    policies = VolumePolicies("p")
+    policies.path.parent.mkdir(parents=True)
+    policies.path.write_text("{not json")
+    assert policies.load() is None
+    assert policies.effective({"Name": "x", "CreatedAt": "t"}, None, "Delete") == "Retain"
+    try:
+        policies.record("x", "t", "Delete")
+    except OSError as exc:
+        assert "cannot be read" in str(exc)
+    else:
+        raise AssertionError("record overwrote an unreadable file")
