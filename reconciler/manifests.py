@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,32 @@ def schema_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / "schemas"
 
 
+_plugin_schemas: dict[str, Mapping[str, Any]] = {}
+
+
+def register_schema(kind: str, schema: Mapping[str, Any]) -> None:
+    """Make documents of a plugin's kind valid against the schema its driver ships (`Driver.schema`); it may
+    `$ref` the shared definitions in `common.schema.json`."""
+    if _plugin_schemas.get(kind) != schema:
+        _plugin_schemas[kind] = schema
+        validators.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def validators() -> dict[str, Draft202012Validator]:
-    """Kind -> validator of a whole document, from `schemas/<Kind>.schema.json`."""
+    """Kind -> validator of a whole document: `schemas/<Kind>.schema.json`, then plugins' registered schemas."""
     docs = {p.name: json.loads(p.read_text()) for p in sorted(schema_dir().glob("*.json"))}
     registry: Registry = Registry().with_resources(
         (doc.get("$id", name), SchemaResource.from_contents(doc)) for name, doc in docs.items()
     )
-    return {
+    found = {
         name.removesuffix(".schema.json"): Draft202012Validator(doc, registry=registry)
         for name, doc in docs.items()
         if name != "common.schema.json"
     }
+    for kind, schema in _plugin_schemas.items():
+        found.setdefault(kind, Draft202012Validator(dict(schema), registry=registry))
+    return found
 
 
 def display_path(path: str) -> str:

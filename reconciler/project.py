@@ -14,7 +14,7 @@ from reconciler.catalog import Catalog, build_catalog
 from reconciler.drivers.base import Driver, DriverContext, make_drivers
 from reconciler.errors import PermanentError, Problem, ValidationFailed
 from reconciler.executor import DEFAULT_WORKERS, execute
-from reconciler.manifests import load_directory
+from reconciler.manifests import load_directory, register_schema
 from reconciler.model import Plan, Resource, Result
 from reconciler.planner import observe_all, plan_changes
 
@@ -65,6 +65,10 @@ class ProjectRunner:
             structlog.get_logger().bind(project=self.project),
         )
         self.drivers = make_drivers(self.ctx)
+        for kind, driver in self.drivers.items():
+            schema = getattr(driver, "schema", None)
+            if schema is not None:
+                register_schema(kind, schema)
 
     def load(self, resources: Iterable[Resource] | None = None) -> Loaded:
         """Read and check the manifest directory (or the given resources); never raises for bad input."""

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import reconciler.drivers.base as base
 from reconciler.drivers.base import DriverContext, make_drivers
+from reconciler.manifests import load_directory
 
 
 class _EP(SimpleNamespace):
@@ -49,6 +50,39 @@ def test_installed_package_registers_builtin_kinds() -> None:
 class GadgetDriver:
     kind = "Gadget"
     rank = 1
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"$ref": "common.schema.json#/$defs/apiVersion"},
+            "kind": {"const": "Gadget"},
+            "metadata": {"$ref": "common.schema.json#/$defs/metadata"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"size": {"type": "integer"}},
+            },
+        },
+    }
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
+
+
+def test_plugin_kind_validates_against_the_schema_its_driver_ships(monkeypatch, tmp_path) -> None:
+    """A third-party kind's documents are checked against its driver's schema (which may use common.schema.json)."""
+    from reconciler.project import ProjectRunner
+
+    eps = [_EP(name="Gadget", value="tests.unit.test_registry:GadgetDriver", dist=SimpleNamespace(name="acme"))]
+    monkeypatch.setattr(base, "entry_points", lambda group: eps)
+    doc = "apiVersion: reconciler/v1\nkind: Gadget\nmetadata: {name: g1}\nspec: {size: %s}\n"
+    (tmp_path / "g.yaml").write_text(doc % "3")
+    runner = ProjectRunner("p", tmp_path)
+    found, problems = load_directory(tmp_path)
+    assert problems == [] and [r.kind for r in found] == ["Gadget"]
+    (tmp_path / "g.yaml").write_text(doc % "big")
+    _, problems = load_directory(tmp_path)
+    assert [str(p) for p in problems] == ["g.yaml:4: Gadget/g1: spec.size: must be an integer, not a string"]
+    assert runner.drivers["Gadget"].kind == "Gadget"
