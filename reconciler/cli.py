@@ -129,7 +129,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(render.plan_text(plan))
         results = runner.apply(plan)
         record_failures(runner.project, args.engine, results)
-    print(render.results_json(results) if args.output == "json" else render.results_text(results))
+    print(render.results_json(runner.project, results) if args.output == "json" else render.results_text(results))
     return EXIT_OK if succeeded(results) else EXIT_ERROR
 
 

@@ -112,17 +112,15 @@ def results_text(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def results_json(results: list[Result]) -> str:
-    return json.dumps(
-        [
-            {
-                **change_json(r.change),
-                "outcome": r.outcome.value,
-                "error": r.error,
-                "seconds": round(r.seconds, 3),
-            }
+def results_json(project: str, results: list[Result]) -> str:
+    counts = Counter(r.outcome.value for r in results)
+    doc = {
+        "project": project,
+        "converged": all(r.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) for r in results),
+        "summary": {o.value: counts.get(o.value, 0) for o in Outcome},
+        "results": [
+            {**change_json(r.change), "outcome": r.outcome.value, "error": r.error, "seconds": round(r.seconds, 3)}
             for r in results
         ],
-        indent=2,
-        default=str,
-    )
+    }
+    return json.dumps(doc, indent=2, default=str)

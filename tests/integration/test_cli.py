@@ -47,6 +47,10 @@ def test_plan_exit_codes_and_json_logs(engine_host, project_name, tmp_manifests)
     assert {"change.applied", "volume.created"} <= {e["event"] for e in events}
     assert all("timestamp" in e and "level" in e for e in events)
     assert run_cli("--project", project_name, "plan", d, docker_host=engine_host).returncode == 0
+    again = run_cli("--project", project_name, "apply", "--output", "json", d, docker_host=engine_host)
+    doc = json.loads(again.stdout)
+    assert again.returncode == 0 and doc["converged"] is True and doc["summary"]["unchanged"] == 1
+    assert doc["results"][0]["kind"] == "Volume" and doc["results"][0]["outcome"] == "unchanged"
     status = run_cli("--project", project_name, "status", "--output", "json", d, docker_host=engine_host)
     assert status.returncode == 0
     assert json.loads(status.stdout)["objects"][0]["status"] == "in sync"
