@@ -28,7 +28,10 @@ def connect(docker_host: str | None = None) -> docker.APIClient:
     url = engine_url(docker_host)
     try:
         # a short timeout for the first contact: an engine that accepts but never answers is down, not slow
-        client = docker.APIClient(base_url=url, version="auto", timeout=PING_TIMEOUT)
+        # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply as they do for the docker CLI
+        kwargs = docker.utils.kwargs_from_env()
+        kwargs["base_url"] = url
+        client = docker.APIClient(version="auto", timeout=PING_TIMEOUT, **kwargs)
         client.ping()
     except (DockerException, requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {_reason(exc)}") from None
