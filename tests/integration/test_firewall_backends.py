@@ -4,6 +4,7 @@ plans without DOCKER-USER. Every test uses fresh network namespaces; the host's 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -21,7 +22,7 @@ from reconciler.drivers.firewall.iptc import IptcBackend
 from reconciler.drivers.firewall.restore import RestoreBackend
 from reconciler.drivers.firewall.rules import AllowList, build_chains
 from reconciler.drivers.firewall.spec import normalize_spec
-from reconciler.model import Action, Resource, Source
+from reconciler.model import Action, Plan, Resource, Source
 from reconciler.planner import observe_all, plan_changes
 
 pytestmark = [
@@ -161,3 +162,53 @@ def test_plan_without_docker_user_is_blocked(namespace: Callable[[str | None], s
     (change,) = plan.changes
     assert change.action is Action.CREATE and change.blocked and "no DOCKER-USER chain" in change.blocked
     assert not plan.in_sync
+
+
+def _docker_user(ns: str, variant: str) -> list[str]:
+    saved = sh(ns, f"iptables-{variant}-save", "-t", "filter")
+    return [ln for ln in saved.splitlines() if ln.startswith("-A DOCKER-USER ")]
+
+
+@pytest.mark.parametrize(("variant", "mode"), [("nft", "restore"), ("legacy", "iptc")], ids=["restore", "iptc"])
+def test_a_jump_moved_below_docker_return_is_drift_and_moved_back_to_the_top(
+    namespace: Callable[[str | None], str], variant: str, mode: str
+) -> None:
+    """A jump deleted and appended after DOCKER-USER's `-j RETURN` (where none of our rules run) is drift of
+    `jump.ipv4`, and apply moves it back to rule 1 leaving the other rules in their order."""
+    ns = namespace(variant)
+    ctx = DriverContext(
+        project="proj", manifest_dir=Path("/tmp"), options={"firewall_netns": ns, "firewall_backend": mode}
+    )
+    drivers = {"FirewallAllowList": FirewallDriver(ctx)}
+    res = Resource(
+        "FirewallAllowList",
+        "web",
+        {"interfaces": ["eth0"], "sources": ["192.0.2.1"], "ports": [{"port": 8080}]},
+        {},
+        Source("fw.yaml", 3, Path("/tmp/fw.yaml")),
+    )
+
+    def plan() -> Plan:
+        catalog, problems = build_catalog([res], drivers)
+        assert problems == []
+        return plan_changes(catalog, drivers, "proj", observe_all(catalog, drivers))
+
+    (create,) = plan().changes
+    drivers["FirewallAllowList"].apply(create)
+    assert plan().in_sync
+    jump = _docker_user(ns, variant)[0]
+    assert "reconciler:proj" in jump
+    tool = f"iptables-{variant}"
+    sh(ns, tool, "-D", *shlex.split(jump)[1:])
+    sh(ns, tool, "-A", *shlex.split(jump)[1:])
+    assert _docker_user(ns, variant)[-1] == jump  # now after Docker's -j RETURN: our rules never run
+    drifted = plan()
+    assert not drifted.in_sync
+    (change,) = drifted.changes
+    assert change.action is Action.UPDATE
+    fields = {f.path: f for f in change.fields}
+    assert set(fields) == {"jump.ipv4"} and (fields["jump.ipv4"].old, fields["jump.ipv4"].new) == ("rule 3", "rule 1")
+    drivers["FirewallAllowList"].apply(change)
+    rules = _docker_user(ns, variant)
+    assert rules == [jump, "-A DOCKER-USER -s 10.9.9.9/32 -j DROP", "-A DOCKER-USER -j RETURN"]
+    assert plan().in_sync

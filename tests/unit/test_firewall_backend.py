@@ -68,13 +68,44 @@ def test_restore_script_never_declares_docker_user() -> None:
 
 
 def test_restore_script_removes_obsolete_chains_and_extra_jumps() -> None:
-    """Chains no longer needed are emptied and deleted in the same transaction; duplicate jumps go."""
+    """Chains no longer needed are emptied and deleted in the same transaction; duplicate jumps go, and the
+    one left is at position 1 (`-D` removes the first match, so all are deleted and one inserted)."""
     live = LiveFamily(4, True, jumps=2, jump_index=1, chains={MAIN: (), f"{MAIN}-old": ()})
     want = build_chains("p", [web()], 4)
     lines = restore_script(live, want, jump_rule("p")).splitlines()
     assert f":{MAIN}-old - [0:0]" in lines and f"-X {MAIN}-old" in lines
-    assert lines.count(f"-D DOCKER-USER -m comment --comment reconciler:p -j {MAIN}") == 1
-    assert not any(ln.startswith("-I DOCKER-USER") for ln in lines)
+    assert lines.count(f"-D DOCKER-USER -m comment --comment reconciler:p -j {MAIN}") == 2
+    assert [ln for ln in lines if ln.startswith("-I DOCKER-USER")] == [
+        f"-I DOCKER-USER 1 -m comment --comment reconciler:p -j {MAIN}"
+    ]
+
+
+def test_parse_save_counts_foreign_rules_above_the_jump_but_not_other_projects_jumps() -> None:
+    """Rules above our jump make it "not at the top", except other reconcile projects' jumps (their chains
+    only RETURN or DROP, so what they let through still reaches ours)."""
+    live = parse_save(SAVE, MAIN, jump_rule("p"))
+    assert (live.foreign_above, live.jump_on_top) == (1, False)
+    other = "-A DOCKER-USER -m comment --comment reconciler:q -j RECONCILE-0badcafe"
+    top = SAVE.replace("-A DOCKER-USER -s 10.9.9.9/32 -j DROP\n", "").replace(
+        "-A FORWARD -j DOCKER-USER", f"-A FORWARD -j DOCKER-USER\n{other}"
+    )
+    live = parse_save(top, MAIN, jump_rule("p"))
+    assert (live.jump_index, live.foreign_above, live.jump_on_top) == (2, 0, True)
+
+
+def test_restore_script_moves_a_jump_that_is_not_at_the_top() -> None:
+    """A single jump below other rules is deleted and inserted at position 1 in the same transaction."""
+    want = build_chains("p", [web()], 4)
+    live = LiveFamily(4, True, jumps=1, jump_index=3, chains=dict(want.chains), foreign_above=2)
+    lines = restore_script(live, want, jump_rule("p")).splitlines()
+    du = [ln for ln in lines if "DOCKER-USER" in ln]
+    assert du == [
+        f"-D DOCKER-USER -m comment --comment reconciler:p -j {MAIN}",
+        f"-I DOCKER-USER 1 -m comment --comment reconciler:p -j {MAIN}",
+    ]
+    assert lines[-1] == "COMMIT"
+    on_top = LiveFamily(4, True, jumps=1, jump_index=1, chains=dict(want.chains))
+    assert not [ln for ln in restore_script(on_top, want, jump_rule("p")).splitlines() if "DOCKER-USER" in ln]
 
 
 def test_restore_script_for_nothing_removes_all() -> None:

@@ -213,9 +213,15 @@ def test_unreadable_rules_block_the_lists_instead_of_failing_the_plan(backend: M
     assert change.blocked is not None and "timed out" in change.blocked
 
 
-def test_a_jump_below_other_rules_is_mentioned(backend: MemoryBackend) -> None:
-    """When other rules sit above the project's jump in DOCKER-USER, the plan says so."""
+def test_a_jump_below_other_rules_is_drift_and_apply_moves_it_to_the_top(backend: MemoryBackend) -> None:
+    """Other rules above the project's jump in DOCKER-USER (e.g. Docker's -j RETURN) are drift of the jump,
+    and apply rewrites it at the top; other reconcile projects' jumps above it are not drift."""
     converge([resource("web", sources=["192.0.2.1"])])
-    backend.tables[4] = replace(backend.tables[4], jump_index=3)
-    change = plan(make_driver(), [resource("web", sources=["192.0.2.2"])])["web"]
-    assert any("is rule 3 of the IPv4 DOCKER-USER" in n for n in change.notes)
+    backend.tables[4] = replace(backend.tables[4], jump_index=3, foreign_above=2)
+    change = plan(make_driver(), [resource("web", sources=["192.0.2.1"])])["web"]
+    assert change.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in change.fields] == [("jump.ipv4", "rule 3", "rule 1")]
+    converge([resource("web", sources=["192.0.2.1"])])
+    assert backend.tables[4].jump_on_top
+    backend.tables[4] = replace(backend.tables[4], jump_index=2, foreign_above=0)  # below another project's jump
+    assert plan(make_driver(), [resource("web", sources=["192.0.2.1"])])["web"].action is Action.NONE

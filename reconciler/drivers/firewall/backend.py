@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.drivers.firewall.rules import DOCKER_USER, ChainSet, Rule, parse_args, quote
+from reconciler.drivers.firewall.rules import DOCKER_USER, ChainSet, Rule, is_reconcile_jump, parse_args, quote
 
 FAMILIES = (4, 6)
 
@@ -19,7 +19,8 @@ class LiveFamily:
 
     `chains` holds the project's chains (name starts with the main chain's name), in table order;
     `jumps` counts DOCKER-USER rules equal to the project's jump; `jump_index` is the 1-based position of the
-    first of them (0 when absent).
+    first of them (0 when absent); `foreign_above` counts the DOCKER-USER rules above that first jump which are
+    not another reconcile project's jump (any of them means our rules may never run, e.g. Docker's `-j RETURN`).
     """
 
     family: int
@@ -27,6 +28,12 @@ class LiveFamily:
     jumps: int = 0
     jump_index: int = 0
     chains: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
+    foreign_above: int = 0
+
+    @property
+    def jump_on_top(self) -> bool:
+        """Exactly one jump, with no rule but other projects' jumps above it."""
+        return self.jumps == 1 and self.foreign_above == 0
 
     def chainset(self, main: str, jump: Rule) -> ChainSet | None:
         if not self.chains:
@@ -42,12 +49,15 @@ class LiveFamily:
             "jumps": self.jumps,
             "jump_index": self.jump_index,
             "chains": {name: [r.args() for r in rules] for name, rules in self.chains.items()},
+            "foreign_above": self.foreign_above,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LiveFamily:
         chains = {name: tuple(parse_args(a) for a in rules) for name, rules in data["chains"].items()}
-        return cls(data["family"], data["docker_user"], data["jumps"], data["jump_index"], chains)
+        return cls(
+            data["family"], data["docker_user"], data["jumps"], data["jump_index"], chains, data["foreign_above"]
+        )
 
 
 class Backend(Protocol):
@@ -73,6 +83,7 @@ def parse_save(text: str, main: str, jump: Rule) -> LiveFamily | None:
     du_index = 0
     jumps = 0
     jump_index = 0
+    foreign_above = 0
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("*"):
@@ -94,31 +105,38 @@ def parse_save(text: str, main: str, jump: Rule) -> LiveFamily | None:
         chain = tokens[1]
         if chain == DOCKER_USER:
             du_index += 1
-            if parse_args(tokens[2:]) == jump:
+            rule = parse_args(tokens[2:])
+            if rule == jump:
                 jumps += 1
                 jump_index = jump_index or du_index
+            elif not jump_index and not is_reconcile_jump(rule):
+                foreign_above += 1
         elif chain.startswith(main):
             chains.setdefault(chain, []).append(parse_args(tokens[2:]))
     if not seen_filter:
         return None
-    return LiveFamily(0, docker_user, jumps, jump_index, {k: tuple(v) for k, v in chains.items()})
+    if not jump_index:
+        foreign_above = 0
+    return LiveFamily(0, docker_user, jumps, jump_index, {k: tuple(v) for k, v in chains.items()}, foreign_above)
 
 
 def restore_script(live: LiveFamily, want: ChainSet | None, jump: Rule) -> str:
     """iptables-restore --noflush input that turns `live` into `want` in one transaction.
 
     A `:CHAIN - [0:0]` line empties a chain inside the transaction; DOCKER-USER is never declared (that
-    would flush other people's rules): only our jump is inserted or deleted in it.
+    would flush other people's rules): only our jump is inserted or deleted in it. A jump that is not alone or
+    not at the top is moved: every copy deleted and one inserted at position 1, in the same transaction, so
+    there is no moment without it (`-D` removes the first match, which may be the one at the top).
     """
     wanted = dict(want.chains) if want is not None else {}
     obsolete = [name for name in live.chains if name not in wanted]
-    keep = 1 if want is not None else 0
+    keep = want is not None and live.jump_on_top
     lines = ["*filter"]
     lines += [f":{name} - [0:0]" for name in [*wanted, *obsolete]]
-    lines += [jump.text(DOCKER_USER, "-D")] * max(0, live.jumps - keep)
+    lines += [jump.text(DOCKER_USER, "-D")] * (0 if keep else live.jumps)
     for name, rules in wanted.items():
         lines += [rule.text(name) for rule in rules]
-    if want is not None and live.jumps == 0:
+    if want is not None and not keep:
         lines.append(" ".join(quote(t) for t in ["-I", DOCKER_USER, "1", *jump.args()]))
     # Every obsolete chain was emptied above and the jump deleted, so nothing references them any more.
     lines += [f"-X {name}" for name in sorted(obsolete)]

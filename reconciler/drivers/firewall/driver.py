@@ -171,12 +171,6 @@ class FirewallDriver:
                     f"interface {', '.join(missing)} does not exist (yet); its rules are written anyway "
                     "and take effect when it appears"
                 )
-        for family, live in sorted(self._live.items()):
-            if live.jump_index > 1:
-                notes.append(
-                    f"the jump to {main_chain(self.project)} is rule {live.jump_index} of the IPv{family} "
-                    "DOCKER-USER chain: the rules above it see traffic first"
-                )
         if 6 not in sel.families and sel.backend is not None:
             v6 = 6 in families_of([*spec["sources"], *spec["destinations"]])
             what = "its IPv6 entries are not enforced" if v6 else "IPv6 clients are not filtered"
@@ -220,15 +214,16 @@ class FirewallDriver:
                 extra = [line for line in have_lines if line not in want_lines]
                 note = "" if missing or extra else "rule order differs"
                 fields.append(FieldChange(f"rules.ipv{family}", extra, missing, Action.UPDATE, note=note))
-            jumps = self._live[family].jumps if family in self._live else 0
-            if jumps != 1:
+            jump = self._live.get(family)
+            if jump is None or not jump.jump_on_top:
                 fields.append(
                     FieldChange(
                         f"jump.ipv{family}",
-                        jumps,
-                        1,
+                        _jump_text(jump),
+                        "rule 1",
                         Action.UPDATE,
-                        note=f"jumps from DOCKER-USER to {main_chain(self.project)}",
+                        note=f"the jump from DOCKER-USER to {main_chain(self.project)} must be its first rule "
+                        "(rules above it, such as Docker's -j RETURN, see traffic first)",
                     )
                 )
         return fields
@@ -277,7 +272,16 @@ class FirewallDriver:
 def _matches(live: LiveFamily, want: ChainSet | None) -> bool:
     if want is None:
         return not live.chains and live.jumps == 0
-    return dict(live.chains) == dict(want.chains) and live.jumps == 1
+    return dict(live.chains) == dict(want.chains) and live.jump_on_top
+
+
+def _jump_text(live: LiveFamily | None) -> str:
+    """Where the project's jump is, for the plan: `missing`, `rule 3`, `2 jumps, first at rule 1`."""
+    if live is None or live.jumps == 0:
+        return "missing"
+    if live.jumps > 1:
+        return f"{live.jumps} jumps, first at rule {live.jump_index}"
+    return f"rule {live.jump_index}"
 
 
 def _foreign_main_rules(live: ChainSet | None, expected: ChainSet | None) -> list[str]:

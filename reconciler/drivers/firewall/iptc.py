@@ -28,6 +28,7 @@ from reconciler.drivers.firewall.rules import (
     ChainSet,
     Rule,
     canonical_network,
+    is_reconcile_jump,
     jump_rule,
     main_chain,
     parse_args,
@@ -176,17 +177,20 @@ def read_local(family: int, project: str) -> LiveFamily:
         names = [c.name for c in table.chains]
         if DOCKER_USER not in names:
             return LiveFamily(family, False)
-        jumps, jump_index = 0, 0
+        jumps, jump_index, above = 0, 0, 0
         for index, rule in enumerate(iptc.Chain(table, DOCKER_USER).rules, start=1):
-            if _decode(iptc, rule, family) == jump:
+            decoded = _decode(iptc, rule, family)
+            if decoded == jump:
                 jumps += 1
                 jump_index = jump_index or index
+            elif not jump_index and not is_reconcile_jump(decoded):
+                above += 1
         chains = {
             name: tuple(_decode(iptc, r, family) for r in iptc.Chain(table, name).rules)
             for name in names
             if name.startswith(main)
         }
-    return LiveFamily(family, True, jumps, jump_index, chains)
+    return LiveFamily(family, True, jumps, jump_index, chains, above if jump_index else 0)
 
 
 def write_local(family: int, project: str, want: ChainSet | None) -> None:
@@ -201,8 +205,18 @@ def write_local(family: int, project: str, want: ChainSet | None) -> None:
             if DOCKER_USER not in names:
                 raise PermanentError(f"no DOCKER-USER chain in the legacy IPv{family} filter table")
             du = iptc.Chain(table, DOCKER_USER)
-            ours = [r for r in du.rules if _decode(iptc, r, family) == jump]
-            for rule in ours[1 if want is not None else 0 :]:
+            ours: list[Any] = []
+            above = 0
+            for rule in du.rules:
+                decoded = _decode(iptc, rule, family)
+                if decoded == jump:
+                    ours.append(rule)
+                elif not ours and not is_reconcile_jump(decoded):
+                    above += 1
+            # Kept only when alone and at the top; otherwise every copy goes and one is inserted at position 1,
+            # all in this commit (a jump below Docker's `-j RETURN` would leave our rules never run).
+            keep = want is not None and len(ours) == 1 and above == 0
+            for rule in [] if keep else ours:
                 du.delete_rule(rule)
             wanted = dict(want.chains) if want is not None else {}
             existing = sorted(n for n in names if n.startswith(main))
@@ -213,7 +227,7 @@ def write_local(family: int, project: str, want: ChainSet | None) -> None:
             for name, rules in wanted.items():
                 for rule in rules:
                     chains[name].append_rule(_rule(iptc, rule, family))
-            if want is not None and not ours:
+            if want is not None and not keep:
                 du.insert_rule(_rule(iptc, jump, family), position=0)
             for name in existing:
                 if name not in wanted:

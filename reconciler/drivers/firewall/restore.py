@@ -65,7 +65,9 @@ class RestoreBackend:
         parsed = parse_save(self.save(family), main_chain(project), jump_rule(project))
         if parsed is None:
             return LiveFamily(family, False)
-        return LiveFamily(family, parsed.docker_user, parsed.jumps, parsed.jump_index, parsed.chains)
+        return LiveFamily(
+            family, parsed.docker_user, parsed.jumps, parsed.jump_index, parsed.chains, parsed.foreign_above
+        )
 
     def write(self, family: int, project: str, want: ChainSet | None) -> None:
         jump = jump_rule(project)

@@ -180,6 +180,21 @@ def jump_rule(project: str) -> Rule:
     return Rule(comment=project_comment(project), target=main_chain(project))
 
 
+def is_reconcile_jump(rule: Rule) -> bool:
+    """Whether `rule` is some project's jump from DOCKER-USER (ours or another reconcile project's).
+
+    Such jumps may sit above ours without harm: their chains only RETURN or DROP, never ACCEPT, so every
+    packet they let through still reaches ours; only other rules above our jump count as "not at the top".
+    """
+    return (
+        rule.target is not None
+        and rule.target.startswith(CHAIN_PREFIX)
+        and rule.comment is not None
+        and rule.comment.startswith(COMMENT_PREFIX)
+        and rule == Rule(comment=rule.comment, target=rule.target)
+    )
+
+
 # --- allow-lists -> chains ------------------------------------------------------------------------------------
 
 ALL = None  # a group component meaning "any destination" / "any port"
