@@ -113,6 +113,10 @@ class RepairLimiter:
             stamps.popleft()
         return len(stamps) >= self.limit
 
+    def forget(self, key: Hashable) -> None:
+        """Drop `key`'s repair history (its manifest changed: the next repair starts a new count)."""
+        self.times.pop(key, None)
+
     def retry_after(self, key: Hashable) -> float:
         """Seconds until the oldest repair of `key` leaves the window."""
         stamps = self.times.get(key)

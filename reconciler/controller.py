@@ -268,7 +268,10 @@ class Controller:
         for change in plan.changes:
             if change.pending:
                 if change.key in self.backoff.entries and self._manifest_changed_since_failure(change):
-                    self.backoff.succeeded(change.key)  # a new spec deserves a try now, not after the old backoff
+                    # A new spec deserves a try now, not after the old backoff or repair-storm hold; an edit is
+                    # someone acting on the object, so its repairs are counted afresh.
+                    self.backoff.succeeded(change.key)
+                    self.repairs.forget(change.key)
                     log.info("object.retry_now", subject=change.subject, reason="manifest changed")
                 retry = self.backoff.held(change.key)
                 if retry is None and self._is_repair(change) and self.repairs.exceeded(change.key):
@@ -279,6 +282,7 @@ class Controller:
                         wait,
                         "repair-storm",
                     )
+                    self.failed_hash[change.key] = change.desired.spec_hash if change.desired is not None else None
                     log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
                 if retry is not None:
                     change = dataclasses.replace(

@@ -78,3 +78,13 @@ def test_repair_limiter_caps_repairs_in_a_sliding_window() -> None:
     assert limiter.retry_after("a") == pytest.approx(250)
     clock.now += 251
     assert not limiter.exceeded("a")
+
+
+def test_repair_limiter_forget_starts_a_new_count() -> None:
+    """Forgetting a key (its manifest changed) lifts the cap for it alone."""
+    limiter = RepairLimiter(limit=2, window=300, clock=Clock())
+    for key in ("a", "b"):
+        limiter.record(key)
+        limiter.record(key)
+    limiter.forget("a")
+    assert not limiter.exceeded("a") and limiter.exceeded("b")

@@ -327,3 +327,24 @@ def test_edited_manifest_is_tried_at_once_despite_backoff(world) -> None:
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
     results = ctl.run_pass()  # the clock has not reached the retry time
     assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+
+
+def test_edited_manifest_lifts_a_repair_storm_hold(world) -> None:
+    """An object held for a repair storm is applied at once when its manifest changes (like a failing one)."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="1"))
+    ctl.run_pass()
+    for _ in range(6):
+        world.volumes.objects.clear()  # someone removes it again
+        world.clock.now += 1
+        ctl.run_pass()
+    assert ctl.backoff.held(("Volume", "vol-a")) is not None and "vol-a" not in world.volumes.objects
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
+    with capture_logs() as logs:
+        results = ctl.run_pass()  # the clock has not reached the retry time
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+    assert world.volumes.objects["vol-a"].spec["size"] == 2
+    assert any(e["event"] == "object.retry_now" and e["reason"] == "manifest changed" for e in logs)
+    world.volumes.objects.clear()  # the edit started a new count: the next removal is repaired again
+    world.clock.now += 1
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED
