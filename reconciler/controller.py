@@ -30,7 +30,7 @@ from reconciler.metrics import Metrics, MetricsServer, serve
 from reconciler.model import Action, Change, Outcome, Plan, Result
 from reconciler.project import Loaded, ProjectRunner
 from reconciler.state import write_failures
-from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue
+from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
 
 log = structlog.get_logger()
 
@@ -397,6 +397,8 @@ def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
 def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
     """The `watch` command: hold the project lock for life, start the triggers, loop until SIGINT/SIGTERM."""
     options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=max(0.5, float(args.resync)))
+    # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or a switched symlink) is followed
+    runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
     metrics = Metrics()
     server: MetricsServer | None = None
     with ProjectLock(runner.project, args.engine, wait=args.wait):

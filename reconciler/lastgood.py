@@ -17,6 +17,7 @@ from pathlib import Path
 from reconciler.errors import Problem
 from reconciler.manifests import build_resources, find_files, parse_file
 from reconciler.model import Resource
+from reconciler.triggers import absolute_dir
 
 
 class Use(enum.Enum):
@@ -63,7 +64,7 @@ class LastValid:
     """Remembers the last valid Resources of every file under `root` (relative path -> Resources)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = absolute_dir(root)  # a relative root would keep reading the old directory once replaced
         self.files: dict[str, list[Resource]] = {}
 
     def assemble(self, check: Callable[[list[Resource]], list[Problem]]) -> Assembly:

@@ -156,6 +156,24 @@ def is_manifest_event(event: Any, root: str) -> bool:
     return any(is_manifest_path(p, root, event.is_directory) for p in paths)
 
 
+def absolute_dir(path: Path) -> Path:
+    """`path` made absolute once, at startup: a relative DIR (`watch .`) would otherwise keep naming the
+    directory the process started in (its cwd inode) after DIR is replaced or a symlink to it is switched.
+
+    The cwd is taken from $PWD when that names the cwd (the shell's logical path keeps a symlinked checkout,
+    `cd /srv/current`, as a symlink), else from getcwd(); `..` is left for the kernel to resolve, as before.
+    """
+    if path.is_absolute():
+        return path
+    cwd = os.getcwd()
+    pwd = os.environ.get("PWD")
+    if pwd and os.path.isabs(pwd):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(pwd, "."):
+                cwd = pwd
+    return Path(cwd) / path
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()  # follows a symlinked DIR: a swapped link (git-sync) is a new identity
@@ -172,7 +190,7 @@ class DirectoryWatcher:
     """
 
     def __init__(self, root: Path, trigger: Callable[[], None], debouncer: Debouncer | None = None) -> None:
-        self.root = root
+        self.root = absolute_dir(root)
         self.trigger = trigger
         self.debouncer = debouncer or Debouncer()
         self._cond = threading.Condition()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.triggers import Debouncer, DirectoryWatcher
+from reconciler.triggers import Debouncer, DirectoryWatcher, absolute_dir
 
 
 class Counter:
@@ -91,3 +91,46 @@ def test_swapped_symlink_is_noticed(tmp_path: Path) -> None:
         assert counter.event.wait(5)
     finally:
         watcher.stop()
+
+
+def _replace_dir(root: Path) -> None:
+    """Swap `root` for a new directory (rm -rf + a fresh clone), the old one kept aside under another name."""
+    root.rename(root.with_name(root.name + ".old"))
+    root.mkdir()
+
+
+def test_relative_dir_follows_a_replaced_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`watch .` watches the directory's path, not the inode the process started in: a replaced DIR is noticed
+    and files written into the new one trigger passes."""
+    root = tmp_path / "m"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PWD", str(root))
+    counter = Counter()
+    watcher = DirectoryWatcher(Path("."), counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
+    try:
+        _replace_dir(root)
+        assert counter.event.wait(5)
+        counter.event.clear()
+        time.sleep(0.5)
+        (root / "a.yaml").write_text("x: 1\n")
+        assert counter.event.wait(5)
+    finally:
+        watcher.stop()
+
+
+def test_absolute_dir_keeps_the_logical_path_of_a_symlinked_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative DIR is made absolute from $PWD when that is the cwd (so a symlink switch is still followed),
+    else from the physical cwd; absolute paths are kept as they are."""
+    (tmp_path / "rev1").mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "rev1")
+    monkeypatch.chdir(link)
+    monkeypatch.setenv("PWD", str(link))
+    assert absolute_dir(Path(".")) == link
+    assert absolute_dir(Path("sub")) == link / "sub"
+    monkeypatch.setenv("PWD", str(tmp_path))  # stale: not the cwd
+    assert absolute_dir(Path(".")) == Path(os.getcwd()) == (tmp_path / "rev1").resolve()
+    assert absolute_dir(tmp_path / "x") == tmp_path / "x"

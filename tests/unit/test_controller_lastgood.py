@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconciler.errors import Problem
 from reconciler.lastgood import LastValid, Use
 
@@ -108,3 +110,18 @@ def test_stray_files_are_not_read(tmp_path: Path) -> None:
     for stray in (".a.yaml.swp", "a.yaml~", "a.yaml.bak", "4913", ".#a.yaml"):
         (tmp_path / stray).write_text(vol("stray"))
     assert names(LastValid(tmp_path).assemble(no_cross_problems)) == ["a"]
+
+
+def test_relative_root_reads_the_directory_now_at_that_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a relative root (`watch .`), a replaced directory's new files are read, not the old inode's."""
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "a.yaml").write_text(vol("a"))
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PWD", str(root))
+    lv = LastValid(Path("."))
+    assert names(lv.assemble(no_cross_problems)) == ["a"]
+    root.rename(tmp_path / "m.old")
+    root.mkdir()
+    (root / "b.yaml").write_text(vol("b"))
+    assert names(lv.assemble(no_cross_problems)) == ["b"]
