@@ -202,7 +202,8 @@ class Controller:
     def _report(self, assembly: Assembly) -> None:
         """Log manifest problems (each with file:line) when they differ from the last pass's."""
         kept, left = tuple(assembly.using(Use.LAST_VALID)), tuple(assembly.using(Use.LEFT_OUT))
-        current = (frozenset(assembly.problems), kept, left)
+        suspended = tuple(assembly.using(Use.SUSPENDED))
+        current = (frozenset(assembly.problems), kept, left + suspended)
         if current == self._reported:
             return
         self._reported = current
@@ -212,6 +213,13 @@ class Controller:
             log.warning("manifest.kept_last_valid", file=rel, hint="its objects stay as they were until it is fixed")
         for rel in left:
             log.warning("manifest.left_out", file=rel, hint="invalid and not valid since watch started; nothing pruned")
+        for rel in suspended:
+            log.warning(
+                "manifest.suspended",
+                file=rel,
+                hint="neither this version nor its last valid version fits the other files (see the problems above); "
+                "its objects are left as they are and nothing is pruned until it fits again",
+            )
         if not assembly.ok:
             log.error("manifests.inconsistent", hint="no consistent set of manifests; nothing is changed")
         elif not assembly.problems and self.passes > 1:
@@ -229,7 +237,8 @@ class Controller:
         if not assembly.complete:
             return (
                 False,
-                "kept: a manifest is invalid and has no valid version yet; nothing is pruned until it is fixed",
+                "kept: a manifest is left out of this pass (invalid with no valid version yet, or conflicting with "
+                "the other files); nothing is pruned until it is fixed",
             )
         return True, ""
 

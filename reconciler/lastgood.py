@@ -3,7 +3,9 @@
 A file that becomes invalid (YAML, schema, or a cross-file problem attributed to it) never drops the objects
 it declared: its last valid version stays in force until it is fixed. A file that is gone from disk is a
 deliberate removal (its objects are pruned). A file that is invalid and was never valid during this run is
-left out, and the assembly is then marked incomplete so that the caller prunes nothing.
+left out; a file that was valid but whose last valid version no longer fits the other files either (say what it
+refers to was deleted) is suspended: nothing of it is used this pass, its last valid version is kept for later.
+Either way the assembly is marked incomplete so that the caller prunes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Use(enum.Enum):
     CURRENT = "current"  # the file as it is on disk now
     LAST_VALID = "last-valid"  # its last valid version
     LEFT_OUT = "left-out"  # invalid and never valid: nothing of it is used
+    SUSPENDED = "suspended"  # valid before, but neither version fits the other files now: nothing of it is used
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Assembly:
 
     @property
     def complete(self) -> bool:
-        return self.ok and all(u is not Use.LEFT_OUT for u in self.use.values())
+        return self.ok and all(u not in (Use.LEFT_OUT, Use.SUSPENDED) for u in self.use.values())
 
     def using(self, use: Use) -> list[str]:
         return sorted(f for f, u in self.use.items() if u is use)
@@ -83,7 +86,8 @@ class LastValid:
                 fresh[rel] = resources
                 use[rel] = Use.CURRENT
 
-        # Each round moves at least one file down CURRENT -> LAST_VALID -> LEFT_OUT, so this ends.
+        # Each round moves at least one file down CURRENT -> LAST_VALID -> SUSPENDED (or CURRENT -> LEFT_OUT
+        # when it has no valid version), so this ends.
         for _ in range(2 * len(use) + 1):
             chosen = self._chosen(use, fresh)
             cross = check(chosen)
@@ -101,7 +105,7 @@ class LastValid:
                     use[rel] = self._fallback(rel)
                     demoted = True
                 elif use.get(rel) is Use.LAST_VALID:
-                    use[rel] = Use.LEFT_OUT
+                    use[rel] = Use.SUSPENDED  # self.files[rel] stays: it is used again once it fits
                     demoted = True
             if not demoted:
                 break  # a problem no file can be blamed for: give up on this pass

@@ -125,3 +125,24 @@ def test_relative_root_reads_the_directory_now_at_that_path(tmp_path: Path, monk
     root.mkdir()
     (root / "b.yaml").write_text(vol("b"))
     assert names(lv.assemble(no_cross_problems)) == ["b"]
+
+
+def test_valid_file_conflicting_in_both_versions_is_suspended_not_left_out(tmp_path: Path) -> None:
+    """A file valid before whose current and last valid versions both conflict with the other files (what it
+    refers to was deleted) is suspended: nothing of it is used, its last valid version is kept, nothing pruned."""
+    sources = LastValid(tmp_path)
+    (tmp_path / "a.yaml").write_text(vol("a"))
+    (tmp_path / "n.yaml").write_text(vol("n"))
+    sources.assemble(no_cross_problems)
+    (tmp_path / "n.yaml").unlink()
+
+    def check(resources: list) -> list[Problem]:
+        gone = not any(r.name == "vol-n" for r in resources)
+        uses = any(r.name == "vol-a" for r in resources)
+        return [Problem("a.yaml", 4, "Volume/a", "spec", "refers to undeclared Volume/vol-n")] if gone and uses else []
+
+    assembly = sources.assemble(check)
+    assert assembly.use == {"a.yaml": Use.SUSPENDED} and assembly.ok and not assembly.complete
+    assert "a.yaml" in sources.files and "n.yaml" not in sources.files
+    (tmp_path / "n.yaml").write_text(vol("n"))
+    assert sources.assemble(check).use == {"a.yaml": Use.CURRENT, "n.yaml": Use.CURRENT}

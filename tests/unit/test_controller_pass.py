@@ -348,3 +348,24 @@ def test_edited_manifest_lifts_a_repair_storm_hold(world) -> None:
     world.volumes.objects.clear()  # the edit started a new count: the next removal is repaired again
     world.clock.now += 1
     assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED
+
+
+def test_file_whose_reference_was_deleted_is_reported_as_valid_before(world) -> None:
+    """Deleting the file a valid file still refers to leaves the referring file's objects and the referenced
+    ones as they are, and the log says the file was valid before (not 'not valid since watch started')."""
+    ctl = world.make()
+    (world.dir / "v.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "n.yaml").write_text(manifest("Network", "net-b", needs="Volume/vol-a"))
+    ctl.run_pass()
+    (world.dir / "v.yaml").unlink()
+    with capture_logs() as logs:
+        results = ctl.run_pass()
+    assert all(r.outcome is Outcome.UNCHANGED for r in results)
+    assert set(world.volumes.objects) == {"vol-a"} and set(world.networks.objects) == {"net-b"}
+    assert not [e for e in logs if e["event"] == "manifest.left_out"]
+    (held,) = [e for e in logs if e["event"] == "manifest.suspended"]
+    assert held["file"] == "n.yaml" and "last valid version" in held["hint"]
+    assert "since watch started" not in held["hint"]
+    (world.dir / "n.yaml").write_text(manifest("Network", "net-b"))  # the reference is dropped: now a prune
+    ctl.run_pass()
+    assert world.volumes.objects == {} and set(world.networks.objects) == {"net-b"}
