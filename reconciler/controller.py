@@ -80,7 +80,7 @@ class Controller:
         self.passes = 0
         self._known: set[Key] = set()
         self._known_lock = threading.Lock()
-        self._reported: tuple[frozenset[Problem], tuple[str, ...], tuple[str, ...]] | None = None
+        self._reported: tuple[frozenset[Problem], tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
         self._written: dict[str, dict[str, Any]] | None = None
 
     # --- triggers' view ---------------------------------------------------------------------------------
@@ -203,14 +203,24 @@ class Controller:
         """Log manifest problems (each with file:line) when they differ from the last pass's."""
         kept, left = tuple(assembly.using(Use.LAST_VALID)), tuple(assembly.using(Use.LEFT_OUT))
         suspended = tuple(assembly.using(Use.SUSPENDED))
-        current = (frozenset(assembly.problems), kept, left + suspended)
+        current = (frozenset(assembly.problems), kept, left + suspended, tuple(assembly.emptied))
         if current == self._reported:
             return
         self._reported = current
         for problem in assembly.problems:
             log.error("manifest.invalid", problem=str(problem))
         for rel in kept:
-            log.warning("manifest.kept_last_valid", file=rel, hint="its objects stay as they were until it is fixed")
+            if rel in assembly.emptied:
+                log.warning(
+                    "manifest.emptied",
+                    file=rel,
+                    hint="the file is empty: its last valid version stays in force until it has content again; "
+                    "delete the file to prune its objects",
+                )
+            else:
+                log.warning(
+                    "manifest.kept_last_valid", file=rel, hint="its objects stay as they were until it is fixed"
+                )
         for rel in left:
             log.warning("manifest.left_out", file=rel, hint="invalid and not valid since watch started; nothing pruned")
         for rel in suspended:

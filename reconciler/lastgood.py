@@ -6,6 +6,10 @@ deliberate removal (its objects are pruned). A file that is invalid and was neve
 left out; a file that was valid but whose last valid version no longer fits the other files either (say what it
 refers to was deleted) is suspended: nothing of it is used this pass, its last valid version is kept for later.
 Either way the assembly is marked incomplete so that the caller prunes nothing.
+
+A file that is empty now (nothing but whitespace: an editor that truncates before it writes, a failed write)
+while its last valid version declared objects keeps that version, like an invalid file, until it has content
+again or is deleted: a half-written save never prunes. A file emptied on purpose is deleted, or holds a comment.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Assembly:
     problems: list[Problem]
     use: dict[str, Use] = field(default_factory=dict)
     ok: bool = True
+    emptied: list[str] = field(default_factory=list)  # empty files whose last valid version is used instead
 
     @property
     def files(self) -> int:
@@ -63,6 +68,14 @@ def read_file(path: Path, rel: str) -> tuple[list[Resource], list[Problem]]:
     return resources, problems
 
 
+def _blank(path: Path) -> bool:
+    """Whether the file holds nothing but whitespace (a file that cannot be read is left to the parser)."""
+    try:
+        return not path.read_bytes().strip()
+    except OSError:
+        return False
+
+
 class LastValid:
     """Remembers the last valid Resources of every file under `root` (relative path -> Resources)."""
 
@@ -76,8 +89,13 @@ class LastValid:
         paths, problems = find_files(self.root) if self.root.is_dir() else ([], [])
         fresh: dict[str, list[Resource]] = {}
         use: dict[str, Use] = {}
+        emptied: list[str] = []
         for path in paths:
             rel = os.path.relpath(path, self.root)
+            if self.files.get(rel) and _blank(path):
+                use[rel] = Use.LAST_VALID  # truncated mid-save (or a failed write): not a request to prune
+                emptied.append(rel)
+                continue
             resources, file_problems = read_file(path, rel)
             if file_problems:
                 problems.extend(file_problems)
@@ -97,7 +115,7 @@ class LastValid:
                         self.files[rel] = fresh[rel]
                 for rel in [r for r in self.files if r not in use]:
                     del self.files[rel]  # gone from disk: removed on purpose
-                return Assembly(chosen, sorted(set(problems)), use)
+                return Assembly(chosen, sorted(set(problems)), use, emptied=sorted(emptied))
             problems.extend(cross)
             demoted = False
             for rel in sorted({p.file for p in cross}):
@@ -109,7 +127,7 @@ class LastValid:
                     demoted = True
             if not demoted:
                 break  # a problem no file can be blamed for: give up on this pass
-        return Assembly([], sorted(set(problems)), use, ok=False)
+        return Assembly([], sorted(set(problems)), use, ok=False, emptied=sorted(emptied))
 
     def _fallback(self, rel: str) -> Use:
         return Use.LAST_VALID if rel in self.files else Use.LEFT_OUT

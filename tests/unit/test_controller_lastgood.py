@@ -146,3 +146,26 @@ def test_valid_file_conflicting_in_both_versions_is_suspended_not_left_out(tmp_p
     assert "a.yaml" in sources.files and "n.yaml" not in sources.files
     (tmp_path / "n.yaml").write_text(vol("n"))
     assert sources.assemble(check).use == {"a.yaml": Use.CURRENT, "n.yaml": Use.CURRENT}
+
+
+def test_emptied_file_keeps_its_last_valid_version_until_written_or_deleted(tmp_path: Path) -> None:
+    """A file truncated to nothing (an editor mid-save, a failed write) keeps its last valid objects; written
+    again it is used as it is, a comment-only file is an intended empty one, and deleting it is a removal."""
+    sources = LastValid(tmp_path)
+    (tmp_path / "a.yaml").write_text(vol("a"))
+    (tmp_path / "b.yaml").write_text(vol("b"))
+    sources.assemble(no_cross_problems)
+    (tmp_path / "a.yaml").write_text("")
+    (tmp_path / "b.yaml").write_text("\n  \n")
+    assembly = sources.assemble(no_cross_problems)
+    assert names(assembly) == ["a", "b"] and assembly.complete and assembly.problems == []
+    assert assembly.use == {"a.yaml": Use.LAST_VALID, "b.yaml": Use.LAST_VALID}
+    assert assembly.emptied == ["a.yaml", "b.yaml"]
+    (tmp_path / "a.yaml").write_text(vol("a2"))
+    (tmp_path / "b.yaml").write_text("# nothing here any more\n")
+    assembly = sources.assemble(no_cross_problems)
+    assert names(assembly) == ["a2"] and assembly.emptied == []
+    (tmp_path / "a.yaml").write_text("")
+    assert names(sources.assemble(no_cross_problems)) == ["a2"]
+    (tmp_path / "a.yaml").unlink()
+    assert names(sources.assemble(no_cross_problems)) == []

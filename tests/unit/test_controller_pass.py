@@ -369,3 +369,19 @@ def test_file_whose_reference_was_deleted_is_reported_as_valid_before(world) -> 
     (world.dir / "n.yaml").write_text(manifest("Network", "net-b"))  # the reference is dropped: now a prune
     ctl.run_pass()
     assert world.volumes.objects == {} and set(world.networks.objects) == {"net-b"}
+
+
+def test_truncated_manifest_prunes_nothing_until_deleted(world) -> None:
+    """A manifest truncated to 0 bytes leaves its objects in place (and says so); deleting it prunes them."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "b.yaml").write_text(manifest("Volume", "vol-b"))
+    ctl.run_pass()
+    (world.dir / "a.yaml").write_text("")
+    with capture_logs() as logs:
+        ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-a", "vol-b"}
+    assert any(e["event"] == "manifest.emptied" and e["file"] == "a.yaml" for e in logs)
+    (world.dir / "a.yaml").unlink()
+    ctl.run_pass()
+    assert set(world.volumes.objects) == {"vol-b"}
