@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.drivers.container_observe import ContainerFacts
-from reconciler.drivers.container_spec import aside_name
+from reconciler.drivers.container_spec import LABEL_SENSITIVE_ENV, aside_name
 from reconciler.drivers.docker_common import user_labels
 from reconciler.model import Action, Change, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
@@ -74,12 +74,29 @@ def expected_spec(desired: Desired, observed_spec: Mapping[str, Any], facts: Con
     }
 
 
-def _env_changes(want: Mapping[str, str], have: Mapping[str, str], sensitive: frozenset[str]) -> list[FieldChange]:
+def shown_old_env(desired: Desired, observed: Observed, facts: ContainerFacts) -> frozenset[str]:
+    """The env names whose OBSERVED value may be printed: declared in plain `env` now (and not recorded as
+    sensitive when the container was created), or still the image's own value. Anything else may have come from
+    an env file or a sensitiveEnv entry since removed from the manifest: never shown."""
+    recorded = set(filter(None, observed.labels.get(LABEL_SENSITIVE_ENV, "").split(",")))
+    plain = {str(k) for k in desired.resource.spec.get("env") or {}}
+    plain -= {p.removeprefix("env.") for p in desired.sensitive}
+    have = observed.spec.get("env") or {}
+    image = facts.defaults.env
+    shown = {k for k in have if k not in recorded and (k in plain or (k in image and image[k] == have[k]))}
+    return frozenset(shown)
+
+
+def _env_changes(
+    want: Mapping[str, str], have: Mapping[str, str], sensitive: frozenset[str], shown_old: frozenset[str]
+) -> list[FieldChange]:
+    """One REPLACE per differing name; sensitive when either side's value must not be shown (one flag masks both)."""
     changes = []
     for key in sorted(set(want) | set(have)):
         if want.get(key) != have.get(key):
             path = f"env.{key}"
-            changes.append(FieldChange(path, have.get(key), want.get(key), Action.REPLACE, sensitive=path in sensitive))
+            secret = path in sensitive or (key in have and key not in shown_old)
+            changes.append(FieldChange(path, have.get(key), want.get(key), Action.REPLACE, sensitive=secret))
     return changes
 
 
@@ -159,7 +176,7 @@ def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, f
     for key in keys:
         new, old = want[key], have.get(key)
         if key == "env":
-            changes += _env_changes(new, old or {}, desired.sensitive)
+            changes += _env_changes(new, old or {}, desired.sensitive, shown_old_env(desired, observed, facts))
         elif key == "resources":
             changes += _resource_changes(new, old or {}, desired.spec["resources"]["memorySwap"] is not None)
         elif key == "networks":

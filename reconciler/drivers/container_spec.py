@@ -18,6 +18,9 @@ from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
 ASIDE_SUFFIX = "__reconciler_old"
+# Stamped on each container: the NAMES (never values) of its env entries that must not be shown, so a later plan
+# that removes or moves one of them knows to mask the old value too.
+LABEL_SENSITIVE_ENV = "io.reconciler.sensitive-env"
 DEFAULT_STOP_TIMEOUT = 10
 DEFAULT_DEPENDENCY_TIMEOUT_NS = 60 * 10**9
 HEALTH_DEFAULTS = {"interval": 30 * 10**9, "timeout": 30 * 10**9, "startPeriod": 0, "retries": 3}
@@ -287,6 +290,12 @@ def hashed_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in spec.items() if k not in UNHASHED}
     out["mounts"] = [{k: v for k, v in m.items() if k != "allowSensitive"} for m in spec["mounts"]]
     return out
+
+
+def sensitive_env_label(desired: Desired) -> dict[str, str]:
+    """The sensitive-env label of a container created from `desired` (empty when nothing is sensitive)."""
+    names = sorted(p.removeprefix("env.") for p in desired.sensitive if p.startswith("env."))
+    return {LABEL_SENSITIVE_ENV: ",".join(names)} if names else {}
 
 
 def aside_name(name: str) -> str:

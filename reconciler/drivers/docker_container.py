@@ -32,7 +32,7 @@ from reconciler.drivers.container_observe import (
     is_aside,
     observed_spec,
 )
-from reconciler.drivers.container_spec import ASIDE_SUFFIX, normalize_container
+from reconciler.drivers.container_spec import ASIDE_SUFFIX, normalize_container, sensitive_env_label
 from reconciler.drivers.docker_common import DockerDriver, concurrently
 from reconciler.drivers.engine import project_filter
 from reconciler.errors import SpecError
@@ -185,7 +185,11 @@ class ContainerDriver(DockerDriver):
         for dep in desired.spec["dependsOn"]:
             wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
         ensure_image(self.api, desired.spec["image"])
-        config = create_config(self.api, desired, ownership_labels(desired, self.project, self.references(desired)))
+        labels = {
+            **ownership_labels(desired, self.project, self.references(desired)),
+            **sensitive_env_label(desired),
+        }
+        config = create_config(self.api, desired, labels)
         cid = self.api.create_container(**config)["Id"]
         self.log.info("container.created", name=desired.name, id=cid[:12])
         for extra in desired.spec["networks"][1:] if desired.spec["networkMode"] is None else []:

@@ -20,7 +20,7 @@ from reconciler.drivers.container_diff import (
     prune_container,
 )
 from reconciler.drivers.container_observe import ContainerFacts, image_defaults, observed_spec
-from reconciler.drivers.container_spec import normalize_container
+from reconciler.drivers.container_spec import normalize_container, sensitive_env_label
 from reconciler.model import Action, Change, Desired, Observed, Resource, Source, ownership_labels
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
@@ -337,3 +337,37 @@ def test_memory_changes_are_shown_in_the_units_people_write() -> None:
     change = plan(BASE_SPEC, {**BASE_SPEC, "resources": {"memory": "128m", "pidsLimit": 100}})
     assert change.action is Action.UPDATE
     assert [(f.path, f.old, f.new) for f in change.fields] == [("resources.memory", "64m", "128m")]
+
+
+def _secret_desired(tmp_path: Path, spec: dict) -> Desired:
+    res = Resource("Container", "web", spec, {}, Source("web.yaml", 1, tmp_path / "web.yaml"))
+    return normalize_container(res)
+
+
+def test_removed_env_file_secret_is_masked_on_the_old_side(tmp_path: Path) -> None:
+    """A value from an env file that is no longer declared is sensitive: its old value is never shown."""
+    (tmp_path / "secret.env").write_text("SECRET_TOKEN=hunter2supersecret\n")
+    before = _secret_desired(tmp_path, {**BASE_SPEC, "envFiles": ["secret.env"]})
+    after = _secret_desired(tmp_path, BASE_SPEC)
+    change = diff_container(after, observed_of(engine_inspect(before)))
+    [field] = change.fields
+    assert field.path == "env.SECRET_TOKEN" and field.old == "hunter2supersecret" and field.sensitive
+
+
+def test_env_file_key_moved_to_plain_env_is_masked(tmp_path: Path) -> None:
+    """A key moved from an env file to plain env with a new value: the recorded name keeps the old value masked."""
+    (tmp_path / "secret.env").write_text("SECRET_TOKEN=hunter2supersecret\n")
+    before = _secret_desired(tmp_path, {**BASE_SPEC, "envFiles": ["secret.env"]})
+    after = _secret_desired(tmp_path, {**BASE_SPEC, "env": {"A": "1", "SECRET_TOKEN": "public"}})
+    info = engine_inspect(before)
+    info["Config"]["Labels"].update(sensitive_env_label(before))
+    [field] = diff_container(after, observed_of(info)).fields
+    assert field.path == "env.SECRET_TOKEN" and field.sensitive
+
+
+def test_plain_and_image_env_old_values_stay_visible() -> None:
+    """Old values of plainly declared env and of the image's own Env are shown (not sensitive)."""
+    change = plan(BASE_SPEC, {**BASE_SPEC, "env": {"A": "2", "PATH": "/usr/bin"}})
+    assert [(f.path, f.sensitive) for f in change.fields] == [("env.A", False), ("env.PATH", False)]
+    removed = plan({**BASE_SPEC, "env": {"A": "1", "B": "2"}}, BASE_SPEC)
+    assert [(f.path, f.sensitive) for f in removed.fields] == [("env.B", True)]  # no longer declared: masked
