@@ -122,6 +122,49 @@ def post_update(api: Any, container: str, body: Mapping[str, Any]) -> None:
     api._result(result, True)
 
 
+def _connect(api: Any, cid: str, network: str, how: Mapping[str, Any]) -> None:
+    api.connect_container_to_network(cid, network, aliases=how["aliases"] or None, ipv4_address=how["ipv4Address"])
+
+
+def reconnect(
+    api: Any,
+    log: Any,
+    name: str,
+    cid: str,
+    network: str,
+    previous: Mapping[str, Any] | None,
+    wanted: Mapping[str, Any] | None,
+) -> None:
+    """Bring one network membership from `previous` (None: not connected) to `wanted` (None: disconnected).
+
+    A disconnect the engine answers with "is not connected" is already done (a replaced network took the
+    endpoint with it). When the connect fails after a disconnect, the container is connected again with its
+    previous settings before the error is raised, so a failed change never leaves it off the network.
+    """
+    disconnected = False
+    if previous is not None:
+        try:
+            api.disconnect_container_from_network(cid, network, force=True)
+            disconnected = True
+        except APIError as exc:
+            if "is not connected" not in str(exc):
+                raise
+        log.info("container.disconnected", name=name, network=network)
+    if wanted is None:
+        return
+    try:
+        _connect(api, cid, network, wanted)
+    except APIError as exc:
+        if disconnected and previous is not None:
+            try:
+                _connect(api, cid, network, previous)
+                log.warning("container.reconnect_restored", name=name, network=network, error=str(exc))
+            except APIError as again:
+                log.error("container.reconnect_lost", name=name, network=network, error=str(again))
+        raise
+    log.info("container.connected", name=name, network=network)
+
+
 def health_status(info: Mapping[str, Any]) -> str | None:
     return ((info.get("State") or {}).get("Health") or {}).get("Status")
 

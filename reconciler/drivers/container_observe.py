@@ -135,12 +135,17 @@ def network_mode(raw: str | None, names: Mapping[str, str]) -> str | None:
 
 def _networks(info: Mapping[str, Any], mode: str | None) -> list[dict[str, Any]]:
     attached = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    running = bool((info.get("State") or {}).get("Running"))
     short_id = info["Id"][:12]
     out = []
     for name, endpoint in attached.items():
         if mode is not None and name == mode:
             continue  # the network the mode itself implies (the default bridge)
         endpoint = endpoint or {}
+        if running and not endpoint.get("EndpointID"):
+            # a failed connect leaves its endpoint config behind without an endpoint: not connected (a stopped or
+            # never started container keeps its config without IDs too, and is connected again when started)
+            continue
         ipam = endpoint.get("IPAMConfig") or {}
         aliases = {a for a in endpoint.get("Aliases") or [] if a not in (short_id, info["Id"])}
         out.append({"name": name, "aliases": sorted(aliases), "ipv4Address": ipam.get("IPv4Address") or None})

@@ -14,6 +14,7 @@ from reconciler.drivers.container_apply import (
     create_config,
     ensure_image,
     post_update,
+    reconnect,
     settle,
     update_body,
     wait_for,
@@ -218,19 +219,11 @@ class ContainerDriver(DockerDriver):
             post_update(self.api, facts.id, body)
             self.log.info("container.updated", name=name, fields=sorted(body))
         wanted = {n["name"]: n for n in desired.spec["networks"]}
+        had = {n["name"]: n for n in (change.observed.spec.get("networks") or [])} if change.observed else {}
         for f in change.fields:
-            if not f.path.startswith("networks."):
-                continue
-            net = f.path.split(".", 1)[1]
-            if f.old is not None:
-                self.api.disconnect_container_from_network(facts.id, net, force=True)
-                self.log.info("container.disconnected", name=name, network=net)
-            if net in wanted:
-                how = wanted[net]
-                self.api.connect_container_to_network(
-                    facts.id, net, aliases=how["aliases"] or None, ipv4_address=how["ipv4Address"]
-                )
-                self.log.info("container.connected", name=name, network=net)
+            if f.path.startswith("networks."):
+                net = f.path.split(".", 1)[1]
+                reconnect(self.api, self.log, name, facts.id, net, had.get(net), wanted.get(net))
         state = next((f for f in change.fields if f.path == "state"), None)
         if state is not None and state.new == "running":
             for dep in desired.spec["dependsOn"]:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from docker.errors import APIError
 
 from reconciler.drivers import container_apply
-from reconciler.drivers.container_apply import create_config, update_body, wait_for
+from reconciler.drivers.container_apply import create_config, reconnect, update_body, wait_for
 from reconciler.drivers.container_spec import normalize_container
 from reconciler.errors import PermanentError
 from reconciler.model import Resource, Source
@@ -152,3 +154,48 @@ def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, 
     if not replaced:
         driver.apply(change)  # an empty in-place update: no engine call at all
         assert api.calls == []
+
+
+class NetworkApi:
+    """Records network calls; `fail_connect` makes connects with that address fail like the engine does."""
+
+    def __init__(self, fail_connect: str | None = None, disconnect_error: str | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.fail_connect = fail_connect
+        self.disconnect_error = disconnect_error
+
+    def disconnect_container_from_network(self, cid: str, net: str, force: bool = False) -> None:
+        self.calls.append(("disconnect", net))
+        if self.disconnect_error:
+            raise APIError("403", response=None, explanation=self.disconnect_error)
+
+    def connect_container_to_network(self, cid: str, net: str, aliases: Any = None, ipv4_address: Any = None) -> None:
+        self.calls.append(("connect", net, aliases, ipv4_address))
+        if ipv4_address is not None and ipv4_address == self.fail_connect:
+            raise APIError("500", response=None, explanation="Address already in use")
+
+
+OLD = {"name": "backend", "aliases": ["web"], "ipv4Address": "10.1.0.6"}
+NEW = {"name": "backend", "aliases": ["web"], "ipv4Address": "10.1.0.5"}
+
+
+def test_failed_connect_restores_the_previous_connection() -> None:
+    """Connect fails after the disconnect: the container is connected again as before, then the error is raised."""
+    api = NetworkApi(fail_connect="10.1.0.5")
+    with pytest.raises(APIError, match="Address already in use"):
+        reconnect(api, structlog.get_logger(), "web", "c" * 64, "backend", OLD, NEW)
+    assert api.calls == [
+        ("disconnect", "backend"),
+        ("connect", "backend", ["web"], "10.1.0.5"),
+        ("connect", "backend", ["web"], "10.1.0.6"),
+    ]
+
+
+def test_disconnect_of_an_unconnected_container_counts_as_done() -> None:
+    """'is not connected to network' (a replaced network took the endpoint): connect with the declared settings."""
+    api = NetworkApi(disconnect_error="container c is not connected to network backend")
+    reconnect(api, structlog.get_logger(), "web", "c" * 64, "backend", OLD, NEW)
+    assert api.calls[-1] == ("connect", "backend", ["web"], "10.1.0.5")
+    other = NetworkApi(disconnect_error="network backend not found")
+    with pytest.raises(APIError):
+        reconnect(other, structlog.get_logger(), "web", "c" * 64, "backend", OLD, NEW)

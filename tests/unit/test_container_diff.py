@@ -62,11 +62,14 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "IPAMConfig": {"IPv4Address": n["ipv4Address"]} if n["ipv4Address"] else None,
             "IPAddress": "10.1.0.7",
             "MacAddress": "02:42:0a:01:00:07",
+            "NetworkID": "9" * 64,
+            # the engine has an endpoint only while the container runs (a stopped one keeps the config)
+            "EndpointID": "e" * 64 if spec["state"] == "running" else "",
         }
         for n in spec["networks"]
     }
     if spec["networkMode"] == "bridge":
-        networks["bridge"] = {"Aliases": None, "IPAMConfig": None, "IPAddress": "172.17.0.2"}
+        networks["bridge"] = {"Aliases": None, "IPAMConfig": None, "IPAddress": "172.17.0.2", "EndpointID": "b" * 64}
     bindings: dict[str, list] = {}
     for p in spec["ports"]:
         bindings.setdefault(f"{p['containerPort']}/{p['protocol']}", []).append(
@@ -246,6 +249,8 @@ def test_runtime_values_are_never_drift() -> None:
     [
         (lambda i: i["HostConfig"].update(Memory=32 * 2**20, MemorySwap=64 * 2**20), "resources.memory"),
         (lambda i: i["NetworkSettings"]["Networks"].pop("backend"), "networks.backend"),
+        # a failed reconnect leaves the config without an endpoint on a running container: not connected
+        (lambda i: i["NetworkSettings"]["Networks"]["backend"].update(NetworkID="", EndpointID=""), "networks.backend"),
         (lambda i: i["State"].update(Running=False), "state"),
         (lambda i: i["HostConfig"].update(RestartPolicy={"Name": "no"}), "restartPolicy"),
     ],
@@ -371,3 +376,12 @@ def test_plain_and_image_env_old_values_stay_visible() -> None:
     assert [(f.path, f.sensitive) for f in change.fields] == [("env.A", False), ("env.PATH", False)]
     removed = plan({**BASE_SPEC, "env": {"A": "1", "B": "2"}}, BASE_SPEC)
     assert [(f.path, f.sensitive) for f in removed.fields] == [("env.B", True)]  # no longer declared: masked
+
+
+def test_stopped_container_keeps_its_networks() -> None:
+    """A stopped container has no endpoint (EndpointID empty) but is still a member: only `state` differs."""
+    info = engine_inspect(desired_of(BASE_SPEC))
+    info["State"]["Running"] = False
+    info["NetworkSettings"]["Networks"]["backend"]["EndpointID"] = ""
+    change = diff_container(desired_of(BASE_SPEC), observed_of(info))
+    assert [f.path for f in change.fields] == ["state"]
