@@ -157,9 +157,9 @@ def _network_changes(
         new, old = wanted.get(name), had.get(name)
         if new is not None and old is not None:
             declared = set(new["aliases"])
+            # the observed ipv4Address is IPAMConfig's, set only for a static address (an IPAM-assigned one is
+            # never reported there, so never drift): one present where none is declared is a reservation to drop
             old = {**old, "aliases": [a for a in old["aliases"] if a not in implicit or a in declared]}
-            if new.get("ipv4Address") is None:
-                old["ipv4Address"] = None  # an IPAM-assigned address is never drift
         if new != old:
             changes.append(FieldChange(f"networks.{name}", old, new, Action.UPDATE))
     return changes

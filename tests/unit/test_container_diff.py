@@ -385,3 +385,14 @@ def test_stopped_container_keeps_its_networks() -> None:
     info["NetworkSettings"]["Networks"]["backend"]["EndpointID"] = ""
     change = diff_container(desired_of(BASE_SPEC), observed_of(info))
     assert [f.path for f in change.fields] == ["state"]
+
+
+def test_removing_a_static_address_is_an_update() -> None:
+    """ipv4Address dropped from the manifest while the engine keeps the static reservation: reconnect without it."""
+    static = {**BASE_SPEC, "networks": [{"name": "backend", "aliases": ["web"], "ipv4Address": "10.1.0.7"}]}
+    change = plan(static, BASE_SPEC)
+    assert change.action is Action.UPDATE
+    [field] = change.fields
+    assert field.path == "networks.backend" and field.old["ipv4Address"] == "10.1.0.7"
+    assert field.new["ipv4Address"] is None
+    assert change.steps == ("reconnect to network backend",)
