@@ -235,7 +235,9 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts
             else:
                 steps.append(f"reconnect to network {net}")
     for f in fields:
-        if f.path == "state":
+        if f.path == "state" and f.old == "paused":
+            steps += [f"unpause {name}", *([f"stop {name}"] if f.new == "stopped" else [])]
+        elif f.path == "state":
             steps += [*waits, f"start {name}"] if f.new == "running" else [f"stop {name}"]
     return steps
 

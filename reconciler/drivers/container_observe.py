@@ -189,7 +189,8 @@ def observed_spec(info: Mapping[str, Any], names: Mapping[str, str] | None = Non
             "name": restart.get("Name") or "no",
             "maximumRetryCount": int(restart.get("MaximumRetryCount") or 0),
         },
-        "state": "running" if state.get("Running") and not state.get("Paused") else "stopped",
+        # paused (`docker pause`) is a state of its own: it cannot be started, only unpaused
+        "state": "paused" if state.get("Paused") else "running" if state.get("Running") else "stopped",
         "healthcheck": health_spec(config.get("Healthcheck")),
         "resources": _resources(host),
         "user": config.get("User") or "",

@@ -159,7 +159,7 @@ class ContainerDriver(DockerDriver):
                 Replacer(self.api, self.log, lambda: self._create_and_start(desired, check_settle=True)).run(
                     name,
                     facts.id,
-                    change.observed.spec["state"] == "running",
+                    change.observed.spec["state"] in ("running", "paused"),
                     change.observed.spec["stopTimeout"],
                     parked=facts.aside,
                 )
@@ -225,7 +225,13 @@ class ContainerDriver(DockerDriver):
                 net = f.path.split(".", 1)[1]
                 reconnect(self.api, self.log, name, facts.id, net, had.get(net), wanted.get(net))
         state = next((f for f in change.fields if f.path == "state"), None)
-        if state is not None and state.new == "running":
+        if state is not None and state.old == "paused":
+            self.api.unpause(facts.id)  # running again; a stop from paused would skip the graceful signal
+            self.log.info("container.unpaused", name=name)
+            if state.new == "stopped":
+                self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
+                self.log.info("container.stopped", name=name)
+        elif state is not None and state.new == "running":
             for dep in desired.spec["dependsOn"]:
                 wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
             self.api.start(facts.id)

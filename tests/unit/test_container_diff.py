@@ -396,3 +396,16 @@ def test_removing_a_static_address_is_an_update() -> None:
     assert field.path == "networks.backend" and field.old["ipv4Address"] == "10.1.0.7"
     assert field.new["ipv4Address"] is None
     assert change.steps == ("reconnect to network backend",)
+
+
+@pytest.mark.parametrize(
+    ("declared", "steps"), [("running", ("unpause web",)), ("stopped", ("unpause web", "stop web"))]
+)
+def test_paused_container_is_unpaused(declared: str, steps: tuple[str, ...]) -> None:
+    """`docker pause` is its own state (never 'stopped', which would try a start): unpause, then stop if declared."""
+    info = engine_inspect(desired_of(BASE_SPEC))
+    info["State"].update(Running=True, Paused=True, Status="paused")
+    change = diff_container(desired_of({**BASE_SPEC, "state": declared}), observed_of(info))
+    assert change.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in change.fields] == [("state", "paused", declared)]
+    assert change.steps == steps

@@ -1,0 +1,40 @@
+"""Container drift made by hand on the real engine that is more than a field: a paused container, a renamed one,
+and a freshly created container that exits at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .test_container_stack import SLEEPER, apply_ok, changes_of, doc, in_sync, plan_json
+
+pytestmark = pytest.mark.engine
+
+
+def write(tmp_manifests: Any, docs: list[dict[str, Any]]) -> Path:
+    return tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False)).parent
+
+
+def sleeper(image: str, **extra: Any) -> dict[str, Any]:
+    return {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1, **extra}
+
+
+def test_paused_container_is_unpaused(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """docker pause: plan shows state paused -> running, apply unpauses the same container, next plan exits 0."""
+    name = f"{project_name}-c"
+    directory = write(tmp_manifests, [doc("Container", name, sleeper(base_image))])
+    apply_ok(reconcile, directory)
+    cid = api.inspect_container(name)["Id"]
+    api.pause(name)
+    rc, plan = plan_json(reconcile, directory)
+    assert rc == 2 and changes_of(plan) == {name: ("update", ["state"])}
+    assert plan["changes"][0]["fields"][0]["old"] == "paused"
+    apply_ok(reconcile, directory)
+    state = api.inspect_container(name)["State"]
+    assert state["Running"] and not state["Paused"] and api.inspect_container(name)["Id"] == cid
+    in_sync(reconcile, directory)
