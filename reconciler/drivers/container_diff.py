@@ -187,8 +187,12 @@ def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, f
     image_changed = any(c.path == "image" for c in changes)
     if not image_changed and facts.current_image_id and facts.current_image_id != facts.image_id:
         changes.append(FieldChange("image", facts.image_id, facts.current_image_id, Action.REPLACE, note=IMAGE_MOVED))
-    if facts.aside:
-        note = "an earlier replace was interrupted: give the container its name back"
+    if facts.aside or facts.renamed:
+        note = (
+            "an earlier replace was interrupted: give the container its name back"
+            if facts.aside
+            else "renamed on the engine: give the container its name back"
+        )
         changes.insert(0, FieldChange("name", facts.engine_name, desired.name, Action.UPDATE, note=note))
     return changes
 

@@ -44,6 +44,7 @@ class ContainerFacts:
     current_image_id: str | None  # None: the reference is not present on the engine any more
     defaults: ImageDefaults
     aside: bool = False
+    renamed: bool = False  # renamed by hand: its engine name is not its io.reconciler.name label
 
 
 def env_dict(items: list[str] | None) -> dict[str, str]:

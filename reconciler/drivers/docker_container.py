@@ -99,9 +99,13 @@ class ContainerDriver(DockerDriver):
         found: dict[str, Observed] = {}
         for info in infos.values():
             label = (info["Config"].get("Labels") or {}).get(LABEL_NAME)
-            aside = is_aside(info, label) and label not in listed_names and label not in others
-            key = label if aside else engine_name(info)
-            found[key] = self._observed(info, images, names, aside, key)
+            # known by its label when nothing else holds that name: parked aside by an unfinished replace, or
+            # renamed by hand (both are given their name back); otherwise by its engine name (a leftover, pruned)
+            free = bool(label) and label not in listed_names and label not in others
+            aside = free and is_aside(info, label)
+            renamed = free and not aside and engine_name(info) != label
+            key = label if aside or renamed else engine_name(info)
+            found[key] = self._observed(info, images, names, aside, key, renamed)
         for name, info in others.items():
             found[name] = self._observed(info, {}, names, False, name)
         return found
@@ -119,6 +123,7 @@ class ContainerDriver(DockerDriver):
         names: Mapping[str, str],
         aside: bool,
         key: str,
+        renamed: bool = False,
     ) -> Observed:
         ref = info["Config"].get("Image") or ""
         current = images.get(ref)
@@ -129,6 +134,7 @@ class ContainerDriver(DockerDriver):
             current_image_id=current["Id"] if current else None,
             defaults=image_defaults(images.get(info["Image"])),
             aside=aside,
+            renamed=renamed,
         )
         labels = info["Config"].get("Labels") or {}
         return Observed(self.kind, key, info["Id"], labels, observed_spec(info, names), raw=facts)
@@ -211,7 +217,7 @@ class ContainerDriver(DockerDriver):
         paths = [f.path for f in change.fields if f.action is Action.UPDATE]
         if "name" in paths:
             self.api.rename(facts.id, name)
-            self.log.info("container.restored", name=name, aside=facts.engine_name)
+            self.log.info("container.renamed_back", name=name, was=facts.engine_name)
         resources = [p.split(".", 1)[1] for p in paths if p.startswith("resources.")]
         restart = "restartPolicy" in paths
         if resources or restart:

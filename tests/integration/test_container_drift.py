@@ -38,3 +38,41 @@ def test_paused_container_is_unpaused(
     state = api.inspect_container(name)["State"]
     assert state["Running"] and not state["Paused"] and api.inspect_container(name)["Id"] == cid
     in_sync(reconcile, directory)
+
+
+def test_container_renamed_by_hand_is_renamed_back(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """docker rename: plan shows one in-place rename back (not delete + create), apply keeps the same container."""
+    name = f"{project_name}-web"
+    directory = write(tmp_manifests, [doc("Container", name, sleeper(base_image))])
+    apply_ok(reconcile, directory)
+    cid = api.inspect_container(name)["Id"]
+    api.rename(name, f"{name}x")
+    rc, plan = plan_json(reconcile, directory)
+    assert rc == 2 and changes_of(plan) == {name: ("update", ["name"])}
+    apply_ok(reconcile, directory)
+    assert api.inspect_container(name)["Id"] == cid
+    in_sync(reconcile, directory)
+
+
+def test_renamed_container_beside_one_holding_the_name_is_pruned(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """A renamed copy while a container holds the declared name again: the copy is a leftover and is pruned."""
+    name = f"{project_name}-web"
+    directory = write(tmp_manifests, [doc("Container", name, sleeper(base_image))])
+    apply_ok(reconcile, directory)
+    api.rename(name, f"{name}x")
+    apply_ok(reconcile, directory)  # renamed back
+    api.rename(name, f"{name}x")
+    api.stop(f"{name}x", timeout=1)
+    labels = api.inspect_container(f"{name}x")["Config"]["Labels"]
+    api.create_container(base_image, ["sleep", "300"], name=name, labels=labels)
+    rc, plan = plan_json(reconcile, directory)
+    assert rc == 2 and changes_of(plan)[f"{name}x"] == ("delete", [])
+    apply_ok(reconcile, directory)
+    names = {
+        c["Names"][0] for c in api.containers(all=True, filters={"label": f"io.reconciler.project={project_name}"})
+    }
+    assert names == {f"/{name}"}

@@ -126,9 +126,15 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
     }
 
 
-def observed_of(info: dict, current_image: str = IMAGE_ID, aside: bool = False) -> Observed:
+def observed_of(info: dict, current_image: str = IMAGE_ID, aside: bool = False, renamed: bool = False) -> Observed:
     facts = ContainerFacts(
-        CID, info["Name"].lstrip("/"), info["Image"], current_image, image_defaults(IMAGE_DOC), aside=aside
+        CID,
+        info["Name"].lstrip("/"),
+        info["Image"],
+        current_image,
+        image_defaults(IMAGE_DOC),
+        aside=aside,
+        renamed=renamed,
     )
     return Observed("Container", "web", CID, info["Config"]["Labels"], observed_spec(info), raw=facts)
 
@@ -409,3 +415,13 @@ def test_paused_container_is_unpaused(declared: str, steps: tuple[str, ...]) -> 
     assert change.action is Action.UPDATE
     assert [(f.path, f.old, f.new) for f in change.fields] == [("state", "paused", declared)]
     assert change.steps == steps
+
+
+def test_container_renamed_by_hand_is_renamed_back() -> None:
+    """An owned container found under another engine name (by its name label) is renamed back in place."""
+    info = engine_inspect(desired_of(BASE_SPEC))
+    info["Name"] = "/webx"
+    change = diff_container(desired_of(BASE_SPEC), observed_of(info, renamed=True))
+    assert change.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in change.fields] == [("name", "webx", "web")]
+    assert change.steps == ("rename webx to web",)
