@@ -214,8 +214,8 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts
         old = facts.engine_name
         parked = [f"stop {old}"] if facts.aside else [f"stop {old}", f"rename {old} to {aside_name(name)}"]
         return [
-            *parked,
             *waits,
+            *parked,
             f"create {name}",
             *([f"start {name}"] if start else []),
             f"remove {aside_name(name)} (on failure: remove the new one, restore the old one)",

@@ -4,6 +4,7 @@ disruptive action (update in place, reconnect, start/stop) and replace safely wh
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from docker.errors import ImageNotFound, NotFound
@@ -162,7 +163,9 @@ class ContainerDriver(DockerDriver):
         assert isinstance(facts, ContainerFacts)
         if change.action is Action.REPLACE and self._replace_needed(change, facts):
             with self.errors(name, "replace"):
-                Replacer(self.api, self.log, lambda: self._create_and_start(desired, check_settle=True)).run(
+                # before the old container is touched: a failed dependency never stops a healthy container
+                self._wait_for_dependencies(desired)
+                Replacer(self.api, self.log, partial(self._create_and_start, desired, True, wait=False)).run(
                     name,
                     facts.id,
                     change.observed.spec["state"] in ("running", "paused"),
@@ -188,9 +191,13 @@ class ContainerDriver(DockerDriver):
             return False
         return True
 
-    def _create_and_start(self, desired: Desired, check_settle: bool) -> str:
+    def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
             wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
+
+    def _create_and_start(self, desired: Desired, check_settle: bool, wait: bool = True) -> str:
+        if wait:
+            self._wait_for_dependencies(desired)
         ensure_image(self.api, desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
@@ -238,8 +245,7 @@ class ContainerDriver(DockerDriver):
                 self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
                 self.log.info("container.stopped", name=name)
         elif state is not None and state.new == "running":
-            for dep in desired.spec["dependsOn"]:
-                wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
+            self._wait_for_dependencies(desired)
             self.api.start(facts.id)
             self.log.info("container.started", name=name)
         elif state is not None:

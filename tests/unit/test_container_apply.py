@@ -199,3 +199,41 @@ def test_disconnect_of_an_unconnected_container_counts_as_done() -> None:
     other = NetworkApi(disconnect_error="network backend not found")
     with pytest.raises(APIError):
         reconnect(other, structlog.get_logger(), "web", "c" * 64, "backend", OLD, NEW)
+
+
+class UnhealthyDependencyApi:
+    """The dependency `db` is unhealthy; every other engine call is recorded (and answered with nothing)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def inspect_container(self, name: str) -> dict:
+        self.calls.append(f"inspect {name}")
+        return {"State": {"Running": True, "Health": {"Status": "unhealthy", "Log": [{"Output": "down"}]}}}
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return lambda *a, **k: {}
+
+
+def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> None:
+    """A replace whose dependency is unhealthy fails before the old container is stopped or renamed."""
+    from reconciler.drivers.base import DriverContext
+    from reconciler.drivers.container_diff import steps_for
+    from reconciler.drivers.container_observe import ContainerFacts, ImageDefaults
+    from reconciler.drivers.docker_container import ContainerDriver
+    from reconciler.model import Action, Change, FieldChange, Observed
+
+    spec = {"image": IMAGE, "dependsOn": [{"name": "db", "condition": "healthy"}]}
+    desired = normalize_container(Resource("Container", "web", spec, {}, Source("w.yaml", 1, Path("/tmp/w.yaml"))))
+    facts = ContainerFacts("c" * 64, "web", "sha256:a", "sha256:a", ImageDefaults())
+    observed = Observed("Container", "web", "c" * 64, {}, {"state": "running", "stopTimeout": 1}, raw=facts)
+    fields = (FieldChange("command", ["a"], ["b"], Action.REPLACE),)
+    change = Change("Container", "web", Action.REPLACE, fields, desired, observed)
+    api = UnhealthyDependencyApi()
+    driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: api))
+    with pytest.raises(PermanentError, match="dependency db is unhealthy"):
+        driver.apply(change)
+    assert api.calls == ["inspect db"]
+    steps = steps_for(Action.REPLACE, desired, list(fields), facts)
+    assert steps[:2] == ["wait for container db to be healthy", "stop web"]
