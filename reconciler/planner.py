@@ -65,7 +65,10 @@ def plan_changes(
         for name, obs in sorted(objects.items()):
             if (kind, name) in catalog.desired or not obs.owned_by(project):
                 continue
-            if not prune:
+            # a leftover of an interrupted replace of a declared object is replace state, not an object whose
+            # manifest is gone: it is pruned even when pruning is off (drivers opt in with `leftover_of`)
+            leftover_of = getattr(drivers[kind], "leftover_of", None)
+            if not prune and (leftover_of is None or (kind, leftover_of(obs)) not in catalog.desired):
                 notes.append(f"{kind}/{name}: manifest gone; {keep_reason}")
                 continue
             change = drivers[kind].prune(obs)

@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.drivers.container_observe import ContainerFacts
 from reconciler.drivers.container_spec import LABEL_SENSITIVE_ENV, aside_name
 from reconciler.drivers.docker_common import user_labels
-from reconciler.model import Action, Change, Desired, FieldChange, Observed
+from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 
 KIND = "Container"
@@ -264,11 +264,22 @@ def diff_container(desired: Desired, observed: Observed | None) -> Change:
     return Change(KIND, desired.name, action, tuple(fields), desired, observed, steps=tuple(steps))
 
 
+def leftover_of(observed: Observed) -> str | None:
+    """The container whose interrupted replace left `observed` parked aside while it holds its name again."""
+    label = observed.labels.get(LABEL_NAME)
+    engine = observed.raw.engine_name if isinstance(observed.raw, ContainerFacts) else observed.name
+    if label and engine == aside_name(label) and observed.name == engine:
+        return label
+    return None
+
+
 def prune_container(observed: Observed) -> Change:
     """An owned container whose manifest is gone (or a leftover aside container): stop and remove it."""
     name = observed.raw.engine_name if isinstance(observed.raw, ContainerFacts) else observed.name
     steps = (f"stop {name}", f"remove {name} (its volumes are kept)")
-    return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps)
+    primary = leftover_of(observed)
+    notes = (f"leftover of an interrupted replace of {primary}, which holds its name again",) if primary else ()
+    return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)
 
 
 def follow_upstream(change: Change, upstream: list[Change]) -> Change:

@@ -26,7 +26,13 @@ from reconciler.drivers.container_checks import (
     engine_paths,
     image_manifest,
 )
-from reconciler.drivers.container_diff import IMAGE_FOLLOW, diff_container, follow_upstream, prune_container
+from reconciler.drivers.container_diff import (
+    IMAGE_FOLLOW,
+    diff_container,
+    follow_upstream,
+    leftover_of,
+    prune_container,
+)
 from reconciler.drivers.container_observe import (
     ContainerFacts,
     engine_name,
@@ -79,6 +85,10 @@ class ContainerDriver(DockerDriver):
 
     def prune(self, observed: Observed) -> Change:
         return prune_container(observed)
+
+    def leftover_of(self, observed: Observed) -> str | None:
+        """Planner hook: a leftover aside container is replace state, pruned even under --no-prune."""
+        return leftover_of(observed)
 
     def follow(self, change: Change, upstream: list[Change]) -> Change:
         return follow_upstream(change, upstream)

@@ -3,6 +3,7 @@ and a freshly created container that exits at once."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,27 @@ def test_renamed_container_beside_one_holding_the_name_is_pruned(
         c["Names"][0] for c in api.containers(all=True, filters={"label": f"io.reconciler.project={project_name}"})
     }
     assert names == {f"/{name}"}
+
+
+def test_leftover_aside_is_removed_under_no_prune(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """A stale `<name>__reconciler_old` next to its declared primary is replace state: plan --no-prune shows its
+    removal with a note saying what it is, and apply --no-prune removes it (other leftovers are kept)."""
+    name = f"{project_name}-web"
+    directory = write(tmp_manifests, [doc("Container", name, sleeper(base_image))])
+    apply_ok(reconcile, directory)
+    labels = api.inspect_container(name)["Config"]["Labels"]
+    stale = api.create_container(base_image, "true", name=f"{name}__reconciler_old", labels=labels)["Id"]
+    gone = {**labels, "io.reconciler.name": f"{project_name}-gone"}
+    kept = api.create_container(base_image, "true", name=f"{project_name}-gone", labels=gone)["Id"]
+    proc = reconcile("plan", "--no-prune", directory, "--output", "json")
+    rc, plan = proc.returncode, json.loads(proc.stdout)
+    assert rc == 2 and changes_of(plan) == {f"{name}__reconciler_old": ("delete", [])}
+    assert f"Container/{name}__reconciler_old: leftover of an interrupted replace of {name}" in " ".join(plan["notes"])
+    assert not any("__reconciler_old: manifest gone" in n for n in plan["notes"])
+    assert any(f"Container/{project_name}-gone: manifest gone" in n for n in plan["notes"])
+    proc = reconcile("apply", "--no-prune", directory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not api.containers(all=True, filters={"id": stale})
+    assert api.containers(all=True, filters={"id": kept})

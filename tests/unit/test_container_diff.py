@@ -17,6 +17,7 @@ from reconciler.drivers.container_diff import (
     IMAGE_MOVED,
     diff_container,
     follow_upstream,
+    leftover_of,
     prune_container,
 )
 from reconciler.drivers.container_observe import ContainerFacts, image_defaults, observed_spec
@@ -425,3 +426,16 @@ def test_container_renamed_by_hand_is_renamed_back() -> None:
     assert change.action is Action.UPDATE
     assert [(f.path, f.old, f.new) for f in change.fields] == [("name", "webx", "web")]
     assert change.steps == ("rename webx to web",)
+
+
+def test_leftover_aside_prune_explains_itself() -> None:
+    """An aside container next to its primary is a leftover of a replace: its removal says so (not 'manifest gone')."""
+    info = engine_inspect(desired_of(BASE_SPEC))
+    info["Name"] = "/web__reconciler_old"
+    observed = dataclasses.replace(observed_of(info), name="web__reconciler_old")
+    assert leftover_of(observed) == "web"
+    change = prune_container(observed)
+    assert change.action is Action.DELETE
+    assert change.notes == ("leftover of an interrupted replace of web, which holds its name again",)
+    plain = prune_container(observed_of(engine_inspect(desired_of(BASE_SPEC))))
+    assert leftover_of(plain.observed) is None and plain.notes == ()
