@@ -152,3 +152,19 @@ def test_image_manifest_is_a_dependency(tmp_path: Path) -> None:
     catalog, found = build_catalog([image, web], {"Container": driver, "Image": ImageStub()})
     assert found == []
     assert catalog.dependencies(("Container", "web")) == {("Image", "base")}
+
+
+def test_npipe_mount_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    """An npipe mount fails schema validation saying npipe is Windows-only (not a bare enum listing)."""
+    from reconciler.manifests import load_directory
+
+    (tmp_path / "c.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: np}\nspec:\n  image: busybox\n"
+        "  mounts:\n    - {type: npipe, source: '//./pipe/docker_engine', target: '//./pipe/docker_engine'}\n"
+    )
+    resources, problems = load_directory(tmp_path)
+    assert resources == []
+    assert [str(p) for p in problems] == [
+        "c.yaml:7: Container/np: spec.mounts[0].type: invalid value: npipe mounts exist only on Windows engines; "
+        "this is a Linux engine (use a bind mount of a unix socket instead)"
+    ]
