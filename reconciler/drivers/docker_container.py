@@ -163,7 +163,8 @@ class ContainerDriver(DockerDriver):
         if change.action is Action.CREATE:
             with self.errors(name, "create"):
                 try:
-                    self._create_and_start(desired, check_settle=False)
+                    # a command that exits at once fails the create here, not as drift in the next plan
+                    self._create_and_start(desired, check_settle=True)
                 except Exception:
                     self._discard_failed_create(name)
                     raise

@@ -101,3 +101,17 @@ def test_leftover_aside_is_removed_under_no_prune(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not api.containers(all=True, filters={"id": stale})
     assert api.containers(all=True, filters={"id": kept})
+
+
+def test_created_container_that_exits_at_once_fails_the_create(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """A new `state: running` container whose command exits at once fails its create clearly (not 'created' and
+    drift in the next plan), and nothing of it is left behind."""
+    name = f"{project_name}-oops"
+    spec = {"image": base_image, "command": ["sh", "-c", "exit 3"], "stopTimeout": 1}
+    directory = write(tmp_manifests, [doc("Container", name, spec)])
+    proc = reconcile("apply", directory)
+    assert proc.returncode == 1, proc.stdout
+    assert "stopped right after starting (exit code 3)" in proc.stdout
+    assert not api.containers(all=True, filters={"name": f"^/{name}$"})
