@@ -142,6 +142,10 @@ def _size(value: Any) -> Any:
     return value
 
 
+def _shown_mounts(mounts: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{**m, "size": _size(m["size"])} if m.get("size") is not None else dict(m) for m in mounts]
+
+
 def _cpus(nano: int | None) -> float | None:
     return None if nano is None else nano / 1e9
 
@@ -181,6 +185,8 @@ def field_changes(desired: Desired, observed: Observed, facts: ContainerFacts, f
             changes += _resource_changes(new, old or {}, desired.spec["resources"]["memorySwap"] is not None)
         elif key == "networks":
             changes += _network_changes(new, old or [], frozenset({have.get("hostname") or ""}))
+        elif key == "mounts" and new != old:  # tmpfs sizes are kept in bytes; shown like memory (`64m`)
+            changes.append(FieldChange(key, _shown_mounts(old or []), _shown_mounts(new), Action.REPLACE))
         elif new != old:
             action = Action.UPDATE if key in IN_PLACE else Action.REPLACE
             changes.append(FieldChange(key, old, new, action))

@@ -439,3 +439,12 @@ def test_leftover_aside_prune_explains_itself() -> None:
     assert change.notes == ("leftover of an interrupted replace of web, which holds its name again",)
     plain = prune_container(observed_of(engine_inspect(desired_of(BASE_SPEC))))
     assert leftover_of(plain.observed) is None and plain.notes == ()
+
+
+def test_tmpfs_size_changes_are_shown_in_the_units_people_write() -> None:
+    """A tmpfs size change is one replace of `mounts` showing 64m -> 128m, not bytes."""
+    mounts = [{"type": "tmpfs", "target": "/tmp", "size": "64m"}]
+    change = plan({**BASE_SPEC, "mounts": mounts}, {**BASE_SPEC, "mounts": [{**mounts[0], "size": "128m"}]})
+    [field] = change.fields
+    assert field.path == "mounts" and field.action is Action.REPLACE
+    assert field.old[0]["size"] == "64m" and field.new[0]["size"] == "128m"
