@@ -288,11 +288,36 @@ def prune_container(observed: Observed) -> Change:
     return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)
 
 
+def _on_replaced_volume(change: Change, upstream: list[Change]) -> Change | None:
+    """A volume it mounts is replaced: the Volume driver removes the project's containers on it first (the
+    engine refuses to remove a volume in use), so this container is created again afterwards, on the new one."""
+    assert change.desired is not None
+    mounted = {m["source"] for m in change.desired.spec["mounts"] if m["type"] == "volume"}
+    replaced = sorted(
+        u.name
+        for u in upstream
+        if u.kind == "Volume" and u.action is Action.REPLACE and u.pending and u.name in mounted
+    )
+    if not replaced:
+        return None
+    note = f"volume {replaced[0]} is replaced: the container is removed with it and created again on the new one"
+    field = FieldChange("mounts", replaced[0], replaced[0], Action.REPLACE, note=note)
+    steps = steps_for(Action.CREATE, change.desired, [field], None)
+    return Change(
+        KIND, change.name, Action.CREATE, (field,), change.desired, None, steps=tuple(steps), notes=change.notes
+    )
+
+
 def follow_upstream(change: Change, upstream: list[Change]) -> Change:
     """Revise an existing container's change for what happens upstream first: an Image it uses is rebuilt or
     re-pulled, or the container whose network namespace it shares (`networkMode: container:<name>`) is replaced
     (the engine pins the namespace by container ID). Either way this container is replaced afterwards."""
-    if change.observed is None or change.desired is None or change.action not in (Action.NONE, Action.UPDATE):
+    if change.observed is None or change.desired is None or change.action is Action.DELETE:
+        return change
+    recreated = _on_replaced_volume(change, upstream)
+    if recreated is not None:
+        return recreated
+    if change.action not in (Action.NONE, Action.UPDATE):
         return change
     extra: list[FieldChange] = []
     if any(u.kind == "Image" and u.pending for u in upstream):

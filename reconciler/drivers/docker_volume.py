@@ -12,7 +12,7 @@ from reconciler.drivers.docker_common import DockerDriver, user_labels
 from reconciler.drivers.engine import project_filter
 from reconciler.drivers.volume_policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
-from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
+from reconciler.model import LABEL_PROJECT, Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 from reconciler.spechash import spec_hash
 
 LABEL_RECLAIM = "io.reconciler.reclaim-policy"
@@ -86,6 +86,7 @@ class VolumeDriver(DockerDriver):
         if self._records is None:
             notes.append(f"{self.policies.path} cannot be read: every volume counts as reclaimPolicy Retain")
         blocked = None
+        steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
             if desired.spec["reclaimPolicy"] != "Delete":
                 changed = ", ".join(f.path for f in fields)
@@ -95,8 +96,22 @@ class VolumeDriver(DockerDriver):
                 )
             else:
                 blocked = self.foreign_users(desired.name)
+                own = sorted(c["Names"][0].lstrip("/") for c in self.users(desired.name))
+                steps = (
+                    *(f"stop and remove container {c} (created again on the new volume)" for c in own),
+                    "remove volume (its data is lost)",
+                    "create volume",
+                )
         return Change(
-            self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, notes=tuple(notes)
+            self.kind,
+            desired.name,
+            action,
+            tuple(fields),
+            desired,
+            observed,
+            blocked=blocked,
+            steps=steps,
+            notes=tuple(notes),
         )
 
     def prune(self, observed: Observed) -> Change:
@@ -116,6 +131,22 @@ class VolumeDriver(DockerDriver):
             blocked=self.foreign_users(observed.name),
         )
 
+    def _remove_own_users(self, name: str) -> None:
+        """The engine refuses to remove a volume in use: the project's containers on it go first (their own
+        change creates them again, on the new volume). Others' containers were ruled out at plan time."""
+        for summary in self.users(name):
+            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
+                raise PermanentError(
+                    f"volume {name}: container {summary['Names'][0].lstrip('/')} of another owner "
+                    "uses it; the volume is not replaced"
+                )
+            with self.errors(name, "remove a container using it"):
+                info = self.api.inspect_container(summary["Id"])
+                stop_timeout = info["Config"].get("StopTimeout")
+                self.api.stop(summary["Id"], timeout=10 if stop_timeout is None else stop_timeout)
+                self.api.remove_container(summary["Id"], v=False)
+            self.log.info("volume.user_removed", name=name, container=summary["Names"][0].lstrip("/"))
+
     def apply(self, change: Change) -> None:
         name = change.name
         if change.action is Action.UPDATE:  # only the reclaim policy changes in place
@@ -126,6 +157,8 @@ class VolumeDriver(DockerDriver):
                 raise PermanentError(f"volume {name}: cannot record reclaimPolicy: {exc}") from None
             self.log.info("volume.policy_recorded", name=name, policy=change.desired.spec["reclaimPolicy"])
             return
+        if change.action is Action.REPLACE:
+            self._remove_own_users(name)
         if change.action in (Action.DELETE, Action.REPLACE):
             with self.errors(name, "remove"):
                 self.api.remove_volume(name)

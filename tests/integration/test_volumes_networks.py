@@ -6,6 +6,7 @@ import json
 import secrets
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from docker.errors import NotFound
@@ -340,3 +341,45 @@ def test_reclaim_policy_change_is_honoured_after_the_manifest_is_gone(api, proje
     proc = reconcile("apply", str(tmp_manifests.dir))
     assert proc.returncode == 0 and "retained" in proc.stdout
     assert api.inspect_volume(name)["Name"] == name
+
+
+def test_replacing_a_volume_recreates_the_project_containers_on_it(
+    api, project_name, reconcile, tmp_manifests, base_image
+):
+    """A Delete volume used by the project's own container is replaced in one apply: the container is removed
+    with it and created again on the new volume; the next plan is in sync."""
+    vol, ctr = f"{project_name}-vol", f"{project_name}-c"
+
+    def write(opts: str) -> None:
+        tmp_manifests(
+            "m.yaml",
+            textwrap.dedent(volume(vol, "Delete", opts))
+            + f"""---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {ctr}}}
+spec:
+  image: {base_image}
+  command: [sleep, "300"]
+  networkMode: none
+  stopTimeout: 0
+  mounts: [{{type: volume, source: {vol}, target: /data}}]
+""",
+        )
+
+    write("")
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    old_id = api.inspect_container(ctr)["Id"]
+    write("driverOpts: {type: tmpfs, device: tmpfs, o: size=4m}")
+    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    assert code == 2
+    by_kind = {c["kind"]: c for c in plan["changes"]}
+    assert by_kind["Volume"]["action"] == "replace"
+    assert by_kind["Volume"]["steps"][0] == f"stop and remove container {ctr} (created again on the new volume)"
+    assert by_kind["Container"]["action"] == "create"
+    proc = reconcile("apply", str(tmp_manifests.dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert api.inspect_volume(vol)["Options"]["type"] == "tmpfs"
+    info = api.inspect_container(ctr)
+    assert info["Id"] != old_id and info["State"]["Running"]
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0

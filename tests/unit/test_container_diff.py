@@ -448,3 +448,15 @@ def test_tmpfs_size_changes_are_shown_in_the_units_people_write() -> None:
     [field] = change.fields
     assert field.path == "mounts" and field.action is Action.REPLACE
     assert field.old[0]["size"] == "64m" and field.new[0]["size"] == "128m"
+
+
+def test_follow_recreates_a_container_whose_volume_is_replaced() -> None:
+    """A replaced volume it mounts makes the container a CREATE (the volume driver removes it first); a blocked
+    volume replace, or one of another volume, changes nothing."""
+    in_sync = plan(BASE_SPEC, BASE_SPEC)
+    replaced = Change("Volume", "data", Action.REPLACE)
+    followed = follow_upstream(in_sync, [replaced])
+    assert followed.action is Action.CREATE and followed.observed is None
+    assert [f.path for f in followed.fields] == ["mounts"]
+    assert follow_upstream(in_sync, [Change("Volume", "data", Action.REPLACE, blocked="Retain")]) is in_sync
+    assert follow_upstream(in_sync, [Change("Volume", "other", Action.REPLACE)]) is in_sync
