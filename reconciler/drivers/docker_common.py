@@ -10,6 +10,7 @@ from docker.errors import NotFound
 
 from reconciler.drivers.base import Catalog, DriverContext
 from reconciler.drivers.engine import engine_errors
+from reconciler.errors import PermanentError
 from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Change, Desired, Observed, Reference, Resource
 
 T = TypeVar("T")
@@ -85,6 +86,18 @@ class DockerDriver:
             return None
         names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
         return f"{self.kind.lower()} is used by containers this project does not own: {names}"
+
+    def own_users(self, name: str, consequence: str) -> list[dict[str, Any]]:
+        """The project's containers using `name`, at apply time; a container of another owner that appeared
+        since the plan stops the change (`consequence` says what is then left undone): those are never touched."""
+        found = self.users(name)
+        for summary in found:
+            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
+                raise PermanentError(
+                    f"{self.kind.lower()} {name}: container {summary['Names'][0].lstrip('/')} of another owner "
+                    f"uses it; {consequence}"
+                )
+        return found
 
     def prune(self, observed: Observed) -> Change:
         raise NotImplementedError

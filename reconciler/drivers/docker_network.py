@@ -20,7 +20,7 @@ from reconciler.drivers.network_spec import (
     subnets_of,
 )
 from reconciler.errors import PermanentError, ReconcileError, SpecError
-from reconciler.model import LABEL_PROJECT, Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
 RULES = {
@@ -202,12 +202,7 @@ class NetworkDriver(DockerDriver):
         """(container id, how it is attached) for every container on the network, to reattach it the same way.
         Refuses when a container of another owner joined since the plan was made: those are never touched."""
         found = []
-        for summary in self.users(name):
-            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
-                raise PermanentError(
-                    f"network {name}: container {summary['Names'][0].lstrip('/')} of another owner joined it; "
-                    "it is left alone and the network is not changed"
-                )
+        for summary in self.own_users(name, "it is left alone and the network is not changed"):
             with self.errors(name, "inspect attached container"):
                 info = self.api.inspect_container(summary["Id"])
             endpoint = (info.get("NetworkSettings", {}).get("Networks") or {}).get(name) or {}

@@ -12,7 +12,7 @@ from reconciler.drivers.docker_common import DockerDriver, user_labels
 from reconciler.drivers.engine import project_filter
 from reconciler.drivers.volume_policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
-from reconciler.model import LABEL_PROJECT, Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
+from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 from reconciler.spechash import spec_hash
 
 LABEL_RECLAIM = "io.reconciler.reclaim-policy"
@@ -134,12 +134,7 @@ class VolumeDriver(DockerDriver):
     def _remove_own_users(self, name: str) -> None:
         """The engine refuses to remove a volume in use: the project's containers on it go first (their own
         change creates them again, on the new volume). Others' containers were ruled out at plan time."""
-        for summary in self.users(name):
-            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
-                raise PermanentError(
-                    f"volume {name}: container {summary['Names'][0].lstrip('/')} of another owner "
-                    "uses it; the volume is not replaced"
-                )
+        for summary in self.own_users(name, "the volume is not replaced"):
             with self.errors(name, "remove a container using it"):
                 info = self.api.inspect_container(summary["Id"])
                 stop_timeout = info["Config"].get("StopTimeout")
