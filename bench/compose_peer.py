@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -27,18 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from engine_address import REPO, docker_host
+
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
-
-
-def docker_host() -> str:
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    env = REPO / ".testenv" / "env"
-    match = re.search(r"DOCKER_HOST=(\S+)", env.read_text()) if env.exists() else None
-    if not match:
-        sys.exit("no engine: set DOCKER_HOST or run scripts/testenv.sh")
-    return match.group(1)
 
 
 def ensure_compose() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import signal
 import statistics
@@ -27,20 +26,10 @@ from pathlib import Path
 
 import docker
 from docker.errors import NotFound
+from engine_address import REPO, docker_host
 
-REPO = Path(__file__).resolve().parent.parent
 POLL = 0.005
 TIMEOUT = 30.0
-
-
-def docker_host() -> str:
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    env = REPO / ".testenv" / "env"
-    match = re.search(r"DOCKER_HOST=(\S+)", env.read_text()) if env.exists() else None
-    if not match:
-        sys.exit("no engine: set DOCKER_HOST or run scripts/testenv.sh")
-    return match.group(1)
 
 
 def manifest(name: str, rev: int) -> str:
