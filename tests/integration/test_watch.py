@@ -270,6 +270,8 @@ def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp
 
     old = wait_for(running_id, START_TIMEOUT, "the container to run")
     w.wait_log("engine.events_connected", timeout=START_TIMEOUT)
+    # converged first: a create is only done once the new container has stayed up (the settle window)
+    w.wait_log("pass.done", timeout=START_TIMEOUT)
     removed = time.monotonic()
     api.remove_container(name, force=True)
     new = wait_for(lambda: (cid := running_id()) and cid != old and cid, 10, "the repaired container")
