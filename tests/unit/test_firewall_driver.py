@@ -88,6 +88,9 @@ def test_new_list_is_created_then_in_sync(backend: MemoryBackend) -> None:
     web = resource("web", sources=["192.0.2.1"], ports=[{"port": 8080}])
     first = converge([web])
     assert first["web"].action is Action.CREATE
+    assert first["web"].steps == (
+        "traffic arriving on lo for any host address, 8080/tcp: allow 192.0.2.1; drop every other source",
+    )
     assert backend.tables[4].jumps == 1
     again = plan(make_driver(), [web])
     assert again["web"].action is Action.NONE, again["web"].fields

@@ -189,8 +189,8 @@ class FirewallDriver:
             return Change(
                 KIND, desired.name, create, desired=desired, observed=observed, blocked=sel.reason, notes=notes
             )
-        if observed is None:  # nothing of it is live: the plan shows the desired spec, like other creates
-            return Change(KIND, desired.name, Action.CREATE, desired=desired, notes=notes)
+        if observed is None:  # nothing of it is live: the plan spells out the rules it will write
+            return Change(KIND, desired.name, Action.CREATE, desired=desired, notes=notes, steps=_create_steps(desired))
         fields = self._field_changes(desired.name, sel)
         action = Action.UPDATE if fields else Action.NONE
         return Change(KIND, desired.name, action, tuple(fields), desired, observed, notes=notes)
@@ -290,3 +290,9 @@ def _foreign_main_rules(live: ChainSet | None, expected: ChainSet | None) -> lis
         return []
     known = set(expected.chains.get(expected.main, ())) if expected is not None else set()
     return [r.text(live.main) for r in live.chains.get(live.main, ()) if r not in known]
+
+
+def _create_steps(desired: Desired) -> tuple[str, ...]:
+    spec = desired.spec
+    sources = ", ".join(spec["sources"]) or "no source"
+    return (f"{describe(spec)}: allow {sources}; drop every other source",)
