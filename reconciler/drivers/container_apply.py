@@ -12,8 +12,9 @@ from docker.types import Mount
 from docker.utils import parse_repository_tag
 
 from reconciler.drivers.container_spec import aside_name
+from reconciler.drivers.docker_common import by_name
 from reconciler.errors import PermanentError, ReconcileError
-from reconciler.model import Desired
+from reconciler.model import LABEL_PROJECT, Desired
 
 POLL_SECONDS = 0.25
 # How long a freshly started replacement must keep running before the old container is removed: a command
@@ -240,9 +241,12 @@ class Replacer:
 
     def run(self, name: str, old_id: str, old_running: bool, stop_timeout: int, parked: bool) -> None:
         aside = aside_name(name)
+        self.project = _project_of(self.api.inspect_container(old_id))
         if not parked:
+            stale = self._stale_aside(aside, old_id)  # before the old one stops: a refusal leaves it serving
             self.api.stop(old_id, timeout=stop_timeout)
-            self._clear_aside(aside, old_id)
+            if stale is not None:
+                self.api.remove_container(stale, v=False, force=True)
             self.api.rename(old_id, aside)
         else:
             self.api.stop(old_id, timeout=stop_timeout)
@@ -259,26 +263,42 @@ class Replacer:
         self.api.remove_container(old_id, v=False, force=True)
         self.log.info("container.replaced", name=name)
 
-    def _clear_aside(self, aside: str, old_id: str) -> None:
-        """A stale container under the aside name (the primary exists, so it is an older leftover): remove it."""
+    def _stale_aside(self, aside: str, old_id: str) -> str | None:
+        """The ID of a leftover of this project under the aside name (the primary exists, so it is an older
+        one, to be removed), or None; a container of another owner there stops the replace untouched."""
         try:
-            info = self.api.inspect_container(aside)
+            info = by_name(self.api.inspect_container)(aside)
         except NotFound:
-            return
-        if info["Id"] != old_id:
-            self.api.remove_container(info["Id"], v=False, force=True)
+            return None
+        if info["Id"] == old_id:
+            return None
+        if _project_of(info) != self.project:
+            raise PermanentError(
+                f"container {aside} is in the way of the replace (the old container is renamed to it) and this "
+                "project does not own it; rename or remove it"
+            )
+        return info["Id"]
 
     def _roll_back(self, name: str, old_id: str, old_running: bool, stop_timeout: int) -> None:
         try:
-            new = self.api.inspect_container(name)
+            new = by_name(self.api.inspect_container)(name)
         except NotFound:
             new = None
         if new is not None and new["Id"] != old_id:
+            if _project_of(new) != self.project:
+                raise PermanentError(
+                    f"container {name}: replace failed and a container this project does not own took the name; "
+                    f"the old container stays as {aside_name(name)}"
+                )
             self.api.remove_container(new["Id"], v=False, force=True)
         self.api.rename(old_id, name)
         if old_running:
             self.api.start(old_id)
         self.log.warning("container.rolled_back", name=name)
+
+
+def _project_of(info: Mapping[str, Any]) -> str | None:
+    return ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT)
 
 
 def ensure_image(api: Any, reference: str) -> None:

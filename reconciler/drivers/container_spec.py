@@ -6,10 +6,11 @@ create call, so they can never disagree (see docs/containers.md).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +297,23 @@ def sensitive_env_label(desired: Desired) -> dict[str, str]:
     """The sensitive-env label of a container created from `desired` (empty when nothing is sensitive)."""
     names = sorted(p.removeprefix("env.") for p in desired.sensitive if p.startswith("env."))
     return {LABEL_SENSITIVE_ENV: ",".join(names)} if names else {}
+
+
+def sensitive_values(desired: Desired | None) -> list[str]:
+    """The values of `desired`'s sensitive env entries, longest first (so no value is left half-masked)."""
+    if desired is None:
+        return []
+    env = desired.spec.get("env") or {}
+    names = [p.removeprefix("env.") for p in desired.sensitive if p.startswith("env.")]
+    return sorted({str(env[n]) for n in names if env.get(n)}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by "(sensitive)", also where it was quoted with escapes."""
+    for secret in secrets:
+        for form in {secret, secret.encode("unicode_escape").decode(), json.dumps(secret)[1:-1]}:
+            text = text.replace(form, "(sensitive)")
+    return text
 
 
 def aside_name(name: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from reconciler.drivers.base import Catalog, DriverContext
 from reconciler.drivers.engine import engine_errors
@@ -36,6 +36,25 @@ def concurrently(fn: Callable[[str], T], names: Iterable[str]) -> dict[str, T]:
 
     with ThreadPoolExecutor(max_workers=min(INSPECT_CONCURRENCY, len(names))) as pool:
         return {name: value for name, value in pool.map(guarded, names) if value is not None}
+
+
+def by_name(inspect: Callable[[str], Mapping[str, Any]]) -> Callable[[str], Mapping[str, Any]]:
+    """`inspect` that finds an object by its exact name only: the engine also answers to an ID or an ID prefix,
+    and a declared name such as `db` or `cafe` must never take over an object whose ID starts with it."""
+
+    def lookup(name: str) -> Mapping[str, Any]:
+        try:
+            info = inspect(name)
+        except APIError as exc:  # a name that is no object's but the start of several IDs
+            text = str(exc.explanation or exc).lower()
+            if "multiple ids found" in text or "ambiguous" in text:
+                raise NotFound(f"no object is named {name}") from None
+            raise
+        if str(info.get("Name") or "").lstrip("/") != name:
+            raise NotFound(f"no object is named {name}")
+        return info
+
+    return lookup
 
 
 class DockerDriver:

@@ -3,6 +3,7 @@ disruptive action (update in place, reconnect, start/stop) and replace safely wh
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection, Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -40,10 +41,16 @@ from reconciler.drivers.container_observe import (
     is_aside,
     observed_spec,
 )
-from reconciler.drivers.container_spec import ASIDE_SUFFIX, normalize_container, sensitive_env_label
-from reconciler.drivers.docker_common import DockerDriver, concurrently
+from reconciler.drivers.container_spec import (
+    ASIDE_SUFFIX,
+    normalize_container,
+    scrub,
+    sensitive_env_label,
+    sensitive_values,
+)
+from reconciler.drivers.docker_common import DockerDriver, by_name, concurrently
 from reconciler.drivers.engine import project_filter
-from reconciler.errors import SpecError
+from reconciler.errors import ReconcileError, SpecError
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -101,7 +108,7 @@ class ContainerDriver(DockerDriver):
         with self.errors("*", "inspect"):
             infos = concurrently(self.api.inspect_container, [c["Id"] for c in listed])
             listed_names = {engine_name(i) for i in infos.values()}
-            others = concurrently(self.api.inspect_container, [n for n in declared if n not in listed_names])
+            others = concurrently(by_name(self.api.inspect_container), [n for n in declared if n not in listed_names])
             wanted_images = {i["Image"] for i in infos.values()} | {
                 i["Config"]["Image"] for i in infos.values() if i["Config"].get("Image")
             }
@@ -152,6 +159,18 @@ class ContainerDriver(DockerDriver):
 
     # -- apply -----------------------------------------------------------------------------------------------
     def apply(self, change: Change) -> None:
+        try:
+            self._apply(change)
+        except ReconcileError as exc:
+            # the engine quotes rejected values back (e.g. "TOK=<value>"): sensitive ones never leave this driver
+            message = scrub(str(exc), sensitive_values(change.desired))
+            if message == str(exc):
+                raise
+            clone = copy.copy(exc)
+            clone.args = (message,)
+            raise clone from None
+
+    def _apply(self, change: Change) -> None:
         name = change.name
         if change.action is Action.DELETE:
             assert change.observed is not None
@@ -204,7 +223,7 @@ class ContainerDriver(DockerDriver):
 
     def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
-            wait_for(self.api.inspect_container, dep["name"], dep["condition"], dep["timeout"])
+            wait_for(by_name(self.api.inspect_container), dep["name"], dep["condition"], dep["timeout"])
 
     def _create_and_start(self, desired: Desired, check_settle: bool, wait: bool = True) -> str:
         if wait:
@@ -266,7 +285,7 @@ class ContainerDriver(DockerDriver):
     def _discard_failed_create(self, name: str) -> None:
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""
         try:
-            info = self.api.inspect_container(name)
+            info = by_name(self.api.inspect_container)(name)
         except NotFound:
             return
         if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:

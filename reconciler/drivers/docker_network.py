@@ -10,7 +10,7 @@ from typing import Any
 
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
 from reconciler.drivers.base import Catalog
-from reconciler.drivers.docker_common import DockerDriver, user_labels
+from reconciler.drivers.docker_common import DockerDriver, by_name, user_labels
 from reconciler.drivers.engine import project_filter
 from reconciler.drivers.network_spec import (
     canonical,
@@ -87,7 +87,7 @@ class NetworkDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
-        return self.observe_named(owned, declared, lambda n: self._observed(self.api.inspect_network(n)))
+        return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_network)(n)))
 
     @cached_property
     def swarm_active(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.diffing import REPLACE, diff_specs, overall_action
 from reconciler.drivers.base import DriverContext
-from reconciler.drivers.docker_common import DockerDriver, user_labels
+from reconciler.drivers.docker_common import DockerDriver, by_name, user_labels
 from reconciler.drivers.engine import project_filter
 from reconciler.drivers.volume_policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
@@ -59,7 +59,7 @@ class VolumeDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.volumes(filters=project_filter(self.project, self.kind)).get("Volumes") or []
         owned = {v["Name"]: self._observed(v) for v in listed}
-        return self.observe_named(owned, declared, lambda n: self._observed(self.api.inspect_volume(n)))
+        return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_volume)(n)))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         if observed is None:
