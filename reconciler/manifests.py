@@ -279,7 +279,7 @@ def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | No
     if kind is None:
         return None, [Problem(rel, doc.line, subject, "kind", "required field is missing")]
     checkers = validators()
-    if kind not in checkers:
+    if not isinstance(kind, str) or kind not in checkers:
         known = ", ".join(sorted(checkers))
         return None, [
             Problem(

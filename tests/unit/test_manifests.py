@@ -97,6 +97,14 @@ def test_unknown_kind_lists_known_ones(tmp_path: Path) -> None:
     assert "Container" in msg and "Volume" in msg
 
 
+@pytest.mark.parametrize("kind", ["[Volume]", "{a: 1}"])
+def test_a_kind_that_is_not_a_string_is_an_unknown_kind(tmp_path: Path, kind: str) -> None:
+    """A list or mapping as kind is one problem line, not a traceback."""
+    write(tmp_path, "m.yaml", f"apiVersion: reconciler/v1\nkind: {kind}\nmetadata: {{name: p}}\n")
+    [msg] = messages(tmp_path)
+    assert msg.startswith("m.yaml:2:") and "kind: unknown kind" in msg
+
+
 def test_schema_violations_point_at_the_offending_field(tmp_path: Path) -> None:
     """Schema errors carry the line of the field itself, and every error is reported at once."""
     write(
