@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -262,7 +263,7 @@ def normalize_container(resource: Resource) -> Desired:
         "healthcheck": _healthcheck(spec.get("healthcheck"), "spec.healthcheck"),
         "resources": _resources(spec.get("resources") or {}, "spec.resources"),
         "user": spec.get("user"),
-        "workingDir": spec.get("workingDir"),
+        "workingDir": clean_path(spec.get("workingDir")),
         "hostname": spec.get("hostname"),
         "capAdd": sorted({capability(c) for c in spec.get("capAdd") or []}),
         "capDrop": sorted({capability(c) for c in spec.get("capDrop") or []}),
@@ -284,6 +285,14 @@ def normalize_container(resource: Resource) -> Desired:
     }
     sensitive = frozenset(f"env.{name}" for name in secret)
     return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)
+
+
+def clean_path(path: str | None) -> str | None:
+    """An absolute path as the engine stores it (Go's filepath.Clean): `/tmp/` and `//srv//x/../y` are
+    `/tmp` and `/srv/y`, so the spelling never shows as a change."""
+    if not path or not path.startswith("/"):
+        return path
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def hashed_spec(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -188,6 +188,12 @@ def test_units_and_forms_are_canonical(tmp_path: Path) -> None:
     assert spec["networkMode"] == "bridge"
 
 
+@pytest.mark.parametrize(("spelled", "stored"), [("/tmp/", "/tmp"), ("//srv//x/../y", "/srv/y"), ("/a/./b", "/a/b")])
+def test_working_dir_is_compared_as_the_engine_stores_it(spelled: str, stored: str) -> None:
+    """workingDir is cleaned like the engine does, so its spelling never shows as a change."""
+    assert normalize_container(container({"workingDir": spelled})).spec["workingDir"] == stored
+
+
 def test_aside_name_never_stacks() -> None:
     """The aside name is deterministic and applying it twice gives the same name."""
     assert aside_name("web") == "web__reconciler_old"
