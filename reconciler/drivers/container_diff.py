@@ -320,7 +320,8 @@ def follow_upstream(change: Change, upstream: list[Change]) -> Change:
     if change.action not in (Action.NONE, Action.UPDATE):
         return change
     extra: list[FieldChange] = []
-    if any(u.kind == "Image" and u.pending for u in upstream):
+    # only a build or a pull can move the image ID; a push or a tag clean-up (UPDATE) leaves the container be
+    if any(u.kind == "Image" and u.pending and u.action in (Action.CREATE, Action.REPLACE) for u in upstream):
         ref = change.desired.spec["image"]
         extra.append(FieldChange("image", ref, ref, Action.REPLACE, note=IMAGE_FOLLOW))
     mode = str(change.desired.spec["networkMode"])

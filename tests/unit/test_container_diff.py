@@ -300,12 +300,18 @@ def test_prune_deletes_and_keeps_volumes() -> None:
 def test_follow_turns_a_pending_image_rebuild_into_a_replace() -> None:
     """An upstream Image change makes an existing container's change a REPLACE noting the rebuild."""
     in_sync = plan(BASE_SPEC, BASE_SPEC)
-    image_change = Change("Image", "web-image", Action.UPDATE)
+    image_change = Change("Image", "web-image", Action.REPLACE)
     followed = follow_upstream(in_sync, [image_change])
     assert followed.action is Action.REPLACE
     assert [(f.path, f.note) for f in followed.fields] == [("image", IMAGE_FOLLOW)]
     created = diff_container(desired_of(BASE_SPEC), None)
     assert follow_upstream(created, [image_change]) is created
+
+
+def test_an_image_push_or_tag_clean_up_leaves_its_containers_alone() -> None:
+    """An in-place Image change (push retry, old tag removal) cannot move the image ID: no replace follows."""
+    in_sync = plan(BASE_SPEC, BASE_SPEC)
+    assert follow_upstream(in_sync, [Change("Image", "web-image", Action.UPDATE)]) is in_sync
 
 
 def test_follow_replaces_a_container_sharing_a_replaced_namespace() -> None:
