@@ -29,9 +29,9 @@ RULES = {
     "attachable": REPLACE,
     "enableIPv6": REPLACE,
     "ipam": REPLACE,
-    # the engine adds options of its own (e.g. the overlay's vxlan id)
+    # the engine adds options of its own (e.g. the overlay's vxlan id); labels are the user's alone
     "options": Rule(Action.REPLACE, Compare.AT_LEAST),
-    "labels": Rule(Action.REPLACE, Compare.AT_LEAST),
+    "labels": REPLACE,
 }
 
 
@@ -129,7 +129,11 @@ class NetworkDriver(DockerDriver):
             have["ipam"]["config"] = []
         else:
             have["ipam"]["config"] = pools_in_order(
-                {k: v for k, v in got.items() if got["subnet"] not in declared or k in declared[got["subnet"]]}
+                {
+                    k: v
+                    for k, v in got.items()
+                    if got["subnet"] not in declared or k in {"ipRange", *declared[got["subnet"]]}
+                }
                 for got in observed.spec["ipam"]["config"]
             )
         return want, have

@@ -383,3 +383,29 @@ spec:
     info = api.inspect_container(ctr)
     assert info["Id"] != old_id and info["State"]["Running"]
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+
+def test_removing_a_network_label_or_ip_range_is_a_replace(api, project_name, reconcile, tmp_manifests, free_subnet):
+    """A label or an ipRange taken out of the manifest shows as a replace naming those fields, and apply drops them."""
+    name = f"{project_name}-lr"
+    subnet = free_subnet()
+    pool = f"{{subnet: {subnet}, ipRange: {subnet.rsplit('.', 1)[0]}.128/25}}"
+    template = """
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: {name}, labels: {labels}}}
+        spec:
+          ipam:
+            config: [{pool}]
+        """
+    tmp_manifests("n.yaml", template.format(name=name, labels="{team: a, env: b}", pool=pool))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    tmp_manifests("n.yaml", template.format(name=name, labels="{team: a}", pool=f"{{subnet: {subnet}}}"))
+    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    assert code == 2
+    [change] = plan["changes"]
+    assert change["action"] == "replace" and sorted(f["path"] for f in change["fields"]) == ["ipam", "labels"]
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    info = api.inspect_network(name)
+    assert "env" not in info["Labels"] and "IPRange" not in info["IPAM"]["Config"][0]
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
