@@ -142,6 +142,13 @@ class VolumeDriver(DockerDriver):
                 self.api.remove_container(summary["Id"], v=False)
             self.log.info("volume.user_removed", name=name, container=summary["Names"][0].lstrip("/"))
 
+    def _record_delete(self, name: str, created: dict[str, Any]) -> None:
+        """Only a recorded Delete lets a volume go; unrecorded, it counts as Retain and the next plan says so."""
+        try:
+            self.policies.record(name, created.get("CreatedAt"), DELETE)
+        except OSError as exc:
+            self.log.warning("volume.policy_not_recorded", name=name, error=str(exc))
+
     def apply(self, change: Change) -> None:
         name = change.name
         if change.action is Action.UPDATE:  # only the reclaim policy changes in place
@@ -165,10 +172,12 @@ class VolumeDriver(DockerDriver):
             labels = ownership_labels(desired, self.project)
             labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
             with self.errors(name, "create"):
-                self.api.create_volume(
+                created = self.api.create_volume(
                     name=name,
                     driver=desired.spec["driver"],
                     driver_opts=desired.spec["driverOpts"] or None,
                     labels=labels,
                 )
             self.log.info("volume.created", name=name)
+            if desired.spec["reclaimPolicy"] == DELETE:
+                self._record_delete(name, created)

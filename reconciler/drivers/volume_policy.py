@@ -3,7 +3,9 @@ when a prune decides, so a changed policy is recorded here: `<state dir>/<projec
 (state dir as for images: `$RECONCILER_STATE_DIR`, else /var/lib/reconciler for root).
 
 Entries are keyed by volume name and bound to the volume's creation time, so a record never outlives the volume
-it was made for. When the file cannot be read, every volume counts as Retain: unsure means keep the data."""
+it was made for. A volume created with Delete is recorded too, and its label alone never allows a removal: when
+the record is missing (another state dir, a wiped /var/lib) or the file cannot be read, the volume counts as
+Retain: unsure means keep the data. Applying its manifest again records the policy anew."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class VolumePolicies:
         record = records.get(volume["Name"])
         if record and record.get("createdAt") == volume.get("CreatedAt"):
             return str(record.get("policy", RETAIN))
-        return label
+        return RETAIN if label == DELETE else label
 
     def record(self, name: str, created_at: str | None, policy: str) -> None:
         with self._lock:

@@ -409,3 +409,32 @@ def test_removing_a_network_label_or_ip_range_is_a_replace(api, project_name, re
     info = api.inspect_network(name)
     assert "env" not in info["Labels"] and "IPRange" not in info["IPAM"]["Config"][0]
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+
+def test_a_delete_volume_is_kept_when_its_policy_record_is_missing(
+    api, project_name, reconcile, tmp_manifests, tmp_path
+):
+    """Another state dir has no record of the Delete policy: prune keeps the volume; the manifest records it anew."""
+    name = f"{project_name}-dv"
+    tmp_manifests("v.yaml", volume(name, "Delete"))
+    tmp_manifests("other.yaml", volume(f"{project_name}-o"))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    elsewhere = {"RECONCILER_STATE_DIR": str(tmp_path / "other-state")}
+    code, plan = plan_json_env(reconcile, tmp_manifests.dir, elsewhere)
+    assert code == 2
+    [change] = plan["changes"]
+    assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [("reclaimPolicy", "Retain", "Delete")]
+    (tmp_manifests.dir / "v.yaml").unlink()
+    proc = reconcile("apply", str(tmp_manifests.dir), env=elsewhere)
+    assert proc.returncode == 0 and "retained" in proc.stdout, proc.stdout + proc.stderr
+    assert api.inspect_volume(name)["Name"] == name
+    proc = reconcile("apply", str(tmp_manifests.dir))  # the state dir that recorded Delete at creation
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with pytest.raises(NotFound):
+        api.inspect_volume(name)
+
+
+def plan_json_env(reconcile, directory, env) -> tuple[int, dict]:
+    proc = reconcile("plan", str(directory), "--output", "json", env=env)
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)

@@ -12,6 +12,9 @@ def test_record_applies_to_the_same_volume_only(tmp_path, monkeypatch) -> None:
     policies.record("data", "2026-01-01T00:00:00Z", "Retain")
     records = policies.load()
     assert policies.effective({"Name": "data", "CreatedAt": "2026-01-01T00:00:00Z"}, records, "Delete") == "Retain"
+    assert policies.effective({"Name": "data", "CreatedAt": "2026-02-02T00:00:00Z"}, records, "Delete") == "Retain"
+    policies.record("data", "2026-02-02T00:00:00Z", "Delete")
+    records = policies.load()
     assert policies.effective({"Name": "data", "CreatedAt": "2026-02-02T00:00:00Z"}, records, "Delete") == "Delete"
     policies.forget("data")
     assert policies.load() == {}
@@ -31,3 +34,12 @@ def test_unreadable_record_means_retain(tmp_path, monkeypatch) -> None:
         assert "cannot be read" in str(exc)
     else:
         raise AssertionError("record overwrote an unreadable file")
+
+
+def test_a_delete_label_without_its_record_means_retain(tmp_path, monkeypatch) -> None:
+    """The record file gone (another state dir, a wiped disk): a Delete label alone never lets a volume go."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path))
+    policies = VolumePolicies("p")
+    assert policies.load() == {}
+    assert policies.effective({"Name": "x", "CreatedAt": "t"}, {}, "Delete") == "Retain"
+    assert policies.effective({"Name": "x", "CreatedAt": "t"}, {}, "Retain") == "Retain"
