@@ -98,6 +98,11 @@ class DockerDriver:
         with self.errors(name, "list containers using it"):
             return self.api.containers(all=True, filters={self.kind.lower(): name})
 
+    def own_user_names(self, name: str) -> list[str]:
+        """The names of the project's containers using `name` (the ones a replace may touch), sorted."""
+        own = [c for c in self.users(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) == self.project]
+        return sorted(c["Names"][0].lstrip("/") for c in own)
+
     def foreign_users(self, name: str) -> str | None:
         """Why `name` must not be replaced or removed: the containers of other owners that use it, or None."""
         others = [c for c in self.users(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) != self.project]

@@ -153,7 +153,7 @@ class NetworkDriver(DockerDriver):
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
             blocked = blocked or self.foreign_users(desired.name) or self._overlap(desired)
-            users = sorted(c["Names"][0].lstrip("/") for c in self.users(desired.name))
+            users = self.own_user_names(desired.name)
             steps = (
                 *(f"disconnect container {u}" for u in users),
                 "remove network",

@@ -96,7 +96,7 @@ class VolumeDriver(DockerDriver):
                 )
             else:
                 blocked = self.foreign_users(desired.name)
-                own = sorted(c["Names"][0].lstrip("/") for c in self.users(desired.name))
+                own = self.own_user_names(desired.name)
                 steps = (
                     *(f"stop and remove container {c} (created again on the new volume)" for c in own),
                     "remove volume (its data is lost)",

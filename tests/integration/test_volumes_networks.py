@@ -126,7 +126,8 @@ def test_network_replace_reconnects_project_containers(
 def test_network_used_by_foreign_container_is_blocked(
     api, project_name, reconcile, tmp_manifests, base_image, free_subnet
 ):
-    """A network that another project's container uses is neither replaced nor pruned; plan names the container."""
+    """A network that another project's container uses is neither replaced nor pruned; plan names the container
+    as the reason, never in its steps."""
     name = f"{project_name}-shared"
     first, second = free_subnet(), free_subnet()
     tmp_manifests("n.yaml", network(name, first))
@@ -142,6 +143,7 @@ def test_network_used_by_foreign_container_is_blocked(
         tmp_manifests("n.yaml", network(name, second))
         code, plan = plan_json(reconcile, tmp_manifests.dir)
         assert code == 1 and f"{project_name}-foreign" in plan["changes"][0]["blocked"]
+        assert not any("foreign" in step for step in plan["changes"][0]["steps"])  # never a step of ours
         (tmp_manifests.dir / "n.yaml").unlink()
         proc = reconcile("apply", "--allow-empty", str(tmp_manifests.dir))
         assert proc.returncode == 1 and f"{project_name}-foreign" in proc.stdout
