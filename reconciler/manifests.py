@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -159,7 +160,10 @@ def _subject_of(value: Any) -> str:
 def parse_file(path: Path, rel: str) -> tuple[list[_Document], list[Problem]]:
     """The non-empty documents of one file, or the problems that stop it from being read."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the read or never end
+            return [], [Problem(rel, 0, "", "", "not a regular file")]
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             return [], [Problem(rel, 0, "", "", f"file is {size} bytes; manifests are limited to {MAX_FILE_BYTES}")]
         text = path.read_bytes().decode("utf-8")

@@ -162,6 +162,12 @@ def test_non_utf8_and_huge_files(tmp_path: Path) -> None:
     assert any(m.startswith("big.yaml:0: file is ") for m in msgs)
 
 
+def test_a_fifo_named_like_a_manifest_is_reported_not_read(tmp_path: Path) -> None:
+    """A FIFO would block the read for ever: it is reported as not a regular file."""
+    os.mkfifo(tmp_path / "x.yaml")
+    assert messages(tmp_path) == ["x.yaml:0: not a regular file"]
+
+
 def test_symlink_loop_is_reported_not_followed(tmp_path: Path) -> None:
     """A directory symlink pointing to its parent is reported once and the walk terminates."""
     write(tmp_path, "sub/v.yaml", VOLUME.format(name="v1"))
