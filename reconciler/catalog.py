@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from reconciler.drivers.base import Driver
 from reconciler.errors import Problem, ReconcileError, SpecError
-from reconciler.graph import Key, find_cycle, format_cycle
+from reconciler.graph import Key, find_cycles, format_cycle
 from reconciler.manifests import display_path
 from reconciler.model import Desired, Reference, Resource
 
@@ -84,8 +84,7 @@ def build_catalog(resources: list[Resource], drivers: Mapping[str, Driver]) -> t
             problems.append(_problem(res, path, message))
 
     edges = {key: catalog.dependencies(key) for key in catalog.desired}
-    cycle = find_cycle(edges)
-    if cycle:
+    for cycle in find_cycles(edges):
         res = catalog.desired[cycle[0]].resource
         path = next((r.path for r in catalog.references[cycle[0]] if (r.kind, r.name) == cycle[1]), "spec")
         problems.append(_problem(res, path, f"dependency cycle: {format_cycle(cycle)}"))

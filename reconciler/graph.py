@@ -7,33 +7,38 @@ from collections.abc import Iterable, Mapping
 Key = tuple[str, str]
 
 
-def find_cycle(edges: Mapping[Key, Iterable[Key]]) -> list[Key] | None:
-    """One cycle as a path that starts and ends on the same key, or None. Deterministic (sorted)."""
+def find_cycles(edges: Mapping[Key, Iterable[Key]]) -> list[list[Key]]:
+    """Every cycle found by one depth-first walk, each as a path that starts and ends on the same key.
+    Deterministic (sorted); iterative, so a dependency chain thousands long never hits the recursion limit."""
     white, grey, black = 0, 1, 2
     color: dict[Key, int] = {}
-    stack: list[Key] = []
-
-    def visit(node: Key) -> list[Key] | None:
-        color[node] = grey
-        stack.append(node)
-        for dep in sorted(edges.get(node, ())):
+    cycles: list[list[Key]] = []
+    for root in sorted(edges):
+        if color.get(root, white) != white:
+            continue
+        color[root] = grey
+        path = [root]
+        pending = [iter(sorted(edges.get(root, ())))]
+        while pending:
+            dep = next(pending[-1], None)
+            if dep is None:
+                pending.pop()
+                color[path.pop()] = black
+                continue
             state = color.get(dep, white)
             if state == grey:
-                return [*stack[stack.index(dep) :], dep]
-            if state == white:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        color[node] = black
-        return None
+                cycles.append([*path[path.index(dep) :], dep])
+            elif state == white:
+                color[dep] = grey
+                path.append(dep)
+                pending.append(iter(sorted(edges.get(dep, ()))))
+    return cycles
 
-    for node in sorted(edges):
-        if color.get(node, white) == white:
-            found = visit(node)
-            if found:
-                return found
-    return None
+
+def find_cycle(edges: Mapping[Key, Iterable[Key]]) -> list[Key] | None:
+    """One cycle as a path that starts and ends on the same key, or None. Deterministic (sorted)."""
+    cycles = find_cycles(edges)
+    return cycles[0] if cycles else None
 
 
 def topological_order(nodes: Iterable[Key], edges: Mapping[Key, Iterable[Key]]) -> list[Key]:

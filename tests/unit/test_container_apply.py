@@ -209,7 +209,8 @@ class UnhealthyDependencyApi:
 
     def inspect_container(self, name: str) -> dict:
         self.calls.append(f"inspect {name}")
-        return {"State": {"Running": True, "Health": {"Status": "unhealthy", "Log": [{"Output": "down"}]}}}
+        state = {"Running": True, "Health": {"Status": "unhealthy", "Log": [{"Output": "down"}]}}
+        return {"Name": f"/{name}", "State": state}
 
     def __getattr__(self, name: str) -> Any:
         self.calls.append(name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from reconciler.graph import find_cycle, topological_order
+from reconciler.graph import find_cycle, find_cycles, topological_order
 
 
 def test_order_puts_dependencies_first_and_is_stable() -> None:
@@ -26,3 +28,22 @@ def test_no_cycle() -> None:
     """A diamond is not a cycle."""
     edges = {("x", "a"): {("x", "b"), ("x", "c")}, ("x", "b"): {("x", "d")}, ("x", "c"): {("x", "d")}}
     assert find_cycle(edges) is None
+
+
+def test_every_separate_cycle_is_found() -> None:
+    """A self-dependency and a separate three-cycle are both reported, each once."""
+    edges = {
+        ("C", "x"): {("C", "x")},
+        ("C", "y1"): {("C", "y2")},
+        ("C", "y2"): {("C", "y3")},
+        ("C", "y3"): {("C", "y1")},
+    }
+    assert find_cycles(edges) == [[("C", "x"), ("C", "x")], [("C", "y1"), ("C", "y2"), ("C", "y3"), ("C", "y1")]]
+
+
+def test_a_chain_far_longer_than_the_recursion_limit_is_walked() -> None:
+    """5000 objects each depending on the next: no cycle, no RecursionError, and ordering works."""
+    nodes = [("C", f"c{i:05}") for i in range(5000)]
+    edges = {a: {b} for a, b in itertools.pairwise(nodes)}
+    assert find_cycle(edges) is None
+    assert topological_order(nodes, edges)[0] == nodes[-1]
