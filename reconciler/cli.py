@@ -123,7 +123,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     runner = _runner(args)
     loaded = runner.load_valid()  # bad input stops before the lock or the engine are touched
-    with ProjectLock(runner.project, args.engine, wait=args.wait):
+    with ProjectLock(runner.project, args.engine, wait=args.wait) as lock:
+        if lock.waited:  # the directory may have moved on while the holder ran (and applied it)
+            loaded = runner.load_valid()
         plan = _plan(args, runner, loaded)
         if args.output == "text":
             print(render.plan_text(plan))

@@ -36,6 +36,7 @@ class ProjectLock:
         self.project = project
         self.wait = wait
         self.poll = poll
+        self.waited = False  # True once another writer held the lock when this one asked
         self._fd: int | None = None
 
     def _holder(self) -> str:
@@ -52,6 +53,7 @@ class ProjectLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                self.waited = True
                 if not self.wait:
                     holder = self._holder()
                     os.close(fd)

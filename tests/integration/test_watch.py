@@ -217,8 +217,9 @@ def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watc
     assert w.stop() == 0
 
 
-def test_second_writer_with_wait_runs_after_watch_ends(project_name, tmp_manifests, watch, lock_env):
-    """`apply --wait` blocks while watch holds the lock and proceeds once watch exits on SIGTERM."""
+def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_manifests, watch, lock_env):
+    """`apply --wait` blocks while watch holds the lock, proceeds once watch exits on SIGTERM, and applies the
+    directory as it is then (an edit made while it waited), never the one it saw when it started."""
     tmp_manifests("v.yaml", volume(f"{project_name}-data"))
     w = watch(tmp_manifests.dir, "--resync", "30")
     w.wait_log("pass.done", timeout=START_TIMEOUT)
@@ -235,9 +236,11 @@ def test_second_writer_with_wait_runs_after_watch_ends(project_name, tmp_manifes
     try:
         time.sleep(1.5)
         assert waiting.poll() is None, "apply --wait did not wait for watch"
+        tmp_manifests("v.yaml", volume(f"{project_name}-edited"))
         assert w.stop() == 0
         _out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
+        assert volume_exists(api, f"{project_name}-edited") and not volume_exists(api, f"{project_name}-data")
     finally:
         if waiting.poll() is None:
             waiting.kill()
