@@ -94,9 +94,8 @@ class Controller:
         self.queue.add(reason, keys)
 
     def request_stop(self, *_: object) -> None:
-        """Signal handler: no new change starts; the one in flight finishes; then the loop ends."""
-        if not self.stop.is_set():
-            log.info("watch.stopping")
+        """Signal handler: no new change starts; the one in flight finishes; then the loop ends. It never logs:
+        the signal may arrive while this thread holds the log writer's (non-reentrant) lock."""
         self.stop.set()
         self.queue.wake()
 
@@ -135,6 +134,7 @@ class Controller:
                 continue  # the engine retry pass re-reads everything anyway
             self.run_pass(batch)
             next_resync = self._next_resync()
+        log.info("watch.stopping")
 
     def _gather_events(self, batch: Batch) -> Batch:
         """Engine events come in bursts (`docker rm -f` sends die, then destroy): wait a moment and take the
