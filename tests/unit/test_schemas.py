@@ -720,6 +720,7 @@ INVALID: list[tuple[str, str, Any, list[tuple[str, str]]]] = [
     ("fw-empty-interfaces", "FirewallAllowList", {"interfaces": []}, [("spec.interfaces", "minItems")]),
     ("fw-interface-too-long", "FirewallAllowList", {"interfaces": ["a" * 16]}, [("spec.interfaces.0", "pattern")]),
     ("fw-interface-slash", "FirewallAllowList", {"interfaces": ["eth/0"]}, [("spec.interfaces.0", "pattern")]),
+    ("fw-interface-quote", "FirewallAllowList", {"interfaces": ['e"th9']}, [("spec.interfaces.0", "pattern")]),
     ("fw-interface-space", "FirewallAllowList", {"interfaces": ["eth 0"]}, [("spec.interfaces.0", "pattern")]),
     ("fw-interface-dot", "FirewallAllowList", {"interfaces": [".."]}, [("spec.interfaces.0", "not")]),
     (
