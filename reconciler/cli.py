@@ -151,8 +151,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             continue
         state = _status_of(change.action, change.blocked)
         failure = failures.get(f"{change.kind}/{change.name}")
+        blocked = change.blocked
         if failure and state != "in sync":
             state = "blocked" if failure.get("status") == "blocked" else "failing"
+            if state == "blocked" and blocked is None:  # held by a failing dependency in the last apply/pass
+                blocked = failure.get("error")
         rows.append(
             {
                 "kind": change.kind,
@@ -160,7 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "status": state,
                 "source": change.source,
                 "fields": [f.path for f in change.fields],
-                "blocked": change.blocked,
+                "blocked": blocked,
                 "lastError": (failure or {}).get("error"),
                 "nextRetry": (failure or {}).get("nextRetry"),
             }
@@ -170,7 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             detail = ", ".join(row["fields"]) or row["blocked"] or ""
-            if row["lastError"]:
+            if row["lastError"] and row["lastError"] != row["blocked"]:
                 detail = f"{detail} last error: {row['lastError']}".strip()
             if row["nextRetry"]:
                 detail = f"{detail}; next retry {row['nextRetry']}"

@@ -86,3 +86,23 @@ def test_status_shows_what_the_last_apply_failed(engine_host, project_name, tmp_
     assert status.returncode == 2
     [row] = json.loads(status.stdout)["objects"]
     assert row["status"] == "failing" and "rcn-no-such-link" in row["lastError"]
+
+
+def test_status_of_an_object_held_by_a_failing_dependency_names_why(
+    engine_host, project_name, tmp_manifests, base_image
+):
+    """A container skipped because its network failed is blocked, and `blocked` says by what."""
+    tmp_manifests(
+        "n.yaml",
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {project_name}-n}}\n"
+        "spec: {driver: macvlan, options: {parent: rcn-no-such-link}}\n"
+        "---\n"
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {project_name}-c}}\n"
+        f"spec: {{image: {base_image}, networks: [{{name: {project_name}-n}}]}}\n",
+    )
+    d = str(tmp_manifests.dir)
+    assert run_cli("--project", project_name, "apply", d, docker_host=engine_host).returncode == 1
+    status = run_cli("--project", project_name, "status", "--output", "json", d, docker_host=engine_host)
+    rows = {r["kind"]: r for r in json.loads(status.stdout)["objects"]}
+    assert rows["Container"]["status"] == "blocked"
+    assert rows["Container"]["blocked"] and f"{project_name}-n" in rows["Container"]["blocked"]
