@@ -413,6 +413,14 @@ def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
     return previous
 
 
+class _StopWaiting(Exception):
+    pass
+
+
+def _stop_waiting(*_: object) -> None:
+    raise _StopWaiting
+
+
 def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
     """The `watch` command: hold the project lock for life, start the triggers, loop until SIGINT/SIGTERM."""
     options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=max(0.5, float(args.resync)))
@@ -420,7 +428,17 @@ def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
     runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
     metrics = Metrics()
     server: MetricsServer | None = None
-    with ProjectLock(runner.project, args.engine, wait=args.wait):
+    lock = ProjectLock(runner.project, args.engine, wait=args.wait)
+    waiting = install_signals(_stop_waiting)  # SIGINT/SIGTERM while --wait waits: a clean exit 0 as well
+    try:
+        lock.acquire()
+    except _StopWaiting:
+        log.info("watch.stopped", project=runner.project, reason="stopped while waiting for the lock")
+        return 0
+    finally:
+        for sig, handler in waiting.items():
+            signal.signal(sig, handler)
+    with lock:
         controller = Controller(runner, args.engine, options, metrics)
         previous = install_signals(controller.request_stop)
         if args.metrics_addr:

@@ -74,7 +74,8 @@ class ProjectLock:
             self._fd = None
 
     def __enter__(self) -> ProjectLock:
-        self.acquire()
+        if self._fd is None:  # acquired beforehand (e.g. while signals could still cancel the wait)
+            self.acquire()
         return self
 
     def __exit__(

@@ -247,6 +247,20 @@ def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_ma
             waiting.wait(timeout=10)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_watch_waiting_for_the_lock_exits_0_on_a_signal(project_name, tmp_manifests, watch, sig):
+    """`watch --wait` behind another watch: SIGTERM/SIGINT while it waits ends it cleanly with exit 0."""
+    tmp_manifests("v.yaml", volume(f"{project_name}-data"))
+    holder = watch(tmp_manifests.dir, "--resync", "30")
+    holder.wait_log("pass.done", timeout=START_TIMEOUT)
+    waiting = watch(tmp_manifests.dir, "--wait", "--resync", "30")
+    time.sleep(1.5)
+    assert waiting.proc.poll() is None, "watch --wait did not wait for the lock"
+    assert waiting.stop(sig) == 0, waiting.stderr()
+    assert "stopped while waiting for the lock" in waiting.stderr()
+    assert holder.stop() == 0
+
+
 def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp_manifests, watch, base_image):
     """`docker rm -f` of a managed container is repaired via the event stream (resync is far away)."""
     name = f"{project_name}-web"
