@@ -234,14 +234,14 @@ class Replacer:
     If 2 fails: remove the new one, give the old one its name back, start it if it was running, and raise.
     """
 
-    def __init__(self, api: Any, log: Any, create_and_start: Callable[[], str]) -> None:
+    def __init__(self, api: Any, log: Any, create_and_start: Callable[[], str], project: str) -> None:
         self.api = api
         self.log = log
         self.create_and_start = create_and_start
+        self.project = project  # containers under the aside or primary name of another owner are never removed
 
     def run(self, name: str, old_id: str, old_running: bool, stop_timeout: int, parked: bool) -> None:
         aside = aside_name(name)
-        self.project = _project_of(self.api.inspect_container(old_id))
         if not parked:
             stale = self._stale_aside(aside, old_id)  # before the old one stops: a refusal leaves it serving
             self.api.stop(old_id, timeout=stop_timeout)

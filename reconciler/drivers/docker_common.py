@@ -98,18 +98,20 @@ class DockerDriver:
         with self.errors(name, "list containers using it"):
             return self.api.containers(all=True, filters={self.kind.lower(): name})
 
-    def own_user_names(self, name: str) -> list[str]:
-        """The names of the project's containers using `name` (the ones a replace may touch), sorted."""
-        own = [c for c in self.users(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) == self.project]
-        return sorted(c["Names"][0].lstrip("/") for c in own)
+    def split_users(self, name: str) -> tuple[list[str], str | None]:
+        """From one listing: the sorted names of the project's containers using `name` (the ones a replace may
+        touch), and why `name` must not be replaced or removed (containers of other owners use it) or None."""
+        own: list[str] = []
+        others: list[str] = []
+        for c in self.users(name):
+            mine = (c.get("Labels") or {}).get(LABEL_PROJECT) == self.project
+            (own if mine else others).append(c["Names"][0].lstrip("/"))
+        why = f"{self.kind.lower()} is used by containers this project does not own: {', '.join(sorted(others))}"
+        return sorted(own), why if others else None
 
     def foreign_users(self, name: str) -> str | None:
         """Why `name` must not be replaced or removed: the containers of other owners that use it, or None."""
-        others = [c for c in self.users(name) if (c.get("Labels") or {}).get(LABEL_PROJECT) != self.project]
-        if not others:
-            return None
-        names = ", ".join(sorted(c["Names"][0].lstrip("/") for c in others))
-        return f"{self.kind.lower()} is used by containers this project does not own: {names}"
+        return self.split_users(name)[1]
 
     def own_users(self, name: str, consequence: str) -> list[dict[str, Any]]:
         """The project's containers using `name`, at apply time; a container of another owner that appeared

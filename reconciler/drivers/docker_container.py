@@ -195,7 +195,9 @@ class ContainerDriver(DockerDriver):
             with self.errors(name, "replace"):
                 # before the old container is touched: a failed dependency never stops a healthy container
                 self._wait_for_dependencies(desired)
-                Replacer(self.api, self.log, partial(self._create_and_start, desired, True, wait=False)).run(
+                Replacer(
+                    self.api, self.log, partial(self._create_and_start, desired, True, wait=False), self.project
+                ).run(
                     name,
                     facts.id,
                     change.observed.spec["state"] in ("running", "paused"),

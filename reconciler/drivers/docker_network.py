@@ -152,8 +152,8 @@ class NetworkDriver(DockerDriver):
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
-            blocked = blocked or self.foreign_users(desired.name) or self._overlap(desired)
-            users = self.own_user_names(desired.name)
+            users, foreign = self.split_users(desired.name)
+            blocked = blocked or foreign or self._overlap(desired)
             steps = (
                 *(f"disconnect container {u}" for u in users),
                 "remove network",

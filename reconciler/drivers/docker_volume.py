@@ -95,8 +95,7 @@ class VolumeDriver(DockerDriver):
                     "set reclaimPolicy: Delete to allow it, or revert the change"
                 )
             else:
-                blocked = self.foreign_users(desired.name)
-                own = self.own_user_names(desired.name)
+                own, blocked = self.split_users(desired.name)
                 steps = (
                     *(f"stop and remove container {c} (created again on the new volume)" for c in own),
                     "remove volume (its data is lost)",
