@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runner(args: argparse.Namespace) -> ProjectRunner:
-    from reconciler.drivers.engine import connect, engine_url
+    from reconciler.drivers.engine.client import connect, engine_url
 
     project = check_project_name(default_project(args.dir) if args.project is None else args.project)
     args.engine = engine_url(args.docker_host)

@@ -19,10 +19,10 @@ ENTRY_POINT_GROUP = "reconciler.drivers"
 
 # Used when the package metadata is not installed (running from a source tree).
 BUILTIN_DRIVERS = {
-    "Image": "reconciler.drivers.docker_image:ImageDriver",
-    "Volume": "reconciler.drivers.docker_volume:VolumeDriver",
-    "Network": "reconciler.drivers.docker_network:NetworkDriver",
-    "Container": "reconciler.drivers.docker_container:ContainerDriver",
+    "Image": "reconciler.drivers.image.driver:ImageDriver",
+    "Volume": "reconciler.drivers.volume.driver:VolumeDriver",
+    "Network": "reconciler.drivers.network.driver:NetworkDriver",
+    "Container": "reconciler.drivers.container.driver:ContainerDriver",
     "FirewallAllowList": "reconciler.drivers.firewall.driver:FirewallDriver",
 }
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.drivers.container_diff import diff_container
-from reconciler.drivers.engine import connect
+from reconciler.drivers.container.diff import diff_container
+from reconciler.drivers.engine.client import connect
 from reconciler.model import Action
 from reconciler.project import ProjectRunner
 

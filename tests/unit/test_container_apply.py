@@ -9,9 +9,9 @@ import pytest
 import structlog
 from docker.errors import APIError
 
-from reconciler.drivers import container_apply
-from reconciler.drivers.container_apply import create_config, reconnect, update_body, wait_for
-from reconciler.drivers.container_spec import normalize_container
+from reconciler.drivers.container import apply as container_apply
+from reconciler.drivers.container.apply import create_config, reconnect, update_body, wait_for
+from reconciler.drivers.container.spec import normalize_container
 from reconciler.errors import PermanentError
 from reconciler.model import Resource, Source
 
@@ -137,9 +137,9 @@ class ImageOnlyApi:
 def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, replaced: bool) -> None:
     """A replace asked for only by an upstream rebuild does nothing when the rebuild produced the same image."""
     from reconciler.drivers.base import DriverContext
-    from reconciler.drivers.container_diff import IMAGE_FOLLOW
-    from reconciler.drivers.container_observe import ContainerFacts, ImageDefaults
-    from reconciler.drivers.docker_container import ContainerDriver
+    from reconciler.drivers.container.diff import IMAGE_FOLLOW
+    from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
     from reconciler.model import Action, Change, FieldChange, Observed
 
     res = Resource("Container", "web", {"image": IMAGE}, {}, Source("w.yaml", 1, Path("/tmp/w.yaml")))
@@ -220,9 +220,9 @@ class UnhealthyDependencyApi:
 def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> None:
     """A replace whose dependency is unhealthy fails before the old container is stopped or renamed."""
     from reconciler.drivers.base import DriverContext
-    from reconciler.drivers.container_diff import steps_for
-    from reconciler.drivers.container_observe import ContainerFacts, ImageDefaults
-    from reconciler.drivers.docker_container import ContainerDriver
+    from reconciler.drivers.container.diff import steps_for
+    from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
     from reconciler.model import Action, Change, FieldChange, Observed
 
     spec = {"image": IMAGE, "dependsOn": [{"name": "db", "condition": "healthy"}]}

@@ -9,9 +9,9 @@ import pytest
 
 from reconciler.catalog import build_catalog
 from reconciler.drivers.base import DriverContext
-from reconciler.drivers.docker_container import ContainerDriver
-from reconciler.drivers.docker_network import NetworkDriver
-from reconciler.drivers.docker_volume import VolumeDriver
+from reconciler.drivers.container.driver import ContainerDriver
+from reconciler.drivers.network.driver import NetworkDriver
+from reconciler.drivers.volume.driver import VolumeDriver
 from reconciler.model import Resource, Source
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"

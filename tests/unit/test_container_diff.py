@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.drivers.container_diff import (
+from reconciler.drivers.container.diff import (
     IMAGE_FOLLOW,
     IMAGE_MOVED,
     diff_container,
@@ -20,8 +20,8 @@ from reconciler.drivers.container_diff import (
     leftover_of,
     prune_container,
 )
-from reconciler.drivers.container_observe import ContainerFacts, image_defaults, observed_spec
-from reconciler.drivers.container_spec import normalize_container, sensitive_env_label
+from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
+from reconciler.drivers.container.spec import normalize_container, sensitive_env_label
 from reconciler.model import Action, Change, Desired, Observed, Resource, Source, ownership_labels
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.container_spec import (
+from reconciler.drivers.container.spec import (
     aside_name,
     canonical_reference,
     command_line,

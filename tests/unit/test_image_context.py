@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.drivers.image_context import build_inputs, context_files, context_hash
+from reconciler.drivers.image.context import build_inputs, context_files, context_hash
 
 
 def make_context(root: Path) -> Path:

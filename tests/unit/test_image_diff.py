@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.drivers.base import DriverContext
-from reconciler.drivers.docker_image import ABSENT, BUILT, FOREIGN, PULLED, ImageDriver
-from reconciler.drivers.image_spec import LABEL_BUILD_INPUTS, LABEL_INPUT_HASH, build_labels
+from reconciler.drivers.image.driver import ABSENT, BUILT, FOREIGN, PULLED, ImageDriver
+from reconciler.drivers.image.spec import LABEL_BUILD_INPUTS, LABEL_INPUT_HASH, build_labels
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_PROJECT, LABEL_SPEC_HASH, Action, Observed, Resource, Source
 

@@ -6,7 +6,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from reconciler.drivers.progress import BuildProgress, LayerProgress, StreamFailed
+from reconciler.drivers.image.progress import BuildProgress, LayerProgress, StreamFailed
 
 
 def test_pull_progress_reports_status_changes_and_quarters_only() -> None:

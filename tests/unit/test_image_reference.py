@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.drivers.image_reference import normalize_reference, parse_reference, repo_digest
+from reconciler.drivers.image.reference import normalize_reference, parse_reference, repo_digest
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.image_reference import parse_reference
-from reconciler.drivers.registry import (
+from reconciler.drivers.image.reference import parse_reference
+from reconciler.drivers.image.registry import (
     AuthRefused,
     Credentials,
     ManifestNotFound,

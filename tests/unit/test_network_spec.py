@@ -6,8 +6,8 @@ from pathlib import Path
 
 from reconciler.catalog import build_catalog
 from reconciler.drivers.base import DriverContext
-from reconciler.drivers.docker_network import NetworkDriver
-from reconciler.drivers.network_spec import check_network, normalize_network
+from reconciler.drivers.network.driver import NetworkDriver
+from reconciler.drivers.network.spec import check_network, normalize_network
 from reconciler.model import Observed, Resource, Source
 
 

@@ -18,7 +18,7 @@ def test_third_party_entry_point_replaces_builtin_and_adds_kind(monkeypatch, tmp
     eps = [
         _EP(
             name="Volume",
-            value="reconciler.drivers.docker_volume:VolumeDriver",
+            value="reconciler.drivers.volume.driver:VolumeDriver",
             dist=SimpleNamespace(name="reconciler"),
         ),
         _EP(name="Volume", value="tests.unit.fakes:FakeDriver", dist=SimpleNamespace(name="acme-volumes")),

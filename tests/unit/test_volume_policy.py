@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.drivers.volume_policy import VolumePolicies
+from reconciler.drivers.volume.policy import VolumePolicies
 
 
 def test_record_applies_to_the_same_volume_only(tmp_path, monkeypatch) -> None:

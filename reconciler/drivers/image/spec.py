@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.diffing import Compare, Rule, diff_specs
-from reconciler.drivers.image_context import build_inputs, dockerfile_path
-from reconciler.drivers.image_reference import parse_reference
+from reconciler.drivers.image.context import build_inputs, dockerfile_path
+from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import SpecError
 from reconciler.model import Action, Desired, FieldChange, Resource
 from reconciler.spechash import spec_hash

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.container_observe import ContainerFacts
-from reconciler.drivers.container_spec import LABEL_SENSITIVE_ENV, aside_name
-from reconciler.drivers.docker_common import user_labels
+from reconciler.drivers.container.observe import ContainerFacts
+from reconciler.drivers.container.spec import LABEL_SENSITIVE_ENV, aside_name
+from reconciler.drivers.engine.common import user_labels
 from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 

@@ -13,8 +13,8 @@ from typing import Any
 import requests
 from docker.errors import APIError, DockerException, NotFound
 
-from reconciler.drivers.image_reference import parse_reference
-from reconciler.drivers.progress import BuildProgress, LayerProgress, StreamFailed
+from reconciler.drivers.image.progress import BuildProgress, LayerProgress, StreamFailed
+from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
 
 _RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")

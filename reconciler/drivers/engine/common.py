@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from docker.errors import APIError, NotFound
 
 from reconciler.drivers.base import Catalog, DriverContext
-from reconciler.drivers.engine import engine_errors
+from reconciler.drivers.engine.client import engine_errors
 from reconciler.errors import PermanentError
 from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Change, Desired, Observed, Reference, Resource
 

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from typing import Any
 
-from reconciler.drivers.image_state import state_dir
+from reconciler.drivers.image.state import state_dir
 
 RETAIN, DELETE = "Retain", "Delete"
 

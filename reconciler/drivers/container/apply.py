@@ -11,8 +11,8 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import Mount
 from docker.utils import parse_repository_tag
 
-from reconciler.drivers.container_spec import aside_name
-from reconciler.drivers.docker_common import by_name
+from reconciler.drivers.container.spec import aside_name
+from reconciler.drivers.engine.common import by_name
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import LABEL_PROJECT, Desired
 

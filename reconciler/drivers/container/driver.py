@@ -11,7 +11,7 @@ from typing import Any
 from docker.errors import ImageNotFound, NotFound
 
 from reconciler.drivers.base import Catalog
-from reconciler.drivers.container_apply import (
+from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
     ensure_image,
@@ -21,35 +21,35 @@ from reconciler.drivers.container_apply import (
     update_body,
     wait_for,
 )
-from reconciler.drivers.container_checks import (
+from reconciler.drivers.container.checks import (
     check_container,
     container_references,
     engine_paths,
     image_manifest,
 )
-from reconciler.drivers.container_diff import (
+from reconciler.drivers.container.diff import (
     IMAGE_FOLLOW,
     diff_container,
     follow_upstream,
     leftover_of,
     prune_container,
 )
-from reconciler.drivers.container_observe import (
+from reconciler.drivers.container.observe import (
     ContainerFacts,
     engine_name,
     image_defaults,
     is_aside,
     observed_spec,
 )
-from reconciler.drivers.container_spec import (
+from reconciler.drivers.container.spec import (
     ASIDE_SUFFIX,
     normalize_container,
     scrub,
     sensitive_env_label,
     sensitive_values,
 )
-from reconciler.drivers.docker_common import DockerDriver, by_name, concurrently
-from reconciler.drivers.engine import project_filter
+from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
 from reconciler.errors import ReconcileError, SpecError
 from reconciler.model import (
     LABEL_NAME,

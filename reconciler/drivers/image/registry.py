@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from docker import auth as docker_auth
 
-from reconciler.drivers.image_reference import ImageRef
+from reconciler.drivers.image.reference import ImageRef
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 
 TIMEOUT = 10.0

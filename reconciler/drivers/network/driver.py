@@ -10,9 +10,9 @@ from typing import Any
 
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
 from reconciler.drivers.base import Catalog
-from reconciler.drivers.docker_common import DockerDriver, by_name, user_labels
-from reconciler.drivers.engine import project_filter
-from reconciler.drivers.network_spec import (
+from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.network.spec import (
     canonical,
     check_network,
     normalize_network,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.drivers.container_spec import (
+from reconciler.drivers.container.spec import (
     ASIDE_SUFFIX,
     DEFAULT_STOP_TIMEOUT,
     HEALTH_DEFAULTS,

@@ -8,9 +8,9 @@ from typing import Any
 
 from reconciler.diffing import REPLACE, diff_specs, overall_action
 from reconciler.drivers.base import DriverContext
-from reconciler.drivers.docker_common import DockerDriver, by_name, user_labels
-from reconciler.drivers.engine import project_filter
-from reconciler.drivers.volume_policy import DELETE, RETAIN, VolumePolicies
+from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.volume.policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
 from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 from reconciler.spechash import spec_hash

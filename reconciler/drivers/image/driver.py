@@ -16,20 +16,20 @@ from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
-from reconciler.drivers import image_ops
 from reconciler.drivers.base import Catalog, DriverContext
-from reconciler.drivers.docker_common import DockerDriver, concurrently
-from reconciler.drivers.engine import project_filter
-from reconciler.drivers.image_reference import parse_reference, repo_digest
-from reconciler.drivers.image_spec import (
+from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.common import DockerDriver, concurrently
+from reconciler.drivers.image import ops as image_ops
+from reconciler.drivers.image.reference import parse_reference, repo_digest
+from reconciler.drivers.image.registry import RegistryError, is_insecure, remote_digest
+from reconciler.drivers.image.spec import (
     build_labels,
     context_warning,
     input_changes,
     label_changes,
     normalize_image,
 )
-from reconciler.drivers.image_state import PulledImages, pulled_path
-from reconciler.drivers.registry import RegistryError, is_insecure, remote_digest
+from reconciler.drivers.image.state import PulledImages, pulled_path
 from reconciler.errors import PermanentError
 from reconciler.model import (
     LABEL_KIND,
