@@ -36,9 +36,12 @@ class Retry:
     not_before: float  # monotonic clock
     not_before_wall: float  # wall clock, for people (`status`)
     reason: str = "failed"  # "failed" or "repair-storm"
+    permanent: bool = False  # no timer: held until released (the manifest or the object changed, a resync)
 
     @property
-    def next_retry_iso(self) -> str:
+    def next_retry_iso(self) -> str | None:
+        if self.permanent:
+            return None
         return datetime.fromtimestamp(self.not_before_wall, UTC).isoformat(timespec="seconds")
 
 
@@ -53,14 +56,31 @@ class Backoff:
     wall: Callable[[], float] = time.time
     entries: dict[Hashable, Retry] = field(default_factory=dict)
 
-    def failed(self, key: Hashable, error: str, delay: float | None = None, reason: str = "failed") -> Retry:
-        """Record one more failure of `key`; `delay` (e.g. a TemporaryError's own) overrides the computed one."""
+    def failed(
+        self, key: Hashable, error: str, delay: float | None = None, reason: str = "failed", permanent: bool = False
+    ) -> Retry:
+        """Record one more failure of `key`; `delay` (e.g. a TemporaryError's own) overrides the computed one.
+        A `permanent` failure gets no timer: it is held until `release`d."""
         failures = self.entries[key].failures + 1 if key in self.entries else 1
-        wait = delay if delay is not None else delay_for(failures, self.base, self.factor, self.cap)
-        wait = min(wait, self.cap)
-        retry = Retry(failures, error, self.clock() + wait, self.wall() + wait, reason)
+        if permanent:
+            retry = Retry(failures, error, float("inf"), float("inf"), reason, permanent=True)
+        else:
+            wait = delay if delay is not None else delay_for(failures, self.base, self.factor, self.cap)
+            wait = min(wait, self.cap)
+            retry = Retry(failures, error, self.clock() + wait, self.wall() + wait, reason)
         self.entries[key] = retry
         return retry
+
+    def release(self, key: Hashable) -> None:
+        """Let a held permanent failure be tried in the next pass (its failure count is kept)."""
+        retry = self.entries.get(key)
+        if retry is not None and retry.permanent:
+            retry.not_before = retry.not_before_wall = 0.0
+            retry.permanent = False
+
+    def release_permanent(self) -> None:
+        for key in list(self.entries):
+            self.release(key)
 
     def succeeded(self, key: Hashable) -> bool:
         """Forget `key`'s failures; True when there were any (the object recovered)."""
@@ -76,7 +96,7 @@ class Backoff:
     def next_due(self) -> float | None:
         """Monotonic time of the earliest retry still in the future, or None."""
         now = self.clock()
-        future = [r.not_before for r in self.entries.values() if r.not_before > now]
+        future = [r.not_before for r in self.entries.values() if r.not_before > now and not r.permanent]
         return min(future) if future else None
 
     def forget_except(self, keys: set[Hashable]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.drivers.base import Driver
+from reconciler.contract import Driver
 from reconciler.errors import Problem, ReconcileError, SpecError
 from reconciler.graph import Key, find_cycles, format_cycle
 from reconciler.manifests import display_path
@@ -18,12 +18,23 @@ class Catalog:
 
     desired: dict[Key, Desired] = field(default_factory=dict)
     references: dict[Key, list[Reference]] = field(default_factory=dict)
+    _by_kind: dict[str, list[Desired]] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, desired: Desired) -> None:
+        self.desired[desired.key] = desired
+        self._by_kind = None
 
     def get(self, kind: str, name: str) -> Desired | None:
         return self.desired.get((kind, name))
 
     def of_kind(self, kind: str) -> list[Desired]:
-        return [d for (k, _), d in sorted(self.desired.items()) if k == kind]
+        """The declared objects of `kind`, by name (indexed once: drivers ask this for every object)."""
+        if self._by_kind is None:
+            index: dict[str, list[Desired]] = {}
+            for (k, _), d in sorted(self.desired.items()):
+                index.setdefault(k, []).append(d)
+            self._by_kind = index
+        return list(self._by_kind.get(kind, ()))
 
     def dependencies(self, key: Key) -> set[Key]:
         """Declared objects `key` must wait for."""
@@ -63,7 +74,7 @@ def build_catalog(resources: list[Resource], drivers: Mapping[str, Driver]) -> t
             problems.append(_problem(res, "kind", f"no driver installed for kind {res.kind}"))
             continue
         try:
-            catalog.desired[res.key] = driver.normalize(res)
+            catalog.add(driver.normalize(res))
         except SpecError as exc:
             problems.append(_problem(res, exc.field, exc.message))
         except ReconcileError as exc:
@@ -71,11 +82,8 @@ def build_catalog(resources: list[Resource], drivers: Mapping[str, Driver]) -> t
 
     for key, desired in sorted(catalog.desired.items()):
         res = desired.resource
-        refs = list(drivers[desired.kind].references(desired))
-        # optional hook: references only the whole catalog can resolve (a container's image -> Image manifest)
-        more_refs = getattr(drivers[desired.kind], "catalog_references", None)
-        if more_refs is not None:
-            refs += list(more_refs(desired, catalog))
+        driver = drivers[desired.kind]
+        refs = [*driver.references(desired), *driver.catalog_references(desired, catalog)]
         catalog.references[key] = refs
         for ref in refs:
             if ref.required and (ref.kind, ref.name) not in first:

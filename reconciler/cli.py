@@ -13,10 +13,12 @@ from typing import NoReturn
 import structlog
 
 from reconciler import __version__, logs, render
+from reconciler.contract import NoOptions, cli_flags
 from reconciler.errors import EngineUnavailable, ReconcileError, ValidationFailed
 from reconciler.executor import DEFAULT_WORKERS, succeeded
 from reconciler.lock import ProjectLock
 from reconciler.model import Action, Plan
+from reconciler.plugins import driver_classes, engine_class
 from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.state import read_failures, record_failures
 
@@ -32,39 +34,76 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="reconcile", description="Declarative reconciliation for a Docker host.")
-    parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
-    parser.add_argument("--project", help="project name (default: the manifest directory's base name)")
-    parser.add_argument("--docker-host", help="engine URL (default: DOCKER_HOST or the local socket)")
-    parser.add_argument("--log-format", choices=("console", "json"), default="console")
-    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+def option_types() -> list[type]:
+    """The options dataclasses of the engine and of every installed driver: their `option` fields are flags."""
+    types = [engine_class().options_type]
+    for cls in driver_classes().values():
+        if cls.options_type not in types and cls.options_type is not NoOptions:
+            types.append(cls.options_type)
+    return types
+
+
+def _global_options(parser: argparse.ArgumentParser, types: list[type], suppress: bool) -> None:
+    """The global options; on a command's parser they default to SUPPRESS, so `plan --project x DIR` and
+    `--project x plan DIR` both work and neither position overrides the other with a default."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
-        "--firewall-backend",
-        choices=("auto", "iptc", "restore"),
-        default=os.environ.get("RECONCILER_FIREWALL_BACKEND", "auto"),
-        help="how FirewallAllowList rules are written (default: auto-detect)",
+        "-p", "--project", default=default(None), help="project name (default: the manifest directory's base name)"
     )
+    parser.add_argument("--log-format", choices=("console", "json"), default=default("console"))
+    parser.add_argument("--debug", action="store_true", default=default(False), help="debug logs and tracebacks")
+    for options_type in types:
+        for fld, flag in cli_flags(options_type):
+            names = [flag.short, flag.flag] if flag.short else [flag.flag]
+            value = os.environ.get(flag.env, fld.default) if flag.env else fld.default
+            parser.add_argument(
+                *names, dest=_dest(options_type, fld.name), choices=flag.choices, default=default(value), help=flag.help
+            )
+
+
+def _dest(options_type: type, name: str) -> str:
+    return f"opt__{options_type.__name__}__{name}"
+
+
+def _options(args: argparse.Namespace, types: list[type]) -> list[object]:
+    """One instance of every options dataclass, from the parsed flags."""
+    found = []
+    for options_type in types:
+        values = {fld.name: getattr(args, _dest(options_type, fld.name)) for fld, _ in cli_flags(options_type)}
+        found.append(options_type(**values))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    types = option_types()
+    parser = _Parser(prog="reconcile", description="Declarative reconciliation for a Docker host.")
+    parser.set_defaults(option_types=types)
+    parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
+    _global_options(parser, types, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("dir", type=Path, metavar="DIR", help="the manifest directory")
+        _global_options(p, types, suppress=True)
         return p
 
     command("validate", "check every manifest; touches no engine")
     plan = command("plan", "show what apply would do")
-    plan.add_argument("--output", choices=("text", "json"), default="text")
+    plan.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plan.add_argument("--no-prune", action="store_true", help="do not plan removal of objects whose manifest is gone")
     plan.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
     apply = command("apply", "converge the host")
-    apply.add_argument("--output", choices=("text", "json"), default="text")
+    apply.add_argument("-o", "--output", choices=("text", "json"), default="text")
     apply.add_argument("--no-prune", action="store_true", help="keep owned objects whose manifest is gone")
     apply.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
     apply.add_argument("--parallel", type=int, default=DEFAULT_WORKERS, help="changes applied at once")
     apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     status = command("status", "report each declared object: in sync, drifted, missing, failing")
-    status.add_argument("--output", choices=("text", "json"), default="text")
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
     watch = command("watch", "apply, then keep converging")
     watch.add_argument("--no-prune", action="store_true")
     watch.add_argument("--allow-empty", action="store_true")
@@ -76,15 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runner(args: argparse.Namespace) -> ProjectRunner:
-    from reconciler.drivers.engine.client import connect, engine_url
-
     project = check_project_name(default_project(args.dir) if args.project is None else args.project)
-    args.engine = engine_url(args.docker_host)
+    options = _options(args, args.option_types)
+    engine_type = engine_class()
+    engine = engine_type(next(o for o in options if isinstance(o, engine_type.options_type)))
+    args.engine = engine.url
     return ProjectRunner(
         project=project,
         manifest_dir=args.dir,
-        engine_factory=lambda: connect(args.docker_host),
-        options={"firewall_backend": args.firewall_backend, "docker_host": args.engine},
+        engine=engine,
+        options=options,
         workers=max(1, getattr(args, "parallel", DEFAULT_WORKERS)),
     )
 

@@ -23,12 +23,14 @@ from typing import Any
 import structlog
 
 from reconciler.backoff import Backoff, RepairLimiter, delay_for
+from reconciler.contract import EngineEvent
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.lastgood import Assembly, LastValid, Use
 from reconciler.lock import ProjectLock
 from reconciler.metrics import Metrics, MetricsServer, serve
-from reconciler.model import Action, Change, Outcome, Plan, Result
+from reconciler.model import Action, Change, ErrorClass, Outcome, Plan, Result
 from reconciler.project import Loaded, ProjectRunner
+from reconciler.spechash import canonical_json
 from reconciler.state import write_failures
 from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
 
@@ -36,6 +38,7 @@ log = structlog.get_logger()
 
 ENGINE_MAX_DELAY = 30.0
 EVENT_SETTLE_SECONDS = 0.15
+_FIRST_LOOK = object()  # failed_seen: not observed since the failure yet
 RESYNC_JITTER = 0.1  # +-10 %, so many hosts resyncing against one registry do not do it in step
 
 
@@ -74,6 +77,8 @@ class Controller:
         self.applied_hash: dict[Key, str] = {}  # spec hash last seen in sync or applied, per object
         self.blocked: dict[Key, str] = {}  # objects skipped because something they need failed
         self.failed_hash: dict[Key, str | None] = {}  # desired spec hash when the object last failed
+        self.failed_seen: dict[Key, str | object | None] = {}  # what was observed of it then (a permanent failure waits
+        # for the manifest or this to change)
         self.engine_failures = 0
         self.engine_retry_at: float | None = None
         self.retry_at: float | None = None
@@ -89,6 +94,15 @@ class Controller:
         """Declared and observed-owned objects of the last plan (what engine events are matched against)."""
         with self._known_lock:
             return set(self._known)
+
+    def event_keys(self, event: EngineEvent) -> set[Key]:
+        """The known objects an engine event is about, as the drivers of their kinds read it."""
+        known = self.known()
+        return {
+            key
+            for driver in self.runner.drivers.values()
+            for key in driver.event_keys(event, self.runner.project, known)
+        }
 
     def request(self, reason: str, keys: set[Key] | None = None) -> None:
         self.queue.add(reason, keys)
@@ -129,6 +143,8 @@ class Controller:
                     continue
             if batch.reasons and all(r.startswith("event:") for r in batch.reasons):
                 batch = self._gather_events(batch)
+            if "resync" in batch.reasons:
+                self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
             engine_waiting = self.engine_retry_at is not None and now < self.engine_retry_at
             if engine_waiting and "engine.reconnected" not in batch.reasons:
                 continue  # the engine retry pass re-reads everything anyway
@@ -264,9 +280,9 @@ class Controller:
         self.backoff.forget_except(set(self._known))
         plan, repairs = self._hold(plan)
         results = self.runner.apply(plan, stop=self.stop, on_result=lambda _: self.metrics.tick())
-        failed = [r for r in results if r.outcome is Outcome.FAILED]
-        if failed and not self._engine_alive():
-            raise EngineUnavailable(f"the engine went away during the pass ({failed[0].error})")
+        gone = [r for r in results if r.outcome is Outcome.FAILED and r.error_class is ErrorClass.UNAVAILABLE]
+        if gone:
+            raise EngineUnavailable(f"the engine went away during the pass ({gone[0].error})")
         self._account(results, repairs)
         self._write_state()
         return results
@@ -292,6 +308,8 @@ class Controller:
                     self.backoff.succeeded(change.key)
                     self.repairs.forget(change.key)
                     log.info("object.retry_now", subject=change.subject, reason="manifest changed")
+                elif change.key in self.backoff.entries and self._observed_changed_since_failure(change):
+                    self.backoff.release(change.key)
                 retry = self.backoff.held(change.key)
                 if retry is None and self._is_repair(change) and self.repairs.exceeded(change.key):
                     wait = max(self.repairs.retry_after(change.key), 1.0)
@@ -304,9 +322,12 @@ class Controller:
                     self.failed_hash[change.key] = change.desired.spec_hash if change.desired is not None else None
                     log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
                 if retry is not None:
-                    change = dataclasses.replace(
-                        change, blocked=f"waiting to retry at {retry.next_retry_iso} (last error: {retry.error})"
+                    when = (
+                        "held after a permanent failure until its manifest or the object changes"
+                        if retry.permanent
+                        else f"waiting to retry at {retry.next_retry_iso}"
                     )
+                    change = dataclasses.replace(change, blocked=f"{when} (last error: {retry.error})")
                 elif self._is_repair(change):
                     repairs.add(change.key)
             changes.append(change)
@@ -315,6 +336,17 @@ class Controller:
     def _manifest_changed_since_failure(self, change: Change) -> bool:
         desired_hash = change.desired.spec_hash if change.desired is not None else None
         return self.failed_hash.get(change.key, desired_hash) != desired_hash
+
+    def _observed_changed_since_failure(self, change: Change) -> bool:
+        """True when the object changed since the first pass that saw it after its failure (a failed apply's
+        own partial effects are in that first look, so they do not count as a change)."""
+        if change.key not in self.failed_seen:
+            return False
+        seen = _seen(change)
+        if self.failed_seen[change.key] is _FIRST_LOOK:
+            self.failed_seen[change.key] = seen
+            return False
+        return self.failed_seen[change.key] != seen
 
     def _account(self, results: list[Result], repairs: set[Key]) -> None:
         self.blocked = {}
@@ -334,13 +366,16 @@ class Controller:
                     self.applied_hash.pop(key, None)
             elif result.outcome is Outcome.FAILED:
                 self.metrics.change_failed(change.kind)
-                retry = self.backoff.failed(key, result.error or "failed")
+                permanent = result.error_class is ErrorClass.PERMANENT
+                retry = self.backoff.failed(key, result.error or "failed", result.retry_after, permanent=permanent)
                 self.failed_hash[key] = change.desired.spec_hash if change.desired is not None else None
+                self.failed_seen[key] = _FIRST_LOOK
                 log.warning(
-                    "object.retry_scheduled",
+                    "object.held" if permanent else "object.retry_scheduled",
                     subject=change.subject,
                     failures=retry.failures,
                     next_retry=retry.next_retry_iso,
+                    error_class=(result.error_class or ErrorClass.PERMANENT).value,
                     error=result.error,
                 )
             elif result.outcome is Outcome.SKIPPED and not (result.error or "").startswith("cancelled"):
@@ -350,13 +385,6 @@ class Controller:
         self.metrics.set_gauges(failing=len(self.backoff.entries))
 
     # --- the engine ---------------------------------------------------------------------------------------
-
-    def _engine_alive(self) -> bool:
-        try:
-            self.runner.ctx.engine.ping()
-        except Exception:
-            return False
-        return True
 
     def _engine_up(self) -> None:
         if self.engine_failures:
@@ -371,7 +399,7 @@ class Controller:
         self.engine_failures += 1
         delay = delay_for(self.engine_failures, cap=ENGINE_MAX_DELAY)
         self.engine_retry_at = time.monotonic() + delay
-        self.runner.ctx.reset_engine()
+        self.runner.reset_engine()
         self.metrics.set_gauges(engine_up=False)
         log.warning(what, error=error.splitlines()[0][:300], retry_in=delay, attempt=self.engine_failures)
 
@@ -385,6 +413,7 @@ class Controller:
                 "error": retry.error,
                 "failures": retry.failures,
                 "reason": retry.reason,
+                "errorClass": "permanent" if retry.permanent else "temporary",
                 "nextRetry": retry.next_retry_iso if running else None,
             }
         for key, reason in sorted(self.blocked.items()):
@@ -404,6 +433,12 @@ class Controller:
     def close(self) -> None:
         """Leave the failures for `status`, without retry times nobody will keep."""
         self._write_state(running=False)
+
+
+def _seen(change: Change) -> str | None:
+    """A fingerprint of what was observed of a change's object (None: nothing was there)."""
+    obs = change.observed
+    return None if obs is None else f"{obs.id} {canonical_json(obs.spec)}"
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -445,12 +480,9 @@ def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
             server = serve(args.metrics_addr, metrics)
             log.info("metrics.serving", addr=args.metrics_addr)
         watcher = DirectoryWatcher(runner.manifest_dir, lambda: controller.request("files"))
-        events = EventReader(
-            runner.engine_factory or (lambda: runner.ctx.engine),
-            runner.project,
-            controller.known,
-            controller.request,
-        )
+        if runner.engine is None:
+            raise ReconcileError("internal error: watch needs an engine")
+        events = EventReader(runner.engine, controller.event_keys, controller.request)
         log.info("watch.started", project=runner.project, dir=str(runner.manifest_dir), resync=options.resync)
         try:
             watcher.start()

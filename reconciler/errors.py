@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.model import ErrorClass
+
 
 class ReconcileError(Exception):
     """Base of every expected failure; the CLI prints its message without a traceback."""
 
     retryable: bool = False
+    delay: float | None = None  # seconds a retry should wait, when the failure knows
 
 
 class TemporaryError(ReconcileError):
@@ -27,6 +30,15 @@ class PermanentError(ReconcileError):
 
 class EngineUnavailable(TemporaryError):
     """The Docker engine cannot be reached."""
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The retry class of an exception; anything that is not a ReconcileError (a driver bug) is permanent."""
+    if isinstance(exc, EngineUnavailable):
+        return ErrorClass.UNAVAILABLE
+    if isinstance(exc, ReconcileError) and exc.retryable:
+        return ErrorClass.TEMPORARY
+    return ErrorClass.PERMANENT
 
 
 class LockHeld(ReconcileError):

@@ -9,8 +9,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import structlog
 
-from reconciler.drivers.base import Driver
-from reconciler.errors import ReconcileError
+from reconciler.contract import Driver
+from reconciler.errors import ReconcileError, classify
 from reconciler.graph import Key, find_cycle, format_cycle
 from reconciler.model import Action, Change, Outcome, Plan, Result
 
@@ -26,10 +26,10 @@ def _apply_one(driver: Driver, change: Change) -> Result:
     try:
         driver.apply(change)
     except ReconcileError as exc:
-        return Result(change, Outcome.FAILED, str(exc), time.monotonic() - started)
+        return Result(change, Outcome.FAILED, str(exc), time.monotonic() - started, classify(exc), exc.delay)
     except Exception as exc:  # a driver bug must not take the other changes down with it
         log.exception("change.crashed", subject=change.subject)
-        return Result(change, Outcome.FAILED, f"internal error: {exc!r}", time.monotonic() - started)
+        return Result(change, Outcome.FAILED, f"internal error: {exc!r}", time.monotonic() - started, classify(exc))
     return Result(change, Outcome.APPLIED, None, time.monotonic() - started)
 
 

@@ -195,12 +195,22 @@ class Outcome(enum.Enum):
     UNCHANGED = "unchanged"
 
 
+class ErrorClass(enum.Enum):
+    """What a failure says about retrying: the executor keeps it in each Result."""
+
+    TEMPORARY = "temporary"  # may go away by itself (engine busy, registry down): retry with backoff
+    UNAVAILABLE = "unavailable"  # the engine itself is unreachable: the whole pass waits for it
+    PERMANENT = "permanent"  # repeats until the manifest or the host changes
+
+
 @dataclass(frozen=True)
 class Result:
     change: Change
     outcome: Outcome
     error: str | None = None
     seconds: float = 0.0
+    error_class: ErrorClass | None = None  # set for FAILED
+    retry_after: float | None = None  # seconds the failing driver suggests waiting, if it said
 
 
 LABEL_PREFIX = "io.reconciler."

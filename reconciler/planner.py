@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 
 from reconciler.catalog import Catalog
-from reconciler.drivers.base import Driver
+from reconciler.contract import Driver
 from reconciler.graph import Key, find_cycle, topological_order
 from reconciler.model import LABEL_DEPENDS_ON, Action, Change, Observed, Plan
 
@@ -21,7 +21,7 @@ def observe_all(catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[str, Ma
     """Every kind's observation, concurrently (one filtered listing per kind, plus the inspects it needs)."""
     kinds = sorted(drivers)
     with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
-        futures = {kind: pool.submit(drivers[kind].observe, {d.name for d in catalog.of_kind(kind)}) for kind in kinds}
+        futures = {kind: pool.submit(drivers[kind].observe, catalog.of_kind(kind)) for kind in kinds}
         return {kind: fut.result() for kind, fut in futures.items()}
 
 
@@ -48,8 +48,7 @@ def plan_changes(
         obs = observed.get(desired.kind, {}).get(desired.name)
         # A driver whose objects are not exclusively held by name (an image reference can be used by many
         # projects) sets `claims_names = False` and judges ownership itself in diff().
-        claims_names = getattr(drivers[desired.kind], "claims_names", True)
-        if obs is not None and not obs.owned_by(project) and claims_names:
+        if obs is not None and not obs.owned_by(project) and drivers[desired.kind].claims_names:
             changes[key] = Change(
                 desired.kind,
                 desired.name,
@@ -66,9 +65,8 @@ def plan_changes(
             if (kind, name) in catalog.desired or not obs.owned_by(project):
                 continue
             # a leftover of an interrupted replace of a declared object is replace state, not an object whose
-            # manifest is gone: it is pruned even when pruning is off (drivers opt in with `leftover_of`)
-            leftover_of = getattr(drivers[kind], "leftover_of", None)
-            if not prune and (leftover_of is None or (kind, leftover_of(obs)) not in catalog.desired):
+            # manifest is gone: it is pruned even when pruning is off
+            if not prune and (kind, drivers[kind].leftover_of(obs)) not in catalog.desired:
                 notes.append(f"{kind}/{name}: manifest gone; {keep_reason}")
                 continue
             change = drivers[kind].prune(obs)
@@ -89,11 +87,9 @@ def plan_changes(
 
 def _see_whole_plan(changes: dict[Key, Change], drivers: Mapping[str, Driver]) -> dict[Key, Change]:
     """Let a driver revise its changes once every other change is known (an image kept for a container that
-    this very plan removes can go too). Drivers opt in with `after_plan(change, changes)`."""
+    this very plan removes can go too)."""
     for key in sorted(changes):
-        after_plan = getattr(drivers[key[0]], "after_plan", None)
-        if after_plan is not None:
-            changes[key] = after_plan(changes[key], changes)
+        changes[key] = drivers[key[0]].after_plan(changes[key], changes)
     return changes
 
 
@@ -117,12 +113,11 @@ def _block_dependents(changes: dict[Key, Change], catalog: Catalog) -> dict[Key,
 
 def _follow_upstream(changes: dict[Key, Change], catalog: Catalog, drivers: Mapping[str, Driver]) -> dict[Key, Change]:
     """Let a driver revise a change when something it depends on changes (a container whose image is rebuilt
-    must be replaced once the build is done). Drivers opt in with a `follow(change, upstream)` method."""
+    must be replaced once the build is done)."""
     for key in sorted(changes, key=lambda k: drivers[k[0]].rank):
-        follow = getattr(drivers[key[0]], "follow", None)
         upstream = [changes[d] for d in sorted(catalog.dependencies(key)) if d in changes and changes[d].pending]
-        if follow is not None and upstream and changes[key].action is not Action.DELETE:
-            changes[key] = follow(changes[key], upstream)
+        if upstream and changes[key].action is not Action.DELETE:
+            changes[key] = drivers[key[0]].follow(changes[key], upstream)
     return changes
 
 
@@ -146,24 +141,17 @@ def order_edges(
     def rank(key: Key) -> int:
         return drivers[key[0]].rank
 
-    def flag(key: Key, name: str, default: bool) -> bool:
-        return bool(getattr(drivers[key[0]], name, default))
-
     deletes = [k for k, c in changes.items() if c.action is Action.DELETE]
     required: dict[Key, set[Key]] = {}
     optional: dict[Key, set[Key]] = {}
     for key, change in changes.items():
         if change.action is Action.DELETE:
             required[key] = {k for k in deletes if rank(k) > rank(key)}
-            optional[key] = (
-                {k for k in changes if rank(k) > rank(key)} if flag(key, "delete_after_users", True) else set()
-            )
+            optional[key] = {k for k in changes if rank(k) > rank(key)} if drivers[key[0]].delete_after_users else set()
         else:
             required[key] = {k for k in catalog.dependencies(key) if k in changes}
             optional[key] = (
-                {k for k in deletes if k[0] == key[0] and k != key}
-                if flag(key, "create_after_deletes", False)
-                else set()
+                {k for k in deletes if k[0] == key[0] and k != key} if drivers[key[0]].create_after_deletes else set()
             )
     for key, change in changes.items():  # a pruned object goes before the same-kind objects it depended on
         if change.action is Action.DELETE and change.observed is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,13 @@ from typing import Any
 import structlog
 
 from reconciler.catalog import Catalog, build_catalog
-from reconciler.drivers.base import Driver, DriverContext, make_drivers
+from reconciler.contract import Driver, DriverContext, Engine
 from reconciler.errors import PermanentError, Problem, ValidationFailed
 from reconciler.executor import DEFAULT_WORKERS, execute
 from reconciler.manifests import load_directory, register_schema
 from reconciler.model import Plan, Resource, Result
 from reconciler.planner import observe_all, plan_changes
+from reconciler.plugins import driver_classes
 
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
@@ -47,13 +48,19 @@ class Loaded:
 
 @dataclass
 class ProjectRunner:
-    """Everything a command needs about one project; the engine is only contacted by observe/apply."""
+    """Everything a command needs about one project; the engine is only contacted by observe/apply.
+
+    Drivers are made afresh for every pass (`plan` starts one, `apply` finishes it), so nothing a driver saw
+    in one pass can leak into the next; `drivers` are the instances validation uses (pure hooks only).
+    """
 
     project: str
     manifest_dir: Path
     engine_factory: Callable[[], Any] | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Iterable[Any] = ()
     workers: int = DEFAULT_WORKERS
+    engine: Engine | None = None
+    classes: dict[str, Callable[[DriverContext], Driver]] | None = None
     drivers: dict[str, Driver] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,12 +70,19 @@ class ProjectRunner:
             self.engine_factory,
             self.options,
             structlog.get_logger().bind(project=self.project),
+            engine_handle=self.engine,
         )
-        self.drivers = make_drivers(self.ctx)
+        if self.classes is None:
+            self.classes = dict(driver_classes(log=self.ctx.log))
+        self.drivers = self.new_drivers()
         for kind, driver in self.drivers.items():
-            schema = getattr(driver, "schema", None)
-            if schema is not None:
-                register_schema(kind, schema)
+            if driver.schema is not None:
+                register_schema(kind, driver.schema)
+        self._pass_drivers: dict[str, Driver] | None = None
+
+    def new_drivers(self) -> dict[str, Driver]:
+        assert self.classes is not None
+        return {kind: make(self.ctx) for kind, make in sorted(self.classes.items())}
 
     def load(self, resources: Iterable[Resource] | None = None) -> Loaded:
         """Read and check the manifest directory (or the given resources); never raises for bad input."""
@@ -88,8 +102,18 @@ class ProjectRunner:
         return loaded
 
     def plan(self, catalog: Catalog, prune: bool, keep_reason: str = "kept because of --no-prune") -> Plan:
-        observed = observe_all(catalog, self.drivers)
-        return plan_changes(catalog, self.drivers, self.project, observed, prune=prune, keep_reason=keep_reason)
+        """Start a pass: fresh drivers observe, diff and plan."""
+        drivers = self._pass_drivers = self.new_drivers()
+        observed = observe_all(catalog, drivers)
+        return plan_changes(catalog, drivers, self.project, observed, prune=prune, keep_reason=keep_reason)
 
     def apply(self, plan: Plan, stop: Any = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-        return execute(plan, self.drivers, workers=self.workers, stop=stop, on_result=on_result)
+        """Finish the pass `plan` started, with the drivers that planned it."""
+        drivers, self._pass_drivers = self._pass_drivers, None
+        if drivers is None:
+            raise PermanentError("internal error: apply without a plan of the same pass")
+        return execute(plan, drivers, workers=self.workers, stop=stop, on_result=on_result)
+
+    def reset_engine(self) -> None:
+        """Forget the engine connection, so the next use reconnects (after the engine restarted)."""
+        self.ctx.reset_engine()

@@ -1,7 +1,7 @@
 """What wakes the watch loop: a de-duplicating work queue, the manifest directory watcher (debounced), and the
 engine's event stream. None of these reconcile anything; they only say *that* (and for whom) a pass is due.
 
-Never imports docker: the event stream comes from the client the engine factory returns.
+Knows no engine: the event stream comes from the contract's `Engine`, and drivers say what an event is about.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
+from reconciler.contract import Engine, EngineEvent
 
 log = structlog.get_logger()
 
@@ -271,51 +271,26 @@ class DirectoryWatcher:
 
 # --- the engine's event stream ---------------------------------------------------------------------------
 
-EVENT_FILTERS = {
-    "type": ["container", "network", "volume"],
-    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
-}
-
-
-def event_key(event: Mapping[str, Any], project: str, known: set[Key]) -> Key | None:
-    """The project object an engine event is about, or None. Containers carry our labels in their events;
-    volume and network events carry no labels, so those are matched by name against `known` objects."""
-    kind = event.get("Type")
-    actor = event.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    if kind == "container":
-        if attrs.get(LABEL_PROJECT) != project:
-            return None
-        return (attrs.get(LABEL_KIND) or "Container", attrs.get(LABEL_NAME) or attrs.get("name", ""))
-    if kind == "network":
-        key = ("Network", attrs.get("name", ""))
-    elif kind == "volume":
-        key = ("Volume", actor.get("ID", ""))
-    else:
-        return None
-    return key if key in known else None
-
 
 class EventReader:
     """Reads the engine's event stream in a thread and reports the affected keys; reconnects with backoff
-    and asks for a full pass after every reconnect (events may have been missed meanwhile)."""
+    and asks for a full pass after every reconnect (events may have been missed meanwhile).
+
+    The engine yields its events and the drivers say which objects each is about (`keys_of`): nothing here
+    knows what an engine event looks like."""
 
     def __init__(
         self,
-        connect: Callable[[], Any],
-        project: str,
-        known: Callable[[], set[Key]],
+        engine: Engine,
+        keys_of: Callable[[EngineEvent], set[Key]],
         trigger: Callable[[str, set[Key] | None], None],
         max_delay: float = 30.0,
     ) -> None:
-        self.connect = connect
-        self.project = project
-        self.known = known
+        self.engine = engine
+        self.keys_of = keys_of
         self.trigger = trigger
         self.max_delay = max_delay
         self._stop = threading.Event()
-        self._stream: Any = None
-        self._client: Any = None
         self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
         self.connected = threading.Event()
 
@@ -325,18 +300,9 @@ class EventReader:
 
     def stop(self) -> None:
         self._stop.set()
-        stream = self._stream
-        if stream is not None and hasattr(stream, "close"):
-            with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
-                stream.close()  # unblocks the reading thread
+        with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
+            self.engine.close_events()  # unblocks the reading thread
         self._thread.join(timeout=5)
-        self._close_client()
-
-    def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and hasattr(client, "close"):
-            with contextlib.suppress(Exception):
-                client.close()  # a dead client's pooled connections would otherwise leak one socket per reconnect
 
     def _run(self) -> None:
         delay = 0.0
@@ -347,12 +313,10 @@ class EventReader:
                 if self._stop.is_set():
                     return
             try:
-                self._close_client()
-                self._client = self.connect()
-                self._stream = self._client.events(decode=True, filters=EVENT_FILTERS)
+                stream = self.engine.events()
             except Exception as exc:
                 delay = min(self.max_delay, max(1.0, delay * 2))
-                log.warning("engine.events_unavailable", error=str(exc).splitlines()[0][:200], retry_in=delay)
+                log.warning("engine.events_unavailable", error=_first_line(exc), retry_in=delay)
                 continue
             log.info("engine.events_connected")
             self.connected.set()
@@ -361,24 +325,27 @@ class EventReader:
             first = False
             delay = 0.0
             try:
-                for event in self._stream:
+                for event in stream:
                     if self._stop.is_set():
                         return
-                    key = event_key(event, self.project, self.known())
-                    if key is not None:
-                        log.info(
-                            "engine.event", type=event.get("Type"), action=event.get("Action"), subject="/".join(key)
-                        )
-                        self.trigger(f"event:{event.get('Action')}", {key})
+                    self._report(event)
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                log.warning(
-                    "engine.events_lost", error=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                )
+                log.warning("engine.events_lost", error=_first_line(exc))
             else:
                 if self._stop.is_set():
                     return
                 log.warning("engine.events_lost", error="stream ended")
             self.connected.clear()
             delay = 1.0
+
+    def _report(self, event: EngineEvent) -> None:
+        for key in sorted(self.keys_of(event)):
+            log.info("engine.event", type=event.type, action=event.action, subject="/".join(key))
+            self.trigger(f"event:{event.action}", {key})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -106,7 +106,7 @@ def test_every_field_round_trips_without_spurious_changes(
     loaded = runner.load_valid()
     driver = runner.drivers["Container"]
     containers = loaded.catalog.of_kind("Container")
-    observed = driver.observe({d.name for d in containers})
+    observed = driver.observe(containers)
     for desired in containers:
         older = dataclasses.replace(desired, spec_hash="v0-from-an-older-normalizer")
         change = diff_container(older, observed[desired.name])

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.catalog import build_catalog
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import DriverContext
 from reconciler.drivers.firewall.backend import Backend
 from reconciler.drivers.firewall.detect import choose
-from reconciler.drivers.firewall.driver import FirewallDriver
+from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.iptc import IptcBackend
 from reconciler.drivers.firewall.restore import RestoreBackend
 from reconciler.drivers.firewall.rules import AllowList, build_chains
@@ -147,7 +147,7 @@ def test_detection_per_table(namespace: Callable[[str | None], str]) -> None:
 def test_plan_without_docker_user_is_blocked(namespace: Callable[[str | None], str]) -> None:
     """With no DOCKER-USER anywhere the plan holds a blocked change naming the reason."""
     ns = namespace(None)
-    ctx = DriverContext(project="proj", manifest_dir=Path("/tmp"), options={"firewall_netns": ns})
+    ctx = DriverContext(project="proj", manifest_dir=Path("/tmp"), options=[FirewallOptions(netns=ns)])
     drivers = {"FirewallAllowList": FirewallDriver(ctx)}
     res = Resource(
         "FirewallAllowList",
@@ -176,9 +176,7 @@ def test_a_jump_moved_below_docker_return_is_drift_and_moved_back_to_the_top(
     """A jump deleted and appended after DOCKER-USER's `-j RETURN` (where none of our rules run) is drift of
     `jump.ipv4`, and apply moves it back to rule 1 leaving the other rules in their order."""
     ns = namespace(variant)
-    ctx = DriverContext(
-        project="proj", manifest_dir=Path("/tmp"), options={"firewall_netns": ns, "firewall_backend": mode}
-    )
+    ctx = DriverContext(project="proj", manifest_dir=Path("/tmp"), options=[FirewallOptions(backend=mode, netns=ns)])
     drivers = {"FirewallAllowList": FirewallDriver(ctx)}
     res = Resource(
         "FirewallAllowList",

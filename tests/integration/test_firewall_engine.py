@@ -23,9 +23,9 @@ import docker
 import pytest
 
 from reconciler.catalog import build_catalog
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import DriverContext
 from reconciler.drivers.firewall.detect import choose
-from reconciler.drivers.firewall.driver import FirewallDriver
+from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.rules import main_chain
 from reconciler.executor import execute, succeeded
 from reconciler.model import LABEL_PROJECT, Action, Plan, Resource, Source
@@ -123,7 +123,7 @@ def clients(project_name: str) -> Iterator[tuple[Client, Client]]:
 
 
 def plan_and_apply(project: str, resources: list[Resource]) -> Plan:
-    ctx = DriverContext(project=project, manifest_dir=Path("/tmp"), options={"firewall_backend": "auto"})
+    ctx = DriverContext(project=project, manifest_dir=Path("/tmp"), options=[FirewallOptions(backend="auto")])
     drivers = {"FirewallAllowList": FirewallDriver(ctx)}
     catalog, problems = build_catalog(resources, drivers)
     assert problems == []

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.catalog import build_catalog
-from reconciler.drivers.base import DriverContext
-from reconciler.drivers.firewall.driver import FirewallDriver
+from reconciler.contract import DriverContext
+from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.rules import main_chain
 from reconciler.executor import execute, succeeded
 from reconciler.model import Action, Plan, Resource, Source
@@ -193,7 +193,7 @@ def plan_and_apply(lab: Lab, backend: str, resources: list[Resource], apply: boo
     ctx = DriverContext(
         project=f"fwtest-{lab.tag}",
         manifest_dir=Path("/tmp"),
-        options={"firewall_backend": backend, "firewall_netns": lab.host},
+        options=[FirewallOptions(backend=backend, netns=lab.host)],
     )
     drivers = {"FirewallAllowList": FirewallDriver(ctx)}
     catalog, problems = build_catalog(resources, drivers)

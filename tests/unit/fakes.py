@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Sequence
 
+from reconciler.contract import BaseDriver
 from reconciler.diffing import REPLACE, UPDATE, diff_specs, overall_action
-from reconciler.errors import PermanentError, SpecError
+from reconciler.errors import ReconcileError, SpecError, TemporaryError
 from reconciler.model import Action, Change, Desired, Observed, Reference, Resource, Source, ownership_labels
 from reconciler.spechash import spec_hash
 
@@ -22,18 +23,20 @@ def resource(kind: str, name: str, spec: dict | None = None, file: str = "m.yaml
     )
 
 
-class FakeDriver:
+class FakeDriver(BaseDriver):
     """Kind with fields `size` (in place) and `colour` (replace); `needs: [Kind/name]` are references."""
 
     rank = 1
+    project = "p"  # a plain attribute here, not the context's
 
     def __init__(self, kind: str, rank: int = 1, project: str = "p") -> None:
-        self.kind = kind
+        self.kind = kind  # type: ignore[misc]
         self.rank = rank
         self.project = project
         self.objects: dict[str, Observed] = {}
         self.applied: list[tuple[str, Action]] = []
         self.fail: set[str] = set()
+        self.fail_with: type[ReconcileError] = TemporaryError  # what a change named in `fail` raises
         self.lock = threading.Lock()
 
     def normalize(self, res: Resource) -> Desired:
@@ -55,7 +58,7 @@ class FakeDriver:
         if desired.spec["size"] < 0:
             yield "spec.size", "must not be negative"
 
-    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+    def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
         return dict(self.objects)
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
@@ -73,7 +76,7 @@ class FakeDriver:
         with self.lock:
             self.applied.append((change.name, change.action))
         if change.name in self.fail:
-            raise PermanentError(f"{change.name} failed on purpose")
+            raise self.fail_with(f"{change.name} failed on purpose")
         if change.action is Action.DELETE:
             del self.objects[change.name]
             return

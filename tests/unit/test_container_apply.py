@@ -136,7 +136,7 @@ class ImageOnlyApi:
 @pytest.mark.parametrize(("current", "replaced"), [("sha256:same", False), ("sha256:new", True)])
 def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, replaced: bool) -> None:
     """A replace asked for only by an upstream rebuild does nothing when the rebuild produced the same image."""
-    from reconciler.drivers.base import DriverContext
+    from reconciler.contract import DriverContext
     from reconciler.drivers.container.diff import IMAGE_FOLLOW
     from reconciler.drivers.container.driver import ContainerDriver
     from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
@@ -219,7 +219,7 @@ class UnhealthyDependencyApi:
 
 def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> None:
     """A replace whose dependency is unhealthy fails before the old container is stopped or renamed."""
-    from reconciler.drivers.base import DriverContext
+    from reconciler.contract import DriverContext
     from reconciler.drivers.container.diff import steps_for
     from reconciler.drivers.container.driver import ContainerDriver
     from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.catalog import build_catalog
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import BaseDriver, DriverContext
 from reconciler.drivers.container.driver import ContainerDriver
+from reconciler.drivers.engine.session import DockerEngine, EngineOptions
 from reconciler.drivers.network.driver import NetworkDriver
 from reconciler.drivers.volume.driver import VolumeDriver
 from reconciler.model import Resource, Source
@@ -22,7 +23,8 @@ def res(kind: str, name: str, spec: dict, directory: Path) -> Resource:
 
 
 def problems(resources: list[Resource], docker_host: str | None = None) -> list[str]:
-    ctx = DriverContext("p", Path("."), options={"docker_host": docker_host} if docker_host else {})
+    engine = DockerEngine(EngineOptions(docker_host=docker_host)) if docker_host else None
+    ctx = DriverContext("p", Path("."), engine_handle=engine)
     drivers = {"Container": ContainerDriver(ctx), "Network": NetworkDriver(ctx), "Volume": VolumeDriver(ctx)}
     _, found = build_catalog(resources, drivers)
     return [f"{p.subject}: {p.field}: {p.message}" for p in found]
@@ -133,7 +135,7 @@ def test_image_manifest_is_a_dependency(tmp_path: Path) -> None:
     ctx = DriverContext("p", Path("."))
     driver = ContainerDriver(ctx)
 
-    class ImageStub:
+    class ImageStub(BaseDriver):
         kind, rank = "Image", 0
 
         def normalize(self, r: Resource):  # type: ignore[no-untyped-def]
@@ -149,7 +151,7 @@ def test_image_manifest_is_a_dependency(tmp_path: Path) -> None:
 
     image = res("Image", "base", {"reference": "127.0.0.1:5000/reconciler/busybox:1.35"}, tmp_path)
     web = res("Container", "web", {"image": IMAGE}, tmp_path)
-    catalog, found = build_catalog([image, web], {"Container": driver, "Image": ImageStub()})
+    catalog, found = build_catalog([image, web], {"Container": driver, "Image": ImageStub(ctx)})
     assert found == []
     assert catalog.dependencies(("Container", "web")) == {("Image", "base")}
 

@@ -65,7 +65,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     engine = Engine()
     runner = ProjectRunner(project="p", manifest_dir=manifests, engine_factory=lambda: engine)
     volumes, networks = LabelDriver("Volume", rank=1), LabelDriver("Network", rank=2)
-    runner.drivers = {"Volume": volumes, "Network": networks}
+    runner.classes = {"Volume": lambda ctx: volumes, "Network": lambda ctx: networks}
+    runner.drivers = runner.new_drivers()
     clock = Clock()
 
     def make(**options) -> Controller:
@@ -242,7 +243,7 @@ def test_failures_while_the_engine_is_gone_are_not_blamed_on_objects(world) -> N
     ctl = world.make()
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
     world.volumes.fail.add("vol-a")
-    world.engine.up = False
+    world.volumes.fail_with = EngineUnavailable  # what the engine drivers raise when the engine went away
     assert ctl.run_pass() == []
     assert ctl.backoff.entries == {} and ctl.engine_retry_at is not None
 

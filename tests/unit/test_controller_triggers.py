@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from reconciler.triggers import Debouncer, WorkQueue, event_key, is_manifest_event, is_manifest_path
+from reconciler.triggers import Debouncer, WorkQueue, is_manifest_event, is_manifest_path
 
 ROOT = "/srv/manifests"
 
@@ -143,8 +143,20 @@ def test_container_events_are_matched_by_label() -> None:
             },
         },
     }
-    assert event_key(ev, "p", set()) == ("Container", "web")
-    assert event_key(ev, "other", set()) is None
+    assert set(_keys(ev, "p", set())) == {("Container", "web")}
+    assert set(_keys(ev, "other", set())) == set()
+
+
+def _keys(raw: dict, project: str, known: set) -> list:
+    """What every built-in driver says the engine event `raw` is about."""
+    from pathlib import Path
+
+    from reconciler.contract import DriverContext, EngineEvent
+    from reconciler.plugins import make_drivers
+
+    event = EngineEvent(str(raw.get("Action")), raw, str(raw.get("Type")))
+    drivers = make_drivers(DriverContext(project, Path("/tmp")))
+    return [key for d in drivers.values() for key in d.event_keys(event, project, known)]
 
 
 def test_network_and_volume_events_are_matched_by_known_name() -> None:
@@ -153,10 +165,10 @@ def test_network_and_volume_events_are_matched_by_known_name() -> None:
     net = {"Type": "network", "Action": "destroy", "Actor": {"ID": "1f", "Attributes": {"name": "front"}}}
     vol = {"Type": "volume", "Action": "destroy", "Actor": {"ID": "data", "Attributes": {"driver": "local"}}}
     stranger = {"Type": "volume", "Action": "destroy", "Actor": {"ID": "theirs", "Attributes": {}}}
-    assert event_key(net, "p", known) == ("Network", "front")
-    assert event_key(vol, "p", known) == ("Volume", "data")
-    assert event_key(stranger, "p", known) is None
-    assert event_key({"Type": "image", "Actor": {}}, "p", known) is None
+    assert _keys(net, "p", known) == [("Network", "front")]
+    assert _keys(vol, "p", known) == [("Volume", "data")]
+    assert _keys(stranger, "p", known) == []
+    assert _keys({"Type": "image", "Actor": {}}, "p", known) == []
 
 
 class FakeStream:
@@ -194,19 +206,25 @@ def test_event_reader_reports_keys_and_resyncs_after_reconnecting() -> None:
     calls: list[tuple[str, set | None]] = []
     connects = []
 
-    class Client:
-        def events(self, **kwargs):
-            return streams[min(len(connects) - 1, 1)]
-
-    def connect():
-        connects.append(1)
-        if len(connects) == 2:
-            raise ConnectionError("engine restarting")
-        return Client()
-
+    from reconciler.contract import EngineEvent
     from reconciler.triggers import EventReader
 
-    reader = EventReader(connect, "p", set, lambda reason, keys: calls.append((reason, keys)), max_delay=0.1)
+    class Engine:
+        def events(self):
+            connects.append(1)
+            if len(connects) == 2:
+                raise ConnectionError("engine restarting")
+            stream = streams[min(len(connects) - 1, 1)]
+            self.stream = stream
+            return (EngineEvent(e["Action"], e, e["Type"]) for e in stream)
+
+        def close_events(self):
+            self.stream.close()
+
+    def keys_of(event):
+        return {("Container", event.raw["Actor"]["Attributes"]["io.reconciler.name"])}
+
+    reader = EventReader(Engine(), keys_of, lambda reason, keys: calls.append((reason, keys)), max_delay=0.1)
     reader.start()
     deadline = time.monotonic() + 10
     while not any(reason == "engine.reconnected" for reason, _ in calls) and time.monotonic() < deadline:

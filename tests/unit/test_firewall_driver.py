@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import DriverContext
 from reconciler.drivers.firewall import driver as driver_module
 from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import NO_DOCKER_USER, Selection
@@ -65,7 +65,7 @@ def plan(drv: FirewallDriver, resources: list[Resource], prune: bool = True) -> 
     desired = [drv.normalize(r) for r in resources]
     for d in desired:
         list(drv.check(d, Catalog(desired)))
-    observed = drv.observe({d.name for d in desired})
+    observed = drv.observe(desired)
     changes = {d.name: drv.diff(d, observed.get(d.name)) for d in desired}
     if prune:
         for name, obs in observed.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import DriverContext
 from reconciler.drivers.image.driver import ABSENT, BUILT, FOREIGN, PULLED, ImageDriver
 from reconciler.drivers.image.spec import LABEL_BUILD_INPUTS, LABEL_INPUT_HASH, build_labels
 from reconciler.errors import SpecError

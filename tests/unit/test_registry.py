@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import reconciler.drivers.base as base
-from reconciler.drivers.base import DriverContext, make_drivers
+import reconciler.plugins as base
+from reconciler.contract import BaseDriver, DriverContext
 from reconciler.manifests import load_directory
+from reconciler.plugins import make_drivers
 
 
 class _EP(SimpleNamespace):
@@ -25,12 +26,33 @@ def test_third_party_entry_point_replaces_builtin_and_adds_kind(monkeypatch, tmp
         _EP(name="Gadget", value="tests.unit.test_registry:GadgetDriver", dist=SimpleNamespace(name="acme-gadgets")),
     ]
     monkeypatch.setattr(base, "entry_points", lambda group: eps if group == base.ENTRY_POINT_GROUP else [])
-    classes = base.driver_classes()
-    assert classes["Volume"].spec == "tests.unit.fakes:FakeDriver"
-    assert classes["Gadget"].spec == "tests.unit.test_registry:GadgetDriver"
-    assert classes["Network"].spec == base.BUILTIN_DRIVERS["Network"]
-    drivers = make_drivers(DriverContext("p", tmp_path), kinds=["Gadget"])
+    specs = base.driver_specs()
+    assert specs["Volume"] == "tests.unit.fakes:FakeDriver"
+    assert specs["Gadget"] == "tests.unit.test_registry:GadgetDriver"
+    assert specs["Network"] == base.BUILTIN_DRIVERS["Network"]
+    drivers = make_drivers(DriverContext("p", tmp_path), base.driver_classes(kinds=["Gadget"]))
     assert isinstance(drivers["Gadget"], GadgetDriver)
+
+
+def test_driver_that_misses_hooks_is_left_out(monkeypatch, tmp_path) -> None:
+    """A class that does not meet the contract (no BaseDriver, hooks missing) is refused with the hooks named."""
+    from structlog.testing import capture_logs
+
+    eps = [_EP(name="Half", value="tests.unit.test_registry:HalfDriver", dist=SimpleNamespace(name="acme"))]
+    monkeypatch.setattr(base, "entry_points", lambda group: eps)
+    with capture_logs() as logs:
+        classes = base.driver_classes(log=__import__("structlog").get_logger())
+    assert "Half" not in classes and "Volume" in classes
+    (entry,) = [e for e in logs if e.get("kind") == "Half"]
+    assert "lacks" in entry["error"] and "observe" in entry["error"]
+
+
+class HalfDriver:
+    kind = "Half"
+    rank = 1
+
+    def normalize(self, resource):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
 
 
 def test_unloadable_driver_is_left_out(monkeypatch, tmp_path) -> None:
@@ -47,7 +69,7 @@ def test_installed_package_registers_builtin_kinds() -> None:
     assert {"Image", "Volume", "Network", "Container", "FirewallAllowList"} <= set(classes)
 
 
-class GadgetDriver:
+class GadgetDriver(BaseDriver):
     kind = "Gadget"
     rank = 1
     schema = {

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from reconciler.drivers.base import Catalog
+from reconciler.contract import Catalog
 from reconciler.drivers.container.spec import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 

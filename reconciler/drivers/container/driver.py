@@ -4,13 +4,13 @@ disruptive action (update in place, reconnect, start/stop) and replace safely wh
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from docker.errors import ImageNotFound, NotFound
 
-from reconciler.drivers.base import Catalog
+from reconciler.contract import Catalog, EngineEvent, Key
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -50,6 +50,7 @@ from reconciler.drivers.container.spec import (
 )
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
+from reconciler.drivers.engine.session import container_event_key
 from reconciler.errors import ReconcileError, SpecError
 from reconciler.model import (
     LABEL_NAME,
@@ -85,7 +86,7 @@ class ContainerDriver(DockerDriver):
             yield Reference("Image", image.name, "spec.image", required=False)
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
-        return check_container(desired, catalog, engine_paths(self.ctx.options.get("docker_host")))
+        return check_container(desired, catalog, engine_paths(self.ctx.engine_url))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         return diff_container(desired, observed)
@@ -101,7 +102,12 @@ class ContainerDriver(DockerDriver):
         return follow_upstream(change, upstream)
 
     # -- observe (read only) ---------------------------------------------------------------------------------
-    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
+        key = container_event_key(event, project)
+        return () if key is None else (key,)
+
+    def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
+        declared = {d.name for d in desired}
         """One filtered listing, then every inspect the comparison needs, concurrently."""
         with self.errors("*", "list"):
             listed = self.api.containers(all=True, filters=project_filter(self.project, self.kind))

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from docker.errors import APIError, NotFound
 
-from reconciler.drivers.base import Catalog, DriverContext
-from reconciler.drivers.engine.client import engine_errors
+from reconciler.contract import BaseDriver
+from reconciler.drivers.engine.errors import engine_errors
 from reconciler.errors import PermanentError
-from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Change, Desired, Observed, Reference, Resource
+from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Observed
 
 T = TypeVar("T")
 INSPECT_CONCURRENCY = 8
@@ -57,29 +57,12 @@ def by_name(inspect: Callable[[str], Mapping[str, Any]]) -> Callable[[str], Mapp
     return lookup
 
 
-class DockerDriver:
-    """Base of the engine drivers: holds the context; subclasses fill in the kind-specific parts."""
-
-    kind = ""
-    rank = 0
-
-    def __init__(self, ctx: DriverContext) -> None:
-        self.ctx = ctx
-        self.log = ctx.log.bind(kind=self.kind) if hasattr(ctx.log, "bind") else ctx.log
+class DockerDriver(BaseDriver):
+    """Base of the engine drivers: the engine client; subclasses fill in the kind-specific parts."""
 
     @property
     def api(self) -> Any:
         return self.ctx.engine
-
-    @property
-    def project(self) -> str:
-        return self.ctx.project
-
-    def references(self, desired: Desired) -> Iterable[Reference]:
-        return ()
-
-    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
-        return ()
 
     def errors(self, name: str, verb: str) -> Any:
         return engine_errors(f"{self.kind.lower()} {name}: {verb}")
@@ -124,9 +107,3 @@ class DockerDriver:
                     f"uses it; {consequence}"
                 )
         return found
-
-    def prune(self, observed: Observed) -> Change:
-        raise NotImplementedError
-
-    def normalize(self, resource: Resource) -> Desired:
-        raise NotImplementedError

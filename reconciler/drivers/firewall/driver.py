@@ -5,17 +5,19 @@ sources), so the driver always computes the project's whole ruleset from every d
 transaction per family. Each list's view of that ruleset (what it guards, its sources, the shared rules of its
 groups) is compared with the same view of the live ruleset: a list whose view differs is drifted.
 
-The desired lists come from the catalog given to `check()` and from every `diff()`/`prune()` (the planner diffs
-every declared list and prunes every gone one before anything is applied).
+The desired lists are the ones `observe()` is given; the driver instance lives for one pass, so what it keeps
+of them never outlives the pass.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
+from reconciler.contract import BaseDriver, Catalog, DriverContext, option
 from reconciler.diffing import UPDATE, diff_specs
-from reconciler.drivers.base import Catalog, DriverContext
 from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import Selection, choose, interface_names
 from reconciler.drivers.firewall.readback import list_view, read_list
@@ -40,7 +42,6 @@ from reconciler.model import (
     Desired,
     FieldChange,
     Observed,
-    Reference,
     Resource,
 )
 from reconciler.spechash import spec_hash
@@ -50,16 +51,28 @@ SPEC_FIELDS = ("interfaces", "sources", "destinations", "ports", "spec-hash")
 RULES = {key: UPDATE for key in SPEC_FIELDS}
 
 
-class FirewallDriver:
+@dataclass(frozen=True)
+class FirewallOptions:
+    backend: str = option(
+        "auto",
+        "--firewall-backend",
+        "how FirewallAllowList rules are written (default: auto-detect)",
+        choices=("auto", "iptc", "restore"),
+        env="RECONCILER_FIREWALL_BACKEND",
+    )
+    # Tests run a backend inside a throw-away network namespace; not on the command line.
+    netns: str | None = None
+
+
+class FirewallDriver(BaseDriver):
     kind = KIND
     rank = 3  # after the containers whose published ports it guards
+    options_type: ClassVar[type] = FirewallOptions
 
     def __init__(self, ctx: DriverContext) -> None:
-        self.ctx = ctx
-        self.project = ctx.project
-        self.log = ctx.log.bind(kind=KIND) if hasattr(ctx.log, "bind") else ctx.log
-        # Tests run a backend inside a throw-away network namespace; never set by the CLI.
-        self.netns: str | None = ctx.options.get("firewall_netns")
+        super().__init__(ctx)
+        self.options = ctx.options_for(FirewallOptions)
+        self.netns: str | None = self.options.netns
         self._lists: dict[str, Desired] = {}
         self._pruned: set[str] = set()
         self._selection: Selection | None = None
@@ -73,18 +86,14 @@ class FirewallDriver:
         spec = normalize_spec(resource.spec)
         return Desired(resource, spec, spec_hash(KIND, spec, resource.labels))
 
-    def references(self, desired: Desired) -> Iterable[Reference]:
-        return ()
-
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
-        self._lists = {d.name: d for d in catalog.of_kind(KIND)}
         return check_spec(desired.resource.spec)
 
     # --- observe ----------------------------------------------------------------------------------------------
 
     def selection(self) -> Selection:
         if self._selection is None:
-            self._selection = choose(self.ctx.options.get("firewall_backend"), self.netns)
+            self._selection = choose(self.options.backend, self.netns)
             # worth a line only when the project has lists; otherwise every plan would repeat it
             say = self.log.info if self._lists else self.log.debug
             say(
@@ -99,9 +108,11 @@ class FirewallDriver:
         main, jump = main_chain(self.project), jump_rule(self.project)
         return {f: live.chainset(main, jump) for f, live in self._live.items()}
 
-    def observe(self, declared: Collection[str]) -> Mapping[str, Observed]:
-        """One Observed per list with a marker in the project's chains (both families)."""
-        self._selection = None  # the engine may have been restarted with another backend since last time
+    def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
+        """One Observed per list with a marker in the project's chains (both families). The ruleset is the
+        project's as a whole, so every desired list is kept for this pass's diff, prune and apply."""
+        self._lists = {d.name: d for d in desired}
+        self._selection = None
         self._pruned = set()
         sel = self.selection()
         self._live = {}

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from reconciler.drivers.base import Catalog, DriverContext
+from reconciler.contract import Catalog, DriverContext
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.image import ops as image_ops
@@ -58,7 +58,6 @@ class ImageDriver(DockerDriver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self._declared: dict[str, Desired] = {}  # metadata.name -> last normalized Desired (observe needs refs)
         self._lock = threading.Lock()
         self._kept: dict[str, dict[str, list[str]]] = {}  # pruned name -> tags kept, with the containers using them
 
@@ -68,8 +67,6 @@ class ImageDriver(DockerDriver):
         warning = context_warning(resource, self.ctx.manifest_dir)
         if warning:
             self.log.warning("image.context.outside", name=resource.name, source=resource.source.file, detail=warning)
-        with self._lock:
-            self._declared[resource.name] = desired
         return desired
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
@@ -85,7 +82,7 @@ class ImageDriver(DockerDriver):
     @cached_property
     def pulled(self) -> PulledImages:
         with self.errors("*", "info"):
-            engine_id = str(self.api.info().get("ID") or self.ctx.options.get("docker_host") or "engine")
+            engine_id = str(self.api.info().get("ID") or self.ctx.engine_url or "engine")
         return PulledImages(pulled_path(self.project, engine_id))
 
     @cached_property
@@ -113,11 +110,10 @@ class ImageDriver(DockerDriver):
             return True  # check now, so a missing tag or a bad registry is a plan error, not an apply surprise
         return spec["pullPolicy"] == "Always" and parse_reference(spec["reference"]).digest is None
 
-    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+    def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
         """Per declared name: what the engine has under its reference (present or not) and what the registry
         says when the policy needs it. Plus every owned name whose manifest is gone (built or pulled tags)."""
-        with self._lock:
-            wanted = {n: self._declared[n] for n in declared if n in self._declared}
+        wanted = {d.name: d for d in desired}
         with self.errors("*", "list"):
             built = self.api.images(filters=project_filter(self.project, self.kind))
         owned: dict[str, dict[str, str]] = defaultdict(dict)  # name -> {reference: built|pulled}

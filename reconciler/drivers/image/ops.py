@@ -6,65 +6,15 @@ Errors a retry may cure (registry unreachable, engine 5xx) are TemporaryError, t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
-import requests
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, NotFound
 
+from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
 from reconciler.drivers.image.progress import BuildProgress, LayerProgress, StreamFailed
 from reconciler.drivers.image.reference import parse_reference
-from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
-
-_RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
-_AUTH = ("unauthorized", "denied", "authentication required", "access to the resource")
-_DNS = ("no such host", "server misbehaving", "name or service not known")
-
-
-def _explain(exc: APIError) -> str:
-    text = exc.explanation
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return str(text or exc).strip()
-
-
-def registry_failure(where: str, message: str) -> PermanentError | TemporaryError:
-    """An engine message about a registry, as a clear retryable or permanent error."""
-    lowered = message.lower()
-    if any(m in lowered for m in _DNS):
-        return PermanentError(f"{where}: unknown registry host: {message}")
-    if any(m in lowered for m in _AUTH):
-        return PermanentError(f"{where}: the registry refused access: {message}")
-    if "manifest unknown" in lowered or "not found" in lowered:
-        return PermanentError(f"{where}: not found in the registry: {message}")
-    if any(m in lowered for m in _RETRYABLE):
-        return TemporaryError(f"{where}: registry unreachable: {message}")
-    return PermanentError(f"{where}: {message}")
-
-
-@contextmanager
-def engine_call(where: str, registry: bool = False) -> Iterator[None]:
-    """Map docker-py and transport errors of one call; `registry` calls get registry-specific wording."""
-    try:
-        yield
-    except StreamFailed:
-        raise
-    except NotFound as exc:
-        if registry:
-            raise registry_failure(where, _explain(exc)) from None
-        raise PermanentError(f"{where}: {_explain(exc)}") from None
-    except APIError as exc:
-        message = _explain(exc)
-        if registry:
-            raise registry_failure(where, message) from None
-        if (exc.status_code or 0) >= 500:
-            raise TemporaryError(f"{where}: {message}") from None
-        raise PermanentError(f"{where}: {message}") from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise EngineUnavailable(f"{where}: engine unreachable: {exc}") from None
-    except DockerException as exc:
-        raise PermanentError(f"{where}: {exc}") from None
+from reconciler.errors import PermanentError
 
 
 def pull(api: Any, reference: str, log: Any, where: str) -> str | None:
@@ -72,7 +22,7 @@ def pull(api: Any, reference: str, log: Any, where: str) -> str | None:
     ref = parse_reference(reference)
     log.info("image.pull.started", reference=reference)
     progress = LayerProgress(log, "image.pull.progress", reference)
-    with engine_call(f"{where}: pull {reference}", registry=True):
+    with engine_errors(f"{where}: pull {reference}", registry=True):
         try:
             progress.follow(api.pull(ref.repository, tag=ref.selector, stream=True, decode=True))
         except StreamFailed as exc:
@@ -86,7 +36,7 @@ def push(api: Any, reference: str, log: Any, where: str) -> str | None:
     ref = parse_reference(reference)
     log.info("image.push.started", reference=reference)
     progress = LayerProgress(log, "image.push.progress", reference)
-    with engine_call(f"{where}: push {reference}", registry=True):
+    with engine_errors(f"{where}: push {reference}", registry=True):
         try:
             progress.follow(api.push(ref.repository, tag=ref.tag or "latest", stream=True, decode=True))
         except StreamFailed as exc:
@@ -102,7 +52,7 @@ def build(api: Any, spec: Mapping[str, Any], labels: Mapping[str, str], log: Any
     options = spec["build"]
     log.info("image.build.started", reference=reference, context=options["context"])
     progress = BuildProgress(log, reference)
-    with engine_call(f"{where}: build {reference}"):
+    with engine_errors(f"{where}: build {reference}"):
         try:
             stream = api.build(
                 path=options["context"],
@@ -121,7 +71,7 @@ def build(api: Any, spec: Mapping[str, Any], labels: Mapping[str, str], log: Any
             raise PermanentError(f"{where}: build of {reference} failed{at}: {exc.message}") from None
         except APIError as exc:
             if exc.status_code == 400:  # the engine rejected the Dockerfile itself (syntax) before any step
-                raise PermanentError(f"{where}: build of {reference} failed: {_explain(exc)}") from None
+                raise PermanentError(f"{where}: build of {reference} failed: {explain(exc)}") from None
             raise
     if progress.image_id is None:
         raise PermanentError(f"{where}: build of {reference} ended without an image ID")
@@ -131,7 +81,7 @@ def build(api: Any, spec: Mapping[str, Any], labels: Mapping[str, str], log: Any
 
 def users(api: Any, image_id: str) -> list[str]:
     """Names of containers (any state, any owner) created from exactly this image."""
-    with engine_call(f"image {image_id[:19]}: list containers"):
+    with engine_errors(f"image {image_id[:19]}: list containers"):
         found = api.containers(all=True, filters={"ancestor": image_id})
     return sorted(c["Names"][0].lstrip("/") for c in found if c.get("ImageID") == image_id and c.get("Names"))
 
@@ -145,7 +95,7 @@ def untag(api: Any, reference: str, log: Any, where: str) -> None:
         return  # already gone: the desired end state
     except APIError as exc:
         if exc.status_code == 409:
-            raise PermanentError(f"{where}: image {reference} kept: {_explain(exc)}") from None
-        with engine_call(f"{where}: remove {reference}"):
+            raise PermanentError(f"{where}: image {reference} kept: {explain(exc)}") from None
+        with engine_errors(f"{where}: remove {reference}"):
             raise
     log.info("image.removed", reference=reference)

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
+from reconciler.contract import Catalog, EngineEvent, Key
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
-from reconciler.drivers.base import Catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.engine.session import named_event_key
 from reconciler.drivers.network.spec import (
     canonical,
     check_network,
@@ -82,7 +83,12 @@ class NetworkDriver(DockerDriver):
         }
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
 
-    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
+        key = named_event_key(event, self.kind, known)
+        return () if key is None else (key,)
+
+    def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
+        declared = {d.name for d in desired}
         self.__dict__.pop("all_subnets", None)  # per plan: other networks come and go
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))

@@ -3,13 +3,14 @@ by `reclaimPolicy: Delete`, recorded on the volume when it is created (and in vo
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from reconciler.contract import DriverContext, EngineEvent, Key
 from reconciler.diffing import REPLACE, diff_specs, overall_action
-from reconciler.drivers.base import DriverContext
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.engine.session import named_event_key
 from reconciler.drivers.volume.policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
 from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
@@ -54,7 +55,12 @@ class VolumeDriver(DockerDriver):
         }
         return Observed(self.kind, vol["Name"], vol["Name"], labels, spec, raw=vol)
 
-    def observe(self, declared: Collection[str]) -> dict[str, Observed]:
+    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
+        key = named_event_key(event, self.kind, known)
+        return () if key is None else (key,)
+
+    def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
+        declared = {d.name for d in desired}
         self._records = self.policies.load()
         with self.errors("*", "list"):
             listed = self.api.volumes(filters=project_filter(self.project, self.kind)).get("Volumes") or []

@@ -1,0 +1,350 @@
+"""The driver contract: everything the core calls on a driver, and everything a driver gets from the core.
+
+This is the one module a driver author reads. The core (planner, catalog, executor, controller, CLI) calls
+drivers only through the hooks declared here, never by probing for attributes; drivers import nothing of the
+core but this module and the plain values of `reconciler.model`, `reconciler.errors`, `reconciler.spechash`,
+`reconciler.diffing` and `reconciler.statefile`.
+
+## Lifetime: one driver instance per pass
+`ProjectRunner` makes a fresh instance of every driver for each pass (one `plan`, one `apply`, one watch pass:
+observe -> diff/prune -> follow -> after_plan -> apply) and drops it afterwards. Within a pass a driver may keep
+what its own `observe` saw (it is told the desired objects) for its `diff`, `prune` and `apply`; nothing
+survives into the next pass. Validation uses instances of its own, on which only the pure hooks are called.
+What must outlive a pass (the engine connection) lives in the `Engine`, reached through `DriverContext`.
+
+## The call order of a pass
+1. `normalize(resource)` for every document, then `references`, `catalog_references` and `check` with the
+   whole catalog (pure: no engine, no host; validation runs these alone).
+2. `observe(desired)` once per kind, all kinds concurrently (reads the host, changes nothing).
+3. `diff(desired, observed)` for each declared object, `prune(observed)` for each owned object whose manifest
+   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (all pure).
+4. `follow(change, upstream)` in rank order, then `after_plan(change, changes)` once the plan is whole (pure).
+5. `apply(change)` per pending change, in dependency order, concurrently across independent changes.
+
+## Errors
+Hooks raise `reconciler.errors.ReconcileError` subclasses: `TemporaryError` (retry may help; `delay` suggests
+when), `EngineUnavailable` (the engine itself is unreachable) or `PermanentError` (fix the manifest or the
+host). `normalize`/`check` report manifest problems as `SpecError` / `(path, message)` pairs, never tracebacks.
+The executor keeps the class in each `Result`, so `watch` retries temporary failures with backoff and holds
+permanent ones until the manifest or the observed object changes (or the periodic resync).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import structlog
+
+from reconciler.errors import PermanentError
+from reconciler.model import Change, Desired, Observed, Reference, Resource
+
+Key = tuple[str, str]
+T = TypeVar("T")
+
+
+# --- typed options ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliFlag:
+    """How one field of a driver's or engine's options dataclass appears on the command line."""
+
+    flag: str  # e.g. "--firewall-backend"
+    help: str
+    choices: tuple[str, ...] | None = None
+    env: str | None = None  # environment variable giving the default
+    short: str | None = None  # e.g. "-H"
+
+
+def option(default: Any, flag: str, help: str, **kwargs: Any) -> Any:
+    """A dataclass field that is also a global CLI flag: `backend: str = option("auto", "--firewall-backend", ...)`.
+
+    Fields declared without `option` are not on the command line (tests and embedders set them)."""
+    return field(default=default, metadata={"cli": CliFlag(flag, help, **kwargs)})
+
+
+def cli_flags(options_type: type) -> list[tuple[dataclasses.Field[Any], CliFlag]]:
+    """The fields of an options dataclass that are CLI flags, in declaration order."""
+    return [(f, f.metadata["cli"]) for f in dataclasses.fields(options_type) if "cli" in f.metadata]
+
+
+class NoOptions:
+    """Options of a driver that has none."""
+
+
+# --- the engine --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One notification from the engine: `action` is a short word for logs ("die", "destroy"); `raw` is the
+    engine's own record, read only by the drivers' `event_keys`."""
+
+    action: str
+    raw: Any
+    type: str = ""  # what the event is about, for logs ("container", "network")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Where the drivers' objects live, for the life of a command (one `watch` keeps it for months).
+
+    Implemented next to the drivers (reconciler.drivers.engine for Docker); the core only calls these.
+    """
+
+    options_type: ClassVar[type]
+
+    @property
+    def url(self) -> str:
+        """A stable address naming this engine (the lock and the state file are per engine); no contact."""
+        ...
+
+    def client(self) -> Any:
+        """The connected client the drivers use, connecting on first use; raises EngineUnavailable."""
+        ...
+
+    def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers now."""
+        ...
+
+    def reset(self) -> None:
+        """Drop the connection so the next `client()` connects afresh (after the engine restarted)."""
+        ...
+
+    def events(self) -> Iterator[EngineEvent]:
+        """Connect (raising EngineUnavailable when that fails) and return a blocking stream of notifications
+        that may concern declared objects, on its own connection; the stream ends or raises when the
+        connection is lost. `close_events()` unblocks it from another thread."""
+        ...
+
+    def close_events(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --- what drivers get ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DriverContext:
+    """What every driver gets: the project, the manifest directory, the engine and typed options.
+
+    `engine_factory` (or `engine_handle.client`) is only called on first use of `engine`, so `validate` (which
+    never calls observe/apply) never contacts an engine. `options` is a collection of options dataclass
+    instances, looked up by type with `options_for`.
+    """
+
+    project: str
+    manifest_dir: Path
+    engine_factory: Callable[[], Any] | None = None
+    options: Iterable[Any] = ()
+    log: Any = field(default_factory=structlog.get_logger)
+    engine_handle: Engine | None = None
+    _engine: Any = None
+
+    def __post_init__(self) -> None:
+        self._options = {type(o): o for o in self.options}
+        if self.engine_factory is None and self.engine_handle is not None:
+            self.engine_factory = self.engine_handle.client
+
+    def options_for(self, options_type: type[T]) -> T:
+        """This run's instance of `options_type`, or its defaults."""
+        found = self._options.get(options_type)
+        return found if found is not None else options_type()
+
+    @property
+    def engine_url(self) -> str | None:
+        """The engine's address, known without contacting it (None when no engine is configured)."""
+        return self.engine_handle.url if self.engine_handle is not None else None
+
+    @property
+    def engine(self) -> Any:
+        """The engine client, connected on first use."""
+        if self._engine is None:
+            if self.engine_factory is None:
+                raise PermanentError("no engine configured")
+            self._engine = self.engine_factory()
+        return self._engine
+
+    def reset_engine(self) -> None:
+        """Forget the client, so the next use reconnects (after the engine restarted)."""
+        self._engine = None
+        if self.engine_handle is not None:
+            self.engine_handle.reset()
+
+
+class Catalog(Protocol):
+    """Read access to every desired object of the project (for cross-object checks)."""
+
+    def get(self, kind: str, name: str) -> Desired | None: ...
+
+    def of_kind(self, kind: str) -> list[Desired]: ...
+
+    def dependencies(self, key: Key) -> set[Key]: ...
+
+
+# --- the driver ---------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One kind's translator between the model and the host. `BaseDriver` supplies every default below."""
+
+    kind: ClassVar[str]
+    # creation order between kinds: lower first (images 0, volumes/networks 1, containers 2, firewall 3)
+    rank: ClassVar[int]
+    # JSON Schema of the kind's documents, for kinds whose schema is not shipped in schemas/ (default None)
+    schema: ClassVar[Mapping[str, Any] | None]
+    # the options dataclass read from the CLI (its `option` fields become global flags); default NoOptions
+    options_type: ClassVar[type]
+    # True: a declared name held by an object of another owner is a plan error (the planner blocks it).
+    # False: the driver judges ownership itself in diff (an image reference can be shared by projects).
+    claims_names: ClassVar[bool]
+    # True: a delete waits for every change of a higher rank (a volume goes once no container uses it)
+    delete_after_users: ClassVar[bool]
+    # True: a create/update/replace waits for the deletes of its own kind (a pruned container may hold the
+    # host port or static IP its successor needs)
+    create_after_deletes: ClassVar[bool]
+
+    def __init__(self, ctx: DriverContext) -> None: ...
+
+    # -- pure: no engine, no host; validation calls only these ------------------------------------------------
+    def normalize(self, resource: Resource) -> Desired:
+        """The normalized desired spec: defaults filled, units canonical, relative paths resolved, referenced
+        content hashed. Raise SpecError(field, message) for a bad field."""
+        ...
+
+    def references(self, desired: Desired) -> Iterable[Reference]:
+        """Objects this one depends on, from its own spec. Default: none."""
+        ...
+
+    def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
+        """Dependencies only the whole catalog can resolve (a container's image -> an Image manifest with that
+        reference). Default: none."""
+        ...
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        """Semantic problems beyond the schema, as (dotted field path, message). Default: none."""
+        ...
+
+    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
+        """The objects (of this kind) an engine event is about; `known` holds the keys of the last plan.
+        Pure, called from the event thread. Default: none."""
+        ...
+
+    # -- reads the host --------------------------------------------------------------------------------------
+    def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
+        """The project's objects of this kind plus any object (owned or not) holding a declared name, keyed by
+        name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
+        ...
+
+    # -- pure, given what observe saw in this pass -----------------------------------------------------------
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the steps apply
+        will take (`Change.steps`, which apply follows: one source for both)."""
+        ...
+
+    def prune(self, observed: Observed) -> Change:
+        """The change for an owned object whose manifest is gone: DELETE, or NONE with a note why it stays."""
+        ...
+
+    def leftover_of(self, observed: Observed) -> str | None:
+        """The declared name `observed` is a leftover of (an interrupted replace's parked object), or None.
+        Leftovers of declared objects are pruned even with --no-prune. Default: None."""
+        ...
+
+    def follow(self, change: Change, upstream: list[Change]) -> Change:
+        """Revise `change` given the pending changes of what it depends on (a container follows a rebuilt
+        image). Default: unchanged."""
+        ...
+
+    def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
+        """Revise `change` once every change of the plan is known. Default: unchanged."""
+        ...
+
+    # -- changes the host ------------------------------------------------------------------------------------
+    def apply(self, change: Change) -> None:
+        """Carry out `change` on the host, step by step as its plan said; raise a ReconcileError on failure."""
+        ...
+
+
+class BaseDriver:
+    """The defaults of every optional hook of `Driver`; drivers subclass it and override what they need."""
+
+    kind: ClassVar[str] = ""
+    rank: ClassVar[int] = 0
+    schema: ClassVar[Mapping[str, Any] | None] = None
+    options_type: ClassVar[type] = NoOptions
+    claims_names: ClassVar[bool] = True
+    delete_after_users: ClassVar[bool] = True
+    create_after_deletes: ClassVar[bool] = False
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+        self.log = ctx.log.bind(kind=self.kind) if hasattr(ctx.log, "bind") else ctx.log
+
+    @property
+    def project(self) -> str:
+        return self.ctx.project
+
+    def normalize(self, resource: Resource) -> Desired:
+        raise NotImplementedError
+
+    def references(self, desired: Desired) -> Iterable[Reference]:
+        return ()
+
+    def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
+        return ()
+
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
+        return ()
+
+    def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
+        raise NotImplementedError
+
+    def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        raise NotImplementedError
+
+    def prune(self, observed: Observed) -> Change:
+        raise NotImplementedError
+
+    def leftover_of(self, observed: Observed) -> str | None:
+        return None
+
+    def follow(self, change: Change, upstream: list[Change]) -> Change:
+        return change
+
+    def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
+        return change
+
+    def apply(self, change: Change) -> None:
+        raise NotImplementedError
+
+
+HOOKS = (
+    "normalize",
+    "references",
+    "catalog_references",
+    "check",
+    "event_keys",
+    "observe",
+    "diff",
+    "prune",
+    "leftover_of",
+    "follow",
+    "after_plan",
+    "apply",
+)
+ATTRIBUTES = ("kind", "rank", "schema", "options_type", "claims_names", "delete_after_users", "create_after_deletes")
+
+
+def missing_hooks(cls: type) -> list[str]:
+    """What a driver class lacks of the contract (a third-party class that does not subclass BaseDriver)."""
+    return [name for name in (*ATTRIBUTES, *HOOKS) if not hasattr(cls, name)]

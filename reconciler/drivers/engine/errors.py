@@ -1,0 +1,73 @@
+"""The one translation of docker-py and transport errors into the contract's error classes.
+
+Errors a retry may cure (engine 5xx, registry unreachable) become TemporaryError, an unreachable engine
+EngineUnavailable, everything else PermanentError; each message names what was being done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+from docker.errors import APIError, DockerException, NotFound
+
+from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
+
+_RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
+_AUTH = ("unauthorized", "denied", "authentication required", "access to the resource")
+_DNS = ("no such host", "server misbehaving", "name or service not known")
+
+
+def explain(exc: APIError) -> str:
+    """The engine's own message of an API error."""
+    text = exc.explanation
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return str(text or exc).strip()
+
+
+def reason(exc: BaseException) -> str:
+    """A short reason for a transport failure."""
+    text = str(exc)
+    for marker in ("Connection refused", "No such file or directory", "Permission denied", "timed out"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def registry_failure(where: str, message: str) -> PermanentError | TemporaryError:
+    """An engine message about a registry, as a clear retryable or permanent error."""
+    lowered = message.lower()
+    if any(m in lowered for m in _DNS):
+        return PermanentError(f"{where}: unknown registry host: {message}")
+    if any(m in lowered for m in _AUTH):
+        return PermanentError(f"{where}: the registry refused access: {message}")
+    if "manifest unknown" in lowered or "not found" in lowered:
+        return PermanentError(f"{where}: not found in the registry: {message}")
+    if any(m in lowered for m in _RETRYABLE):
+        return TemporaryError(f"{where}: registry unreachable: {message}")
+    return PermanentError(f"{where}: {message}")
+
+
+@contextmanager
+def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
+    """Translate the errors of the engine calls inside into ReconcileErrors naming `what`; `registry` calls
+    (pull, push) get the registry's wording."""
+    try:
+        yield
+    except NotFound as exc:
+        if registry:
+            raise registry_failure(what, explain(exc)) from None
+        raise PermanentError(f"{what}: {explain(exc)}") from None
+    except APIError as exc:
+        message = explain(exc)
+        if registry:
+            raise registry_failure(what, message) from None
+        if (exc.status_code or 0) >= 500 and "already" not in message:
+            raise TemporaryError(f"{what}: {message}") from None
+        raise PermanentError(f"{what}: {message}") from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise EngineUnavailable(f"{what}: engine unreachable: {reason(exc)}") from None
+    except DockerException as exc:
+        raise PermanentError(f"{what}: {exc}") from None

@@ -1,0 +1,114 @@
+"""The Docker engine as the core sees it (the contract's `Engine`): its address, a lazily connected client, a
+health check and the event stream, for the life of one command."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from reconciler.contract import EngineEvent, option
+from reconciler.drivers.engine.client import connect, engine_url
+from reconciler.drivers.engine.errors import reason
+from reconciler.errors import EngineUnavailable
+from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
+
+# What may concern a declared object: a container dying or going, a network or volume removed or changed.
+EVENT_FILTERS = {
+    "type": ["container", "network", "volume"],
+    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    docker_host: str | None = option(
+        None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
+    )
+
+
+class DockerEngine:
+    """One Docker engine: `client()` connects on first use and is shared by every driver and pass."""
+
+    options_type: ClassVar[type] = EngineOptions
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        self.options = options or EngineOptions()
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._events_client: Any = None
+        self._stream: Any = None
+
+    @property
+    def url(self) -> str:
+        return engine_url(self.options.docker_host)
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.options.docker_host)
+            return self._client
+
+    def ping(self) -> None:
+        try:
+            self.client().ping()
+        except EngineUnavailable:
+            raise
+        except Exception as exc:
+            raise EngineUnavailable(f"the Docker engine at {self.url} does not answer: {reason(exc)}") from None
+
+    def reset(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        _close(client)
+
+    def events(self) -> Iterator[EngineEvent]:
+        _close(self._events_client)  # a dead client's pooled connections would leak one socket per reconnect
+        self._events_client = connect(self.options.docker_host)
+        self._stream = self._events_client.events(decode=True, filters=EVENT_FILTERS)
+        return (
+            EngineEvent(action=str(raw.get("Action") or ""), raw=raw, type=str(raw.get("Type") or ""))
+            for raw in self._stream
+        )
+
+    def close_events(self) -> None:
+        stream = self._stream
+        if stream is not None and hasattr(stream, "close"):
+            with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
+                stream.close()  # unblocks the reading thread
+
+    def close(self) -> None:
+        self.close_events()
+        _close(self._events_client)
+        self._events_client = None
+        self.reset()
+
+
+def _close(client: Any) -> None:
+    if client is not None and hasattr(client, "close"):
+        with contextlib.suppress(Exception):  # a client of a dead engine may fail to close; dropped either way
+            client.close()
+
+
+def container_event_key(event: EngineEvent, project: str) -> tuple[str, str] | None:
+    """Containers carry the ownership labels in their events."""
+    if event.type != "container":
+        return None
+    attrs = (event.raw.get("Actor") or {}).get("Attributes") or {}
+    if attrs.get(LABEL_PROJECT) != project:
+        return None
+    return (attrs.get(LABEL_KIND) or "Container", attrs.get(LABEL_NAME) or attrs.get("name", ""))
+
+
+def named_event_key(event: EngineEvent, kind: str, known: set[tuple[str, str]]) -> tuple[str, str] | None:
+    """Volume and network events carry no labels: they are matched by name against the `known` objects."""
+    actor = event.raw.get("Actor") or {}
+    if event.type == "network":
+        key = ("Network", (actor.get("Attributes") or {}).get("name", ""))
+    elif event.type == "volume":
+        key = ("Volume", actor.get("ID", ""))
+    else:
+        return None
+    return key if key[0] == kind and key in known else None
