@@ -143,8 +143,6 @@ class Controller:
                     continue
             if batch.reasons and all(r.startswith("event:") for r in batch.reasons):
                 batch = self._gather_events(batch)
-            if "resync" in batch.reasons:
-                self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
             engine_waiting = self.engine_retry_at is not None and now < self.engine_retry_at
             if engine_waiting and "engine.reconnected" not in batch.reasons:
                 continue  # the engine retry pass re-reads everything anyway
@@ -166,6 +164,8 @@ class Controller:
     def run_pass(self, batch: Batch | None = None) -> list[Result]:
         """One whole pass; never raises for an expected failure (it is logged and retried later)."""
         batch = batch or Batch(everything=True, reasons={"manual"})
+        if "resync" in batch.reasons:
+            self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
         self.passes += 1
         started = time.monotonic()
         log.info(

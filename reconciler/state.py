@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.lock import lock_path
 from reconciler.model import Outcome, Result
+from reconciler.statefile import read_json, write_json
 
 
 def state_path(project: str, engine: str) -> Path:
@@ -17,18 +16,12 @@ def state_path(project: str, engine: str) -> Path:
 
 
 def write_failures(project: str, engine: str, failures: dict[str, dict[str, Any]]) -> None:
-    path = state_path(project, engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(failures, indent=1, sort_keys=True))
-    os.replace(tmp, path)  # readers never see half a file
+    write_json(state_path(project, engine), failures)
 
 
 def read_failures(project: str, engine: str) -> dict[str, dict[str, Any]]:
-    try:
-        return json.loads(state_path(project, engine).read_text())
-    except (OSError, ValueError):
-        return {}
+    found = read_json(state_path(project, engine))
+    return found if isinstance(found, dict) else {}
 
 
 def record_failures(project: str, engine: str, results: list[Result]) -> None:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from reconciler.backoff import Backoff, RepairLimiter
 from reconciler.controller import Controller, WatchOptions
-from reconciler.errors import EngineUnavailable
+from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import Action, Desired, Outcome, Resource
 from reconciler.project import ProjectRunner
 from reconciler.spechash import spec_hash
@@ -386,3 +386,66 @@ def test_truncated_manifest_prunes_nothing_until_deleted(world) -> None:
     (world.dir / "a.yaml").unlink()
     ctl.run_pass()
     assert set(world.volumes.objects) == {"vol-b"}
+
+
+def test_permanent_failure_is_held_without_a_timer_until_the_manifest_changes(world) -> None:
+    """A permanent failure gets no retry timer: passes skip it (blocked, saying why) until its manifest changes."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="1"))
+    world.volumes.fail.add("vol-a")
+    world.volumes.fail_with = PermanentError
+    ctl.run_pass()
+    assert ctl.retry_at is None and ctl.backoff.entries[("Volume", "vol-a")].permanent
+    world.clock.now += 10_000
+    held = ctl.run_pass()
+    assert outcomes(held)["vol-a"] is Outcome.BLOCKED and world.volumes.applied == [("vol-a", Action.CREATE)]
+    assert "permanent failure" in held[0].error
+    assert ctl.failures_state()["Volume/vol-a"]["errorClass"] == "permanent"
+    world.volumes.fail.clear()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+
+
+def test_permanent_failure_is_retried_when_the_observed_object_changes(world) -> None:
+    """The failed object changed on the host since the pass after the failure: it is tried again at once."""
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
+    world.volumes.put("vol-a", size=1)  # owned, drifted: an update is planned
+    world.volumes.fail.add("vol-a")
+    world.volumes.fail_with = PermanentError
+    ctl.run_pass()
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.BLOCKED  # first look after the failure: same object
+    world.volumes.fail.clear()
+    world.volumes.put("vol-a", size=3)  # someone changed it
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED
+
+
+def test_periodic_resync_releases_permanent_failures(world) -> None:
+    """A resync tries held objects once more (what blocked them may have been outside the object)."""
+    from reconciler.triggers import Batch
+
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    world.volumes.fail_with = PermanentError
+    ctl.run_pass()
+    world.volumes.fail.clear()
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.BLOCKED
+    assert outcomes(ctl.run_pass(Batch(everything=True, reasons={"resync"})))["vol-a"] is Outcome.APPLIED
+
+
+def test_temporary_failure_waits_as_long_as_the_driver_suggests(world) -> None:
+    """A TemporaryError's own delay becomes the retry time instead of the computed backoff."""
+    from reconciler.errors import TemporaryError
+
+    class Slow(TemporaryError):
+        def __init__(self, message: str) -> None:
+            super().__init__(message, delay=42.0)
+
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    world.volumes.fail_with = Slow
+    ctl.run_pass()
+    retry = ctl.backoff.entries[("Volume", "vol-a")]
+    assert not retry.permanent and retry.not_before == pytest.approx(world.clock.now + 42.0)

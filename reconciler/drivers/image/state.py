@@ -2,30 +2,18 @@
 from the registry), yet deleting it later is allowed only if this project pulled it: so remember it here.
 
 `<state dir>/<project>/pulled-images-<engine id hash>.json`, state dir `$RECONCILER_STATE_DIR`, else
-`/var/lib/reconciler` for root, else `$XDG_STATE_HOME/reconciler`. Written atomically (temp file + rename);
+`/var/lib/reconciler` for root, else `$XDG_STATE_HOME/reconciler`. Written atomically (reconciler.statefile);
 writers of one project are serialized by the project lock, threads of one process by a mutex.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-STATE_DIR_ENV = "RECONCILER_STATE_DIR"
-
-
-def state_dir() -> Path:
-    configured = os.environ.get(STATE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    if os.geteuid() == 0:
-        return Path("/var/lib/reconciler")
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "reconciler"
+from reconciler.statefile import read_json, state_dir, write_json
 
 
 def pulled_path(project: str, engine_id: str) -> Path:
@@ -41,26 +29,11 @@ class PulledImages:
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}  # unreadable: behave as if nothing was pulled, so nothing is ever removed by mistake
+        data = read_json(self.path)  # unreadable: as if nothing was pulled, so nothing is removed by mistake
         return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pulled-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)  # readers never see half a file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json(self.path, data)
 
     def record(self, reference: str, name: str, source: str, image_id: str) -> None:
         with self._lock:

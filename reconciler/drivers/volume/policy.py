@@ -9,13 +9,10 @@ Retain: unsure means keep the data. Applying its manifest again records the poli
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import threading
 from typing import Any
 
-from reconciler.drivers.image.state import state_dir
+from reconciler.statefile import read_json, state_dir, write_json
 
 RETAIN, DELETE = "Retain", "Delete"
 
@@ -27,12 +24,9 @@ class VolumePolicies:
 
     def load(self) -> dict[str, dict[str, Any]] | None:
         """name -> {"policy", "createdAt"}; None when the file exists but cannot be read."""
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
+        if not self.path.exists():
             return {}
-        except (OSError, ValueError):
-            return None
+        data = read_json(self.path)
         return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else None
 
     def effective(self, volume: dict[str, Any], records: dict[str, dict[str, Any]] | None, label: str) -> str:
@@ -60,10 +54,4 @@ class VolumePolicies:
                 self._write(records)
 
     def _write(self, records: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".volume-policies-", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(records, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, records)
