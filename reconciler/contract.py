@@ -89,6 +89,15 @@ class EngineEvent:
     type: str = ""  # what the event is about, for logs ("container", "network")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Client TLS material for an engine: the CA its certificate must chain to, our certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Where the drivers' objects live, for the life of a command (one `watch` keeps it for months).
@@ -97,6 +106,11 @@ class Engine(Protocol):
     """
 
     options_type: ClassVar[type]
+
+    @classmethod
+    def for_host(cls, address: str, tls: TlsFiles | None) -> Engine:
+        """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect."""
+        ...
 
     @property
     def url(self) -> str:
@@ -109,6 +123,10 @@ class Engine(Protocol):
 
     def ping(self) -> None:
         """Raise EngineUnavailable unless the engine answers now."""
+        ...
+
+    def identity(self) -> str:
+        """What tells this engine from every other one (however it is addressed); connects."""
         ...
 
     def reset(self) -> None:
@@ -209,6 +227,9 @@ class Driver(Protocol):
     # True: a create/update/replace waits for the deletes of its own kind (a pruned container may hold the
     # host port or static IP its successor needs)
     create_after_deletes: ClassVar[bool]
+    # True: objects of this kind act on the machine reconcile runs on, not through the engine (firewall rules);
+    # in a fleet they may only be placed on Hosts reached through a local socket
+    local_only: ClassVar[bool]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -282,6 +303,7 @@ class BaseDriver:
     claims_names: ClassVar[bool] = True
     delete_after_users: ClassVar[bool] = True
     create_after_deletes: ClassVar[bool] = False
+    local_only: ClassVar[bool] = False
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -342,7 +364,16 @@ HOOKS = (
     "after_plan",
     "apply",
 )
-ATTRIBUTES = ("kind", "rank", "schema", "options_type", "claims_names", "delete_after_users", "create_after_deletes")
+ATTRIBUTES = (
+    "kind",
+    "rank",
+    "schema",
+    "options_type",
+    "claims_names",
+    "delete_after_users",
+    "create_after_deletes",
+    "local_only",
+)
 
 
 def missing_hooks(cls: type) -> list[str]:

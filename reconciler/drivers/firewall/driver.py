@@ -68,6 +68,7 @@ class FirewallDriver(BaseDriver):
     kind = KIND
     rank = 3  # after the containers whose published ports it guards
     options_type: ClassVar[type] = FirewallOptions
+    local_only = True  # written with this machine's iptables, never through an engine
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
