@@ -309,8 +309,10 @@ ensure_ssh_client() {
 				  HostName $(engine_addr "$name")
 			EOF
 		done
+		# The common options apply to the fleet's hosts only; any other host gets ssh's defaults (but, with
+		# -F, not ~/.ssh/config).
 		cat <<-EOF
-			Host *
+			Host $NS_PREFIX* $NET_PREFIX.*
 			  User root
 			  IdentityFile $SSH_DIR/id_ed25519
 			  IdentitiesOnly yes
