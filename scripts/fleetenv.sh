@@ -296,7 +296,8 @@ ensure_ssh_client() {
 	local name known=() tmp="$SSH_DIR/config.tmp.$$"
 	{
 		echo "# written by scripts/fleetenv.sh; use with ssh -F $SSH_DIR/config (or $SSH_DIR/bin/ssh)"
-		for name in $(wanted_engines); do
+		# Every engine that runs or is wanted: a smaller N later leaves the others running, still reachable.
+		for name in $({ existing_engines; wanted_engines; } | sort -u); do
 			local lib
 			lib=$(engine_lib "$name")
 			mkdir -p "$lib"
@@ -524,7 +525,7 @@ write_env_file() {
 	names=$(wanted_engines | tr '\n' ' ')
 	{
 		echo "# written by scripts/fleetenv.sh; source it to reach the fleet engines"
-		echo "export RECONCILER_FLEET_ENGINES='${names% }'"
+		echo "export RECONCILER_FLEET_NAMES='${names% }'"
 		echo "export RECONCILER_FLEET_HOST_ADDR=$HOST_ADDR"
 		for name in $(wanted_engines); do
 			upper=${name^^}

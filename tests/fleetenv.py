@@ -213,7 +213,7 @@ def read_env_file(path: Path = ENV_FILE) -> Fleet:
             ssh=get(f"{name.upper()}_SSH"),
             netns=get(f"{name.upper()}_NETNS"),
         )
-        for name in get("ENGINES").split()
+        for name in get("NAMES").split()
     }
     return Fleet(
         engines=engines,
