@@ -297,6 +297,10 @@ def fleet(swarm: bool = False) -> Fleet:
     with _lease_lock():
         proc = run_script("up", *(["--swarm"] if swarm else []))
         if proc.returncode != 0:
+            # A half-started fleet that no session holds would stay behind: take it down if a session started it.
+            if _Session.lease is None:
+                with contextlib.suppress(FleetError, subprocess.TimeoutExpired):
+                    _down_if_unheld()
             raise FleetError(f"scripts/fleetenv.sh up failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
         LEASE_DIR.mkdir(parents=True, exist_ok=True)
         lease = LEASE_DIR / str(os.getpid())
@@ -320,17 +324,22 @@ def release() -> None:
         return
     with _lease_lock():
         lease.unlink(missing_ok=True)
-        if os.environ.get("RECONCILER_FLEET_KEEP") == "1" or _live_leases():
-            return
-        try:
-            owner = OWNER_FILE.read_text(encoding="utf-8").strip()
-        except OSError:
-            return  # taken down by hand meanwhile
-        if owner != "pytest":
-            return
-        proc = run_script("down")
-        if proc.returncode != 0:
-            raise FleetError(f"scripts/fleetenv.sh down failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        _down_if_unheld()
+
+
+def _down_if_unheld() -> None:
+    """`down`, when a test session started the fleet and no live session holds it (call with the lease lock)."""
+    if os.environ.get("RECONCILER_FLEET_KEEP") == "1" or _live_leases():
+        return
+    try:
+        owner = OWNER_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        return  # not running, or taken down by hand meanwhile
+    if owner != "pytest":
+        return
+    proc = run_script("down")
+    if proc.returncode != 0:
+        raise FleetError(f"scripts/fleetenv.sh down failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
 @contextmanager
