@@ -9,7 +9,8 @@
 #                                      manager and joins the others as workers
 #   scripts/fleetenv.sh status         say what is running, change nothing (exit 1 if something is missing)
 #   scripts/fleetenv.sh down           leave the swarm, stop the engines, sshds and forwarders, delete the
-#                                      namespaces and every file `up` wrote (state dirs, .testenv/fleet.env)
+#                                      namespaces and the files `up` wrote (state dirs, .testenv/fleet.env;
+#                                      not the lock files /run/reconciler-fleet{,-leases}.lock)
 #
 # Runs as root on Debian 12. Writes <repo>/.testenv/fleet.env. Addresses: 10.213.0.0/24 between the host
 # (10.213.0.1 on `rfleet0`) and the engines (a = 10.213.0.11, b = .12, ...); engine i's docker0 is
@@ -111,10 +112,20 @@ ssh_answers() {
 		</dev/null >/dev/null 2>&1
 }
 
-# pid_alive PIDFILE COMM: the pid in PIDFILE runs a program named COMM (a recycled pid is not ours).
+# running PID: the process exists and is not a zombie (PID 1 here reaps orphans only now and then).
+running() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+# pid_alive PIDFILE COMM: the pid in PIDFILE runs a program named COMM (a recycled pid is not ours) and is no
+# zombie.
 pid_alive() {
 	local pid
-	[[ -f $1 ]] && pid=$(cat "$1") && [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]]
+	[[ -f $1 ]] && pid=$(cat "$1") && [[ $pid =~ ^[0-9]+$ ]] &&
+		[[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && running "$pid"
 }
 
 # wait_for SECONDS WHAT CHECK...: polls CHECK every half second, bounded.
@@ -365,7 +376,7 @@ start_sshd() {
 		SetEnv DOCKER_HOST=$(engine_unix "$name")
 	EOF
 	log "starting sshd for engine $name on $addr:22"
-	in_ns "$(engine_ns "$name")" /usr/sbin/sshd -f "$run/sshd_config" -E "$run/sshd.log" </dev/null
+	in_ns "$(engine_ns "$name")" /usr/sbin/sshd -f "$run/sshd_config" -E "$run/sshd.log" </dev/null 9>&-
 	wait_for 15 "sshd $name" pid_alive "$run/sshd.pid" sshd || die "sshd $name did not start; see $run/sshd.log"
 }
 
@@ -581,12 +592,12 @@ cmd_up() {
 		esac
 	done
 	need_root "up"
+	exec 9>"$LOCK_FILE"
+	flock -w 300 9 || die "another scripts/fleetenv.sh holds $LOCK_FILE"
 	install_packages
 	check_testenv
 	mkdir -p "$RUN_DIR" "$LIB_DIR"
 	chmod 755 "$RUN_DIR" "$LIB_DIR"
-	exec 9>"$LOCK_FILE"
-	flock -w 300 9 || die "another scripts/fleetenv.sh holds $LOCK_FILE"
 	# Who started it decides whether a test session may take it down again; up by hand keeps it.
 	if [[ ! -f $OWNER_FILE || $STARTED_BY == manual ]]; then echo "$STARTED_BY" >"$OWNER_FILE"; fi
 	ensure_hub
@@ -645,14 +656,6 @@ cmd_status() {
 	return $rc
 }
 
-# running PID: the process exists and is not a zombie (PID 1 here reaps orphans only now and then).
-running() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat%% *} != Z ]]
-}
-
 # stop_pidfiles PIDFILE:COMM:WHAT...: SIGTERM to each whose pid still runs COMM, then wait for all of them
 # together, up to 60 s, then SIGKILL what is left.
 stop_pidfiles() {
@@ -703,14 +706,13 @@ unmount_under() {
 
 cmd_down() {
 	need_root "down"
-	[[ -d $RUN_DIR || -d $LIB_DIR || -e $(ns_path "$HUB_NS") ]] || {
+	exec 9>"$LOCK_FILE"
+	flock -w 300 9 || die "another scripts/fleetenv.sh holds $LOCK_FILE"
+	if [[ ! -d $RUN_DIR && ! -d $LIB_DIR && $(ip netns list | grep -c "^$NS_PREFIX") == 0 ]]; then
 		log "no fleet to take down"
 		rm -f "$ENV_FILE"
 		return 0
-	}
-	mkdir -p "$RUN_DIR"
-	exec 9>"$LOCK_FILE"
-	flock -w 300 9 || die "another scripts/fleetenv.sh holds $LOCK_FILE"
+	fi
 	local name engines
 	engines=$(existing_engines)
 	if [[ -f $SWARM_FILE ]]; then
