@@ -132,6 +132,15 @@ def network_info(api, name: str) -> dict | None:
         return None
 
 
+def container_running(api, name: str) -> bool:
+    import docker.errors
+
+    try:
+        return bool(api.inspect_container(name)["State"]["Running"])
+    except docker.errors.NotFound:
+        return False
+
+
 def volume_exists(api, name: str) -> bool:
     try:
         api.inspect_volume(name)
@@ -346,8 +355,9 @@ def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, 
 def test_failing_object_is_retried_and_reported_by_status(
     api, project_name, tmp_manifests, watch, reconcile, lock_env, base_image
 ):
-    """An object that cannot be created is retried with backoff and shown as failing with its next retry; what
-    depends on it is blocked; the rest of the project converges."""
+    """An object that cannot be created (its image is in no registry: a permanent failure) is held and shown as
+    failing with the error's class; what depends on it is blocked; the rest of the project converges; fixing the
+    manifest retries it at once."""
     good, bad, waiting = f"{project_name}-data", f"{project_name}-bad", f"{project_name}-after"
     registry = base_image.split("/", 1)[0]
     tmp_manifests("good.yaml", volume(good))
@@ -378,14 +388,22 @@ def test_failing_object_is_retried_and_reported_by_status(
     )
     w = watch(tmp_manifests.dir, "--resync", "30")
     wait_for(lambda: volume_exists(api, good), START_TIMEOUT, "the good volume")
-    w.wait_log("object.retry_scheduled", timeout=CHANGE_TIMEOUT)
-    w.wait_log("failures=2", timeout=CHANGE_TIMEOUT)  # retried after 1 s
+    w.wait_log("object.held", timeout=CHANGE_TIMEOUT)
+    w.wait_log("error_class=permanent", timeout=CHANGE_TIMEOUT)
 
     proc = reconcile("status", str(tmp_manifests.dir), "--output", "json", env=lock_env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["objects"]}
     assert rows[good]["status"] == "in sync"
     assert rows[bad]["status"] == "failing"
-    assert rows[bad]["lastError"] and rows[bad]["nextRetry"]
+    assert rows[bad]["lastError"] and rows[bad]["errorClass"] == "permanent" and rows[bad]["nextRetry"] is None
     assert rows[waiting]["status"] == "blocked"
+
+    # the fix is an edit: tried at once, and what waited for it follows
+    (tmp_manifests.dir / "bad.yaml").write_text(
+        (tmp_manifests.dir / "bad.yaml")
+        .read_text()
+        .replace(f"{registry}/reconciler/absent-{project_name}:1", base_image)
+    )
+    wait_for(lambda: container_running(api, waiting), CHANGE_TIMEOUT, "the dependent container after the fix")
     assert w.stop() == 0
