@@ -32,6 +32,7 @@ permanent ones until the manifest or the observed object changes (or the periodi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,7 @@ class DriverContext:
     options: Iterable[Any] = ()
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
+    host: str | None = None  # in a fleet: the Host this context's engine is
     _engine: Any = None
 
     def __post_init__(self) -> None:
@@ -178,6 +180,14 @@ class DriverContext:
     def engine_url(self) -> str | None:
         """The engine's address, known without contacting it (None when no engine is configured)."""
         return self.engine_handle.url if self.engine_handle is not None else None
+
+    @property
+    def state_key(self) -> str:
+        """What names this engine in the state files drivers keep: "" for the one engine of a tree without
+        Hosts (the names used before fleets existed), else a digest of the Host's engine address."""
+        if self.host is None or self.engine_url is None:
+            return ""
+        return hashlib.sha256(self.engine_url.encode()).hexdigest()[:12]
 
     @property
     def engine(self) -> Any:

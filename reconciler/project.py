@@ -76,8 +76,9 @@ class ProjectRunner:
             self.manifest_dir,
             self.engine_factory,
             self.options,
-            structlog.get_logger().bind(project=self.project),
+            structlog.get_logger().bind(project=self.project, **({"host": self.host} if self.host else {})),
             engine_handle=self.engine,
+            host=self.host,
         )
         if self.classes is None:
             self.classes = dict(driver_classes(log=self.ctx.log))

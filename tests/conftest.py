@@ -271,3 +271,18 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ.pop("RECONCILER_STATE_DIR", None)
     else:
         os.environ["RECONCILER_STATE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def fleet_env() -> Iterator[object]:
+    """The namespace engines of scripts/fleetenv.sh (a over TLS, b over ssh), started once for the session and
+    taken down afterwards when this session started them; fails (never skips) when they cannot be started."""
+    from tests import fleetenv
+
+    if os.geteuid() != 0:
+        pytest.fail("the fleet test environment needs root (network namespaces, dockerd)")
+    try:
+        with fleetenv.session() as fleet:
+            yield fleet
+    except fleetenv.FleetError as exc:
+        pytest.fail(str(exc))

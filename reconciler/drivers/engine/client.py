@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
 from typing import Any
 
 import docker
+import docker.constants
 import docker.tls
 import requests
 from docker.errors import DockerException
@@ -29,38 +33,71 @@ def engine_url(docker_host: str | None) -> str:
 def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> docker.APIClient:
     """A low-level client; raises EngineUnavailable with one clear line when nothing answers.
 
-    `tls` (a fleet Host's files) is always verified; without it, DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply as
-    they do for the docker CLI. `ssh://` engines go through the system ssh client (its config, agent, jump hosts
-    and ControlMaster apply)."""
+    `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
+    DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
+    config, agent, jump hosts and ControlMaster apply)."""
     url = engine_url(docker_host)
+    if tls is not None:
+        kwargs: dict[str, Any] = {
+            "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True)
+        }
+    elif url.startswith("ssh://"):
+        kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
+        _reap_ssh_processes()
+    else:
+        kwargs = docker.utils.kwargs_from_env()
+    kwargs["base_url"] = url
     try:
-        if tls is not None:
-            kwargs: dict[str, Any] = {
-                "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True)
-            }
-        elif docker_host is None or not url.startswith("ssh://"):
-            kwargs = docker.utils.kwargs_from_env()
-        else:
-            kwargs = {}
-        kwargs["base_url"] = url
-        if url.startswith("ssh://"):
-            kwargs["use_ssh_client"] = True
-            kwargs["max_pool_size"] = SSH_POOL  # each pooled connection is one ssh process
-        # a short timeout for the first contact: an engine that accepts but never answers is down, not slow
-        client = docker.APIClient(version="auto", timeout=PING_TIMEOUT, **kwargs)
-        client.ping()
+        # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
+        # REQUESTS_CA_BUNDLE replace the Host's own CA (psf/requests#3829) and route an engine through a proxy.
+        # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
+        probe = _client(kwargs, MIN_API, PING_TIMEOUT)
+        try:
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        if _version_tuple(version) < _version_tuple(MIN_API):
+            raise PermanentError(
+                f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
+            )
+        client = _client(kwargs, min(version, docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT)
     except (DockerException, requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
-    version = str(client.api_version)
-    if _version_tuple(version) < _version_tuple(MIN_API):
-        client.close()
-        raise PermanentError(
-            f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
-        )
-    client.timeout = TIMEOUT
     return client
+
+
+def _client(kwargs: dict[str, Any], version: str, timeout: float) -> docker.APIClient:
+    client = docker.APIClient(version=version, timeout=timeout, **kwargs)
+    client.trust_env = False
+    return client
+
+
+def _reap_ssh_processes() -> None:
+    """docker-py 7's ssh transport (`use_ssh_client`) terminates its ssh process on close but never waits for it
+    nor closes its pipes: a long `watch` would collect one zombie per connection. Its close is made to finish."""
+    from docker.transport import sshconn
+
+    if getattr(sshconn.SSHSocket.close, "_reaps", False):
+        return
+
+    def close(self: Any) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
+        socket.socket.close(self)
+
+    close._reaps = True  # type: ignore[attr-defined]
+    sshconn.SSHSocket.close = close
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

@@ -66,7 +66,9 @@ class DockerEngine:
 
     def identity(self) -> str:
         with engine_errors(f"engine {self.url}: info"):
-            return str(self.client().info().get("ID") or self.url)
+            info = self.client().info()
+        # the ID alone is not enough: engines sharing /etc/docker (cloned machines, namespaced daemons) share it
+        return " ".join(str(info.get(key) or "") for key in ("ID", "Name", "DockerRootDir"))
 
     def reset(self) -> None:
         with self._lock:

@@ -83,6 +83,8 @@ class ImageDriver(DockerDriver):
     def pulled(self) -> PulledImages:
         with self.errors("*", "info"):
             engine_id = str(self.api.info().get("ID") or self.ctx.engine_url or "engine")
+        if self.ctx.state_key:  # engines sharing /etc/docker share an ID: a fleet's Hosts are told apart
+            engine_id = f"{engine_id} {self.ctx.state_key}"
         return PulledImages(pulled_path(self.project, engine_id))
 
     @cached_property

@@ -39,7 +39,7 @@ class VolumeDriver(DockerDriver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self.policies = VolumePolicies(ctx.project)
+        self.policies = VolumePolicies(ctx.project, ctx.state_key)
         self._records: dict[str, dict[str, Any]] | None = {}
 
     def normalize(self, resource: Resource) -> Desired:
