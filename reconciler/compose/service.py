@@ -1,0 +1,669 @@
+"""One Compose service as a Container manifest (and the Image it needs).
+
+Only what the Compose file sets is written: a key the file leaves out stays out of the manifest, so the image's
+own defaults (command, entrypoint, env, user, working dir, healthcheck) are never copied in and cannot cause a
+perpetual diff later. Every key that is not carried over is reported with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.compose import ports as port_mapping
+from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
+from reconciler.compose.envfiles import env_file_problem
+from reconciler.compose.mounts import MountMapper
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+
+# Keys Compose knows that have no reconciler field, with the reason shown in the loss report.
+UNMAPPED: dict[str, str] = {
+    "annotations": "reconciler's Container has no annotations",
+    "attach": "log attachment is a `docker compose up` console setting",
+    "blkio_config": "reconciler's Container has no block IO limits",
+    "cgroup": "reconciler's Container has no cgroup namespace setting",
+    "cgroup_parent": "reconciler's Container has no cgroup parent",
+    "cpu_count": "reconciler's Container has no CPU count (Windows)",
+    "cpu_percent": "reconciler's Container has no CPU percent (Windows)",
+    "cpu_period": "reconciler's Container has only `resources.cpus`",
+    "cpu_quota": "reconciler's Container has only `resources.cpus`",
+    "cpu_rt_period": "reconciler's Container has no realtime CPU settings",
+    "cpu_rt_runtime": "reconciler's Container has no realtime CPU settings",
+    "cpuset": "reconciler's Container has no cpuset",
+    "credential_spec": "Windows only",
+    "develop": "`docker compose watch` settings have no meaning outside Compose",
+    "device_cgroup_rules": "reconciler's Container has no device rules",
+    "devices": "reconciler's Container has no devices",
+    "dns": "reconciler's Container has no DNS servers setting",
+    "dns_opt": "reconciler's Container has no DNS options",
+    "dns_search": "reconciler's Container has no DNS search domains",
+    "domainname": "reconciler's Container has no domain name",
+    "driver_opts": "reconciler's Container has no per-network driver options",
+    "expose": "reconciler does not declare exposed ports (containers on a shared network reach every port anyway)",
+    "extends": "not resolved by the import: run `docker compose config` and import its output",
+    "external_links": "links are legacy; use a shared network",
+    "extra_hosts": "reconciler's Container has no extra /etc/hosts entries",
+    "gpus": "reconciler's Container has no GPU requests",
+    "group_add": "reconciler's Container has no supplementary groups",
+    "init": "reconciler's Container has no init process setting",
+    "ipc": "reconciler's Container has no IPC mode",
+    "isolation": "Windows only",
+    "label_file": "reconciler reads labels only from the manifest",
+    "links": "links are legacy; services on a shared network reach each other by name",
+    "logging": "reconciler's Container has no log driver settings (the engine's default applies)",
+    "log_driver": "reconciler's Container has no log driver settings (the engine's default applies)",
+    "log_opt": "reconciler's Container has no log driver settings (the engine's default applies)",
+    "mac_address": "reconciler's Container has no MAC address setting",
+    "mem_swappiness": "reconciler's Container has no swappiness setting",
+    "models": "AI model bindings are a Compose feature",
+    "oom_kill_disable": "reconciler's Container has no OOM killer setting",
+    "oom_score_adj": "reconciler's Container has no OOM score setting",
+    "pid": "reconciler's Container has no PID namespace setting",
+    "platform": "reconciler builds and pulls for the engine's own platform",
+    "post_start": "lifecycle hooks are a Compose feature",
+    "pre_stop": "lifecycle hooks are a Compose feature",
+    "provider": "provider services are a Compose feature",
+    "pull_refresh_after": "reconciler has pull policies IfNotPresent, Always and Never only",
+    "runtime": "reconciler's Container has no runtime setting",
+    "scale": "reconciler runs one container per Container manifest",
+    "security_opt": "reconciler's Container has no security options",
+    "shm_size": "reconciler's Container has no /dev/shm size",
+    "stdin_open": "reconciler's Container has no interactive settings",
+    "stop_signal": "reconciler's Container has no stop signal setting",
+    "storage_opt": "reconciler's Container has no storage options",
+    "sysctls": "reconciler's Container has no sysctls",
+    "tty": "reconciler's Container has no TTY setting",
+    "ulimits": "reconciler's Container has no ulimits",
+    "use_api_socket": "reconciler does not hand the engine socket to containers implicitly",
+    "userns_mode": "reconciler's Container has no user namespace mode",
+    "uts": "reconciler's Container has no UTS namespace setting",
+    "volume_driver": "reconciler's Container has no default volume driver",
+    "volumes_from": "reconciler's Container mounts only what it declares",
+}
+# Handled elsewhere or carrying no configuration of the container.
+HANDLED = frozenset(
+    {
+        "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "tmpfs",
+        "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
+        "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir",
+        "hostname", "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
+        "container_name", "secrets", "configs", "profiles", "pull_policy",
+    }
+)  # fmt: skip
+SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
+_DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_BYTES = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
+_USER = re.compile(r"^[^:\s]+(:[^:\s]+)?$")
+_CAPABILITY = re.compile(r"^[A-Za-z0-9_]+$")
+_RESTART = {"no", "always", "unless-stopped", "on-failure"}
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+_ALIAS = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_IMAGE = re.compile(
+    r"^((\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+)(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@[a-zA-Z][a-zA-Z0-9]*([-_+.][a-zA-Z][a-zA-Z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+_PULL_POLICIES = {"always": "Always", "never": "Never", "missing": "IfNotPresent", "if_not_present": "IfNotPresent"}
+
+
+@dataclass(frozen=True)
+class ImageNeed:
+    """The image a service runs: pulled by reference, or built from a context (then `build` is the spec)."""
+
+    reference: str
+    build: dict[str, Any] | None
+    pull_policy: str | None
+    service: str
+    origin: Loc
+
+
+def duration_seconds(text: str) -> float:
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        return float(text)
+    return sum(float(n) * _SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+class ServiceMapper:
+    """Maps one service; `container` and `image` hold the results once `run()` returned."""
+
+    def __init__(self, name: str, service: Map, ctx: Context, top: Map) -> None:
+        self.name = name
+        self.service = service
+        self.ctx = ctx
+        self.top = top
+        self.spec: dict[str, Any] = {}
+        self.labels: dict[str, str] = {}
+        self.container_name = ctx.containers[name]
+        self.image: ImageNeed | None = None
+
+    def _where(self, key: str, loc: Loc | None) -> Loc:
+        return loc or self.service.at(re.split(r"[.\[:]", key)[0])
+
+    def lost(self, key: str, why: str, loc: Loc | None = None) -> None:
+        self.ctx.report.lost(self._where(key, loc), f"services.{self.name}.{key}", why)
+
+    def flag(self, key: str, why: str, loc: Loc | None = None) -> None:
+        self.ctx.report.flag(self._where(key, loc), f"services.{self.name}.{key}", why)
+
+    def run(self) -> Manifest:
+        s = self.service
+        for key in s:
+            if key.startswith("x-") or key in HANDLED:
+                continue
+            if key in UNMAPPED:
+                self.lost(key, UNMAPPED[key])
+                continue
+            at = s.at(key)
+            raise ComposeError(at.file, at.line, f"services.{self.name}: unknown key {key!r}")
+        self._image()
+        self._command_lines()
+        self._environment()
+        port_mapping.map_ports(self)
+        mounts = MountMapper(self)
+        mounts.run()
+        if mounts.mounts:
+            self.spec["mounts"] = mounts.mounts
+        self._networking()
+        self._depends_on()
+        self._healthcheck()
+        self._restart()
+        self._resources()
+        self._process()
+        self._labels()
+        return Manifest("Container", self.container_name, self.spec, s.loc, self.labels)
+
+    # --- image and build -------------------------------------------------------------------------------------
+
+    def _image(self) -> None:
+        s = self.service
+        image = s.get("image")
+        build = s.get("build")
+        if image is None and build is None:
+            raise ComposeError(s.loc.file, s.loc.line, f"services.{self.name}: needs 'image' or 'build'")
+        if image is not None:
+            reference = s.text("image")
+            if not _IMAGE.match(reference):
+                at = s.at("image")
+                raise ComposeError(at.file, at.line, f"services.{self.name}.image: invalid reference {reference!r}")
+        else:
+            # what `docker compose build` tags an image without `image:` as
+            reference = f"{self.ctx.project}-{self.name.lower()}"
+        self.spec["image"] = reference
+        policy = None
+        if "pull_policy" in s:
+            raw = s.text("pull_policy")
+            if raw in _PULL_POLICIES:
+                policy = _PULL_POLICIES[raw]
+            elif raw != "build":
+                self.lost("pull_policy", f"{raw!r}: reconciler has pull policies IfNotPresent, Always, Never")
+        build_spec = self._build(build) if build is not None else None
+        self.image = ImageNeed(reference, build_spec, policy, self.name, s.at("build" if build else "image"))
+
+    def _build(self, build: Map) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        context = build.text("context") if "context" in build else "."
+        if re.match(r"^[a-z]+://|^git@|\.git(#|$)", context):
+            self.lost("build.context", "a remote build context (URL or git): reconciler builds from directories")
+            return None
+        path = self.ctx.host_path(context)
+        if not path.is_dir():
+            at = build.at("context")
+            raise ComposeError(at.file, at.line, f"services.{self.name}.build.context: {path} is not a directory")
+        out["context"] = self.ctx.manifest_path(context)
+        for key in build:
+            at = build.at(key)
+            if key == "context" or key.startswith("x-"):
+                continue
+            if key == "dockerfile":
+                dockerfile = build.text("dockerfile")
+                if os.path.isabs(dockerfile):
+                    dockerfile = os.path.relpath(dockerfile, path)
+                out["dockerfile"] = dockerfile
+            elif key == "args":
+                args: dict[str, str] = {}
+                for arg, value in build["args"].items():
+                    if value is None:
+                        self.lost(f"build.args.{arg}", "value comes from the shell at build time; not copied",
+                                  build["args"].at(arg))
+                        continue
+                    args[arg] = build["args"].text(arg)
+                if args:
+                    out["args"] = args
+            elif key == "target":
+                out["target"] = build.text("target")
+            else:
+                self.lost(f"build.{key}", "reconciler's Image build has context, dockerfile, args and target only", at)
+        return out
+
+    # --- process ---------------------------------------------------------------------------------------------
+
+    def _command_lines(self) -> None:
+        for key in ("command", "entrypoint"):
+            if key not in self.service:
+                continue
+            value = self.service[key]
+            if value is None:
+                continue
+            if isinstance(value, Seq):
+                items = [scalar_text(v) for v in value]
+                if not items:
+                    self.lost(key, "an empty list clears the image's value; reconciler cannot declare that")
+                    continue
+                self.spec[key] = items
+            elif isinstance(value, Map):
+                at = self.service.at(key)
+                raise ComposeError(at.file, at.line, f"services.{self.name}.{key} must be a string or a list")
+            else:
+                text = self.service.text(key)
+                if not text.strip():
+                    self.lost(key, "an empty value clears the image's value; reconciler cannot declare that")
+                    continue
+                self.spec[key] = text
+
+    def _environment(self) -> None:
+        s = self.service
+        env_files = []
+        for i, entry in enumerate(s.get("env_file") or []):
+            at = s["env_file"].at(i)
+            raw = entry.text("path")
+            path = self.ctx.host_path(raw)
+            required = entry.get("required", True) is not False
+            if not path.is_file():
+                if required:
+                    raise ComposeError(at.file, at.line, f"services.{self.name}.env_file: {path} does not exist")
+                continue  # Compose skips it too
+            problem = env_file_problem(path)
+            if problem:
+                self.lost(f"env_file[{i}]", f"{raw}: {problem}; convert it to plain KEY=VALUE lines", at)
+                continue
+            env_files.append(self.ctx.manifest_path(raw))
+        if env_files:
+            self.spec["envFiles"] = env_files
+        env: dict[str, str] = {}
+        sensitive: list[str] = []
+        environment = s.get("environment") or Map(s.loc)
+        for key, value in environment.items():
+            at = environment.at(key)
+            if value is None:
+                self.lost(
+                    f"environment.{key}",
+                    "the value comes from the shell that runs `docker compose`; not copied (it may be a secret): "
+                    "put it in an env file",
+                    at,
+                )
+                continue
+            if isinstance(value, Map | Seq):
+                raise ComposeError(at.file, at.line, f"services.{self.name}.environment.{key} must be a string")
+            if not key or "=" in key or any(c.isspace() for c in key):
+                raise ComposeError(at.file, at.line, f"services.{self.name}.environment: invalid name {key!r}")
+            env[key] = environment.text(key)
+            if SENSITIVE_ENV_NAME.search(key):
+                sensitive.append(key)
+                self.flag(
+                    f"environment.{key}",
+                    "the value is written into the manifest in clear (marked sensitiveEnv, so never printed); "
+                    "consider moving it to an env file",
+                    at,
+                )
+        if env:
+            self.spec["env"] = env
+        if sensitive:
+            self.spec["sensitiveEnv"] = sensitive
+
+    def _process(self) -> None:
+        s = self.service
+        if "user" in s:
+            user = s.text("user")
+            if _USER.match(user):
+                self.spec["user"] = user
+            else:
+                self.lost("user", f"{user!r} is not `user[:group]`")
+        if "working_dir" in s:
+            workdir = s.text("working_dir")
+            if workdir.startswith("/"):
+                self.spec["workingDir"] = workdir
+            else:
+                self.lost("working_dir", "reconciler needs an absolute working directory")
+        if "hostname" in s:
+            hostname = s.text("hostname")
+            if str(self.spec.get("networkMode", "")).startswith("container:"):
+                self.lost("hostname", "a container sharing another's network namespace has that one's hostname")
+            elif _HOSTNAME.match(hostname):
+                self.spec["hostname"] = hostname
+            else:
+                self.lost("hostname", f"{hostname!r} is not a valid host name")
+        for key, field in (("cap_add", "capAdd"), ("cap_drop", "capDrop")):
+            if key not in s:
+                continue
+            caps: list[str] = []
+            for i, cap in enumerate(s[key] or []):
+                text = scalar_text(cap)
+                if not _CAPABILITY.match(text):
+                    self.lost(f"{key}[{i}]", f"{text!r} is not a capability name", s[key].at(i))
+                elif text not in caps:
+                    caps.append(text)
+            if caps:
+                self.spec[field] = caps
+        if s.get("privileged") is True:
+            self.spec["privileged"] = True
+            self.spec["allowPrivileged"] = True
+            self.flag("privileged", "carried over with allowPrivileged: true; the container has the host")
+        if "read_only" in s and s["read_only"] is True:
+            self.spec["readOnlyRootfs"] = True
+        if "stop_grace_period" in s:
+            text = s.text("stop_grace_period")
+            if not _DURATION.match(text) and not text.isdigit():
+                self.lost("stop_grace_period", f"{text!r} is not a duration")
+            else:
+                seconds = duration_seconds(text)
+                self.spec["stopTimeout"] = math.ceil(seconds)
+                if seconds != math.ceil(seconds):
+                    self.flag("stop_grace_period", f"rounded up to {math.ceil(seconds)}s: stopTimeout is whole seconds")
+
+    def _labels(self) -> None:
+        labels = self.service.get("labels")
+        if isinstance(labels, Map):
+            self.labels = string_map(labels, self.ctx, f"services.{self.name}.labels", labels=True)
+        for key in list(self.labels):
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                del self.labels[key]
+
+    # --- networking ------------------------------------------------------------------------------------------
+
+    def _networking(self) -> None:
+        s = self.service
+        mode = s.text("network_mode") if s.get("network_mode") is not None else None
+        if mode is not None:
+            if s.get("networks"):
+                at = s.at("networks")
+                raise ComposeError(at.file, at.line, f"services.{self.name}: network_mode and networks are exclusive")
+            if mode in ("bridge", "host", "none"):
+                self.spec["networkMode"] = mode
+            elif mode.startswith("service:"):
+                other = mode.partition(":")[2]
+                if other not in self.ctx.containers:
+                    self.lost("network_mode", f"service {other!r} is not part of the import")
+                else:
+                    self.spec["networkMode"] = f"container:{self.ctx.containers[other]}"
+            elif mode.startswith("container:"):
+                other = mode.partition(":")[2]
+                if other in self.ctx.containers.values():
+                    self.spec["networkMode"] = mode
+                else:
+                    self.lost("network_mode", f"container {other!r} is not declared by the project")
+            else:
+                self.lost("network_mode", f"{mode!r}: reconciler supports bridge, host, none, service: and container:")
+            return
+        networks = s.get("networks")
+        if networks is None or not networks:
+            networks = Map(s.loc)
+            networks.put("default", Map(s.loc), s.loc)
+        out = []
+        for key, options in networks.items():
+            at = networks.at(key)
+            declared = self.ctx.networks.get(key)
+            if declared is None:
+                self.lost(f"networks.{key}", "the network is not declared by the import (see its entry)", at)
+                continue
+            entry: dict[str, Any] = {"name": declared}
+            aliases: list[str] = []
+            if self.container_name != self.name and _ALIAS.match(self.name):
+                # Compose makes every service reachable by its service name on each of its networks
+                aliases.append(self.name)
+            if isinstance(options, Map):
+                for option in options:
+                    oat = options.at(option)
+                    if option == "aliases":
+                        for i, alias in enumerate(options["aliases"] or []):
+                            text = scalar_text(alias)
+                            if not _ALIAS.match(text):
+                                self.lost(f"networks.{key}.aliases[{i}]", f"{text!r} is not a valid alias", oat)
+                            elif text not in aliases:
+                                aliases.append(text)
+                    elif option == "ipv4_address":
+                        self._static_address(key, options.text(option), entry, oat)
+                    elif not option.startswith("x-"):
+                        self.lost(f"networks.{key}.{option}", "reconciler's network attachment has aliases and "
+                                  "ipv4Address only", oat)
+            if aliases:
+                entry["aliases"] = aliases
+            out.append(entry)
+        if out:
+            self.spec["networks"] = out
+
+    def _static_address(self, key: str, address: str, entry: dict[str, Any], at: Loc) -> None:
+        import ipaddress
+
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ComposeError(at.file, at.line, f"services.{self.name}.networks.{key}.ipv4_address: "
+                               f"invalid address {address!r}") from None
+        subnets = [ipaddress.ip_network(s, strict=False) for s in self.ctx.network_subnets.get(key, [])]
+        if not any(ip in net for net in subnets):
+            self.lost(f"networks.{key}.ipv4_address", "a static address needs a subnet containing it in the "
+                      "network's ipam.config (the engine refuses it otherwise)", at)
+            return
+        entry["ipv4Address"] = address
+
+    def _depends_on(self) -> None:
+        depends = self.service.get("depends_on")
+        if not depends:
+            return
+        out = []
+        for other, options in depends.items():
+            at = depends.at(other)
+            options = options if isinstance(options, Map) else Map(at)
+            required = options.get("required", True) is not False
+            if other not in self.ctx.containers:
+                if other in self.ctx.all_services:
+                    self.lost(f"depends_on.{other}", "that service is not imported (profiles); ordering lost", at)
+                elif required:
+                    raise ComposeError(at.file, at.line, f"services.{self.name}.depends_on: unknown service {other!r}")
+                continue
+            condition = options.text("condition") if "condition" in options else "service_started"
+            entry: dict[str, Any] = {"name": self.ctx.containers[other]}
+            if condition == "service_healthy":
+                entry["condition"] = "healthy"
+            elif condition == "service_completed_successfully":
+                self.lost(f"depends_on.{other}.condition", "reconciler waits for started or healthy only; mapped to "
+                          "started (this container no longer waits for the other to finish)", options.at("condition"))
+            elif condition != "service_started":
+                raise ComposeError(at.file, at.line, f"services.{self.name}.depends_on.{other}: unknown condition "
+                                   f"{condition!r}")
+            for option in options:
+                if option not in ("condition", "required") and not option.startswith("x-"):
+                    self.lost(f"depends_on.{other}.{option}", "reconciler's dependsOn has a condition only",
+                              options.at(option))
+            out.append(entry)
+        if out:
+            self.spec["dependsOn"] = out
+
+    # --- health, restart, resources ---------------------------------------------------------------------------
+
+    def _healthcheck(self) -> None:
+        health = self.service.get("healthcheck")
+        if not isinstance(health, Map):
+            return
+        if health.get("disable") is True:
+            self.spec["healthcheck"] = {"disable": True}
+            return
+        out: dict[str, Any] = {}
+        test = health.get("test")
+        if isinstance(test, Seq):
+            items = [scalar_text(t) for t in test]
+            if items and items[0] == "NONE":
+                self.spec["healthcheck"] = {"disable": True}
+                return
+            if len(items) < 2 or items[0] not in ("CMD", "CMD-SHELL"):
+                self.lost("healthcheck.test", "a test list starts with CMD or CMD-SHELL and has a command",
+                          health.at("test"))
+                return
+            out["test"] = items
+        elif isinstance(test, str) and test:
+            out["test"] = test
+        else:
+            self.lost("healthcheck", "a healthcheck without a test keeps the image's test with other timings; "
+                      "reconciler declares a whole probe")
+            return
+        for key, field in (("interval", "interval"), ("timeout", "timeout"), ("start_period", "startPeriod")):
+            if key in health:
+                text = health.text(key)
+                if _DURATION.match(text):
+                    out[field] = text
+                else:
+                    self.lost(f"healthcheck.{key}", f"{text!r} is not a duration", health.at(key))
+        if "retries" in health:
+            retries = health["retries"]
+            if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1:
+                out["retries"] = retries
+            else:
+                self.lost("healthcheck.retries", "reconciler needs a whole number >= 1", health.at("retries"))
+        for key in health:
+            if key not in ("test", "interval", "timeout", "start_period", "retries", "disable"):
+                self.lost(f"healthcheck.{key}", "reconciler's healthcheck has test, interval, timeout, startPeriod "
+                          "and retries", health.at(key))
+        self.spec["healthcheck"] = out
+
+    def _restart(self) -> None:
+        s = self.service
+        policy = None
+        if "restart" in s:
+            raw = s.text("restart")
+            name, _, count = raw.partition(":")
+            if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
+                raise ComposeError(s.at("restart").file, s.at("restart").line,
+                                   f"services.{self.name}.restart: invalid value {raw!r}")
+            policy = {"name": name}
+            if count:
+                policy["maximumRetryCount"] = int(count)
+        deploy = s.get("deploy")
+        restart = deploy.get("restart_policy") if isinstance(deploy, Map) else None
+        if isinstance(restart, Map) and policy is None:
+            condition = restart.text("condition") if "condition" in restart else "any"
+            name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(condition)
+            if name is None:
+                self.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}",
+                          restart.at("condition"))
+            else:
+                policy = {"name": name}
+                if name == "on-failure" and isinstance(restart.get("max_attempts"), int):
+                    policy["maximumRetryCount"] = restart["max_attempts"]
+            for key in restart:
+                if key not in ("condition", "max_attempts") or (key == "max_attempts" and name != "on-failure"):
+                    self.lost(f"deploy.restart_policy.{key}", "reconciler's restartPolicy has a name and a "
+                              "maximumRetryCount (on-failure) only", restart.at(key))
+        elif isinstance(restart, Map):
+            self.lost("deploy.restart_policy", "`restart` is set too and wins, as in Compose", s.at("deploy"))
+        if policy is not None:
+            self.spec["restartPolicy"] = policy
+
+    def _resources(self) -> None:
+        s = self.service
+        resources: dict[str, Any] = {}
+
+        def size(key: str, field: str, source: Map, where: str) -> None:
+            text = source.text(key)
+            if text == "-1" and field == "memorySwap":
+                resources[field] = -1
+            elif _BYTES.match(text) and text.strip("0.") not in ("", "b", "B"):
+                resources[field] = int(text) if text.isdigit() else text
+            else:
+                self.lost(where, f"{text!r} is not a byte size reconciler reads", source.at(key))
+
+        for key, field in (("mem_limit", "memory"), ("memswap_limit", "memorySwap"),
+                           ("mem_reservation", "memoryReservation")):
+            if s.get(key) is not None:
+                size(key, field, s, key)
+        if s.get("cpus") is not None:
+            self._cpus(s, "cpus", resources, "cpus")
+        if s.get("cpu_shares") is not None:
+            shares = s["cpu_shares"]
+            if isinstance(shares, int) and 2 <= shares <= 262144:
+                resources["cpuShares"] = shares
+            else:
+                self.lost("cpu_shares", "reconciler takes 2 to 262144")
+        if s.get("pids_limit") is not None:
+            self._pids(s, "pids_limit", resources, "pids_limit")
+        deploy = s.get("deploy")
+        if isinstance(deploy, Map):
+            self._deploy(deploy, resources, size)
+        if "memorySwap" in resources and "memory" not in resources:
+            self.lost("memswap_limit", "reconciler needs a memory limit to go with a swap limit")
+            del resources["memorySwap"]
+        if resources:
+            self.spec["resources"] = resources
+
+    def _cpus(self, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
+        try:
+            cpus = float(source.text(key))
+        except ValueError:
+            cpus = 0.0
+        if cpus > 0:
+            resources["cpus"] = int(cpus) if cpus.is_integer() else cpus
+        elif cpus == 0 and source.text(key) in ("0", "0.0"):
+            pass  # Compose reads 0 as "no limit"
+        else:
+            self.lost(where, "not a positive number of CPUs", source.at(key))
+
+    def _pids(self, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
+        value = source[key]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            resources["pidsLimit"] = value
+        elif value in (0, -1):
+            pass  # Compose reads 0 and -1 as "no limit", which is reconciler's default
+        else:
+            self.lost(where, "reconciler takes a whole number >= 1", source.at(key))
+
+    def _deploy(self, deploy: Map, resources: dict[str, Any], size: Any) -> None:
+        for key in deploy:
+            at = deploy.at(key)
+            if key == "resources" and isinstance(deploy[key], Map):
+                res = deploy[key]
+                for part in res:
+                    pat = res.at(part)
+                    values = res[part]
+                    if part not in ("limits", "reservations") or not isinstance(values, Map):
+                        self.lost(f"deploy.resources.{part}", "reconciler has limits and a memory reservation only",
+                                  pat)
+                        continue
+                    for item in values:
+                        where = f"deploy.resources.{part}.{item}"
+                        if part == "limits" and item == "memory":
+                            size(item, "memory", values, where)
+                        elif part == "limits" and item == "cpus":
+                            self._cpus(values, item, resources, where)
+                        elif part == "limits" and item == "pids":
+                            self._pids(values, item, resources, where)
+                        elif part == "reservations" and item == "memory":
+                            size(item, "memoryReservation", values, where)
+                        else:
+                            self.lost(where, "reconciler's resources have memory, cpus and pidsLimit limits and a "
+                                      "memory reservation", values.at(item))
+            elif key == "restart_policy":
+                continue  # mapped with `restart`
+            elif (key == "replicas" and deploy[key] == 1) or key.startswith("x-"):
+                continue
+            else:
+                self.lost(f"deploy.{key}", "swarm deployment settings: reconciler runs one container per service", at)
+
+
+def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
+    """The Container name for a service: `container_name`, else the service name; with the reason when the
+    service name is not a valid engine name and the Compose v2 name `<project>-<service>-1` is used."""
+    if raw.get("container_name") is not None:
+        name = raw.text("container_name")
+        if not NAME.match(name) or len(name) < 2:
+            at = raw.at("container_name")
+            raise ComposeError(at.file, at.line, f"services.{service}.container_name: {name!r} is not a valid name")
+        return name, None
+    if NAME.match(service) and len(service) >= 2:
+        return service, None
+    fallback = f"{project}-{service}-1"
+    if not NAME.match(fallback):
+        raise ComposeError(raw.loc.file, raw.loc.line, f"services.{service}: no valid container name can be made")
+    return fallback, f"{service!r} is not a valid reconciler Container name; named {fallback!r} as Compose v2 does"
