@@ -147,7 +147,13 @@ def build_manifests(
 def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifest]:
     """One Image per reference: a build wins over a pull of the same reference, as `docker compose up` builds."""
     by_reference: dict[str, ImageNeed] = {}
+    policies: dict[str, str] = {}
     for need in needs:
+        if need.pull_policy is not None:
+            chosen = policies.setdefault(need.reference, need.pull_policy)
+            if chosen != need.pull_policy:
+                report.lost(need.origin, f"services.{need.service}.pull_policy", f"another service pulls "
+                            f"{need.reference!r} with pullPolicy {chosen}, which the one Image manifest keeps")
         first = by_reference.get(need.reference)
         if first is None or (first.build is None and need.build is not None):
             by_reference[need.reference] = need
@@ -159,9 +165,9 @@ def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifes
         spec: dict[str, Any] = {"reference": reference}
         if need.build is not None:
             spec["build"] = need.build
-        elif need.pull_policy is not None:
-            spec["pullPolicy"] = need.pull_policy
-        out.append(Manifest("Image", need.service, spec, need.origin))
+        elif reference in policies:
+            spec["pullPolicy"] = policies[reference]
+        out.append(Manifest("Image", need.manifest_name, spec, need.origin))
     return out
 
 

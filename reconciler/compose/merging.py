@@ -117,7 +117,7 @@ def _merge_value(key: str, old: Any, new: Any, path: str) -> Any:
     if key in _REPLACED or (path.endswith("healthcheck") and key == "test"):
         return new
     if isinstance(old, Map) and isinstance(new, Map):
-        return merge_maps(old, new, f"{path}.{key}")
+        return merge_maps(old, new, f"{path}.{key}" if path else key)
     if isinstance(old, Seq) and isinstance(new, Seq):
         if path.startswith("services.") and path.count(".") == 1 and key in ("ports", "volumes", "secrets", "configs"):
             unique = port_key if key == "ports" else _mount_key(key)

@@ -21,6 +21,11 @@ _VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
 def _engine_name(key: str, definition: Map | None, ctx: Context, what: str, loc: Loc) -> str:
     if definition is not None and definition.get("name"):
         return definition.text("name")
+    external = definition.get("external") if definition is not None else None
+    if isinstance(external, Map) and external.get("name"):  # the Compose file format 2/3 spelling
+        return external.text("name")
+    if definition is not None and definition.get("external"):
+        return key  # an external object is known by its own name, without the project prefix
     if what == "network" and key == "default" and definition is None:
         return f"{ctx.project}_default"
     return f"{ctx.project}_{key}"
@@ -55,7 +60,7 @@ def network_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | N
             loc,
             what,
             f"external network {name!r} is not owned by this project and reconcile only attaches containers to "
-            "networks it declares; the services' attachments to it are left out (see below)",
+            "networks it declares; the services' attachments to it are left out (each is listed)",
         )
         return None
     if not NAME.match(name) or name in ("bridge", "host", "none"):
@@ -157,7 +162,7 @@ def volume_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | No
             loc,
             what,
             f"external volume {name!r} is not owned by this project: no Volume is declared for it, and mounts of "
-            "it are left out (see below) so reconcile never takes it over",
+            "it are left out (each is listed) so reconcile never takes it over",
         )
         return None
     if not NAME.match(name) or len(name) < 2:

@@ -16,91 +16,16 @@ from typing import Any
 from reconciler.compose import ports as port_mapping
 from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
 from reconciler.compose.envfiles import env_file_problem
+from reconciler.compose.keys import HANDLED, UNMAPPED
+from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
 
-# Keys Compose knows that have no reconciler field, with the reason shown in the loss report.
-UNMAPPED: dict[str, str] = {
-    "annotations": "reconciler's Container has no annotations",
-    "attach": "log attachment is a `docker compose up` console setting",
-    "blkio_config": "reconciler's Container has no block IO limits",
-    "cgroup": "reconciler's Container has no cgroup namespace setting",
-    "cgroup_parent": "reconciler's Container has no cgroup parent",
-    "cpu_count": "reconciler's Container has no CPU count (Windows)",
-    "cpu_percent": "reconciler's Container has no CPU percent (Windows)",
-    "cpu_period": "reconciler's Container has only `resources.cpus`",
-    "cpu_quota": "reconciler's Container has only `resources.cpus`",
-    "cpu_rt_period": "reconciler's Container has no realtime CPU settings",
-    "cpu_rt_runtime": "reconciler's Container has no realtime CPU settings",
-    "cpuset": "reconciler's Container has no cpuset",
-    "credential_spec": "Windows only",
-    "develop": "`docker compose watch` settings have no meaning outside Compose",
-    "device_cgroup_rules": "reconciler's Container has no device rules",
-    "devices": "reconciler's Container has no devices",
-    "dns": "reconciler's Container has no DNS servers setting",
-    "dns_opt": "reconciler's Container has no DNS options",
-    "dns_search": "reconciler's Container has no DNS search domains",
-    "domainname": "reconciler's Container has no domain name",
-    "driver_opts": "reconciler's Container has no per-network driver options",
-    "expose": "reconciler does not declare exposed ports (containers on a shared network reach every port anyway)",
-    "extends": "not resolved by the import: run `docker compose config` and import its output",
-    "external_links": "links are legacy; use a shared network",
-    "extra_hosts": "reconciler's Container has no extra /etc/hosts entries",
-    "gpus": "reconciler's Container has no GPU requests",
-    "group_add": "reconciler's Container has no supplementary groups",
-    "init": "reconciler's Container has no init process setting",
-    "ipc": "reconciler's Container has no IPC mode",
-    "isolation": "Windows only",
-    "label_file": "reconciler reads labels only from the manifest",
-    "links": "links are legacy; services on a shared network reach each other by name",
-    "logging": "reconciler's Container has no log driver settings (the engine's default applies)",
-    "log_driver": "reconciler's Container has no log driver settings (the engine's default applies)",
-    "log_opt": "reconciler's Container has no log driver settings (the engine's default applies)",
-    "mac_address": "reconciler's Container has no MAC address setting",
-    "mem_swappiness": "reconciler's Container has no swappiness setting",
-    "models": "AI model bindings are a Compose feature",
-    "oom_kill_disable": "reconciler's Container has no OOM killer setting",
-    "oom_score_adj": "reconciler's Container has no OOM score setting",
-    "pid": "reconciler's Container has no PID namespace setting",
-    "platform": "reconciler builds and pulls for the engine's own platform",
-    "post_start": "lifecycle hooks are a Compose feature",
-    "pre_stop": "lifecycle hooks are a Compose feature",
-    "provider": "provider services are a Compose feature",
-    "pull_refresh_after": "reconciler has pull policies IfNotPresent, Always and Never only",
-    "runtime": "reconciler's Container has no runtime setting",
-    "scale": "reconciler runs one container per Container manifest",
-    "security_opt": "reconciler's Container has no security options",
-    "shm_size": "reconciler's Container has no /dev/shm size",
-    "stdin_open": "reconciler's Container has no interactive settings",
-    "stop_signal": "reconciler's Container has no stop signal setting",
-    "storage_opt": "reconciler's Container has no storage options",
-    "sysctls": "reconciler's Container has no sysctls",
-    "tty": "reconciler's Container has no TTY setting",
-    "ulimits": "reconciler's Container has no ulimits",
-    "use_api_socket": "reconciler does not hand the engine socket to containers implicitly",
-    "userns_mode": "reconciler's Container has no user namespace mode",
-    "uts": "reconciler's Container has no UTS namespace setting",
-    "volume_driver": "reconciler's Container has no default volume driver",
-    "volumes_from": "reconciler's Container mounts only what it declares",
-}
-# Handled elsewhere or carrying no configuration of the container.
-HANDLED = frozenset(
-    {
-        "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "tmpfs",
-        "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
-        "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir",
-        "hostname", "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
-        "container_name", "secrets", "configs", "profiles", "pull_policy",
-    }
-)  # fmt: skip
 SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
-_DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-_BYTES = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
 _USER = re.compile(r"^[^:\s]+(:[^:\s]+)?$")
 _CAPABILITY = re.compile(r"^[A-Za-z0-9_]+$")
-_RESTART = {"no", "always", "unless-stopped", "on-failure"}
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 _ALIAS = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _IMAGE = re.compile(
@@ -118,6 +43,7 @@ class ImageNeed:
     build: dict[str, Any] | None
     pull_policy: str | None
     service: str
+    manifest_name: str  # the service's Container name: always a valid manifest name
     origin: Loc
 
 
@@ -169,9 +95,9 @@ class ServiceMapper:
             self.spec["mounts"] = mounts.mounts
         self._networking()
         self._depends_on()
-        self._healthcheck()
-        self._restart()
-        self._resources()
+        map_healthcheck(self)
+        map_restart(self)
+        map_resources(self)
         self._process()
         self._labels()
         return Manifest("Container", self.container_name, self.spec, s.loc, self.labels)
@@ -192,6 +118,10 @@ class ServiceMapper:
         else:
             # what `docker compose build` tags an image without `image:` as
             reference = f"{self.ctx.project}-{self.name.lower()}"
+            if not _IMAGE.match(reference):
+                at = s.at("build")
+                raise ComposeError(at.file, at.line, f"services.{self.name}: the image name Compose would build "
+                                   f"({reference!r}) is not a valid reference; set image:")
         self.spec["image"] = reference
         policy = None
         if "pull_policy" in s:
@@ -201,7 +131,8 @@ class ServiceMapper:
             elif raw != "build":
                 self.lost("pull_policy", f"{raw!r}: reconciler has pull policies IfNotPresent, Always, Never")
         build_spec = self._build(build) if build is not None else None
-        self.image = ImageNeed(reference, build_spec, policy, self.name, s.at("build" if build else "image"))
+        origin = s.at("build" if build else "image")
+        self.image = ImageNeed(reference, build_spec, policy, self.name, self.container_name, origin)
 
     def _build(self, build: Map) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -301,7 +232,7 @@ class ServiceMapper:
             if not key or "=" in key or any(c.isspace() for c in key):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment: invalid name {key!r}")
             env[key] = environment.text(key)
-            if SENSITIVE_ENV_NAME.search(key):
+            if SENSITIVE_ENV_NAME.search(key) and not key.upper().endswith("_FILE"):  # *_FILE names a path
                 sensitive.append(key)
                 self.flag(
                     f"environment.{key}",
@@ -356,7 +287,7 @@ class ServiceMapper:
             self.spec["readOnlyRootfs"] = True
         if "stop_grace_period" in s:
             text = s.text("stop_grace_period")
-            if not _DURATION.match(text) and not text.isdigit():
+            if not DURATION.match(text) and not text.isdigit():
                 self.lost("stop_grace_period", f"{text!r} is not a duration")
             else:
                 seconds = duration_seconds(text)
@@ -482,175 +413,6 @@ class ServiceMapper:
             out.append(entry)
         if out:
             self.spec["dependsOn"] = out
-
-    # --- health, restart, resources ---------------------------------------------------------------------------
-
-    def _healthcheck(self) -> None:
-        health = self.service.get("healthcheck")
-        if not isinstance(health, Map):
-            return
-        if health.get("disable") is True:
-            self.spec["healthcheck"] = {"disable": True}
-            return
-        out: dict[str, Any] = {}
-        test = health.get("test")
-        if isinstance(test, Seq):
-            items = [scalar_text(t) for t in test]
-            if items and items[0] == "NONE":
-                self.spec["healthcheck"] = {"disable": True}
-                return
-            if len(items) < 2 or items[0] not in ("CMD", "CMD-SHELL"):
-                self.lost("healthcheck.test", "a test list starts with CMD or CMD-SHELL and has a command",
-                          health.at("test"))
-                return
-            out["test"] = items
-        elif isinstance(test, str) and test:
-            out["test"] = test
-        else:
-            self.lost("healthcheck", "a healthcheck without a test keeps the image's test with other timings; "
-                      "reconciler declares a whole probe")
-            return
-        for key, field in (("interval", "interval"), ("timeout", "timeout"), ("start_period", "startPeriod")):
-            if key in health:
-                text = health.text(key)
-                if _DURATION.match(text):
-                    out[field] = text
-                else:
-                    self.lost(f"healthcheck.{key}", f"{text!r} is not a duration", health.at(key))
-        if "retries" in health:
-            retries = health["retries"]
-            if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1:
-                out["retries"] = retries
-            else:
-                self.lost("healthcheck.retries", "reconciler needs a whole number >= 1", health.at("retries"))
-        for key in health:
-            if key not in ("test", "interval", "timeout", "start_period", "retries", "disable"):
-                self.lost(f"healthcheck.{key}", "reconciler's healthcheck has test, interval, timeout, startPeriod "
-                          "and retries", health.at(key))
-        self.spec["healthcheck"] = out
-
-    def _restart(self) -> None:
-        s = self.service
-        policy = None
-        if "restart" in s:
-            raw = s.text("restart")
-            name, _, count = raw.partition(":")
-            if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
-                raise ComposeError(s.at("restart").file, s.at("restart").line,
-                                   f"services.{self.name}.restart: invalid value {raw!r}")
-            policy = {"name": name}
-            if count:
-                policy["maximumRetryCount"] = int(count)
-        deploy = s.get("deploy")
-        restart = deploy.get("restart_policy") if isinstance(deploy, Map) else None
-        if isinstance(restart, Map) and policy is None:
-            condition = restart.text("condition") if "condition" in restart else "any"
-            name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(condition)
-            if name is None:
-                self.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}",
-                          restart.at("condition"))
-            else:
-                policy = {"name": name}
-                if name == "on-failure" and isinstance(restart.get("max_attempts"), int):
-                    policy["maximumRetryCount"] = restart["max_attempts"]
-            for key in restart:
-                if key not in ("condition", "max_attempts") or (key == "max_attempts" and name != "on-failure"):
-                    self.lost(f"deploy.restart_policy.{key}", "reconciler's restartPolicy has a name and a "
-                              "maximumRetryCount (on-failure) only", restart.at(key))
-        elif isinstance(restart, Map):
-            self.lost("deploy.restart_policy", "`restart` is set too and wins, as in Compose", s.at("deploy"))
-        if policy is not None:
-            self.spec["restartPolicy"] = policy
-
-    def _resources(self) -> None:
-        s = self.service
-        resources: dict[str, Any] = {}
-
-        def size(key: str, field: str, source: Map, where: str) -> None:
-            text = source.text(key)
-            if text == "-1" and field == "memorySwap":
-                resources[field] = -1
-            elif _BYTES.match(text) and text.strip("0.") not in ("", "b", "B"):
-                resources[field] = int(text) if text.isdigit() else text
-            else:
-                self.lost(where, f"{text!r} is not a byte size reconciler reads", source.at(key))
-
-        for key, field in (("mem_limit", "memory"), ("memswap_limit", "memorySwap"),
-                           ("mem_reservation", "memoryReservation")):
-            if s.get(key) is not None:
-                size(key, field, s, key)
-        if s.get("cpus") is not None:
-            self._cpus(s, "cpus", resources, "cpus")
-        if s.get("cpu_shares") is not None:
-            shares = s["cpu_shares"]
-            if isinstance(shares, int) and 2 <= shares <= 262144:
-                resources["cpuShares"] = shares
-            else:
-                self.lost("cpu_shares", "reconciler takes 2 to 262144")
-        if s.get("pids_limit") is not None:
-            self._pids(s, "pids_limit", resources, "pids_limit")
-        deploy = s.get("deploy")
-        if isinstance(deploy, Map):
-            self._deploy(deploy, resources, size)
-        if "memorySwap" in resources and "memory" not in resources:
-            self.lost("memswap_limit", "reconciler needs a memory limit to go with a swap limit")
-            del resources["memorySwap"]
-        if resources:
-            self.spec["resources"] = resources
-
-    def _cpus(self, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
-        try:
-            cpus = float(source.text(key))
-        except ValueError:
-            cpus = 0.0
-        if cpus > 0:
-            resources["cpus"] = int(cpus) if cpus.is_integer() else cpus
-        elif cpus == 0 and source.text(key) in ("0", "0.0"):
-            pass  # Compose reads 0 as "no limit"
-        else:
-            self.lost(where, "not a positive number of CPUs", source.at(key))
-
-    def _pids(self, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
-        value = source[key]
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            resources["pidsLimit"] = value
-        elif value in (0, -1):
-            pass  # Compose reads 0 and -1 as "no limit", which is reconciler's default
-        else:
-            self.lost(where, "reconciler takes a whole number >= 1", source.at(key))
-
-    def _deploy(self, deploy: Map, resources: dict[str, Any], size: Any) -> None:
-        for key in deploy:
-            at = deploy.at(key)
-            if key == "resources" and isinstance(deploy[key], Map):
-                res = deploy[key]
-                for part in res:
-                    pat = res.at(part)
-                    values = res[part]
-                    if part not in ("limits", "reservations") or not isinstance(values, Map):
-                        self.lost(f"deploy.resources.{part}", "reconciler has limits and a memory reservation only",
-                                  pat)
-                        continue
-                    for item in values:
-                        where = f"deploy.resources.{part}.{item}"
-                        if part == "limits" and item == "memory":
-                            size(item, "memory", values, where)
-                        elif part == "limits" and item == "cpus":
-                            self._cpus(values, item, resources, where)
-                        elif part == "limits" and item == "pids":
-                            self._pids(values, item, resources, where)
-                        elif part == "reservations" and item == "memory":
-                            size(item, "memoryReservation", values, where)
-                        else:
-                            self.lost(where, "reconciler's resources have memory, cpus and pidsLimit limits and a "
-                                      "memory reservation", values.at(item))
-            elif key == "restart_policy":
-                continue  # mapped with `restart`
-            elif (key == "replicas" and deploy[key] == 1) or key.startswith("x-"):
-                continue
-            else:
-                self.lost(f"deploy.{key}", "swarm deployment settings: reconciler runs one container per service", at)
-
 
 def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
     """The Container name for a service: `container_name`, else the service name; with the reason when the

@@ -59,6 +59,8 @@ def check_out_dir(out_dir: Path) -> list[Path]:
         raise ComposeError(str(out_dir), 0, "--out is not a directory")
     ours = []
     for entry in sorted(out_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue  # reconcile skips hidden entries too (a .git, a .gitkeep)
         if entry.is_file() and not entry.is_symlink() and entry.suffix == ".yaml":
             with entry.open("rb") as fh:
                 if fh.read(len(MARK)).decode("utf-8", "replace") == MARK:
