@@ -74,7 +74,7 @@ def port_key(port: Map) -> tuple[str, ...]:
     return tuple(port.text(k) if k in port else "" for k in ("host_ip", "target", "published", "protocol"))
 
 
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:\\")
 
 
 def volume_long(value: Any, loc: Loc) -> Map:
