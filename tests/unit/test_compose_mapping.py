@@ -218,7 +218,7 @@ def test_environment_from_the_shell_is_never_copied(tmp_path):
 
 def test_unknown_keys_are_errors_and_extensions_are_ignored(tmp_path):
     """Compose refuses unknown keys; `x-` keys are allowed anywhere and carry no configuration."""
-    found, report = imported(tmp_path, "x-top: 1\nservices:\n  sa:\n    image: x\n    x-mine: {y: 1}\n")
+    _, report = imported(tmp_path, "x-top: 1\nservices:\n  sa:\n    image: x\n    x-mine: {y: 1}\n")
     assert report.entries == []
     with pytest.raises(ComposeError, match="unknown key 'imag'"):
         imported(tmp_path, "services:\n  sa:\n    imag: x\n")
@@ -272,3 +272,12 @@ def test_env_files_reconciler_reads_differently_are_detected(tmp_path, text, pro
     path.write_text(text)
     found = env_file_problem(path)
     assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+
+
+def test_every_service_key_is_in_the_mapping_table():
+    """docs/migrating.md names every Compose service key the import knows, mapped or not."""
+    from reconciler.compose.keys import HANDLED, UNMAPPED
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "migrating.md").read_text()
+    missing = sorted(k for k in set(UNMAPPED) | set(HANDLED) if f"`{k}`" not in table)
+    assert missing == []
