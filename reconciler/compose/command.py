@@ -47,9 +47,13 @@ def run_import(
 ) -> ImportOutcome:
     """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`."""
     report = LossReport()
+    warnings: list[str] = []
 
     def warn(loc: Loc, message: str) -> None:
-        print(f"{loc}: warning: {message}", file=stderr)
+        line = f"{loc}: warning: {message}"
+        if line not in warnings:
+            warnings.append(line)
+            print(line, file=stderr)
 
     try:
         compose = load_project(files, project, profiles, report, warn)
@@ -66,8 +70,14 @@ def run_import(
         + [a for p in sorted(compose.profiles) for a in ("--profile", p)]
     )
     texts = [(writing.file_name(m), writing.render_manifest(m, sources)) for m in manifests]
-    texts.append((writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command)))
-    staging = writing.stage(out_dir, texts)
+    texts.append(
+        (writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command, warnings))
+    )
+    try:
+        staging = writing.stage(out_dir, texts)
+    except OSError as exc:
+        print(f"error: cannot write next to {out_dir}: {exc.strerror}", file=stderr)
+        return ImportOutcome(EXIT_ERROR, [], report)
     try:
         problems = _validate(staging, compose.name)
         if problems:
@@ -78,6 +88,10 @@ def run_import(
             writing.discard(staging)
             return ImportOutcome(EXIT_ERROR, [], report)
         written = writing.publish(staging, out_dir, stale)
+    except OSError as exc:
+        writing.discard(staging)
+        print(f"error: cannot write {out_dir}: {exc.strerror}", file=stderr)
+        return ImportOutcome(EXIT_ERROR, [], report)
     except BaseException:
         writing.discard(staging)
         raise

@@ -60,6 +60,10 @@ def load_project(
             elif key == "version":
                 pass  # obsolete in the Compose Specification; it means nothing
             elif key not in TOP_LEVEL and not key.startswith("x-"):
+                value = top[key]
+                if isinstance(value, Map) and ("image" in value or "build" in value):
+                    raise ComposeError(at.file, at.line, f"unknown top-level key {key!r}: Compose file format 1 "
+                                       "(services at the top level) is not supported; put them under services:")
                 raise ComposeError(at.file, at.line, f"unknown top-level key {key!r}")
         top.pop("include", None)
         loaded.append(normalize_file(top))

@@ -35,7 +35,9 @@ def render_manifest(manifest: Manifest, sources: str) -> str:
     return header + body
 
 
-def render_report(entries: Sequence[Loss], project: str, sources: str, command: str) -> str:
+def render_report(
+    entries: Sequence[Loss], project: str, sources: str, command: str, warnings: Sequence[str] = ()
+) -> str:
     """The loss report as a YAML file of comments only: `reconcile` reads it as an empty document."""
     lines = [
         f"{MARK} (Compose files: {sources}).",
@@ -43,6 +45,10 @@ def render_report(entries: Sequence[Loss], project: str, sources: str, command: 
         f"# Command: {command}",
         "#",
     ]
+    if warnings:
+        lines.append("# Warnings while reading the Compose files:")
+        lines.extend(f"#   {warning}" for warning in warnings)
+        lines.append("#")
     if not entries:
         lines.append("# Every Compose key was mapped.")
     else:
