@@ -31,7 +31,7 @@ def map_ports(m: ServiceMapper) -> None:
 
 
 def _one(m: ServiceMapper, i: int, port: Map) -> list[dict[str, Any]]:
-    at = ports_at = m.service["ports"].at(i)
+    at = m.service["ports"].at(i)
     where = f"services.{m.name}.ports[{i}]"
     low, high = port_range(port.text("target"), at)
     protocol = port.text("protocol").lower() if port.get("protocol") is not None else "tcp"
@@ -54,7 +54,7 @@ def _one(m: ServiceMapper, i: int, port: Map) -> list[dict[str, Any]]:
     count = high - low + 1
     host_ports: list[int | None] = [None] * count
     if published is not None:
-        host_low, host_high = port_range(published, ports_at)
+        host_low, host_high = port_range(published, at)
         if host_high - host_low + 1 == count:
             host_ports = list(range(host_low, host_high + 1))
         elif count == 1:

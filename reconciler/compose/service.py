@@ -32,6 +32,14 @@ _IMAGE = re.compile(
     r"^((\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+)(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
     r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@[a-zA-Z][a-zA-Z0-9]*([-_+.][a-zA-Z][a-zA-Z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
+# Keys whose shape the mapping relies on; Compose refuses other shapes too.
+_SHAPES: dict[str, tuple[type, str]] = {
+    "healthcheck": (Map, "a mapping"),
+    "deploy": (Map, "a mapping"),
+    "cap_add": (Seq, "a list"),
+    "cap_drop": (Seq, "a list"),
+    "profiles": (Seq, "a list"),
+}
 _PULL_POLICIES = {"always": "Always", "never": "Never", "missing": "IfNotPresent", "if_not_present": "IfNotPresent"}
 
 
@@ -54,7 +62,7 @@ def duration_seconds(text: str) -> float:
 
 
 class ServiceMapper:
-    """Maps one service; `container` and `image` hold the results once `run()` returned."""
+    """Maps one service: `run()` returns its Container manifest and leaves the image it needs in `image`."""
 
     def __init__(self, name: str, service: Map, ctx: Context, top: Map) -> None:
         self.name = name
@@ -85,6 +93,10 @@ class ServiceMapper:
                 continue
             at = s.at(key)
             raise ComposeError(at.file, at.line, f"services.{self.name}: unknown key {key!r}")
+        for key, (shape, shown) in _SHAPES.items():
+            if s.get(key) is not None and not isinstance(s[key], shape):
+                at = s.at(key)
+                raise ComposeError(at.file, at.line, f"services.{self.name}.{key} must be {shown}")
         self._image()
         self._command_lines()
         self._environment()

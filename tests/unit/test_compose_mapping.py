@@ -281,3 +281,22 @@ def test_every_service_key_is_in_the_mapping_table():
     table = (Path(__file__).resolve().parents[2] / "docs" / "migrating.md").read_text()
     missing = sorted(k for k in set(UNMAPPED) | set(HANDLED) if f"`{k}`" not in table)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("    healthcheck: CMD true\n", "services.sa.healthcheck must be a mapping"),
+        ("    cap_add: NET_ADMIN\n", "services.sa.cap_add must be a list"),
+        ("    ports: ['1-3:1-2']\n", "host and container port ranges differ in size"),
+        ("    volumes: ['data:relative']\n", "must be an absolute path"),
+        ("    networks: {back: {ipv4_address: 10.0.0.300}}\n", "undefined network 'back'"),
+        ("    network_mode: host\n    networks: [x]\n", "network_mode and networks are exclusive"),
+    ],
+)
+def test_shapes_compose_refuses_are_errors(tmp_path, text, message):
+    """A value Compose would refuse stops the import with its line, rather than being half mapped."""
+    with pytest.raises(ComposeError, match=message) as err:
+        imported(tmp_path, "services:\n  sa:\n    image: x\n" + text)
+    line = 3 + text.count("\n")  # the last line written
+    assert str(err.value).startswith(f"{tmp_path / 'compose.yml'}:{line}: ")

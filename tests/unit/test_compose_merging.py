@@ -59,3 +59,10 @@ def test_new_services_and_sections_are_added():
     """An override may add services and top-level objects."""
     top = merged("services:\n  a: {image: x}\n", "services:\n  b: {image: y}\nvolumes:\n  v: {}\n")
     assert set(top["services"]) == {"a", "b"} and "v" in top["volumes"]
+
+
+def test_tags_in_a_single_file_settle():
+    """`!reset` with nothing to reset removes the key; `!override` with nothing to override is the value."""
+    top = merged("services:\n  a:\n    image: x\n    labels: !reset {}\n    environment: !override {A: '1'}\n")
+    assert "labels" not in top["services"]["a"]
+    assert top["services"]["a"]["environment"] == {"A": "1"}
