@@ -302,3 +302,25 @@ def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, 
     plan = cli("--project", project_name, "plan", "--output", "json", "out", cwd=d, env=env)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert json.loads(plan.stdout)["inSync"] is True
+
+
+SHAPES = [
+    ("wordpress", "docker-compose.yml", 0, set()),
+    ("traefik", "compose.yml", 2, {
+        "services.traefik.volumes[0]",  # this engine's socket is elsewhere: the source does not exist here
+        "services.traefik.networks.proxy", "services.traefik.security_opt", "services.whoami.networks.proxy",
+        "networks.proxy",
+    }),
+    ("v2-format", "docker-compose.yml", 2, {"services.app.init"}),
+]
+
+
+@pytest.mark.parametrize(("name", "file", "code", "lost"), SHAPES, ids=[s[0] for s in SHAPES])
+def test_common_shapes_import_and_validate(shape, name, file, code, lost):
+    """Real-world layouts (file formats 2.4 and 3, external networks, the engine socket) validate after import."""
+    d = shape(name)
+    run = cli("import", "compose", file, "--out", "out", cwd=d)
+    assert run.returncode == code, run.stderr
+    assert {m["key"] for m in report_lines(run.stderr) if m["severity"] == "not mapped"} == lost
+    valid = cli("--project", name, "validate", "out", cwd=d)
+    assert valid.returncode == 0, valid.stderr
