@@ -81,6 +81,9 @@ def string_map(values: Map, ctx: Context, what: str, labels: bool = False) -> di
     out: dict[str, str] = {}
     for key, value in values.items():
         loc = values.at(key)
+        if not key:
+            ctx.report.lost(loc, what, "an empty key cannot be declared")
+            continue
         if labels and key.startswith(RESERVED_LABEL_PREFIX):
             ctx.report.lost(loc, f"{what}.{key}", "labels starting with io.reconciler. are reserved for ownership")
             continue

@@ -6,6 +6,7 @@ services), then every selected service; images are shared between services that 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,23 @@ def build_manifests(
         _report_unused_file_objects(top, kind, services, chosen, report)
     manifests.extend(_image_manifests(images, report))
     _check_host_ports(manifests, services, ctx)
+    _check_health_waits(manifests, services, ctx)
     return manifests
+
+
+def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) -> None:
+    """`service_healthy` on a service whose healthcheck is disabled never comes true (Compose fails at `up`;
+    reconcile refuses it at validation): the wait is kept as `started` and reported."""
+    disabled = {m.name for m in manifests if m.kind == "Container" and m.spec.get("healthcheck") == {"disable": True}}
+    by_container = {v: k for k, v in ctx.containers.items()}
+    for manifest in manifests:
+        for dep in manifest.spec.get("dependsOn", []) if manifest.kind == "Container" else []:
+            if dep.get("condition") == "healthy" and dep["name"] in disabled:
+                del dep["condition"]
+                service = by_container[manifest.name]
+                other = by_container[dep["name"]]
+                ctx.report.lost(services[service]["depends_on"].at(other), f"services.{service}.depends_on.{other}."
+                                "condition", f"service {other!r} has its healthcheck disabled; waits for started")
 
 
 def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifest]:
@@ -183,8 +200,10 @@ def _check_host_ports(manifests: list[Manifest], services: Map, ctx: Context) ->
                 continue
             key = (port.get("hostIP", "0.0.0.0"), port["hostPort"], port.get("protocol", "tcp"))
             service = by_container[manifest.name]
-            wildcard = [k for k in seen if k[1:] == key[1:] and "0.0.0.0" in (k[0], key[0])]
-            clash = seen.get(key) or (seen[wildcard[0]] if wildcard else None)
+            # an unspecified address listens on every address, so it clashes with any other (as validation says)
+            clash = next((owner for k, owner in seen.items() if k[1:] == key[1:] and (
+                k[0] == key[0] or ipaddress.ip_address(k[0]).is_unspecified
+                or ipaddress.ip_address(key[0]).is_unspecified)), None)
             if clash is not None:
                 at = services[service].at("ports")
                 raise ComposeError(at.file, at.line, f"services.{service}.ports: host port {key[0]}:{key[1]}/{key[2]} "

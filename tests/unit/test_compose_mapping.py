@@ -300,3 +300,19 @@ def test_shapes_compose_refuses_are_errors(tmp_path, text, message):
         imported(tmp_path, "services:\n  sa:\n    image: x\n" + text)
     line = 3 + text.count("\n")  # the last line written
     assert str(err.value).startswith(f"{tmp_path / 'compose.yml'}:{line}: ")
+
+
+def test_waiting_for_health_that_is_disabled_is_reported(tmp_path):
+    """service_healthy on a service with its healthcheck disabled would never start: kept as started, reported."""
+    found, report = imported(tmp_path, "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
+                             "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n")
+    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "db"}]
+    assert lost_keys(report) == {"services.app.depends_on.db.condition"}
+
+
+def test_a_host_port_on_all_addresses_clashes_with_one_address(tmp_path):
+    """Two services on 0.0.0.0:80 and 127.0.0.1:80 cannot both start; `::` counts as all addresses too."""
+    for first in ("'80:80'", "'[::]:80:80'"):
+        with pytest.raises(ComposeError, match="also published by service 'sa'"):
+            imported(tmp_path, f"services:\n  sa:\n    image: x\n    ports: [{first}]\n"
+                     "  sb:\n    image: x\n    ports: ['127.0.0.1:80:81']\n")
