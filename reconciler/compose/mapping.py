@@ -143,7 +143,47 @@ def build_manifests(
     manifests.extend(_image_manifests(images, report))
     _check_host_ports(manifests, services, ctx)
     _check_health_waits(manifests, services, ctx)
+    _check_cycles(manifests, services, ctx)
     return manifests
+
+
+def _check_cycles(manifests: list[Manifest], services: Map, ctx: Context) -> None:
+    """A dependency cycle (depends_on, network_mode: service:) is refused by Compose too: one error naming it."""
+    edges: dict[str, list[str]] = {}
+    for m in manifests:
+        if m.kind != "Container":
+            continue
+        needs = [d["name"] for d in m.spec.get("dependsOn", [])]
+        mode = str(m.spec.get("networkMode", ""))
+        if mode.startswith("container:"):
+            needs.append(mode.partition(":")[2])
+        edges[m.name] = needs
+    by_container = {v: k for k, v in ctx.containers.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(edges):
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = []
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                if state.get(node) == 2:
+                    continue
+                state[node] = 1
+                path.append(node)
+            nexts = edges.get(node, [])
+            if index < len(nexts):
+                stack.append((node, index + 1))
+                nxt = nexts[index]
+                if state.get(nxt) == 1:
+                    cycle = [*path[path.index(nxt) :], nxt]
+                    shown = " -> ".join(by_container.get(c, c) for c in cycle)
+                    at = services.at(by_container.get(nxt, nxt))
+                    raise ComposeError(at.file, at.line, f"dependency cycle between services: {shown}")
+                if state.get(nxt) != 2:
+                    stack.append((nxt, 0))
+                continue
+            state[node] = 2
+            path.pop()
 
 
 def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) -> None:

@@ -316,3 +316,13 @@ def test_a_host_port_on_all_addresses_clashes_with_one_address(tmp_path):
         with pytest.raises(ComposeError, match="also published by service 'sa'"):
             imported(tmp_path, f"services:\n  sa:\n    image: x\n    ports: [{first}]\n"
                      "  sb:\n    image: x\n    ports: ['127.0.0.1:80:81']\n")
+
+
+def test_dependency_cycles_are_errors(tmp_path):
+    """Compose refuses a cycle; so does the import, naming it."""
+    with pytest.raises(ComposeError, match="dependency cycle between services: sa -> sb -> sc -> sa"):
+        imported(tmp_path, "services:\n  sa:\n    image: x\n    depends_on: [sb]\n  sb:\n    image: x\n"
+                 "    network_mode: service:sc\n  sc:\n    image: x\n    depends_on: [sa]\n")
+    found, _ = imported(tmp_path, "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
+                        "    depends_on: [sc]\n  sc:\n    image: x\n")
+    assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
