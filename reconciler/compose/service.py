@@ -19,6 +19,7 @@ from reconciler.compose.envfiles import env_file_problem
 from reconciler.compose.keys import HANDLED, UNMAPPED
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
+from reconciler.compose.networking import map_depends_on, map_networking
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
 
 SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
@@ -105,8 +106,8 @@ class ServiceMapper:
         mounts.run()
         if mounts.mounts:
             self.spec["mounts"] = mounts.mounts
-        self._networking()
-        self._depends_on()
+        map_networking(self)
+        map_depends_on(self)
         map_healthcheck(self)
         map_restart(self)
         map_resources(self)
@@ -314,117 +315,6 @@ class ServiceMapper:
         for key in list(self.labels):
             if key.startswith(RESERVED_LABEL_PREFIX):
                 del self.labels[key]
-
-    # --- networking ------------------------------------------------------------------------------------------
-
-    def _networking(self) -> None:
-        s = self.service
-        mode = s.text("network_mode") if s.get("network_mode") is not None else None
-        if mode is not None:
-            if s.get("networks"):
-                at = s.at("networks")
-                raise ComposeError(at.file, at.line, f"services.{self.name}: network_mode and networks are exclusive")
-            if mode in ("bridge", "host", "none"):
-                self.spec["networkMode"] = mode
-            elif mode.startswith("service:"):
-                other = mode.partition(":")[2]
-                if other not in self.ctx.containers:
-                    self.lost("network_mode", f"service {other!r} is not part of the import")
-                else:
-                    self.spec["networkMode"] = f"container:{self.ctx.containers[other]}"
-            elif mode.startswith("container:"):
-                other = mode.partition(":")[2]
-                if other in self.ctx.containers.values():
-                    self.spec["networkMode"] = mode
-                else:
-                    self.lost("network_mode", f"container {other!r} is not declared by the project")
-            else:
-                self.lost("network_mode", f"{mode!r}: reconciler supports bridge, host, none, service: and container:")
-            return
-        networks = s.get("networks")
-        if networks is None or not networks:
-            networks = Map(s.loc)
-            networks.put("default", Map(s.loc), s.loc)
-        out = []
-        for key, options in networks.items():
-            at = networks.at(key)
-            declared = self.ctx.networks.get(key)
-            if declared is None:
-                self.lost(f"networks.{key}", "the network is not declared by the import (see its entry)", at)
-                continue
-            entry: dict[str, Any] = {"name": declared}
-            aliases: list[str] = []
-            if self.container_name != self.name and _ALIAS.match(self.name):
-                # Compose makes every service reachable by its service name on each of its networks
-                aliases.append(self.name)
-            if isinstance(options, Map):
-                for option in options:
-                    oat = options.at(option)
-                    if option == "aliases":
-                        for i, alias in enumerate(options["aliases"] or []):
-                            text = scalar_text(alias)
-                            if not _ALIAS.match(text):
-                                self.lost(f"networks.{key}.aliases[{i}]", f"{text!r} is not a valid alias", oat)
-                            elif text not in aliases:
-                                aliases.append(text)
-                    elif option == "ipv4_address":
-                        self._static_address(key, options.text(option), entry, oat)
-                    elif not option.startswith("x-"):
-                        self.lost(f"networks.{key}.{option}", "reconciler's network attachment has aliases and "
-                                  "ipv4Address only", oat)
-            if aliases:
-                entry["aliases"] = aliases
-            out.append(entry)
-        if out:
-            self.spec["networks"] = out
-
-    def _static_address(self, key: str, address: str, entry: dict[str, Any], at: Loc) -> None:
-        import ipaddress
-
-        try:
-            ip = ipaddress.IPv4Address(address)
-        except ValueError:
-            raise ComposeError(at.file, at.line, f"services.{self.name}.networks.{key}.ipv4_address: "
-                               f"invalid address {address!r}") from None
-        subnets = [ipaddress.ip_network(s, strict=False) for s in self.ctx.network_subnets.get(key, [])]
-        if not any(ip in net for net in subnets):
-            self.lost(f"networks.{key}.ipv4_address", "a static address needs a subnet containing it in the "
-                      "network's ipam.config (the engine refuses it otherwise)", at)
-            return
-        entry["ipv4Address"] = address
-
-    def _depends_on(self) -> None:
-        depends = self.service.get("depends_on")
-        if not depends:
-            return
-        out = []
-        for other, options in depends.items():
-            at = depends.at(other)
-            options = options if isinstance(options, Map) else Map(at)
-            required = options.get("required", True) is not False
-            if other not in self.ctx.containers:
-                if other in self.ctx.all_services:
-                    self.lost(f"depends_on.{other}", "that service is not imported (profiles); ordering lost", at)
-                elif required:
-                    raise ComposeError(at.file, at.line, f"services.{self.name}.depends_on: unknown service {other!r}")
-                continue
-            condition = options.text("condition") if "condition" in options else "service_started"
-            entry: dict[str, Any] = {"name": self.ctx.containers[other]}
-            if condition == "service_healthy":
-                entry["condition"] = "healthy"
-            elif condition == "service_completed_successfully":
-                self.lost(f"depends_on.{other}.condition", "reconciler waits for started or healthy only; mapped to "
-                          "started (this container no longer waits for the other to finish)", options.at("condition"))
-            elif condition != "service_started":
-                raise ComposeError(at.file, at.line, f"services.{self.name}.depends_on.{other}: unknown condition "
-                                   f"{condition!r}")
-            for option in options:
-                if option not in ("condition", "required") and not option.startswith("x-"):
-                    self.lost(f"depends_on.{other}.{option}", "reconciler's dependsOn has a condition only",
-                              options.at(option))
-            out.append(entry)
-        if out:
-            self.spec["dependsOn"] = out
 
 def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
     """The Container name for a service: `container_name`, else the service name; with the reason when the
