@@ -16,6 +16,7 @@ _RESTART = {"no", "always", "unless-stopped", "on-failure"}
 
 
 def map_healthcheck(m: ServiceMapper) -> None:
+    """`healthcheck` -> `spec.healthcheck` (a probe, or `{disable: true}`); what has no field is reported."""
     health = m.service.get("healthcheck")
     if not isinstance(health, Map):
         return
@@ -60,6 +61,7 @@ def map_healthcheck(m: ServiceMapper) -> None:
     m.spec["healthcheck"] = out
 
 def map_restart(m: ServiceMapper) -> None:
+    """`restart`, else `deploy.restart_policy` -> `spec.restartPolicy`."""
     s = m.service
     policy = None
     if "restart" in s:
@@ -93,6 +95,7 @@ def map_restart(m: ServiceMapper) -> None:
         m.spec["restartPolicy"] = policy
 
 def map_resources(m: ServiceMapper) -> None:
+    """`mem_limit`, `cpus`, `pids_limit`… then `deploy.resources` (which wins) -> `spec.resources`."""
     s = m.service
     resources: dict[str, Any] = {}
 

@@ -15,6 +15,8 @@ _ALIAS = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 def map_networking(m: ServiceMapper) -> None:
+    """`network_mode` -> `spec.networkMode`, else `networks` (default: the project's default network) ->
+    `spec.networks` with aliases and static addresses."""
     s = m.service
     mode = s.text("network_mode") if s.get("network_mode") is not None else None
     if mode is not None:
@@ -90,6 +92,7 @@ def _static_address(m: ServiceMapper, key: str, address: str, entry: dict[str, A
     entry["ipv4Address"] = address
 
 def map_depends_on(m: ServiceMapper) -> None:
+    """`depends_on` -> `spec.dependsOn`: service_started -> started, service_healthy -> healthy."""
     depends = m.service.get("depends_on")
     if not depends:
         return
