@@ -59,7 +59,9 @@ def run_import(
         compose = load_project(files, project, profiles, report, warn)
         out_dir = Path(out if out is not None else Path.cwd() / compose.name).absolute()
         stale = writing.check_out_dir(out_dir)
-        manifests = build_manifests(compose.model, compose.name, compose.directory, out_dir, compose.profiles, report)
+        manifests = build_manifests(
+            compose.model, compose.name, compose.directory, out_dir, compose.profiles, report, compose.interpolated
+        )
     except ComposeError as exc:
         print(str(exc), file=stderr)
         return ImportOutcome(EXIT_ERROR, [], report)

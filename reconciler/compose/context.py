@@ -59,6 +59,13 @@ class Context:
     volumes: dict[str, str | None] = field(default_factory=dict)  # compose name -> Volume name (None: external)
     containers: dict[str, str] = field(default_factory=dict)  # service -> Container name
     all_services: set[str] = field(default_factory=set)  # every service of the file, imported or not
+    interpolated: dict[tuple[str, int, str], frozenset[str]] = field(default_factory=dict)
+
+    def variables_in(self, loc: Loc, key: str, value: str) -> frozenset[str]:
+        """The shell or .env variables whose values make up `key`'s `value` written at `loc` (empty: none); a list
+        entry was interpolated as a whole `KEY=VALUE`."""
+        found = self.interpolated.get((loc.file, loc.line, value), frozenset())
+        return found | self.interpolated.get((loc.file, loc.line, f"{key}={value}"), frozenset())
 
     def host_path(self, raw: str) -> Path:
         """A Compose path (relative to the project directory, `~` for the home directory) made absolute."""

@@ -23,6 +23,17 @@ class Interpolator:
     def __init__(self, env: Mapping[str, str], warn: Callable[[Loc, str], None]) -> None:
         self.env = env
         self.warn = warn
+        # (file, line, result) -> the variables whose values went into it: values that came from the shell or
+        # .env rather than the Compose file, which may be secrets the file itself never held
+        self.sources: dict[tuple[str, int, str], frozenset[str]] = {}
+        self._used: set[str] = set()
+
+    def _value(self, text: str, loc: Loc) -> str:
+        self._used = set()
+        result = self.text(text, loc)
+        if self._used:
+            self.sources[(loc.file, loc.line, result)] = frozenset(self._used)
+        return result
 
     def tree(self, value: Any, loc: Loc) -> Any:
         """A copy of `value` (a Map, Seq or scalar) with every string interpolated; keys are left alone."""
@@ -40,7 +51,7 @@ class Interpolator:
         if isinstance(value, Override):
             return Override(self.tree(value.value, loc))
         if isinstance(value, str):
-            return self.text(value, loc)
+            return self._value(value, loc)
         return value
 
     def text(self, text: str, loc: Loc) -> str:
@@ -75,6 +86,7 @@ class Interpolator:
         if name not in self.env:
             self.warn(loc, f"variable {name} is not set; it defaults to an empty string")
             return ""
+        self._used.add(name)
         return self.env[name]
 
     def _braced(self, inner: str, whole: str, loc: Loc) -> str:
@@ -92,12 +104,16 @@ class Interpolator:
         is_set = value is not None
         usable = is_set and (value != "" or not operator.startswith(":"))
         if operator in (":-", "-"):
-            return value if usable and value is not None else self.text(word, loc)
+            if usable and value is not None:
+                self._used.add(name)
+                return value
+            return self.text(word, loc)
         if operator in (":+", "+"):
             return self.text(word, loc) if usable else ""
         if not usable:  # ":?" and "?": a required variable
             detail = self.text(word, loc) or "is required"
             raise ComposeError(loc.file, loc.line, f"required variable {name} is missing a value: {detail}")
+        self._used.add(name)
         return value or ""
 
 

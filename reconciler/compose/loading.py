@@ -22,6 +22,7 @@ class ComposeProject:
     name: str
     directory: Path  # relative paths in every file are relative to this: the first file's directory
     profiles: frozenset[str]
+    interpolated: dict[tuple[str, int, str], frozenset[str]]  # see Interpolator.sources
 
 
 def _shown(path: Path) -> str:
@@ -83,4 +84,4 @@ def load_project(
         raise ComposeError(_shown(files[0]), 0, "no project name can be derived: pass --project NAME")
     active = set(profiles)
     active.update(p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip())
-    return ComposeProject(model, name, directory, frozenset(active))
+    return ComposeProject(model, name, directory, frozenset(active), interpolator.sources)

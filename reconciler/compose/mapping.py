@@ -91,13 +91,20 @@ def _report_unused_file_objects(top: Map, kind: str, services: Map, chosen: list
 
 
 def build_manifests(
-    top: Map, project: str, project_dir: Path, out_dir: Path, active_profiles: Collection[str], report: LossReport
+    top: Map,
+    project: str,
+    project_dir: Path,
+    out_dir: Path,
+    active_profiles: Collection[str],
+    report: LossReport,
+    interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
 ) -> list[Manifest]:
-    """Every manifest of the project; what could not be mapped goes to `report`."""
+    """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
+    came from the shell or `.env` (Interpolator.sources)."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
-    ctx = Context(project, project_dir, out_dir, report)
+    ctx = Context(project, project_dir, out_dir, report, interpolated=dict(interpolated or {}))
     ctx.all_services = set(services)
     chosen = selected_services(services, active_profiles, report)
     if not chosen:

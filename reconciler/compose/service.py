@@ -55,6 +55,11 @@ class ImageNeed:
     origin: Loc
 
 
+def looks_secret(name: str, variables: frozenset[str] = frozenset()) -> bool:
+    """Whether an env or arg name (or a variable feeding it) looks like it holds a secret; `*_FILE` names a path."""
+    return any(SENSITIVE_ENV_NAME.search(n) and not n.upper().endswith("_FILE") for n in (name, *variables))
+
+
 def duration_seconds(text: str) -> float:
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         return float(text)
@@ -173,6 +178,12 @@ class ServiceMapper:
                         self.lost(f"build.args.{arg}", "value comes from the shell at build time; not copied",
                                   build["args"].at(arg))
                         continue
+                    arg_at = build["args"].at(arg)
+                    variables = self.ctx.variables_in(arg_at, arg, build["args"].text(arg))
+                    if variables and looks_secret(arg, variables):
+                        self.lost(f"build.args.{arg}", "the value comes from the shell or .env and may be a secret: "
+                                  "not copied", arg_at)
+                        continue
                     args[arg] = build["args"].text(arg)
                 if args:
                     out["args"] = args
@@ -243,8 +254,19 @@ class ServiceMapper:
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment.{key} must be a string")
             if not key or "=" in key or any(c.isspace() for c in key):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment: invalid name {key!r}")
-            env[key] = environment.text(key)
-            if SENSITIVE_ENV_NAME.search(key) and not key.upper().endswith("_FILE"):  # *_FILE names a path
+            value_text = environment.text(key)
+            variables = self.ctx.variables_in(at, key, value_text)
+            if variables and looks_secret(key, variables):
+                shown = ", ".join(f"${{{v}}}" for v in sorted(variables))
+                self.lost(
+                    f"environment.{key}",
+                    f"the value comes from {shown} in the shell or .env, not from the Compose file, and may be a "
+                    "secret: not copied; put it in an env file",
+                    at,
+                )
+                continue
+            env[key] = value_text
+            if looks_secret(key):
                 sensitive.append(key)
                 self.flag(
                     f"environment.{key}",

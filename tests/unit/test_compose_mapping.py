@@ -26,7 +26,7 @@ def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None)
     compose = load_project([tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None,
                            environ=environ or {})
     manifests = build_manifests(compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles,
-                                report)
+                                report, compose.interpolated)
     return {(m.kind, m.name): m for m in manifests}, report
 
 
@@ -326,3 +326,22 @@ def test_dependency_cycles_are_errors(tmp_path):
     found, _ = imported(tmp_path, "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
                         "    depends_on: [sc]\n  sc:\n    image: x\n")
     assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
+
+
+def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
+    """A secret-looking value that interpolation took from .env or the shell stays out of the manifest; values
+    written in the Compose file itself (or its defaults) are copied, marked sensitive and flagged."""
+    (tmp_path / ".env").write_text("DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\n")
+    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    environment:\n"
+                             "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
+                             "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
+                             "    build:\n      context: .\n      args: [\"NPM_TOKEN=${MY_TOKEN}\", \"V=${URL}\"]\n"
+                             "  sb:\n    image: y\n    environment: [\"DB_PASSWORD=${DB_PASSWORD}\"]\n")
+    spec = found[("Container", "sa")].spec
+    assert spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
+    assert spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    assert found[("Image", "sa")].spec["build"]["args"] == {"V": "http://x"}
+    assert "env" not in found[("Container", "sb")].spec
+    assert lost_keys(report) == {"services.sa.environment.DB_PASSWORD", "services.sa.environment.PLAIN",
+                                 "services.sa.build.args.NPM_TOKEN", "services.sb.environment.DB_PASSWORD"}
+    assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
