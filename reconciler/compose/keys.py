@@ -27,7 +27,6 @@ UNMAPPED: dict[str, str] = {
     "domainname": "reconciler's Container has no domain name",
     "driver_opts": "reconciler's Container has no per-network driver options",
     "expose": "reconciler does not declare exposed ports (containers on a shared network reach every port anyway)",
-    "extends": "not resolved by the import: run `docker compose config` and import its output",
     "external_links": "links are legacy; use a shared network",
     "extra_hosts": "reconciler's Container has no extra /etc/hosts entries",
     "gpus": "reconciler's Container has no GPU requests",
@@ -74,6 +73,6 @@ HANDLED = frozenset(
         "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
         "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir",
         "hostname", "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
-        "container_name", "secrets", "configs", "profiles", "pull_policy",
+        "container_name", "secrets", "configs", "profiles", "pull_policy", "extends",
     }
 )  # fmt: skip

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.compose.context import COMPOSE_PROJECT, compose_project_name
+from reconciler.compose.extends import resolve_extends
 from reconciler.compose.interpolation import Interpolator, parse_dotenv
 from reconciler.compose.losses import LossReport
-from reconciler.compose.merging import merge_files, normalize_file
+from reconciler.compose.merging import merge_files, normalize_file, settle
 from reconciler.compose.source import ComposeError, Loc, Map, parse_compose, read_text
 
 TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs", "include"}
@@ -69,6 +70,17 @@ def load_project(
         top.pop("include", None)
         loaded.append(normalize_file(top))
     model = merge_files(loaded)
+    others: dict[Path, Map] = {}
+
+    def load_other(file: str, at: Loc) -> Map:
+        path = Path(os.path.normpath(directory / file))
+        if path not in others:
+            other = parse_compose(read_text(path, file), file)
+            others[path] = settle(normalize_file(interpolator.tree(other, other.loc)))
+        return others[path]
+
+    resolve_extends(model, directory, load_other, report)
+    model = settle(model)
     if project is not None:
         if not COMPOSE_PROJECT.match(project):
             raise ComposeError("--project", 0, f"invalid project name {project!r}: use a-z, 0-9, '_' and '-', "

@@ -182,24 +182,24 @@ def normalize_file(top: Map) -> Map:
     return out
 
 
-def _settle(value: Any) -> Any:
+def settle(value: Any) -> Any:
     """`!reset`/`!override` left where nothing was merged (the first file, or a new key) mean: nothing there /
     the value itself."""
     if isinstance(value, Override):
-        return _settle(value.value)
+        return settle(value.value)
     if isinstance(value, Map):
         for key in [k for k, v in value.items() if isinstance(v, Reset)]:
             del value[key]
         for key, item in value.items():
-            value[key] = _settle(item)
+            value[key] = settle(item)
     elif isinstance(value, Seq):
-        value[:] = [_settle(item) for item in value]
+        value[:] = [settle(item) for item in value]
     return value
 
 
 def merge_files(files: list[Map]) -> Map:
-    """The files merged in order (each already normalized)."""
+    """The files merged in order (each already normalized); `settle` it once `extends` is resolved too."""
     merged = files[0]
     for later in files[1:]:
         merged = merge_maps(merged, later)
-    return _settle(merged)
+    return merged

@@ -345,3 +345,25 @@ def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
     assert lost_keys(report) == {"services.sa.environment.DB_PASSWORD", "services.sa.environment.PLAIN",
                                  "services.sa.build.args.NPM_TOKEN", "services.sb.environment.DB_PASSWORD"}
     assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
+
+
+def test_extends_merges_the_base_service(tmp_path):
+    """extends (same file, another file, chained) merges like -f files: the extending service wins."""
+    (tmp_path / "common.yml").write_text("services:\n  base:\n    image: x\n    environment: {A: '1', B: '1'}\n"
+                                         "    ports: ['80:80']\n    command: [base]\n")
+    found, report = imported(tmp_path, "services:\n  mid:\n    extends: {file: common.yml, service: base}\n"
+                             "    environment: {B: '2'}\n    ports: !reset []\n  top:\n    extends: mid\n"
+                             "    command: [top]\n    ports: ['81:81']\n")
+    mid, top = found[("Container", "mid")].spec, found[("Container", "top")].spec
+    assert mid["env"] == {"A": "1", "B": "2"} and mid["command"] == ["base"]
+    assert top["env"] == {"A": "1", "B": "2"} and top["command"] == ["top"]
+    assert "ports" not in mid and [p["hostPort"] for p in top["ports"]] == [81]
+    assert report.entries == []
+
+
+def test_extends_errors(tmp_path):
+    """A missing base or a cycle is one line naming the extends."""
+    with pytest.raises(ComposeError, match="no service 'nope'"):
+        imported(tmp_path, "services:\n  sa:\n    extends: nope\n")
+    with pytest.raises(ComposeError, match="a cycle through"):
+        imported(tmp_path, "services:\n  sa:\n    extends: sb\n  sb:\n    extends: sa\n")

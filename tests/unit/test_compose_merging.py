@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from reconciler.compose.merging import merge_files, normalize_file
+from reconciler.compose.merging import merge_files, normalize_file, settle
 from reconciler.compose.source import parse_compose
 
 
 def merged(*texts: str):
-    return merge_files([normalize_file(parse_compose(t, f"f{i}.yml")) for i, t in enumerate(texts)])
+    return settle(merge_files([normalize_file(parse_compose(t, f"f{i}.yml")) for i, t in enumerate(texts)]))
 
 
 def test_mappings_merge_and_list_forms_are_normalized_first():
