@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("files", type=Path, nargs="+", metavar="FILE", help="Compose files, merged in order")
     compose.add_argument("--out", type=Path, help="where to write the manifests (default: ./PROJECT)")
     # SUPPRESS: a default here would overwrite the global --project given before the command
-    compose.add_argument("--project", default=argparse.SUPPRESS, help="the Compose project name")
+    compose.add_argument("-p", "--project", default=argparse.SUPPRESS, help="the Compose project name")
     compose.add_argument("--profile", action="append", default=[], help="activate a Compose profile (repeatable)")
     return parser
 
