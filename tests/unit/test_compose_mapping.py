@@ -367,3 +367,13 @@ def test_extends_errors(tmp_path):
         imported(tmp_path, "services:\n  sa:\n    extends: nope\n")
     with pytest.raises(ComposeError, match="a cycle through"):
         imported(tmp_path, "services:\n  sa:\n    extends: sb\n  sb:\n    extends: sa\n")
+
+
+def test_the_import_agrees_with_the_container_driver():
+    """The sensitive paths and the env-file line the import checks against are the Container driver's own: if
+    they drift, imports would stop validating (or stop flagging)."""
+    from reconciler.compose import envfiles, mounts
+    from reconciler.drivers.container import checks, spec
+
+    assert mounts.SENSITIVE_PATHS == checks.SENSITIVE_PATHS
+    assert envfiles._RECONCILER_LINE.pattern == spec._ENV_LINE.pattern
