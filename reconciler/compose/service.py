@@ -226,6 +226,10 @@ class ServiceMapper:
             raw = entry.text("path")
             path = self.ctx.host_path(raw)
             required = entry.get("required", True) is not False
+            for option in entry:
+                if option not in ("path", "required") and not option.startswith("x-"):
+                    self.lost(f"env_file[{i}].{option}", "reconciler reads env files as KEY=VALUE lines only",
+                              entry.at(option))
             if not path.is_file():
                 if required:
                     raise ComposeError(at.file, at.line, f"services.{self.name}.env_file: {path} does not exist")
