@@ -72,9 +72,7 @@ def run_import(
         + [a for p in sorted(compose.profiles) for a in ("--profile", p)]
     )
     texts = [(writing.file_name(m), writing.render_manifest(m, sources)) for m in manifests]
-    texts.append(
-        (writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command, warnings))
-    )
+    texts.append((writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command, warnings)))
     try:
         staging = writing.stage(out_dir, texts)
     except OSError as exc:
@@ -85,8 +83,9 @@ def run_import(
         if problems:
             for problem in problems:
                 print(problem.replace(str(staging), str(out_dir)), file=stderr)
-            print("error: the imported manifests do not validate (a bug in the import); nothing was written",
-                  file=stderr)
+            print(
+                "error: the imported manifests do not validate (a bug in the import); nothing was written", file=stderr
+            )
             writing.discard(staging)
             return ImportOutcome(EXIT_ERROR, [], report)
         written = writing.publish(staging, out_dir, stale)

@@ -43,11 +43,16 @@ def resolve_extends(top: Map, directory: Path, load: LoadFile, report: LossRepor
             other = load(file, at)
             base_pool, base_origin = other.get("services") or Map(other.loc), file
             if Path(os.path.abspath(directory / file)).parent != directory:
-                report.flag(at, f"services.{name}.extends", f"relative paths in {file} are read relative to the "
-                            "project directory, not to that file's directory")
+                report.flag(
+                    at,
+                    f"services.{name}.extends",
+                    f"relative paths in {file} are read relative to the "
+                    "project directory, not to that file's directory",
+                )
         if base_name not in base_pool:
-            raise ComposeError(at.file, at.line, f"services.{name}.extends: no service {base_name!r}"
-                               + (f" in {file}" if file else ""))
+            raise ComposeError(
+                at.file, at.line, f"services.{name}.extends: no service {base_name!r}" + (f" in {file}" if file else "")
+            )
         if (base_origin, base_name) in seen:
             raise ComposeError(at.file, at.line, f"services.{name}.extends: a cycle through {base_name!r}")
         base = resolve(base_name, base_pool, base_origin, (*seen, key))

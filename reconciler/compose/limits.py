@@ -31,15 +31,16 @@ def map_healthcheck(m: ServiceMapper) -> None:
             m.spec["healthcheck"] = {"disable": True}
             return
         if len(items) < 2 or items[0] not in ("CMD", "CMD-SHELL"):
-            m.lost("healthcheck.test", "a test list starts with CMD or CMD-SHELL and has a command",
-                      health.at("test"))
+            m.lost("healthcheck.test", "a test list starts with CMD or CMD-SHELL and has a command", health.at("test"))
             return
         out["test"] = items
     elif isinstance(test, str) and test:
         out["test"] = test
     else:
-        m.lost("healthcheck", "a healthcheck without a test keeps the image's test with other timings; "
-                  "reconciler declares a whole probe")
+        m.lost(
+            "healthcheck",
+            "a healthcheck without a test keeps the image's test with other timings; reconciler declares a whole probe",
+        )
         return
     for key, field in (("interval", "interval"), ("timeout", "timeout"), ("start_period", "startPeriod")):
         if key in health:
@@ -56,9 +57,13 @@ def map_healthcheck(m: ServiceMapper) -> None:
             m.lost("healthcheck.retries", "reconciler needs a whole number >= 1", health.at("retries"))
     for key in health:
         if key not in ("test", "interval", "timeout", "start_period", "retries", "disable"):
-            m.lost(f"healthcheck.{key}", "reconciler's healthcheck has test, interval, timeout, startPeriod "
-                      "and retries", health.at(key))
+            m.lost(
+                f"healthcheck.{key}",
+                "reconciler's healthcheck has test, interval, timeout, startPeriod and retries",
+                health.at(key),
+            )
     m.spec["healthcheck"] = out
+
 
 def map_restart(m: ServiceMapper) -> None:
     """`restart`, else `deploy.restart_policy` -> `spec.restartPolicy`."""
@@ -68,8 +73,9 @@ def map_restart(m: ServiceMapper) -> None:
         raw = s.text("restart")
         name, _, count = raw.partition(":")
         if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
-            raise ComposeError(s.at("restart").file, s.at("restart").line,
-                               f"services.{m.name}.restart: invalid value {raw!r}")
+            raise ComposeError(
+                s.at("restart").file, s.at("restart").line, f"services.{m.name}.restart: invalid value {raw!r}"
+            )
         policy = {"name": name}
         if count:
             policy["maximumRetryCount"] = int(count)
@@ -79,20 +85,23 @@ def map_restart(m: ServiceMapper) -> None:
         condition = restart.text("condition") if "condition" in restart else "any"
         name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(condition)
         if name is None:
-            m.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}",
-                      restart.at("condition"))
+            m.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}", restart.at("condition"))
         else:
             policy = {"name": name}
             if name == "on-failure" and isinstance(restart.get("max_attempts"), int):
                 policy["maximumRetryCount"] = restart["max_attempts"]
         for key in restart:
             if key not in ("condition", "max_attempts") or (key == "max_attempts" and name != "on-failure"):
-                m.lost(f"deploy.restart_policy.{key}", "reconciler's restartPolicy has a name and a "
-                          "maximumRetryCount (on-failure) only", restart.at(key))
+                m.lost(
+                    f"deploy.restart_policy.{key}",
+                    "reconciler's restartPolicy has a name and a maximumRetryCount (on-failure) only",
+                    restart.at(key),
+                )
     elif isinstance(restart, Map):
         m.lost("deploy.restart_policy", "`restart` is set too and wins, as in Compose", s.at("deploy"))
     if policy is not None:
         m.spec["restartPolicy"] = policy
+
 
 def map_resources(m: ServiceMapper) -> None:
     """`mem_limit`, `cpus`, `pids_limit`… then `deploy.resources` (which wins) -> `spec.resources`."""
@@ -103,13 +112,18 @@ def map_resources(m: ServiceMapper) -> None:
         text = source.text(key)
         if text == "-1" and field == "memorySwap":
             resources[field] = -1
+        elif text in ("0", "-1"):
+            pass  # Compose reads these as "no limit", which is reconciler's default
         elif _BYTES.match(text) and text.strip("0.") not in ("", "b", "B"):
             resources[field] = int(text) if text.isdigit() else text
         else:
             m.lost(where, f"{text!r} is not a byte size reconciler reads", source.at(key))
 
-    for key, field in (("mem_limit", "memory"), ("memswap_limit", "memorySwap"),
-                       ("mem_reservation", "memoryReservation")):
+    for key, field in (
+        ("mem_limit", "memory"),
+        ("memswap_limit", "memorySwap"),
+        ("mem_reservation", "memoryReservation"),
+    ):
         if s.get(key) is not None:
             size(key, field, s, key)
     if s.get("cpus") is not None:
@@ -131,6 +145,7 @@ def map_resources(m: ServiceMapper) -> None:
     if resources:
         m.spec["resources"] = resources
 
+
 def _cpus(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
     try:
         cpus = float(source.text(key))
@@ -143,6 +158,7 @@ def _cpus(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], wh
     else:
         m.lost(where, "not a positive number of CPUs", source.at(key))
 
+
 def _pids(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
     value = source[key]
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
@@ -151,6 +167,7 @@ def _pids(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], wh
         pass  # Compose reads 0 and -1 as "no limit", which is reconciler's default
     else:
         m.lost(where, "reconciler takes a whole number >= 1", source.at(key))
+
 
 def _deploy(m: ServiceMapper, deploy: Map, resources: dict[str, Any], size: Any) -> None:
     for key in deploy:
@@ -161,8 +178,7 @@ def _deploy(m: ServiceMapper, deploy: Map, resources: dict[str, Any], size: Any)
                 pat = res.at(part)
                 values = res[part]
                 if part not in ("limits", "reservations") or not isinstance(values, Map):
-                    m.lost(f"deploy.resources.{part}", "reconciler has limits and a memory reservation only",
-                              pat)
+                    m.lost(f"deploy.resources.{part}", "reconciler has limits and a memory reservation only", pat)
                     continue
                 for item in values:
                     where = f"deploy.resources.{part}.{item}"
@@ -175,8 +191,11 @@ def _deploy(m: ServiceMapper, deploy: Map, resources: dict[str, Any], size: Any)
                     elif part == "reservations" and item == "memory":
                         size(item, "memoryReservation", values, where)
                     else:
-                        m.lost(where, "reconciler's resources have memory, cpus and pidsLimit limits and a "
-                                  "memory reservation", values.at(item))
+                        m.lost(
+                            where,
+                            "reconciler's resources have memory, cpus and pidsLimit limits and a memory reservation",
+                            values.at(item),
+                        )
         elif key == "restart_policy":
             continue  # mapped with `restart`
         elif (key == "replicas" and deploy[key] == 1) or key.startswith("x-"):

@@ -57,15 +57,23 @@ def load_project(
         for key in top:
             at = top.at(key)
             if key == "include":
-                report.lost(at, "include", "not resolved by the import: list the included files with -f, or import "
-                            "the output of `docker compose config`")
+                report.lost(
+                    at,
+                    "include",
+                    "not resolved by the import: list the included files with -f, or import "
+                    "the output of `docker compose config`",
+                )
             elif key == "version":
                 pass  # obsolete in the Compose Specification; it means nothing
             elif key not in TOP_LEVEL and not key.startswith("x-"):
                 value = top[key]
                 if isinstance(value, Map) and ("image" in value or "build" in value):
-                    raise ComposeError(at.file, at.line, f"unknown top-level key {key!r}: Compose file format 1 "
-                                       "(services at the top level) is not supported; put them under services:")
+                    raise ComposeError(
+                        at.file,
+                        at.line,
+                        f"unknown top-level key {key!r}: Compose file format 1 "
+                        "(services at the top level) is not supported; put them under services:",
+                    )
                 raise ComposeError(at.file, at.line, f"unknown top-level key {key!r}")
         top.pop("include", None)
         loaded.append(normalize_file(top))
@@ -83,8 +91,11 @@ def load_project(
     model = settle(model)
     if project is not None:
         if not COMPOSE_PROJECT.match(project):
-            raise ComposeError("--project", 0, f"invalid project name {project!r}: use a-z, 0-9, '_' and '-', "
-                               "starting with a letter or digit")
+            raise ComposeError(
+                "--project",
+                0,
+                f"invalid project name {project!r}: use a-z, 0-9, '_' and '-', starting with a letter or digit",
+            )
         name = project
     elif model.get("name"):
         name = compose_project_name(model.text("name"))

@@ -86,8 +86,11 @@ def _report_unused_file_objects(top: Map, kind: str, services: Map, chosen: list
     section = top.get(kind) or Map(top.loc)
     for name in section:
         if name not in used:
-            report.lost(section.at(name), f"{kind}.{name}", "no imported service uses it; only services' "
-                        f"file-based {kind} are mapped (as read-only bind mounts)")
+            report.lost(
+                section.at(name),
+                f"{kind}.{name}",
+                f"no imported service uses it; only services' file-based {kind} are mapped (as read-only bind mounts)",
+            )
 
 
 def build_manifests(
@@ -114,8 +117,11 @@ def build_manifests(
         container, renamed = container_name(name, services[name], project)
         if container in taken:
             at = services.at(name)
-            raise ComposeError(at.file, at.line, f"services.{name}: container name {container!r} is also used by "
-                               f"service {taken[container]!r}")
+            raise ComposeError(
+                at.file,
+                at.line,
+                f"services.{name}: container name {container!r} is also used by service {taken[container]!r}",
+            )
         taken[container] = name
         ctx.containers[name] = container
         if renamed:
@@ -127,8 +133,11 @@ def build_manifests(
     used = _used_networks(services, chosen, declared_networks)
     for key in declared_networks:
         if key not in used:
-            report.lost(declared_networks.at(key), f"networks.{key}", "no imported service uses it; Compose does not "
-                        "create it either")
+            report.lost(
+                declared_networks.at(key),
+                f"networks.{key}",
+                "no imported service uses it; Compose does not create it either",
+            )
     for key, loc in used.items():
         at = declared_networks.at(key) if key in declared_networks else loc
         manifest = network_manifest(key, declared_networks.get(key), at, ctx)
@@ -204,8 +213,11 @@ def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) 
                 del dep["condition"]
                 service = by_container[manifest.name]
                 other = by_container[dep["name"]]
-                ctx.report.lost(services[service]["depends_on"].at(other), f"services.{service}.depends_on.{other}."
-                                "condition", f"service {other!r} has its healthcheck disabled; waits for started")
+                ctx.report.lost(
+                    services[service]["depends_on"].at(other),
+                    f"services.{service}.depends_on.{other}.condition",
+                    f"service {other!r} has its healthcheck disabled; waits for started",
+                )
 
 
 def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifest]:
@@ -216,14 +228,21 @@ def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifes
         if need.pull_policy is not None:
             chosen = policies.setdefault(need.reference, need.pull_policy)
             if chosen != need.pull_policy:
-                report.lost(need.origin, f"services.{need.service}.pull_policy", f"another service pulls "
-                            f"{need.reference!r} with pullPolicy {chosen}, which the one Image manifest keeps")
+                report.lost(
+                    need.origin,
+                    f"services.{need.service}.pull_policy",
+                    f"another service pulls "
+                    f"{need.reference!r} with pullPolicy {chosen}, which the one Image manifest keeps",
+                )
         first = by_reference.get(need.reference)
         if first is None or (first.build is None and need.build is not None):
             by_reference[need.reference] = need
         elif need.build is not None and first.build is not None and need.build != first.build:
-            report.lost(need.origin, f"services.{need.service}.build", f"service {first.service!r} builds the same "
-                        f"image {need.reference!r} differently; its build is used")
+            report.lost(
+                need.origin,
+                f"services.{need.service}.build",
+                f"service {first.service!r} builds the same image {need.reference!r} differently; its build is used",
+            )
     out = []
     for reference, need in by_reference.items():
         spec: dict[str, Any] = {"reference": reference}
@@ -248,11 +267,25 @@ def _check_host_ports(manifests: list[Manifest], services: Map, ctx: Context) ->
             key = (port.get("hostIP", "0.0.0.0"), port["hostPort"], port.get("protocol", "tcp"))
             service = by_container[manifest.name]
             # an unspecified address listens on every address, so it clashes with any other (as validation says)
-            clash = next((owner for k, owner in seen.items() if k[1:] == key[1:] and (
-                k[0] == key[0] or ipaddress.ip_address(k[0]).is_unspecified
-                or ipaddress.ip_address(key[0]).is_unspecified)), None)
+            clash = next(
+                (
+                    owner
+                    for k, owner in seen.items()
+                    if k[1:] == key[1:]
+                    and (
+                        k[0] == key[0]
+                        or ipaddress.ip_address(k[0]).is_unspecified
+                        or ipaddress.ip_address(key[0]).is_unspecified
+                    )
+                ),
+                None,
+            )
             if clash is not None:
                 at = services[service].at("ports")
-                raise ComposeError(at.file, at.line, f"services.{service}.ports: host port {key[0]}:{key[1]}/{key[2]} "
-                                   f"is also published by service {clash!r}")
+                raise ComposeError(
+                    at.file,
+                    at.line,
+                    f"services.{service}.ports: host port {key[0]}:{key[1]}/{key[2]} "
+                    f"is also published by service {clash!r}",
+                )
             seen[key] = service

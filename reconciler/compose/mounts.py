@@ -79,8 +79,9 @@ class MountMapper:
         target = mount["target"]
         if target in self.targets:
             first = self.targets[target]
-            raise ComposeError(at.file, at.line, f"services.{self.m.name}: mount target {target} is also used at "
-                               f"{first}")
+            raise ComposeError(
+                at.file, at.line, f"services.{self.m.name}: mount target {target} is also used at {first}"
+            )
         self.targets[target] = at
         self.mounts.append(mount)
 
@@ -122,15 +123,23 @@ class MountMapper:
         source = volume.text("source") if volume.get("source") not in (None, "") else None
         if kind == "volume":
             if source is None:
-                self.m.lost(key, "an anonymous volume: reconciler mounts only declared volumes; give it a name in "
-                            "the top-level volumes to keep its data", at)
+                self.m.lost(
+                    key,
+                    "an anonymous volume: reconciler mounts only declared volumes; give it a name in "
+                    "the top-level volumes to keep its data",
+                    at,
+                )
                 return
             if source not in self.m.ctx.volumes:
                 raise ComposeError(at.file, at.line, f"{where}: refers to undefined volume {source!r}")
             declared = self.m.ctx.volumes[source]
             if declared is None:
-                self.m.lost(key, f"volume {source!r} is external or not declarable (see its entry); mount left out "
-                            "— the container would run without that data", at)
+                self.m.lost(
+                    key,
+                    f"volume {source!r} is external or not declarable (see its entry); mount left out "
+                    "— the container would run without that data",
+                    at,
+                )
                 return
             mount: dict[str, Any] = {"type": "volume", "source": declared, "target": target}
             if read_only:
@@ -150,15 +159,18 @@ class MountMapper:
                 continue
             if kind == "bind" and option == "propagation" and value == "rprivate":
                 continue  # the engine's default
-            self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler",
-                        options.at(option))
+            self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler", options.at(option))
 
     def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc) -> None:
         """A bind mount of a Compose host path; left out (and reported) when the source does not exist."""
         path = self.m.ctx.host_path(source)
         if not path.exists():
-            self.m.lost(key, f"bind source {path} does not exist: Compose would create an empty directory, "
-                        "reconcile never creates one; create it and import again", at)
+            self.m.lost(
+                key,
+                f"bind source {path} does not exist: Compose would create an empty directory, "
+                "reconcile never creates one; create it and import again",
+                at,
+            )
             return
         mount: dict[str, Any] = {"type": "bind", "source": self.m.ctx.manifest_path(source), "target": target}
         if read_only:
@@ -212,8 +224,12 @@ class MountMapper:
             target = f"{default_dir}/{target}"
         for option in entry:
             if option in ("uid", "gid", "mode"):
-                self.m.lost(f"{key}.{option}", "Compose ignores it for file-based " + kind + " outside swarm; "
-                            "reconciler bind-mounts the file as it is", entry.at(option))
+                self.m.lost(
+                    f"{key}.{option}",
+                    "Compose ignores it for file-based " + kind + " outside swarm; "
+                    "reconciler bind-mounts the file as it is",
+                    entry.at(option),
+                )
         if declared.get("file") is not None:
             self.bind(declared.text("file"), target, True, key, at)
             return

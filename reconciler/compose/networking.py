@@ -69,27 +69,37 @@ def map_networking(m: ServiceMapper) -> None:
                 elif option == "ipv4_address":
                     _static_address(m, key, options.text(option), entry, oat)
                 elif not option.startswith("x-"):
-                    m.lost(f"networks.{key}.{option}", "reconciler's network attachment has aliases and "
-                              "ipv4Address only", oat)
+                    m.lost(
+                        f"networks.{key}.{option}",
+                        "reconciler's network attachment has aliases and ipv4Address only",
+                        oat,
+                    )
         if aliases:
             entry["aliases"] = aliases
         out.append(entry)
     if out:
         m.spec["networks"] = out
 
+
 def _static_address(m: ServiceMapper, key: str, address: str, entry: dict[str, Any], at: Loc) -> None:
 
     try:
         ip = ipaddress.IPv4Address(address)
     except ValueError:
-        raise ComposeError(at.file, at.line, f"services.{m.name}.networks.{key}.ipv4_address: "
-                           f"invalid address {address!r}") from None
+        raise ComposeError(
+            at.file, at.line, f"services.{m.name}.networks.{key}.ipv4_address: invalid address {address!r}"
+        ) from None
     subnets = [ipaddress.ip_network(s, strict=False) for s in m.ctx.network_subnets.get(key, [])]
     if not any(ip in net for net in subnets):
-        m.lost(f"networks.{key}.ipv4_address", "a static address needs a subnet containing it in the "
-                  "network's ipam.config (the engine refuses it otherwise)", at)
+        m.lost(
+            f"networks.{key}.ipv4_address",
+            "a static address needs a subnet containing it in the "
+            "network's ipam.config (the engine refuses it otherwise)",
+            at,
+        )
         return
     entry["ipv4Address"] = address
+
 
 def map_depends_on(m: ServiceMapper) -> None:
     """`depends_on` -> `spec.dependsOn`: service_started -> started, service_healthy -> healthy."""
@@ -112,15 +122,21 @@ def map_depends_on(m: ServiceMapper) -> None:
         if condition == "service_healthy":
             entry["condition"] = "healthy"
         elif condition == "service_completed_successfully":
-            m.lost(f"depends_on.{other}.condition", "reconciler waits for started or healthy only; mapped to "
-                      "started (this container no longer waits for the other to finish)", options.at("condition"))
+            m.lost(
+                f"depends_on.{other}.condition",
+                "reconciler waits for started or healthy only; mapped to "
+                "started (this container no longer waits for the other to finish)",
+                options.at("condition"),
+            )
         elif condition != "service_started":
-            raise ComposeError(at.file, at.line, f"services.{m.name}.depends_on.{other}: unknown condition "
-                               f"{condition!r}")
+            raise ComposeError(
+                at.file, at.line, f"services.{m.name}.depends_on.{other}: unknown condition {condition!r}"
+            )
         for option in options:
             if option not in ("condition", "required") and not option.startswith("x-"):
-                m.lost(f"depends_on.{other}.{option}", "reconciler's dependsOn has a condition only",
-                          options.at(option))
+                m.lost(
+                    f"depends_on.{other}.{option}", "reconciler's dependsOn has a condition only", options.at(option)
+                )
         out.append(entry)
     if out:
         m.spec["dependsOn"] = out

@@ -95,8 +95,9 @@ def network_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | N
         if isinstance(definition.get("labels"), Map | Seq):
             from reconciler.compose.shortforms import mapping_of
 
-            labels = string_map(mapping_of(definition["labels"], definition.at("labels"), "labels"), ctx,
-                                f"{what}.labels", labels=True)
+            labels = string_map(
+                mapping_of(definition["labels"], definition.at("labels"), "labels"), ctx, f"{what}.labels", labels=True
+            )
         if "ipam" in definition:
             ipam = _ipam(definition["ipam"], definition.at("ipam"), what, ctx)
             if ipam:
@@ -178,7 +179,8 @@ def volume_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | No
         if isinstance(definition.get("labels"), Map | Seq):
             from reconciler.compose.shortforms import mapping_of
 
-            labels = string_map(mapping_of(definition["labels"], definition.at("labels"), "labels"), ctx,
-                                f"{what}.labels", labels=True)
+            labels = string_map(
+                mapping_of(definition["labels"], definition.at("labels"), "labels"), ctx, f"{what}.labels", labels=True
+            )
     ctx.volumes[key] = name
     return Manifest("Volume", name, spec, loc, labels)

@@ -137,8 +137,12 @@ class ServiceMapper:
             reference = f"{self.ctx.project}-{self.name.lower()}"
             if not _IMAGE.match(reference):
                 at = s.at("build")
-                raise ComposeError(at.file, at.line, f"services.{self.name}: the image name Compose would build "
-                                   f"({reference!r}) is not a valid reference; set image:")
+                raise ComposeError(
+                    at.file,
+                    at.line,
+                    f"services.{self.name}: the image name Compose would build "
+                    f"({reference!r}) is not a valid reference; set image:",
+                )
         self.spec["image"] = reference
         policy = None
         if "pull_policy" in s:
@@ -175,14 +179,20 @@ class ServiceMapper:
                 args: dict[str, str] = {}
                 for arg, value in build["args"].items():
                     if value is None:
-                        self.lost(f"build.args.{arg}", "value comes from the shell at build time; not copied",
-                                  build["args"].at(arg))
+                        self.lost(
+                            f"build.args.{arg}",
+                            "value comes from the shell at build time; not copied",
+                            build["args"].at(arg),
+                        )
                         continue
                     arg_at = build["args"].at(arg)
                     variables = self.ctx.variables_in(arg_at, arg, build["args"].text(arg))
                     if variables and looks_secret(arg, variables):
-                        self.lost(f"build.args.{arg}", "the value comes from the shell or .env and may be a secret: "
-                                  "not copied", arg_at)
+                        self.lost(
+                            f"build.args.{arg}",
+                            "the value comes from the shell or .env and may be a secret: not copied",
+                            arg_at,
+                        )
                         continue
                     args[arg] = build["args"].text(arg)
                 if args:
@@ -228,8 +238,11 @@ class ServiceMapper:
             required = entry.get("required", True) is not False
             for option in entry:
                 if option not in ("path", "required") and not option.startswith("x-"):
-                    self.lost(f"env_file[{i}].{option}", "reconciler reads env files as KEY=VALUE lines only",
-                              entry.at(option))
+                    self.lost(
+                        f"env_file[{i}].{option}",
+                        "reconciler reads env files as KEY=VALUE lines only",
+                        entry.at(option),
+                    )
             if not path.is_file():
                 if required:
                     raise ComposeError(at.file, at.line, f"services.{self.name}.env_file: {path} does not exist")
@@ -340,6 +353,7 @@ class ServiceMapper:
         for key in list(self.labels):
             if key.startswith(RESERVED_LABEL_PREFIX):
                 del self.labels[key]
+
 
 def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
     """The Container name for a service: `container_name`, else the service name; with the reason when the

@@ -30,8 +30,9 @@ def file_name(manifest: Manifest) -> str:
 
 def render_manifest(manifest: Manifest, sources: str) -> str:
     header = f"{MARK} from {manifest.origin} (Compose files: {sources}).\n"
-    body = yaml.dump(manifest.document(), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=1000)
+    body = yaml.dump(
+        manifest.document(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
+    )
     return header + body
 
 
@@ -72,8 +73,9 @@ def check_out_dir(out_dir: Path) -> list[Path]:
                 if fh.read(len(MARK)).decode("utf-8", "replace") == MARK:
                     ours.append(entry)
                     continue
-        raise ComposeError(str(out_dir), 0, f"holds {entry.name}, which the import did not write; choose an empty "
-                           "or new directory")
+        raise ComposeError(
+            str(out_dir), 0, f"holds {entry.name}, which the import did not write; choose an empty or new directory"
+        )
     return ours
 
 

@@ -83,12 +83,19 @@ def test_full_project_maps_every_key_and_validates(shape):
         {"type": "volume", "source": "shop_dbdata", "target": "/var/lib/db"},
         {"type": "tmpfs", "target": "/tmp", "size": "64m", "mode": "1777"},
         {"type": "tmpfs", "target": "/run/db", "size": "16m"},
-        {"type": "bind", "source": "../secrets/db_password.txt", "target": "/run/secrets/db_password",
-         "readOnly": True},
+        {
+            "type": "bind",
+            "source": "../secrets/db_password.txt",
+            "target": "/run/secrets/db_password",
+            "readOnly": True,
+        },
     ]
     assert db["networks"] == [{"name": "shop_backend", "ipv4Address": "10.30.0.10", "aliases": ["database"]}]
     assert db["healthcheck"] == {
-        "test": ["CMD-SHELL", "test -d /var/lib/db"], "interval": "5s", "timeout": "3s", "startPeriod": "10s",
+        "test": ["CMD-SHELL", "test -d /var/lib/db"],
+        "interval": "5s",
+        "timeout": "3s",
+        "startPeriod": "10s",
         "retries": 5,
     }
     assert db["resources"] == {"cpus": 0.5, "memory": "128M", "pidsLimit": 100, "memoryReservation": "64M"}
@@ -101,14 +108,23 @@ def test_full_project_maps_every_key_and_validates(shape):
     assert api["envFiles"] == ["../api.env"]
     assert api["dependsOn"] == [{"name": "db", "condition": "healthy"}]
     assert api["restartPolicy"] == {"name": "on-failure", "maximumRetryCount": 3}
-    assert api["resources"] == {"memory": "256m", "memorySwap": "512m", "memoryReservation": "128m", "cpus": 1.5,
-                                "cpuShares": 512, "pidsLimit": 200}
-    assert api["mounts"] == [{"type": "bind", "source": "../api.conf", "target": "/etc/api/api.conf",
-                              "readOnly": True}]
+    assert api["resources"] == {
+        "memory": "256m",
+        "memorySwap": "512m",
+        "memoryReservation": "128m",
+        "cpus": 1.5,
+        "cpuShares": 512,
+        "pidsLimit": 200,
+    }
+    assert api["mounts"] == [{"type": "bind", "source": "../api.conf", "target": "/etc/api/api.conf", "readOnly": True}]
     assert docs[("Image", "api")]["spec"] == {
         "reference": "127.0.0.1:5000/shop/api:2.0",
-        "build": {"context": "../api", "dockerfile": "Dockerfile.prod", "args": {"VERSION": "2.0"},
-                  "target": "runtime"},
+        "build": {
+            "context": "../api",
+            "dockerfile": "Dockerfile.prod",
+            "args": {"VERSION": "2.0"},
+            "target": "runtime",
+        },
     }
     web = docs[("Container", "shop-web")]
     assert web["metadata"]["labels"] == {"traefik.enable": "true"}
@@ -124,24 +140,38 @@ def test_full_project_maps_every_key_and_validates(shape):
     assert web["spec"]["networks"] == [{"name": "shop_frontend", "aliases": ["web"]}]  # the service name resolves
     assert web["spec"]["healthcheck"] == {"disable": True}
     assert web["spec"]["dependsOn"] == [{"name": "api"}]
-    assert docs[("Image", "db")]["spec"] == {"reference": "127.0.0.1:5000/reconciler/busybox:1.35",
-                                             "pullPolicy": "Always"}
+    assert docs[("Image", "db")]["spec"] == {
+        "reference": "127.0.0.1:5000/reconciler/busybox:1.35",
+        "pullPolicy": "Always",
+    }
     tools = docs[("Container", "tools")]["spec"]
     assert tools["networkMode"] == "container:shop-web"
     assert (tools["privileged"], tools["allowPrivileged"]) == (True, True)
     assert tools["mounts"][0]["allowSensitive"] is True
     sidecar = docs[("Container", "sidecar")]
     assert "labels" not in sidecar["metadata"]  # !reset in the override
-    assert sidecar["spec"] == {"image": "127.0.0.1:5000/reconciler/busybox:1.35", "networkMode": "host",
-                               "restartPolicy": {"name": "no"}}
+    assert sidecar["spec"] == {
+        "image": "127.0.0.1:5000/reconciler/busybox:1.35",
+        "networkMode": "host",
+        "restartPolicy": {"name": "no"},
+    }
     assert docs[("Network", "shop_backend")] == {
-        "apiVersion": "reconciler/v1", "kind": "Network",
+        "apiVersion": "reconciler/v1",
+        "kind": "Network",
         "metadata": {"name": "shop_backend", "labels": {"purpose": "data"}},
-        "spec": {"driver": "bridge", "internal": True, "ipam": {"driver": "default", "config": [
-            {"subnet": "10.30.0.0/24", "gateway": "10.30.0.1", "ipRange": "10.30.0.128/25"}]}},
+        "spec": {
+            "driver": "bridge",
+            "internal": True,
+            "ipam": {
+                "driver": "default",
+                "config": [{"subnet": "10.30.0.0/24", "gateway": "10.30.0.1", "ipRange": "10.30.0.128/25"}],
+            },
+        },
     }
     assert docs[("Network", "shop_frontend")]["spec"] == {
-        "enableIPv6": False, "options": {"com.docker.network.bridge.enable_icc": "true"}}
+        "enableIPv6": False,
+        "options": {"com.docker.network.bridge.enable_icc": "true"},
+    }
     assert docs[("Volume", "shop_dbdata")]["spec"] == {"driver": "local"}
     assert docs[("Volume", "shop_dbdata")]["metadata"]["labels"] == {"backup": "daily"}
 
@@ -223,8 +253,15 @@ def test_secret_values_are_never_written_or_printed(shape):
     for secret in ("not-a-real-password", "not-a-real-key"):
         assert secret not in written and secret not in run.stdout + run.stderr
     d = shape("losses")
-    run = cli("import", "compose", "compose.yml", "--out", "out", cwd=d,
-              env=clean_env(SECRET_TOKEN="tok-123", FROM_SHELL="shell-456"))
+    run = cli(
+        "import",
+        "compose",
+        "compose.yml",
+        "--out",
+        "out",
+        cwd=d,
+        env=clean_env(SECRET_TOKEN="tok-123", FROM_SHELL="shell-456"),
+    )
     written = "".join(p.read_text() for p in (d / "out").iterdir())
     for secret in ("not-a-real-secret", "tok-123", "shell-456"):
         assert secret not in written and secret not in run.stdout + run.stderr
@@ -281,8 +318,7 @@ def test_import_again_replaces_its_own_files_and_refuses_others(shape):
 def test_default_out_dir_and_project_name(shape):
     """Without --out the manifests go to ./PROJECT; --project renames the engine objects; COMPOSE_PROFILES works."""
     d = shape("full")
-    run = cli("import", "compose", "compose.yaml", "--project", "other", cwd=d,
-              env=clean_env(COMPOSE_PROFILES="ops"))
+    run = cli("import", "compose", "compose.yaml", "--project", "other", cwd=d, env=clean_env(COMPOSE_PROFILES="ops"))
     assert run.returncode == 0, run.stderr
     docs = documents(d / "other")
     assert ("Volume", "other_dbdata") in docs and ("Container", "tools") in docs
@@ -290,8 +326,7 @@ def test_default_out_dir_and_project_name(shape):
 
 
 @pytest.mark.engine
-def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, engine_host, project_name,
-                                                              base_image):
+def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, engine_host, project_name, base_image):
     """Nothing invented: import -> apply -> plan says in sync (no perpetual diff from image defaults)."""
     d = shape("engine")
     env = clean_env(DOCKER_HOST=engine_host)
@@ -306,11 +341,18 @@ def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, 
 
 SHAPES = [
     ("wordpress", "docker-compose.yml", 0, set()),
-    ("traefik", "compose.yml", 2, {
-        "services.traefik.volumes[0]",  # where the socket does not exist (the test engine's is elsewhere)
-        "services.traefik.networks.proxy", "services.traefik.security_opt", "services.whoami.networks.proxy",
-        "networks.proxy",
-    }),
+    (
+        "traefik",
+        "compose.yml",
+        2,
+        {
+            "services.traefik.volumes[0]",  # where the socket does not exist (the test engine's is elsewhere)
+            "services.traefik.networks.proxy",
+            "services.traefik.security_opt",
+            "services.whoami.networks.proxy",
+            "networks.proxy",
+        },
+    ),
     ("v2-format", "docker-compose.yml", 2, {"services.app.init"}),
 ]
 

@@ -77,7 +77,12 @@ def test_dotenv():
     """Quotes, export, comments, multi-line double quotes; bare names set nothing."""
     text = 'A=1\nexport B="two words"\nC=\'lit $X\'\nD=plain # comment\nE\n# note\nF="l1\nl2"\nG="a\\nb"\n'
     assert parse_dotenv(text, ".env") == {
-        "A": "1", "B": "two words", "C": "lit $X", "D": "plain", "F": "l1\nl2", "G": "a\nb",
+        "A": "1",
+        "B": "two words",
+        "C": "lit $X",
+        "D": "plain",
+        "F": "l1\nl2",
+        "G": "a\nb",
     }
 
 

@@ -23,10 +23,12 @@ def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None)
     """(manifests by (kind, name), report) for one Compose file."""
     (tmp_path / "compose.yml").write_text(text)
     report = LossReport()
-    compose = load_project([tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None,
-                           environ=environ or {})
-    manifests = build_manifests(compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles,
-                                report, compose.interpolated)
+    compose = load_project(
+        [tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None, environ=environ or {}
+    )
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+    )
     return {(m.kind, m.name): m for m in manifests}, report
 
 
@@ -45,11 +47,17 @@ def test_image_defaults_are_never_invented(tmp_path):
 
 def test_names_follow_compose_so_adoption_finds_the_data(tmp_path):
     """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are the service."""
-    found, _ = imported(tmp_path, "name: Shop.App\nservices:\n  db:\n    image: x\n    volumes: [data:/d, logs:/l]\n"
-                        "    networks: [back]\nvolumes:\n  data: {}\n  logs: {name: shared-logs}\n"
-                        "networks:\n  back: {name: backbone}\n")
+    found, _ = imported(
+        tmp_path,
+        "name: Shop.App\nservices:\n  db:\n    image: x\n    volumes: [data:/d, logs:/l]\n"
+        "    networks: [back]\nvolumes:\n  data: {}\n  logs: {name: shared-logs}\n"
+        "networks:\n  back: {name: backbone}\n",
+    )
     assert {k for k in found if k[0] != "Image"} == {
-        ("Container", "db"), ("Volume", "shopapp_data"), ("Volume", "shared-logs"), ("Network", "backbone"),
+        ("Container", "db"),
+        ("Volume", "shopapp_data"),
+        ("Volume", "shared-logs"),
+        ("Network", "backbone"),
     }
     assert found[("Container", "db")].spec["mounts"][0]["source"] == "shopapp_data"
 
@@ -75,25 +83,36 @@ def test_container_name_keeps_the_service_name_reachable(tmp_path):
         ("[db]", [{"name": "db"}], set()),
         ("{db: {condition: service_started}}", [{"name": "db"}], set()),
         ("{db: {condition: service_healthy}}", [{"name": "db", "condition": "healthy"}], set()),
-        ("{db: {condition: service_completed_successfully}}", [{"name": "db"}],
-         {"services.app.depends_on.db.condition"}),
-        ("{db: {condition: service_healthy, restart: true}}", [{"name": "db", "condition": "healthy"}],
-         {"services.app.depends_on.db.restart"}),
+        (
+            "{db: {condition: service_completed_successfully}}",
+            [{"name": "db"}],
+            {"services.app.depends_on.db.condition"},
+        ),
+        (
+            "{db: {condition: service_healthy, restart: true}}",
+            [{"name": "db", "condition": "healthy"}],
+            {"services.app.depends_on.db.restart"},
+        ),
         ("{gone: {required: false}}", None, set()),
     ],
 )
 def test_depends_on_conditions(tmp_path, depends, expected, lost):
     """started/healthy map one to one; what reconciler cannot wait for is reported, never dropped silently."""
-    found, report = imported(tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n"
-                             f"    depends_on: {depends}\n")
+    found, report = imported(
+        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n"
+    )
     assert found[("Container", "app")].spec.get("dependsOn") == expected
     assert lost_keys(report) == lost
 
 
 @pytest.mark.parametrize(
     ("restart", "expected"),
-    [("no", {"name": "no"}), ("always", {"name": "always"}), ('"on-failure:5"', {"name": "on-failure",
-     "maximumRetryCount": 5}), ("unless-stopped", {"name": "unless-stopped"})],
+    [
+        ("no", {"name": "no"}),
+        ("always", {"name": "always"}),
+        ('"on-failure:5"', {"name": "on-failure", "maximumRetryCount": 5}),
+        ("unless-stopped", {"name": "unless-stopped"}),
+    ],
 )
 def test_restart(tmp_path, restart, expected):
     """Every Compose restart value, including a bare `no` (a string in Compose, not a boolean)."""
@@ -103,10 +122,13 @@ def test_restart(tmp_path, restart, expected):
 
 def test_deploy_restart_policy_and_resources(tmp_path):
     """deploy.restart_policy and deploy.resources map; swarm-only settings are reported."""
-    found, report = imported(tmp_path, "services:\n  app:\n    image: x\n    deploy:\n"
-                             "      restart_policy: {condition: on-failure, max_attempts: 2}\n"
-                             "      resources: {limits: {cpus: '2', memory: 1g}, reservations: {cpus: '1'}}\n"
-                             "      placement: {constraints: [node.role==manager]}\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    deploy:\n"
+        "      restart_policy: {condition: on-failure, max_attempts: 2}\n"
+        "      resources: {limits: {cpus: '2', memory: 1g}, reservations: {cpus: '1'}}\n"
+        "      placement: {constraints: [node.role==manager]}\n",
+    )
     spec = found[("Container", "app")].spec
     assert spec["restartPolicy"] == {"name": "on-failure", "maximumRetryCount": 2}
     assert spec["resources"] == {"cpus": 2, "memory": "1g"}
@@ -115,8 +137,11 @@ def test_deploy_restart_policy_and_resources(tmp_path):
 
 def test_stop_grace_period_rounds_up_with_a_flag(tmp_path):
     """stopTimeout is whole seconds: 1m30s is 90, 1500ms is 2 (flagged)."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    stop_grace_period: 1m30s\n"
-                             "  sb:\n    image: x\n    stop_grace_period: 1500ms\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    stop_grace_period: 1m30s\n"
+        "  sb:\n    image: x\n    stop_grace_period: 1500ms\n",
+    )
     assert found[("Container", "sa")].spec["stopTimeout"] == 90
     assert found[("Container", "sb")].spec["stopTimeout"] == 2
     assert [e.key for e in report.entries] == ["services.sb.stop_grace_period"]
@@ -124,9 +149,12 @@ def test_stop_grace_period_rounds_up_with_a_flag(tmp_path):
 
 def test_healthcheck_forms(tmp_path):
     """A string test is CMD-SHELL; NONE and disable switch it off; a test-less healthcheck is reported."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    healthcheck: {test: curl -f x}\n"
-                             "  sb:\n    image: x\n    healthcheck: {test: [NONE]}\n"
-                             "  sc:\n    image: x\n    healthcheck: {interval: 5s}\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    healthcheck: {test: curl -f x}\n"
+        "  sb:\n    image: x\n    healthcheck: {test: [NONE]}\n"
+        "  sc:\n    image: x\n    healthcheck: {interval: 5s}\n",
+    )
     assert found[("Container", "sa")].spec["healthcheck"] == {"test": "curl -f x"}
     assert found[("Container", "sb")].spec["healthcheck"] == {"disable": True}
     assert "healthcheck" not in found[("Container", "sc")].spec
@@ -135,10 +163,13 @@ def test_healthcheck_forms(tmp_path):
 
 def test_network_mode_forms(tmp_path):
     """host/none/bridge as they are, service:NAME as container:<its container>; ports with host are reported."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    container_name: aa\n"
-                             "  sb:\n    image: x\n    network_mode: service:sa\n"
-                             "  sc:\n    image: x\n    network_mode: host\n    ports: ['80:80']\n"
-                             "  sd:\n    image: x\n    network_mode: container:elsewhere\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    container_name: aa\n"
+        "  sb:\n    image: x\n    network_mode: service:sa\n"
+        "  sc:\n    image: x\n    network_mode: host\n    ports: ['80:80']\n"
+        "  sd:\n    image: x\n    network_mode: container:elsewhere\n",
+    )
     assert found[("Container", "sb")].spec["networkMode"] == "container:aa"
     assert found[("Container", "sc")].spec == {"image": "x", "networkMode": "host"}
     assert "networkMode" not in found[("Container", "sd")].spec
@@ -158,8 +189,11 @@ def test_profiles_select_services(tmp_path):
 
 def test_external_networks_and_volumes_are_not_declared(tmp_path):
     """Not owned: no manifest, uses reported; the file format 2 `external: {name:}` spelling is understood."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    networks: [ext]\n    volumes: [v:/v]\n"
-                             "networks:\n  ext: {external: {name: proxy}}\nvolumes:\n  v: {external: true}\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    networks: [ext]\n    volumes: [v:/v]\n"
+        "networks:\n  ext: {external: {name: proxy}}\nvolumes:\n  v: {external: true}\n",
+    )
     assert [k for k in found if k[0] in ("Network", "Volume")] == []
     assert "networks" not in found[("Container", "sa")].spec and "mounts" not in found[("Container", "sa")].spec
     assert lost_keys(report) == {"networks.ext", "volumes.v", "services.sa.networks.ext", "services.sa.volumes[0]"}
@@ -169,8 +203,11 @@ def test_external_networks_and_volumes_are_not_declared(tmp_path):
 def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
     """./x in Compose (relative to the file) is ../x from DIR=out; absolute paths stay; missing sources reported."""
     (tmp_path / "conf").mkdir()
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    volumes:\n      - ./conf:/c\n"
-                             f"      - {tmp_path}/conf:/abs\n      - ./nope:/n\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    volumes:\n      - ./conf:/c\n"
+        f"      - {tmp_path}/conf:/abs\n      - ./nope:/n\n",
+    )
     assert found[("Container", "sa")].spec["mounts"] == [
         {"type": "bind", "source": "../conf", "target": "/c"},
         {"type": "bind", "source": f"{tmp_path}/conf", "target": "/abs"},
@@ -180,8 +217,9 @@ def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
 
 def test_sensitive_binds_and_privileged_carry_their_opt_in_and_a_flag(tmp_path):
     """Validated output needs the opt-ins; the user needs to know they were set."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    privileged: true\n"
-                             "    volumes: [/etc/hosts:/h]\n")
+    found, report = imported(
+        tmp_path, "services:\n  sa:\n    image: x\n    privileged: true\n    volumes: [/etc/hosts:/h]\n"
+    )
     spec = found[("Container", "sa")].spec
     assert spec["allowPrivileged"] is True and spec["mounts"][0]["allowSensitive"] is True
     assert {e.severity for e in report.entries} == {Severity.FLAGGED} and len(report.entries) == 2
@@ -191,8 +229,11 @@ def test_sensitive_binds_and_privileged_carry_their_opt_in_and_a_flag(tmp_path):
 def test_secrets_are_bind_mounts_of_the_same_file(tmp_path):
     """A file secret is mounted read-only at /run/secrets/NAME (or its target); its value is never read."""
     (tmp_path / "pw.txt").write_text("hunter2")
-    found, _ = imported(tmp_path, "services:\n  sa:\n    image: x\n    secrets:\n      - pw\n"
-                        "      - {source: pw, target: other}\nsecrets:\n  pw: {file: ./pw.txt}\n")
+    found, _ = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    secrets:\n      - pw\n"
+        "      - {source: pw, target: other}\nsecrets:\n  pw: {file: ./pw.txt}\n",
+    )
     mounts = found[("Container", "sa")].spec["mounts"]
     assert mounts == [
         {"type": "bind", "source": "../pw.txt", "target": "/run/secrets/pw", "readOnly": True},
@@ -210,8 +251,9 @@ def test_build_without_image_is_tagged_as_compose_tags_it(tmp_path):
 
 def test_environment_from_the_shell_is_never_copied(tmp_path):
     """A bare name takes its value from the shell at `up`: reported, not copied (it may be a secret)."""
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1]\n",
-                             environ={"TOKEN": "s3cret"})
+    found, report = imported(
+        tmp_path, "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1]\n", environ={"TOKEN": "s3cret"}
+    )
     assert found[("Container", "sa")].spec["env"] == {"A": "1"}
     assert lost_keys(report) == {"services.sa.environment.TOKEN"}
 
@@ -304,8 +346,11 @@ def test_shapes_compose_refuses_are_errors(tmp_path, text, message):
 
 def test_waiting_for_health_that_is_disabled_is_reported(tmp_path):
     """service_healthy on a service with its healthcheck disabled would never start: kept as started, reported."""
-    found, report = imported(tmp_path, "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
-                             "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
+        "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n",
+    )
     assert found[("Container", "app")].spec["dependsOn"] == [{"name": "db"}]
     assert lost_keys(report) == {"services.app.depends_on.db.condition"}
 
@@ -314,17 +359,26 @@ def test_a_host_port_on_all_addresses_clashes_with_one_address(tmp_path):
     """Two services on 0.0.0.0:80 and 127.0.0.1:80 cannot both start; `::` counts as all addresses too."""
     for first in ("'80:80'", "'[::]:80:80'"):
         with pytest.raises(ComposeError, match="also published by service 'sa'"):
-            imported(tmp_path, f"services:\n  sa:\n    image: x\n    ports: [{first}]\n"
-                     "  sb:\n    image: x\n    ports: ['127.0.0.1:80:81']\n")
+            imported(
+                tmp_path,
+                f"services:\n  sa:\n    image: x\n    ports: [{first}]\n"
+                "  sb:\n    image: x\n    ports: ['127.0.0.1:80:81']\n",
+            )
 
 
 def test_dependency_cycles_are_errors(tmp_path):
     """Compose refuses a cycle; so does the import, naming it."""
     with pytest.raises(ComposeError, match="dependency cycle between services: sa -> sb -> sc -> sa"):
-        imported(tmp_path, "services:\n  sa:\n    image: x\n    depends_on: [sb]\n  sb:\n    image: x\n"
-                 "    network_mode: service:sc\n  sc:\n    image: x\n    depends_on: [sa]\n")
-    found, _ = imported(tmp_path, "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
-                        "    depends_on: [sc]\n  sc:\n    image: x\n")
+        imported(
+            tmp_path,
+            "services:\n  sa:\n    image: x\n    depends_on: [sb]\n  sb:\n    image: x\n"
+            "    network_mode: service:sc\n  sc:\n    image: x\n    depends_on: [sa]\n",
+        )
+    found, _ = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
+        "    depends_on: [sc]\n  sc:\n    image: x\n",
+    )
     assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
 
 
@@ -332,28 +386,40 @@ def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
     """A secret-looking value that interpolation took from .env or the shell stays out of the manifest; values
     written in the Compose file itself (or its defaults) are copied, marked sensitive and flagged."""
     (tmp_path / ".env").write_text("DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\n")
-    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    environment:\n"
-                             "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
-                             "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
-                             "    build:\n      context: .\n      args: [\"NPM_TOKEN=${MY_TOKEN}\", \"V=${URL}\"]\n"
-                             "  sb:\n    image: y\n    environment: [\"DB_PASSWORD=${DB_PASSWORD}\"]\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    environment:\n"
+        "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
+        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
+        '    build:\n      context: .\n      args: ["NPM_TOKEN=${MY_TOKEN}", "V=${URL}"]\n'
+        '  sb:\n    image: y\n    environment: ["DB_PASSWORD=${DB_PASSWORD}"]\n',
+    )
     spec = found[("Container", "sa")].spec
     assert spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
     assert spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
     assert found[("Image", "sa")].spec["build"]["args"] == {"V": "http://x"}
     assert "env" not in found[("Container", "sb")].spec
-    assert lost_keys(report) == {"services.sa.environment.DB_PASSWORD", "services.sa.environment.PLAIN",
-                                 "services.sa.build.args.NPM_TOKEN", "services.sb.environment.DB_PASSWORD"}
+    assert lost_keys(report) == {
+        "services.sa.environment.DB_PASSWORD",
+        "services.sa.environment.PLAIN",
+        "services.sa.build.args.NPM_TOKEN",
+        "services.sb.environment.DB_PASSWORD",
+    }
     assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
 
 
 def test_extends_merges_the_base_service(tmp_path):
     """extends (same file, another file, chained) merges like -f files: the extending service wins."""
-    (tmp_path / "common.yml").write_text("services:\n  base:\n    image: x\n    environment: {A: '1', B: '1'}\n"
-                                         "    ports: ['80:80']\n    command: [base]\n")
-    found, report = imported(tmp_path, "services:\n  mid:\n    extends: {file: common.yml, service: base}\n"
-                             "    environment: {B: '2'}\n    ports: !reset []\n  top:\n    extends: mid\n"
-                             "    command: [top]\n    ports: ['81:81']\n")
+    (tmp_path / "common.yml").write_text(
+        "services:\n  base:\n    image: x\n    environment: {A: '1', B: '1'}\n"
+        "    ports: ['80:80']\n    command: [base]\n"
+    )
+    found, report = imported(
+        tmp_path,
+        "services:\n  mid:\n    extends: {file: common.yml, service: base}\n"
+        "    environment: {B: '2'}\n    ports: !reset []\n  top:\n    extends: mid\n"
+        "    command: [top]\n    ports: ['81:81']\n",
+    )
     mid, top = found[("Container", "mid")].spec, found[("Container", "top")].spec
     assert mid["env"] == {"A": "1", "B": "2"} and mid["command"] == ["base"]
     assert top["env"] == {"A": "1", "B": "2"} and top["command"] == ["top"]

@@ -39,8 +39,7 @@ def test_unique_resources_merge_by_their_key():
         "services:\n  a:\n    ports: ['80:80', '81:81']\n    volumes: ['e:/data']\n    dns: [b, c]\n",
     )
     service = top["services"]["a"]
-    assert [(p.get("published"), p["target"]) for p in service["ports"]] == [(None, "443"), ("80", "80"),
-                                                                             ("81", "81")]
+    assert [(p.get("published"), p["target"]) for p in service["ports"]] == [(None, "443"), ("80", "80"), ("81", "81")]
     assert [(v["source"], v["target"]) for v in service["volumes"]] == [("/x", "/etc/x"), ("e", "/data")]
     assert service["dns"] == ["a", "b", "c"]
 
