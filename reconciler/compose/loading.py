@@ -31,6 +31,26 @@ def _shown(path: Path) -> str:
     return str(path)
 
 
+_DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def _warn_about_override(files: Sequence[Path], warn: Callable[[Loc, str], None]) -> None:
+    """`docker compose` without -f merges `compose.override.yaml` (or `docker-compose.override.yml`) over the
+    default file; an import of the default file alone would silently differ from what runs."""
+    first = files[0]
+    if first.name not in _DEFAULT_FILES:
+        return
+    given = {os.path.abspath(f) for f in files}
+    stem = first.name.rsplit(".", 1)[0]
+    for suffix in ("yaml", "yml"):
+        override = first.parent / f"{stem}.override.{suffix}"
+        if override.is_file() and os.path.abspath(override) not in given:
+            warn(
+                Loc(str(first), 0),
+                f"{override} exists and `docker compose` without -f merges it; pass it too to import what runs",
+            )
+
+
 def load_project(
     files: Sequence[Path],
     project: str | None,
@@ -49,6 +69,7 @@ def load_project(
         env.update(parse_dotenv(read_text(dotenv, _shown(dotenv)), _shown(dotenv)))
     env.update(os.environ if environ is None else environ)  # the shell wins over .env, as in Compose
     interpolator = Interpolator(env, warn)
+    _warn_about_override(files, warn)
     loaded = []
     for path in files:
         shown = _shown(path)

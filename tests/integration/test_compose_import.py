@@ -320,6 +320,7 @@ def test_default_out_dir_and_project_name(shape):
     d = shape("full")
     run = cli("import", "compose", "compose.yaml", "--project", "other", cwd=d, env=clean_env(COMPOSE_PROFILES="ops"))
     assert run.returncode == 0, run.stderr
+    assert "compose.override.yaml exists and `docker compose` without -f merges it" in run.stderr
     docs = documents(d / "other")
     assert ("Volume", "other_dbdata") in docs and ("Container", "tools") in docs
     assert cli("validate", "other", cwd=d).returncode == 0
