@@ -11,7 +11,7 @@ from typing import TextIO
 
 from reconciler.compose import writing
 from reconciler.compose.loading import load_project
-from reconciler.compose.losses import LossReport
+from reconciler.compose.losses import LossReport, Severity
 from reconciler.compose.mapping import build_manifests
 from reconciler.compose.source import ComposeError, Loc
 
@@ -20,6 +20,8 @@ EXIT_OK, EXIT_ERROR, EXIT_LOSSES = 0, 1, 2
 
 @dataclass(frozen=True)
 class ImportOutcome:
+    """The exit status, the files now in DIR (none on error), and the loss report."""
+
     exit_code: int
     written: list[Path]
     report: LossReport
@@ -98,7 +100,7 @@ def run_import(
         raise
     for entry in report.entries:
         print(str(entry), file=stderr)
-    lost = sum(1 for e in report.entries if e.severity.value == "not mapped")
+    lost = sum(1 for e in report.entries if e.severity is Severity.NOT_MAPPED)
     flagged = len(report.entries) - lost
     if report.entries:
         print(f"{lost} not mapped, {flagged} flagged; the list is in {out_dir / writing.REPORT_FILE}", file=stderr)

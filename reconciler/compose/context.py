@@ -83,8 +83,8 @@ class Context:
 
 
 def string_map(values: Map, ctx: Context, what: str, labels: bool = False) -> dict[str, str]:
-    """A Compose mapping of strings (labels, driver options) as manifest strings; keys reconciler reserves and
-    empty values Compose would take from the shell are reported, not copied."""
+    """A Compose mapping of strings (labels, driver options) as manifest strings (numbers and booleans as
+    written, an empty value as ""); keys reconciler reserves, and empty keys, are reported, not copied."""
     out: dict[str, str] = {}
     for key, value in values.items():
         loc = values.at(key)
