@@ -330,7 +330,7 @@ def test_default_out_dir_and_project_name(shape):
 def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, engine_host, project_name, base_image):
     """Nothing invented: import -> apply -> plan says in sync (no perpetual diff from image defaults)."""
     d = shape("engine")
-    env = clean_env(DOCKER_HOST=engine_host)
+    env = clean_env(DOCKER_HOST=engine_host, P=project_name)
     run = cli("import", "compose", "compose.yml", "--project", project_name, "--out", "out", cwd=d, env=env)
     assert run.returncode == 0, run.stderr
     applied = cli("--project", project_name, "apply", "out", cwd=d, env=env)
