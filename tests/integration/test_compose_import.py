@@ -327,7 +327,7 @@ def test_default_out_dir_and_project_name(shape):
 
 
 @pytest.mark.engine
-def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, engine_host, project_name, base_image):
+def test_imported_project_applies_and_the_next_plan_is_in_sync(shape, engine_host, project_name, base_image, api):
     """Nothing invented: import -> apply -> plan says in sync (no perpetual diff from image defaults)."""
     d = shape("engine")
     env = clean_env(DOCKER_HOST=engine_host, P=project_name)
@@ -338,6 +338,10 @@ def test_imported_project_applies_and_the_next_plan_is_in_sync(tmp_path, shape, 
     plan = cli("--project", project_name, "plan", "--output", "json", "out", cwd=d, env=env)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert json.loads(plan.stdout)["inSync"] is True
+    # the engine names are Compose's: what a later adoption of the Compose project's volume will find
+    assert api.inspect_volume(f"{project_name}_data")["Labels"]["io.reconciler.project"] == project_name
+    assert api.inspect_network(f"{project_name}_back")["Name"] == f"{project_name}_back"
+    assert api.inspect_container(f"{project_name}-store")["State"]["Health"]["Status"] == "healthy"
 
 
 SHAPES = [
