@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
     watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
+    importer = sub.add_parser("import", help="translate another tool's files into manifests")
+    formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT", parser_class=_Parser)
+    compose = formats.add_parser("compose", help="Docker Compose files (merged in order, as `-f` does)")
+    compose.add_argument("files", type=Path, nargs="+", metavar="FILE", help="Compose files, merged in order")
+    compose.add_argument("--out", type=Path, help="where to write the manifests (default: ./PROJECT)")
+    # SUPPRESS: a default here would overwrite the global --project given before the command
+    compose.add_argument("-p", "--project", default=argparse.SUPPRESS, help="the Compose project name")
+    compose.add_argument("--profile", action="append", default=[], help="activate a Compose profile (repeatable)")
     return parser
 
 
@@ -334,12 +342,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return run_watch(args, [runner])
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from reconciler.compose import run_import
+
+    return run_import(args.files, args.out, args.project, args.profile, sys.stdout, sys.stderr).exit_code
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "apply": cmd_apply,
     "status": cmd_status,
     "watch": cmd_watch,
+    "import": cmd_import,
 }
 
 
