@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,6 +215,9 @@ def test_watch_repairs_drift_on_one_host(fleet_tree, project_name):
         text=True,
         stdin=subprocess.DEVNULL,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     client = fleet.client("b", "unix")
 
     def running_id() -> str | None:
@@ -225,6 +229,8 @@ def test_watch_repairs_drift_on_one_host(fleet_tree, project_name):
 
     try:
         converged = _wait(lambda: names_on(fleet, "b", project_name) == {f"{project_name}-shared", name}, 120, proc)
+        # both Hosts' event streams are up (a removal before that would wait for the resync)
+        converged = converged and _wait(lambda: sum("engine.events_connected" in x for x in lines) >= 2, 60, proc)
         old = running_id()
         if converged and old:
             client.remove_container(old, force=True)  # drift on one host: the engine event must bring it back
@@ -232,7 +238,11 @@ def test_watch_repairs_drift_on_one_host(fleet_tree, project_name):
     finally:
         client.close()
         proc.terminate()
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    out = "".join(lines)
     assert converged, out[-4000:]
     assert repaired, out[-4000:]
     assert proc.returncode == 0, out[-4000:]
