@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import urllib.parse
 from typing import Any
 
 import docker
@@ -42,6 +43,7 @@ def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> dock
             "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True)
         }
     elif url.startswith("ssh://"):
+        _ssh_preflight(url)
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
         _reap_ssh_processes()
     else:
@@ -66,6 +68,33 @@ def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> dock
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     return client
+
+
+def _ssh_preflight(url: str) -> None:
+    """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
+    there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
+    password prompt."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname:
+        raise PermanentError(f"invalid engine address {url!r}: no host")
+    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={PING_TIMEOUT}"]
+    if parsed.port:
+        command += ["-p", str(parsed.port)]
+    if parsed.username:
+        command += ["-l", parsed.username]
+    command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PING_TIMEOUT * 3, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError:
+        raise PermanentError(f"cannot reach the Docker engine at {url}: no ssh client on this machine") from None
+    except subprocess.TimeoutExpired:
+        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh timed out") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        said = lines[-1] if lines else f"ssh exited with {done.returncode}"
+        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
 
 
 def _client(kwargs: dict[str, Any], version: str, timeout: float) -> docker.APIClient:
