@@ -198,7 +198,8 @@ def plan_and_apply(lab: Lab, resources: list[Resource], apply: bool = True, back
     catalog, problems = build_catalog(resources, drivers)
     assert problems == []
     plan = plan_changes(catalog, drivers, ctx.project, observe_all(catalog, drivers))
-    assert driver.selection().backend is not None and driver.selection().backend.name == "nftables"
+    expected = "restore (nf_tables)" if backend == "restore" else "nftables"
+    assert driver.selection().backend is not None and driver.selection().backend.name == expected
     if apply:
         results = execute(plan, drivers)
         assert succeeded(results), [r.error for r in results]
@@ -355,4 +356,33 @@ except OSError as exc:
             proc.kill()
             proc.wait(timeout=10)
     assert out.strip() == "TimeoutError"
+    plan_and_apply(lab, [])
+
+
+def test_rules_an_iptables_backend_left_are_drift_and_removed(lab: Lab) -> None:
+    """An engine moved from iptables to nftables leaves DOCKER-USER and the FORWARD jump to it in place, so the
+    project's old iptables chains go on dropping. With the nftables backend they are drift (the plan says where
+    they are) and the next apply removes them after writing the table; Docker's DOCKER-USER stays."""
+    for args in (["-N", "DOCKER-USER"], ["-A", "FORWARD", "-j", "DOCKER-USER"], ["-A", "DOCKER-USER", "-j", "RETURN"]):
+        sh("iptables-nft", "-w", "5", *args, netns=lab.host)
+    plan_and_apply(lab, [allow("clients", [CLIENT_A])], backend="restore")
+    assert not lab.connects(lab.client_b, HOST_B), "the iptables rules are in force"
+    main = main_chain(lab.project)
+
+    lists = [allow("clients", [CLIENT_A, CLIENT_B])]
+    (create,) = plan_and_apply(lab, lists, apply=False).changes
+    assert create.action is Action.CREATE, "nothing of the list is in nftables yet"
+    plan_and_apply(lab, lists)
+    assert lab.connects(lab.client_b, HOST_B), "no stale iptables rule drops B any more"
+    saved = sh("iptables-nft-save", "-t", "filter", netns=lab.host)
+    assert main not in saved and ":DOCKER-USER" in saved
+
+    # Left behind again (a restore of an old saved ruleset): drift of the jump, with the reason
+    plan_and_apply(lab, [allow("clients", [CLIENT_A])], backend="restore")
+    (drift,) = plan_and_apply(lab, lists, apply=False).changes
+    assert [f.path for f in drift.fields] == ["jump.ipv4"]
+    assert "still in restore (nf_tables)" in (drift.fields[0].note or "")
+    plan_and_apply(lab, lists)
+    assert plan_and_apply(lab, lists, apply=False).in_sync
+    assert main not in sh("iptables-nft-save", "-t", "filter", netns=lab.host)
     plan_and_apply(lab, [])

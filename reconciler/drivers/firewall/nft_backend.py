@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from reconciler.drivers.firewall.backend import LiveFamily
+from reconciler.drivers.firewall.detect import legacy_docker_user
 from reconciler.drivers.firewall.nft import BASE_CHAIN, PRIORITY_TEXT, canonical_chainset, nft_family, render_table
 from reconciler.drivers.firewall.nft import table_name as nft_table_name
 from reconciler.drivers.firewall.nft_readback import parse_table
-from reconciler.drivers.firewall.restore import netns_prefix, run
+from reconciler.drivers.firewall.restore import VARIANTS, RestoreBackend, netns_prefix, run
 from reconciler.drivers.firewall.rules import ChainSet, main_chain
-from reconciler.errors import PermanentError, TemporaryError
+from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 
 log = structlog.get_logger()
 
@@ -32,12 +34,35 @@ def _missing_table(stderr: str) -> bool:
 
 
 class NftBackend:
-    """`nft -j list table` to read, `nft -f` (one transaction per family) to write."""
+    """`nft -j list table` to read, `nft -f` (one transaction per family) to write.
+
+    The project's rules live in one place: chains an iptables backend wrote for the project earlier (before the
+    engine moved to nftables) are reported as drift and removed by the next write, since Docker leaves the
+    FORWARD -> DOCKER-USER jump in place and those stale rules would go on dropping traffic.
+    """
 
     name = NAME
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        self._leftovers: dict[int, list[RestoreBackend]] = {}
+
+    def _iptables_leftovers(self, family: int, project: str) -> list[RestoreBackend]:
+        """The iptables backends (nf_tables, legacy) still holding chains or a jump of the project."""
+        found = []
+        for variant in VARIANTS:
+            # legacy: only where a legacy DOCKER-USER exists, so that looking never loads a legacy table
+            if variant == "legacy" and not legacy_docker_user(family, self.netns):
+                continue
+            backend = RestoreBackend(variant, self.netns)
+            try:
+                live = backend.read(family, project)
+            except ReconcileError:  # no such tool, or no table: nothing left there
+                continue
+            # without DOCKER-USER nothing can reach them (and iptables-restore would refuse to touch them)
+            if live.docker_user and (live.chains or live.jumps):
+                found.append(backend)
+        return found
 
     def _nft(self, *args: str, stdin: str | None = None) -> Any:
         return run([*netns_prefix(self.netns), NFT, *args], stdin=stdin)
@@ -47,13 +72,22 @@ class NftBackend:
         proc = self._nft("-j", "list", "table", nft_family(family), table)
         if proc.returncode != 0:
             if _missing_table(proc.stderr):
-                return LiveFamily(family, True)
+                return self._with_leftovers(LiveFamily(family, True), project)
             raise TemporaryError(f"nft list table {nft_family(family)} {table} failed: {proc.stderr.strip()}")
         try:
             data = json.loads(proc.stdout)
         except ValueError as exc:
             raise TemporaryError(f"nft -j printed no JSON: {exc}") from None
-        return parse_table(data, family, project)
+        live = parse_table(data, family, project)
+        return self._with_leftovers(live, project)
+
+    def _with_leftovers(self, live: LiveFamily, project: str) -> LiveFamily:
+        """`live`, made to differ from any desired state while old iptables rules of the project remain."""
+        leftovers = self._leftovers[live.family] = self._iptables_leftovers(live.family, project)
+        if not leftovers:
+            return live
+        chains = live.chains or {main_chain(project): ()}
+        return replace(live, chains=chains, foreign_above=live.foreign_above + 1)
 
     def write(self, family: int, project: str, want: ChainSet | None) -> None:
         try:
@@ -66,6 +100,10 @@ class NftBackend:
             log.error("firewall.nft_failed", family=family, stderr=proc.stderr.strip(), script=script)
             raise TemporaryError(f"nft rejected the new table (old rules kept): {proc.stderr.strip()}")
         log.info("firewall.written", backend=self.name, family=family, chains=len(want.chains) if want else 0)
+        for old in self._iptables_leftovers(family, project):
+            # after the new table is in force, so that no moment is without the project's rules
+            old.write(family, project, None)
+            log.info("firewall.iptables_retired", backend=old.name, family=family, chain=main_chain(project))
 
     def canonical(self, want: ChainSet | None) -> ChainSet | None:
         """`want` as this backend reads it back (source sets merged the way nft keeps intervals)."""
@@ -73,6 +111,13 @@ class NftBackend:
 
     def jump_note(self, family: int, project: str) -> str:
         """What the plan says when the base chain or its jump is not as written."""
+        leftovers = self._leftovers.get(family)
+        if leftovers:
+            where = " and ".join(b.name for b in leftovers)
+            return (
+                f"iptables chain {main_chain(project)} of this project is still in {where}, from before the engine "
+                "used nftables; it would go on filtering through DOCKER-USER, so apply removes it"
+            )
         return (
             f"chain {BASE_CHAIN} of table {nft_family(family)} {nft_table_name(project)} must be a filter chain on "
             f"the forward hook at priority {PRIORITY_TEXT}, policy accept, holding only the jump to "
