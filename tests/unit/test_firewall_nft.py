@@ -18,9 +18,11 @@ from reconciler.drivers.firewall.driver import FirewallDriver
 from reconciler.drivers.firewall.nft import (
     canonical_chainset,
     canonical_sources,
+    from_nft_comment,
     render_rule,
     render_table,
     table_name,
+    to_nft_comment,
 )
 from reconciler.drivers.firewall.nft_backend import NftBackend, engine_firewall_driver
 from reconciler.drivers.firewall.nft_readback import parse_table, rules_from_json
@@ -56,12 +58,14 @@ def test_render_replaces_the_table_whole_in_one_file() -> None:
         f"table ip {table_name('shop')} {{",
     ]
     assert "type filter hook forward priority filter - 10; policy accept;" in text
-    assert f'jump {main_chain("shop")} comment "reconciler:shop"' in text
+    assert lines[3] == '\tcomment "reconciler:shop"', "the table names its project"
+    # rule comments leave the project out (the table is the project's), keeping them within nft's 128 bytes
+    assert f'jump {main_chain("shop")} comment "reconciler"' in text
     # conntrack's original destination: the published port as the client used it, gated on DNAT/ORIGINAL
     assert "ct status dnat ct direction original ct original proto-dst 8080 goto" in text
     # one set per list in a group; a marker is a rule with `continue`, never a bare comment
-    assert 'ip saddr { 10.0.0.5-10.0.0.9, 10.0.0.7, 192.168.1.0/24 } return comment "reconciler:shop:office"' in text
-    assert 'continue comment "reconciler:shop:office spec-hash=v1-abc"' in text
+    assert 'ip saddr { 10.0.0.5-10.0.0.9, 10.0.0.7, 192.168.1.0/24 } return comment "reconciler:office"' in text
+    assert 'continue comment "reconciler:office spec-hash=v1-abc"' in text
 
 
 def test_render_nothing_deletes_the_table_only() -> None:
@@ -76,10 +80,23 @@ def test_render_ipv6_uses_ip6_matches() -> None:
     assert "ip6 saddr { 2001:db8::/64 } return" in text
 
 
-def test_a_comment_longer_than_nft_allows_is_refused() -> None:
-    """nft takes at most 128 bytes of comment: a longer one is an error before anything is written."""
+def test_the_longest_names_fit_in_an_nft_comment() -> None:
+    """A 63-character project and list name with a full spec hash fit nft's 128 bytes of comment (the project is
+    left out of rule comments); a comment that does not fit is an error before anything is written."""
+    project, name = "p" * 63, "l" * 63
+    spec = normalize_spec({"interfaces": ["eth0"], "sources": ["192.0.2.1"]})
+    longest = AllowList.from_spec(name, spec, "v1-" + "0" * 32)
+    text = render_table(4, project, build_chains(project, [longest], 4))
+    assert f'continue comment "reconciler:{name} spec-hash=v1-{"0" * 32}"' in text
     with pytest.raises(ValueError, match="128"):
-        render_rule(Rule(comment="reconciler:" + "p" * 120, target="DROP"), 4)
+        render_rule(Rule(comment="x" * 129, target="DROP"), 4, project)
+
+
+def test_comments_translate_both_ways() -> None:
+    """The project is taken out of our comments and put back on reading; other comments pass unchanged."""
+    for comment in ("reconciler:shop", "reconciler:shop:office", "reconciler:shop:office spec-hash=v1-a", "mine"):
+        assert from_nft_comment(to_nft_comment(comment, "shop"), "shop") == comment
+    assert to_nft_comment("reconciler:ops:x", "shop") == "reconciler:ops:x"
 
 
 def test_canonical_sources_merge_like_an_nft_interval_set() -> None:
@@ -119,7 +136,7 @@ def _base(prio: int = -10, rules: list[dict[str, Any]] | None = None) -> dict[st
         {"chain": {"name": main_chain("shop")}},
     ]
     for expr in rules if rules is not None else [{"jump": {"target": main_chain("shop")}}]:
-        items.append({"rule": {"chain": "forward", "comment": "reconciler:shop", "expr": [expr]}})
+        items.append({"rule": {"chain": "forward", "comment": "reconciler", "expr": [expr]}})
     return {"nftables": items}
 
 
@@ -138,11 +155,11 @@ def test_an_empty_table_still_reads_as_something_to_remove() -> None:
 def test_foreign_matches_and_repeated_fields_are_extra() -> None:
     """A negated match, a second verdict or an unknown expression never reads as one of our rules."""
     negated = {"expr": [{"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, {"drop": None}]}
-    assert rules_from_json(negated, 4)[0].extra
+    assert rules_from_json(negated, 4, "shop")[0].extra
     log = {"expr": [{"log": {"prefix": "x"}}, {"drop": None}]}
-    assert rules_from_json(log, 4)[0].extra
-    ours = {"comment": "reconciler:shop", "expr": [{"jump": {"target": main_chain("shop")}}]}
-    assert rules_from_json(ours, 4) == [jump_rule("shop")]
+    assert rules_from_json(log, 4, "shop")[0].extra
+    ours = {"comment": "reconciler", "expr": [{"jump": {"target": main_chain("shop")}}]}
+    assert rules_from_json(ours, 4, "shop") == [jump_rule("shop")]
 
 
 def test_round_trip_of_every_rule_shape_through_the_json_form() -> None:
@@ -161,7 +178,7 @@ def test_round_trip_of_every_rule_shape_through_the_json_form() -> None:
         {"match": {"op": "==", "left": {"ct": {"key": "proto-dst", "dir": "original"}}, "right": 8080}},
         {"goto": {"target": gate.target}},
     ]
-    assert rules_from_json({"comment": gate.comment, "expr": expr}, 4) == [gate]
+    assert rules_from_json({"comment": "reconciler", "expr": expr}, 4, "shop") == [gate]
 
 
 # --- choosing the backend ---------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ lists back and finding drift is shared; only the spelling differs:
 
 `-m conntrack --ctstate DNAT --ctdir ORIGINAL --ctorigdst D --ctorigdstport N` becomes
 `ct status dnat ct direction original ct original ip daddr D ct original proto-dst N`; the source rules of one
-list in one group become one rule with an anonymous interval set (`ip saddr { ... } return`).
+list in one group become one rule with an anonymous interval set (`ip saddr { ... } return`). Rule comments
+leave out the project name (the table is the project's), which keeps them within nft's 128 bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from reconciler.drivers.firewall.rules import ChainSet, Rule, canonical_network, short_hash
+from reconciler.drivers.firewall.rules import COMMENT_PREFIX, ChainSet, Rule, canonical_network, short_hash
 from reconciler.drivers.firewall.spec import parse_address_set
 
 TABLE_PREFIX = "reconciler-"
@@ -75,18 +76,39 @@ def _verdict(rule: Rule) -> str:
     return f"{'goto' if rule.goto else 'jump'} {rule.target}"
 
 
-def _comment(rule: Rule) -> list[str]:
+def to_nft_comment(comment: str, project: str) -> str:
+    """A rule comment as stored in the project's table: without the project name, which the table already says.
+
+    `reconciler:<project>` -> `reconciler`, `reconciler:<project>:<rest>` -> `reconciler:<rest>`. nft takes at
+    most 128 bytes of comment, too few for a 63-character project and a 63-character list name plus a spec hash.
+    """
+    own = f"{COMMENT_PREFIX}{project}"
+    if comment == own:
+        return COMMENT_PREFIX[:-1]
+    if comment.startswith(own + ":"):
+        return COMMENT_PREFIX + comment[len(own) + 1 :]
+    return comment
+
+
+def from_nft_comment(comment: str | None, project: str) -> str | None:
+    """The inverse of `to_nft_comment` (comments reconcile did not write come back unchanged)."""
+    if comment == COMMENT_PREFIX[:-1]:
+        return f"{COMMENT_PREFIX}{project}"
+    if comment is not None and comment.startswith(COMMENT_PREFIX):
+        return f"{COMMENT_PREFIX}{project}:{comment[len(COMMENT_PREFIX) :]}"
+    return comment
+
+
+def _comment(rule: Rule, project: str) -> list[str]:
     if not rule.comment:
         return []
-    if len(rule.comment.encode()) > MAX_COMMENT:
-        raise ValueError(
-            f"the rule comment {rule.comment!r} is longer than nft's {MAX_COMMENT} bytes: use shorter project "
-            "and list names"
-        )
-    return ["comment", _string(rule.comment)]
+    text = to_nft_comment(rule.comment, project)
+    if len(text.encode()) > MAX_COMMENT:
+        raise ValueError(f"the rule comment {text!r} is longer than nft's {MAX_COMMENT} bytes")
+    return ["comment", _string(text)]
 
 
-def render_rule(rule: Rule, family: int, sources: Sequence[Rule] = ()) -> str:
+def render_rule(rule: Rule, family: int, project: str, sources: Sequence[Rule] = ()) -> str:
     """One nft rule statement for `rule`; `sources` (source rules of one list) become one anonymous set."""
     if rule.extra:
         raise ValueError(f"cannot render a rule with foreign options {rule.extra!r}")
@@ -111,7 +133,7 @@ def render_rule(rule: Rule, family: int, sources: Sequence[Rule] = ()) -> str:
     if rule.ctorigdstport:
         parts += ["ct", "original", "proto-dst", str(rule.ctorigdstport)]
     parts.append(_verdict(rule))
-    parts += _comment(rule)
+    parts += _comment(rule, project)
     return " ".join(parts)
 
 
@@ -131,14 +153,14 @@ def _runs(rules: Sequence[Rule]) -> Iterable[list[Rule]]:
         yield run
 
 
-def render_chain_rules(rules: Sequence[Rule], family: int) -> list[str]:
+def render_chain_rules(rules: Sequence[Rule], family: int, project: str) -> list[str]:
     """The nft statements of one chain (source runs as sets)."""
     lines = []
     for run in _runs(rules):
         if _source_only(run[0]):
-            lines.append(render_rule(replace(run[0], src=None, src_range=None), family, run))
+            lines.append(render_rule(replace(run[0], src=None, src_range=None), family, project, run))
         else:
-            lines.append(render_rule(run[0], family))
+            lines.append(render_rule(run[0], family, project))
     return lines
 
 
@@ -153,13 +175,15 @@ def render_table(family: int, project: str, want: ChainSet | None) -> str:
     if want is None:
         return "\n".join(lines) + "\n"
     lines.append(table + " {")
+    # for people reading `nft list ruleset`: the rule comments leave the project out
+    lines.append(f"\tcomment {_string(COMMENT_PREFIX + project)}")
     lines.append(f"\tchain {BASE_CHAIN} {{")
     lines.append(f"\t\ttype filter hook forward priority {PRIORITY_TEXT}; policy accept;")
-    lines.append(f"\t\t{render_rule(want.jump, family)}")
+    lines.append(f"\t\t{render_rule(want.jump, family, project)}")
     lines.append("\t}")
     for chain, rules in want.chains.items():
         lines.append(f"\tchain {chain} {{")
-        lines += [f"\t\t{line}" for line in render_chain_rules(rules, family)]
+        lines += [f"\t\t{line}" for line in render_chain_rules(rules, family, project)]
         lines.append("\t}")
     lines.append("}")
     return "\n".join(lines) + "\n"

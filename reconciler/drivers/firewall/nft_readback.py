@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.drivers.firewall.backend import LiveFamily
-from reconciler.drivers.firewall.nft import BASE_CHAIN, PRIORITY, nft_family
+from reconciler.drivers.firewall.nft import BASE_CHAIN, PRIORITY, from_nft_comment, nft_family
 from reconciler.drivers.firewall.rules import Rule, canonical_network, jump_rule, main_chain
 
 _VERDICTS = {"return": "RETURN", "drop": "DROP", "accept": "ACCEPT"}
@@ -75,7 +75,7 @@ def _match_key(left: Any, fam: str) -> str | None:
     return None
 
 
-def rules_from_json(rule: Mapping[str, Any], family: int) -> list[Rule]:
+def rules_from_json(rule: Mapping[str, Any], family: int, project: str) -> list[Rule]:
     """One nft rule (the `rule` object of `nft -j`) as Rules: several when it matches a set of sources."""
     fam = nft_family(family)
     values: dict[str, Any] = {}
@@ -106,7 +106,7 @@ def rules_from_json(rule: Mapping[str, Any], family: int) -> list[Rule]:
             pass  # reconcile writes it only to give a verdict-less rule a statement
         else:
             keep(expr)
-    base = Rule(**values, comment=rule.get("comment"), extra=tuple(extra))
+    base = Rule(**values, comment=from_nft_comment(rule.get("comment"), project), extra=tuple(extra))
     if sources is None:
         return [base]
     return [replace(base, src=s.src, src_range=s.src_range) for s in sources]
@@ -169,7 +169,7 @@ def parse_table(data: Mapping[str, Any], family: int, project: str) -> LiveFamil
                 chains.setdefault(chain.get("name"), [])
         elif "rule" in item:
             rule = item["rule"]
-            parsed = rules_from_json(rule, family)
+            parsed = rules_from_json(rule, family, project)
             if rule.get("chain") == BASE_CHAIN:
                 base_rules += parsed
             else:
