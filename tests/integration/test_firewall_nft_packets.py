@@ -7,11 +7,12 @@ TCP connections through the table reconcile writes beside it.
                                    host (rules, DNAT)
     client B (10.231.2.2) --extb--/                    \\--srv1-- "container" C (10.231.4.2)
 
-The host publishes 8080 and 8081 to S:80. The lists guard 8080 on exta and extb, so an allowed source passing
-proves the rules see the original (pre-DNAT) port: after DNAT the packet is for port 80.
+The host publishes 8080 and 8081 to S:80 (and 8080 over IPv6, through `ip6 docker-bridges`). The lists guard
+8080 on exta and extb, so an allowed source passing proves the rules see the original (pre-DNAT) port: after
+DNAT the packet is for port 80.
 
 Nothing here touches the host's own ruleset: every nft call runs inside a fresh network namespace, the subnets
-are 10.231.0.0/16 (no route of this machine), and the namespaces take everything with them.
+are 10.231.0.0/16 and fd31::/16 (no route of this machine), and the namespaces take everything with them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ HOST_A, CLIENT_A = "10.231.1.1", "10.231.1.2"
 HOST_B, CLIENT_B = "10.231.2.1", "10.231.2.2"
 SERVER = "10.231.3.2"  # the container whose port 80 is published
 PEER = "10.231.4.2"  # another container, on another bridge
+# IPv6 (unique local fd31:..., no route of this machine): host side ::1, peer ::2 of one /64 per link
+V6 = {"exta": "fd31:0:0:1::", "extb": "fd31:0:0:2::", "srv0": "fd31:0:0:3::"}
+HOST_A6, CLIENT_A6 = V6["exta"] + "1", V6["exta"] + "2"
+HOST_B6, CLIENT_B6 = V6["extb"] + "1", V6["extb"] + "2"
+SERVER6 = V6["srv0"] + "2"
 
 SERVER_CODE = """
 import socket, sys, threading
@@ -63,7 +69,7 @@ def serve(c):
         pass
     finally:
         c.close()
-s = socket.create_server(("0.0.0.0", int(sys.argv[1])), backlog=16)
+s = socket.create_server(("::", int(sys.argv[1])), family=socket.AF_INET6, dualstack_ipv6=True, backlog=16)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
@@ -96,6 +102,18 @@ table ip docker-bridges {{
         type filter hook forward priority filter; policy accept;
         oifname "srv0" ct state established,related accept
         oifname "srv0" ip daddr {SERVER} tcp dport 80 accept
+        oifname "srv0" drop
+    }}
+}}
+table ip6 docker-bridges {{
+    chain nat-prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        fib daddr type local tcp dport {PUBLISHED} dnat to [{SERVER6}]:80
+    }}
+    chain filter-forward {{
+        type filter hook forward priority filter; policy accept;
+        oifname "srv0" ct state established,related accept
+        oifname "srv0" ip6 daddr {SERVER6} tcp dport 80 accept
         oifname "srv0" drop
     }}
 }}
@@ -165,7 +183,12 @@ def lab() -> Iterator[Lab]:
         _veth(lab.host, "extb", HOST_B, lab.client_b, CLIENT_B)
         _veth(lab.host, "srv0", "10.231.3.1", lab.server, SERVER)
         _veth(lab.host, "srv1", "10.231.4.1", lab.peer, PEER)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=lab.host)
+        for host_if, peer in (("exta", lab.client_a), ("extb", lab.client_b), ("srv0", lab.server)):
+            prefix = V6[host_if]
+            sh("ip", "-6", "addr", "add", f"{prefix}1/64", "dev", host_if, "nodad", netns=lab.host)
+            sh("ip", "-6", "addr", "add", f"{prefix}2/64", "dev", "eth0", "nodad", netns=peer)
+            sh("ip", "-6", "route", "add", "default", "via", f"{prefix}1", netns=peer)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", netns=lab.host)
         sh("nft", "-f", "-", netns=lab.host, stdin=DOCKER_NFTABLES)
         # the published container, and a server on client B's port 8080 for the container to call out to
         for ns, port in ((lab.server, 80), (lab.client_b, PUBLISHED)):
@@ -386,3 +409,17 @@ def test_rules_an_iptables_backend_left_are_drift_and_removed(lab: Lab) -> None:
     assert plan_and_apply(lab, lists, apply=False).in_sync
     assert main not in sh("iptables-nft-save", "-t", "filter", netns=lab.host)
     plan_and_apply(lab, [])
+
+
+def test_ipv6_sources_are_enforced_by_the_ip6_table(lab: Lab) -> None:
+    """A list naming A's IPv4 and IPv6 addresses lets A in over both families and drops B over both; the ip6
+    table goes with the list."""
+    assert lab.connects(lab.client_a, HOST_A6) and lab.connects(lab.client_b, HOST_B6), "the lab must pass IPv6"
+    plan_and_apply(lab, [allow("clients", [CLIENT_A, CLIENT_A6])])
+    assert lab.connects(lab.client_a, HOST_A) and lab.connects(lab.client_a, HOST_A6)
+    assert not lab.connects(lab.client_b, HOST_B)
+    assert not lab.connects(lab.client_b, HOST_B6)
+    assert ("ip6", table_name(lab.project)) in lab.tables()
+    plan_and_apply(lab, [])
+    assert lab.connects(lab.client_b, HOST_B6)
+    assert not {t for t in lab.tables() if t[1] == table_name(lab.project)}
