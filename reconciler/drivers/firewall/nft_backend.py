@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -64,7 +65,7 @@ class NftBackend:
                 found.append(backend)
         return found
 
-    def _nft(self, *args: str, stdin: str | None = None) -> Any:
+    def _nft(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run([*netns_prefix(self.netns), NFT, *args], stdin=stdin)
 
     def read(self, family: int, project: str) -> LiveFamily:
