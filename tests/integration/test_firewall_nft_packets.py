@@ -195,6 +195,9 @@ def lab() -> Iterator[Lab]:
             procs.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER_CODE, str(port)]))
         _wait_listening(lab.host, SERVER, 80)
         _wait_listening(lab.host, CLIENT_B, PUBLISHED)
+        # the first IPv6 connection through the host may time out while neighbours are being resolved
+        _wait_listening(lab.client_a, HOST_A6, PUBLISHED)
+        _wait_listening(lab.client_b, HOST_B6, PUBLISHED)
         yield lab
     finally:
         for proc in procs:

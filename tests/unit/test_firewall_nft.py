@@ -58,13 +58,14 @@ def test_render_replaces_the_table_whole_in_one_file() -> None:
         f"table ip {table_name('shop')} {{",
     ]
     assert "type filter hook forward priority filter - 10; policy accept;" in text
-    assert lines[3] == '\tcomment "reconciler:shop"', "the table names its project"
-    # rule comments leave the project out (the table is the project's), keeping them within nft's 128 bytes
-    assert f'jump {main_chain("shop")} comment "reconciler"' in text
+    # the jump names the project; other comments leave it out (the table is the project's): nft's 128 bytes
+    assert f'jump {main_chain("shop")} comment "reconciler:shop"' in text
+    assert 'drop comment "reconciler"\n' in text
     # conntrack's original destination: the published port as the client used it, gated on DNAT/ORIGINAL
     assert "ct status dnat ct direction original ct original proto-dst 8080 goto" in text
-    # one set per list in a group; a marker is a rule with `continue`, never a bare comment
-    assert 'ip saddr { 10.0.0.5-10.0.0.9, 10.0.0.7, 192.168.1.0/24 } return comment "reconciler:office"' in text
+    # one set per list in a group, written merged (10.0.0.7 is in the range); a marker is a rule with `continue`,
+    # never a bare comment (that would be the chain's comment)
+    assert 'ip saddr { 10.0.0.5-10.0.0.9, 192.168.1.0/24 } return comment "reconciler:office"' in text
     assert 'continue comment "reconciler:office spec-hash=v1-abc"' in text
 
 
@@ -136,7 +137,7 @@ def _base(prio: int = -10, rules: list[dict[str, Any]] | None = None) -> dict[st
         {"chain": {"name": main_chain("shop")}},
     ]
     for expr in rules if rules is not None else [{"jump": {"target": main_chain("shop")}}]:
-        items.append({"rule": {"chain": "forward", "comment": "reconciler", "expr": [expr]}})
+        items.append({"rule": {"chain": "forward", "comment": "reconciler:shop", "expr": [expr]}})
     return {"nftables": items}
 
 
@@ -288,3 +289,11 @@ def test_desired_rules_are_compared_in_the_backends_form() -> None:
     group = next(name for name in want.chains if name != want.main)
     assert [r.src for r in canonical.chains[group] if r.target == "RETURN"] == ["10.0.0.0/24"]
     assert replace(canonical, chains=want.chains) == want
+
+
+def test_older_nft_spelling_of_the_original_destination_reads_the_same() -> None:
+    """nft before 1.0 prints `ct original ip daddr` as key `daddr` with a `family`; both read as ctorigdst."""
+    for ct in ({"key": "ip daddr", "dir": "original"}, {"key": "daddr", "family": "ip", "dir": "original"}):
+        expr = [{"match": {"op": "==", "left": {"ct": ct}, "right": {"prefix": {"addr": "203.0.113.0", "len": 24}}}}]
+        (rule,) = rules_from_json({"expr": expr}, 4, "shop")
+        assert rule.ctorigdst == "203.0.113.0/24" and not rule.extra

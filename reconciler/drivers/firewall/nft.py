@@ -11,7 +11,8 @@ lists back and finding drift is shared; only the spelling differs:
 `-m conntrack --ctstate DNAT --ctdir ORIGINAL --ctorigdst D --ctorigdstport N` becomes
 `ct status dnat ct direction original ct original ip daddr D ct original proto-dst N`; the source rules of one
 list in one group become one rule with an anonymous interval set (`ip saddr { ... } return`). Rule comments
-leave out the project name (the table is the project's), which keeps them within nft's 128 bytes.
+leave out the project name (the table is the project's), which keeps them within nft's 128 bytes; only the jump
+in the base chain says `reconciler:<project>` in full, so `nft list ruleset` shows whose table it is.
 """
 
 from __future__ import annotations
@@ -76,12 +77,15 @@ def _verdict(rule: Rule) -> str:
     return f"{'goto' if rule.goto else 'jump'} {rule.target}"
 
 
-def to_nft_comment(comment: str, project: str) -> str:
+def to_nft_comment(comment: str, project: str | None) -> str:
     """A rule comment as stored in the project's table: without the project name, which the table already says.
 
     `reconciler:<project>` -> `reconciler`, `reconciler:<project>:<rest>` -> `reconciler:<rest>`. nft takes at
     most 128 bytes of comment, too few for a 63-character project and a 63-character list name plus a spec hash.
+    `project` None: the comment as it is.
     """
+    if project is None:
+        return comment
     own = f"{COMMENT_PREFIX}{project}"
     if comment == own:
         return COMMENT_PREFIX[:-1]
@@ -90,8 +94,10 @@ def to_nft_comment(comment: str, project: str) -> str:
     return comment
 
 
-def from_nft_comment(comment: str | None, project: str) -> str | None:
+def from_nft_comment(comment: str | None, project: str | None) -> str | None:
     """The inverse of `to_nft_comment` (comments reconcile did not write come back unchanged)."""
+    if project is None:
+        return comment
     if comment == COMMENT_PREFIX[:-1]:
         return f"{COMMENT_PREFIX}{project}"
     if comment is not None and comment.startswith(COMMENT_PREFIX):
@@ -99,7 +105,7 @@ def from_nft_comment(comment: str | None, project: str) -> str | None:
     return comment
 
 
-def _comment(rule: Rule, project: str) -> list[str]:
+def _comment(rule: Rule, project: str | None) -> list[str]:
     if not rule.comment:
         return []
     text = to_nft_comment(rule.comment, project)
@@ -108,8 +114,9 @@ def _comment(rule: Rule, project: str) -> list[str]:
     return ["comment", _string(text)]
 
 
-def render_rule(rule: Rule, family: int, project: str, sources: Sequence[Rule] = ()) -> str:
-    """One nft rule statement for `rule`; `sources` (source rules of one list) become one anonymous set."""
+def render_rule(rule: Rule, family: int, project: str | None, sources: Sequence[Rule] = ()) -> str:
+    """One nft rule statement for `rule`; `sources` (source rules of one list) become one anonymous set; the
+    comment leaves `project` out (None: verbatim)."""
     if rule.extra:
         raise ValueError(f"cannot render a rule with foreign options {rule.extra!r}")
     fam = nft_family(family)
@@ -169,17 +176,20 @@ def render_table(family: int, project: str, want: ChainSet | None) -> str:
 
     `table` (creates it when missing, so that the delete cannot fail) + `delete table` + the new table: the
     kernel swaps old for new at commit; a rejected file leaves the old table in force. None: delete only.
+    Source sets are written in their canonical form (no overlapping or adjacent entries), which every nft
+    version stores and prints as given.
     """
+    want = canonical_chainset(want)
     table = f"table {nft_family(family)} {table_name(project)}"
     lines = [table, f"delete {table}"]
     if want is None:
         return "\n".join(lines) + "\n"
     lines.append(table + " {")
-    # for people reading `nft list ruleset`: the rule comments leave the project out
-    lines.append(f"\tcomment {_string(COMMENT_PREFIX + project)}")
     lines.append(f"\tchain {BASE_CHAIN} {{")
     lines.append(f"\t\ttype filter hook forward priority {PRIORITY_TEXT}; policy accept;")
-    lines.append(f"\t\t{render_rule(want.jump, family, project)}")
+    # The jump keeps its full comment: it names the project for people reading `nft list ruleset`, and fits.
+    # (A table comment would say the same, but needs kernel 5.10+.)
+    lines.append(f"\t\t{render_rule(want.jump, family, None)}")
     lines.append("\t}")
     for chain, rules in want.chains.items():
         lines.append(f"\tchain {chain} {{")

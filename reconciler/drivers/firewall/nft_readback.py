@@ -68,6 +68,9 @@ def _match_key(left: Any, fam: str) -> str | None:
     if "ct" in left:
         ct = left["ct"]
         key, direction = ct.get("key"), ct.get("dir")
+        if ct.get("family") == fam and key == "daddr":  # how nft before 1.0 spells `ct original ip daddr`
+            key = f"{fam} daddr"
+            ct = {k: v for k, v in ct.items() if k != "family"}
         if direction == "original" and key in (f"{fam} daddr", "proto-dst") and set(ct) == {"key", "dir"}:
             return f"ct original {key.split()[-1]}"
         if direction is None and set(ct) == {"key"}:
@@ -75,8 +78,9 @@ def _match_key(left: Any, fam: str) -> str | None:
     return None
 
 
-def rules_from_json(rule: Mapping[str, Any], family: int, project: str) -> list[Rule]:
-    """One nft rule (the `rule` object of `nft -j`) as Rules: several when it matches a set of sources."""
+def rules_from_json(rule: Mapping[str, Any], family: int, project: str | None) -> list[Rule]:
+    """One nft rule (the `rule` object of `nft -j`) as Rules: several when it matches a set of sources.
+    `project`: the one whose name our comments leave out (None: comments as they are)."""
     fam = nft_family(family)
     values: dict[str, Any] = {}
     extra: list[str] = []
@@ -169,11 +173,10 @@ def parse_table(data: Mapping[str, Any], family: int, project: str) -> LiveFamil
                 chains.setdefault(chain.get("name"), [])
         elif "rule" in item:
             rule = item["rule"]
-            parsed = rules_from_json(rule, family, project)
             if rule.get("chain") == BASE_CHAIN:
-                base_rules += parsed
+                base_rules += rules_from_json(rule, family, None)
             else:
-                chains.setdefault(rule.get("chain"), []).extend(parsed)
+                chains.setdefault(rule.get("chain"), []).extend(rules_from_json(rule, family, project))
     jumps = [i for i, r in enumerate(base_rules, 1) if r == jump]
     foreign = len(base_rules) - len(jumps)
     if base is None or not _base_chain_ok(base):
