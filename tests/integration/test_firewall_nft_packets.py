@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.catalog import build_catalog
-from reconciler.drivers.base import DriverContext
-from reconciler.drivers.firewall.driver import FirewallDriver
+from reconciler.contract import DriverContext
+from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.nft import table_name
 from reconciler.drivers.firewall.rules import main_chain
 from reconciler.executor import execute, succeeded
@@ -217,7 +217,7 @@ def plan_and_apply(lab: Lab, resources: list[Resource], apply: bool = True, back
     ctx = DriverContext(
         project=lab.project,
         manifest_dir=Path("/tmp"),
-        options={"firewall_backend": backend, "firewall_netns": lab.host},
+        options=[FirewallOptions(backend=backend, netns=lab.host)],
     )
     driver = FirewallDriver(ctx)
     drivers = {"FirewallAllowList": driver}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.drivers.base import DriverContext
+from reconciler.contract import DriverContext
 from reconciler.drivers.firewall import detect, nft_backend
 from reconciler.drivers.firewall import driver as driver_module
 from reconciler.drivers.firewall.detect import Selection, choose
-from reconciler.drivers.firewall.driver import FirewallDriver
+from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.nft import (
     canonical_chainset,
     canonical_sources,
@@ -256,7 +256,7 @@ def test_driver_passes_the_engines_word_to_auto(
         project="p",
         manifest_dir=Path("/tmp"),
         engine_factory=lambda: pytest.fail("a forced backend must not ask the engine"),
-        options={"firewall_backend": "nftables"},
+        options=[FirewallOptions(backend="nftables")],
     )
     FirewallDriver(forced).selection()
     assert seen == [said, None]
