@@ -186,7 +186,7 @@ def test_round_trip_of_every_rule_shape_through_the_json_form() -> None:
 
 
 def test_engine_info_shapes() -> None:
-    """Docker 28+ says `FirewallBackend: {Driver, Info}`; a 20.10 engine has no such key (or null)."""
+    """Engines with API 1.49+ say `FirewallBackend: {Driver, Info}`; a 20.10 engine has no such key (or null)."""
     assert engine_firewall_driver({"ServerVersion": "20.10.24", "Driver": "overlay2"}) is None
     assert engine_firewall_driver({"FirewallBackend": None}) is None
     assert engine_firewall_driver({"FirewallBackend": {"Driver": "iptables"}}) == "iptables"

@@ -151,7 +151,7 @@ def docker_tables_present(netns: str | None = None) -> bool:
 
 
 def engine_firewall_driver(info: Mapping[str, Any] | None) -> str | None:
-    """The engine's firewall backend from `GET /info` (`FirewallBackend.Driver`, API 1.49+, Docker 28+):
+    """The engine's firewall backend from `GET /info` (`FirewallBackend.Driver`, API 1.49 and later):
     `iptables`, `nftables`, `iptables+firewalld`...; None when the engine does not say (older engines)."""
     if not isinstance(info, Mapping):
         return None
