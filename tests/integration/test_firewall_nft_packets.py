@@ -258,6 +258,14 @@ def test_only_allowed_sources_reach_the_published_port(lab: Lab) -> None:
     assert ("ip", "docker-bridges") in lab.tables(), "Docker's table is never touched"
 
 
+def test_the_container_port_is_not_the_published_one(lab: Lab) -> None:
+    """A list on port 80 (the container's port, what the packet carries after DNAT) guards nothing published on
+    8080: the rules see the port the client used."""
+    plan_and_apply(lab, [allow("clients", [CLIENT_A], port=80)])
+    assert lab.connects(lab.client_b, HOST_B)
+    plan_and_apply(lab, [])
+
+
 def test_container_traffic_is_never_blocked(lab: Lab) -> None:
     """With only A allowed: the container's own connection to B's port 8080 gets its replies (they arrive on a
     guarded interface from port 8080, but in the reply direction), and another container reaches the published
