@@ -17,6 +17,7 @@ from docker.errors import DockerException
 
 from reconciler.contract import TlsFiles
 from reconciler.drivers.engine.errors import reason
+from reconciler.drivers.engine.retry import RetryingAPIClient
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import LABEL_PROJECT
 
@@ -98,7 +99,8 @@ def _ssh_preflight(url: str) -> None:
 
 
 def _client(kwargs: dict[str, Any], version: str, timeout: float) -> docker.APIClient:
-    client = docker.APIClient(version=version, timeout=timeout, **kwargs)
+    # every request is retried when that is safe (reconciler.drivers.engine.retry)
+    client = RetryingAPIClient(version=version, timeout=timeout, **kwargs)
     client.trust_env = False
     return client
 

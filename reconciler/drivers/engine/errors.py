@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import requests
 from docker.errors import APIError, DockerException, NotFound
 
+from reconciler.drivers.engine.retry import never_sent
 from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
 
 _RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
@@ -80,8 +81,13 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
             raise registry_failure(what, message) from None
         if (exc.status_code or 0) >= 500 and "already" not in message:
             raise TemporaryError(f"{what}: {message}") from None
+        if "already in progress" in message:  # the engine is busy with the object (a removal someone started)
+            raise TemporaryError(f"{what}: {message}") from None
         raise PermanentError(f"{what}: {message}") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
+        if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout) and not never_sent(exc):
+            # sent, then the connection dropped: the engine may have acted; the next pass observes and re-plans
+            raise TemporaryError(f"{what}: the connection to the engine was lost: {reason(exc)}") from None
         raise EngineUnavailable(f"{what}: engine unreachable: {reason(exc)}") from None
     except DockerException as exc:
         raise PermanentError(f"{what}: {exc}") from None

@@ -1,0 +1,217 @@
+"""Retries of transient engine failures, per request, inside a pass.
+
+An engine answers 5xx now and then (a busy containerd, a daemon restarting) and connections drop; one such
+failure must not fail a whole `apply`. Every request the drivers make goes through `RetryingAPIClient.send`,
+which repeats a failed request a bounded number of times with exponential backoff and jitter (4 attempts:
+after ~0.2 s, ~0.4 s, ~0.8 s; each delay jittered to 50-100 % of its nominal value, capped at 2 s), **but only
+when repeating it cannot do harm**:
+
+What is repeated after a 5xx answer or a lost connection, and why that is safe:
+
+- `GET`, `HEAD`: reads change nothing.
+- `POST /containers/{id}/start`, `/stop`, `/wait`, `/update`: the engine answers 304 to a start of a started or
+  a stop of a stopped container; `update` sets absolute values; `wait` only waits.
+- `POST /volumes/create`: creating an existing local volume returns it.
+- `POST /images/create` (pull), `POST /images/{name}/tag`: the same image ends up under the same name.
+- `DELETE` (container, network, volume, image); a 404 to a repeat counts as done: the object is gone, as
+  asked (the first attempt removed it before its answer was lost).
+- `POST /containers/create?name=N`, `POST /networks/create` with `CheckDuplicate`: a name is unique on the
+  engine, so a repeat cannot make a second object. A 409 to a repeat means the first attempt may have made it:
+  it becomes a temporary error (503) and the next pass re-plans with what is there.
+- everything else (`rename`, `kill`, `restart`, network `connect`/`disconnect`, `build`, `push`, exec, ...):
+  only when the connection could not be opened at all (nothing was sent). Repeating could do it twice (two
+  renames; a second connect fails after the first worked): the failure surfaces as a temporary error and the
+  next pass re-plans from what it observes.
+
+Requests whose body is a stream (a build context) are never repeated: it was consumed by the first attempt.
+A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited).
+
+urllib3's `Retry` (mounted through requests' HTTPAdapter) cannot express this table: its allow-list is by
+method only, so it cannot tell a repeatable `POST .../start` from a `POST .../rename`, nor turn a repeated
+`DELETE`'s 404 into success; hence this small wrapper of docker-py's `send`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import requests
+import structlog
+from requests.structures import CaseInsensitiveDict
+
+log = structlog.get_logger()
+
+MAX_ATTEMPTS = 4
+BASE_DELAY = 0.2
+MAX_DELAY = 2.0
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class Safety(enum.Enum):
+    NEVER = "never"  # repeated only when nothing was sent
+    REPEATABLE = "repeatable"  # doing it twice is doing it once
+    DELETE = "delete"  # repeatable; a 404 to a repeat means the first attempt did it
+    NAMED_CREATE = "named-create"  # a repeat cannot duplicate (unique name); a 409 to a repeat is temporary
+
+
+_VERSION = re.compile(r"^/v[0-9.]+(?=/)")
+_REPEATABLE_POSTS = re.compile(
+    r"^/(containers/[^/]+/(start|stop|wait|update)|volumes/create|images/create|images/.+/tag)$"
+)
+
+
+def _path_and_query(request: requests.PreparedRequest) -> tuple[str, str]:
+    url = request.path_url
+    path, _, query = url.partition("?")
+    return _VERSION.sub("", path), query
+
+
+def safety_of(request: requests.PreparedRequest) -> Safety:
+    """How safe it is to send `request` again after a failure (see the module's table)."""
+    method = (request.method or "").upper()
+    path, query = _path_and_query(request)
+    if method in ("GET", "HEAD"):
+        return Safety.REPEATABLE
+    if method == "DELETE":
+        return Safety.DELETE
+    if method != "POST":
+        return Safety.NEVER
+    if _REPEATABLE_POSTS.match(path):
+        return Safety.REPEATABLE
+    if path == "/containers/create" and re.search(r"(^|&)name=[^&]", query):
+        return Safety.NAMED_CREATE
+    if path == "/networks/create" and _body_json(request).get("CheckDuplicate") is True:
+        return Safety.NAMED_CREATE
+    return Safety.NEVER
+
+
+def _body_json(request: requests.PreparedRequest) -> dict[str, Any]:
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if not isinstance(body, str):
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _replayable(request: requests.PreparedRequest) -> bool:
+    return request.body is None or isinstance(request.body, bytes | str)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a transport error happened before the request left (the socket could not be opened)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError | FileNotFoundError):
+            return True
+        if type(current).__name__ in ("NewConnectionError", "NameResolutionError"):
+            return True
+        stack.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = MAX_ATTEMPTS
+    base: float = BASE_DELAY
+    cap: float = MAX_DELAY
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based): base * 2^(attempt-1), capped,
+        then jittered to between half and all of it."""
+        nominal = min(self.cap, self.base * 2 ** (attempt - 1))
+        return nominal * (0.5 + 0.5 * rand())
+
+
+def _synthetic(request: requests.PreparedRequest, status: int, reason: str, message: str | None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.reason = reason
+    response.request = request
+    response.url = request.url or ""
+    response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    response._content = json.dumps({"message": message}).encode() if message else b""
+    return response
+
+
+def send_with_retries(
+    send: Callable[..., requests.Response],
+    request: requests.PreparedRequest,
+    kwargs: dict[str, Any],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+) -> requests.Response:
+    """`send(request, **kwargs)`, repeated as the policy and the request's safety allow."""
+    safety = safety_of(request) if _replayable(request) else Safety.NEVER
+    attempt = 0
+    while True:
+        attempt += 1
+        last = attempt >= policy.attempts
+        try:
+            response = send(request, **kwargs)
+        except requests.exceptions.ReadTimeout:
+            raise
+        except requests.ConnectionError as exc:
+            if last or not (safety is not Safety.NEVER or never_sent(exc)):
+                raise
+            _note(request, attempt, f"connection: {_first_line(exc)}")
+            sleep(policy.delay(attempt))
+            continue
+        if attempt > 1:
+            if safety is Safety.DELETE and response.status_code == 404:
+                response.close()
+                return _synthetic(request, 204, "No Content", None)
+            if safety is Safety.NAMED_CREATE and response.status_code == 409:
+                response.close()
+                return _synthetic(
+                    request,
+                    503,
+                    "Service Unavailable",
+                    "the engine may have done the create whose answer was lost (the name is taken now); "
+                    "it is re-planned from what is there",
+                )
+        if response.status_code in RETRY_STATUSES and safety is not Safety.NEVER and not last:
+            _note(request, attempt, f"HTTP {response.status_code}")
+            response.close()
+            sleep(policy.delay(attempt))
+            continue
+        return response
+
+
+def _note(request: requests.PreparedRequest, attempt: int, why: str) -> None:
+    path, _ = _path_and_query(request)
+    log.info("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class RetryingAPIClient(docker.APIClient):
+    """docker-py's low-level client whose every request goes through `send_with_retries`."""
+
+    retry_policy = RetryPolicy()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        return send_with_retries(super().send, request, kwargs, self.retry_policy)
