@@ -93,11 +93,12 @@ class Backoff:
             return retry
         return None
 
-    def next_due(self) -> float | None:
-        """Monotonic time of the earliest retry still in the future, or None."""
-        now = self.clock()
-        future = [r.not_before for r in self.entries.values() if r.not_before > now and not r.permanent]
-        return min(future) if future else None
+    def next_due(self, after: float | None = None) -> float | None:
+        """Monotonic time of the earliest retry later than `after` (default: now), or None. A caller that last
+        looked at the entries at time `after` passes it: a retry that fell due since is due now, not lost."""
+        since = self.clock() if after is None else after
+        due = [r.not_before for r in self.entries.values() if r.not_before > since and not r.permanent]
+        return min(due) if due else None
 
     def forget_except(self, keys: set[Hashable]) -> None:
         """Drop records of objects no longer declared or observed."""

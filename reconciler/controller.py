@@ -82,6 +82,7 @@ class Controller:
         self.engine_failures = 0
         self.engine_retry_at: float | None = None
         self.retry_at: float | None = None
+        self._held_at: float | None = None  # when the last pass decided which objects wait out a backoff
         self.passes = 0
         self._known: set[Key] = set()
         self._known_lock = threading.Lock()
@@ -300,6 +301,7 @@ class Controller:
         them and their dependents; return the plan and the keys whose change is a repair."""
         changes: list[Change] = []
         repairs: set[Key] = set()
+        self._held_at = self.backoff.clock()  # retries due after this were not tried in this pass
         for change in plan.changes:
             if change.pending:
                 if change.key in self.backoff.entries and self._manifest_changed_since_failure(change):
@@ -380,7 +382,9 @@ class Controller:
                 )
             elif result.outcome is Outcome.SKIPPED and not (result.error or "").startswith("cancelled"):
                 self.blocked[key] = result.error or "a dependency did not complete"
-        due = self.backoff.next_due()
+        # Retries that fell due while this pass ran (after its holds were decided) are due now: a slow pass
+        # must not push them to the periodic resync.
+        due = self.backoff.next_due(after=self._held_at)
         self.retry_at = None if due is None else due + 0.01
         self.metrics.set_gauges(failing=len(self.backoff.entries))
 

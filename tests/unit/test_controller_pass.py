@@ -449,3 +449,46 @@ def test_temporary_failure_waits_as_long_as_the_driver_suggests(world) -> None:
     ctl.run_pass()
     retry = ctl.backoff.entries[("Volume", "vol-a")]
     assert not retry.permanent and retry.not_before == pytest.approx(world.clock.now + 42.0)
+
+
+def test_a_retry_that_falls_due_during_a_slow_pass_is_due_right_after_it(world) -> None:
+    """Defect: a failing object whose retry deadline passed while a (slow) pass ran had no timer any more
+    (`next_due` looked only at future deadlines) and waited for the periodic resync."""
+    ctl = world.make(resync=300)
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    ctl.run_pass()
+    assert ctl.retry_at == pytest.approx(world.clock.now + 1.0, abs=0.1)
+
+    original = world.volumes.apply
+
+    def slow_apply(change) -> None:
+        if change.name == "vol-b":
+            world.clock.now += 5.0  # a slow change: vol-a's deadline passes meanwhile
+        original(change)
+
+    world.volumes.apply = slow_apply
+    world.clock.now += 0.5
+    (world.dir / "b.yaml").write_text(manifest("Volume", "vol-b"))
+    results = ctl.run_pass()  # vol-a is held (0.5 s of its 1 s left), vol-b takes 5 s
+    assert outcomes(results) == {"vol-a": Outcome.BLOCKED, "vol-b": Outcome.APPLIED}
+    assert ctl.retry_at is not None and ctl.retry_at <= world.clock.now + 0.1  # due now, not at the resync
+
+    world.volumes.fail.clear()
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED
+    assert ctl.retry_at is None
+
+
+def test_a_held_object_whose_dependency_waits_does_not_spin_the_loop(world) -> None:
+    """Deadlines that were already due when the pass decided its holds do not make the next pass due at once
+    (the object was eligible in this pass: it ran or waited for something else)."""
+    ctl = world.make(resync=300)
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    (world.dir / "n.yaml").write_text(manifest("Network", "net-b", needs="Volume/vol-a"))
+    world.networks.fail.add("net-b")
+    ctl.run_pass()  # vol-a created, net-b failed
+    world.volumes.fail.add("vol-a")
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", colour="blue"))
+    world.clock.now += 2.0  # net-b's retry is due
+    ctl.run_pass()  # vol-a fails (1 s), net-b is skipped behind it
+    assert ctl.retry_at == pytest.approx(world.clock.now + 1.0, abs=0.1)
