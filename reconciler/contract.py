@@ -14,7 +14,8 @@ What must outlive a pass (the engine connection) lives in the `Engine`, reached 
 
 ## The call order of a pass
 1. `normalize(resource)` for every document, then `references`, `catalog_references` and `check` with the
-   whole catalog (pure: no engine, no host; validation runs these alone).
+   whole catalog (pure: no engine, no host; validation runs these alone). `watch` also asks every document's
+   `inputs` (the files it is read from besides the manifest) to know what to watch.
 2. `observe(desired)` once per kind, all kinds concurrently (reads the host, changes nothing).
 3. `diff(desired, observed)` for each declared object, `prune(observed)` for each owned object whose manifest
    is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (all pure).
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +269,14 @@ class Driver(Protocol):
         Pure, called from the event thread. Default: none."""
         ...
 
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        """The files and directories besides the manifest that this document's desired state is read from
+        (env files, build contexts, read-only bind-mounted configuration, secret files), as absolute paths,
+        from the document as written. Pure; `watch` watches them and runs a pass when they change. Called on
+        every document watch reads, also one whose `normalize` fails (a broken env file): the fix must be
+        noticed too. Default: none."""
+        ...
+
     # -- reads the host --------------------------------------------------------------------------------------
     def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
         """The project's objects of this kind plus any object (owned or not) holding a declared name, keyed by
@@ -338,6 +348,9 @@ class BaseDriver:
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
         return ()
 
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        return ()
+
     def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
         raise NotImplementedError
 
@@ -366,6 +379,7 @@ HOOKS = (
     "catalog_references",
     "check",
     "event_keys",
+    "inputs",
     "observe",
     "diff",
     "prune",
@@ -384,6 +398,14 @@ ATTRIBUTES = (
     "create_after_deletes",
     "local_only",
 )
+
+
+def input_path(resource: Resource, raw: str) -> Path:
+    """A path written in a manifest, made absolute: relative paths are relative to the manifest file."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = resource.source.path.parent / path
+    return Path(os.path.normpath(path))
 
 
 def missing_hooks(cls: type) -> list[str]:

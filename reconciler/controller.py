@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -83,6 +84,8 @@ class Controller:
         self.engine_retry_at: float | None = None
         self.retry_at: float | None = None
         self._held_at: float | None = None  # when the last pass decided which objects wait out a backoff
+        self.inputs: frozenset[Path] = frozenset()  # files besides the manifests that the documents are read from
+        self.on_inputs: Callable[[frozenset[Path]], None] | None = None  # told when `inputs` change
         self.passes = 0
         self._known: set[Key] = set()
         self._known_lock = threading.Lock()
@@ -214,7 +217,23 @@ class Controller:
 
         assembly = self.sources.assemble(check)
         self._report(assembly)
+        self._note_inputs(assembly)
         return assembly, (last.get("loaded") if assembly.ok else None)
+
+    def _note_inputs(self, assembly: Assembly) -> None:
+        """Tell the file watcher which files besides the manifests the documents are read from (the drivers'
+        `inputs`: env files, build contexts, configuration), so an edit of one triggers a pass."""
+        paths: set[Path] = set()
+        for resource in assembly.read:
+            driver = self.runner.drivers.get(resource.kind)
+            if driver is not None:
+                paths.update(Path(p) for p in driver.inputs(resource))
+        inputs = frozenset(paths)
+        if inputs != self.inputs:
+            self.inputs = inputs
+            log.info("watch.inputs", files=len(inputs))
+            if self.on_inputs is not None:
+                self.on_inputs(inputs)
 
     def _report(self, assembly: Assembly) -> None:
         """Log manifest problems (each with file:line) when they differ from the last pass's."""
@@ -505,7 +524,9 @@ def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
         for runner, controller in zip(runners, controllers, strict=True):
             if runner.engine is None:
                 raise ReconcileError("internal error: watch needs an engine")
-            triggers.append(DirectoryWatcher(runner.manifest_dir, lambda c=controller: c.request("files")))
+            watcher = DirectoryWatcher(runner.manifest_dir, lambda c=controller: c.request("files"))
+            controller.on_inputs = watcher.watch_inputs
+            triggers.append(watcher)
             triggers.append(EventReader(runner.engine, controller.event_keys, controller.request))
             log.info(
                 "watch.started",

@@ -43,6 +43,9 @@ class Assembly:
     use: dict[str, Use] = field(default_factory=dict)
     ok: bool = True
     emptied: list[str] = field(default_factory=list)  # empty files whose last valid version is used instead
+    # every document read this pass, used or not, and the last valid versions of files on disk (what watch
+    # asks the drivers' `inputs` about: a file held back by a broken env file still names that env file)
+    read: list[Resource] = field(default_factory=list)
 
     @property
     def files(self) -> int:
@@ -104,6 +107,8 @@ class LastValid:
                 fresh[rel] = resources
                 use[rel] = Use.CURRENT
 
+        read = [r for rel in sorted(fresh) for r in fresh[rel]]
+        read += [r for rel in sorted(use) if rel in self.files for r in self.files[rel]]
         # Each round moves at least one file down CURRENT -> LAST_VALID -> SUSPENDED (or CURRENT -> LEFT_OUT
         # when it has no valid version), so this ends.
         for _ in range(2 * len(use) + 1):
@@ -115,7 +120,7 @@ class LastValid:
                         self.files[rel] = fresh[rel]
                 for rel in [r for r in self.files if r not in use]:
                     del self.files[rel]  # gone from disk: removed on purpose
-                return Assembly(chosen, sorted(set(problems)), use, emptied=sorted(emptied))
+                return Assembly(chosen, sorted(set(problems)), use, emptied=sorted(emptied), read=read)
             problems.extend(cross)
             demoted = False
             for rel in sorted({p.file for p in cross}):
@@ -127,7 +132,7 @@ class LastValid:
                     demoted = True
             if not demoted:
                 break  # a problem no file can be blamed for: give up on this pass
-        return Assembly([], sorted(set(problems)), use, ok=False, emptied=sorted(emptied))
+        return Assembly([], sorted(set(problems)), use, ok=False, emptied=sorted(emptied), read=read)
 
     def _fallback(self, rel: str) -> Use:
         return Use.LAST_VALID if rel in self.files else Use.LEFT_OUT

@@ -182,11 +182,42 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _input_watches(inputs: Iterable[Path], root: str) -> set[tuple[str, bool]]:
+    """The (directory, recursive) watches that cover `inputs`: a directory recursively, a file (present or
+    not yet) through its directory; nothing under `root` (watched recursively already) or under another watch."""
+    wanted: set[tuple[str, bool]] = set()
+    for path in inputs:
+        if path.is_dir():
+            wanted.add((str(path), True))
+        elif path.parent.is_dir():
+            wanted.add((str(path.parent), False))
+
+    def covered(directory: str, recursive: bool) -> bool:
+        if _under(directory, root):
+            return True
+        for other, other_recursive in wanted:
+            if not other_recursive or (other, other_recursive) == (directory, recursive):
+                continue
+            if _under(directory, other) and (directory != other or not recursive):
+                return True
+        return False
+
+    return {w for w in wanted if not covered(*w)}
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
 class DirectoryWatcher:
     """Watches `root` recursively and calls `trigger()` once per burst of relevant changes.
 
     Also notices when `root` itself is replaced, deleted or re-created (a swapped symlink, `rm -rf` and a new
     clone): inotify watches the old inode, so the observer is re-created and a pass is triggered.
+
+    `watch_inputs(paths)` adds the files and directories the documents are read from besides the manifests
+    (env files, build contexts, configuration: the drivers' `inputs`), inside or outside `root`: a change to one
+    of them triggers like a manifest edit.
     """
 
     def __init__(self, root: Path, trigger: Callable[[], None], debouncer: Debouncer | None = None) -> None:
@@ -199,6 +230,10 @@ class DirectoryWatcher:
         self._identity: tuple[int, int] | None = None
         self._watched = str(root)
         self._thread = threading.Thread(target=self._run, name="dir-watch", daemon=True)
+        self._handler: Any = None
+        self._inputs: frozenset[str] = frozenset()  # resolved input paths (files and directories)
+        self._input_dirs: frozenset[str] = frozenset()  # those that are directories (watched recursively)
+        self._scheduled: dict[tuple[str, bool], Any] = {}  # (directory, recursive) -> watchdog's watch
 
     def start(self) -> DirectoryWatcher:
         self._schedule()
@@ -213,10 +248,56 @@ class DirectoryWatcher:
         self._unschedule()
 
     def on_event(self, event: Any) -> None:
-        if is_manifest_event(event, self._watched):
+        if is_manifest_event(event, self._watched) or self._is_input_event(event):
             with self._cond:
                 self.debouncer.poke()
                 self._cond.notify_all()
+
+    def watch_inputs(self, paths: Iterable[Path]) -> None:
+        """Watch these files and directories too (replacing the previous set); see the class docstring."""
+        resolved = set()
+        for path in paths:
+            with contextlib.suppress(OSError, ValueError):
+                resolved.add(Path(os.path.realpath(path)))
+        with self._cond:
+            self._inputs = frozenset(str(p) for p in resolved)
+            self._input_dirs = frozenset(str(p) for p in resolved if p.is_dir())
+        self._sync_input_watches()
+
+    def _is_input_event(self, event: Any) -> bool:
+        if event.event_type in ("opened", "closed_no_write") or (event.is_directory and event.event_type == "modified"):
+            return False
+        inputs, dirs = self._inputs, self._input_dirs
+        if not inputs:
+            return False
+        paths = [os.fsdecode(event.src_path)]
+        if getattr(event, "dest_path", ""):
+            paths.append(os.fsdecode(event.dest_path))
+        for path in paths:
+            if path in inputs:
+                return True
+            name = os.path.basename(path)
+            if name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES):
+                continue
+            if any(_under(path, d) for d in dirs):
+                return True
+        return False
+
+    def _sync_input_watches(self) -> None:
+        observer = self._observer
+        if observer is None:
+            return
+        wanted = _input_watches((Path(p) for p in self._inputs), self._watched)
+        for key in [k for k in self._scheduled if k not in wanted]:
+            with contextlib.suppress(Exception):  # the directory may be gone already
+                observer.unschedule(self._scheduled.pop(key))
+        for directory, recursive in sorted(wanted - set(self._scheduled)):
+            try:
+                self._scheduled[(directory, recursive)] = observer.schedule(
+                    self._handler, directory, recursive=recursive
+                )
+            except OSError as exc:
+                log.warning("watch.input_unwatchable", path=directory, error=str(exc))
 
     def _schedule(self) -> None:
         from watchdog.events import FileSystemEventHandler
@@ -236,10 +317,13 @@ class DirectoryWatcher:
         # events name paths under the resolved directory (a symlinked DIR points elsewhere)
         self._watched = str(self.root.resolve())
         observer = Observer()
-        observer.schedule(Handler(), self._watched, recursive=True)
+        self._handler = Handler()
+        observer.schedule(self._handler, self._watched, recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer
+        self._scheduled = {}
+        self._sync_input_watches()
 
     def _unschedule(self) -> None:
         if self._observer is not None:

@@ -134,3 +134,38 @@ def test_absolute_dir_keeps_the_logical_path_of_a_symlinked_cwd(
     monkeypatch.setenv("PWD", str(tmp_path))  # stale: not the cwd
     assert absolute_dir(Path(".")) == Path(os.getcwd()) == (tmp_path / "rev1").resolve()
     assert absolute_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_referenced_files_trigger_inside_and_outside_the_directory(tmp_path: Path) -> None:
+    """Defect: edits of files the manifests reference (env files, build contexts, configuration) waited for
+    the resync. Inputs are watched wherever they are; their neighbours are not."""
+    root = tmp_path / "m"
+    root.mkdir()
+    outside = tmp_path / "etc"
+    (outside / "ctx" / "src").mkdir(parents=True)
+    env_out, env_in = outside / "web.env", root / "web.env"
+    for path in (env_out, env_in, outside / "other.env", outside / "ctx" / "src" / "main.c"):
+        path.write_text("A=1\n")
+    counter = Counter()
+    watcher = DirectoryWatcher(root, counter, Debouncer(quiet=0.1, max_wait=1.0)).start()
+    try:
+        watcher.watch_inputs([env_out, env_in, outside / "ctx", outside / "later.env"])
+        changes = [
+            lambda: env_out.write_text("A=2\n"),
+            lambda: env_in.write_text("A=2\n"),  # not YAML, but referenced: counts
+            lambda: (outside / "ctx" / "src" / "main.c").write_text("int x;\n"),
+            lambda: (outside / "later.env").write_text("B=1\n"),  # a referenced file that appears
+        ]
+        for number, change in enumerate(changes, 1):
+            counter.event.clear()
+            change()
+            assert counter.event.wait(5), f"change {number} was not noticed"
+            assert settle(counter, 0.4) == number
+        (outside / "other.env").write_text("A=3\n")
+        (root / "notes.txt").write_text("x\n")
+        assert settle(counter, 0.6) == len(changes)
+        watcher.watch_inputs([])  # no longer referenced: no longer watched
+        env_out.write_text("A=4\n")
+        assert settle(counter, 0.6) == len(changes)
+    finally:
+        watcher.stop()

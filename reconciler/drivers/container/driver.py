@@ -6,11 +6,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from docker.errors import ImageNotFound, NotFound
 
-from reconciler.contract import Catalog, EngineEvent, Key
+from reconciler.contract import Catalog, EngineEvent, Key, input_path
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -78,6 +79,14 @@ class ContainerDriver(DockerDriver):
 
     def references(self, desired: Desired) -> Iterable[Reference]:
         return container_references(desired)
+
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        """Env files, and read-only bind sources (configuration; writable ones are data, changing all the time)."""
+        for name in resource.spec.get("envFiles") or []:
+            yield input_path(resource, str(name))
+        for mount in resource.spec.get("mounts") or []:
+            if mount.get("type") == "bind" and mount.get("readOnly") and mount.get("source"):
+                yield input_path(resource, str(mount["source"]))
 
     def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
         """The Image manifest with this container's reference, when declared (found through the catalog)."""

@@ -14,9 +14,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from reconciler.contract import Catalog, DriverContext
+from reconciler.contract import Catalog, DriverContext, input_path
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.image import ops as image_ops
@@ -68,6 +69,16 @@ class ImageDriver(DockerDriver):
         if warning:
             self.log.warning("image.context.outside", name=resource.name, source=resource.source.file, detail=warning)
         return desired
+
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        """The build context (the Dockerfile is in it or named relative to it)."""
+        build = resource.spec.get("build") or {}
+        if build.get("context"):
+            context = input_path(resource, str(build["context"]))
+            yield context
+            dockerfile = input_path(resource, str(context / str(build.get("dockerfile") or "Dockerfile")))
+            if not dockerfile.is_relative_to(context):
+                yield dockerfile
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         spec = desired.spec
