@@ -16,7 +16,10 @@ probability per request:
 - `slow`: relay the answer in small pieces with pauses (at most `slow_seconds` in all).
 
 Only requests that `eligible(method, path)` accepts meet faults (default: all). Every request is counted and
-recorded in `requests` ((method, path, fault) tuples, in arrival order). `arm_kill(pid, n, ...)` sends SIGKILL
+recorded in `requests` ((method, path, fault) tuples, in arrival order). `fail(method, path, count, skip)`
+answers 500 to `count` requests matching a method and a path pattern (after letting `skip` of them through),
+whatever the rates: enough in a row to exhaust the client's retries, to make one step fail for sure.
+`arm_kill(pid, n, ...)` sends SIGKILL
 to `pid` at the n-th request matching a method and a path pattern, before it is forwarded (`before=True`) or
 after the engine answered and before the answer is relayed: the crash points of the crash-consistency tests.
 """
@@ -42,6 +45,27 @@ from dataclasses import dataclass
 FAULTS = ("error", "reset", "reset_after", "stall", "slow")
 HEAD_LIMIT = 1 << 20
 ERROR_BODY = b'{"message":"faultproxy: injected error"}'
+
+
+@dataclass
+class FailRule:
+    method: str | None
+    path: re.Pattern[str] | None
+    count: int  # how many matching requests fail
+    skip: int = 0  # matching requests let through first
+    seen: int = 0
+    failed: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        if (self.method is not None and self.method != method) or (
+            self.path is not None and not self.path.search(path)
+        ):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or self.failed >= self.count:
+            return False
+        self.failed += 1
+        return True
 
 
 @dataclass
@@ -95,6 +119,7 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         self.requests: list[tuple[str, str, str | None]] = []
         self.kill: KillRule | None = None
+        self.rules: list[FailRule] = []
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
@@ -119,6 +144,19 @@ class FaultProxy:
                 self.rates[name] = rate
             if sum(self.rates.values()) > 1.0:
                 raise ValueError("fault rates add up to more than 1")
+
+    def fail(self, method: str | None, path: str | None, count: int = 1, skip: int = 0) -> FailRule:
+        """Answer 500 to `count` requests matching `method` and the regex `path`, after `skip` such requests."""
+        rule = FailRule(method, re.compile(path) if path else None, count, skip)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Drop the fail rules and the kill rule."""
+        with self._lock:
+            self.rules = []
+            self.kill = None
 
     def arm_kill(
         self, pid: int, n: int, method: str | None = None, path: str | None = None, before: bool = True
@@ -189,7 +227,9 @@ class FaultProxy:
         with self._lock:
             self.counts[(method, path.split("?", 1)[0])] += 1
             fault = None
-            if self.eligible is None or self.eligible(method, path):
+            if any(rule.take(method, path) for rule in self.rules):
+                fault = "error"
+            elif self.eligible is None or self.eligible(method, path):
                 roll = self.random.random()
                 for name in FAULTS:
                     rate = self.rates.get(name, 0.0)

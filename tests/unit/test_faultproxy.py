@@ -218,3 +218,16 @@ def test_a_closed_stream_client_ends_the_relay(upstream: str, tmp_path: Path) ->
         sock.close()
         time.sleep(0.2)
     assert not proxy._threads  # stop() found nothing left running
+
+
+def test_fail_rules_fail_a_given_request_a_number_of_times(upstream: str) -> None:
+    with FaultProxy(upstream) as proxy:
+        proxy.fail("POST", r"/rename", count=2, skip=1)
+        assert request(proxy, "POST", "/containers/a/rename?name=b")[0] == 200  # skipped
+        assert request(proxy, "GET", "/containers/a/rename")[0] == 200  # another method
+        assert request(proxy, "POST", "/containers/a/rename?name=b")[0] == 500
+        assert request(proxy, "POST", "/containers/a/rename?name=b")[0] == 500
+        assert request(proxy, "POST", "/containers/a/rename?name=b")[0] == 200  # count used up
+        proxy.fail(None, r"^/info", count=5)
+        proxy.clear()
+        assert request(proxy, "GET", "/info")[0] == 200

@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import requests
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import Mount
 from docker.utils import parse_repository_tag
 
 from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine.common import by_name
-from reconciler.errors import PermanentError, ReconcileError
+from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import LABEL_PROJECT, Desired
 
 POLL_SECONDS = 0.25
@@ -229,10 +230,17 @@ class Replacer:
 
     1. stop the old container and rename it to `<name>__reconciler_old` (it may hold a host port or a static IP
        the new one needs); a container already parked there is the old one of an interrupted run;
-    2. create and start the new one (after its dependencies are up);
+    2. create and start the new one (after its dependencies are up) and let it settle;
     3. only then remove the old one.
-    If 2 fails: remove the new one, give the old one its name back, start it if it was running, and raise.
+    If a step of 1 or 2 fails (an engine error at the stop, the rename, the create, the start or the settle):
+    remove the new one, give the old one its name back and start it if it was running, checking the engine's
+    state before each of these and trying again a few times, so a second engine error does not leave the
+    service down; then raise, naming the step. If 3 fails, the new container runs and the old one stays parked
+    (the next pass removes it as a leftover). Either the old container runs under its name or the new one does.
     """
+
+    RESTORE_ATTEMPTS = 4
+    RESTORE_DELAY = 0.5
 
     def __init__(self, api: Any, log: Any, create_and_start: Callable[[], str], project: str) -> None:
         self.api = api
@@ -242,25 +250,32 @@ class Replacer:
 
     def run(self, name: str, old_id: str, old_running: bool, stop_timeout: int, parked: bool) -> None:
         aside = aside_name(name)
-        if not parked:
-            stale = self._stale_aside(aside, old_id)  # before the old one stops: a refusal leaves it serving
+        stale = None if parked else self._stale_aside(aside, old_id)  # before the old one stops: a refusal
+        step = "stop"  # leaves it serving
+        try:
             self.api.stop(old_id, timeout=stop_timeout)
             if stale is not None:
+                step = "remove-stale-parked"
                 self.api.remove_container(stale, v=False, force=True)
-            self.api.rename(old_id, aside)
-        else:
-            self.api.stop(old_id, timeout=stop_timeout)
-        self.log.info("container.parked", name=name, aside=aside)
-        try:
+            if not parked:
+                step = "rename"
+                self.api.rename(old_id, aside)
+            self.log.info("container.parked", name=name, aside=aside)
+            step = "create"
             self.create_and_start()
         except Exception as exc:
-            self._roll_back(name, old_id, old_running, stop_timeout)
-            reason = str(exc) if isinstance(exc, ReconcileError | APIError) else repr(exc)
-            raise PermanentError(
-                f"container {name}: replace failed, the old container was restored"
-                f"{' and restarted' if old_running else ''}: {reason}"
+            if step == "create":
+                step = self._failed_step(name, old_id)
+            outcome = self._restore(name, old_id, old_running)
+            raise _failure(f"container {name}: replace failed at its {step} step, {outcome}", exc) from None
+        try:
+            self.api.remove_container(old_id, v=False, force=True)
+        except Exception as exc:
+            raise _failure(
+                f"container {name}: replace failed at its remove-old step, the new container runs "
+                f"and the old one stays parked as {aside} until the next apply removes it",
+                exc,
             ) from None
-        self.api.remove_container(old_id, v=False, force=True)
         self.log.info("container.replaced", name=name)
 
     def _stale_aside(self, aside: str, old_id: str) -> str | None:
@@ -279,7 +294,39 @@ class Replacer:
             )
         return info["Id"]
 
-    def _roll_back(self, name: str, old_id: str, old_running: bool, stop_timeout: int) -> None:
+    def _failed_step(self, name: str, old_id: str) -> str:
+        """Which step of the new container's creation failed, read from what the engine has under `name`."""
+        try:
+            new = by_name(self.api.inspect_container)(name)
+        except Exception:  # NotFound, or the engine failing again: the create is the best guess
+            return "create"
+        if new["Id"] == old_id:
+            return "create"
+        started = str((new.get("State") or {}).get("StartedAt") or "")
+        return "start" if not started or started.startswith("0001-") else "settle"
+
+    def _restore(self, name: str, old_id: str, old_running: bool) -> str:
+        """Put the old container back (see `_roll_back`), trying again after engine errors; say how it went."""
+        last: Exception | None = None
+        for attempt in range(self.RESTORE_ATTEMPTS):
+            if attempt:
+                time.sleep(self.RESTORE_DELAY * attempt)
+            try:
+                self._roll_back(name, old_id, old_running)
+            except PermanentError:
+                raise
+            except Exception as exc:  # an engine error (5xx, a dropped connection): look again and retry
+                last = exc
+                self.log.warning("container.roll_back_retry", name=name, attempt=attempt + 1, error=_said(exc))
+                continue
+            return f"the old container was restored{' and restarted' if old_running else ''}"
+        return (
+            f"and restoring the old container failed too ({_said(last)}); it is left as it is (the next apply "
+            "restores it)"
+        )
+
+    def _roll_back(self, name: str, old_id: str, old_running: bool) -> None:
+        """Idempotent: each action only when the engine's state says it is still needed."""
         try:
             new = by_name(self.api.inspect_container)(name)
         except NotFound:
@@ -291,10 +338,33 @@ class Replacer:
                     f"the old container stays as {aside_name(name)}"
                 )
             self.api.remove_container(new["Id"], v=False, force=True)
-        self.api.rename(old_id, name)
-        if old_running:
+        old = self.api.inspect_container(old_id)
+        if str(old.get("Name") or "").lstrip("/") != name:
+            self.api.rename(old_id, name)
+        if old_running and not (old.get("State") or {}).get("Running"):
             self.api.start(old_id)
         self.log.warning("container.rolled_back", name=name)
+
+
+def _said(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, APIError):
+        text = exc.explanation
+        return str(text.decode(errors="replace") if isinstance(text, bytes) else text or exc)
+    return str(exc) if isinstance(exc, ReconcileError) else repr(exc)
+
+
+def _failure(what: str, exc: BaseException) -> ReconcileError:
+    """`what` went wrong because of `exc`: temporary when the cause was (an engine 5xx, a lost connection, a
+    TemporaryError), so watch retries soon; permanent otherwise."""
+    temporary = (
+        (isinstance(exc, ReconcileError) and exc.retryable)
+        or (isinstance(exc, APIError) and (exc.status_code or 0) >= 500)
+        or isinstance(exc, requests.RequestException)
+    )
+    text = f"{what}: {_said(exc)}"
+    return TemporaryError(text) if temporary else PermanentError(text)
 
 
 def _project_of(info: Mapping[str, Any]) -> str | None:
