@@ -1,0 +1,248 @@
+"""Crash consistency: `apply` killed with SIGKILL at engine requests (through tests/faultproxy.py) in the middle
+of a plan that creates, replaces and deletes images, volumes, networks and containers; the next apply converges,
+with nothing duplicated, leaked or lost (a file in a Retain volume survives every crash).
+
+The manifests alternate between two versions, each of which creates, replaces and deletes objects of every
+engine kind relative to the other, so every round is: kill an apply of the other version at request n, recover
+with a plain apply, check. Kill points are spread over the requests a full apply of each direction makes (counted
+in a dry run: every POST and DELETE, the GETs between them sampled), alternately before the request reaches
+the engine and after the engine acted but before the client saw the answer. FirewallAllowList is left out: its
+changes go to iptables, not through the engine socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LABEL_PROJECT, REPO, configured_docker_host
+from tests.faultproxy import FaultProxy
+from tests.integration.test_watch import lock_env  # noqa: F401 - a fixture used by name
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+KILL_POINTS = 30  # distinct (direction, request number, before/after) points; the issue asks for >= 30
+SLEEPER = 'trap "exit 0" TERM; while :; do sleep 1; done'
+MARKER = "precious data written once"
+
+
+def manifests(p: str, base: str, version: int) -> str:
+    registry = base.split("/", 1)[0]
+    docs = [
+        f"""
+apiVersion: reconciler/v1
+kind: Image
+metadata: {{name: {p}-img}}
+spec:
+  reference: {registry}/{p}/img:latest
+  build: {{context: ./img{version}}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Image
+metadata: {{name: {p}-only{version}-img}}
+spec:
+  reference: {registry}/{p}/only{version}:latest
+  build: {{context: ./only{version}}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {{name: {p}-data}}
+spec: {{reclaimPolicy: Retain}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {{name: {p}-vol{version}}}
+spec: {{reclaimPolicy: Delete}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Network
+metadata: {{name: {p}-net, labels: {{rev: "{version}"}}}}
+spec: {{}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Network
+metadata: {{name: {p}-net{version}}}
+spec: {{}}
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {p}-keep}}
+spec:
+  image: {registry}/{p}/img:latest
+  command: ["sh", "-c", {json.dumps(f"test -f /data/marker || echo '{MARKER}' > /data/marker; {SLEEPER}")}]
+  env: {{VERSION: "{version}"}}
+  mounts: [{{type: volume, source: {p}-data, target: /data}}]
+  networks: [{{name: {p}-net}}]
+  stopTimeout: 1
+""",
+        f"""
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {p}-only{version}}}
+spec:
+  image: {base}
+  command: ["sh", "-c", {json.dumps(SLEEPER)}]
+  mounts: [{{type: volume, source: {p}-vol{version}, target: /v}}]
+  networks: [{{name: {p}-net{version}}}]
+  stopTimeout: 1
+""",
+    ]
+    return "---".join(docs)
+
+
+class Tree:
+    """The manifest directory, switched between the two versions."""
+
+    def __init__(self, root: Path, project: str, base: str) -> None:
+        self.dir = root / "m"
+        self.project = project
+        self.base = base
+        for version in (1, 2):
+            for name in ("img", "only"):
+                context = self.dir / f"{name}{version}"
+                context.mkdir(parents=True)
+                (context / "Dockerfile").write_text(f"FROM {base}\nLABEL rev={version} image={name}\n")
+
+    def write(self, version: int) -> None:
+        (self.dir / "all.yaml").write_text(manifests(self.project, self.base, version))
+
+
+def owned(api, p: str) -> dict[str, list[str]]:
+    label = {"label": [f"{LABEL_PROJECT}={p}"]}
+    tags = [
+        tag.split("/", 1)[-1]
+        for image in api.images(filters=label)
+        for tag in image.get("RepoTags") or []
+        if tag != "<none>:<none>"
+    ]
+    return {
+        "containers": sorted(c["Names"][0].lstrip("/") for c in api.containers(all=True, filters=label)),
+        "running": sorted(c["Names"][0].lstrip("/") for c in api.containers(filters=label)),
+        "networks": sorted(n["Name"] for n in api.networks(filters=label)),
+        "volumes": sorted(v["Name"] for v in api.volumes(filters=label).get("Volumes") or []),
+        "image tags": sorted(tags),
+    }
+
+
+def untagged(api, p: str) -> int:
+    """Project images without a tag: a rebuild keeps the previous build while a container still uses it, and
+    nothing removes it afterwards (a known gap, see docs/guarantees.md). The build cache gives each version's
+    build the same ID every time, so their number must stay bounded (no accumulation)."""
+    label = {"label": [f"{LABEL_PROJECT}={p}"]}
+    return sum(
+        1 for image in api.images(filters=label) if not [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+    )
+
+
+def expected(p: str, version: int) -> dict[str, list[str]]:
+    return {
+        "containers": sorted([f"{p}-keep", f"{p}-only{version}"]),
+        "running": sorted([f"{p}-keep", f"{p}-only{version}"]),
+        "networks": sorted([f"{p}-net", f"{p}-net{version}"]),
+        "volumes": sorted([f"{p}-data", f"{p}-vol{version}"]),
+        "image tags": sorted([f"{p}/img:latest", f"{p}/only{version}:latest"]),
+    }
+
+
+def marker(api, p: str) -> str:
+    exec_id = api.exec_create(f"{p}-keep", ["cat", "/data/marker"])["Id"]
+    return api.exec_start(exec_id).decode().strip()
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    host = configured_docker_host() or ""
+    if not host.startswith("unix://"):
+        pytest.fail("the fault proxy needs the test engine on a unix socket")
+    with FaultProxy(host) as running:
+        yield running
+
+
+def test_apply_killed_at_engine_requests_always_recovers(
+    api,
+    project_name,
+    tmp_path,
+    reconcile,
+    base_image,
+    proxy,
+    lock_env,  # noqa: F811
+) -> None:
+    p = project_name
+    tree = Tree(tmp_path, p, base_image)
+    env = {**os.environ, **lock_env, "DOCKER_HOST": proxy.url}
+
+    def apply_through_proxy(kill: tuple[str, int, bool] | None = None) -> int:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "--project", p, "apply", str(tree.dir)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if kill is not None:
+            method, n, before = kill
+            proxy.arm_kill(process.pid, n, method=method, before=before)
+        _, err = process.communicate(timeout=300)
+        assert process.returncode in (0, -9), err[-3000:]
+        return process.returncode
+
+    def converge(version: int) -> None:
+        done = reconcile("apply", tree.dir, env=lock_env)
+        assert done.returncode == 0, f"apply after the crash did not converge: {done.stderr[-3000:]}"
+        assert reconcile("plan", tree.dir, env=lock_env).returncode == 0, "not in sync after the recovery"
+        assert owned(api, p) == expected(p, version)
+        assert marker(api, p) == MARKER, "the file in the Retain volume was lost"
+        assert untagged(api, p) <= 2, "untagged project images accumulate"
+
+    # dry runs through the proxy: the requests a whole apply of each direction makes
+    tree.write(1)
+    converge(1)
+    data_volume = api.inspect_volume(f"{p}-data")["CreatedAt"]
+    points: list[tuple[int, str, int, bool]] = []  # (version, method, n-th request of that method, before)
+    for version in (2, 1):
+        tree.write(version)
+        start = len(proxy.requests)
+        assert apply_through_proxy() == 0
+        made = [method for method, _, _ in proxy.requests[start:]]
+        converge(version)
+        # every change request (POST, DELETE) as a kill point, the reads between them sampled
+        seen: dict[str, int] = {}
+        chosen = []
+        for method in made:
+            seen[method] = seen.get(method, 0) + 1
+            chosen.append((method, seen[method]))
+        writes = [c for c in chosen if c[0] != "GET"]
+        reads = [c for c in chosen if c[0] == "GET"]
+        per_direction = KILL_POINTS // 2
+        sample = writes[:per_direction] + reads[:: max(1, len(reads) // max(1, per_direction - len(writes)))]
+        points += [(version, m, n, i % 2 == 0) for i, (m, n) in enumerate(sample[:per_direction])]
+
+    killed: list[tuple[int, str, int, bool, str]] = []
+    started = time.monotonic()
+    rounds = [[pt for pt in points if pt[0] == v] for v in (2, 1)]
+    order = [pt for pair in zip(*rounds, strict=False) for pt in pair]  # alternate: each recovery ends at the other
+    for version, method, n, before in order:
+        tree.write(version)
+        if apply_through_proxy(kill=(method, n, before)) == -9 and proxy.kill is not None:
+            where = proxy.kill.fired_at or ("?", "?")
+            killed.append((version, method, n, before, f"{where[0]} {where[1].split('?')[0]}"))
+        proxy.clear()
+        converge(version)
+    assert len({k[:4] for k in killed}) >= 30, f"only {len(killed)} applies were killed: {killed}"
+    assert api.inspect_volume(f"{p}-data")["CreatedAt"] == data_volume  # the Retain volume is the same one
+    print(f"{len(killed)} kill points in {time.monotonic() - started:.0f} s: {killed}")
