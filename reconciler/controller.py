@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import random
 import signal
 import threading
@@ -29,7 +30,7 @@ from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.lastgood import Assembly, LastValid, Use
 from reconciler.lock import ProjectLock
 from reconciler.metrics import Metrics, MetricsServer, serve
-from reconciler.model import Action, Change, ErrorClass, Outcome, Plan, Result
+from reconciler.model import Action, Change, Desired, ErrorClass, Outcome, Plan, Result
 from reconciler.project import Loaded, ProjectRunner
 from reconciler.spechash import canonical_json
 from reconciler.state import write_failures
@@ -312,7 +313,7 @@ class Controller:
         return (
             change.action is not Action.DELETE
             and change.desired is not None
-            and self.applied_hash.get(change.key) == change.desired.spec_hash
+            and self.applied_hash.get(change.key) == _fingerprint(change.desired)
         )
 
     def _hold(self, plan: Plan) -> tuple[Plan, set[Key]]:
@@ -340,7 +341,7 @@ class Controller:
                         wait,
                         "repair-storm",
                     )
-                    self.failed_hash[change.key] = change.desired.spec_hash if change.desired is not None else None
+                    self.failed_hash[change.key] = _fingerprint(change.desired)
                     log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
                 if retry is not None:
                     when = (
@@ -355,7 +356,7 @@ class Controller:
         return dataclasses.replace(plan, changes=tuple(changes)), repairs
 
     def _manifest_changed_since_failure(self, change: Change) -> bool:
-        desired_hash = change.desired.spec_hash if change.desired is not None else None
+        desired_hash = _fingerprint(change.desired)
         return self.failed_hash.get(change.key, desired_hash) != desired_hash
 
     def _observed_changed_since_failure(self, change: Change) -> bool:
@@ -382,14 +383,14 @@ class Controller:
                 if self.backoff.succeeded(key):
                     log.info("object.recovered", subject=change.subject)
                 if change.desired is not None:
-                    self.applied_hash[key] = change.desired.spec_hash
+                    self.applied_hash[key] = _fingerprint(change.desired)
                 else:
                     self.applied_hash.pop(key, None)
             elif result.outcome is Outcome.FAILED:
                 self.metrics.change_failed(change.kind)
                 permanent = result.error_class is ErrorClass.PERMANENT
                 retry = self.backoff.failed(key, result.error or "failed", result.retry_after, permanent=permanent)
-                self.failed_hash[key] = change.desired.spec_hash if change.desired is not None else None
+                self.failed_hash[key] = _fingerprint(change.desired)
                 self.failed_seen[key] = _FIRST_LOOK
                 log.warning(
                     "object.held" if permanent else "object.retry_scheduled",
@@ -456,6 +457,16 @@ class Controller:
     def close(self) -> None:
         """Leave the failures for `status`, without retry times nobody will keep."""
         self._write_state(running=False)
+
+
+def _fingerprint(desired: Desired | None) -> str | None:
+    """What the manifest asks of an object, all of it: the spec hash covers only the fields whose change needs
+    a replace, so an edit of an in-place field (a memory limit) would otherwise look like a repair of the same
+    spec (and five of them like a repair storm), and would not count as the manifest changing after a failure."""
+    if desired is None:
+        return None
+    digest = hashlib.sha256(canonical_json(desired.spec).encode()).hexdigest()[:16]
+    return f"{desired.spec_hash}+{digest}"
 
 
 def _seen(change: Change) -> str | None:

@@ -492,3 +492,43 @@ def test_a_held_object_whose_dependency_waits_does_not_spin_the_loop(world) -> N
     world.clock.now += 2.0  # net-b's retry is due
     ctl.run_pass()  # vol-a fails (1 s), net-b is skipped behind it
     assert ctl.retry_at == pytest.approx(world.clock.now + 1.0, abs=0.1)
+
+
+class InPlaceSizeDriver(LabelDriver):
+    """Like the real drivers: `size` is changed in place, so it is not part of the spec hash."""
+
+    def normalize(self, res: Resource) -> Desired:
+        desired = super().normalize(res)
+        return Desired(res, desired.spec, spec_hash(self.kind, {"colour": desired.spec["colour"]}))
+
+
+def test_edits_of_an_in_place_field_are_not_repairs(world) -> None:
+    """Defect (found by scripts/soak): the repair count compared spec hashes, which leave out in-place fields,
+    so six edits of a memory limit within 300 s were taken for repairs and held as a repair storm."""
+    volumes = InPlaceSizeDriver("Volume", rank=1)
+    world.runner.classes = {"Volume": lambda ctx: volumes}
+    world.runner.drivers = world.runner.new_drivers()
+    ctl = world.make()
+    with capture_logs() as logs:
+        for size in range(1, 8):
+            (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size=str(size)))
+            world.clock.now += 1
+            ctl.run_pass()
+            assert volumes.objects["vol-a"].spec["size"] == size
+    assert not any(e["event"] in ("object.repair_storm", "object.repaired") for e in logs)
+
+
+def test_an_in_place_edit_after_a_failure_is_tried_at_once(world) -> None:
+    """The same defect the other way: an edit of an in-place field did not count as the manifest changing."""
+    volumes = InPlaceSizeDriver("Volume", rank=1)
+    world.runner.classes = {"Volume": lambda ctx: volumes}
+    world.runner.drivers = world.runner.new_drivers()
+    volumes.fail_with = PermanentError
+    volumes.fail.add("vol-a")
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="1"))
+    ctl.run_pass()
+    volumes.fail.clear()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
+    results = ctl.run_pass()
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED
