@@ -20,7 +20,7 @@ RETRIES = 4  # attempts the engine client makes of a request it may repeat
 # step -> (method, path pattern (OLD: the old container's ID), failures in a row, matching requests let through)
 STEPS = {
     "stop": ("POST", r"^/containers/OLD/stop", RETRIES, 0),
-    "rename": ("POST", r"^/containers/OLD/rename", 1, 0),
+    "rename": ("POST", r"^/containers/OLD/rename", RETRIES, 0),  # the Replacer looks, then tries again
     "create": ("POST", r"^/containers/create", RETRIES, 0),
     "start": ("POST", r"^/containers/(?!OLD)[0-9a-f]{64}/start", RETRIES, 0),
     "settle": ("GET", r"^/containers/(?!OLD)[0-9a-f]{64}/json", RETRIES, 0),
@@ -64,9 +64,9 @@ def test_a_replace_failing_at_any_step_leaves_the_service_running(
     old_id = api.inspect_container(name)["Id"]
 
     tmp_manifests("web.yaml", manifest(name, base_image, "2"))  # an env change: a replace
-    if step == "rollback-rename":  # the create fails, then the first rename back fails as well
+    if step == "rollback-rename":  # the create fails, then the rename back fails as well (every retry of it)
         proxy.fail("POST", r"^/containers/create", RETRIES)
-        proxy.fail("POST", rf"^/containers/{old_id}/rename", 1, skip=1)
+        proxy.fail("POST", rf"^/containers/{old_id}/rename", RETRIES, skip=1)
     else:
         method, path, count, skip = STEPS[step]
         proxy.fail(method, path.replace("OLD", old_id), count, skip)

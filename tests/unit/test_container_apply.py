@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import structlog
 from docker.errors import APIError
 
@@ -238,3 +239,38 @@ def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> N
     assert api.calls == ["inspect db"]
     steps = steps_for(Action.REPLACE, desired, list(fields), facts)
     assert steps[:2] == ["wait for container db to be healthy", "stop web"]
+
+
+class _RenameAPI:
+    """An engine whose renames fail (500) `fails` times; `done_anyway`: the failed attempt took effect."""
+
+    def __init__(self, fails: int, done_anyway: bool) -> None:
+        self.fails = fails
+        self.done_anyway = done_anyway
+        self.name = "web"
+        self.renames = 0
+
+    def rename(self, cid: str, name: str) -> None:
+        self.renames += 1
+        if self.fails:
+            self.fails -= 1
+            if self.done_anyway:
+                self.name = name
+            response = requests.Response()
+            response.status_code = 500
+            raise APIError("500", response=response, explanation="engine busy")
+        self.name = name
+
+    def inspect_container(self, cid: str) -> dict:
+        return {"Id": cid, "Name": f"/{self.name}"}
+
+
+@pytest.mark.parametrize(("fails", "done_anyway", "renames"), [(1, True, 1), (2, False, 3), (0, False, 1)])
+def test_replacer_rename_looks_before_trying_again(
+    monkeypatch: pytest.MonkeyPatch, fails: int, done_anyway: bool, renames: int
+) -> None:
+    """A rename is never repeated blindly: after an engine error the container's name is checked first."""
+    monkeypatch.setattr(container_apply.Replacer, "RESTORE_DELAY", 0)
+    api = _RenameAPI(fails, done_anyway)
+    container_apply.Replacer(api, structlog.get_logger(), lambda: "", "p")._rename("abc", "web__reconciler_old")
+    assert api.name == "web__reconciler_old" and api.renames == renames

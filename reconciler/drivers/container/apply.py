@@ -259,7 +259,7 @@ class Replacer:
                 self.api.remove_container(stale, v=False, force=True)
             if not parked:
                 step = "rename"
-                self.api.rename(old_id, aside)
+                self._rename(old_id, aside)
             self.log.info("container.parked", name=name, aside=aside)
             step = "create"
             self.create_and_start()
@@ -277,6 +277,25 @@ class Replacer:
                 exc,
             ) from None
         self.log.info("container.replaced", name=name)
+
+    def _rename(self, cid: str, new_name: str) -> None:
+        """Rename, and after an engine error look before trying again: a rename whose answer was lost may have
+        been done (the engine client never repeats a rename by itself)."""
+        for attempt in range(self.RESTORE_ATTEMPTS):
+            try:
+                self.api.rename(cid, new_name)
+                return
+            except (APIError, requests.RequestException) as exc:
+                if isinstance(exc, APIError) and (exc.status_code or 0) < 500:
+                    raise
+                if attempt + 1 == self.RESTORE_ATTEMPTS:
+                    raise
+                time.sleep(self.RESTORE_DELAY * (attempt + 1))
+                try:
+                    if str(self.api.inspect_container(cid).get("Name") or "").lstrip("/") == new_name:
+                        return
+                except (APIError, requests.RequestException):
+                    pass
 
     def _stale_aside(self, aside: str, old_id: str) -> str | None:
         """The ID of a leftover of this project under the aside name (the primary exists, so it is an older
@@ -340,7 +359,7 @@ class Replacer:
             self.api.remove_container(new["Id"], v=False, force=True)
         old = self.api.inspect_container(old_id)
         if str(old.get("Name") or "").lstrip("/") != name:
-            self.api.rename(old_id, name)
+            self._rename(old_id, name)
         if old_running and not (old.get("State") or {}).get("Running"):
             self.api.start(old_id)
         self.log.warning("container.rolled_back", name=name)
