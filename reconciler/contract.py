@@ -42,6 +42,7 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.model import Change, Desired, Observed, Reference, Resource
+from reconciler.model import Step as Step  # drivers build plan steps with it
 
 Key = tuple[str, str]
 T = TypeVar("T")
@@ -358,6 +359,17 @@ class BaseDriver:
 
     def apply(self, change: Change) -> None:
         raise NotImplementedError
+
+
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+    """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
+    step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
+    ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op
+    unknown = sorted({op for op in ops if op not in handlers})
+    if unknown:
+        raise PermanentError(f"internal error: {change.subject}: no handler for step(s) {', '.join(unknown)}")
+    for step in change.steps:
+        handlers[step.op](*step.args)  # type: ignore[attr-defined]
 
 
 HOOKS = (
