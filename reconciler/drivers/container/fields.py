@@ -165,6 +165,9 @@ class Field:
     drifts: Callable[[Any], bool] | None = None
     # changes found beside the field comparison, in both modes (the image behind the tag moved)
     after: Callable[[list[FieldChange], Comparing], list[FieldChange]] | None = None
+    # normalized before the other fields: env files are read first, so a bad one is reported even when a field
+    # before it in the table fails otherwise (an unbalanced quote in `command`)
+    normalize_first: bool = False
     doc: str = ""
 
     @property
@@ -815,6 +818,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_env,
         expect=lambda value, ctx: {**ctx.facts.defaults.env, **value},
         compare=_compare_env,
+        normalize_first=True,
         doc="env files under env; compared per name (`env.NAME`), sensitive values masked",
     ),
     Field(

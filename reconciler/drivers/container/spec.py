@@ -27,7 +27,9 @@ def normalize_container(resource: Resource) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
     `Desired.sensitive` names the env entries never printed."""
     normalizing = Normalizing(resource.spec, resource.source.path)
-    normalized = {row.key: row.normalize(normalizing) for row in FIELDS if row.normalize is not None}
+    rows = [row for row in FIELDS if row.normalize is not None]
+    values = {row.key: row.normalize(normalizing) for row in sorted(rows, key=lambda row: not row.normalize_first)}
+    normalized = {row.key: values[row.key] for row in rows}
     sensitive = frozenset(normalizing.sensitive)
     return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)
 
