@@ -134,7 +134,7 @@ def test_row_is_complete(row: Field) -> None:
     if row.action is Action.NONE:
         # not engine state: never read back, never in the create call, never compared
         assert row.read is None and row.create is None and row.update is None
-        assert row.after is None and row.drifts is None
+        assert row.after is None and row.drifts is None and row.follow is None
         assert row.doc, "say what the field is for when it is no engine state"
         return
     assert row.read is not None, "engine state is read back from the inspect document"
@@ -145,6 +145,8 @@ def test_row_is_complete(row: Field) -> None:
         assert row.drifts is None, "in-place fields are always compared"
     else:
         assert row.update is None, "a field without an update writer needs a new container: REPLACE"
+    if row.follow is not None or row.after is not None:
+        assert row.action is Action.REPLACE, "what moves under a field replaces the container"
 
 
 def test_not_created_fields_say_why() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.drivers.container.fields import BY_KEY, FIELDS, IN_PLACE, Comparing, dependency_waits
+from reconciler.drivers.container.fields import IMAGE_FOLLOW as IMAGE_FOLLOW
 from reconciler.drivers.container.fields import IMAGE_MOVED as IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts
 from reconciler.drivers.container.spec import aside_name
@@ -23,7 +24,6 @@ from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, O
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 
 KIND = "Container"
-IMAGE_FOLLOW = "the image is being rebuilt or re-pulled; replaced only if its ID changes"
 
 
 def expected_spec(desired: Desired, observed_spec: Mapping[str, Any], facts: ContainerFacts) -> dict[str, Any]:
@@ -150,9 +150,9 @@ def _on_replaced_volume(change: Change, upstream: list[Change]) -> Change | None
 
 
 def follow_upstream(change: Change, upstream: list[Change]) -> Change:
-    """Revise an existing container's change for what happens upstream first: an Image it uses is rebuilt or
-    re-pulled, or the container whose network namespace it shares (`networkMode: container:<name>`) is replaced
-    (the engine pins the namespace by container ID). Either way this container is replaced afterwards."""
+    """Revise an existing container's change for what happens upstream first: a Volume it mounts is replaced (it
+    is created again), or a field's `follow` asks for a replace (an Image it uses is rebuilt or re-pulled; the
+    container whose network namespace it shares is replaced)."""
     if change.observed is None or change.desired is None or change.action is Action.DELETE:
         return change
     recreated = _on_replaced_volume(change, upstream)
@@ -160,16 +160,8 @@ def follow_upstream(change: Change, upstream: list[Change]) -> Change:
         return recreated
     if change.action not in (Action.NONE, Action.UPDATE):
         return change
-    extra: list[FieldChange] = []
-    # only a build or a pull can move the image ID; a push or a tag clean-up (UPDATE) leaves the container be
-    if any(u.kind == "Image" and u.pending and u.action in (Action.CREATE, Action.REPLACE) for u in upstream):
-        ref = change.desired.spec["image"]
-        extra.append(FieldChange("image", ref, ref, Action.REPLACE, note=IMAGE_FOLLOW))
-    mode = str(change.desired.spec["networkMode"])
-    target = mode.partition(":")[2] if mode.startswith("container:") else None
-    if any(u.kind == KIND and u.name == target and u.action is Action.REPLACE and u.pending for u in upstream):
-        note = f"container {target} is replaced; its network namespace goes with it"
-        extra.append(FieldChange("networkMode", mode, mode, Action.REPLACE, note=note))
+    # each field whose upstream may change under it says so (the image rebuilt, the namespace's container replaced)
+    extra = [f for row in FIELDS if row.follow is not None for f in row.follow(change.desired.spec, upstream)]
     if not extra:
         return change
     fields = (*change.fields, *extra)

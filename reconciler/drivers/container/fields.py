@@ -54,7 +54,7 @@ from reconciler.drivers.container.values import (
 )
 from reconciler.drivers.engine.common import user_labels
 from reconciler.errors import SpecError
-from reconciler.model import LABEL_PREFIX, Action, Desired, FieldChange
+from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange
 
 BUILTIN_MODES = ("bridge", "host", "none")
 
@@ -165,6 +165,8 @@ class Field:
     drifts: Callable[[Any], bool] | None = None
     # changes found beside the field comparison, in both modes (the image behind the tag moved)
     after: Callable[[list[FieldChange], Comparing], list[FieldChange]] | None = None
+    # (declared spec, the pending changes it depends on) -> REPLACE changes because of them (planner's `follow`)
+    follow: Callable[[Mapping[str, Any], list[Change]], list[FieldChange]] | None = None
     # normalized before the other fields: env files are read first, so a bad one is reported even when a field
     # before it in the table fails otherwise (an unbalanced quote in `command`)
     normalize_first: bool = False
@@ -514,6 +516,16 @@ def _write_network_mode(value: str | None, call: CreateCall) -> None:
     call.host["network_mode"] = value if value is not None else networks[0]["name"]
 
 
+def _follow_namespace(spec: Mapping[str, Any], upstream: list[Change]) -> list[FieldChange]:
+    """The container whose namespace it shares is replaced (the engine pins it by ID): replaced after it."""
+    mode = str(spec["networkMode"])
+    target = mode.partition(":")[2] if mode.startswith("container:") else None
+    if any(u.kind == "Container" and u.name == target and u.action is Action.REPLACE and u.pending for u in upstream):
+        note = f"container {target} is replaced; its network namespace goes with it"
+        return [FieldChange("networkMode", mode, mode, Action.REPLACE, note=note)]
+    return []
+
+
 def _namespace_pinned(value: Any) -> bool:
     """`container:<name>`: the engine pins the namespace by container ID, so a replaced target is a change."""
     return str(value).startswith("container:")
@@ -731,6 +743,7 @@ def _resource_steps(fields: list[FieldChange], desired: Desired) -> list[str]:
 # --- image: the ID behind the reference -------------------------------------------------------------------------
 
 IMAGE_MOVED = "the image behind the reference changed"
+IMAGE_FOLLOW = "the image is being rebuilt or re-pulled; replaced only if its ID changes"
 
 
 def _image_moved(changes: list[FieldChange], ctx: Comparing) -> list[FieldChange]:
@@ -740,6 +753,14 @@ def _image_moved(changes: list[FieldChange], ctx: Comparing) -> list[FieldChange
         return []
     if facts.current_image_id and facts.current_image_id != facts.image_id:
         return [FieldChange("image", facts.image_id, facts.current_image_id, Action.REPLACE, note=IMAGE_MOVED)]
+    return []
+
+
+def _follow_image(spec: Mapping[str, Any], upstream: list[Change]) -> list[FieldChange]:
+    """An Image it uses is about to be built or pulled: replace, unless (checked at apply time, by the note) the
+    image ID did not move. A push or a tag clean-up (UPDATE) cannot move the ID and leaves the container be."""
+    if any(u.kind == "Image" and u.pending and u.action in (Action.CREATE, Action.REPLACE) for u in upstream):
+        return [FieldChange("image", spec["image"], spec["image"], Action.REPLACE, note=IMAGE_FOLLOW)]
     return []
 
 
@@ -788,6 +809,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("image"),
         after=_image_moved,
+        follow=_follow_image,
         doc="short form of the reference; the image ID behind it is compared too (`after`)",
     ),
     Field(
@@ -860,6 +882,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_network_mode,
         drifts=_namespace_pinned,
+        follow=_follow_namespace,
         doc="None when user networks are declared; `container:<id>` is read back as `container:<name>`",
     ),
     Field(
