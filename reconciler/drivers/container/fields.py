@@ -194,17 +194,17 @@ def _host(info: Mapping[str, Any]) -> Mapping[str, Any]:
     return info.get("HostConfig") or {}
 
 
-def to_create(keyword: str, empty_is_none: bool = False) -> Writer:
-    """Writer: the value as keyword `keyword` of create_container (an empty value left out when asked)."""
+def to_create(keyword: str) -> Writer:
+    """Writer: the value as keyword `keyword` of create_container (None: left out, the image's or engine's)."""
 
     def write(value: Any, call: CreateCall) -> None:
-        call.kwargs[keyword] = (value or None) if empty_is_none else value
+        call.kwargs[keyword] = value
 
     return write
 
 
 def to_host(keyword: str, empty_is_none: bool = False) -> Writer:
-    """Writer: the value as keyword `keyword` of create_host_config."""
+    """Writer: the value as keyword `keyword` of create_host_config (an empty value left out when asked)."""
 
     def write(value: Any, call: CreateCall) -> None:
         call.host[keyword] = (value or None) if empty_is_none else value
