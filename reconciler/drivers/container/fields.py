@@ -1039,7 +1039,11 @@ IN_PLACE = tuple(sorted((row for row in FIELDS if row.update), key=lambda row: r
 # Engine state that is set otherwise than by the create call's arguments.
 NOT_CREATED = {"state": "the driver starts the new container after the create call when it is declared running"}
 # Manifest keys that are no field of the canonical spec.
-NOT_FIELDS = {"metadata.name": "the container's name: its identity, not a setting (renamed back in place)"}
+NOT_FIELDS = {
+    "metadata.name": "the container's name: its identity, not a setting (renamed back in place)",
+    "spec.hosts": "placement: which Hosts get the object; reconciler.fleet reads it and removes it from the spec "
+    "before the driver normalizes",
+}
 
 
 def in_place_body(spec: Mapping[str, Any], changed: Mapping[str, list[str]]) -> dict[str, Any]:

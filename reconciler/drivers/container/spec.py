@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.drivers.container.fields import FIELDS, Normalizing
+from reconciler.drivers.container.values import _ENV_LINE as _ENV_LINE  # compared by reconciler.compose's tests
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
 from reconciler.drivers.container.values import canonical_reference as canonical_reference
 from reconciler.drivers.container.values import command_line as command_line
