@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from tests.conftest import REPO, remove_project_objects
+from tests.helpers import REPO, remove_project_objects
 
 pytestmark = [pytest.mark.engine, pytest.mark.netns]
 
