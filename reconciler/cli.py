@@ -15,7 +15,7 @@ import structlog
 from reconciler import __version__, logs, render
 from reconciler.contract import NoOptions, cli_flags
 from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError, ValidationFailed
-from reconciler.executor import DEFAULT_WORKERS, succeeded
+from reconciler.executor import succeeded
 from reconciler.fleet import HostSpec, select_hosts
 from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
 from reconciler.lock import ProjectLock
@@ -76,7 +76,12 @@ def _global_options(parser: argparse.ArgumentParser, types: list[type], suppress
             names = [flag.short, flag.flag] if flag.short else [flag.flag]
             value = os.environ.get(flag.env, fld.default) if flag.env else fld.default
             parser.add_argument(
-                *names, dest=_dest(options_type, fld.name), choices=flag.choices, default=default(value), help=flag.help
+                *names,
+                dest=_dest(options_type, fld.name),
+                type=flag.type,
+                choices=flag.choices,
+                default=default(value),
+                help=flag.help,
             )
 
 
@@ -116,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-o", "--output", choices=("text", "json"), default="text")
     apply.add_argument("--no-prune", action="store_true", help="keep owned objects whose manifest is gone")
     apply.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
-    apply.add_argument("--parallel", type=int, default=DEFAULT_WORKERS, help="changes applied at once")
     apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     apply.add_argument(
         "--rollout",
@@ -130,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     watch = command("watch", "apply, then keep converging")
     watch.add_argument("--no-prune", action="store_true")
     watch.add_argument("--allow-empty", action="store_true")
-    watch.add_argument("--parallel", type=int, default=DEFAULT_WORKERS)
     watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
     watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
@@ -160,7 +163,6 @@ def _runner(args: argparse.Namespace, host: HostSpec | None = None) -> ProjectRu
         manifest_dir=args.dir,
         engine=engine,
         options=options,
-        workers=max(1, getattr(args, "parallel", DEFAULT_WORKERS)),
         host=None if host is None else host.name,
     )
 

@@ -64,6 +64,7 @@ class CliFlag:
 
     flag: str  # e.g. "--firewall-backend"
     help: str
+    type: Callable[[str], Any] | None = None  # how the flag's text becomes the value (default: kept as text)
     choices: tuple[str, ...] | None = None
     env: str | None = None  # environment variable giving the default
     short: str | None = None  # e.g. "-H"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
+import threading
 import urllib.parse
 from typing import Any
 
@@ -31,7 +33,27 @@ def engine_url(docker_host: str | None) -> str:
     return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
 
 
-def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> docker.APIClient:
+# Requests the engine answers only when an operation is over (a stop waits out the stop timeout): they hold no
+# slot of the request bound, so a container's stop never keeps others' creates waiting.
+_WAITING = re.compile(r"/containers/[^/]+/(stop|restart|wait|attach)$")
+
+
+class _BoundedClient(docker.APIClient):
+    """An APIClient whose requests take a slot of `limit` while the engine works on them. Changes wait (settle
+    windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
+
+    limit: threading.Semaphore | None = None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
+            return super().send(request, **kwargs)
+        with self.limit:
+            return super().send(request, **kwargs)
+
+
+def connect(
+    docker_host: str | None = None, tls: TlsFiles | None = None, limit: threading.Semaphore | None = None
+) -> docker.APIClient:
     """A low-level client; raises EngineUnavailable with one clear line when nothing answers.
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
@@ -63,6 +85,7 @@ def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> dock
                 f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
             )
         client = _client(kwargs, min(version, docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT)
+        client.limit = limit
     except (DockerException, requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
@@ -97,8 +120,8 @@ def _ssh_preflight(url: str) -> None:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
 
 
-def _client(kwargs: dict[str, Any], version: str, timeout: float) -> docker.APIClient:
-    client = docker.APIClient(version=version, timeout=timeout, **kwargs)
+def _client(kwargs: dict[str, Any], version: str, timeout: float) -> _BoundedClient:
+    client = _BoundedClient(version=version, timeout=timeout, **kwargs)
     client.trust_env = False
     return client
 

@@ -16,6 +16,7 @@ from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
 
 # What may concern a declared object: a container dying or going, a network or volume removed or changed.
+DEFAULT_REQUESTS = 8
 EVENT_FILTERS = {
     "type": ["container", "network", "volume"],
     "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
@@ -28,6 +29,13 @@ class EngineOptions:
         None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
     )
     tls: TlsFiles | None = None  # a fleet Host's client TLS files; not a flag
+    max_requests: int = option(
+        DEFAULT_REQUESTS,
+        "--parallel",
+        "engine requests at once (default 8: the engine slows sharply beyond ~10 concurrent starts); waits "
+        "for a container to settle or a dependency to be healthy take none",
+        type=int,
+    )
 
 
 class DockerEngine:
@@ -41,6 +49,7 @@ class DockerEngine:
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
+        self._requests = threading.BoundedSemaphore(max(1, self.options.max_requests))
         self._client: Any = None
         self._lock = threading.Lock()
         self._events_client: Any = None
@@ -53,7 +62,7 @@ class DockerEngine:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.options.docker_host, self.options.tls)
+                self._client = connect(self.options.docker_host, self.options.tls, self._requests)
             return self._client
 
     def ping(self) -> None:
