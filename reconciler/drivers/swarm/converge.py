@@ -45,7 +45,7 @@ def task_error(task: Mapping[str, Any], nodes: Mapping[str, str]) -> str:
     slot = f" (slot {task['Slot']})" if task.get("Slot") else ""
     why = status.get("Err") or status.get("Message") or "no error reported"
     exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
-    code = f" (exit code {exit_code})" if exit_code else ""
+    code = f" (exit code {exit_code})" if exit_code and f"({exit_code})" not in why else ""
     return f"task {task['ID'][:12]}{slot}{_node_label(task, nodes)}: {status.get('State')}: {why}{code}"
 
 
