@@ -49,7 +49,7 @@ def test_every_field_reads_back_as_the_manifest_normalizes() -> None:
     change = diff_service(desired, observed, resolved=None, wait=True)
     assert change.action is Action.NONE, change.fields
     assert observed.spec["secrets"][0]["name"] == "fx-db-password"  # the versioned engine name maps back
-    assert observed.raw.secret_versions == {"fx-db-password": "fx-db-password-05bf508c"}
+    assert observed.raw.secret_versions == {"fx-db-password": "fx-db-password-b9a6afa2"}
 
 
 def test_a_service_made_by_hand_compares_by_the_engine_defaults() -> None:
@@ -116,14 +116,14 @@ def test_a_new_secret_version_repoints_the_service() -> None:
     """after_plan's wanted version differs from the one in use: a rolling field naming both versions."""
     desired = full_desired()
     none = diff_service(desired, observed_from(fixture("service-full.json")), resolved=None, wait=True)
-    same = with_data_versions(none, {"secrets": {"fx-db-password": "fx-db-password-05bf508c"}})
+    same = with_data_versions(none, {"secrets": {"fx-db-password": "fx-db-password-b9a6afa2"}})
     assert same.action is Action.NONE
     moved = with_data_versions(none, {"secrets": {"fx-db-password": "fx-db-password-0badc0de"}})
     assert moved.action is Action.UPDATE
     [field] = moved.fields
     assert (field.path, field.old, field.new) == (
         "secrets.fx-db-password",
-        "fx-db-password-05bf508c",
+        "fx-db-password-b9a6afa2",
         "fx-db-password-0badc0de",
     )
 

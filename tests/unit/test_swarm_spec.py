@@ -116,3 +116,17 @@ def test_old_versions_are_leftovers_of_their_declared_name() -> None:
     current = Observed("Secret", "db", "id2", {"io.reconciler.name": "db"}, {"engineName": "db-12345678"})
     assert driver.leftover_of(old) == "db"
     assert driver.leftover_of(current) is None
+
+
+def test_a_secret_name_is_no_plain_hash_of_its_value(tmp_path: Path) -> None:
+    """A Secret's version suffix is a salted slow derivation (guessing a short password from the engine name
+    is expensive); a Config's is the plain sha256 of its bytes."""
+    import hashlib
+
+    (tmp_path / "v").write_bytes(b"hunter2")
+    plain = hashlib.sha256(b"hunter2").hexdigest()
+    secret = normalize_data(resource("Secret", "db", {"file": "./v"}, tmp_path / "m.yaml"))
+    config = normalize_data(resource("Config", "db", {"file": "./v"}, tmp_path / "m.yaml"))
+    assert secret.spec["hash"] != plain and config.spec["hash"] == plain
+    other = normalize_data(resource("Secret", "db2", {"file": "./v"}, tmp_path / "m.yaml"))
+    assert other.spec["hash"] != secret.spec["hash"]  # salted by name

@@ -41,6 +41,7 @@ DEFAULT_FILE_MODE = 0o444  # what `docker service create --secret` gives a file
 SWARM_NAME_MAX = 64  # the engine refuses longer secret, config and service names
 HASH_CHARS = 8
 MAX_DATA_BYTES = {"Secret": 500 * 1024, "Config": 1000 * 1024}
+SECRET_HASH_ROUNDS = 100_000
 
 
 def _clean_path(path: str | None) -> str | None:
@@ -233,6 +234,16 @@ def normalize_service(resource: Resource) -> Desired:
     return Desired(resource, normalized, spec_hash("Service", normalized, resource.labels), sensitive)
 
 
+def content_digest(kind: str, name: str, data: bytes) -> str:
+    """The hex digest that names a version. A Config's is the sha256 of its bytes. A Secret's is a slow, salted
+    derivation (PBKDF2-SHA256): the digest shows in the engine object's name and labels, which anyone allowed to
+    list secrets can read, and a plain hash of a short password would let them test guesses quickly."""
+    if kind == "Secret":
+        salt = f"reconciler/v1 Secret {name}".encode()
+        return hashlib.pbkdf2_hmac("sha256", data, salt, SECRET_HASH_ROUNDS).hex()
+    return hashlib.sha256(data).hexdigest()
+
+
 def engine_name(name: str, digest: str) -> str:
     """The engine object's name for one version of a Secret or Config: `<name>-<first 8 hex of sha256>`."""
     return f"{name}-{digest[:HASH_CHARS]}"
@@ -245,7 +256,7 @@ def read_data(desired: Desired) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise SpecError("spec.file", f"{path} cannot be read: {exc.strerror}") from None
-    if hashlib.sha256(data).hexdigest() != desired.spec["hash"]:
+    if content_digest(desired.kind, desired.name, data) != desired.spec["hash"]:
         raise SpecError("spec.file", f"{path} changed since the plan was made; plan again")
     return data
 
@@ -270,7 +281,7 @@ def normalize_data(resource: Resource) -> Desired:
         raise SpecError("spec.file", f"{path} holds {len(data)} bytes; the engine takes at most {limit}")
     if not data and resource.kind == "Secret":
         raise SpecError("spec.file", f"{path} is empty; the engine refuses an empty secret")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_digest(resource.kind, resource.name, data)
     name = engine_name(resource.name, digest)
     if len(name) > SWARM_NAME_MAX:
         raise SpecError(
