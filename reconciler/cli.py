@@ -214,6 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "fields": [f.path for f in change.fields],
                 "blocked": blocked,
                 "lastError": (failure or {}).get("error"),
+                "errorClass": (failure or {}).get("errorClass"),
                 "nextRetry": (failure or {}).get("nextRetry"),
             }
         )
@@ -223,7 +224,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for row in rows:
             detail = ", ".join(row["fields"]) or row["blocked"] or ""
             if row["lastError"] and row["lastError"] != row["blocked"]:
-                detail = f"{detail} last error: {row['lastError']}".strip()
+                kind = f" ({row['errorClass']})" if row["errorClass"] else ""
+                detail = f"{detail} last error{kind}: {row['lastError']}".strip()
             if row["nextRetry"]:
                 detail = f"{detail}; next retry {row['nextRetry']}"
             print(f"{row['status']:<8}  {row['kind']}/{row['name']}" + (f"  ({detail})" if detail else ""))
