@@ -102,7 +102,10 @@ def judge(
     if len(running_current) >= want and not not_running:
         return Progress(True, None, "")
     starting = ", ".join(sorted({t["Status"].get("State", "?") for t in not_running})) or "none scheduled yet"
-    return Progress(False, None, f"{len(running_current)}/{want} tasks running ({starting})")
+    why = next((t["Status"]["Err"] for t in not_running if t["Status"].get("Err")), "")
+    return Progress(
+        False, None, f"{len(running_current)}/{want} tasks running ({starting})" + (f": {why}" if why else "")
+    )
 
 
 class ServiceWaiter:
