@@ -130,3 +130,43 @@ def test_a_secret_name_is_no_plain_hash_of_its_value(tmp_path: Path) -> None:
     assert secret.spec["hash"] != plain and config.spec["hash"] == plain
     other = normalize_data(resource("Secret", "db2", {"file": "./v"}, tmp_path / "m.yaml"))
     assert other.spec["hash"] != secret.spec["hash"]  # salted by name
+
+
+class NotAManager:
+    """An engine that is not a swarm manager: every swarm listing answers 503, as dockerd does."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def _refuse(self, name: str) -> None:
+        import requests
+        from docker.errors import APIError
+
+        self.calls.append(name)
+        response = requests.Response()
+        response.status_code = 503
+        raise APIError("503", response, explanation="This node is not a swarm manager. Use docker swarm init")
+
+    def services(self, **_: object) -> None:
+        self._refuse("services")
+
+    def secrets(self, **_: object) -> None:
+        self._refuse("secrets")
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_an_engine_without_swarm_plans_containers_and_blocks_services(tmp_path: Path, declared: bool) -> None:
+    """No swarm kinds declared: observe finds nothing and raises nothing (every other tree plans as before);
+    declared: the change is blocked saying the engine is not a swarm manager."""
+    engine = NotAManager()
+    ctx = DriverContext("p", tmp_path, engine_factory=lambda: engine)
+    (tmp_path / "s").write_text("v")
+    services, secrets = ServiceDriver(ctx), SecretDriver(ctx)
+    web = services.normalize(resource("Service", "web", {"image": "b"}, tmp_path / "m.yaml"))
+    pw = secrets.normalize(resource("Secret", "pw", {"file": "./s"}, tmp_path / "m.yaml"))
+    assert services.observe([web] if declared else []) == {}
+    assert secrets.observe([pw] if declared else []) == {}
+    assert engine.calls == ["services", "secrets"]
+    if declared:
+        assert "not a swarm manager" in (services.diff(web, None).blocked or "")
+        assert "not a swarm manager" in (secrets.diff(pw, None).blocked or "")

@@ -18,7 +18,18 @@ from docker.errors import NotFound
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.spec import normalize_data, read_data
-from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
+from reconciler.drivers.swarm.units import NOT_A_MANAGER, list_on_manager
+from reconciler.model import (
+    LABEL_NAME,
+    LABEL_PROJECT,
+    Action,
+    Change,
+    Desired,
+    FieldChange,
+    Observed,
+    Resource,
+    ownership_labels,
+)
 
 LABEL_CONTENT_HASH = "io.reconciler.content-hash"
 
@@ -33,6 +44,7 @@ class SwarmDataDriver(DockerDriver):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self._users: dict[str, list[tuple[str, str | None]]] = {}  # engine ID -> [(service, its project)]
+        self._not_a_manager = False
 
     # -- engine calls, per kind --------------------------------------------------------------------------------
     def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -49,6 +61,8 @@ class SwarmDataDriver(DockerDriver):
         return normalize_data(resource)
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        if self._not_a_manager:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
         if observed is None:
             return Change(
                 self.kind,
@@ -113,16 +127,13 @@ class SwarmDataDriver(DockerDriver):
         declared name (the planner then refuses to take it over)."""
         wanted = {d.spec["engineName"]: d.name for d in desired}
         with self.errors("*", "list"):
-            listed = self._list(project_filter(self.project, self.kind))
-            services = self.api.services()
-        for service in services:
-            spec = service.get("Spec") or {}
-            project = (spec.get("Labels") or {}).get("io.reconciler.project")
-            container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
-            for ref in container.get(self.ref_key.replace("Name", "s")) or []:
-                self._users.setdefault(ref.get(self.ref_key.replace("Name", "ID"), ""), []).append(
-                    (spec.get("Name", ""), project)
-                )
+            listed = list_on_manager(lambda: self._list(project_filter(self.project, self.kind)))
+        if listed is None:
+            self._not_a_manager = bool(wanted)
+            return {}
+        if any(self._observed(i).spec["engineName"] not in wanted for i in listed):  # something may be pruned
+            with self.errors("*", "list services"):
+                self._note_users(self.api.services())
         found: dict[str, Observed] = {}
         owned = set()
         for item in listed:
@@ -139,6 +150,17 @@ class SwarmDataDriver(DockerDriver):
             if others:
                 found[name] = self._observed(others[0])
         return found
+
+    def _note_users(self, services: list[Mapping[str, Any]]) -> None:
+        """Which services (and of which project) use each version, for prune."""
+        for service in services:
+            spec = service.get("Spec") or {}
+            project = (spec.get("Labels") or {}).get(LABEL_PROJECT)
+            container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            for ref in container.get(self.ref_key.replace("Name", "s")) or []:
+                self._users.setdefault(ref.get(self.ref_key.replace("Name", "ID"), ""), []).append(
+                    (spec.get("Name", ""), project)
+                )
 
     def _observed(self, item: Mapping[str, Any]) -> Observed:
         spec = item.get("Spec") or {}

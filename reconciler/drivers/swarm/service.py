@@ -25,7 +25,7 @@ from reconciler.drivers.swarm.converge import ServiceWaiter
 from reconciler.drivers.swarm.diff import KIND, diff_service, prune_service, with_data_versions
 from reconciler.drivers.swarm.readback import ServiceFacts, observed_service
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.drivers.swarm.units import scrub
+from reconciler.drivers.swarm.units import NOT_A_MANAGER, list_on_manager, scrub
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
@@ -67,6 +67,7 @@ class ServiceDriver(DockerDriver):
         super().__init__(ctx)
         self.options = ctx.options_for(ServiceOptions)
         self._digests: dict[str, str] = {}
+        self._not_a_manager = False
         # service -> "secrets"/"configs" -> declared name -> engine name of the version this pass wants
         self._wanted: dict[str, dict[str, dict[str, str]]] = {}
 
@@ -122,6 +123,8 @@ class ServiceDriver(DockerDriver):
                 targets.add(ref["target"])
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        if self._not_a_manager:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
         return diff_service(desired, observed, self._digests.get(desired.spec["image"]), self.wait)
 
     def prune(self, observed: Observed) -> Change:
@@ -159,9 +162,17 @@ class ServiceDriver(DockerDriver):
 
     # -- observe (read only) ---------------------------------------------------------------------------------
     def observe(self, desired: Sequence[Desired]) -> dict[str, Observed]:
+        """Nothing at all (and no further call) when no service is declared or owned, or the engine is no
+        swarm manager: a tree of containers costs one listing here."""
         declared = {d.name for d in desired}
         with self.errors("*", "list"):
-            listed = self.api.services(filters=project_filter(self.project, self.kind))
+            listed = list_on_manager(lambda: self.api.services(filters=project_filter(self.project, self.kind)))
+        if listed is None:
+            self._not_a_manager = bool(declared)
+            return {}
+        if not listed and not declared:
+            return {}
+        with self.errors("*", "list"):
             infos = {s["Spec"]["Name"]: s for s in listed}
             infos.update(concurrently(self._inspect_by_name, [n for n in declared if n not in infos]))
             networks = {n["Id"]: n["Name"] for n in self.api.networks(filters={"driver": "overlay"})}

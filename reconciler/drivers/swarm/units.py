@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+from docker.errors import APIError
 
 from reconciler.errors import SpecError
+
+NOT_A_MANAGER = "this engine is not a swarm manager (run `docker swarm init` there, or point at a manager)"
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -128,3 +133,14 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         for form in {secret, secret.encode("unicode_escape").decode(), json.dumps(secret)[1:-1]}:
             text = text.replace(form, "(sensitive)")
     return text
+
+
+def list_on_manager(listing: Callable[[], Any]) -> Any:
+    """`listing()`, or None when the engine answers that it is not a swarm manager (503): a tree without swarm
+    kinds must plan on any engine, and one with them is blocked with a clear reason."""
+    try:
+        return listing()
+    except APIError as exc:
+        if exc.status_code == 503 and "swarm" in str(exc.explanation or "").lower():
+            return None
+        raise
