@@ -170,3 +170,13 @@ def test_an_engine_without_swarm_plans_containers_and_blocks_services(tmp_path: 
     if declared:
         assert "not a swarm manager" in (services.diff(web, None).blocked or "")
         assert "not a swarm manager" in (secrets.diff(pw, None).blocked or "")
+
+
+def test_the_swarm_example_is_valid() -> None:
+    """examples/swarm passes validation (it is applied by hand against the test engine, see docs/swarm.md)."""
+    from reconciler.project import ProjectRunner
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "swarm"
+    loaded = ProjectRunner("swarm-demo", example).load_valid()
+    kinds = sorted(r.kind for r in loaded.resources)
+    assert kinds == ["Config", "Network", "Secret", "Service", "Service"]
