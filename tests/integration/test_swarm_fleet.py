@@ -40,6 +40,8 @@ def manager(fleet_env: fleetenv.Fleet, project_name: str) -> Iterator[tuple[Any,
     assert len(ready) >= 2, "the fleet's swarm has fewer than two ready nodes"
     yield client, url
     remove_swarm_objects(client, project_name)
+    for network in client.networks(filters={"label": [f"io.reconciler.project={project_name}"]}):
+        client.remove_network(network["Id"])
     client.close()
 
 
@@ -89,3 +91,41 @@ def test_replicated_service_spreads_over_both_nodes_and_global_runs_on_each(
     proc = reconcile("apply", tmp_manifests.dir, "--service-timeout", "5", env=env)
     assert proc.returncode == 1
     assert "not converged after 5s: 2/3 tasks running (pending): no suitable node" in proc.stdout, proc.stdout
+
+
+def test_tasks_on_both_nodes_reach_each_other_over_an_overlay(
+    fleet_env: fleetenv.Fleet, manager: tuple[Any, str], project_name: str, reconcile: Any, tmp_manifests: Any
+) -> None:
+    """An overlay network declared with the service: the task on the manager fetches a page from the task on
+    the worker by the service's DNS name (endpointMode dnsrr: the fleet has no IPVS for a virtual IP)."""
+    client, url = manager
+    net, web = f"{project_name}-net", f"{project_name}-web"
+    spec = service(
+        fleet_env.base_image,
+        replicas=2,
+        placement={"maxReplicasPerNode": 1},
+        endpointMode="dnsrr",
+        networks=[{"name": net}],
+        command=["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
+    )
+    docs = [doc("Network", net, {"driver": "overlay", "attachable": True}), doc("Service", web, spec)]
+    tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    proc = reconcile("apply", tmp_manifests.dir, env={"DOCKER_HOST": url})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(set(running_nodes(client, web))) == 2
+    [local] = client.containers(filters={"label": f"com.docker.swarm.service.name={web}"})
+    run = client.exec_create(
+        local["Id"],
+        [
+            "sh",
+            "-c",
+            f"for ip in $(nslookup tasks.{web} | sed -n 's/^Address[ 0-9]*: *//p' | grep -v ':53$'); do "
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $ip 8080 | tail -n 1; done",
+        ],
+    )
+    pages = sorted(client.exec_start(run["Id"]).decode().split())
+    hostnames = sorted(
+        t["Spec"]["ContainerSpec"].get("Hostname") or t["Status"]["ContainerStatus"]["ContainerID"][:12]
+        for t in client.tasks(filters={"service": web, "desired-state": "running"})
+    )
+    assert pages == hostnames  # both tasks answered: the one here and the one on the other node

@@ -20,6 +20,7 @@ ROLLING = frozenset(
         "entrypoint",
         "env",
         "ports",
+        "endpointMode",
         "networks",
         "mounts",
         "secrets",
@@ -152,7 +153,8 @@ def task_template(
 
 
 def endpoint_spec(spec: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    out = dict(current or {"Mode": "vip"})
+    out = dict(current or {})
+    out["Mode"] = spec["endpointMode"]
     ports = [
         {
             "Protocol": p["protocol"],

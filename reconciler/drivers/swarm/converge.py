@@ -18,6 +18,7 @@ from reconciler.errors import PermanentError, TemporaryError
 FAILED_STATES = frozenset({"failed", "rejected", "orphaned"})
 FAILURE_LIMIT = 3  # failed tasks of the current template that mean "this spec does not run"
 POLL_SECONDS = 1.0
+UPDATE_START_SECONDS = 5.0  # swarm starts an update within milliseconds; none at all when no task is dirty
 _IGNORED_TEMPLATE_KEYS = ("Runtime",)  # in the service's template, never in its tasks'
 
 
@@ -135,9 +136,23 @@ class ServiceWaiter:
         eligible, names = self._nodes()
         return judge(info, tasks, eligible, names, since), info, tasks, names
 
-    def wait(self, name: str, service_id: str, since: str, on_progress: Callable[[str], None] | None = None) -> None:
-        """Return once converged; raise PermanentError (failed) or TemporaryError (timed out) otherwise."""
+    def wait(
+        self,
+        name: str,
+        service_id: str,
+        since: str,
+        expect_update: bool = False,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Return once converged; raise PermanentError (failed) or TemporaryError (timed out) otherwise.
+
+        `expect_update`: the change rolls tasks. Until swarm's updater starts, the update status is empty and
+        tasks whose endpoint (not template) is stale look current, so first wait (briefly) for it to start."""
         deadline = time.monotonic() + self.timeout
+        if expect_update:
+            started = time.monotonic() + UPDATE_START_SECONDS
+            while time.monotonic() < started and not self.api.inspect_service(service_id).get("UpdateStatus"):
+                time.sleep(self.poll / 4)
         last = ""
         while True:
             progress, _, tasks, names = self.look(service_id, since)

@@ -148,6 +148,7 @@ def observed_service(
             ),
             key=lambda p: (p["containerPort"], p["protocol"], p["publishMode"], p["hostPort"] or 0),
         ),
+        "endpointMode": (spec.get("EndpointSpec") or {}).get("Mode") or "vip",
         "networks": sorted(
             (
                 {"name": network_names.get(n["Target"], n["Target"]), "aliases": sorted(set(n.get("Aliases") or []))}

@@ -107,6 +107,8 @@ class ServiceDriver(DockerDriver):
             declared = catalog.get("Network", net["name"])
             if declared is not None and declared.spec.get("driver") != "overlay":
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
+        if spec["endpointMode"] == "dnsrr" and any(p["publishMode"] == "ingress" for p in spec["ports"]):
+            yield "spec.endpointMode", "dnsrr cannot publish ingress ports; use publishMode: host"
         seen: dict[tuple[int, str], int] = {}
         for i, port in enumerate(spec["ports"]):
             if port["hostPort"] is None:
@@ -343,7 +345,7 @@ class ServiceDriver(DockerDriver):
             return
         try:
             with self.errors(name, "wait"):
-                ServiceWaiter(self.api, self.log, self.timeout).wait(name, observed.id, since)
+                ServiceWaiter(self.api, self.log, self.timeout).wait(name, observed.id, since, expect_update=rolling)
         except ReconcileError as exc:
             if not rolling:
                 raise type(exc)(f"service {name}: {exc}") from None

@@ -191,6 +191,7 @@ def normalize_service(resource: Resource) -> Desired:
             ),
             key=lambda p: (p["containerPort"], p["protocol"], p["publishMode"], p["hostPort"] or 0),
         ),
+        "endpointMode": spec.get("endpointMode", "vip"),
         "networks": sorted(
             ({"name": n["name"], "aliases": sorted(set(n.get("aliases") or []))} for n in spec.get("networks") or []),
             key=lambda n: n["name"],
