@@ -8,6 +8,7 @@ wait until the tasks converge, rolling a failed update back to the previous spec
 
 from __future__ import annotations
 
+import copy
 import datetime
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +53,13 @@ class ServiceOptions:
         "apply: seconds to wait for a service to converge before rolling it back (default 300)",
         env="RECONCILER_SERVICE_TIMEOUT",
     )
+
+
+def reworded(exc: ReconcileError, message: str) -> ReconcileError:
+    """The same error (class, retry delay) saying `message`."""
+    clone = copy.copy(exc)
+    clone.args = (message,)
+    return clone
 
 
 def _now() -> str:
@@ -232,7 +240,7 @@ class ServiceDriver(DockerDriver):
             message = scrub(str(exc), secrets)
             if message == str(exc):
                 raise
-            raise type(exc)(message) from None
+            raise reworded(exc, message) from None
 
     def _apply(self, change: Change) -> None:
         name = change.name
@@ -313,7 +321,7 @@ class ServiceDriver(DockerDriver):
             with self.errors(name, "remove after a failed create"):
                 self.api.remove_service(service_id)
             self.log.warning("service.create_failed", name=name, error=str(exc))
-            raise type(exc)(f"service {name}: created but did not converge ({exc}); removed again") from None
+            raise reworded(exc, f"service {name}: created but did not converge ({exc}); removed again") from None
         self.log.info("service.converged", name=name)
 
     def _update(self, desired: Desired, change: Change) -> None:
@@ -348,7 +356,7 @@ class ServiceDriver(DockerDriver):
                 ServiceWaiter(self.api, self.log, self.timeout).wait(name, observed.id, since, expect_update=rolling)
         except ReconcileError as exc:
             if not rolling:
-                raise type(exc)(f"service {name}: {exc}") from None
+                raise reworded(exc, f"service {name}: {exc}") from None
             outcome = self._roll_back(name, observed.id)
             raise PermanentError(f"service {name}: update failed: {exc}; {outcome}") from None
         self.log.info("service.converged", name=name)
