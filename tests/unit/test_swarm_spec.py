@@ -180,3 +180,67 @@ def test_the_swarm_example_is_valid() -> None:
     loaded = ProjectRunner("swarm-demo", example).load_valid()
     kinds = sorted(r.kind for r in loaded.resources)
     assert kinds == ["Config", "Network", "Secret", "Service", "Service"]
+
+
+CONTRACT_SERVICE = """
+apiVersion: reconciler/v1
+kind: Service
+metadata: {name: web}
+spec:
+  image: 127.0.0.1:5000/web:1.2
+  mode: replicated                    # replicated (default) | global
+  replicas: 3                         # replicated only; default 1
+  ports: [{containerPort: 80, hostPort: 8080, protocol: tcp, publishMode: ingress}]   # ingress (default) | host
+  secrets: [{name: db-password, target: db_password, uid: "0", gid: "0", mode: 0o400}]
+  configs: [{name: web-conf, target: /etc/web.conf}]
+  placement: {constraints: ["node.role==worker"], preferences: [{spread: node.labels.zone}], maxReplicasPerNode: 2}
+  update: {parallelism: 1, delay: 5s, order: start-first, failureAction: rollback, monitor: 10s}
+  rollback: {parallelism: 1, order: stop-first}
+  restartPolicy: {condition: any, delay: 5s, maxAttempts: 0}
+  stopGracePeriod: 10s
+---
+apiVersion: reconciler/v1
+kind: Secret                          # Config: the same shape
+metadata: {name: db-password}
+spec:
+  file: ./secrets/db-password.txt     # relative to the manifest; content never printed
+"""
+
+
+def test_the_contracts_swarm_example_is_valid(tmp_path: Path) -> None:
+    """The Service and Secret example of shared/CONTRACT.md loads without a problem (`mode: 0o400` is read by
+    YAML as a string and taken as octal)."""
+    from reconciler.project import ProjectRunner
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db-password.txt").write_text("pw")
+    (tmp_path / "m.yaml").write_text(CONTRACT_SERVICE)
+    loaded = ProjectRunner("p", tmp_path).load_valid()
+    web = loaded.catalog.get("Service", "web")
+    assert web is not None and web.spec["secrets"][0]["mode"] == 0o400
+    assert web.spec["update"]["failureAction"] == "rollback" and web.spec["rollback"]["failureAction"] == "pause"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"mode": "global", "placement": {"maxReplicasPerNode": 1}}, "spec.placement.maxReplicasPerNode"),
+        ({"rollback": {"failureAction": "rollback"}}, "spec.rollback.failureAction"),
+        ({"endpointMode": "dnsrr", "ports": [{"containerPort": 80}]}, "spec.endpointMode"),
+        (
+            {"ports": [{"containerPort": 80, "hostPort": 81}, {"containerPort": 90, "hostPort": 81}]},
+            "spec.ports.1.hostPort",
+        ),
+        (
+            {"secrets": [{"name": "a", "target": "/x"}], "configs": [{"name": "b", "target": "/x"}]},
+            "spec.configs.0.target",
+        ),
+    ],
+)
+def test_service_checks(tmp_path: Path, spec: dict, field: str) -> None:
+    """What the schema cannot say is reported by check() at the field."""
+    from reconciler.catalog import Catalog
+
+    driver = ServiceDriver(DriverContext("p", tmp_path))
+    desired = driver.normalize(resource("Service", "web", {"image": "b", **spec}, tmp_path / "m.yaml"))
+    assert [f for f, _ in driver.check(desired, Catalog())] == [field]

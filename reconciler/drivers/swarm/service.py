@@ -115,6 +115,8 @@ class ServiceDriver(DockerDriver):
             declared = catalog.get("Network", net["name"])
             if declared is not None and declared.spec.get("driver") != "overlay":
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
+        if spec["rollback"]["failureAction"] == "rollback":
+            yield "spec.rollback.failureAction", "a rollback cannot itself roll back: pause or continue"
         if spec["endpointMode"] == "dnsrr" and any(p["publishMode"] == "ingress" for p in spec["ports"]):
             yield "spec.endpointMode", "dnsrr cannot publish ingress ports; use publishMode: host"
         seen: dict[tuple[int, str], int] = {}
