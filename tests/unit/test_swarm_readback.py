@@ -151,3 +151,17 @@ def test_the_engine_document_reads_back_as_the_spec(source: str) -> None:
     read.pop("labels")
     assert read == dict(spec)
     assert facts.image_digest == "sha256:" + "a" * 64
+
+
+def test_a_service_follows_a_rebuilt_image() -> None:
+    """A build or pull of its Image in the same plan makes an in-sync service an update after it (re-pinned)."""
+    from reconciler.drivers.swarm.diff import IMAGE_FOLLOW, follow_image
+    from reconciler.model import Change
+
+    desired = full_desired()
+    none = diff_service(desired, observed_from(fixture("service-full.json")), resolved=None, wait=True)
+    build = Change("Image", "web-image", Action.CREATE)
+    push_only = Change("Image", "web-image", Action.UPDATE)
+    assert follow_image(none, [push_only]).action is Action.NONE
+    followed = follow_image(none, [build])
+    assert followed.action is Action.UPDATE and [f.note for f in followed.fields] == [IMAGE_FOLLOW]

@@ -187,6 +187,33 @@ def with_data_versions(change: Change, wanted: Mapping[str, Mapping[str, str]], 
     )
 
 
+IMAGE_FOLLOW = f"{ROLLS}; the image is built or pulled first: pinned to its digest again (no update if unchanged)"
+
+
+def follow_image(change: Change, upstream: list[Change], wait: bool = True) -> Change:
+    """A pending build or pull of the Image this service runs (CREATE/REPLACE): the service is updated after it,
+    so its tasks run the new digest."""
+    if change.desired is None or change.observed is None or change.action in (Action.DELETE, Action.REPLACE):
+        return change
+    if any(f.path == "image" for f in change.fields):
+        return change
+    if not any(u.kind == "Image" and u.pending and u.action in (Action.CREATE, Action.REPLACE) for u in upstream):
+        return change
+    ref = change.desired.spec["image"]
+    fields = (*change.fields, FieldChange("image", ref, ref, Action.UPDATE, note=IMAGE_FOLLOW))
+    steps = tuple(steps_for(Action.UPDATE, change.desired, list(fields), wait))
+    return Change(
+        change.kind,
+        change.name,
+        Action.UPDATE,
+        fields,
+        change.desired,
+        change.observed,
+        steps=steps,
+        notes=change.notes,
+    )
+
+
 def prune_service(observed: Observed) -> Change:
     return Change(
         KIND,

@@ -23,10 +23,17 @@ from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
 from reconciler.drivers.swarm.body import endpoint_spec, rolls_tasks, service_spec, task_template
 from reconciler.drivers.swarm.converge import ServiceWaiter
-from reconciler.drivers.swarm.diff import KIND, diff_service, prune_service, with_data_versions
+from reconciler.drivers.swarm.diff import (
+    IMAGE_FOLLOW,
+    KIND,
+    diff_service,
+    follow_image,
+    prune_service,
+    with_data_versions,
+)
 from reconciler.drivers.swarm.readback import ServiceFacts, observed_service
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.drivers.swarm.units import NOT_A_MANAGER, list_on_manager, scrub
+from reconciler.drivers.swarm.units import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
@@ -102,6 +109,17 @@ class ServiceDriver(DockerDriver):
         for i, mount in enumerate(spec["mounts"]):
             if mount["type"] == "volume":
                 yield Reference("Volume", mount["source"], f"spec.mounts.{i}.source", required=False)
+
+    def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
+        """The Image manifest with this service's reference, when declared: built or pulled (and pushed) first."""
+        for image in catalog.of_kind("Image"):
+            ref = image.spec.get("reference") or image.resource.spec.get("reference")
+            if ref and canonical_reference(str(ref)) == desired.spec["image"]:
+                yield Reference("Image", image.name, "spec.image", required=False)
+
+    def follow(self, change: Change, upstream: list[Change]) -> Change:
+        """An Image this service runs is built or pulled in the same plan: pin its digest again afterwards."""
+        return follow_image(change, upstream, self.wait)
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         spec = desired.spec
@@ -336,7 +354,11 @@ class ServiceDriver(DockerDriver):
         rolling = any(rolls_tasks(f.path) for f in change.fields)
         if rolling:
             image_changed = any(f.path == "image" for f in change.fields)
-            image = self._resolve(desired) if image_changed else current["TaskTemplate"]["ContainerSpec"]["Image"]
+            running = current["TaskTemplate"]["ContainerSpec"]["Image"]
+            image = self._resolve(desired) if image_changed else running
+            if image == running and all(f.note == IMAGE_FOLLOW for f in change.fields):
+                self.log.info("service.image_unchanged", name=name, image=image)
+                return  # the rebuilt image has the digest the service runs: nothing to send
             secret_ids, config_ids = self._data_ids(desired, change)
             template = task_template(desired.spec, image, secret_ids, config_ids, current.get("TaskTemplate"))
             endpoint = endpoint_spec(desired.spec, current.get("EndpointSpec"))
