@@ -165,3 +165,17 @@ def test_a_service_follows_a_rebuilt_image() -> None:
     assert follow_image(none, [push_only]).action is Action.NONE
     followed = follow_image(none, [build])
     assert followed.action is Action.UPDATE and [f.note for f in followed.fields] == [IMAGE_FOLLOW]
+
+
+def test_an_update_keeps_what_the_manifest_does_not_manage() -> None:
+    """Built over the current document, the new template keeps keys set by others (Init, Platforms, LogDriver)."""
+    desired = normalize_service(service_resource({"image": "busybox", "command": ["sleep", "1"]}))
+    current = fixture("service-cli.json")["service"]["Spec"]
+    current["TaskTemplate"]["LogDriver"] = {"Name": "json-file"}
+    template = task_template(desired.spec, "busybox:latest@sha256:" + "b" * 64, {}, {}, current["TaskTemplate"])
+    assert template["LogDriver"] == {"Name": "json-file"}
+    assert template["ContainerSpec"]["Init"] is False
+    assert template["Placement"]["Platforms"] == current["TaskTemplate"]["Placement"]["Platforms"]
+    assert "Runtime" not in template  # the engine fills it in again
+    body = service_spec(desired.name, desired.spec, {}, template, endpoint_spec(desired.spec), current)
+    assert body["EndpointSpec"] == {"Mode": "vip"} and body["Mode"] == {"Replicated": {"Replicas": 1}}
