@@ -92,7 +92,15 @@ class ServiceDriver(DockerDriver):
 
     @property
     def timeout(self) -> float:
-        return float(self.options.service_timeout)
+        try:
+            seconds = float(self.options.service_timeout)  # a string when given on the command line
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if seconds <= 0:
+            raise PermanentError(
+                f"--service-timeout: expected a positive number of seconds, got {self.options.service_timeout!r}"
+            )
+        return seconds
 
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
