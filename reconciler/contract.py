@@ -32,6 +32,7 @@ permanent ones until the manifest or the observed object changes (or the periodi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.model import Change, Desired, Observed, Reference, Resource
+from reconciler.model import Step as Step  # drivers build plan steps with it
 
 Key = tuple[str, str]
 T = TypeVar("T")
@@ -89,6 +91,15 @@ class EngineEvent:
     type: str = ""  # what the event is about, for logs ("container", "network")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Client TLS material for an engine: the CA its certificate must chain to, our certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Where the drivers' objects live, for the life of a command (one `watch` keeps it for months).
@@ -97,6 +108,11 @@ class Engine(Protocol):
     """
 
     options_type: ClassVar[type]
+
+    @classmethod
+    def for_host(cls, address: str, tls: TlsFiles | None) -> Engine:
+        """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect."""
+        ...
 
     @property
     def url(self) -> str:
@@ -109,6 +125,10 @@ class Engine(Protocol):
 
     def ping(self) -> None:
         """Raise EngineUnavailable unless the engine answers now."""
+        ...
+
+    def identity(self) -> str:
+        """What tells this engine from every other one (however it is addressed); connects."""
         ...
 
     def reset(self) -> None:
@@ -144,6 +164,7 @@ class DriverContext:
     options: Iterable[Any] = ()
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
+    host: str | None = None  # in a fleet: the Host this context's engine is
     _engine: Any = None
 
     def __post_init__(self) -> None:
@@ -160,6 +181,14 @@ class DriverContext:
     def engine_url(self) -> str | None:
         """The engine's address, known without contacting it (None when no engine is configured)."""
         return self.engine_handle.url if self.engine_handle is not None else None
+
+    @property
+    def state_key(self) -> str:
+        """What names this engine in the state files drivers keep: "" for the one engine of a tree without
+        Hosts (the names used before fleets existed), else a digest of the Host's engine address."""
+        if self.host is None or self.engine_url is None:
+            return ""
+        return hashlib.sha256(self.engine_url.encode()).hexdigest()[:12]
 
     @property
     def engine(self) -> Any:
@@ -209,6 +238,9 @@ class Driver(Protocol):
     # True: a create/update/replace waits for the deletes of its own kind (a pruned container may hold the
     # host port or static IP its successor needs)
     create_after_deletes: ClassVar[bool]
+    # True: objects of this kind act on the machine reconcile runs on, not through the engine (firewall rules);
+    # in a fleet they may only be placed on Hosts reached through a local socket
+    local_only: ClassVar[bool]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -282,6 +314,7 @@ class BaseDriver:
     claims_names: ClassVar[bool] = True
     delete_after_users: ClassVar[bool] = True
     create_after_deletes: ClassVar[bool] = False
+    local_only: ClassVar[bool] = False
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -328,6 +361,17 @@ class BaseDriver:
         raise NotImplementedError
 
 
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+    """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
+    step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
+    ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op
+    unknown = sorted({op for op in ops if op not in handlers})
+    if unknown:
+        raise PermanentError(f"internal error: {change.subject}: no handler for step(s) {', '.join(unknown)}")
+    for step in change.steps:
+        handlers[step.op](*step.args)  # type: ignore[attr-defined]
+
+
 HOOKS = (
     "normalize",
     "references",
@@ -342,7 +386,16 @@ HOOKS = (
     "after_plan",
     "apply",
 )
-ATTRIBUTES = ("kind", "rank", "schema", "options_type", "claims_names", "delete_after_users", "create_after_deletes")
+ATTRIBUTES = (
+    "kind",
+    "rank",
+    "schema",
+    "options_type",
+    "claims_names",
+    "delete_after_users",
+    "create_after_deletes",
+    "local_only",
+)
 
 
 def missing_hooks(cls: type) -> list[str]:

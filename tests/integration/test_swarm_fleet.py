@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from tests import fleetenv
-
-from .test_swarm_services import doc, remove_swarm_objects, service
+from tests.swarmhelpers import doc, remove_swarm_objects, service
 
 pytestmark = [pytest.mark.engine, pytest.mark.netns]
 

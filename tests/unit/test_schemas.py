@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-KINDS = ("Image", "Volume", "Network", "Container", "FirewallAllowList", "Service", "Secret", "Config")
+KINDS = ("Image", "Volume", "Network", "Container", "FirewallAllowList", "Host", "Service", "Secret", "Config")
 
 
 def _load_all() -> dict[str, dict[str, Any]]:
@@ -892,6 +892,7 @@ def test_label_rules_are_the_same_for_every_kind(kind: str) -> None:
         "Network": {},
         "Container": {"image": "b"},
         "FirewallAllowList": {"interfaces": ["eth0"]},
+        "Host": {"engine": "unix:///run/docker.sock"},
         "Service": {"image": "b"},
         "Secret": {"file": "./s"},
         "Config": {"file": "./c"},

@@ -16,9 +16,7 @@ from reconciler.drivers.container.apply import (
     create_config,
     ensure_image,
     post_update,
-    reconnect,
     settle,
-    update_body,
     wait_for,
 )
 from reconciler.drivers.container.checks import (
@@ -34,6 +32,8 @@ from reconciler.drivers.container.diff import (
     leftover_of,
     prune_container,
 )
+from reconciler.drivers.container.fields import IN_PLACE, in_place_body
+from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
     ContainerFacts,
     engine_name,
@@ -244,10 +244,7 @@ class ContainerDriver(DockerDriver):
         config = create_config(self.api, desired, labels)
         cid = self.api.create_container(**config)["Id"]
         self.log.info("container.created", name=desired.name, id=cid[:12])
-        for extra in desired.spec["networks"][1:] if desired.spec["networkMode"] is None else []:
-            self.api.connect_container_to_network(
-                cid, extra["name"], aliases=extra["aliases"] or None, ipv4_address=extra["ipv4Address"]
-            )
+        connect_extra_networks(self.api, cid, desired.spec)
         if desired.spec["state"] == "running":
             self.api.start(cid)
             self.log.info("container.started", name=desired.name)
@@ -259,36 +256,29 @@ class ContainerDriver(DockerDriver):
         desired = change.desired
         assert desired is not None
         name = change.name
-        paths = [f.path for f in change.fields if f.action is Action.UPDATE]
-        if "name" in paths:
+        # an update runs only when every field is in place (or is an image follow whose image did not move)
+        fields = [f for f in change.fields if f.action is Action.UPDATE]
+        if any(f.path == "name" for f in fields):
             self.api.rename(facts.id, name)
             self.log.info("container.renamed_back", name=name, was=facts.engine_name)
-        resources = [p.split(".", 1)[1] for p in paths if p.startswith("resources.")]
-        restart = "restartPolicy" in paths
-        if resources or restart:
-            body = update_body(desired.spec, resources, restart)
+        # one update call for every in-place field changed through it, then each field's own operation, in order
+        changed: dict[str, list[str]] = {}
+        for row in IN_PLACE:
+            mine = row.changes_of(fields)
+            if mine and row.update is not None and row.update.body is not None:
+                changed[row.key] = [sub for f in mine if (sub := f.path.partition(".")[2])]
+        if changed:
+            body = in_place_body(desired.spec, changed)
             post_update(self.api, facts.id, body)
             self.log.info("container.updated", name=name, fields=sorted(body))
-        wanted = {n["name"]: n for n in desired.spec["networks"]}
-        had = {n["name"]: n for n in (change.observed.spec.get("networks") or [])} if change.observed else {}
-        for f in change.fields:
-            if f.path.startswith("networks."):
-                net = f.path.split(".", 1)[1]
-                reconnect(self.api, self.log, name, facts.id, net, had.get(net), wanted.get(net))
-        state = next((f for f in change.fields if f.path == "state"), None)
-        if state is not None and state.old == "paused":
-            self.api.unpause(facts.id)  # running again; a stop from paused would skip the graceful signal
-            self.log.info("container.unpaused", name=name)
-            if state.new == "stopped":
-                self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
-                self.log.info("container.stopped", name=name)
-        elif state is not None and state.new == "running":
-            self._wait_for_dependencies(desired)
-            self.api.start(facts.id)
-            self.log.info("container.started", name=name)
-        elif state is not None:
-            self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
-            self.log.info("container.stopped", name=name)
+        had = change.observed.spec if change.observed else {}
+        updating = Updating(
+            self.api, self.log, name, facts.id, desired, had, partial(self._wait_for_dependencies, desired)
+        )
+        for row in IN_PLACE:
+            mine = row.changes_of(fields)
+            if mine and row.update is not None and row.update.run is not None:
+                row.update.run(updating, mine)
 
     def _discard_failed_create(self, name: str) -> None:
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""
