@@ -128,3 +128,28 @@ def test_tasks_on_both_nodes_reach_each_other_over_an_overlay(
         for t in client.tasks(filters={"service": web, "desired-state": "running"})
     )
     assert pages == hostnames  # both tasks answered: the one here and the one on the other node
+
+
+def test_a_service_placed_on_a_host_of_a_fleet(
+    fleet_env: fleetenv.Fleet, manager: tuple[Any, str], project_name: str, reconcile: Any, tmp_manifests: Any
+) -> None:
+    """In a tree with Host manifests, a Secret and a Service placed with `spec.hosts` on the Host that is the
+    fleet's swarm manager are created there (with its content-addressed secret) and plan in sync afterwards."""
+    client, url = manager
+    web, secret = f"{project_name}-web", f"{project_name}-pw"
+    tmp_manifests("pw.txt", "fleet-secret\n")
+    host = {"apiVersion": "reconciler/v1", "kind": "Host", "metadata": {"name": "mgr"}, "spec": {"engine": url}}
+    docs = [
+        host,
+        doc("Secret", secret, {"file": "./pw.txt", "hosts": ["mgr"]}),
+        doc("Service", web, {**service(fleet_env.base_image, secrets=[{"name": secret}]), "hosts": ["mgr"]}),
+    ]
+    tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    proc = reconcile("apply", tmp_manifests.dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fleet-secret" not in proc.stdout + proc.stderr
+    [used] = client.inspect_service(web)["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert used["SecretName"].startswith(f"{secret}-") and used["File"]["Name"] == secret
+    assert running_nodes(client, web)
+    proc = reconcile("plan", tmp_manifests.dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
