@@ -17,9 +17,16 @@ What must outlive a pass (the engine connection) lives in the `Engine`, reached 
    whole catalog (pure: no engine, no host; validation runs these alone).
 2. `observe(desired)` once per kind, all kinds concurrently (reads the host, changes nothing).
 3. `diff(desired, observed)` for each declared object, `prune(observed)` for each owned object whose manifest
-   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (all pure).
+   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (they may read the host, e.g.
+   which containers use a network, and never change it).
 4. `follow(change, upstream)` in rank order, then `after_plan(change, changes)` once the plan is whole (pure).
 5. `apply(change)` per pending change, in dependency order, concurrently across independent changes.
+
+## Steps
+A change's `steps` are `model.Step`s: the text the plan prints, with the op (and arguments) apply performs for
+it. Drivers build them once, in `diff`/`prune`, and carry them out with `run_steps(change, handlers)`, so the
+steps a plan prints are the steps apply runs. A change the plan shows without steps (a plain create of a network
+or volume) is the one operation its action names.
 
 ## Errors
 Hooks raise `reconciler.errors.ReconcileError` subclasses: `TemporaryError` (retry may help; `delay` suggests
@@ -274,10 +281,10 @@ class Driver(Protocol):
         name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
         ...
 
-    # -- pure, given what observe saw in this pass -----------------------------------------------------------
+    # -- may read the host, never change it; given what observe saw in this pass ------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the steps apply
-        will take (`Change.steps`, which apply follows: one source for both)."""
+        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the `Step`s apply
+        will take (`Change.steps`, which apply follows through `run_steps`: one source for both)."""
         ...
 
     def prune(self, observed: Observed) -> Change:

@@ -107,43 +107,67 @@ def settle(inspect: Callable[[str], Mapping[str, Any]], cid: str, seconds: float
 
 
 class Replacer:
-    """The replace algorithm, idempotent and safe to rerun after a crash at any step:
+    """The replace algorithm, idempotent and safe to rerun after a crash at any step; the plan's steps call it:
 
-    1. stop the old container and rename it to `<name>__reconciler_old` (it may hold a host port or a static IP
-       the new one needs); a container already parked there is the old one of an interrupted run;
-    2. create and start the new one (after its dependencies are up);
-    3. only then remove the old one.
+    1. `stop_old`, `park`: stop the old container and rename it to `<name>__reconciler_old` (it may hold a host
+       port or a static IP the new one needs); a container already parked there is the old one of an
+       interrupted run;
+    2. `guarded(create)`, `guarded(start)`: create and start the new one (after its dependencies are up);
+    3. `drop_old`: only then remove the old one.
     If 2 fails: remove the new one, give the old one its name back, start it if it was running, and raise.
     """
 
-    def __init__(self, api: Any, log: Any, create_and_start: Callable[[], str], project: str) -> None:
+    def __init__(
+        self,
+        api: Any,
+        log: Any,
+        project: str,
+        name: str,
+        old_id: str,
+        old_running: bool,
+        stop_timeout: int,
+        parked: bool,
+    ) -> None:
         self.api = api
         self.log = log
-        self.create_and_start = create_and_start
         self.project = project  # containers under the aside or primary name of another owner are never removed
+        self.name, self.old_id, self.old_running = name, old_id, old_running
+        self.stop_timeout, self.parked = stop_timeout, parked
+        self.aside = aside_name(name)
+        self._stale: str | None = None
 
-    def run(self, name: str, old_id: str, old_running: bool, stop_timeout: int, parked: bool) -> None:
-        aside = aside_name(name)
-        if not parked:
-            stale = self._stale_aside(aside, old_id)  # before the old one stops: a refusal leaves it serving
-            self.api.stop(old_id, timeout=stop_timeout)
-            if stale is not None:
-                self.api.remove_container(stale, v=False, force=True)
-            self.api.rename(old_id, aside)
-        else:
-            self.api.stop(old_id, timeout=stop_timeout)
-        self.log.info("container.parked", name=name, aside=aside)
-        try:
-            self.create_and_start()
-        except Exception as exc:
-            self._roll_back(name, old_id, old_running, stop_timeout)
-            reason = str(exc) if isinstance(exc, ReconcileError | APIError) else repr(exc)
-            raise PermanentError(
-                f"container {name}: replace failed, the old container was restored"
-                f"{' and restarted' if old_running else ''}: {reason}"
-            ) from None
-        self.api.remove_container(old_id, v=False, force=True)
-        self.log.info("container.replaced", name=name)
+    def stop_old(self) -> None:
+        if not self.parked:
+            self._stale = self._stale_aside(self.aside, self.old_id)  # before the stop: a refusal leaves it serving
+        self.api.stop(self.old_id, timeout=self.stop_timeout)
+        if self.parked:
+            self.log.info("container.parked", name=self.name, aside=self.aside)
+
+    def park(self) -> None:
+        if self._stale is not None:
+            self.api.remove_container(self._stale, v=False, force=True)
+        self.api.rename(self.old_id, self.aside)
+        self.log.info("container.parked", name=self.name, aside=self.aside)
+
+    def guarded(self, step: Callable[[], object]) -> Callable[[], None]:
+        """`step` of the new container; should it fail, the old one is restored before the error is raised."""
+
+        def run() -> None:
+            try:
+                step()
+            except Exception as exc:
+                self._roll_back(self.name, self.old_id, self.old_running, self.stop_timeout)
+                reason = str(exc) if isinstance(exc, ReconcileError | APIError) else repr(exc)
+                raise PermanentError(
+                    f"container {self.name}: replace failed, the old container was restored"
+                    f"{' and restarted' if self.old_running else ''}: {reason}"
+                ) from None
+
+        return run
+
+    def drop_old(self) -> None:
+        self.api.remove_container(self.old_id, v=False, force=True)
+        self.log.info("container.replaced", name=self.name)
 
     def _stale_aside(self, aside: str, old_id: str) -> str | None:
         """The ID of a leftover of this project under the aside name (the primary exists, so it is an older

@@ -20,7 +20,7 @@ from reconciler.drivers.container.fields import IMAGE_FOLLOW as IMAGE_FOLLOW
 from reconciler.drivers.container.fields import IMAGE_MOVED as IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts
 from reconciler.drivers.container.spec import aside_name
-from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed
+from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed, Step
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 
 KIND = "Container"
@@ -71,19 +71,16 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts
     name = desired.name
     waits = dependency_waits(desired)
     start = desired.spec["state"] == "running"
+    create, starting = Step(f"create {name}", "create"), [Step(f"start {name}", "start")] if start else []
     if action is Action.CREATE:
-        return [*waits, f"create {name}", *([f"start {name}"] if start else [])]
+        return [*waits, create, *starting]
     if action is Action.REPLACE:
         assert facts is not None
-        old = facts.engine_name
-        parked = [f"stop {old}"] if facts.aside else [f"stop {old}", f"rename {old} to {aside_name(name)}"]
-        return [
-            *waits,
-            *parked,
-            f"create {name}",
-            *([f"start {name}"] if start else []),
-            f"remove {aside_name(name)} (on failure: remove the new one, restore the old one)",
-        ]
+        old, aside = facts.engine_name, aside_name(name)
+        stop = Step(f"stop {old}", "stop-old")
+        parked = [stop] if facts.aside else [stop, Step(f"rename {old} to {aside}", "park")]
+        drop = Step(f"remove {aside} (on failure: remove the new one, restore the old one)", "drop-old")
+        return [*waits, *parked, create, *starting, drop]
     steps = [f"rename {f.old} to {f.new}" for f in fields if f.path == "name"]
     for row in IN_PLACE:
         assert row.update is not None
@@ -123,7 +120,7 @@ def leftover_of(observed: Observed) -> str | None:
 def prune_container(observed: Observed) -> Change:
     """An owned container whose manifest is gone (or a leftover aside container): stop and remove it."""
     name = observed.raw.engine_name if isinstance(observed.raw, ContainerFacts) else observed.name
-    steps = (f"stop {name}", f"remove {name} (its volumes are kept)")
+    steps = (Step(f"stop {name}", "stop"), Step(f"remove {name} (its volumes are kept)", "remove"))
     primary = leftover_of(observed)
     notes = (f"leftover of an interrupted replace of {primary}, which holds its name again",) if primary else ()
     return Change(KIND, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)

@@ -3,6 +3,7 @@ disruptive action (update in place, reconnect, start/stop) and replace safely wh
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -10,7 +11,7 @@ from typing import Any
 
 from docker.errors import ImageNotFound, NotFound
 
-from reconciler.contract import Catalog, EngineEvent, Key
+from reconciler.contract import Catalog, EngineEvent, Key, run_steps
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -177,19 +178,28 @@ class ContainerDriver(DockerDriver):
             raise clone from None
 
     def _apply(self, change: Change) -> None:
+        """The steps the plan showed (create, replace, delete); an in-place update runs its fields' rows."""
         name = change.name
         if change.action is Action.DELETE:
             assert change.observed is not None
             with self.errors(name, "remove"):
-                self._remove(change.observed)
+                self._remove(change)
             return
         desired = change.desired
         assert desired is not None
+        created: dict[str, str] = {}
+
+        def create() -> None:
+            created["id"] = self._create(desired)
+
+        def start() -> None:
+            self._start(desired, created["id"])
+
         if change.action is Action.CREATE:
             with self.errors(name, "create"):
                 try:
                     # a command that exits at once fails the create here, not as drift in the next plan
-                    self._create_and_start(desired, check_settle=True)
+                    run_steps(change, {"wait": self._wait_one, "create": create, "start": start})
                 except Exception:
                     self._discard_failed_create(name)
                     raise
@@ -198,17 +208,28 @@ class ContainerDriver(DockerDriver):
         facts = change.observed.raw
         assert isinstance(facts, ContainerFacts)
         if change.action is Action.REPLACE and self._replace_needed(change, facts):
+            replacer = Replacer(
+                self.api,
+                self.log,
+                self.project,
+                name,
+                facts.id,
+                change.observed.spec["state"] in ("running", "paused"),
+                change.observed.spec["stopTimeout"],
+                parked=facts.aside,
+            )
             with self.errors(name, "replace"):
-                # before the old container is touched: a failed dependency never stops a healthy container
-                self._wait_for_dependencies(desired)
-                Replacer(
-                    self.api, self.log, partial(self._create_and_start, desired, True, wait=False), self.project
-                ).run(
-                    name,
-                    facts.id,
-                    change.observed.spec["state"] in ("running", "paused"),
-                    change.observed.spec["stopTimeout"],
-                    parked=facts.aside,
+                # the waits come first: a failed dependency never stops a healthy container
+                run_steps(
+                    change,
+                    {
+                        "wait": self._wait_one,
+                        "stop-old": replacer.stop_old,
+                        "park": replacer.park,
+                        "create": replacer.guarded(create),
+                        "start": replacer.guarded(start),
+                        "drop-old": replacer.drop_old,
+                    },
                 )
             return
         with self.errors(name, "update"):
@@ -231,11 +252,12 @@ class ContainerDriver(DockerDriver):
 
     def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
-            wait_for(by_name(self.api.inspect_container), dep["name"], dep["condition"], dep["timeout"])
+            self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
-    def _create_and_start(self, desired: Desired, check_settle: bool, wait: bool = True) -> str:
-        if wait:
-            self._wait_for_dependencies(desired)
+    def _wait_one(self, name: str, condition: str, timeout: float) -> None:
+        wait_for(by_name(self.api.inspect_container), name, condition, timeout)
+
+    def _create(self, desired: Desired) -> str:
         ensure_image(self.api, desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
@@ -245,12 +267,12 @@ class ContainerDriver(DockerDriver):
         cid = self.api.create_container(**config)["Id"]
         self.log.info("container.created", name=desired.name, id=cid[:12])
         connect_extra_networks(self.api, cid, desired.spec)
-        if desired.spec["state"] == "running":
-            self.api.start(cid)
-            self.log.info("container.started", name=desired.name)
-            if check_settle:
-                settle(self.api.inspect_container, cid)
         return cid
+
+    def _start(self, desired: Desired, cid: str) -> None:
+        self.api.start(cid)
+        self.log.info("container.started", name=desired.name)
+        settle(self.api.inspect_container, cid)
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
         desired = change.desired
@@ -289,11 +311,23 @@ class ContainerDriver(DockerDriver):
         if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:
             self.api.remove_container(info["Id"], v=False, force=True)
 
-    def _remove(self, observed: Observed) -> None:
+    def _remove(self, change: Change) -> None:
+        observed = change.observed
+        assert observed is not None
         timeout = observed.spec.get("stopTimeout", 10)
-        try:
-            self.api.stop(observed.id, timeout=timeout)
-            self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
-        except NotFound:
-            pass  # already gone: the goal of a removal
+        gone = False
+
+        def stop() -> None:
+            nonlocal gone
+            try:
+                self.api.stop(observed.id, timeout=timeout)
+            except NotFound:
+                gone = True  # already gone: the goal of a removal
+
+        def remove() -> None:
+            if not gone:
+                with contextlib.suppress(NotFound):
+                    self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
+
+        run_steps(change, {"stop": stop, "remove": remove})
         self.log.info("container.removed", name=observed.name, id=observed.id[:12])

@@ -54,7 +54,7 @@ from reconciler.drivers.container.values import (
 )
 from reconciler.drivers.engine.common import user_labels
 from reconciler.errors import SpecError
-from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange
+from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange, Step
 
 BUILTIN_MODES = ("bridge", "host", "none")
 
@@ -565,9 +565,12 @@ def _read_state(info: Mapping[str, Any], names: Mapping[str, str]) -> str:
     return "paused" if state.get("Paused") else "running" if state.get("Running") else "stopped"
 
 
-def dependency_waits(desired: Desired) -> list[str]:
-    """The plan steps waiting for `dependsOn`, before any start."""
-    return [f"wait for container {d['name']} to be {d['condition']}" for d in desired.spec["dependsOn"]]
+def dependency_waits(desired: Desired) -> list[Step]:
+    """The plan steps waiting for `dependsOn`, before any start (op `wait`: name, condition, timeout)."""
+    return [
+        Step(f"wait for container {d['name']} to be {d['condition']}", "wait", d["name"], d["condition"], d["timeout"])
+        for d in desired.spec["dependsOn"]
+    ]
 
 
 def _state_steps(fields: list[FieldChange], desired: Desired) -> list[str]:
