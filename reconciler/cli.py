@@ -75,6 +75,15 @@ def _global_options(parser: argparse.ArgumentParser, types: list[type], suppress
         for fld, flag in cli_flags(options_type):
             names = [flag.short, flag.flag] if flag.short else [flag.flag]
             value = os.environ.get(flag.env, fld.default) if flag.env else fld.default
+            if isinstance(fld.default, bool):  # a switch: `--no-wait`, not `--no-wait true`
+                parser.add_argument(
+                    *names,
+                    dest=_dest(options_type, fld.name),
+                    action="store_true",
+                    default=default(value),
+                    help=flag.help,
+                )
+                continue
             parser.add_argument(
                 *names,
                 dest=_dest(options_type, fld.name),

@@ -15,11 +15,12 @@ from reconciler.drivers.engine.errors import engine_errors, reason
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
 
-# What may concern a declared object: a container dying or going, a network or volume removed or changed.
 DEFAULT_REQUESTS = 8
+# What may concern a declared object: a container dying or going, a network or volume removed or changed, a
+# swarm service updated (scaled, edited) or removed by hand.
 EVENT_FILTERS = {
-    "type": ["container", "network", "volume"],
-    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
+    "type": ["container", "network", "volume", "service"],
+    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect", "update", "remove"],
 }
 
 

@@ -32,6 +32,7 @@ RULES = {
     "ipam": REPLACE,
     # the engine adds options of its own (e.g. the overlay's vxlan id); labels are the user's alone
     "options": Rule(Action.REPLACE, Compare.AT_LEAST),
+    "encrypted": REPLACE,  # overlay: IPsec between nodes (the engine's `encrypted` driver option)
     "labels": REPLACE,
 }
 
@@ -78,7 +79,8 @@ class NetworkDriver(DockerDriver):
             "attachable": bool(net.get("Attachable")),
             "enableIPv6": bool(net.get("EnableIPv6")),
             "ipam": {"driver": ipam.get("Driver") or "default", "config": config},
-            "options": dict(net.get("Options") or {}),
+            "options": {k: v for k, v in (net.get("Options") or {}).items() if k != "encrypted"},
+            "encrypted": "encrypted" in (net.get("Options") or {}),
             "labels": user_labels(labels),
         }
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
@@ -192,7 +194,7 @@ class NetworkDriver(DockerDriver):
                 self.api.create_network(
                     name,
                     driver=spec["driver"],
-                    options=spec["options"] or None,
+                    options={**spec["options"], **({"encrypted": ""} if spec.get("encrypted") else {})} or None,
                     ipam=ipam,
                     internal=spec["internal"],
                     attachable=spec["attachable"] or None,
