@@ -10,9 +10,10 @@ from typing import Any
 
 from reconciler.contract import Catalog, EngineEvent, Key, Step, run_steps
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
+from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
-from reconciler.drivers.engine.session import named_event_key
+from reconciler.drivers.engine.session import EngineOptions, named_event_key
 from reconciler.drivers.network.spec import (
     canonical,
     check_network,
@@ -21,7 +22,7 @@ from reconciler.drivers.network.spec import (
     subnets_of,
 )
 from reconciler.errors import PermanentError, ReconcileError, SpecError
-from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
 RULES = {
@@ -83,7 +84,17 @@ class NetworkDriver(DockerDriver):
             "encrypted": "encrypted" in (net.get("Options") or {}),
             "labels": user_labels(labels),
         }
+        adopted = self.adopted.holds(self.kind, net["Name"], net["Id"])
+        if adopted or adopting(self.ctx.options_for(EngineOptions).adopt, labels, self.project):
+            # a Compose network: the project's once adopted (labels cannot change), compared without Compose's
+            spec["labels"] = without_compose(labels)
+            spec["adopting"] = not adopted
+            labels = as_owned(labels, self.kind, net["Name"], self.project)
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
+
+    @cached_property
+    def adopted(self) -> Adopted:
+        return Adopted(self.project, self.ctx.state_key)
 
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
         key = named_event_key(event, self.kind, known)
@@ -95,7 +106,11 @@ class NetworkDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
-        return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_network)(n)))
+        adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
+        found = self.observe_named(
+            owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_network)(n))
+        )
+        return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
 
     @cached_property
     def swarm_active(self) -> bool:
@@ -131,7 +146,12 @@ class NetworkDriver(DockerDriver):
         it open (the pools themselves, or a pool's gateway)."""
         want = {**desired.spec, "labels": dict(desired.resource.labels)}
         want["ipam"] = {**desired.spec["ipam"], "config": pools_in_order(desired.spec["ipam"]["config"])}
-        have = {**observed.spec, "ipam": dict(observed.spec["ipam"])}
+        have = {k: v for k, v in observed.spec.items() if k != "adopting"}
+        have["ipam"] = dict(observed.spec["ipam"])
+        if desired.spec["driver"] != "overlay":
+            # the engine ignores `attachable` outside swarm scope (Compose sets it on every network it makes)
+            want.pop("attachable", None)
+            have.pop("attachable", None)
         declared = {e["subnet"]: e for e in want["ipam"]["config"]}
         if not declared:
             have["ipam"]["config"] = []
@@ -157,6 +177,8 @@ class NetworkDriver(DockerDriver):
             )
         want, have = self._comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
+        if observed.spec.get("adopting"):
+            return self._adoption(desired, observed, fields, blocked)
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
@@ -169,6 +191,18 @@ class NetworkDriver(DockerDriver):
                 *(Step(f"reconnect container {u}", "reconnect", u) for u in users),
             )
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
+
+    def _adoption(self, desired: Desired, observed: Observed, fields: list[FieldChange], blocked: str | None) -> Change:
+        """A Compose network of the same name is taken over as it is (its containers stay attached); one that
+        differs from the manifest is not."""
+        owner = FieldChange("owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE)
+        step = Step(f"adopt network {desired.name} from Compose project {self.project}", "adopt")
+        if fields and blocked is None:
+            blocked = (
+                f"{', '.join(f.path for f in fields)} differ from the Compose network; adopting takes a network "
+                "over as it is: make the manifest match it"
+            )
+        return Change(self.kind, desired.name, Action.UPDATE, (owner, *fields), desired, observed, blocked, (step,))
 
     def prune(self, observed: Observed) -> Change:
         return Change(
@@ -291,13 +325,24 @@ class NetworkDriver(DockerDriver):
         with self.errors(cid[:12], "inspect attached container"):
             return str(self.api.inspect_container(cid)["Name"]).lstrip("/")
 
+    def _adopt(self, change: Change) -> None:
+        assert change.observed is not None
+        try:
+            self.adopted.record(self.kind, change.name, change.observed.id)
+        except OSError as exc:
+            raise PermanentError(f"network {change.name}: cannot record the adoption: {exc}") from None
+        self.log.info("network.adopted", name=change.name, compose_project=self.project)
+
     def _remove(self, name: str) -> None:
         with self.errors(name, "remove"):
             self.api.remove_network(name)
+        self.adopted.forget(self.kind, name)
         self.log.info("network.removed", name=name)
 
     def apply(self, change: Change) -> None:
-        if change.action is Action.CREATE:
+        if change.action is Action.UPDATE:  # an adoption: the plan's one step
+            run_steps(change, {"adopt": lambda: self._adopt(change)})
+        elif change.action is Action.CREATE:
             assert change.desired is not None
             self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
         elif change.action is Action.DELETE:
