@@ -20,17 +20,17 @@ pytestmark = pytest.mark.engine
 COMPOSE = """
 version: "3.8"
 services:
-  store:
+  {p}-store:
     image: {image}
     command: ["sleep", "3600"]
     volumes: ["data:/data"]
     stop_grace_period: 1s
-  web:
+  {p}-web:
     image: {image}
     command: ["httpd", "-f", "-p", "80", "-h", "/data"]
     ports: ["127.0.0.1:{port}:80"]
     volumes: ["data:/data"]
-    depends_on: [store]
+    depends_on: [{p}-store]
     stop_grace_period: 1s
 volumes:
   data: {{}}
@@ -58,7 +58,8 @@ def compose_project(engine_host: str, project_name: str, tmp_path: Path, base_im
     mine, other = tmp_path / "mine", tmp_path / "other"
     for directory, p in ((mine, port), (other, other_port)):
         directory.mkdir()
-        (directory / "docker-compose.yml").write_text(COMPOSE.format(image=base_image, port=p))
+        # service names, and so container names, of this test only: a `web` elsewhere on the engine is no clash
+        (directory / "docker-compose.yml").write_text(COMPOSE.format(image=base_image, port=p, p=project_name))
     bystander = f"{project_name}-other"
     up = compose(project_name, mine, "up", "-d", host=engine_host)
     assert up.returncode == 0, up.stderr
@@ -75,7 +76,9 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
     p = project_name
     volume = f"{p}_data"
     # data written while Compose runs the project: it must survive the takeover
-    store = api.containers(filters={"label": [f"com.docker.compose.project={p}", "com.docker.compose.service=store"]})
+    store = api.containers(
+        filters={"label": [f"com.docker.compose.project={p}", f"com.docker.compose.service={p}-store"]}
+    )
     exec_id = api.exec_create(store[0]["Id"], ["sh", "-c", "echo precious > /data/precious.txt"])
     api.exec_start(exec_id)
     assert fetch_path(compose_project["port"], "/precious.txt").strip() == "precious"  # Compose serves it
@@ -90,6 +93,12 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
     imported = reconcile("import", "compose", compose_project["dir"] / "docker-compose.yml", "--out", out)
     assert imported.returncode == 0, imported.stderr
 
+    # a label the Compose network lacks: that network is replaced (its Compose containers reattached), not adopted
+    network = out / f"network-{p}_default.yaml"
+    network.write_text(
+        network.read_text().replace(f"  name: {p}_default", f"  name: {p}_default\n  labels: {{tier: back}}")
+    )
+
     refused = reconcile("plan", out)
     assert refused.returncode == 1 and "reconcile never takes over objects it does not own" in refused.stdout
 
@@ -98,7 +107,9 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
     changes = {c["name"]: c for c in json.loads(planned.stdout)["changes"]}
     assert changes[volume]["action"] == "update" and changes[volume]["fields"][0]["path"] == "owner"
     assert any("its data is kept" in s for s in changes[volume]["steps"])
-    assert changes["web"]["action"] == "replace" and changes["store"]["action"] == "replace"
+    assert changes[f"{p}-web"]["action"] == "replace" and changes[f"{p}-store"]["action"] == "replace"
+    assert changes[f"{p}_default"]["action"] == "replace"
+    assert [f["path"] for f in changes[f"{p}_default"]["fields"]] == ["owner", "labels"]
 
     applied = reconcile("apply", out, "--adopt")
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -112,9 +123,10 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
             assert time.monotonic() < deadline, "the adopted web container does not answer"
             time.sleep(0.3)
     assert served.strip() == "precious"  # same volume, same data, now served by the project's own container
-    for name in ("web", "store"):
+    for name in (f"{p}-web", f"{p}-store"):
         labels = api.inspect_container(name)["Config"]["Labels"]
         assert labels["io.reconciler.project"] == p and "com.docker.compose.project" not in labels
+    assert api.inspect_network(f"{p}_default")["Labels"]["io.reconciler.project"] == p
     ps = compose(p, compose_project["dir"], "ps", "-q", host=engine_host)
     assert ps.stdout.strip() == ""
     still = {

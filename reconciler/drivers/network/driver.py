@@ -177,8 +177,14 @@ class NetworkDriver(DockerDriver):
             )
         want, have = self._comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
-        if observed.spec.get("adopting"):
-            return self._adoption(desired, observed, fields, blocked)
+        if observed.spec.get("adopting") and not fields:
+            return self._adoption(desired, observed, blocked)
+        if observed.spec.get("adopting"):  # differs from the manifest: replaced, its Compose containers reattached
+            note = "the Compose network differs from the manifest: replaced by the project's own"
+            owner = FieldChange(
+                "owner", f"Compose project {self.project}", f"project {self.project}", Action.REPLACE, note=note
+            )
+            fields = [owner, *fields]
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
@@ -192,17 +198,12 @@ class NetworkDriver(DockerDriver):
             )
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
 
-    def _adoption(self, desired: Desired, observed: Observed, fields: list[FieldChange], blocked: str | None) -> Change:
-        """A Compose network of the same name is taken over as it is (its containers stay attached); one that
-        differs from the manifest is not."""
+    def _adoption(self, desired: Desired, observed: Observed, blocked: str | None) -> Change:
+        """A Compose network of the same name, as declared, is taken over as it is (its containers stay
+        attached)."""
         owner = FieldChange("owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE)
         step = Step(f"adopt network {desired.name} from Compose project {self.project}", "adopt")
-        if fields and blocked is None:
-            blocked = (
-                f"{', '.join(f.path for f in fields)} differ from the Compose network; adopting takes a network "
-                "over as it is: make the manifest match it"
-            )
-        return Change(self.kind, desired.name, Action.UPDATE, (owner, *fields), desired, observed, blocked, (step,))
+        return Change(self.kind, desired.name, Action.UPDATE, (owner,), desired, observed, blocked, (step,))
 
     def prune(self, observed: Observed) -> Change:
         return Change(
