@@ -13,6 +13,7 @@ from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_actio
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
 from reconciler.drivers.engine.session import named_event_key
+from reconciler.drivers.network.routes import HostRoute, bridge_name, first_conflict, read_host_routes
 from reconciler.drivers.network.spec import (
     canonical,
     check_network,
@@ -93,7 +94,42 @@ class NetworkDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
+        self.host_routes = self._read_routes(desired)
         return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_network)(n)))
+
+    host_routes: list[HostRoute] | None = None  # None: not read (a remote engine, or no subnet to check)
+
+    def _read_routes(self, desired: Sequence[Desired]) -> list[HostRoute] | None:
+        """This machine's routes and addresses, when a declared bridge subnet must be checked against them and the
+        engine runs here (a tcp:// or ssh:// engine's host cannot be read from this one)."""
+        if not any(self._route_checked(d) for d in desired):
+            return None
+        url = self.ctx.engine_url
+        if url is not None and not url.startswith("unix://"):
+            self.log.info("network.route_check.skipped", reason="the engine is remote", engine=url)
+            return None
+        try:
+            return read_host_routes()
+        except Exception as exc:  # advisory: a netlink failure must not stop the plan
+            self.log.warning("network.route_check.failed", error=str(exc))
+            return None
+
+    @staticmethod
+    def _route_checked(desired: Desired) -> bool:
+        return (
+            desired.spec["driver"] == "bridge"
+            and bool(desired.spec["ipam"]["config"])
+            and not desired.resource.spec.get("allowRouteOverlap", False)
+        )
+
+    def _route_conflict(self, desired: Desired, observed: Observed | None) -> str | None:
+        """Why the declared subnet would clash with a route or address of this host not on its own bridge."""
+        if self.host_routes is None or not self._route_checked(desired):
+            return None
+        own = None
+        if observed is not None and observed.spec["driver"] == "bridge":
+            own = bridge_name(observed.id, observed.spec["options"])
+        return first_conflict(subnets_of(desired.spec), self.host_routes, own)
 
     @cached_property
     def swarm_active(self) -> bool:
@@ -151,7 +187,11 @@ class NetworkDriver(DockerDriver):
                 blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
         if observed is None:
             return Change(
-                self.kind, desired.name, Action.CREATE, desired=desired, blocked=blocked or self._overlap(desired)
+                self.kind,
+                desired.name,
+                Action.CREATE,
+                desired=desired,
+                blocked=blocked or self._overlap(desired) or self._route_conflict(desired, None),
             )
         want, have = self._comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
@@ -159,7 +199,7 @@ class NetworkDriver(DockerDriver):
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
             users, foreign = self.split_users(desired.name)
-            blocked = blocked or foreign or self._overlap(desired)
+            blocked = blocked or foreign or self._overlap(desired) or self._route_conflict(desired, observed)
             steps = (
                 *(Step(f"disconnect container {u}", "disconnect", u) for u in users),
                 Step("remove network", "remove"),
