@@ -13,6 +13,8 @@ from typing import NoReturn
 import structlog
 
 from reconciler import __version__, logs, render
+from reconciler.completion import SHELLS
+from reconciler.completion import script as completion_script
 from reconciler.contract import NoOptions, cli_flags
 from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError, ValidationFailed
 from reconciler.executor import DEFAULT_WORKERS, succeeded
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a default here would overwrite the global --project given before the command
     compose.add_argument("-p", "--project", default=argparse.SUPPRESS, help="the Compose project name")
     compose.add_argument("--profile", action="append", default=[], help="activate a Compose profile (repeatable)")
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser
 
 
@@ -342,6 +346,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return run_watch(args, [runner])
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(args.shell, build_parser()), end="")
+    return EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from reconciler.compose import run_import
 
@@ -355,6 +364,7 @@ COMMANDS = {
     "status": cmd_status,
     "watch": cmd_watch,
     "import": cmd_import,
+    "completion": cmd_completion,
 }
 
 
