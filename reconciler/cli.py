@@ -21,10 +21,11 @@ from reconciler.executor import DEFAULT_WORKERS, succeeded
 from reconciler.fleet import HostSpec, select_hosts
 from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
 from reconciler.lock import ProjectLock
-from reconciler.model import Action, Plan
+from reconciler.model import Plan
 from reconciler.plugins import driver_classes, engine_class
 from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.state import read_failures, record_failures
+from reconciler.statuspage import status_of
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -257,18 +258,12 @@ def _apply_fleet(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded
     return EXIT_OK if not any(r.failed or r.skipped for r in runs) else EXIT_ERROR
 
 
-def _status_of(change_action: Action, blocked: str | None) -> str:
-    if blocked is not None:
-        return "blocked"
-    return {Action.NONE: "in sync", Action.CREATE: "missing"}.get(change_action, "drifted")
-
-
 def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dict[str, object]]:
     rows = []
     for change in plan.changes:
         if change.desired is None:
             continue
-        state = _status_of(change.action, change.blocked)
+        state = status_of(change.action, change.blocked)
         failure = failures.get(f"{change.kind}/{change.name}")
         blocked = change.blocked
         if failure and state != "in sync":
