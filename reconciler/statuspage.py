@@ -40,6 +40,7 @@ class StatusBoard:
         self.engine = engine
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.last_pass: dict[str, Any] | None = None
+        self.last_changes: dict[str, Any] | None = None  # the last pass whose plan had something to do
         self.current: dict[str, Any] | None = None  # the pass running now
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.error: str | None = None  # why the last pass made no plan (engine away, inconsistent manifests)
@@ -74,6 +75,7 @@ class StatusBoard:
             if self.current is not None:
                 self.current["plan"] = [render.change_json(c) for c in plan.changes if c.pending or c.blocked]
                 self.current["planText"] = render.plan_text(plan)
+                self.current["pending"] = len(plan.pending)
 
     def result(self, result: Result) -> None:
         """One change settled: its object's status now, and a line of history when something was done."""
@@ -139,6 +141,8 @@ class StatusBoard:
                     if r.outcome is not Outcome.UNCHANGED
                 ]
                 self.current["resultsText"] = render.results_text(results)
+                if self.current.get("pending"):
+                    self.last_changes = self.current
                 self.last_pass, self.current = self.current, None
             self.error = None
 
@@ -167,6 +171,7 @@ class StatusBoard:
                 "summary": counts,
                 "objects": objects,
                 "lastPass": dict(self.last_pass) if self.last_pass else None,
+                "lastPassWithChanges": dict(self.last_changes) if self.last_changes else None,
                 "history": list(self.history),
             }
 
@@ -180,8 +185,10 @@ table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:.3em .6
 vertical-align:top} th{background:#f4f4f4}
 .status{font-weight:600;padding:.1em .5em;border-radius:.3em;white-space:nowrap}
 .s-in-sync{background:#dff5e1;color:#1a6b2a} .s-drifted,.s-missing{background:#fff1cc;color:#7a5200}
-.s-failing{background:#fde0e0;color:#9b1c1c} .s-blocked{background:#e8e0f8;color:#4b2a8a}
-pre{background:#f7f7f7;padding:.6em;overflow-x:auto} .muted{color:#777} .err{color:#9b1c1c}
+.s-failing,.s-failed{background:#fde0e0;color:#9b1c1c} .s-applied{background:#dff5e1;color:#1a6b2a}
+.s-blocked{background:#e8e0f8;color:#4b2a8a}
+pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap} td.subject{white-space:nowrap}
+.muted{color:#777} .err{color:#9b1c1c}
 """
 
 
@@ -197,7 +204,7 @@ def _object_detail(row: dict[str, Any]) -> str:
     parts = []
     if row["status"] in ("drifted", "missing") and row["fields"]:
         parts.append("differs: " + ", ".join(row["fields"]))
-    if row["blocked"]:
+    if row["blocked"] and row["status"] == "blocked":
         parts.append(f"why: {row['blocked']}")
     if row["lastError"]:
         cls = f" ({row['errorClass']})" if row["errorClass"] else ""
@@ -212,30 +219,35 @@ def _object_detail(row: dict[str, Any]) -> str:
     return "<br>".join(p if p.startswith("<span") else _e(p) for p in parts)
 
 
+def _pass_html(last: dict[str, Any] | None, prefix: str) -> str:
+    if last is None:
+        return '<p class="muted">No pass has finished yet.</p>'
+    error = f'<p class="err">{_e(last.get("error"))}</p>' if last.get("error") else ""
+    return (
+        f"<p>Pass {_e(last['number'])} ({_e(', '.join(last['reasons']))}): started {_e(last['started'])}, "
+        f"finished {_e(last['finished'])}</p>{error}"
+        f"<h3>Plan</h3><pre id={prefix}plan>{_e(last.get('planText', ''))}</pre>"
+        f"<h3>Results</h3><pre id={prefix}results>{_e(last.get('resultsText', ''))}</pre>"
+    )
+
+
 def render_html(snap: dict[str, Any]) -> str:
     """The page for one snapshot: static HTML that reloads itself every few seconds."""
     rows = "\n".join(
         f'<tr data-subject="{_e(r["kind"])}/{_e(r["name"])}" data-status="{_e(r["status"])}">'
-        f"<td>{_e(r['kind'])}/{_e(r['name'])}</td><td>{_badge(r['status'])}</td>"
+        f"<td class=subject>{_e(r['kind'])}/{_e(r['name'])}</td><td>{_badge(r['status'])}</td>"
         f"<td>{_object_detail(r)}</td><td class=muted>{_e(r['source'])}</td></tr>"
         for r in snap["objects"]
     )
     summary = ", ".join(f"{n} {s}" for s, n in sorted(snap["summary"].items())) or "no objects"
-    last = snap["lastPass"]
-    if last is None:
-        last_html = '<p class="muted">No pass has finished yet.</p>'
-    else:
-        error = f'<p class="err">{_e(last.get("error"))}</p>' if last.get("error") else ""
-        last_html = (
-            f"<p>Pass {_e(last['number'])} ({_e(', '.join(last['reasons']))}): started {_e(last['started'])}, "
-            f"finished {_e(last['finished'])}</p>{error}"
-            f"<h3>Plan</h3><pre id=plan>{_e(last.get('planText', ''))}</pre>"
-            f"<h3>Results</h3><pre id=results>{_e(last.get('resultsText', ''))}</pre>"
-        )
+    last_html = _pass_html(snap["lastPass"], "")
+    changed = snap["lastPassWithChanges"]
+    if changed is not None and snap["lastPass"] is not None and changed["number"] != snap["lastPass"]["number"]:
+        last_html += "<h2>Last pass that changed something</h2>" + _pass_html(changed, "changes-")
     history = "\n".join(
         f"<tr><td>{_e(h['time'])}</td><td>{_e(h['kind'])}/{_e(h['name'])}</td><td>{_e(h['action'])}</td>"
-        f"<td>{_badge('in sync' if h['outcome'] == 'applied' else 'failing')} {_e(h['outcome'])}</td>"
-        f"<td>{_e(', '.join(h['fields']))}{' — ' + _e(h['error']) if h['error'] else ''}</td></tr>"
+        f"<td>{_badge(h['outcome'])}</td>"
+        f"<td>{_e(' — '.join(x for x in (', '.join(h['fields']), h['error']) if x))}</td></tr>"
         for h in snap["history"]
     )
     running = snap["running"]
