@@ -20,8 +20,9 @@ from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError,
 from reconciler.executor import DEFAULT_WORKERS, succeeded
 from reconciler.fleet import HostSpec, select_hosts
 from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
+from reconciler.liveview import MODES, LiveView, wants_live
 from reconciler.lock import ProjectLock
-from reconciler.model import Plan
+from reconciler.model import Plan, Result
 from reconciler.plugins import driver_classes, engine_class
 from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.state import read_failures, record_failures
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--parallel", type=int, default=DEFAULT_WORKERS, help="changes applied at once")
     apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     apply.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto (default): one live line per object when stdout is a terminal; tty: always; plain: never",
+    )
+    apply.add_argument(
         "--rollout",
         default="all",
         metavar="all|N",
@@ -136,7 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--parallel", type=int, default=DEFAULT_WORKERS)
     watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
-    watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
+    watch.add_argument(
+        "--metrics-addr", help="serve the status page (/, /status.json), /healthz, /metrics on this loopback HOST:PORT"
+    )
+    watch.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto (default): live lines for each pass that changes something when stdout is a terminal; tty; plain",
+    )
     importer = sub.add_parser("import", help="translate another tool's files into manifests")
     formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT", parser_class=_Parser)
     compose = formats.add_parser("compose", help="Docker Compose files (merged in order, as `-f` does)")
@@ -235,11 +250,28 @@ def cmd_apply(args: argparse.Namespace) -> int:
             loaded = runner.load_valid()
         plan = _plan(args, runner, loaded)
         if args.output == "text":
-            print(render.plan_text(plan))
+            print(render.plan_text(plan), flush=True)
+        if args.output == "text" and wants_live(args.progress):
+            results = _apply_live(runner, plan)
+            record_failures(runner.project, args.engine, results)
+            print(render.results_summary(results))
+            return EXIT_OK if succeeded(results) else EXIT_ERROR
         results = runner.apply(plan)
         record_failures(runner.project, args.engine, results)
     print(render.results_json(runner.project, results) if args.output == "json" else render.results_text(results))
     return EXIT_OK if succeeded(results) else EXIT_ERROR
+
+
+def _apply_live(runner: ProjectRunner, plan: Plan) -> list[Result]:
+    """Apply with one line per object redrawn in place on the terminal."""
+    view = LiveView()
+    runner.ctx.progress_sink = view.progress
+    view.begin(plan)
+    try:
+        return runner.apply(plan, on_result=view.result)
+    finally:
+        view.end()
+        runner.ctx.progress_sink = None
 
 
 def _apply_fleet(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded) -> int:

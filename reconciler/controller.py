@@ -16,9 +16,9 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,6 +26,7 @@ from reconciler.backoff import Backoff, RepairLimiter, delay_for
 from reconciler.contract import EngineEvent
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.lastgood import Assembly, LastValid, Use
+from reconciler.liveview import WatchLiveView, wants_live
 from reconciler.lock import ProjectLock
 from reconciler.metrics import Metrics, MetricsServer, serve
 from reconciler.model import Action, Change, ErrorClass, Outcome, Plan, Result
@@ -54,6 +55,20 @@ def _subject(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
 
+class PassObserver(Protocol):
+    """Follows the passes (the status page's board, the live view): told of each pass, its plan, every result."""
+
+    def pass_started(self, number: int, reasons: list[str]) -> None: ...
+
+    def planned(self, plan: Plan) -> None: ...
+
+    def result(self, result: Result) -> None: ...
+
+    def pass_done(self, results: list[Result], failures: dict[str, dict[str, Any]]) -> None: ...
+
+    def pass_failed(self, error: str) -> None: ...
+
+
 class Controller:
     """The watch loop's state: last valid manifests, per-object backoff and repair counts, the queue."""
 
@@ -66,6 +81,7 @@ class Controller:
         backoff: Backoff | None = None,
         repairs: RepairLimiter | None = None,
         board: StatusBoard | None = None,
+        observers: Sequence[PassObserver] = (),
     ) -> None:
         self.runner = runner
         self.engine = engine
@@ -74,6 +90,7 @@ class Controller:
         self.backoff = backoff or Backoff()
         self.repairs = repairs or RepairLimiter()
         self.board = board  # the status page's view of the passes (with --metrics-addr)
+        self.observers: list[PassObserver] = [o for o in (board, *observers) if o is not None]  # + the live view
         self.sources = LastValid(runner.manifest_dir)
         self.queue = WorkQueue()
         self.stop = threading.Event()
@@ -177,8 +194,8 @@ class Controller:
             reasons=",".join(sorted(batch.reasons)),
             objects=",".join(_subject(k) for k in sorted(batch.keys)) or None,
         )
-        if self.board is not None:
-            self.board.pass_started(self.passes, sorted(batch.reasons))
+        for observer in self.observers:
+            observer.pass_started(self.passes, sorted(batch.reasons))
         try:
             results = self._pass()
         except EngineUnavailable as exc:
@@ -210,13 +227,13 @@ class Controller:
         return results
 
     def _board_failed(self, error: str) -> None:
-        if self.board is not None:
-            self.board.pass_failed(error.splitlines()[0][:300] if error else "failed")
+        for observer in self.observers:
+            observer.pass_failed(error.splitlines()[0][:300] if error else "failed")
 
     def _on_result(self, result: Result) -> None:
         self.metrics.tick()
-        if self.board is not None:
-            self.board.result(result)
+        for observer in self.observers:
+            observer.result(result)
 
     # --- one pass -----------------------------------------------------------------------------------------
 
@@ -297,16 +314,16 @@ class Controller:
             self._known = {c.key for c in plan.changes}
         self.backoff.forget_except(set(self._known))
         plan, repairs = self._hold(plan)
-        if self.board is not None:
-            self.board.planned(plan)
+        for observer in self.observers:
+            observer.planned(plan)
         results = self.runner.apply(plan, stop=self.stop, on_result=self._on_result)
         gone = [r for r in results if r.outcome is Outcome.FAILED and r.error_class is ErrorClass.UNAVAILABLE]
         if gone:
             raise EngineUnavailable(f"the engine went away during the pass ({gone[0].error})")
         self._account(results, repairs)
         self._write_state()
-        if self.board is not None:
-            self.board.pass_done(results, self.failures_state())
+        for observer in self.observers:
+            observer.pass_done(results, self.failures_state())
         return results
 
     def _is_repair(self, change: Change) -> bool:
@@ -478,6 +495,16 @@ def _stop_waiting(*_: object) -> None:
     raise _StopWaiting
 
 
+def _live_views(args: argparse.Namespace, runner: ProjectRunner) -> list[PassObserver]:
+    """One live line per object for passes that change something, when stdout is a terminal (one engine only:
+    a fleet's controllers run side by side and would draw over each other)."""
+    if runner.host is not None or not wants_live(getattr(args, "progress", "plain")):
+        return []
+    view = WatchLiveView()
+    runner.ctx.progress_sink = view.progress
+    return [view]
+
+
 def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
@@ -515,6 +542,7 @@ def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
             options,
             Metrics(),
             board=StatusBoard(r.project, r.ctx.engine_url or args.engine) if args.metrics_addr else None,
+            observers=_live_views(args, r),
         )
         for r in runners
     ]
