@@ -61,6 +61,8 @@ class Row:
     detail: str = ""
     since: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    after: tuple[Key, ...] = ()  # the shown changes it waits for, while queued
+    queued: bool = True  # not handed to a worker yet
 
     def elapsed(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.since
@@ -85,14 +87,14 @@ class LiveView:
         with self._lock:
             self.rows = {}
             for key, c in shown.items():
-                after = sorted(f"{k[0]}/{k[1]}" for k in plan.edges.get(key, ()) if k in shown)
                 self.rows[key] = Row(
                     "!" if c.blocked is not None else c.action.symbol,
                     c.subject,
                     "blocked" if c.blocked is not None else "waiting",
-                    c.blocked or (f"for {', '.join(after)}" if after else ""),
+                    c.blocked or "",
                     now,
                     now if c.blocked is not None else None,
+                    tuple(sorted(k for k in plan.edges.get(key, ()) if k in shown)),
                 )
         if self.rows:
             self._live = Live(
@@ -111,9 +113,9 @@ class LiveView:
             row = self.rows.get(key)
             if row is None or row.ended is not None:
                 return
-            if state == "applying" or row.state == "waiting":
+            if row.queued:
                 row.since = self.clock()  # elapsed counts from when the work began
-            row.state, row.detail = state, detail
+            row.state, row.detail, row.queued = state, detail, False
 
     def result(self, result: Result) -> None:
         """The end state of one change."""
@@ -154,6 +156,10 @@ class LiveView:
         table.add_column(justify="right", no_wrap=True)
         with self._lock:
             rows = list(self.rows.values())
+            for row in rows:
+                if row.queued and row.ended is None:
+                    pending = [f"{k[0]}/{k[1]}" for k in row.after if self.rows[k].ended is None]
+                    row.detail = f"for {', '.join(pending)}" if pending else "queued"
         for row in rows:
             style = STYLES.get(row.state, "")
             marker: Any = Spinner("dots", style="cyan") if row.state in ACTIVE - {"waiting"} else Text(row.symbol)

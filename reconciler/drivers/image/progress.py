@@ -65,7 +65,8 @@ class LayerProgress:
         done = sum(c for c, _ in self._bytes.values())
         total = sum(t for _, t in self._bytes.values())
         size = f"{human_bytes(done)} / {human_bytes(total)}" if total else status.lower()
-        self.report(state, f"{size}, {len(self._bytes)} layers" if total else size)
+        layers = f"{len(self._bytes)} layer{'s' if len(self._bytes) != 1 else ''}"
+        self.report(state, f"{size}, {layers}" if total else size)
 
     def feed(self, item: Mapping[str, Any]) -> None:
         error = _error_of(item)
