@@ -90,6 +90,18 @@ def test_page_shows_drift_and_repair_in_a_browser(api, project_name, tmp_manifes
           envFiles: [./web.env]
         """,
     )
+    tmp_manifests(
+        "bad.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {name}-bad}}
+        spec:
+          image: {base_image}
+          command: ["sh", "-c", "exit 3"]
+          networkMode: none
+        """,
+    )
     port = free_port()
     w = watch(tmp_manifests.dir, "--resync", "300", "--metrics-addr", f"127.0.0.1:{port}")
     w.wait_log("engine.events_connected", timeout=20)
@@ -101,6 +113,9 @@ def test_page_shows_drift_and_repair_in_a_browser(api, project_name, tmp_manifes
     assert f"Project {project_name}" in browser.find_element(By.TAG_NAME, "h1").text
     wait_for(lambda: row_status(browser, subject) == "in sync", 20, f"{subject} in sync on the page", 0.5)
     assert "create" in browser.find_element(By.ID, "history").text  # the first pass created it
+    bad = browser.find_element(By.CSS_SELECTOR, f'tr[data-subject="Container/{name}-bad"]')
+    assert bad.get_attribute("data-status") == "failing"
+    assert "last error (permanent): the new container stopped right after starting (exit code 3)" in bad.text
 
     seen: set[str | None] = set()
     api.stop(name, timeout=1)
