@@ -166,3 +166,53 @@ def test_apply_on_a_terminal_shows_one_live_line_per_object(
         for name in (f"{project_name}-api", f"{project_name}-db"):
             with contextlib.suppress(Exception):
                 api.remove_container(name, force=True)
+
+
+def test_watch_on_a_terminal_draws_each_pass_that_repairs_something(
+    terminal, project_name, tmp_manifests, base_image, tmp_path, api
+):
+    """In tmux: the first pass creates the container (its line and summary); a `docker stop` gives a titled pass
+    with the container's line, updated, and its summary."""
+    name = f"{project_name}-web"
+    tmp_manifests(
+        "web.yaml",
+        f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {name}}}
+        spec:
+          image: {base_image}
+          command: ["sleep", "3600"]
+          networkMode: none
+        """,
+    )
+    log = tmp_path / "watch.log"
+    env = f"DOCKER_HOST={shlex.quote(configured_docker_host() or '')} RECONCILER_LOCK_DIR={tmp_path / 'locks'}"
+    terminal.type("clear")
+    terminal.type(
+        f"cd {REPO} && {env} .venv/bin/python -m reconciler.cli -p {project_name} watch {tmp_manifests.dir} "
+        f"--resync 300 2>{log}"
+    )
+
+    def wait_screen(pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, screen := terminal.screen(), re.MULTILINE):
+            assert time.monotonic() < deadline, f"{pattern!r} not on screen:\n{screen}\n{log.read_text()}"
+            time.sleep(0.1)
+        return screen
+
+    try:
+        wait_screen(r"^Apply: 1 applied, 0 failed")
+        assert re.search(rf"^\+\s+Container/{name}\s+done\s+created", terminal.screen(), re.MULTILINE)
+        deadline = time.monotonic() + 30
+        while "engine.events_connected" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        api.stop(name, timeout=1)
+        screen = wait_screen(r"^Pass \d+ \(event:[^)]*\):\n~\s+Container/\S+\s+done\s+updated[^\n]*\nApply: 1 applied")
+        assert "change.applied" not in screen and "change.applied" in log.read_text()
+        terminal.tmux("send-keys", "-t", "t", "C-c")
+    finally:
+        print(terminal.screen().strip("\n"))
+        with contextlib.suppress(Exception):
+            api.remove_container(name, force=True)
