@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, configured_docker_host
+from tests.helpers import REPO, configured_docker_host
 
 pytestmark = pytest.mark.engine
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_watch import free_port, lock_env, wait_for, watch  # noqa: F401 (fixtures)
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -70,7 +70,7 @@ def row_status(browser, subject: str) -> str | None:
         return None
 
 
-def test_page_shows_drift_and_repair_in_a_browser(api, project_name, tmp_manifests, watch, base_image, browser):  # noqa: F811
+def test_page_shows_drift_and_repair_in_a_browser(api, project_name, tmp_manifests, watch, base_image, browser):
     """Loaded in chromium: the container is in sync; after `docker stop` the page shows the drift (the last pass's
     plan, the history) and the object in sync again once repaired; no secret appears; POST is refused."""
     from selenium.webdriver.common.by import By

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,14 +23,9 @@ from reconciler.model import (
     Source,
 )
 from reconciler.statuspage import StatusBoard, render_html
+from tests.helpers import free_port
 
 SECRET = "hunter2-do-not-show"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def desired(kind: str, name: str) -> Desired:
