@@ -33,7 +33,8 @@ While `apply` runs, a driver may say what the change is doing now with `ctx.prog
 `state` is one of `PROGRESS_STATES` (`pulling`/`pushing` with bytes, `building` with the step, `waiting` for a
 dependency, `starting`, `settling`, `healthy`), `detail` a short text. The core shows it in the live view of
 `apply` and `watch` (one line per object on a terminal); it never changes what is done, is a no-op when nobody
-listens (plan, JSON output, stdout not a terminal) and never raises into the driver. The core itself reports `waiting`
+listens (plan, JSON output, stdout not a terminal) and never raises into the driver. `healthy` may be said of
+another object's key (a dependency the change waited for and saw healthy). The core itself reports `waiting`
 (queued), `applying`, and the end state from each Result.
 
 ## Errors

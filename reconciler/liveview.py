@@ -111,6 +111,9 @@ class LiveView:
         """What a change in flight does now (the `DriverContext.progress` sink)."""
         with self._lock:
             row = self.rows.get(key)
+            if row is not None and row.ended is not None and row.state == "done" and state == "healthy":
+                row.state = "healthy"  # a dependent saw it healthy after its own change was done
+                return
             if row is None or row.ended is not None:
                 return
             if row.queued:

@@ -141,7 +141,7 @@ def test_apply_on_a_terminal_shows_one_live_line_per_object(
 
         for subject in subjects:  # updated in place: one line per object at the end, in its end state
             [line] = live(subject, final.splitlines())
-            assert re.search(r"\bdone\s+created\s+\d+\.\ds$", line.rstrip()), line
+            assert re.search(r"\b(done|healthy)\s+created\s+\d+\.\ds$", line.rstrip()), line
         assert "Apply: 4 applied, 0 failed, 0 blocked, 0 skipped, 0 unchanged." in final
 
         states = {subject: " ".join(live(subject, seen)) for subject in subjects}
@@ -149,6 +149,8 @@ def test_apply_on_a_terminal_shows_one_live_line_per_object(
         assert re.search(r"pulling\s+[\d.]+ [kM]B / [\d.]+ MB", states[subjects[1]]), states[subjects[1]]
         assert "waiting" in states[subjects[3]] and "settling" in states[subjects[3]], states[subjects[3]]
         assert "starting" in states[subjects[2]] + states[subjects[3]]
+        [db_line] = live(subjects[2], final.splitlines())
+        assert re.search(r"\bhealthy\s+created", db_line), db_line  # api saw it healthy
         assert "change.applied" in log.read_text()  # the logs went to stderr
         assert "change.applied" not in final
 

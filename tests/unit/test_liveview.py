@@ -69,6 +69,17 @@ def test_rows_go_from_waiting_through_progress_to_their_end_state() -> None:
     assert "skipped  Container/db failed" in shown[2]
 
 
+def test_a_done_row_turns_healthy_when_a_dependent_saw_it_healthy() -> None:
+    """`healthy` reported for a finished container (by the change that waited for it) marks its line healthy."""
+    view = LiveView(Console(file=io.StringIO()), clock=Clock())
+    p = plan()
+    view.begin(p)
+    view.end()
+    view.result(Result(p.changes[1], Outcome.APPLIED, seconds=1.0))
+    view.progress(("Container", "db"), "healthy", "")
+    assert "healthy  created" in lines(view)[1]
+
+
 def test_progress_of_unknown_or_finished_rows_is_ignored() -> None:
     """A late report (after the result) or one about an object not shown changes nothing."""
     view = LiveView(Console(file=io.StringIO()), clock=Clock())

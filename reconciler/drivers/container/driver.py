@@ -192,6 +192,8 @@ class ContainerDriver(DockerDriver):
         def wait(dependency: str, condition: str, timeout: float) -> None:
             self.ctx.progress(desired.key, "waiting", f"for {dependency} to be {condition}")
             self._wait_one(dependency, condition, timeout)
+            if condition == "healthy":
+                self.ctx.progress((self.kind, dependency), "healthy", "")
 
         def create() -> None:
             created["id"] = self._create(desired)
