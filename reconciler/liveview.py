@@ -13,16 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from reconciler import render
 from reconciler.model import Outcome, Plan, Result
+
+if TYPE_CHECKING:  # rich is imported when a view is drawn: `plan`, piped output and scripts never pay for it
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
 
 Key = tuple[str, str]
 MODES = ("auto", "tty", "plain")
@@ -72,6 +71,8 @@ class LiveView:
     """One line per pending or blocked change of a plan; thread-safe (workers report from their threads)."""
 
     def __init__(self, console: Console | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.console import Console
+
         self.console = console or Console(file=sys.stdout, force_terminal=True)
         self.clock = clock
         self.rows: dict[Key, Row] = {}
@@ -97,6 +98,8 @@ class LiveView:
                     tuple(sorted(k for k in plan.edges.get(key, ()) if k in shown)),
                 )
         if self.rows:
+            from rich.live import Live
+
             self._live = Live(
                 self,
                 console=self.console,
@@ -150,6 +153,10 @@ class LiveView:
     # --- drawing ---------------------------------------------------------------------------------------------
 
     def __rich__(self) -> Table:
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
         now = self.clock()
         table = Table.grid(padding=(0, 1))
         table.add_column(width=2)
