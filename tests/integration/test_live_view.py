@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import random
 import re
 import secrets
 import shlex
@@ -58,12 +59,17 @@ def terminal() -> Iterator[Terminal]:
 def remote_blob(api, base_image: str, project_name: str) -> Iterator[str]:
     """An image only the registry has (pushed, then removed from the engine), with one big layer."""
     reference = f"127.0.0.1:5000/{project_name}/blob:1"
-    dockerfile = f"FROM {base_image}\nRUN head -c {BLOB_BYTES} /dev/urandom > /blob\n".encode()
+    # the same bytes every run (fixed seed, fixed mtime): the registry keeps one copy of the layer, not one per run
+    files = {
+        "Dockerfile": f"FROM {base_image}\nCOPY blob /blob\n".encode(),
+        "blob": random.Random(16).randbytes(BLOB_BYTES),
+    }
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     for _ in api.build(fileobj=context, custom_context=True, tag=reference, rm=True, decode=True):
         pass
