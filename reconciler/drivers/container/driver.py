@@ -254,6 +254,12 @@ class ContainerDriver(DockerDriver):
         assert desired is not None
         created: dict[str, str] = {}
 
+        def wait(dependency: str, condition: str, timeout: float) -> None:
+            self.ctx.progress(desired.key, "waiting", f"for {dependency} to be {condition}")
+            self._wait_one(dependency, condition, timeout)
+            if condition == "healthy":
+                self.ctx.progress((self.kind, dependency), "healthy", "")
+
         def create() -> None:
             created["id"] = self._create(desired)
 
@@ -264,7 +270,7 @@ class ContainerDriver(DockerDriver):
             with self.errors(name, "create"):
                 try:
                     # a command that exits at once fails the create here, not as drift in the next plan
-                    run_steps(change, {"wait": self._wait_one, "create": create, "start": start})
+                    run_steps(change, {"wait": wait, "create": create, "start": start})
                 except Exception:
                     self._discard_failed_create(name)
                     raise
@@ -289,7 +295,7 @@ class ContainerDriver(DockerDriver):
                 run_steps(
                     change,
                     {
-                        "wait": self._wait_one,
+                        "wait": wait,
                         "stop-old": replacer.stop_old,
                         "park": replacer.park,
                         "create": replacer.guarded(create),
@@ -318,12 +324,14 @@ class ContainerDriver(DockerDriver):
 
     def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
+            self.ctx.progress(desired.key, "waiting", f"for {dep['name']} to be {dep['condition']}")
             self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
     def _wait_one(self, name: str, condition: str, timeout: float) -> None:
         wait_for(by_name(self.api.inspect_container), name, condition, timeout)
 
     def _create(self, desired: Desired) -> str:
+        self.ctx.progress(desired.key, "starting", "creating the container")
         ensure_image(self.api, desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
@@ -336,8 +344,10 @@ class ContainerDriver(DockerDriver):
         return cid
 
     def _start(self, desired: Desired, cid: str) -> None:
+        self.ctx.progress(desired.key, "starting", "")
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
+        self.ctx.progress(desired.key, "settling", "checking it stays up")
         settle(self.api.inspect_container, cid)
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:

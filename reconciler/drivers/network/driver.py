@@ -14,6 +14,7 @@ from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, with
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.network.routes import HostRoute, bridge_name, first_conflict, read_host_routes
 from reconciler.drivers.network.spec import (
     canonical,
     check_network,
@@ -106,11 +107,64 @@ class NetworkDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
+        self.host_routes = self._read_routes(desired)
         adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
         found = self.observe_named(
             owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_network)(n))
         )
         return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
+
+    host_routes: list[HostRoute] | None = None  # None: not read (a remote engine, or no subnet to check)
+
+    def _read_routes(self, desired: Sequence[Desired]) -> list[HostRoute] | None:
+        """This machine's routes and addresses, when a declared bridge subnet must be checked against them and the
+        engine runs here (a tcp:// or ssh:// engine's host cannot be read from this one)."""
+        if not any(self._route_checked(d) for d in desired):
+            return None
+        url = self.ctx.engine_url
+        if url is not None and not url.startswith("unix://"):
+            self.log.info("network.route_check.skipped", reason="the engine is remote", engine=url)
+            return None
+        try:
+            routes = read_host_routes()
+        except Exception as exc:  # advisory: a netlink failure must not stop the plan
+            self.log.warning("network.route_check.failed", error=str(exc))
+            return None
+        if not self._engine_is_here(routes):
+            self.log.info("network.route_check.skipped", reason="the engine runs in another network namespace")
+            return None
+        return routes
+
+    def _engine_is_here(self, routes: list[HostRoute]) -> bool:
+        """A unix socket may lead to an engine in another network namespace (whose routes are not these): the
+        engine is here when its default bridge's gateway is an address on that bridge here. Unknown: assume so."""
+        try:
+            bridge = self.api.inspect_network("bridge")
+        except Exception:
+            return True
+        name = (bridge.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+        gateways = [c.get("Gateway") for c in (bridge.get("IPAM") or {}).get("Config") or [] if c.get("Gateway")]
+        if not gateways:
+            return True
+        gateway = ipaddress.ip_address(gateways[0])
+        return any(r.what == "address" and r.interface == name and gateway in r.network for r in routes)
+
+    @staticmethod
+    def _route_checked(desired: Desired) -> bool:
+        return (
+            desired.spec["driver"] == "bridge"
+            and bool(desired.spec["ipam"]["config"])
+            and not desired.resource.spec.get("allowRouteOverlap", False)
+        )
+
+    def _route_conflict(self, desired: Desired, observed: Observed | None) -> str | None:
+        """Why the declared subnet would clash with a route or address of this host not on its own bridge."""
+        if self.host_routes is None or not self._route_checked(desired):
+            return None
+        own = None
+        if observed is not None and observed.spec["driver"] == "bridge":
+            own = bridge_name(observed.id, observed.spec["options"])
+        return first_conflict(subnets_of(desired.spec), self.host_routes, own)
 
     @cached_property
     def swarm_active(self) -> bool:
@@ -173,7 +227,11 @@ class NetworkDriver(DockerDriver):
                 blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
         if observed is None:
             return Change(
-                self.kind, desired.name, Action.CREATE, desired=desired, blocked=blocked or self._overlap(desired)
+                self.kind,
+                desired.name,
+                Action.CREATE,
+                desired=desired,
+                blocked=blocked or self._overlap(desired) or self._route_conflict(desired, None),
             )
         want, have = self._comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
@@ -189,7 +247,7 @@ class NetworkDriver(DockerDriver):
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
             users, foreign = self.split_users(desired.name)
-            blocked = blocked or foreign or self._overlap(desired)
+            blocked = blocked or foreign or self._overlap(desired) or self._route_conflict(desired, observed)
             steps = (
                 *(Step(f"disconnect container {u}", "disconnect", u) for u in users),
                 Step("remove network", "remove"),
