@@ -6,7 +6,6 @@ inspect per container; a watch pass that no engine event asked for should inspec
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -14,11 +13,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.conftest import REPO
+from tests.counting import counting_proxy
 
 pytestmark = pytest.mark.engine
 
@@ -28,21 +27,10 @@ NOOP_CONSTANT = 14
 RESYNC_NEVER = ("--resync", "600")
 
 
-def _proxy_module() -> ModuleType:
-    name = "counting_proxy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "counting_proxy.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture
 def proxy(engine_host: str) -> Iterator[object]:
     """A counting proxy in front of the test engine: DOCKER_HOST=proxy.url, read proxy.since(mark)."""
-    with _proxy_module().CountingProxy(engine_host) as counting:
+    with counting_proxy().CountingProxy(engine_host) as counting:
         yield counting
 
 
@@ -59,7 +47,7 @@ def stack(project: str, n: int, image: str) -> str:
 
 
 def per_object(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [e for e in entries if _proxy_module().is_per_object(e)]
+    return [e for e in entries if counting_proxy().is_per_object(e)]
 
 
 def test_noop_plan_is_a_constant_plus_one_inspect_per_container(
