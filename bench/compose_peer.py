@@ -209,8 +209,13 @@ class Bench:
             result.calls = Counter(lines)
         return result
 
-    def compose_cmd(self, project: str, directory: Path, *args: str) -> Run:
-        return run([self.compose, "-p", project, *args], directory, self.env_direct)
+    def compose_cmd(self, project: str, directory: Path, *args: str, services: int = 0) -> Run:
+        # Compose 1.29 nests a parallel run per service inside the parallel run over services, both under one
+        # limit (COMPOSE_PARALLEL_LIMIT, default 64): with more services than the limit every slot is held by
+        # an outer task waiting for an inner one and `up` hangs for good. A limit above the number of services
+        # avoids that (it is then as parallel as it is below 64 services).
+        env = {**self.env_direct, "COMPOSE_PARALLEL_LIMIT": str(max(64, 2 * services + 8))}
+        return run([self.compose, "-p", project, *args], directory, env)
 
     def running(self, label: str) -> int:
         return len(self.api.containers(filters={"label": [label], "status": ["running"]}))
@@ -229,10 +234,18 @@ class Bench:
                 name = f"{rp}-c0" if tool == "reconcile" else f"{cp}-k0"
                 if watch:
                     with Downtime(self.host, name) as down:
-                        got = self.reconcile(rp, *ours) if tool == "reconcile" else self.compose_cmd(cp, cdir, *theirs)
+                        got = (
+                            self.reconcile(rp, *ours)
+                            if tool == "reconcile"
+                            else self.compose_cmd(cp, cdir, *theirs, services=n)
+                        )
                     got.downtime = down.seconds()
                 else:
-                    got = self.reconcile(rp, *ours) if tool == "reconcile" else self.compose_cmd(cp, cdir, *theirs)
+                    got = (
+                        self.reconcile(rp, *ours)
+                        if tool == "reconcile"
+                        else self.compose_cmd(cp, cdir, *theirs, services=n)
+                    )
                 samples[scenario][tool].append(got)
 
         for rep in range(reps):
@@ -263,7 +276,7 @@ class Bench:
             for f in rdir.glob("*.yaml"):
                 f.unlink()
             if (cdir / "docker-compose.yml").exists():
-                self.compose_cmd(cp, cdir, "down", "-v", "-t", "1")
+                self.compose_cmd(cp, cdir, "down", "-v", "-t", "1", services=1000)
             run(
                 [sys.executable, "-m", "reconciler.cli", "--project", rp, "apply", "--allow-empty", str(rdir)],
                 REPO,
@@ -333,8 +346,15 @@ def main() -> int:
     try:
         for n in sizes:
             bench.size(n, args.reps if n <= 50 else args.large_reps)
+            report(args, bench, info, started, final=False)
     finally:
         bench.cleanup()
+    report(args, bench, info, started, final=True)
+    return 0
+
+
+def report(args: argparse.Namespace, bench: Bench, info: dict[str, Any], started: float, final: bool) -> None:
+    """Write --out after every N (a long run interrupted later keeps what it measured); print at the end."""
     result = {
         "machine": machine(),
         "engine": f"Docker {info.get('Version')} (API {info.get('ApiVersion')}) at {bench.host}",
@@ -346,13 +366,24 @@ def main() -> int:
     }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
+    if not final and not args.json:
+        print_tables(result, {k: v for k, v in result["sizes"].items() if k == str(max(bench.samples))}, sys.stderr)
+    if not final:
+        return
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
-    print(f"{result['machine']}\n{result['engine']}, docker-compose {result['compose']}, {result['minutes']} min")
+        return
+    print_tables(result, result["sizes"], sys.stdout)
+
+
+def print_tables(result: dict[str, Any], sizes: dict[str, Any], out: Any) -> None:
+    print(
+        f"{result['machine']}\n{result['engine']}, docker-compose {result['compose']}, {result['minutes']} min",
+        file=out,
+    )
     head = f"{'N':>4} {'scenario':<11} {'reconcile':>9} {'compose':>9} {'r/c':>6} {'r/c range':>11} {'RSS':>6}"
-    print(head + f" {'requests':>8} {'downtime r / c':>16}")
-    for n, rows in result["sizes"].items():
+    print(head + f" {'requests':>8} {'downtime r / c':>16}", file=out)
+    for n, rows in sizes.items():
         for scenario, row in rows.items():
             rng = row["ratio_range"]
             down = (
@@ -364,9 +395,10 @@ def main() -> int:
                 f"{n:>4} {scenario:<11} {row['reconcile_s']:>8.2f}s {row['compose_s']:>8.2f}s {row['ratio']:>5.2f}x "
                 f"{rng[0]:>5.2f}-{rng[1]:<5.2f} {row['reconcile_rss_mib']:>5.0f}M "
                 f"{row['reconcile_requests'] or 0:>8.0f} {down:>16}"
-                + (f"  ({row['failures']} failed runs)" if row["failures"] else "")
+                + (f"  ({row['failures']} failed runs)" if row["failures"] else ""),
+                file=out,
+                flush=True,
             )
-    return 0
 
 
 if __name__ == "__main__":
