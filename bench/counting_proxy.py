@@ -180,11 +180,11 @@ class CountingProxy:
             head = _read_head(reader)
             if head is None:
                 return
-            upstream.sendall(head)
             lines = head.decode("latin-1").split("\r\n")
             method, target = [*lines[0].split(" "), "", ""][:2]
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            self._record(method, target)
+            self._record(method, target)  # before the engine sees it: counted by the time its answer arrives
+            upstream.sendall(head)
             if "upgrade" in headers.get("connection", "").lower():
                 _pump_file(reader, upstream)  # hijacked: raw both ways from here on
                 return
