@@ -172,8 +172,13 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
-    err = proc.stderr.read()  # the child exits only once its stderr is read (a pipe may fill)
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        err = proc.stderr.read()  # the child exits only once its stderr is read (a pipe may fill)
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted: the command ends (gracefully) before the bench cleans up after it
+        proc.terminate()
+        proc.wait()
+        raise
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stderr.close()
