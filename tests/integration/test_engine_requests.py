@@ -21,8 +21,9 @@ from tests.counting import counting_proxy
 
 pytestmark = pytest.mark.engine
 
-# version, info (twice: lock identity and the run), one listing per kind (containers, networks, volumes, images),
-# the inspects of the one image by ID and by reference, and some slack for a kind added later
+# version, info (twice: the network driver asks whether swarm is active, the image driver for the engine ID), one
+# listing per kind (containers, networks, volumes, images; with the swarm kinds also services, secrets, configs),
+# the inspects of the one image by ID and by reference: 9, or 12 with the swarm kinds; 2 to spare
 NOOP_CONSTANT = 14
 RESYNC_NEVER = ("--resync", "600")
 
