@@ -18,9 +18,25 @@ What must outlive a pass (the engine connection) lives in the `Engine`, reached 
    `inputs` (the files it is read from besides the manifest) to know what to watch.
 2. `observe(desired)` once per kind, all kinds concurrently (reads the host, changes nothing).
 3. `diff(desired, observed)` for each declared object, `prune(observed)` for each owned object whose manifest
-   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (all pure).
+   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (they may read the host, e.g.
+   which containers use a network, and never change it).
 4. `follow(change, upstream)` in rank order, then `after_plan(change, changes)` once the plan is whole (pure).
 5. `apply(change)` per pending change, in dependency order, concurrently across independent changes.
+
+## Steps
+A change's `steps` are `model.Step`s: the text the plan prints, with the op (and arguments) apply performs for
+it. Drivers build them once, in `diff`/`prune`, and carry them out with `run_steps(change, handlers)`, so the
+steps a plan prints are the steps apply runs. A change the plan shows without steps (a plain create of a network
+or volume) is the one operation its action names.
+
+## Progress
+While `apply` runs, a driver may say what the change is doing now with `ctx.progress(key, state, detail)`:
+`state` is one of `PROGRESS_STATES` (`pulling`/`pushing` with bytes, `building` with the step, `waiting` for a
+dependency, `starting`, `settling`, `healthy`), `detail` a short text. The core shows it in the live view of
+`apply` and `watch` (one line per object on a terminal); it never changes what is done, is a no-op when nobody
+listens (plan, JSON output, stdout not a terminal) and never raises into the driver. `healthy` may be said of
+another object's key (a dependency the change waited for and saw healthy). The core itself reports `waiting`
+(queued), `applying`, and the end state from each Result.
 
 ## Errors
 Hooks raise `reconciler.errors.ReconcileError` subclasses: `TemporaryError` (retry may help; `delay` suggests
@@ -44,9 +60,14 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.model import Change, Desired, Observed, Reference, Resource
+from reconciler.model import Step as Step  # drivers build plan steps with it
 
 Key = tuple[str, str]
 T = TypeVar("T")
+
+# What `DriverContext.progress` may say about a change in flight (the core adds "applying", "done", "failed").
+PROGRESS_STATES = ("waiting", "pulling", "building", "pushing", "starting", "settling", "healthy")
+ProgressSink = Callable[[Key, str, str], None]
 
 
 # --- typed options ---------------------------------------------------------------------------------------------
@@ -58,6 +79,7 @@ class CliFlag:
 
     flag: str  # e.g. "--firewall-backend"
     help: str
+    type: Callable[[str], Any] | None = None  # how the flag's text becomes the value (default: kept as text)
     choices: tuple[str, ...] | None = None
     env: str | None = None  # environment variable giving the default
     short: str | None = None  # e.g. "-H"
@@ -166,12 +188,23 @@ class DriverContext:
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
     host: str | None = None  # in a fleet: the Host this context's engine is
+    progress_sink: ProgressSink | None = None  # set by the core while a live view shows an apply
     _engine: Any = None
 
     def __post_init__(self) -> None:
         self._options = {type(o): o for o in self.options}
         if self.engine_factory is None and self.engine_handle is not None:
             self.engine_factory = self.engine_handle.client
+
+    def progress(self, key: Key, state: str, detail: str = "") -> None:
+        """Report what the change of `key` (kind, name) is doing now (see "Progress" above); never raises."""
+        sink = self.progress_sink
+        if sink is None:
+            return
+        try:
+            sink(key, state, detail)
+        except Exception:  # a display problem must never fail a change
+            self.log.debug("progress.dropped", exc_info=True)
 
     def options_for(self, options_type: type[T]) -> T:
         """This run's instance of `options_type`, or its defaults."""
@@ -283,10 +316,10 @@ class Driver(Protocol):
         name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
         ...
 
-    # -- pure, given what observe saw in this pass -----------------------------------------------------------
+    # -- may read the host, never change it; given what observe saw in this pass ------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the steps apply
-        will take (`Change.steps`, which apply follows: one source for both)."""
+        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the `Step`s apply
+        will take (`Change.steps`, which apply follows through `run_steps`: one source for both)."""
         ...
 
     def prune(self, observed: Observed) -> Change:
@@ -371,6 +404,17 @@ class BaseDriver:
 
     def apply(self, change: Change) -> None:
         raise NotImplementedError
+
+
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+    """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
+    step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
+    ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op
+    unknown = sorted({op for op in ops if op not in handlers})
+    if unknown:
+        raise PermanentError(f"internal error: {change.subject}: no handler for step(s) {', '.join(unknown)}")
+    for step in change.steps:
+        handlers[step.op](*step.args)  # type: ignore[attr-defined]
 
 
 HOOKS = (

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LABEL_PROJECT, REPO, configured_docker_host
 from tests.faultproxy import FaultProxy
-from tests.integration.test_watch import lock_env  # noqa: F401 - a fixture used by name
+from tests.helpers import LABEL_PROJECT, REPO, configured_docker_host
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -178,7 +177,7 @@ def test_apply_killed_at_engine_requests_always_recovers(
     reconcile,
     base_image,
     proxy,
-    lock_env,  # noqa: F811
+    lock_env,
 ) -> None:
     p = project_name
     tree = Tree(tmp_path, p, base_image)

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LABEL_PROJECT, configured_docker_host
 from tests.faultproxy import FaultProxy
-from tests.integration.test_watch import (  # noqa: F401 - fixtures are used by name
-    START_TIMEOUT,
-    lock_env,
-    wait_for,
-    watch,
-)
+from tests.helpers import LABEL_PROJECT, START_TIMEOUT, configured_docker_host, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -165,7 +159,7 @@ def test_watch_stays_converged_at_a_10_percent_fault_rate(
     tmp_manifests,
     base_image,
     proxy_factory,
-    watch,  # noqa: F811
+    watch,
     reconcile,
 ) -> None:
     p = project_name

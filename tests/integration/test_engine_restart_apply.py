@@ -13,14 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import BASE_IMAGE, LABEL_PROJECT, REPO
-from tests.integration.test_watch import (  # noqa: F401 - fixtures are used by name
-    START_TIMEOUT,
-    lock_env,
-    wait_for,
-    watch,
-)
-from tests.integration.test_watch_engine_restart import PrivateEngine, private_engine  # noqa: F401
+from tests.helpers import BASE_IMAGE, LABEL_PROJECT, REPO, START_TIMEOUT, PrivateEngine, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -99,10 +92,10 @@ def restart(engine: PrivateEngine) -> float:
 
 
 def test_dockerd_restarted_during_apply(
-    private_engine: PrivateEngine,  # noqa: F811
+    private_engine: PrivateEngine,
     project_name,
     tmp_manifests,
-    lock_env,  # noqa: F811
+    lock_env,
 ) -> None:
     p = project_name
     api = private_engine.client()
@@ -139,10 +132,10 @@ def test_dockerd_restarted_during_apply(
 
 
 def test_dockerd_restarted_during_a_watch_pass(
-    private_engine: PrivateEngine,  # noqa: F811
+    private_engine: PrivateEngine,
     project_name,
     tmp_manifests,
-    watch: Callable,  # noqa: F811
+    watch: Callable,
 ) -> None:
     p = project_name
     api = private_engine.client()

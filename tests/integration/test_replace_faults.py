@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import LABEL_PROJECT, configured_docker_host
 from tests.faultproxy import FaultProxy
+from tests.helpers import LABEL_PROJECT, configured_docker_host
 
 pytestmark = pytest.mark.engine
 

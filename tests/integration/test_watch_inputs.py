@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_watch import (  # noqa: F401 - fixtures are used by name
-    CHANGE_TIMEOUT,
-    START_TIMEOUT,
-    lock_env,
-    wait_for,
-    watch,
-)
+from tests.helpers import CHANGE_TIMEOUT, START_TIMEOUT, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -38,7 +32,7 @@ def test_watch_applies_an_edited_env_file_outside_the_manifest_directory(
     tmp_manifests,
     tmp_path: Path,
     base_image,
-    watch,  # noqa: F811
+    watch,
 ) -> None:
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()

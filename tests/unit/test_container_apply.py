@@ -231,13 +231,13 @@ def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> N
     facts = ContainerFacts("c" * 64, "web", "sha256:a", "sha256:a", ImageDefaults())
     observed = Observed("Container", "web", "c" * 64, {}, {"state": "running", "stopTimeout": 1}, raw=facts)
     fields = (FieldChange("command", ["a"], ["b"], Action.REPLACE),)
-    change = Change("Container", "web", Action.REPLACE, fields, desired, observed)
+    steps = steps_for(Action.REPLACE, desired, list(fields), facts)
+    change = Change("Container", "web", Action.REPLACE, fields, desired, observed, steps=tuple(steps))
     api = UnhealthyDependencyApi()
     driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: api))
     with pytest.raises(PermanentError, match="dependency db is unhealthy"):
         driver.apply(change)
     assert api.calls == ["inspect db"]
-    steps = steps_for(Action.REPLACE, desired, list(fields), facts)
     assert steps[:2] == ["wait for container db to be healthy", "stop web"]
 
 
@@ -272,5 +272,7 @@ def test_replacer_rename_looks_before_trying_again(
     """A rename is never repeated blindly: after an engine error the container's name is checked first."""
     monkeypatch.setattr(container_apply.Replacer, "RESTORE_DELAY", 0)
     api = _RenameAPI(fails, done_anyway)
-    container_apply.Replacer(api, structlog.get_logger(), lambda: "", "p")._rename("abc", "web__reconciler_old")
+    container_apply.Replacer(api, structlog.get_logger(), "p", "web", "abc", True, 1, parked=False)._rename(
+        "abc", "web__reconciler_old"
+    )
     assert api.name == "web__reconciler_old" and api.renames == renames

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
+import threading
 import urllib.parse
 from typing import Any
 
@@ -26,13 +28,39 @@ TIMEOUT = 120
 PING_TIMEOUT = 10
 MIN_API = "1.40"
 SSH_POOL = 4
+# docker-py keeps one pool per request URL on a unix socket (so one per container inspected), each of at most
+# `max_pool_size` (default 10) connections; when more requests to one URL are in flight than that, urllib3
+# discards the extra connections with a warning, and if the pool is evicted meanwhile (one of `num_pools` = 25,
+# least recently used first) the request fails with "'NoneType' object has no attribute 'qsize'". That happened
+# with `--parallel 32` (every worker inspects the same image). Sized above any `--parallel` worth using.
+POOL_SIZE = 64
 
 
 def engine_url(docker_host: str | None) -> str:
     return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
 
 
-def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> docker.APIClient:
+# Requests the engine answers only when an operation is over (a stop waits out the stop timeout): they hold no
+# slot of the request bound, so a container's stop never keeps others' creates waiting.
+_WAITING = re.compile(r"/containers/[^/]+/(stop|restart|wait|attach)$")
+
+
+class _BoundedClient(docker.APIClient):
+    """An APIClient whose requests take a slot of `limit` while the engine works on them. Changes wait (settle
+    windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
+
+    limit: threading.Semaphore | None = None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
+            return super().send(request, **kwargs)
+        with self.limit:
+            return super().send(request, **kwargs)
+
+
+def connect(
+    docker_host: str | None = None, tls: TlsFiles | None = None, limit: threading.Semaphore | None = None
+) -> docker.APIClient:
     """A low-level client; raises EngineUnavailable with one clear line when nothing answers.
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
@@ -41,14 +69,15 @@ def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> dock
     url = engine_url(docker_host)
     if tls is not None:
         kwargs: dict[str, Any] = {
-            "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True)
+            "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True),
+            "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
         _ssh_preflight(url)
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
-        _reap_ssh_processes()
+        reap_ssh_processes()
     else:
-        kwargs = docker.utils.kwargs_from_env()
+        kwargs = {**docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
     kwargs["base_url"] = url
     try:
         # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
@@ -64,6 +93,7 @@ def connect(docker_host: str | None = None, tls: TlsFiles | None = None) -> dock
                 f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
             )
         client = _client(kwargs, min(version, docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT)
+        client.limit = limit
     except (DockerException, requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
@@ -98,14 +128,18 @@ def _ssh_preflight(url: str) -> None:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
 
 
-def _client(kwargs: dict[str, Any], version: str, timeout: float) -> docker.APIClient:
-    # every request is retried when that is safe (reconciler.drivers.engine.retry)
-    client = RetryingAPIClient(version=version, timeout=timeout, **kwargs)
+class _Client(RetryingAPIClient, _BoundedClient):
+    """Every request retried when that is safe (reconciler.drivers.engine.retry), each attempt taking its own
+    slot of the bound: a retry's backoff holds none."""
+
+
+def _client(kwargs: dict[str, Any], version: str, timeout: float) -> _Client:
+    client = _Client(version=version, timeout=timeout, **kwargs)
     client.trust_env = False
     return client
 
 
-def _reap_ssh_processes() -> None:
+def reap_ssh_processes() -> None:
     """docker-py 7's ssh transport (`use_ssh_client`) terminates its ssh process on close but never waits for it
     nor closes its pipes: a long `watch` would collect one zombie per connection. Its close is made to finish."""
     from docker.transport import sshconn

@@ -9,12 +9,15 @@ from typing import Any, TypeVar
 from docker.errors import APIError, NotFound
 
 from reconciler.contract import BaseDriver
+from reconciler.drivers.engine.adoption import adopting
 from reconciler.drivers.engine.errors import engine_errors
+from reconciler.drivers.engine.session import EngineOptions
 from reconciler.errors import PermanentError
 from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Observed
 
 T = TypeVar("T")
 INSPECT_CONCURRENCY = 8
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
 
 
 def user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -77,9 +80,12 @@ class DockerDriver(BaseDriver):
         return found
 
     def users(self, name: str) -> list[dict[str, Any]]:
-        """Every container (running or not) that uses object `name`, by the engine's filter for this kind."""
+        """Every container (running or not) that uses object `name`, by the engine's filter for this kind.
+        Containers of swarm service tasks are left out: swarm manages them (and refuses to remove what a
+        service still uses), and the stopped ones it keeps as task history would otherwise block forever."""
         with self.errors(name, "list containers using it"):
-            return self.api.containers(all=True, filters={self.kind.lower(): name})
+            found = self.api.containers(all=True, filters={self.kind.lower(): name})
+        return [c for c in found if SWARM_TASK_LABEL not in (c.get("Labels") or {})]
 
     def split_users(self, name: str) -> tuple[list[str], str | None]:
         """From one listing: the sorted names of the project's containers using `name` (the ones a replace may
@@ -87,10 +93,17 @@ class DockerDriver(BaseDriver):
         own: list[str] = []
         others: list[str] = []
         for c in self.users(name):
-            mine = (c.get("Labels") or {}).get(LABEL_PROJECT) == self.project
-            (own if mine else others).append(c["Names"][0].lstrip("/"))
+            (own if self._ours(c) else others).append(c["Names"][0].lstrip("/"))
         why = f"{self.kind.lower()} is used by containers this project does not own: {', '.join(sorted(others))}"
         return sorted(own), why if others else None
+
+    def _ours(self, summary: Mapping[str, Any]) -> bool:
+        """A container of this project, or (with --adopt) of the Compose project it is taking over: those are
+        replaced by the project's own in the same plan."""
+        labels = summary.get("Labels") or {}
+        if labels.get(LABEL_PROJECT) == self.project:
+            return True
+        return adopting(self.ctx.options_for(EngineOptions).adopt, labels, self.project)
 
     def foreign_users(self, name: str) -> str | None:
         """Why `name` must not be replaced or removed: the containers of other owners that use it, or None."""
@@ -101,7 +114,7 @@ class DockerDriver(BaseDriver):
         since the plan stops the change (`consequence` says what is then left undone): those are never touched."""
         found = self.users(name)
         for summary in found:
-            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
+            if not self._ours(summary):
                 raise PermanentError(
                     f"{self.kind.lower()} {name}: container {summary['Names'][0].lstrip('/')} of another owner "
                     f"uses it; {consequence}"

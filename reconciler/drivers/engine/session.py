@@ -15,10 +15,12 @@ from reconciler.drivers.engine.errors import engine_errors, reason
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
 
-# What may concern a declared object: a container dying or going, a network or volume removed or changed.
+DEFAULT_REQUESTS = 8
+# What may concern a declared object: a container dying or going, a network or volume removed or changed, a
+# swarm service updated (scaled, edited) or removed by hand.
 EVENT_FILTERS = {
-    "type": ["container", "network", "volume"],
-    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
+    "type": ["container", "network", "volume", "service"],
+    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect", "update", "remove"],
 }
 
 
@@ -28,6 +30,19 @@ class EngineOptions:
         None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
     )
     tls: TlsFiles | None = None  # a fleet Host's client TLS files; not a flag
+    adopt: bool = option(
+        False,
+        "--adopt",
+        "take over what the running Compose project of the same name (--project) created: volumes and networks "
+        "as they are (data kept), containers replaced by the project's own",
+    )
+    max_requests: int = option(
+        DEFAULT_REQUESTS,
+        "--parallel",
+        "engine requests at once (default 8: the engine slows sharply beyond ~10 concurrent starts); waits "
+        "for a container to settle or a dependency to be healthy take none",
+        type=int,
+    )
 
 
 class DockerEngine:
@@ -41,6 +56,7 @@ class DockerEngine:
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
+        self._requests = threading.BoundedSemaphore(max(1, self.options.max_requests))
         self._client: Any = None
         self._lock = threading.Lock()
         self._events_client: Any = None
@@ -53,7 +69,7 @@ class DockerEngine:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.options.docker_host, self.options.tls)
+                self._client = connect(self.options.docker_host, self.options.tls, self._requests)
             return self._client
 
     def ping(self) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler.contract import Catalog, DriverContext, input_path
+from reconciler.contract import Catalog, DriverContext, Step, input_path, run_steps
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.image import ops as image_ops
@@ -241,7 +241,7 @@ class ImageDriver(DockerDriver):
             action, fields, steps, blocked = self._diff_pull(desired, obs)
         previous = dict(obs.get("previous") or {})
         if previous:
-            steps.extend(f"{REMOVE_STEP}{r}" for r in sorted(previous))
+            steps.extend(Step(f"{REMOVE_STEP}{r}", "remove", r) for r in sorted(previous))
             if action is Action.NONE:
                 action = Action.UPDATE
                 fields.append(FieldChange("reference", sorted(previous)[0], reference, Action.UPDATE))
@@ -263,7 +263,7 @@ class ImageDriver(DockerDriver):
             if spec["pullPolicy"] == "Never":
                 blocked = f"image {reference} is not on the engine and pullPolicy is Never (nothing will pull it)"
                 return Action.CREATE, [], [], blocked
-            return Action.CREATE, [], [f"pull {reference}"], error
+            return Action.CREATE, [], [Step(f"pull {reference}", "pull")], error
         if spec["pullPolicy"] != "Always" or parse_reference(reference).digest:
             return Action.NONE, [], [], None
         if error:
@@ -272,14 +272,14 @@ class ImageDriver(DockerDriver):
         if remote == local:
             return Action.NONE, [], [], None
         field = FieldChange("digest", local, remote, Action.REPLACE, note="the tag moved in the registry")
-        return Action.REPLACE, [field], [f"pull {reference}"], None
+        return Action.REPLACE, [field], [Step(f"pull {reference}", "pull")], None
 
     def _diff_build(
         self, desired: Desired, observed: Observed | None, obs: Mapping[str, Any]
     ) -> tuple[Action, list, list, str | None]:
         spec = desired.spec
         reference = spec["reference"]
-        steps = [f"build {reference}"] + ([f"push {reference}"] if spec["push"] else [])
+        steps = [Step(f"build {reference}", "build")] + ([Step(f"push {reference}", "push")] if spec["push"] else [])
         if observed is None or obs["owner"] == ABSENT:
             return Action.CREATE, [], steps, None
         image_labels = (observed.raw or {}).get("imageLabels") or {}
@@ -302,7 +302,7 @@ class ImageDriver(DockerDriver):
             local, remote = obs.get("localDigest"), obs.get("remoteDigest")
             if local is None or local != remote:
                 field = FieldChange("pushed", remote, local, Action.UPDATE, note="registry digest")
-                return Action.UPDATE, [field], [f"push {reference}"], None
+                return Action.UPDATE, [field], [Step(f"push {reference}", "push")], None
         return Action.NONE, [], [], None
 
     def prune(self, observed: Observed) -> Change:
@@ -324,7 +324,7 @@ class ImageDriver(DockerDriver):
         )
         if not removable:
             return Change(self.kind, observed.name, Action.NONE, observed=observed, notes=notes)
-        steps = tuple(f"{REMOVE_STEP}{r}" for r in removable)
+        steps = tuple(Step(f"{REMOVE_STEP}{r}", "remove", r) for r in removable)
         return Change(self.kind, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)
 
     def after_plan(self, change: Change, changes: Mapping[tuple[str, str], Change]) -> Change:
@@ -337,7 +337,7 @@ class ImageDriver(DockerDriver):
         freed = [ref for ref, users in kept.items() if set(users) <= removed]
         if not freed:
             return change
-        removable = [s.removeprefix(REMOVE_STEP) for s in change.steps if s.startswith(REMOVE_STEP)] + freed
+        removable = [s.args[0] for s in change.steps if s.op == "remove"] + freed  # type: ignore[attr-defined]
         still = {ref: users for ref, users in kept.items() if ref not in freed}
         return self._prune_change(change.observed, sorted(removable), still)
 
@@ -346,22 +346,34 @@ class ImageDriver(DockerDriver):
         return change.source or change.subject
 
     def apply(self, change: Change) -> None:
+        """Exactly the steps the plan shows: build, pull, push, remove tag."""
         where = self._where(change)
         desired = change.desired
-        if desired is not None and change.action in (Action.CREATE, Action.REPLACE):
-            if desired.spec["build"] is not None:
-                self._build(desired, change, where)
-            else:
-                self._pull(desired, where)
-        elif desired is not None and any(s.startswith("push ") for s in change.steps):
-            image_ops.push(self.api, desired.spec["reference"], self.log, where)
-        for step in change.steps:
-            if step.startswith(REMOVE_STEP):
-                self._remove(step.removeprefix(REMOVE_STEP), where, strict=change.action is Action.DELETE)
+        strict = change.action is Action.DELETE
+
+        def need() -> Desired:
+            assert desired is not None
+            return desired
+
+        run_steps(
+            change,
+            {
+                "build": lambda: self._build(need(), change, where),
+                "pull": lambda: self._pull(need(), where),
+                "push": lambda: image_ops.push(
+                    self.api, need().spec["reference"], self.log, where, self._reporter(change)
+                ),
+                "remove": lambda reference: self._remove(reference, where, strict=strict),
+            },
+        )
+
+    def _reporter(self, change: Change) -> Callable[[str, str], None]:
+        """Progress of this change's pull, build or push, for the live view."""
+        return lambda state, detail: self.ctx.progress(change.key, state, detail)
 
     def _pull(self, desired: Desired, where: str) -> None:
         reference = desired.spec["reference"]
-        image_ops.pull(self.api, reference, self.log, where)
+        image_ops.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
         with self.errors(desired.name, "inspect"):
             image_id = self.api.inspect_image(reference)["Id"]
         self.pulled.record(reference, desired.name, desired.resource.source.file, image_id)
@@ -370,12 +382,10 @@ class ImageDriver(DockerDriver):
         reference = desired.spec["reference"]
         labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
         old_id = change.observed.id if change.observed is not None else ""
-        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where)
+        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
         self.pulled.forget(reference)  # ours by its labels from now on
         if old_id and old_id != new_id:
             self._drop_previous_build(old_id, change)
-        if desired.spec["push"]:
-            image_ops.push(self.api, reference, self.log, where)
 
     def _drop_previous_build(self, old_id: str, change: Change) -> None:
         """The image a rebuild replaced, if it was ours and is now untagged and unused (never forced)."""
