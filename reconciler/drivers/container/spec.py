@@ -7,6 +7,7 @@ create call, so they can never disagree (see docs/containers.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
+from reconciler.safeio import ENV_FILE_LIMIT, UnsafeFile, manifest_root, read_text, tree_of
 from reconciler.spechash import spec_hash
 
 ASIDE_SUFFIX = "__reconciler_old"
@@ -39,6 +41,8 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _BYTES = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([bB]|[kKmMgGtTpP](?:[iI]?[bB])?)?$")
 _BYTE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+INT64_MAX = 2**63 - 1  # the engine stores durations (ns), sizes (bytes) and NanoCpus as Go int64
+MAX_CPUS = 1 << 20
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 
 
@@ -47,6 +51,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid duration {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0 or value * 10**9 > INT64_MAX:
+            raise SpecError(field, f"invalid duration {value!r} (0 to {INT64_MAX // 10**9} seconds)")
         return round(value * 10**9)
     text = str(value).strip()
     if text == "0":
@@ -59,6 +65,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
         pos = match.end()
     if pos != len(text) or not text:
         raise SpecError(field, f"invalid duration {value!r} (use e.g. 500ms, 10s, 1m30s)")
+    if total > INT64_MAX:
+        raise SpecError(field, f"duration {value!r} is too long: the engine holds at most 2^63-1 ns (about 292 years)")
     return round(total)
 
 
@@ -67,12 +75,16 @@ def parse_bytes(value: str | int, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid size {value!r}")
     if isinstance(value, int):
-        return value
-    match = _BYTES.match(str(value).strip())
-    if not match:
-        raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
-    unit = (match.group(2) or "b")[0].lower()
-    return int(float(match.group(1)) * _BYTE_UNITS[unit])
+        size = value
+    else:
+        match = _BYTES.match(str(value).strip())
+        if not match:
+            raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
+        unit = (match.group(2) or "b")[0].lower()
+        size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if size > INT64_MAX:
+        raise SpecError(field, f"size {value!r} is too large: the engine holds at most 2^63-1 bytes (8 EiB)")
+    return size
 
 
 def canonical_reference(ref: str) -> str:
@@ -103,16 +115,13 @@ def capability(name: str) -> str:
     return upper[4:] if upper.startswith("CAP_") else upper
 
 
-def read_env_file(path: Path, field: str) -> dict[str, str]:
-    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed."""
+def read_env_file(path: Path, field: str, tree: Path | str | None = None) -> dict[str, str]:
+    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed. Read with
+    the safe reader: a regular file of at most ENV_FILE_LIMIT bytes, never through a link out of `tree`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(field, f"env file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise SpecError(field, f"env file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise SpecError(field, f"env file {path} cannot be read: {exc.strerror}") from None
+        text = read_text(path, ENV_FILE_LIMIT, tree=tree)
+    except UnsafeFile as exc:
+        raise SpecError(field, f"env file {path}: {exc.reason}") from None
     env: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -187,6 +196,13 @@ def _resources(value: Mapping[str, Any], field: str) -> dict[str, Any]:
 
     swap = value.get("memorySwap")
     cpus = value.get("cpus")
+    if cpus is not None and (
+        isinstance(cpus, bool)
+        or not isinstance(cpus, int | float)
+        or not math.isfinite(cpus)
+        or not 0 < cpus <= MAX_CPUS
+    ):
+        raise SpecError(f"{field}.cpus", f"cpus must be a finite number above 0 and at most {MAX_CPUS}, not {cpus!r}")
     return {
         "memory": size("memory"),
         # -1 (unlimited swap) is a value of its own; undeclared stays None and means "twice memory"
@@ -198,7 +214,7 @@ def _resources(value: Mapping[str, Any], field: str) -> dict[str, Any]:
     }
 
 
-def _env(spec: Mapping[str, Any], manifest: Path) -> tuple[dict[str, str], frozenset[str]]:
+def _env(spec: Mapping[str, Any], manifest: Path, root: Path | None) -> tuple[dict[str, str], frozenset[str]]:
     """envFiles in order, then `env` on top (as Compose does); the names whose values must never be shown."""
     env: dict[str, str] = {}
     secret: set[str] = set()
@@ -206,7 +222,7 @@ def _env(spec: Mapping[str, Any], manifest: Path) -> tuple[dict[str, str], froze
         path = Path(name)
         if not path.is_absolute():
             path = manifest.parent / path
-        found = read_env_file(path, f"spec.envFiles.{i}")
+        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, root))
         env.update(found)
         secret.update(found)
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
@@ -218,7 +234,7 @@ def normalize_container(resource: Resource) -> Desired:
     """The canonical spec of a Container manifest; `Desired.sensitive` names the env entries never printed."""
     spec = resource.spec
     manifest = resource.source.path
-    env, secret = _env(spec, manifest)
+    env, secret = _env(spec, manifest, manifest_root(resource.source.file, manifest))
     networks = sorted(
         (
             {

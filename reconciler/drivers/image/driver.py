@@ -63,7 +63,7 @@ class ImageDriver(DockerDriver):
 
     # ---- pure ----------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
-        desired = normalize_image(resource)
+        desired = normalize_image(resource, self.ctx.manifest_dir)
         warning = context_warning(resource, self.ctx.manifest_dir)
         if warning:
             self.log.warning("image.context.outside", name=resource.name, source=resource.source.file, detail=warning)
