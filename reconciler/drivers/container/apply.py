@@ -7,11 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import Mount
-from docker.utils import parse_repository_tag
-
 from reconciler.drivers.container.spec import aside_name
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import LABEL_PROJECT, Desired
@@ -29,9 +26,9 @@ def create_config(api: Any, desired: Desired, labels: Mapping[str, str]) -> dict
     mounts = []
     for m in spec["mounts"]:
         if m["type"] == "tmpfs":
-            mounts.append(Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
+            mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
         else:
-            mounts.append(Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
+            mounts.append(lazy.Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
     mode = spec["networkMode"]
     first = spec["networks"][0] if spec["networks"] else None
     restart = spec["restartPolicy"]
@@ -147,7 +144,7 @@ def reconnect(
         try:
             api.disconnect_container_from_network(cid, network, force=True)
             disconnected = True
-        except APIError as exc:
+        except lazy.APIError as exc:
             if "is not connected" not in str(exc):
                 raise
         log.info("container.disconnected", name=name, network=network)
@@ -155,12 +152,12 @@ def reconnect(
         return
     try:
         _connect(api, cid, network, wanted)
-    except APIError as exc:
+    except lazy.APIError as exc:
         if disconnected and previous is not None:
             try:
                 _connect(api, cid, network, previous)
                 log.warning("container.reconnect_restored", name=name, network=network, error=str(exc))
-            except APIError as again:
+            except lazy.APIError as again:
                 log.error("container.reconnect_lost", name=name, network=network, error=str(again))
         raise
     log.info("container.connected", name=name, network=network)
@@ -184,7 +181,7 @@ def wait_for(
     while True:
         try:
             info = inspect(name)
-        except NotFound:
+        except lazy.NotFound:
             info = None
         if info is not None:
             state = info.get("State") or {}
@@ -255,7 +252,7 @@ class Replacer:
             self.create_and_start()
         except Exception as exc:
             self._roll_back(name, old_id, old_running, stop_timeout)
-            reason = str(exc) if isinstance(exc, ReconcileError | APIError) else repr(exc)
+            reason = str(exc) if isinstance(exc, ReconcileError | lazy.APIError) else repr(exc)
             raise PermanentError(
                 f"container {name}: replace failed, the old container was restored"
                 f"{' and restarted' if old_running else ''}: {reason}"
@@ -268,7 +265,7 @@ class Replacer:
         one, to be removed), or None; a container of another owner there stops the replace untouched."""
         try:
             info = by_name(self.api.inspect_container)(aside)
-        except NotFound:
+        except lazy.NotFound:
             return None
         if info["Id"] == old_id:
             return None
@@ -282,7 +279,7 @@ class Replacer:
     def _roll_back(self, name: str, old_id: str, old_running: bool, stop_timeout: int) -> None:
         try:
             new = by_name(self.api.inspect_container)(name)
-        except NotFound:
+        except lazy.NotFound:
             new = None
         if new is not None and new["Id"] != old_id:
             if _project_of(new) != self.project:
@@ -306,7 +303,7 @@ def ensure_image(api: Any, reference: str) -> None:
     try:
         api.inspect_image(reference)
         return
-    except ImageNotFound:
+    except lazy.ImageNotFound:
         pass
-    repository, tag = parse_repository_tag(reference)
+    repository, tag = lazy.docker.utils.parse_repository_tag(reference)
     api.pull(repository, tag=tag or "latest")

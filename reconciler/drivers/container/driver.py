@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from docker.errors import ImageNotFound, NotFound
-
 from reconciler.contract import Catalog, EngineEvent, Key
 from reconciler.drivers.container.apply import (
     Replacer,
@@ -48,6 +46,7 @@ from reconciler.drivers.container.spec import (
     sensitive_env_label,
     sensitive_values,
 )
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
 from reconciler.drivers.engine.session import container_event_key
@@ -137,8 +136,8 @@ class ContainerDriver(DockerDriver):
     def _inspect_image(self, ref: str) -> Mapping[str, Any]:
         try:
             return self.api.inspect_image(ref)
-        except ImageNotFound:
-            raise NotFound(ref) from None
+        except lazy.ImageNotFound:
+            raise lazy.NotFound(ref) from None
 
     def _observed(
         self,
@@ -222,7 +221,7 @@ class ContainerDriver(DockerDriver):
         assert change.desired is not None
         try:
             current = self.api.inspect_image(change.desired.spec["image"])["Id"]
-        except ImageNotFound:
+        except lazy.ImageNotFound:
             return True
         if current == facts.image_id:
             self.log.info("container.image_unchanged", name=change.name, image=current[:19])
@@ -294,7 +293,7 @@ class ContainerDriver(DockerDriver):
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""
         try:
             info = by_name(self.api.inspect_container)(name)
-        except NotFound:
+        except lazy.NotFound:
             return
         if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:
             self.api.remove_container(info["Id"], v=False, force=True)
@@ -304,6 +303,6 @@ class ContainerDriver(DockerDriver):
         try:
             self.api.stop(observed.id, timeout=timeout)
             self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
-        except NotFound:
+        except lazy.NotFound:
             pass  # already gone: the goal of a removal
         self.log.info("container.removed", name=observed.name, id=observed.id[:12])

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import requests
-from docker.errors import DockerException
-
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import reason
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import LABEL_PROJECT
+
+if TYPE_CHECKING:
+    import docker
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TIMEOUT = 120
@@ -28,11 +28,12 @@ def connect(docker_host: str | None = None) -> docker.APIClient:
     try:
         # a short timeout for the first contact: an engine that accepts but never answers is down, not slow
         # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply as they do for the docker CLI
-        kwargs = docker.utils.kwargs_from_env()
+        sdk = lazy.docker
+        kwargs = sdk.utils.kwargs_from_env()
         kwargs["base_url"] = url
-        client = docker.APIClient(version="auto", timeout=PING_TIMEOUT, **kwargs)
+        client = sdk.APIClient(version="auto", timeout=PING_TIMEOUT, **kwargs)
         client.ping()
-    except (DockerException, requests.RequestException, OSError) as exc:
+    except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import requests
-from docker.errors import APIError, DockerException, NotFound
-
+from reconciler.drivers.engine import lazy
 from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
 
 _RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
@@ -19,7 +17,7 @@ _AUTH = ("unauthorized", "denied", "authentication required", "access to the res
 _DNS = ("no such host", "server misbehaving", "name or service not known")
 
 
-def explain(exc: APIError) -> str:
+def explain(exc: lazy.APIError) -> str:
     """The engine's own message of an API error."""
     text = exc.explanation
     if isinstance(text, bytes):
@@ -56,18 +54,18 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
     (pull, push) get the registry's wording."""
     try:
         yield
-    except NotFound as exc:
+    except lazy.NotFound as exc:
         if registry:
             raise registry_failure(what, explain(exc)) from None
         raise PermanentError(f"{what}: {explain(exc)}") from None
-    except APIError as exc:
+    except lazy.APIError as exc:
         message = explain(exc)
         if registry:
             raise registry_failure(what, message) from None
         if (exc.status_code or 0) >= 500 and "already" not in message:
             raise TemporaryError(f"{what}: {message}") from None
         raise PermanentError(f"{what}: {message}") from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (lazy.requests.ConnectionError, lazy.requests.Timeout) as exc:
         raise EngineUnavailable(f"{what}: engine unreachable: {reason(exc)}") from None
-    except DockerException as exc:
+    except lazy.DockerException as exc:
         raise PermanentError(f"{what}: {exc}") from None

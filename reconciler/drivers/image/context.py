@@ -15,8 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.utils.build import exclude_paths
-
+from reconciler.drivers.engine import lazy
 from reconciler.safeio import DOCKERFILE_LIMIT, UnsafeFile, read_bytes, tree_of
 from reconciler.spechash import canonical_json
 
@@ -56,7 +55,7 @@ def dockerignore_patterns(context: Path) -> list[str]:
 
 def context_files(context: Path, dockerfile: str) -> list[str]:
     """Relative paths (files, directories, links) docker-py puts into the build context tar, sorted."""
-    return sorted(exclude_paths(str(context), dockerignore_patterns(context), dockerfile=dockerfile))
+    return sorted(lazy.exclude_paths(str(context), dockerignore_patterns(context), dockerfile=dockerfile))
 
 
 def _file_digest(path: str, st: os.stat_result) -> str:
