@@ -327,3 +327,28 @@ def test_safe_reader_rules(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_bytes(b"\xff")
     with pytest.raises(UnsafeFile, match="not UTF-8"):
         read_text(tmp_path / "bad.txt", 10)
+
+
+# ---- watch: the last-valid reader ------------------------------------------------------------------------
+
+
+def test_watch_reads_manifests_safely_too(tmp_path: Path) -> None:
+    """watch keeps the last valid version of each file: its reader refuses a link out of DIR and never blocks on
+    a FIFO that replaced a manifest (the blank-file check read it whole)."""
+    from reconciler.lastgood import LastValid
+
+    manifests = tmp_path / "m"
+    write(manifests, "v.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: vol}\n")
+    write(tmp_path, "outside.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: stolen}\n")
+    (manifests / "x.yaml").symlink_to(tmp_path / "outside.yaml")
+    last = LastValid(manifests)
+    first = last.assemble(lambda resources: [])
+    assert sorted(r.name for r in first.resources) == ["vol"]
+    assert any("symbolic link leads out of" in p.message for p in first.problems)
+    (manifests / "v.yaml").unlink()
+    os.mkfifo(manifests / "v.yaml")
+    start = time.monotonic()
+    again = last.assemble(lambda resources: [])
+    assert time.monotonic() - start < 10
+    assert [r.name for r in again.resources] == ["vol"]  # the last valid version is kept
+    assert any(p.message == "not a regular file" for p in again.problems)
