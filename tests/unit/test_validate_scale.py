@@ -71,13 +71,15 @@ def test_validating_2000_objects_scans_the_catalog_a_constant_number_of_times(
 
 
 def test_the_cross_object_checks_still_find_clashes(tmp_path: Path) -> None:
-    """The indexes find what the scans found: a host port published twice, overlapping subnets."""
+    """The indexes find what the scans found: a host port published twice, overlapping subnets, one image
+    reference declared twice."""
     write_tree(tmp_path)
     (tmp_path / "dup.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: dup}\nspec:\n"
         f"  image: {IMAGE}:1\n  ports: [{{containerPort: 80, hostPort: 10007, hostIP: 127.0.0.1}}]\n"
         "---\napiVersion: reconciler/v1\nkind: Network\nmetadata: {name: wide}\n"
         "spec:\n  ipam:\n    config:\n      - {subnet: 10.0.0.0/8}\n"
+        f"---\napiVersion: reconciler/v1\nkind: Image\nmetadata: {{name: again}}\nspec: {{reference: {IMAGE}:3}}\n"
     )
     problems = [str(p) for p in ProjectRunner(project="scale", manifest_dir=tmp_path).load().problems]
     assert (
@@ -88,6 +90,11 @@ def test_the_cross_object_checks_still_find_clashes(tmp_path: Path) -> None:
         "c7.yaml:7: Container/c7: spec.ports[0].hostPort: host port 0.0.0.0:10007/tcp is also published by "
         "Container/dup (dup.yaml, spec.ports[0])" in problems
     )
+    twice = [p.split(": ", 1)[1] for p in problems if "is also declared by" in p]
+    assert twice == [
+        f"Image/img3: spec.reference: {IMAGE}:3 is also declared by Image/again",
+        f"Image/again: spec.reference: {IMAGE}:3 is also declared by Image/img3",
+    ]
     wide = [p for p in problems if p.startswith("dup.yaml:") and "Network/wide" in p]
     assert len(wide) == NETWORKS and "overlaps 10.0.0.0/16 of Network/net0" in wide[0]
     assert sum("overlaps 10.0.0.0/8 of Network/wide" in p for p in problems) == NETWORKS
