@@ -82,6 +82,16 @@ def test_env_file_fifo_never_blocks(tmp_path: Path) -> None:
     assert "not a regular file" in line and time.monotonic() - start < TIMEOUT / 2
 
 
+@pytest.mark.parametrize(
+    "path", ["/proc/self/environ", "/proc/1/environ", "/sys/kernel/mm/transparent_hugepage/enabled"]
+)
+def test_env_file_in_a_pseudo_file_system_is_refused(tmp_path: Path, path: str) -> None:
+    """/proc/self/environ is a "regular" file: it would hand reconcile's own environment to the container."""
+    write(tmp_path, "c.yaml", container(f"envFiles: [{path}]"))
+    line = one_error(validate(tmp_path))
+    assert "spec.envFiles[0]" in line and "kernel pseudo file system" in line
+
+
 def test_env_file_over_the_limit_names_the_limit(tmp_path: Path) -> None:
     with (tmp_path / "big.env").open("wb") as fh:
         fh.truncate(1024 * 1024 + 1)
@@ -172,6 +182,13 @@ def test_sensitive_build_context_needs_allow_sensitive_too(tmp_path: Path) -> No
     write(tmp_path, "img.yaml", image("{context: /etc, dockerfile: /etc/hostname, allowExternalContext: true}"))
     line = one_error(validate(tmp_path))
     assert "sensitive host path /etc" in line and "allowSensitive: true" in line
+
+
+def test_sensitive_dockerfile_needs_allow_sensitive(tmp_path: Path) -> None:
+    write(tmp_path, "ctx/a", "a\n")
+    write(tmp_path, "img.yaml", image("{context: ./ctx, dockerfile: /etc/hostname, allowExternalContext: true}"))
+    line = one_error(validate(tmp_path))
+    assert "spec.build.dockerfile" in line and "allowSensitive: true" in line
 
 
 def test_dockerfile_that_is_a_fifo_or_a_link_out_is_refused(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ _BYTES = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([bB]|[kKmMgGtTpP](?:[iI]?[bB])?)?
 _BYTE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 INT64_MAX = 2**63 - 1  # the engine stores durations (ns), sizes (bytes) and NanoCpus as Go int64
 MAX_CPUS = 1 << 20
+PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 
 
@@ -118,6 +119,10 @@ def capability(name: str) -> str:
 def read_env_file(path: Path, field: str, tree: Path | str | None = None) -> dict[str, str]:
     """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed. Read with
     the safe reader: a regular file of at most ENV_FILE_LIMIT bytes, never through a link out of `tree`."""
+    real = os.path.realpath(path)
+    if any(real == p or real.startswith(p + "/") for p in PSEUDO_FILE_SYSTEMS):
+        # /proc/self/environ would hand reconcile's own environment to the container
+        raise SpecError(field, f"env file {path}: {real} is in a kernel pseudo file system, not an env file")
     try:
         text = read_text(path, ENV_FILE_LIMIT, tree=tree)
     except UnsafeFile as exc:

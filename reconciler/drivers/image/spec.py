@@ -70,11 +70,18 @@ def check_context(resource: Resource, context: Path, dockerfile: str, manifest_d
             "spec.build.context", f"build context {raw!r}: {reason}; set build.allowSensitive: true to build it"
         )
     file = os.path.realpath(dockerfile_path(context, dockerfile))
-    if not inside(file, real) and not inside(file, root) and not build.get("allowExternalContext"):
+    if inside(file, real) or inside(file, root):
+        return
+    if not build.get("allowExternalContext"):
         raise SpecError(
             "spec.build.dockerfile",
             f"Dockerfile {dockerfile!r} is outside the build context and the manifest directory ({file}); "
             "set build.allowExternalContext: true to use it",
+        )
+    reason = sensitive_reason(file)
+    if reason and not build.get("allowSensitive"):
+        raise SpecError(
+            "spec.build.dockerfile", f"Dockerfile {dockerfile!r}: {reason}; set build.allowSensitive: true to use it"
         )
 
 
