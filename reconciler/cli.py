@@ -14,8 +14,10 @@ import structlog
 
 from reconciler import __version__, logs, render
 from reconciler.contract import NoOptions, cli_flags
-from reconciler.errors import EngineUnavailable, ReconcileError, ValidationFailed
-from reconciler.executor import DEFAULT_WORKERS, succeeded
+from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError, ValidationFailed
+from reconciler.executor import succeeded
+from reconciler.fleet import HostSpec, select_hosts
+from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
 from reconciler.lock import ProjectLock
 from reconciler.model import Action, Plan
 from reconciler.plugins import driver_classes, engine_class
@@ -55,12 +57,40 @@ def _global_options(parser: argparse.ArgumentParser, types: list[type], suppress
     )
     parser.add_argument("--log-format", choices=("console", "json"), default=default("console"))
     parser.add_argument("--debug", action="store_true", default=default(False), help="debug logs and tracebacks")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=default([]),
+        metavar="NAME",
+        help="in a fleet: only this Host (repeatable)",
+    )
+    parser.add_argument(
+        "--selector",
+        action="append",
+        default=default([]),
+        metavar="KEY=VALUE",
+        help="in a fleet: only Hosts with this label (repeatable: all must match)",
+    )
     for options_type in types:
         for fld, flag in cli_flags(options_type):
             names = [flag.short, flag.flag] if flag.short else [flag.flag]
             value = os.environ.get(flag.env, fld.default) if flag.env else fld.default
+            if isinstance(fld.default, bool):  # a switch: `--no-wait`, not `--no-wait true`
+                parser.add_argument(
+                    *names,
+                    dest=_dest(options_type, fld.name),
+                    action="store_true",
+                    default=default(value),
+                    help=flag.help,
+                )
+                continue
             parser.add_argument(
-                *names, dest=_dest(options_type, fld.name), choices=flag.choices, default=default(value), help=flag.help
+                *names,
+                dest=_dest(options_type, fld.name),
+                type=flag.type,
+                choices=flag.choices,
+                default=default(value),
+                help=flag.help,
             )
 
 
@@ -100,33 +130,63 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-o", "--output", choices=("text", "json"), default="text")
     apply.add_argument("--no-prune", action="store_true", help="keep owned objects whose manifest is gone")
     apply.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
-    apply.add_argument("--parallel", type=int, default=DEFAULT_WORKERS, help="changes applied at once")
     apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
+    apply.add_argument(
+        "--rollout",
+        default="all",
+        metavar="all|N",
+        help="in a fleet: all Hosts at once (default), or N Hosts at a time in name order, stopping after a "
+        "batch in which a Host failed",
+    )
     status = command("status", "report each declared object: in sync, drifted, missing, failing")
     status.add_argument("-o", "--output", choices=("text", "json"), default="text")
     watch = command("watch", "apply, then keep converging")
     watch.add_argument("--no-prune", action="store_true")
     watch.add_argument("--allow-empty", action="store_true")
-    watch.add_argument("--parallel", type=int, default=DEFAULT_WORKERS)
     watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
     watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
+    importer = sub.add_parser("import", help="translate another tool's files into manifests")
+    formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT", parser_class=_Parser)
+    compose = formats.add_parser("compose", help="Docker Compose files (merged in order, as `-f` does)")
+    compose.add_argument("files", type=Path, nargs="+", metavar="FILE", help="Compose files, merged in order")
+    compose.add_argument("--out", type=Path, help="where to write the manifests (default: ./PROJECT)")
+    # SUPPRESS: a default here would overwrite the global --project given before the command
+    compose.add_argument("-p", "--project", default=argparse.SUPPRESS, help="the Compose project name")
+    compose.add_argument("--profile", action="append", default=[], help="activate a Compose profile (repeatable)")
     return parser
 
 
-def _runner(args: argparse.Namespace) -> ProjectRunner:
+def _runner(args: argparse.Namespace, host: HostSpec | None = None) -> ProjectRunner:
+    """The runner of the one engine (`--docker-host`), or of one Host of a fleet."""
     project = check_project_name(default_project(args.dir) if args.project is None else args.project)
     options = _options(args, args.option_types)
     engine_type = engine_class()
-    engine = engine_type(next(o for o in options if isinstance(o, engine_type.options_type)))
-    args.engine = engine.url
+    if host is None:
+        engine = engine_type(next(o for o in options if isinstance(o, engine_type.options_type)))
+        args.engine = engine.url
+    else:
+        engine = engine_type.for_host(host.engine, host.tls)
     return ProjectRunner(
         project=project,
         manifest_dir=args.dir,
         engine=engine,
         options=options,
-        workers=max(1, getattr(args, "parallel", DEFAULT_WORKERS)),
+        host=None if host is None else host.name,
     )
+
+
+def _fleet(args: argparse.Namespace, loaded: Loaded) -> tuple[list[HostSpec], dict[str, ProjectRunner]]:
+    """The Hosts this command works on (`--host`, `--selector`) and a runner for each."""
+    hosts, errors = select_hosts(loaded.hosts, args.host, args.selector)
+    if errors:
+        raise PermanentError(errors[0])
+    return hosts, {h.name: _runner(args, h) for h in hosts}
+
+
+def _single_engine_only(args: argparse.Namespace) -> None:
+    if args.host or args.selector:
+        raise PermanentError("--host/--selector need a tree with Host manifests; this one has none")
 
 
 def _plan(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded | None = None) -> Plan:
@@ -153,7 +213,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _plan(args, _runner(args))
+    runner = _runner(args)
+    loaded = runner.load_valid()
+    if loaded.hosts:
+        hosts, runners = _fleet(args, loaded)
+        runs = plan_fleet(runners, hosts, lambda r, current: _plan(args, r, current), loaded)
+        print(render.fleet_plan_json(runner.project, runs) if args.output == "json" else render.fleet_plan_text(runs))
+        if any(r.plan is None or r.plan.blocked for r in runs):
+            return EXIT_ERROR
+        return EXIT_OK if all(r.plan is not None and r.plan.in_sync for r in runs) else EXIT_CHANGES
+    _single_engine_only(args)
+    plan = _plan(args, runner, loaded)
     print(render.plan_json(plan) if args.output == "json" else render.plan_text(plan))
     if plan.blocked:
         return EXIT_ERROR
@@ -163,6 +233,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     runner = _runner(args)
     loaded = runner.load_valid()  # bad input stops before the lock or the engine are touched
+    if loaded.hosts:
+        return _apply_fleet(args, runner, loaded)
+    _single_engine_only(args)
     with ProjectLock(runner.project, args.engine, wait=args.wait) as lock:
         if lock.waited:  # the directory may have moved on while the holder ran (and applied it)
             loaded = runner.load_valid()
@@ -175,16 +248,29 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK if succeeded(results) else EXIT_ERROR
 
 
+def _apply_fleet(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded) -> int:
+    batch = parse_rollout(args.rollout)
+    hosts, runners = _fleet(args, loaded)
+
+    def show(run: HostRun) -> None:
+        if args.output == "text" and run.plan is not None:
+            print(f"Host {run.host.name} ({run.engine}):\n{render.plan_text(run.plan)}", flush=True)
+
+    runs = apply_fleet(runners, hosts, lambda r, current: _plan(args, r, current), loaded, args.wait, batch, show)
+    if args.output == "json":
+        print(render.fleet_results_json(runner.project, runs))
+    else:
+        print(render.fleet_results_text(runs))
+    return EXIT_OK if not any(r.failed or r.skipped for r in runs) else EXIT_ERROR
+
+
 def _status_of(change_action: Action, blocked: str | None) -> str:
     if blocked is not None:
         return "blocked"
     return {Action.NONE: "in sync", Action.CREATE: "missing"}.get(change_action, "drifted")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    plan = _plan(args, runner)
-    failures = read_failures(runner.project, args.engine)
+def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dict[str, object]]:
     rows = []
     for change in plan.changes:
         if change.desired is None:
@@ -195,7 +281,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if failure and state != "in sync":
             state = "blocked" if failure.get("status") == "blocked" else "failing"
             if state == "blocked" and blocked is None:  # held by a failing dependency in the last apply/pass
-                blocked = failure.get("error")
+                blocked = failure.get("error")  # type: ignore[assignment]
         rows.append(
             {
                 "kind": change.kind,
@@ -205,26 +291,72 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "fields": [f.path for f in change.fields],
                 "blocked": blocked,
                 "lastError": (failure or {}).get("error"),
+                "errorClass": (failure or {}).get("errorClass"),
                 "nextRetry": (failure or {}).get("nextRetry"),
             }
         )
+    return rows
+
+
+def _status_line(row: dict[str, object]) -> str:
+    detail = ", ".join(row["fields"]) or row["blocked"] or ""  # type: ignore[arg-type]
+    if row["lastError"] and row["lastError"] != row["blocked"]:
+        kind = f" ({row['errorClass']})" if row["errorClass"] else ""
+        detail = f"{detail} last error{kind}: {row['lastError']}".strip()
+    if row["nextRetry"]:
+        detail = f"{detail}; next retry {row['nextRetry']}"
+    where = f"  @{row['host']}" if "host" in row else ""
+    return f"{row['status']:<8}  {row['kind']}/{row['name']}{where}" + (f"  ({detail})" if detail else "")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    loaded = runner.load_valid()
+    if loaded.hosts:
+        hosts, runners = _fleet(args, loaded)
+        runs = plan_fleet(runners, hosts, lambda r, current: _plan(args, r, current), loaded)
+        rows = []
+        for run in runs:
+            if run.plan is None:
+                continue
+            failures = read_failures(runner.project, run.engine)
+            rows += [{**row, "host": run.host.name} for row in _status_rows(run.plan, failures)]
+        down = [{"host": r.host.name, "engine": r.engine, "error": r.error} for r in runs if r.plan is None]
+        if args.output == "json":
+            print(json.dumps({"project": runner.project, "objects": rows, "unreachable": down}, indent=2))
+        else:
+            for row in rows:
+                print(_status_line(row))
+            for host in down:
+                print(f"{'unreachable':<8}  Host/{host['host']}  ({host['error']})")
+        return EXIT_OK if not down and all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES
+    _single_engine_only(args)
+    plan = _plan(args, runner, loaded)
+    rows = _status_rows(plan, read_failures(runner.project, args.engine))
     if args.output == "json":
         print(json.dumps({"project": runner.project, "objects": rows}, indent=2))
     else:
         for row in rows:
-            detail = ", ".join(row["fields"]) or row["blocked"] or ""
-            if row["lastError"] and row["lastError"] != row["blocked"]:
-                detail = f"{detail} last error: {row['lastError']}".strip()
-            if row["nextRetry"]:
-                detail = f"{detail}; next retry {row['nextRetry']}"
-            print(f"{row['status']:<8}  {row['kind']}/{row['name']}" + (f"  ({detail})" if detail else ""))
+            print(_status_line(row))
     return EXIT_OK if all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.controller import run_watch
 
-    return run_watch(args, _runner(args))
+    runner = _runner(args)
+    loaded = runner.load_valid()
+    if loaded.hosts:
+        _, runners = _fleet(args, loaded)
+        return run_watch(args, list(runners.values()))
+    _single_engine_only(args)
+    return run_watch(args, [runner])
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from reconciler.compose import run_import
+
+    return run_import(args.files, args.out, args.project, args.profile, sys.stdout, sys.stderr).exit_code
 
 
 COMMANDS = {
@@ -233,6 +365,7 @@ COMMANDS = {
     "apply": cmd_apply,
     "status": cmd_status,
     "watch": cmd_watch,
+    "import": cmd_import,
 }
 
 
@@ -256,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `reconcile plan | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -17,9 +17,16 @@ What must outlive a pass (the engine connection) lives in the `Engine`, reached 
    whole catalog (pure: no engine, no host; validation runs these alone).
 2. `observe(desired)` once per kind, all kinds concurrently (reads the host, changes nothing).
 3. `diff(desired, observed)` for each declared object, `prune(observed)` for each owned object whose manifest
-   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (all pure).
+   is gone, `leftover_of(observed)` to tell replace leftovers from gone objects (they may read the host, e.g.
+   which containers use a network, and never change it).
 4. `follow(change, upstream)` in rank order, then `after_plan(change, changes)` once the plan is whole (pure).
 5. `apply(change)` per pending change, in dependency order, concurrently across independent changes.
+
+## Steps
+A change's `steps` are `model.Step`s: the text the plan prints, with the op (and arguments) apply performs for
+it. Drivers build them once, in `diff`/`prune`, and carry them out with `run_steps(change, handlers)`, so the
+steps a plan prints are the steps apply runs. A change the plan shows without steps (a plain create of a network
+or volume) is the one operation its action names.
 
 ## Errors
 Hooks raise `reconciler.errors.ReconcileError` subclasses: `TemporaryError` (retry may help; `delay` suggests
@@ -32,6 +39,7 @@ permanent ones until the manifest or the observed object changes (or the periodi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +49,7 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.model import Change, Desired, Observed, Reference, Resource
+from reconciler.model import Step as Step  # drivers build plan steps with it
 
 Key = tuple[str, str]
 T = TypeVar("T")
@@ -55,6 +64,7 @@ class CliFlag:
 
     flag: str  # e.g. "--firewall-backend"
     help: str
+    type: Callable[[str], Any] | None = None  # how the flag's text becomes the value (default: kept as text)
     choices: tuple[str, ...] | None = None
     env: str | None = None  # environment variable giving the default
     short: str | None = None  # e.g. "-H"
@@ -89,6 +99,15 @@ class EngineEvent:
     type: str = ""  # what the event is about, for logs ("container", "network")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Client TLS material for an engine: the CA its certificate must chain to, our certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Where the drivers' objects live, for the life of a command (one `watch` keeps it for months).
@@ -97,6 +116,11 @@ class Engine(Protocol):
     """
 
     options_type: ClassVar[type]
+
+    @classmethod
+    def for_host(cls, address: str, tls: TlsFiles | None) -> Engine:
+        """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect."""
+        ...
 
     @property
     def url(self) -> str:
@@ -109,6 +133,10 @@ class Engine(Protocol):
 
     def ping(self) -> None:
         """Raise EngineUnavailable unless the engine answers now."""
+        ...
+
+    def identity(self) -> str:
+        """What tells this engine from every other one (however it is addressed); connects."""
         ...
 
     def reset(self) -> None:
@@ -144,6 +172,7 @@ class DriverContext:
     options: Iterable[Any] = ()
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
+    host: str | None = None  # in a fleet: the Host this context's engine is
     _engine: Any = None
 
     def __post_init__(self) -> None:
@@ -160,6 +189,14 @@ class DriverContext:
     def engine_url(self) -> str | None:
         """The engine's address, known without contacting it (None when no engine is configured)."""
         return self.engine_handle.url if self.engine_handle is not None else None
+
+    @property
+    def state_key(self) -> str:
+        """What names this engine in the state files drivers keep: "" for the one engine of a tree without
+        Hosts (the names used before fleets existed), else a digest of the Host's engine address."""
+        if self.host is None or self.engine_url is None:
+            return ""
+        return hashlib.sha256(self.engine_url.encode()).hexdigest()[:12]
 
     @property
     def engine(self) -> Any:
@@ -209,6 +246,9 @@ class Driver(Protocol):
     # True: a create/update/replace waits for the deletes of its own kind (a pruned container may hold the
     # host port or static IP its successor needs)
     create_after_deletes: ClassVar[bool]
+    # True: objects of this kind act on the machine reconcile runs on, not through the engine (firewall rules);
+    # in a fleet they may only be placed on Hosts reached through a local socket
+    local_only: ClassVar[bool]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -242,10 +282,10 @@ class Driver(Protocol):
         name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
         ...
 
-    # -- pure, given what observe saw in this pass -----------------------------------------------------------
+    # -- may read the host, never change it; given what observe saw in this pass ------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the steps apply
-        will take (`Change.steps`, which apply follows: one source for both)."""
+        """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the `Step`s apply
+        will take (`Change.steps`, which apply follows through `run_steps`: one source for both)."""
         ...
 
     def prune(self, observed: Observed) -> Change:
@@ -282,6 +322,7 @@ class BaseDriver:
     claims_names: ClassVar[bool] = True
     delete_after_users: ClassVar[bool] = True
     create_after_deletes: ClassVar[bool] = False
+    local_only: ClassVar[bool] = False
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -328,6 +369,17 @@ class BaseDriver:
         raise NotImplementedError
 
 
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+    """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
+    step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
+    ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op
+    unknown = sorted({op for op in ops if op not in handlers})
+    if unknown:
+        raise PermanentError(f"internal error: {change.subject}: no handler for step(s) {', '.join(unknown)}")
+    for step in change.steps:
+        handlers[step.op](*step.args)  # type: ignore[attr-defined]
+
+
 HOOKS = (
     "normalize",
     "references",
@@ -342,7 +394,16 @@ HOOKS = (
     "after_plan",
     "apply",
 )
-ATTRIBUTES = ("kind", "rank", "schema", "options_type", "claims_names", "delete_after_users", "create_after_deletes")
+ATTRIBUTES = (
+    "kind",
+    "rank",
+    "schema",
+    "options_type",
+    "claims_names",
+    "delete_after_users",
+    "create_after_deletes",
+    "local_only",
+)
 
 
 def missing_hooks(cls: type) -> list[str]:

@@ -456,45 +456,84 @@ def _stop_waiting(*_: object) -> None:
     raise _StopWaiting
 
 
-def run_watch(args: argparse.Namespace, runner: ProjectRunner) -> int:
-    """The `watch` command: hold the project lock for life, start the triggers, loop until SIGINT/SIGTERM."""
+def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
+    """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
+    until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
     options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=max(0.5, float(args.resync)))
-    # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or a switched symlink) is followed
-    runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
-    metrics = Metrics()
+    fleet = len(runners) > 1 or runners[0].host is not None
+    if fleet and args.metrics_addr:
+        raise ReconcileError("--metrics-addr serves one engine's metrics; it is not supported with a fleet yet")
+    for runner in runners:
+        # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or switched symlink) is followed
+        runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
     server: MetricsServer | None = None
-    lock = ProjectLock(runner.project, args.engine, wait=args.wait)
+    locks = [ProjectLock(r.project, r.ctx.engine_url or args.engine, wait=args.wait) for r in runners]
     waiting = install_signals(_stop_waiting)  # SIGINT/SIGTERM while --wait waits: a clean exit 0 as well
+    held: list[ProjectLock] = []
     try:
-        lock.acquire()
+        for lock in locks:
+            lock.acquire()
+            held.append(lock)
     except _StopWaiting:
-        log.info("watch.stopped", project=runner.project, reason="stopped while waiting for the lock")
+        for lock in held:
+            lock.release()
+        log.info("watch.stopped", project=runners[0].project, reason="stopped while waiting for the lock")
         return 0
+    except BaseException:
+        for lock in held:
+            lock.release()
+        raise
     finally:
         for sig, handler in waiting.items():
             signal.signal(sig, handler)
-    with lock:
-        controller = Controller(runner, args.engine, options, metrics)
-        previous = install_signals(controller.request_stop)
+    controllers = [Controller(r, r.ctx.engine_url or args.engine, options, Metrics()) for r in runners]
+
+    def stop_all(*_: object) -> None:
+        for controller in controllers:
+            controller.request_stop()
+
+    previous = install_signals(stop_all)
+    triggers: list[Any] = []
+    try:
         if args.metrics_addr:
-            server = serve(args.metrics_addr, metrics)
+            server = serve(args.metrics_addr, controllers[0].metrics)
             log.info("metrics.serving", addr=args.metrics_addr)
-        watcher = DirectoryWatcher(runner.manifest_dir, lambda: controller.request("files"))
-        if runner.engine is None:
-            raise ReconcileError("internal error: watch needs an engine")
-        events = EventReader(runner.engine, controller.event_keys, controller.request)
-        log.info("watch.started", project=runner.project, dir=str(runner.manifest_dir), resync=options.resync)
-        try:
-            watcher.start()
-            events.start()
-            controller.run()
-        finally:
-            watcher.stop()
-            events.stop()
-            if server is not None:
-                server.close()
+        for runner, controller in zip(runners, controllers, strict=True):
+            if runner.engine is None:
+                raise ReconcileError("internal error: watch needs an engine")
+            triggers.append(DirectoryWatcher(runner.manifest_dir, lambda c=controller: c.request("files")))
+            triggers.append(EventReader(runner.engine, controller.event_keys, controller.request))
+            log.info(
+                "watch.started",
+                project=runner.project,
+                dir=str(runner.manifest_dir),
+                resync=options.resync,
+                **({"host": runner.host} if runner.host else {}),
+            )
+        for trigger in triggers:
+            trigger.start()
+        if not fleet:
+            controllers[0].run()
+        else:
+            threads = [
+                threading.Thread(target=c.run, name=f"watch-{r.host}", daemon=True)
+                for r, c in zip(runners, controllers, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(0.5)
+    finally:
+        for trigger in triggers:
+            trigger.stop()
+        if server is not None:
+            server.close()
+        for controller in controllers:
             controller.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    log.info("watch.stopped", project=runner.project)
+        for lock in held:
+            lock.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("watch.stopped", project=runners[0].project)
     return 0

@@ -16,9 +16,10 @@ from reconciler.model import Action, Change, Outcome, Plan, Result
 
 log = structlog.get_logger()
 
-# The engine slows sharply beyond ~10 concurrent starts (PITFALLS); 8 stays under that and, measured in
-# bench/compose_peer.py, converges 20-50 containers as fast as Compose v1 on a 2-core host.
-DEFAULT_WORKERS = 8
+# Changes in flight at once. The engine's work is bounded elsewhere (the engine client's request bound,
+# `--parallel`, 8 by default: the engine slows sharply beyond ~10 concurrent starts), so a change that waits — a
+# settle window, a dependency's health, a stop timeout — holds a thread here, never an engine slot.
+DEFAULT_WORKERS = 64
 
 
 def _apply_one(driver: Driver, change: Change) -> Result:

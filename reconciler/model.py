@@ -128,6 +128,24 @@ class FieldChange:
     note: str = ""
 
 
+class Step(str):
+    """One step of a change: the text a plan shows (the string itself) and what apply does for it, `op` with its
+    `args`. Drivers build a change's steps once, in diff, and apply carries out exactly those (contract.run_steps),
+    so what a plan promises and what apply does cannot drift apart. A plain string is a step with no op."""
+
+    op: str
+    args: tuple[Any, ...]
+
+    def __new__(cls, text: str, op: str = "", *args: Any) -> Step:
+        step = super().__new__(cls, text)
+        step.op = op
+        step.args = args
+        return step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Step, (str(self), self.op, *self.args))
+
+
 @dataclass(frozen=True)
 class Change:
     """What to do with one object. `blocked` says why a needed change will not be made (an error)."""

@@ -21,6 +21,9 @@ BUILTIN_DRIVERS = {
     "Network": "reconciler.drivers.network.driver:NetworkDriver",
     "Container": "reconciler.drivers.container.driver:ContainerDriver",
     "FirewallAllowList": "reconciler.drivers.firewall.driver:FirewallDriver",
+    "Service": "reconciler.drivers.swarm.service:ServiceDriver",
+    "Secret": "reconciler.drivers.swarm.data:SecretDriver",
+    "Config": "reconciler.drivers.swarm.data:ConfigDriver",
 }
 BUILTIN_ENGINE = "reconciler.drivers.engine.session:DockerEngine"
 

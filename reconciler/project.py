@@ -10,15 +10,19 @@ from typing import Any
 
 import structlog
 
+from reconciler import fleet
 from reconciler.catalog import Catalog, build_catalog
 from reconciler.contract import Driver, DriverContext, Engine
 from reconciler.errors import PermanentError, Problem, ValidationFailed
 from reconciler.executor import DEFAULT_WORKERS, execute
+from reconciler.fleet import HostSpec
+from reconciler.graph import Key
 from reconciler.manifests import load_directory, register_schema
 from reconciler.model import Plan, Resource, Result
 from reconciler.planner import observe_all, plan_changes
 from reconciler.plugins import driver_classes
 
+NO_HOSTS = "names hosts, but no Host is declared"
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
 
@@ -40,6 +44,8 @@ class Loaded:
     resources: list[Resource]
     catalog: Catalog
     problems: list[Problem]
+    hosts: list[HostSpec] = field(default_factory=list)  # the tree's Host documents (none: one engine)
+    placement: dict[Key, frozenset[str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -61,6 +67,7 @@ class ProjectRunner:
     workers: int = DEFAULT_WORKERS
     engine: Engine | None = None
     classes: dict[str, Callable[[DriverContext], Driver]] | None = None
+    host: str | None = None  # in a fleet: the Host this runner converges (its share of the tree)
     drivers: dict[str, Driver] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,8 +76,9 @@ class ProjectRunner:
             self.manifest_dir,
             self.engine_factory,
             self.options,
-            structlog.get_logger().bind(project=self.project),
+            structlog.get_logger().bind(project=self.project, **({"host": self.host} if self.host else {})),
             engine_handle=self.engine,
+            host=self.host,
         )
         if self.classes is None:
             self.classes = dict(driver_classes(log=self.ctx.log))
@@ -92,8 +100,28 @@ class ProjectRunner:
             found, problems = load_directory(self.manifest_dir)
         else:
             found, problems = list(resources), []
-        catalog, more = build_catalog(found, self.drivers)
-        return Loaded(found, catalog, sorted(set(problems + more)))
+        if not fleet.is_fleet(found):
+            placed = [r for r in found if "hosts" in r.spec]
+            problems += [
+                Problem(
+                    r.source.file,
+                    r.line_of("spec.hosts"),
+                    r.subject,
+                    "spec.hosts",
+                    "names hosts, but no Host is declared",
+                )
+                for r in placed
+            ]
+            catalog, more = build_catalog([fleet.without_hosts(r) for r in found], self.drivers)
+            return Loaded(found, catalog, sorted(set(problems + more)))
+        hosts, host_problems = fleet.host_specs(found)
+        others = [r for r in found if r.kind != fleet.HOST_KIND]
+        catalog, more = build_catalog([fleet.without_hosts(r) for r in others], self.drivers)
+        placement, placement_problems = fleet.place(others, hosts, catalog, self.drivers)
+        if self.host is not None:
+            catalog = fleet.for_host(catalog, placement, self.host)
+        found_problems = sorted(set(problems + host_problems + more + placement_problems))
+        return Loaded(found, catalog, found_problems, hosts, placement)
 
     def load_valid(self) -> Loaded:
         loaded = self.load()

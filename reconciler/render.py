@@ -124,3 +124,90 @@ def results_json(project: str, results: list[Result]) -> str:
         ],
     }
     return json.dumps(doc, indent=2, default=str)
+
+
+# --- fleets: one section per Host, then the fleet's summary ------------------------------------------------------
+
+
+def _host_title(run: Any) -> str:
+    return f"Host {run.host.name} ({run.engine}):"
+
+
+def fleet_plan_text(runs: list[Any]) -> str:
+    blocks = []
+    for run in runs:
+        if run.plan is None:
+            blocks.append(f"{_host_title(run)} failed: {run.error}")
+        else:
+            blocks.append(f"{_host_title(run)}\n{plan_text(run.plan)}")
+    changed = sum(1 for r in runs if r.plan is not None and not r.plan.in_sync)
+    down = sum(1 for r in runs if r.plan is None)
+    counts = Counter(c.action for r in runs if r.plan is not None for c in r.plan.pending)
+    parts = [f"{counts[a]} to {a.value}" for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)]
+    blocked = sum(len(r.plan.blocked) for r in runs if r.plan is not None)
+    blocks.append(
+        f"Fleet: {len(runs)} hosts, {changed} with changes, {down} failed; {', '.join(parts)}, {blocked} blocked."
+    )
+    return "\n".join(blocks)
+
+
+def fleet_plan_json(project: str, runs: list[Any]) -> str:
+    hosts = []
+    totals: Counter[str] = Counter()
+    for run in runs:
+        entry: dict[str, Any] = {"host": run.host.name, "engine": run.engine, "error": run.error}
+        if run.plan is not None:
+            doc = json.loads(plan_json(run.plan))
+            for change in doc["changes"]:
+                change["host"] = run.host.name
+            totals.update(doc["summary"])
+            entry |= {k: doc[k] for k in ("inSync", "summary", "changes", "notes")}
+        hosts.append(entry)
+    doc = {
+        "project": project,
+        "inSync": all(r.plan is not None and r.plan.in_sync for r in runs),
+        "summary": {a.value: totals.get(a.value, 0) for a in Action if a is not Action.NONE}
+        | {"blocked": totals.get("blocked", 0), "failed": sum(1 for r in runs if r.plan is None)},
+        "hosts": hosts,
+    }
+    return json.dumps(doc, indent=2, default=str)
+
+
+def fleet_results_text(runs: list[Any]) -> str:
+    blocks = []
+    for run in runs:
+        if run.skipped is not None:
+            blocks.append(f"{_host_title(run)} {run.skipped}")
+        elif run.results is None:
+            blocks.append(f"{_host_title(run)} failed: {run.error}")
+        else:
+            blocks.append(f"{_host_title(run)}\n{results_text(run.results)}")
+    failed = [r.host.name for r in runs if r.failed]
+    skipped = [r.host.name for r in runs if r.skipped is not None]
+    ok = len(runs) - len(failed) - len(skipped)
+    blocks.append(
+        f"Fleet: {len(runs)} hosts, {ok} converged, {len(failed)} failed"
+        + (f" ({', '.join(failed)})" if failed else "")
+        + f", {len(skipped)} not started."
+    )
+    return "\n".join(blocks)
+
+
+def fleet_results_json(project: str, runs: list[Any]) -> str:
+    hosts = []
+    for run in runs:
+        entry: dict[str, Any] = {
+            "host": run.host.name,
+            "engine": run.engine,
+            "error": run.error,
+            "skipped": run.skipped,
+            "converged": not run.failed and run.skipped is None,
+        }
+        if run.results is not None:
+            doc = json.loads(results_json(project, run.results))
+            for result in doc["results"]:
+                result["host"] = run.host.name
+            entry |= {"summary": doc["summary"], "results": doc["results"]}
+        hosts.append(entry)
+    converged = all(h["converged"] for h in hosts)
+    return json.dumps({"project": project, "converged": converged, "hosts": hosts}, indent=2, default=str)

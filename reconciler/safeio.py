@@ -38,6 +38,11 @@ SENSITIVE_HOST_PATHS = (
 )
 
 
+# Kernel pseudo file systems: no env file lives there, and /proc/self/environ would hand reconcile's own
+# environment to a container.
+PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
+
+
 class UnsafeFile(OSError):
     """A file reconcile refuses to read (or cannot read); `str()` is one line naming the file and why."""
 
@@ -170,3 +175,11 @@ def read_text(
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnsafeFile(str(path), f"not UTF-8 text (byte {exc.start})") from None
+
+
+def read_env_text(path: str | os.PathLike[str], tree: str | os.PathLike[str] | None = None) -> str:
+    """The text of an env file: `read_text` with ENV_FILE_LIMIT, and never from a kernel pseudo file system."""
+    real = os.path.realpath(path)
+    if any(inside(real, root) for root in PSEUDO_FILE_SYSTEMS):
+        raise UnsafeFile(path, f"{real} is in a kernel pseudo file system, not an env file")
+    return read_text(path, ENV_FILE_LIMIT, tree=tree)

@@ -98,7 +98,7 @@ wait_for() {
 # ---------------------------------------------------------------------------------------------- packages
 install_packages() {
 	local missing=() pkg
-	for pkg in docker.io docker-registry busybox-static iptables iproute2 ca-certificates; do
+	for pkg in docker.io docker-registry busybox-static iptables nftables iproute2 ca-certificates; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
 	command -v python3 >/dev/null 2>&1 || missing+=(python3)

@@ -2,56 +2,43 @@
 
 The engine is found through DOCKER_HOST, else `.testenv/env` (written by scripts/testenv.sh). Tests that need it
 fail with a clear message when it does not answer: an unreachable engine is never a silent skip.
+Plain helper functions (no fixtures) are in tests/helpers.py; fixtures only the integration modules share are in
+tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers import (
+    BASE_IMAGE,
+    REPO,
+    TESTENV_FILE,
+    configured_docker_host,
+    remove_project_objects,
+    unique_suffix,
+)
+
 if TYPE_CHECKING:
     import docker
 
-REPO = Path(__file__).resolve().parent.parent
-TESTENV_FILE = REPO / ".testenv" / "env"
-BASE_IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
-LABEL_PROJECT = "io.reconciler.project"
 CLI_TIMEOUT = 300
 ENGINE_TIMEOUT = 60
 SETUP_HINT = "run `scripts/testenv.sh` (as root) to start the test engine, or set DOCKER_HOST"
-
-
-def configured_docker_host() -> str | None:
-    """DOCKER_HOST from the environment, else the `export DOCKER_HOST=...` line of .testenv/env, else None."""
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    try:
-        text = TESTENV_FILE.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    match = re.search(r"^\s*(?:export\s+)?DOCKER_HOST=['\"]?([^'\"\s]+)", text, re.MULTILINE)
-    return match.group(1) if match else None
 
 
 def _client(base_url: str) -> docker.APIClient:
     import docker  # imported here so unit tests never need the SDK loaded
 
     return docker.APIClient(base_url=base_url, version="auto", timeout=ENGINE_TIMEOUT)
-
-
-def unique_suffix() -> str:
-    """Eight random hex digits: enough to keep concurrent test runs on one engine apart."""
-    return secrets.token_hex(4)
 
 
 @pytest.fixture(scope="session")
@@ -130,53 +117,6 @@ def project_name() -> Iterator[str]:
         remove_project_objects(client, name)
     finally:
         client.close()
-
-
-def remove_project_objects(client: docker.APIClient, project: str) -> None:
-    """Remove containers, networks (local and swarm scope), volumes and images labelled with `project`.
-
-    Order matters: containers hold networks and volumes, and images are in use while containers exist.
-    Objects already gone (404) are fine; anything left after bounded retries fails the teardown loudly.
-    """
-    import docker.errors
-    import requests
-
-    label = {"label": [f"{LABEL_PROJECT}={project}"]}
-    leftovers: list[str] = []
-
-    def attempt(what: str, remove: Callable[[], object]) -> None:
-        # Removal right after a container stops can meet a 409 (endpoint still attached, volume in use): retry.
-        last: Exception | None = None
-        for _ in range(10):
-            try:
-                remove()
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as exc:
-                last = exc
-                time.sleep(0.5)
-        leftovers.append(f"{what}: {last}")
-
-    try:
-        for c in client.containers(all=True, filters=label):
-            attempt(f"container {c['Id'][:12]}", lambda c=c: client.remove_container(c["Id"], v=True, force=True))
-        networks = {n["Id"]: n for n in client.networks(filters=label)}
-        # Swarm-scoped (overlay) networks are listed by the manager; ask for them explicitly as well.
-        networks.update({n["Id"]: n for n in client.networks(filters={**label, "scope": ["swarm"]})})
-        for net_id, net in networks.items():
-            attempt(f"network {net['Name']}", lambda net_id=net_id: client.remove_network(net_id))
-        for v in client.volumes(filters=label).get("Volumes") or []:
-            attempt(f"volume {v['Name']}", lambda v=v: client.remove_volume(v["Name"], force=True))
-        # Top-level images first: the classic builder leaves labelled intermediate parents, which cannot go
-        # while a child image exists.
-        for listing in (False, True):
-            for image in client.images(all=listing, filters=label):
-                attempt(f"image {image['Id'][:19]}", lambda image=image: client.remove_image(image["Id"], force=True))
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        pytest.fail(f"cleanup of project {project} could not list its objects: {exc}")
-    if leftovers:
-        pytest.fail(f"cleanup of project {project} left objects behind: {'; '.join(leftovers)}")
 
 
 @pytest.fixture
@@ -271,3 +211,18 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ.pop("RECONCILER_STATE_DIR", None)
     else:
         os.environ["RECONCILER_STATE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def fleet_env() -> Iterator[object]:
+    """The namespace engines of scripts/fleetenv.sh (a over TLS, b over ssh), started once for the session and
+    taken down afterwards when this session started them; fails (never skips) when they cannot be started."""
+    from tests import fleetenv
+
+    if os.geteuid() != 0:
+        pytest.fail("the fleet test environment needs root (network namespaces, dockerd)")
+    try:
+        with fleetenv.session() as fleet:
+            yield fleet
+    except fleetenv.FleetError as exc:
+        pytest.fail(str(exc))

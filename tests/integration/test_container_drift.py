@@ -4,23 +4,13 @@ and a freshly created container that exits at once."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .test_container_stack import SLEEPER, apply_ok, changes_of, doc, in_sync, plan_json
+from tests.helpers import apply_ok, changes_of, doc, in_sync, plan_json, sleeper, write
 
 pytestmark = pytest.mark.engine
-
-
-def write(tmp_manifests: Any, docs: list[dict[str, Any]]) -> Path:
-    return tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False)).parent
-
-
-def sleeper(image: str, **extra: Any) -> dict[str, Any]:
-    return {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1, **extra}
 
 
 def test_paused_container_is_unpaused(

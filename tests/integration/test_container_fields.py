@@ -14,8 +14,7 @@ from reconciler.drivers.container.diff import diff_container
 from reconciler.drivers.engine.client import connect
 from reconciler.model import Action
 from reconciler.project import ProjectRunner
-
-from .test_container_stack import SLEEPER, apply_ok, doc, free_port, in_sync
+from tests.helpers import SLEEPER, apply_ok, doc, free_port, in_sync
 
 pytestmark = pytest.mark.engine
 

@@ -5,19 +5,13 @@ of a removed env file never printed."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .test_container_stack import SLEEPER, apply_ok, changes_of, doc, in_sync, plan_json
+from tests.helpers import SLEEPER, apply_ok, changes_of, doc, in_sync, plan_json, write
 
 pytestmark = pytest.mark.engine
-
-
-def write(tmp_manifests: Any, docs: list[dict[str, Any]]) -> Path:
-    return tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False)).parent
 
 
 def sleeper(image: str, networks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

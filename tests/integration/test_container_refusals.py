@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .test_container_stack import doc
+from tests.helpers import doc
 
 pytestmark = pytest.mark.engine
 

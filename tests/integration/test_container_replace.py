@@ -12,14 +12,9 @@ from typing import Any
 import docker.errors
 import pytest
 
-from .test_container_stack import Stack, apply_ok, changes_of, fetch, in_sync, plan_json
+from tests.helpers import Stack, apply_ok, changes_of, fetch, in_sync, plan_json
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture
-def stack(project_name: str, tmp_manifests: Any, base_image: str) -> Stack:
-    return Stack(project_name, tmp_manifests, base_image)
 
 
 def test_moved_image_tag_replaces_the_container(

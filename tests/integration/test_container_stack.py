@@ -4,118 +4,14 @@ action, and drift made by hand is shown by plan and repaired by apply."""
 from __future__ import annotations
 
 import json
-import socket
-import time
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.helpers import Stack, apply_ok, changes_of, fetch, in_sync, plan_json
 
 pytestmark = pytest.mark.engine
-
-# a shell that exits at once on SIGTERM, so stops do not wait for the stop timeout
-SLEEPER = 'trap "exit 0" TERM; while :; do sleep 1; done'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(port: int, timeout: float = 10.0) -> str:
-    """GET http://127.0.0.1:port/ until it answers (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
-                return resp.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "reconciler/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-class Stack:
-    """The three-tier stack under unique names: `<p>-db` (volume, healthcheck), `<p>-api` (dependsOn db healthy),
-    `<p>-web` (httpd on 127.0.0.1:<port>), on network `<p>-net`. Edit `specs` and call `write()`."""
-
-    def __init__(self, project: str, write: Callable[[str, str], Path], image: str) -> None:
-        self.p = project
-        self._write = write
-        self.port = free_port()
-        self.www = write("www/index.html", f"hello from {project}\n").parent
-        self.image = image
-        self.specs: dict[str, dict[str, Any]] = {
-            "db": {
-                "image": image,
-                "command": ["sh", "-c", f"date > /data/started; {SLEEPER}"],
-                "mounts": [{"type": "volume", "source": self.name("data"), "target": "/data"}],
-                "networks": [{"name": self.name("net"), "aliases": ["database"]}],
-                "healthcheck": {"test": ["CMD-SHELL", "test -s /data/started"], "interval": "1s", "retries": 3},
-                "stopTimeout": 1,
-            },
-            "api": {
-                "image": image,
-                "command": ["sh", "-c", SLEEPER],
-                "env": {"DB_HOST": "database"},
-                "networks": [{"name": self.name("net"), "aliases": ["api"]}],
-                "dependsOn": [{"name": self.name("db"), "condition": "healthy", "timeout": "30s"}],
-                "resources": {"memory": "32m"},
-                "stopTimeout": 1,
-            },
-            "web": {
-                "image": image,
-                "command": "httpd -f -p 80 -h /www",
-                "ports": [{"containerPort": 80, "hostPort": self.port, "hostIP": "127.0.0.1"}],
-                "mounts": [{"type": "bind", "source": "./www", "target": "/www", "readOnly": True}],
-                "networks": [{"name": self.name("net")}],
-                "dependsOn": [{"name": self.name("api")}],
-                "restartPolicy": {"name": "unless-stopped"},
-                "stopTimeout": 1,
-            },
-        }
-        self.extra: list[dict[str, Any]] = [doc("Network", self.name("net"), {}), doc("Volume", self.name("data"), {})]
-
-    def name(self, short: str) -> str:
-        return f"{self.p}-{short}"
-
-    def write(self) -> Path:
-        docs = [*self.extra, *(doc("Container", self.name(k), v) for k, v in self.specs.items())]
-        path = self._write("stack.yaml", yaml.safe_dump_all(docs, sort_keys=False))
-        return path.parent
-
-
-def plan_json(reconcile: Callable[..., Any], directory: Path) -> tuple[int, dict[str, Any]]:
-    proc = reconcile("plan", directory, "--output", "json")
-    assert proc.returncode in (0, 2), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def changes_of(plan: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
-    return {c["name"]: (c["action"], [f["path"] for f in c["fields"]]) for c in plan["changes"]}
-
-
-def apply_ok(reconcile: Callable[..., Any], directory: Path) -> None:
-    proc = reconcile("apply", directory)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def in_sync(reconcile: Callable[..., Any], directory: Path) -> None:
-    rc, plan = plan_json(reconcile, directory)
-    assert rc == 0, json.dumps(plan["changes"], indent=1)
-
-
-@pytest.fixture
-def stack(project_name: str, tmp_manifests: Any, base_image: str) -> Stack:
-    return Stack(project_name, tmp_manifests, base_image)
 
 
 def test_three_tier_stack_converges_and_serves(reconcile: Any, stack: Stack, api: Any) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from docker.errors import NotFound
 
-from .test_container_drift import sleeper, write
-from .test_container_stack import apply_ok, changes_of, doc, in_sync, plan_json
+from tests.helpers import apply_ok, changes_of, doc, in_sync, plan_json, sleeper, write
 
 pytestmark = pytest.mark.engine
 

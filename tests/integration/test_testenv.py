@@ -53,7 +53,7 @@ def test_swarm_mode_is_active(api):
 
 def test_project_cleanup_removes_only_that_projects_objects(api, base_image, unique_name):
     """The project_name teardown removes a project's containers, networks (swarm too), volumes, images only."""
-    from tests.conftest import remove_project_objects
+    from tests.helpers import remove_project_objects
 
     project = unique_name("t")
     labels = {"io.reconciler.project": project}

@@ -11,6 +11,8 @@ import textwrap
 import pytest
 from docker.errors import NotFound
 
+from tests.helpers import plan_json_any
+
 pytestmark = pytest.mark.engine
 
 
@@ -38,12 +40,6 @@ def network(name: str, subnet: str, extra: str = "") -> str:
     """
 
 
-def plan_json(reconcile, directory) -> tuple[int, dict]:
-    proc = reconcile("plan", str(directory), "--output", "json")
-    assert proc.returncode in (0, 1, 2), proc.stderr
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
-
-
 def test_volume_create_in_sync_blocked_replace_and_prune(api, project_name, reconcile, tmp_manifests):
     """Retain blocks a data-destroying replace; Delete allows it; a Delete volume is pruned with its manifest."""
     name = f"{project_name}-data"
@@ -54,7 +50,7 @@ def test_volume_create_in_sync_blocked_replace_and_prune(api, project_name, reco
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
 
     tmp_manifests("v.yaml", volume(name, opts="driverOpts: {type: tmpfs, device: tmpfs, o: size=8m}"))
-    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    code, plan = plan_json_any(reconcile, tmp_manifests.dir)
     assert code == 1
     [change] = plan["changes"]
     assert change["action"] == "replace" and "reclaimPolicy: Delete" in change["blocked"]
@@ -109,7 +105,7 @@ def test_network_replace_reconnects_project_containers(
     api.start(ctr)
 
     tmp_manifests("n.yaml", network(name, second))
-    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    code, plan = plan_json_any(reconcile, tmp_manifests.dir)
     assert code == 2
     [change] = plan["changes"]
     assert change["action"] == "replace" and [f["path"] for f in change["fields"]] == ["ipam"]
@@ -141,7 +137,7 @@ def test_network_used_by_foreign_container_is_blocked(
     try:
         api.start(foreign)
         tmp_manifests("n.yaml", network(name, second))
-        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        code, plan = plan_json_any(reconcile, tmp_manifests.dir)
         assert code == 1 and f"{project_name}-foreign" in plan["changes"][0]["blocked"]
         assert not any("foreign" in step for step in plan["changes"][0]["steps"])  # never a step of ours
         (tmp_manifests.dir / "n.yaml").unlink()
@@ -167,7 +163,7 @@ def test_unowned_objects_survive_every_command(api, project_name, reconcile, tmp
     )
     try:
         tmp_manifests("m.yaml", volume(bare_vol, "Delete") + "---\n" + network(other_net, free_subnet()))
-        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        code, plan = plan_json_any(reconcile, tmp_manifests.dir)
         assert code == 1
         assert all("never takes over" in c["blocked"] for c in plan["changes"]) and len(plan["changes"]) == 2
         assert reconcile("apply", str(tmp_manifests.dir)).returncode == 1
@@ -316,7 +312,7 @@ def test_overlapping_subnet_is_refused_before_anything_is_removed(
         )
         api.start(ctr)
         tmp_manifests("n.yaml", network(name, held))
-        code, plan = plan_json(reconcile, tmp_manifests.dir)
+        code, plan = plan_json_any(reconcile, tmp_manifests.dir)
         assert code == 1 and f"overlaps {held} of network {other}" in plan["changes"][0]["blocked"]
         assert reconcile("apply", str(tmp_manifests.dir)).returncode == 1
         assert api.inspect_network(name)["IPAM"]["Config"][0]["Subnet"] == first
@@ -332,7 +328,7 @@ def test_reclaim_policy_change_is_honoured_after_the_manifest_is_gone(api, proje
     tmp_manifests("other.yaml", volume(f"{project_name}-o"))
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
     tmp_manifests("v.yaml", volume(name, "Retain"))
-    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    code, plan = plan_json_any(reconcile, tmp_manifests.dir)
     assert code == 2
     [change] = plan["changes"]
     assert change["action"] == "update"
@@ -373,7 +369,7 @@ spec:
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
     old_id = api.inspect_container(ctr)["Id"]
     write("driverOpts: {type: tmpfs, device: tmpfs, o: size=4m}")
-    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    code, plan = plan_json_any(reconcile, tmp_manifests.dir)
     assert code == 2
     by_kind = {c["kind"]: c for c in plan["changes"]}
     assert by_kind["Volume"]["action"] == "replace"
@@ -403,7 +399,7 @@ def test_removing_a_network_label_or_ip_range_is_a_replace(api, project_name, re
     tmp_manifests("n.yaml", template.format(name=name, labels="{team: a, env: b}", pool=pool))
     assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
     tmp_manifests("n.yaml", template.format(name=name, labels="{team: a}", pool=f"{{subnet: {subnet}}}"))
-    code, plan = plan_json(reconcile, tmp_manifests.dir)
+    code, plan = plan_json_any(reconcile, tmp_manifests.dir)
     assert code == 2
     [change] = plan["changes"]
     assert change["action"] == "replace" and sorted(f["path"] for f in change["fields"]) == ["ipam", "labels"]

@@ -6,106 +6,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from docker.errors import NotFound
 
-from tests.conftest import REPO, configured_docker_host
+from tests.helpers import (
+    CHANGE_TIMEOUT,
+    REPO,
+    START_TIMEOUT,
+    configured_docker_host,
+    free_port,
+    volume_exists,
+    volume_manifest,
+    wait_for,
+)
 
 pytestmark = pytest.mark.engine
-
-START_TIMEOUT = 20.0
-CHANGE_TIMEOUT = 15.0
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class WatchProcess:
-    """`reconcile watch` as a subprocess; its stderr goes to a file the test can read at any time."""
-
-    def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self._err = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(directory), *args],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float = CHANGE_TIMEOUT, after: int = 0) -> None:
-        wait_for(lambda: text in self.stderr()[after:], timeout, f"{text!r} in the watch log")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self._err.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._err.close()
-
-
-@pytest.fixture
-def lock_env(tmp_path: Path) -> dict[str, str]:
-    """Lock and state files of this test in its own directory (watch and apply must share it)."""
-    return {"RECONCILER_LOCK_DIR": str(tmp_path / "locks")}
-
-
-@pytest.fixture
-def watch(project_name: str, tmp_path: Path, lock_env: dict[str, str]) -> Iterator[Callable[..., WatchProcess]]:
-    """Starts `reconcile watch DIR ARGS` (DOCKER_HOST of the test engine unless `docker_host` is given); every
-    process still running at the end is killed before the project's objects are removed."""
-    started: list[WatchProcess] = []
-
-    def start(directory: Path, *args: str, docker_host: str | None = None) -> WatchProcess:
-        env = {**os.environ, **lock_env, "DOCKER_HOST": docker_host or configured_docker_host() or ""}
-        process = WatchProcess(project_name, directory, env, tmp_path / f"watch-{len(started)}.log", *args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-
-
-def volume(name: str, extra: str = "") -> str:
-    return f"""
-    apiVersion: reconciler/v1
-    kind: Volume
-    metadata: {{name: {name}}}
-    spec: {{reclaimPolicy: Delete{extra}}}
-    """
 
 
 def network(name: str, version: str) -> str:
@@ -119,12 +39,6 @@ def network(name: str, version: str) -> str:
     """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def network_info(api, name: str) -> dict | None:
     try:
         return api.inspect_network(name)
@@ -132,12 +46,13 @@ def network_info(api, name: str) -> dict | None:
         return None
 
 
-def volume_exists(api, name: str) -> bool:
+def container_running(api, name: str) -> bool:
+    import docker.errors
+
     try:
-        api.inspect_volume(name)
-    except NotFound:
+        return bool(api.inspect_container(name)["State"]["Running"])
+    except docker.errors.NotFound:
         return False
-    return True
 
 
 def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
@@ -146,7 +61,7 @@ def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
     """Add creates, edit changes, a broken edit changes nothing and names file:line, the fix applies, deleting
     the file prunes, a second apply is refused naming watch's PID, metrics are served, SIGTERM exits 0."""
     keep, net = f"{project_name}-keep", f"{project_name}-net"
-    tmp_manifests("keep.yaml", volume(keep))
+    tmp_manifests("keep.yaml", volume_manifest(keep))
     port = free_port()
     w = watch(tmp_manifests.dir, "--resync", "30", "--metrics-addr", f"127.0.0.1:{port}")
     wait_for(lambda: volume_exists(api, keep), START_TIMEOUT, "the volume of the startup pass")
@@ -206,7 +121,7 @@ def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
 def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watch):
     """Removing every manifest (a failed checkout) leaves the objects in place without --allow-empty."""
     name = f"{project_name}-data"
-    tmp_manifests("v.yaml", volume(name))
+    tmp_manifests("v.yaml", volume_manifest(name))
     w = watch(tmp_manifests.dir, "--resync", "30")
     wait_for(lambda: volume_exists(api, name), START_TIMEOUT, "the volume")
     mark = len(w.stderr())
@@ -220,7 +135,7 @@ def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watc
 def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_manifests, watch, lock_env):
     """`apply --wait` blocks while watch holds the lock, proceeds once watch exits on SIGTERM, and applies the
     directory as it is then (an edit made while it waited), never the one it saw when it started."""
-    tmp_manifests("v.yaml", volume(f"{project_name}-data"))
+    tmp_manifests("v.yaml", volume_manifest(f"{project_name}-data"))
     w = watch(tmp_manifests.dir, "--resync", "30")
     w.wait_log("pass.done", timeout=START_TIMEOUT)
     env = {**os.environ, **lock_env, "DOCKER_HOST": configured_docker_host() or ""}
@@ -236,7 +151,7 @@ def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_ma
     try:
         time.sleep(1.5)
         assert waiting.poll() is None, "apply --wait did not wait for watch"
-        tmp_manifests("v.yaml", volume(f"{project_name}-edited"))
+        tmp_manifests("v.yaml", volume_manifest(f"{project_name}-edited"))
         assert w.stop() == 0
         _out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
@@ -250,7 +165,7 @@ def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_ma
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_watch_waiting_for_the_lock_exits_0_on_a_signal(project_name, tmp_manifests, watch, sig):
     """`watch --wait` behind another watch: SIGTERM/SIGINT while it waits ends it cleanly with exit 0."""
-    tmp_manifests("v.yaml", volume(f"{project_name}-data"))
+    tmp_manifests("v.yaml", volume_manifest(f"{project_name}-data"))
     holder = watch(tmp_manifests.dir, "--resync", "30")
     holder.wait_log("pass.done", timeout=START_TIMEOUT)
     waiting = watch(tmp_manifests.dir, "--wait", "--resync", "30")
@@ -346,11 +261,12 @@ def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, 
 def test_failing_object_is_retried_and_reported_by_status(
     api, project_name, tmp_manifests, watch, reconcile, lock_env, base_image
 ):
-    """An object that cannot be created is retried with backoff and shown as failing with its next retry; what
-    depends on it is blocked; the rest of the project converges."""
+    """An object that cannot be created (its image is in no registry: a permanent failure) is held and shown as
+    failing with the error's class; what depends on it is blocked; the rest of the project converges; fixing the
+    manifest retries it at once."""
     good, bad, waiting = f"{project_name}-data", f"{project_name}-bad", f"{project_name}-after"
     registry = base_image.split("/", 1)[0]
-    tmp_manifests("good.yaml", volume(good))
+    tmp_manifests("good.yaml", volume_manifest(good))
     tmp_manifests(
         "bad.yaml",
         f"""
@@ -378,14 +294,22 @@ def test_failing_object_is_retried_and_reported_by_status(
     )
     w = watch(tmp_manifests.dir, "--resync", "30")
     wait_for(lambda: volume_exists(api, good), START_TIMEOUT, "the good volume")
-    w.wait_log("object.retry_scheduled", timeout=CHANGE_TIMEOUT)
-    w.wait_log("failures=2", timeout=CHANGE_TIMEOUT)  # retried after 1 s
+    w.wait_log("object.held", timeout=CHANGE_TIMEOUT)
+    w.wait_log("error_class=permanent", timeout=CHANGE_TIMEOUT)
 
     proc = reconcile("status", str(tmp_manifests.dir), "--output", "json", env=lock_env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["objects"]}
     assert rows[good]["status"] == "in sync"
     assert rows[bad]["status"] == "failing"
-    assert rows[bad]["lastError"] and rows[bad]["nextRetry"]
+    assert rows[bad]["lastError"] and rows[bad]["errorClass"] == "permanent" and rows[bad]["nextRetry"] is None
     assert rows[waiting]["status"] == "blocked"
+
+    # the fix is an edit: tried at once, and what waited for it follows
+    (tmp_manifests.dir / "bad.yaml").write_text(
+        (tmp_manifests.dir / "bad.yaml")
+        .read_text()
+        .replace(f"{registry}/reconciler/absent-{project_name}:1", base_image)
+    )
+    wait_for(lambda: container_running(api, waiting), CHANGE_TIMEOUT, "the dependent container after the fix")
     assert w.stop() == 0

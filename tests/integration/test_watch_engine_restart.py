@@ -20,14 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_watch import (  # noqa: F401 - fixtures are used by name
-    START_TIMEOUT,
-    lock_env,
-    volume,
-    volume_exists,
-    wait_for,
-    watch,
-)
+from tests.helpers import START_TIMEOUT, volume_exists, volume_manifest, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -126,12 +119,12 @@ def test_watch_survives_engine_stop_and_restart(
     private_engine: PrivateEngine,
     project_name: str,
     tmp_manifests,
-    watch: Callable,  # noqa: F811
+    watch: Callable,
 ) -> None:
     """With its engine stopped watch keeps running and says so; once the engine is back it converges again."""
     api = private_engine.client()
     first, second = f"{project_name}-one", f"{project_name}-two"
-    tmp_manifests("one.yaml", volume(first))
+    tmp_manifests("one.yaml", volume_manifest(first))
     w = watch(tmp_manifests.dir, "--resync", "60", docker_host=private_engine.url)
     wait_for(lambda: volume_exists(api, first), START_TIMEOUT, "the first volume on the private engine")
     w.wait_log("engine.events_connected", timeout=START_TIMEOUT)
@@ -139,7 +132,7 @@ def test_watch_survives_engine_stop_and_restart(
     mark = len(w.stderr())
     private_engine.stop()
     w.wait_log("engine.events_lost", timeout=20, after=mark)
-    tmp_manifests("two.yaml", volume(second))  # a change made while the engine is away
+    tmp_manifests("two.yaml", volume_manifest(second))  # a change made while the engine is away
     w.wait_log("engine.unavailable", timeout=20, after=mark)
     time.sleep(2)
     assert w.proc.poll() is None, "watch exited while the engine was away"

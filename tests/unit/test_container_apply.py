@@ -230,11 +230,11 @@ def test_replace_waits_for_dependencies_before_stopping_the_old_container() -> N
     facts = ContainerFacts("c" * 64, "web", "sha256:a", "sha256:a", ImageDefaults())
     observed = Observed("Container", "web", "c" * 64, {}, {"state": "running", "stopTimeout": 1}, raw=facts)
     fields = (FieldChange("command", ["a"], ["b"], Action.REPLACE),)
-    change = Change("Container", "web", Action.REPLACE, fields, desired, observed)
+    steps = steps_for(Action.REPLACE, desired, list(fields), facts)
+    change = Change("Container", "web", Action.REPLACE, fields, desired, observed, steps=tuple(steps))
     api = UnhealthyDependencyApi()
     driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: api))
     with pytest.raises(PermanentError, match="dependency db is unhealthy"):
         driver.apply(change)
     assert api.calls == ["inspect db"]
-    steps = steps_for(Action.REPLACE, desired, list(fields), facts)
     assert steps[:2] == ["wait for container db to be healthy", "stop web"]

@@ -135,5 +135,6 @@ def test_backend_mode_from_option_or_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RECONCILER_FIREWALL_BACKEND", "iptc")
     assert resolve_mode(None) == "iptc"
     assert resolve_mode("restore") == "restore"
+    assert resolve_mode("nftables") == "nftables"
     with pytest.raises(PermanentError):
-        resolve_mode("nftables")
+        resolve_mode("pf")

@@ -51,7 +51,7 @@ def resource(name: str, **spec: object) -> Resource:
 @pytest.fixture
 def backend(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
     mem = MemoryBackend()
-    monkeypatch.setattr(driver_module, "choose", lambda option, netns=None: Selection(mem, "test", (4,)))
+    monkeypatch.setattr(driver_module, "choose", lambda *args, **kwargs: Selection(mem, "test", (4,)))
     monkeypatch.setattr(driver_module, "interface_names", lambda netns=None: {"lo", "eth0"})
     return mem
 
@@ -167,7 +167,7 @@ def test_no_prune_keeps_a_gone_list_enforced(backend: MemoryBackend) -> None:
 
 def test_no_docker_user_blocks_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without any DOCKER-USER chain the plan is blocked and says why; apply refuses."""
-    monkeypatch.setattr(driver_module, "choose", lambda option, netns=None: Selection(None, NO_DOCKER_USER))
+    monkeypatch.setattr(driver_module, "choose", lambda *args, **kwargs: Selection(None, NO_DOCKER_USER))
     drv = make_driver()
     change = plan(drv, [resource("web", sources=["192.0.2.1"])])["web"]
     assert change.blocked is not None and "--iptables=false" in change.blocked

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from reconciler.contract import Catalog
-from reconciler.drivers.container.spec import canonical_reference, resolve_host_path
+from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.memo import per_catalog
 from reconciler.model import Desired, Reference
 

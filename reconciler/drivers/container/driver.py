@@ -3,20 +3,19 @@ disruptive action (update in place, reconnect, start/stop) and replace safely wh
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from reconciler.contract import Catalog, EngineEvent, Key
+from reconciler.contract import Catalog, EngineEvent, Key, run_steps
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
     ensure_image,
     post_update,
-    reconnect,
     settle,
-    update_body,
     wait_for,
 )
 from reconciler.drivers.container.checks import (
@@ -32,6 +31,8 @@ from reconciler.drivers.container.diff import (
     leftover_of,
     prune_container,
 )
+from reconciler.drivers.container.fields import IN_PLACE, in_place_body
+from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
     ContainerFacts,
     engine_name,
@@ -176,19 +177,28 @@ class ContainerDriver(DockerDriver):
             raise clone from None
 
     def _apply(self, change: Change) -> None:
+        """The steps the plan showed (create, replace, delete); an in-place update runs its fields' rows."""
         name = change.name
         if change.action is Action.DELETE:
             assert change.observed is not None
             with self.errors(name, "remove"):
-                self._remove(change.observed)
+                self._remove(change)
             return
         desired = change.desired
         assert desired is not None
+        created: dict[str, str] = {}
+
+        def create() -> None:
+            created["id"] = self._create(desired)
+
+        def start() -> None:
+            self._start(desired, created["id"])
+
         if change.action is Action.CREATE:
             with self.errors(name, "create"):
                 try:
                     # a command that exits at once fails the create here, not as drift in the next plan
-                    self._create_and_start(desired, check_settle=True)
+                    run_steps(change, {"wait": self._wait_one, "create": create, "start": start})
                 except Exception:
                     self._discard_failed_create(name)
                     raise
@@ -197,17 +207,28 @@ class ContainerDriver(DockerDriver):
         facts = change.observed.raw
         assert isinstance(facts, ContainerFacts)
         if change.action is Action.REPLACE and self._replace_needed(change, facts):
+            replacer = Replacer(
+                self.api,
+                self.log,
+                self.project,
+                name,
+                facts.id,
+                change.observed.spec["state"] in ("running", "paused"),
+                change.observed.spec["stopTimeout"],
+                parked=facts.aside,
+            )
             with self.errors(name, "replace"):
-                # before the old container is touched: a failed dependency never stops a healthy container
-                self._wait_for_dependencies(desired)
-                Replacer(
-                    self.api, self.log, partial(self._create_and_start, desired, True, wait=False), self.project
-                ).run(
-                    name,
-                    facts.id,
-                    change.observed.spec["state"] in ("running", "paused"),
-                    change.observed.spec["stopTimeout"],
-                    parked=facts.aside,
+                # the waits come first: a failed dependency never stops a healthy container
+                run_steps(
+                    change,
+                    {
+                        "wait": self._wait_one,
+                        "stop-old": replacer.stop_old,
+                        "park": replacer.park,
+                        "create": replacer.guarded(create),
+                        "start": replacer.guarded(start),
+                        "drop-old": replacer.drop_old,
+                    },
                 )
             return
         with self.errors(name, "update"):
@@ -230,11 +251,12 @@ class ContainerDriver(DockerDriver):
 
     def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
-            wait_for(by_name(self.api.inspect_container), dep["name"], dep["condition"], dep["timeout"])
+            self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
-    def _create_and_start(self, desired: Desired, check_settle: bool, wait: bool = True) -> str:
-        if wait:
-            self._wait_for_dependencies(desired)
+    def _wait_one(self, name: str, condition: str, timeout: float) -> None:
+        wait_for(by_name(self.api.inspect_container), name, condition, timeout)
+
+    def _create(self, desired: Desired) -> str:
         ensure_image(self.api, desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
@@ -243,51 +265,41 @@ class ContainerDriver(DockerDriver):
         config = create_config(self.api, desired, labels)
         cid = self.api.create_container(**config)["Id"]
         self.log.info("container.created", name=desired.name, id=cid[:12])
-        for extra in desired.spec["networks"][1:] if desired.spec["networkMode"] is None else []:
-            self.api.connect_container_to_network(
-                cid, extra["name"], aliases=extra["aliases"] or None, ipv4_address=extra["ipv4Address"]
-            )
-        if desired.spec["state"] == "running":
-            self.api.start(cid)
-            self.log.info("container.started", name=desired.name)
-            if check_settle:
-                settle(self.api.inspect_container, cid)
+        connect_extra_networks(self.api, cid, desired.spec)
         return cid
+
+    def _start(self, desired: Desired, cid: str) -> None:
+        self.api.start(cid)
+        self.log.info("container.started", name=desired.name)
+        settle(self.api.inspect_container, cid)
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
         desired = change.desired
         assert desired is not None
         name = change.name
-        paths = [f.path for f in change.fields if f.action is Action.UPDATE]
-        if "name" in paths:
+        # an update runs only when every field is in place (or is an image follow whose image did not move)
+        fields = [f for f in change.fields if f.action is Action.UPDATE]
+        if any(f.path == "name" for f in fields):
             self.api.rename(facts.id, name)
             self.log.info("container.renamed_back", name=name, was=facts.engine_name)
-        resources = [p.split(".", 1)[1] for p in paths if p.startswith("resources.")]
-        restart = "restartPolicy" in paths
-        if resources or restart:
-            body = update_body(desired.spec, resources, restart)
+        # one update call for every in-place field changed through it, then each field's own operation, in order
+        changed: dict[str, list[str]] = {}
+        for row in IN_PLACE:
+            mine = row.changes_of(fields)
+            if mine and row.update is not None and row.update.body is not None:
+                changed[row.key] = [sub for f in mine if (sub := f.path.partition(".")[2])]
+        if changed:
+            body = in_place_body(desired.spec, changed)
             post_update(self.api, facts.id, body)
             self.log.info("container.updated", name=name, fields=sorted(body))
-        wanted = {n["name"]: n for n in desired.spec["networks"]}
-        had = {n["name"]: n for n in (change.observed.spec.get("networks") or [])} if change.observed else {}
-        for f in change.fields:
-            if f.path.startswith("networks."):
-                net = f.path.split(".", 1)[1]
-                reconnect(self.api, self.log, name, facts.id, net, had.get(net), wanted.get(net))
-        state = next((f for f in change.fields if f.path == "state"), None)
-        if state is not None and state.old == "paused":
-            self.api.unpause(facts.id)  # running again; a stop from paused would skip the graceful signal
-            self.log.info("container.unpaused", name=name)
-            if state.new == "stopped":
-                self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
-                self.log.info("container.stopped", name=name)
-        elif state is not None and state.new == "running":
-            self._wait_for_dependencies(desired)
-            self.api.start(facts.id)
-            self.log.info("container.started", name=name)
-        elif state is not None:
-            self.api.stop(facts.id, timeout=desired.spec["stopTimeout"])
-            self.log.info("container.stopped", name=name)
+        had = change.observed.spec if change.observed else {}
+        updating = Updating(
+            self.api, self.log, name, facts.id, desired, had, partial(self._wait_for_dependencies, desired)
+        )
+        for row in IN_PLACE:
+            mine = row.changes_of(fields)
+            if mine and row.update is not None and row.update.run is not None:
+                row.update.run(updating, mine)
 
     def _discard_failed_create(self, name: str) -> None:
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""
@@ -298,11 +310,23 @@ class ContainerDriver(DockerDriver):
         if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:
             self.api.remove_container(info["Id"], v=False, force=True)
 
-    def _remove(self, observed: Observed) -> None:
+    def _remove(self, change: Change) -> None:
+        observed = change.observed
+        assert observed is not None
         timeout = observed.spec.get("stopTimeout", 10)
-        try:
-            self.api.stop(observed.id, timeout=timeout)
-            self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
-        except lazy.NotFound:
-            pass  # already gone: the goal of a removal
+        gone = False
+
+        def stop() -> None:
+            nonlocal gone
+            try:
+                self.api.stop(observed.id, timeout=timeout)
+            except lazy.NotFound:
+                gone = True  # already gone: the goal of a removal
+
+        def remove() -> None:
+            if not gone:
+                with contextlib.suppress(lazy.NotFound):
+                    self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
+
+        run_steps(change, {"stop": stop, "remove": remove})
         self.log.info("container.removed", name=observed.name, id=observed.id[:12])

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import socket
+import subprocess
+import threading
+import urllib.parse
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from reconciler.contract import TlsFiles
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import reason
 from reconciler.errors import EngineUnavailable, PermanentError
@@ -16,29 +24,149 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TIMEOUT = 120
 PING_TIMEOUT = 10
+MIN_API = "1.40"
+SSH_POOL = 4
 
 
 def engine_url(docker_host: str | None) -> str:
     return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
 
 
-def connect(docker_host: str | None = None) -> docker.APIClient:
-    """A low-level client; raises EngineUnavailable with one clear line when nothing answers."""
+# Requests the engine answers only when an operation is over (a stop waits out the stop timeout): they hold no
+# slot of the request bound, so a container's stop never keeps others' creates waiting.
+_WAITING = re.compile(r"/containers/[^/]+/(stop|restart|wait|attach)$")
+
+
+@lru_cache(maxsize=1)
+def _bounded_client_class() -> type:
+    """The APIClient subclass below, made on first use: docker-py is imported only when an engine is contacted
+    (`validate` never does)."""
+
+    class _BoundedClient(lazy.docker.APIClient):
+        """An APIClient whose requests take a slot of `limit` while the engine works on them. Changes wait (settle
+        windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
+
+        limit: threading.Semaphore | None = None
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
+                return super().send(request, **kwargs)
+            with self.limit:
+                return super().send(request, **kwargs)
+
+    return _BoundedClient
+
+
+def connect(
+    docker_host: str | None = None, tls: TlsFiles | None = None, limit: threading.Semaphore | None = None
+) -> docker.APIClient:
+    """A low-level client; raises EngineUnavailable with one clear line when nothing answers.
+
+    `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
+    DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
+    config, agent, jump hosts and ControlMaster apply)."""
     url = engine_url(docker_host)
+    if tls is not None:
+        kwargs: dict[str, Any] = {
+            "tls": lazy.docker.tls.TLSConfig(
+                client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
+            )
+        }
+    elif url.startswith("ssh://"):
+        _ssh_preflight(url)
+        kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
+        _reap_ssh_processes()
+    else:
+        kwargs = lazy.docker.utils.kwargs_from_env()
+    kwargs["base_url"] = url
     try:
-        # a short timeout for the first contact: an engine that accepts but never answers is down, not slow
-        # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH apply as they do for the docker CLI
-        sdk = lazy.docker
-        kwargs = sdk.utils.kwargs_from_env()
-        kwargs["base_url"] = url
-        client = sdk.APIClient(version="auto", timeout=PING_TIMEOUT, **kwargs)
-        client.ping()
+        # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
+        # REQUESTS_CA_BUNDLE replace the Host's own CA (psf/requests#3829) and route an engine through a proxy.
+        # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
+        probe = _client(kwargs, MIN_API, PING_TIMEOUT)
+        try:
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        if _version_tuple(version) < _version_tuple(MIN_API):
+            raise PermanentError(
+                f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
+            )
+        client = _client(
+            kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
+        )
+        client.limit = limit
     except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
-    client.timeout = TIMEOUT
     return client
+
+
+def _ssh_preflight(url: str) -> None:
+    """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
+    there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
+    password prompt."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname:
+        raise PermanentError(f"invalid engine address {url!r}: no host")
+    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={PING_TIMEOUT}"]
+    if parsed.port:
+        command += ["-p", str(parsed.port)]
+    if parsed.username:
+        command += ["-l", parsed.username]
+    command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PING_TIMEOUT * 3, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError:
+        raise PermanentError(f"cannot reach the Docker engine at {url}: no ssh client on this machine") from None
+    except subprocess.TimeoutExpired:
+        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh timed out") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        said = lines[-1] if lines else f"ssh exited with {done.returncode}"
+        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
+
+
+def _client(kwargs: dict[str, Any], version: str, timeout: float) -> Any:
+    client = _bounded_client_class()(version=version, timeout=timeout, **kwargs)
+    client.trust_env = False
+    return client
+
+
+def _reap_ssh_processes() -> None:
+    """docker-py 7's ssh transport (`use_ssh_client`) terminates its ssh process on close but never waits for it
+    nor closes its pipes: a long `watch` would collect one zombie per connection. Its close is made to finish."""
+    from docker.transport import sshconn
+
+    if getattr(sshconn.SSHSocket.close, "_reaps", False):
+        return
+
+    def close(self: Any) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
+        socket.socket.close(self)
+
+    close._reaps = True  # type: ignore[attr-defined]
+    sshconn.SSHSocket.close = close
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
 
 
 def project_filter(project: str, kind: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Observed
 
 T = TypeVar("T")
 INSPECT_CONCURRENCY = 8
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
 
 
 def user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -76,9 +77,12 @@ class DockerDriver(BaseDriver):
         return found
 
     def users(self, name: str) -> list[dict[str, Any]]:
-        """Every container (running or not) that uses object `name`, by the engine's filter for this kind."""
+        """Every container (running or not) that uses object `name`, by the engine's filter for this kind.
+        Containers of swarm service tasks are left out: swarm manages them (and refuses to remove what a
+        service still uses), and the stopped ones it keeps as task history would otherwise block forever."""
         with self.errors(name, "list containers using it"):
-            return self.api.containers(all=True, filters={self.kind.lower(): name})
+            found = self.api.containers(all=True, filters={self.kind.lower(): name})
+        return [c for c in found if SWARM_TASK_LABEL not in (c.get("Labels") or {})]
 
     def split_users(self, name: str) -> tuple[list[str], str | None]:
         """From one listing: the sorted names of the project's containers using `name` (the ones a replace may

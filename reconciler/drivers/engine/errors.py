@@ -25,9 +25,23 @@ def explain(exc: lazy.APIError) -> str:
     return str(text or exc).strip()
 
 
+_TLS_REASONS = (
+    ("CERTIFICATE_VERIFY_FAILED", "TLS: the engine's certificate is not signed by the Host's CA"),
+    ("hostname mismatch", "TLS: the engine's certificate is not for this address"),
+    ("IP address mismatch", "TLS: the engine's certificate is not for this address"),
+    ("unknown ca", "TLS: the engine does not trust the client certificate"),
+    ("bad certificate", "TLS: the engine refused the client certificate"),
+    ("certificate required", "TLS: the engine wants a client certificate"),
+    ("WRONG_VERSION_NUMBER", "TLS: the engine does not speak TLS on this port"),
+)
+
+
 def reason(exc: BaseException) -> str:
     """A short reason for a transport failure."""
     text = str(exc)
+    for marker, said in _TLS_REASONS:
+        if marker.lower() in text.lower():
+            return said
     for marker in ("Connection refused", "No such file or directory", "Permission denied", "timed out"):
         if marker in text:
             return marker.lower()

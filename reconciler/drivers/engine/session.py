@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reconciler.contract import EngineEvent, option
+from reconciler.contract import EngineEvent, TlsFiles, option
 from reconciler.drivers.engine.client import connect, engine_url
-from reconciler.drivers.engine.errors import reason
+from reconciler.drivers.engine.errors import engine_errors, reason
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
 
-# What may concern a declared object: a container dying or going, a network or volume removed or changed.
+DEFAULT_REQUESTS = 8
+# What may concern a declared object: a container dying or going, a network or volume removed or changed, a
+# swarm service updated (scaled, edited) or removed by hand.
 EVENT_FILTERS = {
-    "type": ["container", "network", "volume"],
-    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect"],
+    "type": ["container", "network", "volume", "service"],
+    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect", "update", "remove"],
 }
 
 
@@ -27,6 +29,14 @@ class EngineOptions:
     docker_host: str | None = option(
         None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
     )
+    tls: TlsFiles | None = None  # a fleet Host's client TLS files; not a flag
+    max_requests: int = option(
+        DEFAULT_REQUESTS,
+        "--parallel",
+        "engine requests at once (default 8: the engine slows sharply beyond ~10 concurrent starts); waits "
+        "for a container to settle or a dependency to be healthy take none",
+        type=int,
+    )
 
 
 class DockerEngine:
@@ -34,8 +44,13 @@ class DockerEngine:
 
     options_type: ClassVar[type] = EngineOptions
 
+    @classmethod
+    def for_host(cls, address: str, tls: TlsFiles | None) -> DockerEngine:
+        return cls(EngineOptions(docker_host=address, tls=tls))
+
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
+        self._requests = threading.BoundedSemaphore(max(1, self.options.max_requests))
         self._client: Any = None
         self._lock = threading.Lock()
         self._events_client: Any = None
@@ -48,7 +63,7 @@ class DockerEngine:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.options.docker_host)
+                self._client = connect(self.options.docker_host, self.options.tls, self._requests)
             return self._client
 
     def ping(self) -> None:
@@ -59,6 +74,12 @@ class DockerEngine:
         except Exception as exc:
             raise EngineUnavailable(f"the Docker engine at {self.url} does not answer: {reason(exc)}") from None
 
+    def identity(self) -> str:
+        with engine_errors(f"engine {self.url}: info"):
+            info = self.client().info()
+        # the ID alone is not enough: engines sharing /etc/docker (cloned machines, namespaced daemons) share it
+        return " ".join(str(info.get(key) or "") for key in ("ID", "Name", "DockerRootDir"))
+
     def reset(self) -> None:
         with self._lock:
             client, self._client = self._client, None
@@ -66,7 +87,7 @@ class DockerEngine:
 
     def events(self) -> Iterator[EngineEvent]:
         _close(self._events_client)  # a dead client's pooled connections would leak one socket per reconnect
-        self._events_client = connect(self.options.docker_host)
+        self._events_client = connect(self.options.docker_host, self.options.tls)
         self._stream = self._events_client.events(decode=True, filters=EVENT_FILTERS)
         return (
             EngineEvent(action=str(raw.get("Action") or ""), raw=raw, type=str(raw.get("Type") or ""))

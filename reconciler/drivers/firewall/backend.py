@@ -61,7 +61,11 @@ class LiveFamily:
 
 
 class Backend(Protocol):
-    """Reads and atomically rewrites the project's chains in one family's filter table."""
+    """Reads and atomically rewrites the project's chains in one family's filter table.
+
+    A backend may also have `canonical(want) -> want` (the form in which it reads rules back, when that differs
+    from the built one) and `jump_note(family, project) -> str` (the plan's note for a jump that is not in place).
+    """
 
     name: str
 

@@ -1,4 +1,5 @@
-"""Which backend to use (the one whose tables hold Docker's DOCKER-USER chain), and which interfaces exist.
+"""Which backend to use (nftables when the engine uses Docker's nftables firewall backend, else the one whose
+tables hold Docker's DOCKER-USER chain), and which interfaces exist.
 
 Read-only: legacy tables are looked up in /proc first so that looking never loads a legacy table.
 """
@@ -12,13 +13,13 @@ from reconciler.drivers.firewall.backend import FAMILIES, Backend
 from reconciler.drivers.firewall.restore import RestoreBackend, netns_prefix, run, tool
 from reconciler.errors import PermanentError, ReconcileError
 
-MODES = ("auto", "iptc", "restore")
+MODES = ("auto", "iptc", "restore", "nftables")
 ENV_BACKEND = "RECONCILER_FIREWALL_BACKEND"
 
 NO_DOCKER_USER = (
     "no DOCKER-USER chain in the iptables filter table (neither nf_tables nor legacy): the engine is not "
-    "running, runs with --iptables=false, or uses Docker 29's nftables firewall backend, which has no "
-    "DOCKER-USER and is not supported yet; nothing can be enforced"
+    "running, runs with --iptables=false, or uses Docker's nftables firewall backend (then use "
+    "--firewall-backend nftables); nothing can be enforced"
 )
 
 
@@ -82,11 +83,31 @@ def iptc_usable() -> str | None:
     return None
 
 
-def choose(option: str | None, netns: str | None = None) -> Selection:
-    """The backend for `option` (auto | iptc | restore); `netns` runs everything in that namespace (tests)."""
+def _nftables(reason: str, netns: str | None) -> Selection:
+    from reconciler.drivers.firewall.nft_backend import NftBackend, nft_missing
+
+    problem = nft_missing(netns)
+    if problem:
+        return Selection(None, f"{reason}, but {problem}")
+    # Both families always: the table costs nothing where nothing is DNATed, and the rules bite when it is.
+    return Selection(NftBackend(netns), reason, FAMILIES)
+
+
+def choose(option: str | None, netns: str | None = None, engine_firewall: str | None = None) -> Selection:
+    """The backend for `option` (auto | iptc | restore | nftables); `netns` runs everything in that namespace
+    (tests); `engine_firewall` is the engine's own word (`FirewallBackend.Driver` of `GET /info`), if it said."""
     from reconciler.drivers.firewall.iptc import IptcBackend
+    from reconciler.drivers.firewall.nft_backend import docker_tables_present
 
     mode = resolve_mode(option)
+    if mode == "nftables":
+        return _nftables("forced nftables", netns)
+    if mode == "auto" and engine_firewall == "nftables":
+        return _nftables("auto: the engine reports the nftables firewall backend", netns)
+    # An engine that did not say (not reachable, or older than API 1.49): Docker's own nftables table is the next
+    # best sign. It goes before DOCKER-USER, which an earlier iptables run of the engine leaves behind.
+    if mode == "auto" and engine_firewall is None and docker_tables_present(netns):
+        return _nftables("auto: Docker's nftables table ip docker-bridges exists", netns)
     nft = tuple(f for f in FAMILIES if nft_docker_user(f, netns))
     legacy = tuple(f for f in FAMILIES if legacy_docker_user(f, netns))
     if mode == "iptc":

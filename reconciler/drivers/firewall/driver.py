@@ -19,7 +19,8 @@ from typing import ClassVar
 from reconciler.contract import BaseDriver, Catalog, DriverContext, option
 from reconciler.diffing import UPDATE, diff_specs
 from reconciler.drivers.firewall.backend import LiveFamily
-from reconciler.drivers.firewall.detect import Selection, choose, interface_names
+from reconciler.drivers.firewall.detect import Selection, choose, interface_names, resolve_mode
+from reconciler.drivers.firewall.nft_backend import engine_firewall_driver
 from reconciler.drivers.firewall.readback import list_view, read_list
 from reconciler.drivers.firewall.rules import (
     COMMENT_PREFIX,
@@ -57,7 +58,7 @@ class FirewallOptions:
         "auto",
         "--firewall-backend",
         "how FirewallAllowList rules are written (default: auto-detect)",
-        choices=("auto", "iptc", "restore"),
+        choices=("auto", "iptc", "restore", "nftables"),
         env="RECONCILER_FIREWALL_BACKEND",
     )
     # Tests run a backend inside a throw-away network namespace; not on the command line.
@@ -68,6 +69,7 @@ class FirewallDriver(BaseDriver):
     kind = KIND
     rank = 3  # after the containers whose published ports it guards
     options_type: ClassVar[type] = FirewallOptions
+    local_only = True  # written with this machine's iptables or nft, never through an engine
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
@@ -93,7 +95,7 @@ class FirewallDriver(BaseDriver):
 
     def selection(self) -> Selection:
         if self._selection is None:
-            self._selection = choose(self.options.backend, self.netns)
+            self._selection = choose(self.options.backend, self.netns, self._engine_firewall())
             # worth a line only when the project has lists; otherwise every plan would repeat it
             say = self.log.info if self._lists else self.log.debug
             say(
@@ -103,6 +105,16 @@ class FirewallDriver(BaseDriver):
                 families=self._selection.families,
             )
         return self._selection
+
+    def _engine_firewall(self) -> str | None:
+        """The engine's firewall backend as it reports it (None: it did not say, or cannot be asked)."""
+        if self.netns or resolve_mode(self.options.backend) != "auto":
+            return None  # a test namespace has no engine of its own; a forced backend needs no answer
+        try:
+            return engine_firewall_driver(self.ctx.engine.info())
+        except Exception as exc:  # the engine is only a hint here: detection by tables follows
+            self.log.debug("firewall.engine_info_failed", error=str(exc))
+            return None
 
     def _live_chainsets(self) -> dict[int, ChainSet | None]:
         main, jump = main_chain(self.project), jump_rule(self.project)
@@ -166,7 +178,10 @@ class FirewallDriver(BaseDriver):
 
     def _expected(self, families: Iterable[int]) -> dict[int, ChainSet | None]:
         lists = self._allow_lists()
-        return {f: build_chains(self.project, lists, f) for f in families}
+        # A backend may store rules in a form of its own (nft merges source sets): compare in that form.
+        canonical = getattr(self.selection().backend, "canonical", None)
+        built = {f: build_chains(self.project, lists, f) for f in families}
+        return {f: canonical(cs) for f, cs in built.items()} if canonical else built
 
     # --- diff -------------------------------------------------------------------------------------------------
 
@@ -233,7 +248,9 @@ class FirewallDriver(BaseDriver):
                         _jump_text(jump),
                         "rule 1",
                         Action.UPDATE,
-                        note=f"the jump from DOCKER-USER to {main_chain(self.project)} must be its first rule "
+                        note=sel.backend.jump_note(family, self.project)
+                        if hasattr(sel.backend, "jump_note")
+                        else f"the jump from DOCKER-USER to {main_chain(self.project)} must be its first rule "
                         "(rules above it, such as Docker's -j RETURN, see traffic first)",
                     )
                 )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from reconciler.contract import Catalog, DriverContext
+from reconciler.contract import Catalog, DriverContext, Step, run_steps
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.image import ops as image_ops
@@ -93,6 +93,8 @@ class ImageDriver(DockerDriver):
     def pulled(self) -> PulledImages:
         with self.errors("*", "info"):
             engine_id = str(self.api.info().get("ID") or self.ctx.engine_url or "engine")
+        if self.ctx.state_key:  # engines sharing /etc/docker share an ID: a fleet's Hosts are told apart
+            engine_id = f"{engine_id} {self.ctx.state_key}"
         return PulledImages(pulled_path(self.project, engine_id))
 
     @cached_property
@@ -238,7 +240,7 @@ class ImageDriver(DockerDriver):
             action, fields, steps, blocked = self._diff_pull(desired, obs)
         previous = dict(obs.get("previous") or {})
         if previous:
-            steps.extend(f"{REMOVE_STEP}{r}" for r in sorted(previous))
+            steps.extend(Step(f"{REMOVE_STEP}{r}", "remove", r) for r in sorted(previous))
             if action is Action.NONE:
                 action = Action.UPDATE
                 fields.append(FieldChange("reference", sorted(previous)[0], reference, Action.UPDATE))
@@ -260,7 +262,7 @@ class ImageDriver(DockerDriver):
             if spec["pullPolicy"] == "Never":
                 blocked = f"image {reference} is not on the engine and pullPolicy is Never (nothing will pull it)"
                 return Action.CREATE, [], [], blocked
-            return Action.CREATE, [], [f"pull {reference}"], error
+            return Action.CREATE, [], [Step(f"pull {reference}", "pull")], error
         if spec["pullPolicy"] != "Always" or parse_reference(reference).digest:
             return Action.NONE, [], [], None
         if error:
@@ -269,14 +271,14 @@ class ImageDriver(DockerDriver):
         if remote == local:
             return Action.NONE, [], [], None
         field = FieldChange("digest", local, remote, Action.REPLACE, note="the tag moved in the registry")
-        return Action.REPLACE, [field], [f"pull {reference}"], None
+        return Action.REPLACE, [field], [Step(f"pull {reference}", "pull")], None
 
     def _diff_build(
         self, desired: Desired, observed: Observed | None, obs: Mapping[str, Any]
     ) -> tuple[Action, list, list, str | None]:
         spec = desired.spec
         reference = spec["reference"]
-        steps = [f"build {reference}"] + ([f"push {reference}"] if spec["push"] else [])
+        steps = [Step(f"build {reference}", "build")] + ([Step(f"push {reference}", "push")] if spec["push"] else [])
         if observed is None or obs["owner"] == ABSENT:
             return Action.CREATE, [], steps, None
         image_labels = (observed.raw or {}).get("imageLabels") or {}
@@ -299,7 +301,7 @@ class ImageDriver(DockerDriver):
             local, remote = obs.get("localDigest"), obs.get("remoteDigest")
             if local is None or local != remote:
                 field = FieldChange("pushed", remote, local, Action.UPDATE, note="registry digest")
-                return Action.UPDATE, [field], [f"push {reference}"], None
+                return Action.UPDATE, [field], [Step(f"push {reference}", "push")], None
         return Action.NONE, [], [], None
 
     def prune(self, observed: Observed) -> Change:
@@ -321,7 +323,7 @@ class ImageDriver(DockerDriver):
         )
         if not removable:
             return Change(self.kind, observed.name, Action.NONE, observed=observed, notes=notes)
-        steps = tuple(f"{REMOVE_STEP}{r}" for r in removable)
+        steps = tuple(Step(f"{REMOVE_STEP}{r}", "remove", r) for r in removable)
         return Change(self.kind, observed.name, Action.DELETE, observed=observed, steps=steps, notes=notes)
 
     def after_plan(self, change: Change, changes: Mapping[tuple[str, str], Change]) -> Change:
@@ -334,7 +336,7 @@ class ImageDriver(DockerDriver):
         freed = [ref for ref, users in kept.items() if set(users) <= removed]
         if not freed:
             return change
-        removable = [s.removeprefix(REMOVE_STEP) for s in change.steps if s.startswith(REMOVE_STEP)] + freed
+        removable = [s.args[0] for s in change.steps if s.op == "remove"] + freed  # type: ignore[attr-defined]
         still = {ref: users for ref, users in kept.items() if ref not in freed}
         return self._prune_change(change.observed, sorted(removable), still)
 
@@ -343,18 +345,24 @@ class ImageDriver(DockerDriver):
         return change.source or change.subject
 
     def apply(self, change: Change) -> None:
+        """Exactly the steps the plan shows: build, pull, push, remove tag."""
         where = self._where(change)
         desired = change.desired
-        if desired is not None and change.action in (Action.CREATE, Action.REPLACE):
-            if desired.spec["build"] is not None:
-                self._build(desired, change, where)
-            else:
-                self._pull(desired, where)
-        elif desired is not None and any(s.startswith("push ") for s in change.steps):
-            image_ops.push(self.api, desired.spec["reference"], self.log, where)
-        for step in change.steps:
-            if step.startswith(REMOVE_STEP):
-                self._remove(step.removeprefix(REMOVE_STEP), where, strict=change.action is Action.DELETE)
+        strict = change.action is Action.DELETE
+
+        def need() -> Desired:
+            assert desired is not None
+            return desired
+
+        run_steps(
+            change,
+            {
+                "build": lambda: self._build(need(), change, where),
+                "pull": lambda: self._pull(need(), where),
+                "push": lambda: image_ops.push(self.api, need().spec["reference"], self.log, where),
+                "remove": lambda reference: self._remove(reference, where, strict=strict),
+            },
+        )
 
     def _pull(self, desired: Desired, where: str) -> None:
         reference = desired.spec["reference"]
@@ -371,8 +379,6 @@ class ImageDriver(DockerDriver):
         self.pulled.forget(reference)  # ours by its labels from now on
         if old_id and old_id != new_id:
             self._drop_previous_build(old_id, change)
-        if desired.spec["push"]:
-            image_ops.push(self.api, reference, self.log, where)
 
     def _drop_previous_build(self, old_id: str, change: Change) -> None:
         """The image a rebuild replaced, if it was ours and is now untagged and unused (never forced)."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from reconciler.contract import Catalog, EngineEvent, Key
+from reconciler.contract import Catalog, EngineEvent, Key, Step, run_steps
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
@@ -34,6 +34,7 @@ RULES = {
     "ipam": REPLACE,
     # the engine adds options of its own (e.g. the overlay's vxlan id); labels are the user's alone
     "options": Rule(Action.REPLACE, Compare.AT_LEAST),
+    "encrypted": REPLACE,  # overlay: IPsec between nodes (the engine's `encrypted` driver option)
     "labels": REPLACE,
 }
 
@@ -76,7 +77,8 @@ class NetworkDriver(DockerDriver):
             "attachable": bool(net.get("Attachable")),
             "enableIPv6": bool(net.get("EnableIPv6")),
             "ipam": {"driver": ipam.get("Driver") or "default", "config": config},
-            "options": dict(net.get("Options") or {}),
+            "options": {k: v for k, v in (net.get("Options") or {}).items() if k != "encrypted"},
+            "encrypted": "encrypted" in (net.get("Options") or {}),
             "labels": user_labels(labels),
         }
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
@@ -159,10 +161,10 @@ class NetworkDriver(DockerDriver):
             users, foreign = self.split_users(desired.name)
             blocked = blocked or foreign or self._overlap(desired)
             steps = (
-                *(f"disconnect container {u}" for u in users),
-                "remove network",
-                "create network (on failure: recreate the old one and reconnect)",
-                *(f"reconnect container {u}" for u in users),
+                *(Step(f"disconnect container {u}", "disconnect", u) for u in users),
+                Step("remove network", "remove"),
+                Step("create network (on failure: recreate the old one and reconnect)", "create"),
+                *(Step(f"reconnect container {u}", "reconnect", u) for u in users),
             )
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
 
@@ -190,7 +192,7 @@ class NetworkDriver(DockerDriver):
                 self.api.create_network(
                     name,
                     driver=spec["driver"],
-                    options=spec["options"] or None,
+                    options={**spec["options"], **({"encrypted": ""} if spec.get("encrypted") else {})} or None,
                     ipam=ipam,
                     internal=spec["internal"],
                     attachable=spec["attachable"] or None,
@@ -245,6 +247,48 @@ class NetworkDriver(DockerDriver):
                 errors.append(str(exc))
         return errors
 
+    def _replace(self, change: Change) -> None:
+        """The plan's steps: disconnect its containers, remove, create (on failure: the old one again, and its
+        containers back on it), reconnect them."""
+        desired, observed, name = change.desired, change.observed, change.name
+        assert desired is not None and observed is not None
+        endpoints = dict(self._endpoints(name))  # also refuses containers of other owners that joined since
+        by_name = {self._container_name(cid): (cid, how) for cid, how in endpoints.items()}
+        detached: list[tuple[str, dict[str, Any]]] = []
+        errors: list[str] = []
+
+        def disconnect(container: str) -> None:
+            if container in by_name:  # gone since the plan: nothing to take off or put back
+                self._disconnect_all(name, [by_name[container]])
+                detached.append(by_name[container])
+
+        def create() -> None:
+            try:
+                self._create(name, desired.spec, ownership_labels(desired, self.project))
+            except ReconcileError as exc:
+                # never leave the project's containers without their network: put the old one back
+                self._create(name, observed.spec, observed.labels)
+                failed = self._reconnect_all(name, observed.spec, detached)
+                raise PermanentError(
+                    f"{exc}; the old network was recreated and its containers reconnected"
+                    + (f" (except: {'; '.join(failed)})" if failed else "")
+                ) from None
+
+        def reconnect(container: str) -> None:
+            if container in by_name:
+                errors.extend(self._reconnect_all(name, desired.spec, [by_name[container]]))
+
+        run_steps(
+            change,
+            {"disconnect": disconnect, "remove": lambda: self._remove(name), "create": create, "reconnect": reconnect},
+        )
+        if errors:
+            raise PermanentError("; ".join(errors))
+
+    def _container_name(self, cid: str) -> str:
+        with self.errors(cid[:12], "inspect attached container"):
+            return str(self.api.inspect_container(cid)["Name"]).lstrip("/")
+
     def _remove(self, name: str) -> None:
         with self.errors(name, "remove"):
             self.api.remove_network(name)
@@ -258,21 +302,4 @@ class NetworkDriver(DockerDriver):
             self._disconnect_all(change.name, self._endpoints(change.name))
             self._remove(change.name)
         elif change.action is Action.REPLACE:
-            assert change.desired is not None and change.observed is not None
-            endpoints = self._endpoints(change.name)
-            self._disconnect_all(change.name, endpoints)
-            self._remove(change.name)
-            try:
-                self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
-                spec: Mapping[str, Any] = change.desired.spec
-            except ReconcileError as exc:
-                # never leave the project's containers without their network: put the old one back
-                self._create(change.name, change.observed.spec, change.observed.labels)
-                errors = self._reconnect_all(change.name, change.observed.spec, endpoints)
-                raise PermanentError(
-                    f"{exc}; the old network was recreated and its containers reconnected"
-                    + (f" (except: {'; '.join(errors)})" if errors else "")
-                ) from None
-            errors = self._reconnect_all(change.name, spec, endpoints)
-            if errors:
-                raise PermanentError("; ".join(errors))
+            self._replace(change)

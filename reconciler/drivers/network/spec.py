@@ -93,9 +93,12 @@ def normalize_network(resource: Resource) -> Desired:
             "driver": ipam.get("driver") or "default",
             "config": [_ipam_entry(e) for e in ipam.get("config") or []],
         },
-        "options": {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
+        "options": {str(k): str(v) for k, v in (spec.get("options") or {}).items() if k != "encrypted"},
+        "encrypted": bool(spec.get("encrypted", False)),
     }
-    return Desired(resource, normalized, spec_hash("Network", normalized, resource.labels))
+    # hashed only when set, so the hashes of networks made before `encrypted` existed stay the same
+    hashed = {k: v for k, v in normalized.items() if k != "encrypted" or v}
+    return Desired(resource, normalized, spec_hash("Network", hashed, resource.labels))
 
 
 def check_network(spec: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
@@ -128,6 +131,8 @@ def check_network(spec: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
                     yield f"{base}.ipRange", f"ipRange {ip_range} is outside subnet {subnet}"
             except ValueError as exc:
                 yield f"{base}.ipRange", f"invalid range: {exc}"
+    if spec["encrypted"] and spec["driver"] != "overlay":
+        yield "spec.encrypted", "encrypted applies to overlay networks only"
     if spec["attachable"] and spec["driver"] != "overlay":
         yield "spec.attachable", "attachable applies to overlay networks only"
     if spec["enableIPv6"] is False and any(s.version == 6 for _, s in subnets):

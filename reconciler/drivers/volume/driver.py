@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reconciler.contract import DriverContext, EngineEvent, Key
+from reconciler.contract import DriverContext, EngineEvent, Key, Step, run_steps
 from reconciler.diffing import REPLACE, diff_specs, overall_action
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
@@ -39,7 +39,7 @@ class VolumeDriver(DockerDriver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self.policies = VolumePolicies(ctx.project)
+        self.policies = VolumePolicies(ctx.project, ctx.state_key)
         self._records: dict[str, dict[str, Any]] | None = {}
 
     def normalize(self, resource: Resource) -> Desired:
@@ -103,9 +103,12 @@ class VolumeDriver(DockerDriver):
             else:
                 own, blocked = self.split_users(desired.name)
                 steps = (
-                    *(f"stop and remove container {c} (created again on the new volume)" for c in own),
-                    "remove volume (its data is lost)",
-                    "create volume",
+                    *(
+                        Step(f"stop and remove container {c} (created again on the new volume)", "unmount", c)
+                        for c in own
+                    ),
+                    Step("remove volume (its data is lost)", "remove"),
+                    Step("create volume", "create"),
                 )
         return Change(
             self.kind,
@@ -136,16 +139,39 @@ class VolumeDriver(DockerDriver):
             blocked=self.foreign_users(observed.name),
         )
 
-    def _remove_own_users(self, name: str) -> None:
+    def _remove_user(self, name: str, container: str, users: dict[str, str]) -> None:
         """The engine refuses to remove a volume in use: the project's containers on it go first (their own
-        change creates them again, on the new volume). Others' containers were ruled out at plan time."""
-        for summary in self.own_users(name, "the volume is not replaced"):
-            with self.errors(name, "remove a container using it"):
-                info = self.api.inspect_container(summary["Id"])
-                stop_timeout = info["Config"].get("StopTimeout")
-                self.api.stop(summary["Id"], timeout=10 if stop_timeout is None else stop_timeout)
-                self.api.remove_container(summary["Id"], v=False)
-            self.log.info("volume.user_removed", name=name, container=summary["Names"][0].lstrip("/"))
+        change creates them again, on the new volume). Others' containers were ruled out at plan time, and
+        `users` (read at apply time) refuses one that appeared since."""
+        cid = users.get(container)
+        if cid is None:
+            return  # gone since the plan
+        with self.errors(name, "remove a container using it"):
+            info = self.api.inspect_container(cid)
+            stop_timeout = info["Config"].get("StopTimeout")
+            self.api.stop(cid, timeout=10 if stop_timeout is None else stop_timeout)
+            self.api.remove_container(cid, v=False)
+        self.log.info("volume.user_removed", name=name, container=container)
+
+    def _remove_volume(self, name: str) -> None:
+        with self.errors(name, "remove"):
+            self.api.remove_volume(name)
+        self.log.info("volume.removed", name=name)
+        self.policies.forget(name)
+
+    def _create_volume(self, desired: Desired) -> None:
+        labels = ownership_labels(desired, self.project)
+        labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
+        with self.errors(desired.name, "create"):
+            created = self.api.create_volume(
+                name=desired.name,
+                driver=desired.spec["driver"],
+                driver_opts=desired.spec["driverOpts"] or None,
+                labels=labels,
+            )
+        self.log.info("volume.created", name=desired.name)
+        if desired.spec["reclaimPolicy"] == DELETE:
+            self._record_delete(desired.name, created)
 
     def _record_delete(self, name: str, created: dict[str, Any]) -> None:
         """Only a recorded Delete lets a volume go; unrecorded, it counts as Retain and the next plan says so."""
@@ -164,25 +190,20 @@ class VolumeDriver(DockerDriver):
                 raise PermanentError(f"volume {name}: cannot record reclaimPolicy: {exc}") from None
             self.log.info("volume.policy_recorded", name=name, policy=change.desired.spec["reclaimPolicy"])
             return
-        if change.action is Action.REPLACE:
-            self._remove_own_users(name)
-        if change.action in (Action.DELETE, Action.REPLACE):
-            with self.errors(name, "remove"):
-                self.api.remove_volume(name)
-            self.log.info("volume.removed", name=name)
-            self.policies.forget(name)
-        if change.action in (Action.CREATE, Action.REPLACE):
-            desired = change.desired
+        desired = change.desired
+        if change.action is Action.DELETE:
+            self._remove_volume(name)
+        elif change.action is Action.CREATE:
             assert desired is not None
-            labels = ownership_labels(desired, self.project)
-            labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
-            with self.errors(name, "create"):
-                created = self.api.create_volume(
-                    name=name,
-                    driver=desired.spec["driver"],
-                    driver_opts=desired.spec["driverOpts"] or None,
-                    labels=labels,
-                )
-            self.log.info("volume.created", name=name)
-            if desired.spec["reclaimPolicy"] == DELETE:
-                self._record_delete(name, created)
+            self._create_volume(desired)
+        elif change.action is Action.REPLACE:  # the plan's steps: its containers off, remove, create
+            assert desired is not None
+            users = {u["Names"][0].lstrip("/"): u["Id"] for u in self.own_users(name, "the volume is not replaced")}
+            run_steps(
+                change,
+                {
+                    "unmount": lambda container: self._remove_user(name, container, users),
+                    "remove": lambda: self._remove_volume(name),
+                    "create": lambda: self._create_volume(desired),
+                },
+            )

@@ -18,8 +18,9 @@ RETAIN, DELETE = "Retain", "Delete"
 
 
 class VolumePolicies:
-    def __init__(self, project: str) -> None:
-        self.path = state_dir() / project / "volume-policies.json"
+    def __init__(self, project: str, engine_key: str = "") -> None:
+        suffix = f"-{engine_key}" if engine_key else ""  # a fleet's Hosts each have their own volumes
+        self.path = state_dir() / project / f"volume-policies{suffix}.json"
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Any]] | None:

@@ -1,0 +1,109 @@
+"""`reconcile import compose FILE... [--out DIR] [--project NAME] [--profile NAME]`: the whole import, with its
+exit status: 0 everything mapped, 2 valid output but something not mapped, 1 error (nothing written)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from reconciler.compose import writing
+from reconciler.compose.loading import load_project
+from reconciler.compose.losses import LossReport, Severity
+from reconciler.compose.mapping import build_manifests
+from reconciler.compose.source import ComposeError, Loc
+
+EXIT_OK, EXIT_ERROR, EXIT_LOSSES = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """The exit status, the files now in DIR (none on error), and the loss report."""
+
+    exit_code: int
+    written: list[Path]
+    report: LossReport
+
+
+def _validate(staging: Path, project: str) -> list[str]:
+    """The problems `reconcile validate` would report for the staged output (none, unless the import is wrong)."""
+    from structlog.testing import capture_logs
+
+    from reconciler.project import ProjectRunner
+
+    # validation's own warnings (a build context outside DIR) are about paths that are fine here
+    with capture_logs():
+        loaded = ProjectRunner(project=project, manifest_dir=staging).load()
+    return [str(problem) for problem in loaded.problems]
+
+
+def run_import(
+    files: Sequence[Path],
+    out: Path | None,
+    project: str | None,
+    profiles: Sequence[str],
+    stdout: TextIO,
+    stderr: TextIO,
+) -> ImportOutcome:
+    """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`."""
+    report = LossReport()
+    warnings: list[str] = []
+
+    def warn(loc: Loc, message: str) -> None:
+        line = f"{loc}: warning: {message}"
+        if line not in warnings:
+            warnings.append(line)
+            print(line, file=stderr)
+
+    try:
+        compose = load_project(files, project, profiles, report, warn)
+        out_dir = Path(out if out is not None else Path.cwd() / compose.name).absolute()
+        stale = writing.check_out_dir(out_dir)
+        manifests = build_manifests(
+            compose.model, compose.name, compose.directory, out_dir, compose.profiles, report, compose.interpolated
+        )
+    except ComposeError as exc:
+        print(str(exc), file=stderr)
+        return ImportOutcome(EXIT_ERROR, [], report)
+    sources = ", ".join(str(f) for f in files)
+    command = "reconcile import compose " + " ".join(
+        [shlex.quote(str(f)) for f in files]
+        + ["--project", compose.name]
+        + [a for p in sorted(compose.profiles) for a in ("--profile", p)]
+    )
+    texts = [(writing.file_name(m), writing.render_manifest(m, sources)) for m in manifests]
+    texts.append((writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command, warnings)))
+    try:
+        staging = writing.stage(out_dir, texts)
+    except OSError as exc:
+        print(f"error: cannot write next to {out_dir}: {exc.strerror}", file=stderr)
+        return ImportOutcome(EXIT_ERROR, [], report)
+    try:
+        problems = _validate(staging, compose.name)
+        if problems:
+            for problem in problems:
+                print(problem.replace(str(staging), str(out_dir)), file=stderr)
+            print(
+                "error: the imported manifests do not validate (a bug in the import); nothing was written", file=stderr
+            )
+            writing.discard(staging)
+            return ImportOutcome(EXIT_ERROR, [], report)
+        written = writing.publish(staging, out_dir, stale)
+    except OSError as exc:
+        writing.discard(staging)
+        print(f"error: cannot write {out_dir}: {exc.strerror}", file=stderr)
+        return ImportOutcome(EXIT_ERROR, [], report)
+    except BaseException:
+        writing.discard(staging)
+        raise
+    for entry in report.entries:
+        print(str(entry), file=stderr)
+    lost = sum(1 for e in report.entries if e.severity is Severity.NOT_MAPPED)
+    flagged = len(report.entries) - lost
+    if report.entries:
+        print(f"{lost} not mapped, {flagged} flagged; the list is in {out_dir / writing.REPORT_FILE}", file=stderr)
+    print(f"Wrote {len(manifests)} manifests for project {compose.name} to {out_dir}.", file=stdout)
+    print(f"Next: reconcile --project {compose.name} validate {out_dir}", file=stdout)
+    return ImportOutcome(EXIT_LOSSES if report.anything_lost else EXIT_OK, written, report)

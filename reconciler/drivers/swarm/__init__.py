@@ -1,0 +1,1 @@
+"""Swarm mode: the Service, Secret and Config kinds."""

@@ -1,0 +1,224 @@
+"""Desired x observed service -> one Change, field by field, saying which changes roll tasks.
+
+Pure: both sides are in the canonical shape (spec.py / readback.py). A service is never replaced except when its
+mode changes (the engine refuses to turn a replicated service into a global one): every other difference is one
+`update` of the service, whose fields are marked "rolls tasks" (task template, ports) or "no task restart"
+(replicas, labels, update/rollback config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.drivers.swarm.body import rolls_tasks
+from reconciler.drivers.swarm.readback import ServiceFacts
+from reconciler.drivers.swarm.units import show_duration
+from reconciler.model import Action, Change, Desired, FieldChange, Observed
+
+KIND = "Service"
+ROLLS = "rolls tasks"
+NO_ROLL = "no task restart"
+DURATIONS = frozenset({"stopGracePeriod", "delay", "monitor", "interval", "timeout", "startPeriod", "window"})
+# where a per-key comparison reads better than one line for the whole value
+PER_KEY = ("env", "update", "rollback", "restartPolicy", "placement", "resources", "healthcheck")
+
+
+def _shown(key: str, value: Any) -> Any:
+    """Durations as `5s`, for people; everything else as it is."""
+    if key in DURATIONS and isinstance(value, int):
+        return show_duration(value)
+    return value
+
+
+def expected_spec(desired: Desired, observed_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The observed spec this service should have: the declared values, with what the engine assigns when the
+    manifest leaves it open (a published port chosen by ingress) taken as observed."""
+    want = {**desired.spec, "labels": dict(desired.resource.labels)}
+    assigned = {
+        (p["containerPort"], p["protocol"], p["publishMode"]): p["hostPort"] for p in observed_spec.get("ports") or []
+    }
+    want["ports"] = sorted(
+        (
+            {**p, "hostPort": assigned.get((p["containerPort"], p["protocol"], p["publishMode"]))}
+            if p["hostPort"] is None
+            else p
+            for p in desired.spec["ports"]
+        ),
+        key=lambda p: (p["containerPort"], p["protocol"], p["publishMode"], p["hostPort"] or 0),
+    )
+    return want
+
+
+def field_changes(desired: Desired, observed: Observed) -> list[FieldChange]:
+    want = expected_spec(desired, observed.spec)
+    have = observed.spec
+    changes: list[FieldChange] = []
+    for key in sorted(want):
+        new, old = want[key], have.get(key)
+        if new == old:
+            continue
+        note = ROLLS if rolls_tasks(key) else NO_ROLL
+        if key == "mode":
+            changes.append(FieldChange(key, old, new, Action.REPLACE, note="the engine cannot change a service's mode"))
+        elif key in PER_KEY and isinstance(new, Mapping) and isinstance(old, Mapping | None):
+            old = old or {}
+            for sub in sorted(set(new) | set(old)):
+                if new.get(sub) != old.get(sub):
+                    path = f"{key}.{sub}"
+                    secret = key == "env" and path in desired.sensitive
+                    # an env value not declared in plain `env` now may have come from an env file: not shown
+                    if key == "env" and sub in old and sub not in (desired.resource.spec.get("env") or {}):
+                        secret = True
+                    changes.append(
+                        FieldChange(
+                            path,
+                            _shown(sub, old.get(sub)),
+                            _shown(sub, new.get(sub)),
+                            Action.UPDATE,
+                            sensitive=secret,
+                            note=note,
+                        )
+                    )
+        else:
+            changes.append(FieldChange(key, _shown(key, old), _shown(key, new), Action.UPDATE, note=note))
+    return changes
+
+
+def digest_change(desired: Desired, observed: Observed, resolved: str | None) -> FieldChange | None:
+    """The tag now names another digest in the registry than the one the service runs (found at observe)."""
+    facts = observed.raw
+    if resolved is None or not isinstance(facts, ServiceFacts) or facts.image_digest in (None, resolved):
+        return None
+    if "@" in desired.spec["image"] or observed.spec.get("image") != desired.spec["image"]:
+        return None
+    ref = desired.spec["image"]
+    return FieldChange(
+        "image",
+        f"{ref}@{facts.image_digest}",
+        f"{ref}@{resolved}",
+        Action.UPDATE,
+        note=f"{ROLLS}; the registry's digest for this tag moved",
+    )
+
+
+def steps_for(action: Action, desired: Desired, fields: list[FieldChange], wait: bool) -> list[str]:
+    name = desired.name
+    rolling = any(f.note.startswith(ROLLS) for f in fields)
+    image = desired.spec["image"]
+    resolve = [] if "@" in image else [f"resolve {image} to a digest in its registry"]
+    order = desired.spec["update"]["order"]
+    par = desired.spec["update"]["parallelism"]
+    waited = (
+        ["wait until every task runs (and is healthy) on the new spec; on failure roll back to the previous spec"]
+        if wait
+        else []
+    )
+    if action is Action.CREATE:
+        return [*resolve, f"create service {name}", *(["wait until every task runs (and is healthy)"] if wait else [])]
+    if action is Action.REPLACE:
+        return [
+            *resolve,
+            f"remove service {name}",
+            f"create service {name}",
+            *(["wait until every task runs (and is healthy)"] if wait else []),
+        ]
+    if rolling:
+        return [
+            *(resolve if any(f.path == "image" for f in fields) else []),
+            f"update service {name}: rolls its tasks {order}, {par or 'all'} at a time",
+            *waited,
+        ]
+    scaled = any(f.path == "replicas" for f in fields)
+    return [
+        f"update service {name} (no task restarts)",
+        *(["wait until the new replica count runs"] if wait and scaled else []),
+    ]
+
+
+def diff_service(desired: Desired, observed: Observed | None, resolved: str | None, wait: bool) -> Change:
+    """The one change that brings `observed` to `desired`; `resolved` is the registry's digest for the tag now
+    (None when unknown: then only the reference is compared)."""
+    if observed is None:
+        return Change(
+            KIND, desired.name, Action.CREATE, desired=desired, steps=tuple(steps_for(Action.CREATE, desired, [], wait))
+        )
+    fields = field_changes(desired, observed)
+    if not any(f.path == "image" for f in fields):
+        moved = digest_change(desired, observed, resolved)
+        if moved is not None:
+            fields.append(moved)
+    action = (
+        Action.REPLACE if any(f.action is Action.REPLACE for f in fields) else Action.UPDATE if fields else Action.NONE
+    )
+    steps = steps_for(action, desired, fields, wait) if action is not Action.NONE else []
+    return Change(KIND, desired.name, action, tuple(fields), desired, observed, steps=tuple(steps))
+
+
+def with_data_versions(change: Change, wanted: Mapping[str, Mapping[str, str]], wait: bool = True) -> Change:
+    """Add a rolling field per Secret/Config whose version in use is not the one the plan wants.
+
+    `wanted`: "secrets"/"configs" -> declared name -> engine name of the version to use."""
+    if change.desired is None or change.observed is None or change.action is Action.DELETE:
+        return change
+    facts = change.observed.raw
+    if not isinstance(facts, ServiceFacts):
+        return change
+    extra = []
+    for key, in_use in (("secrets", facts.secret_versions), ("configs", facts.config_versions)):
+        for name, engine in sorted(wanted.get(key, {}).items()):
+            if name in in_use and in_use[name] != engine:
+                extra.append(
+                    FieldChange(
+                        f"{key}.{name}",
+                        in_use[name],
+                        engine,
+                        Action.UPDATE,
+                        note=f"{ROLLS}; the {key[:-1]}'s content changed: the service is pointed at the new version",
+                    )
+                )
+    if not extra:
+        return change
+    fields = (*change.fields, *extra)
+    action = change.action if change.action is not Action.NONE else Action.UPDATE
+    steps = change.steps if action is Action.REPLACE else tuple(steps_for(action, change.desired, list(fields), wait))
+    return Change(
+        change.kind, change.name, action, fields, change.desired, change.observed, steps=steps, notes=change.notes
+    )
+
+
+IMAGE_FOLLOW = f"{ROLLS}; the image is built or pulled first: pinned to its digest again (no update if unchanged)"
+
+
+def follow_image(change: Change, upstream: list[Change], wait: bool = True) -> Change:
+    """A pending build or pull of the Image this service runs (CREATE/REPLACE): the service is updated after it,
+    so its tasks run the new digest."""
+    if change.desired is None or change.observed is None or change.action in (Action.DELETE, Action.REPLACE):
+        return change
+    if any(f.path == "image" for f in change.fields):
+        return change
+    if not any(u.kind == "Image" and u.pending and u.action in (Action.CREATE, Action.REPLACE) for u in upstream):
+        return change
+    ref = change.desired.spec["image"]
+    fields = (*change.fields, FieldChange("image", ref, ref, Action.UPDATE, note=IMAGE_FOLLOW))
+    steps = tuple(steps_for(Action.UPDATE, change.desired, list(fields), wait))
+    return Change(
+        change.kind,
+        change.name,
+        Action.UPDATE,
+        fields,
+        change.desired,
+        change.observed,
+        steps=steps,
+        notes=change.notes,
+    )
+
+
+def prune_service(observed: Observed) -> Change:
+    return Change(
+        KIND,
+        observed.name,
+        Action.DELETE,
+        observed=observed,
+        steps=(f"remove service {observed.name}", "wait until its tasks are gone"),
+    )

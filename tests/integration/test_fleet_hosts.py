@@ -1,0 +1,249 @@
+"""One manifest tree, a fleet of engines: Hosts reached over TLS (engine a) and ssh (engine b) of
+scripts/fleetenv.sh, placement by name, label and default, one host down, --host, --rollout, and watch repairing
+drift on one host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from tests.helpers import REPO, remove_project_objects
+
+pytestmark = [pytest.mark.engine, pytest.mark.netns]
+
+CLI_TIMEOUT = 300
+
+
+def hosts_yaml(fleet, extra: str = "") -> str:
+    a, b = fleet["a"], fleet["b"]
+    return f"""
+apiVersion: reconciler/v1
+kind: Host
+metadata: {{name: edge-a, labels: {{role: edge}}}}
+spec:
+  engine: {a.tcp}
+  tls: {{ca: pki/ca.pem, cert: pki/cert.pem, key: pki/key.pem}}
+  default: true
+---
+apiVersion: reconciler/v1
+kind: Host
+metadata: {{name: db-b, labels: {{role: db}}}}
+spec:
+  engine: {b.ssh}
+{extra}"""
+
+
+def objects_yaml(project: str, image: str) -> str:
+    return f"""
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {{name: {project}-shared}}
+spec: {{hosts: all, reclaimPolicy: Delete}}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {project}-web}}
+spec:
+  image: {image}
+  command: ["sleep", "3600"]
+  stopTimeout: 1
+  mounts: [{{type: volume, source: {project}-shared, target: /data}}]
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {project}-db}}
+spec:
+  hosts: {{matchLabels: {{role: db}}}}
+  image: {image}
+  command: ["sleep", "3600"]
+  stopTimeout: 1
+"""
+
+
+@pytest.fixture
+def fleet_tree(fleet_env, project_name: str, tmp_path: Path) -> Iterator[tuple[object, Path]]:
+    """A manifest tree for the fleet (Host TLS files copied next to it); afterwards the project's objects are
+    removed from both namespace engines."""
+    tree = tmp_path / "fleet"
+    (tree / "pki").mkdir(parents=True)
+    for src, dst in ((fleet_env.tls_ca, "ca.pem"), (fleet_env.tls_cert, "cert.pem"), (fleet_env.tls_key, "key.pem")):
+        shutil.copy(src, tree / "pki" / dst)
+    (tree / "hosts.yaml").write_text(hosts_yaml(fleet_env))
+    (tree / "objects.yaml").write_text(objects_yaml(project_name, fleet_env.base_image))
+    yield fleet_env, tree
+    for name in ("a", "b"):
+        client = fleet_env.client(name, "unix")
+        try:
+            remove_project_objects(client, project_name)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def cli(project_name: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: object, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", "--project", project_name, *map(str, args)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    return run
+
+
+def names_on(fleet, engine: str, project: str) -> set[str]:
+    client = fleet.client(engine, "unix")
+    try:
+        label = {"label": [f"io.reconciler.project={project}"]}
+        found = {c["Names"][0].lstrip("/") for c in client.containers(all=True, filters=label)}
+        found |= {v["Name"] for v in client.volumes(filters=label).get("Volumes") or []}
+        return found
+    finally:
+        client.close()
+
+
+def test_shared_and_selected_objects_converge_over_tls_and_ssh(fleet_tree, cli, project_name):
+    fleet, tree = fleet_tree
+    p = project_name
+    plan = cli("plan", tree, "--output", "json")
+    assert plan.returncode == 2, plan.stderr
+    doc = json.loads(plan.stdout)
+    by_host = {h["host"]: h for h in doc["hosts"]}
+    assert {c["name"] for c in by_host["edge-a"]["changes"]} == {f"{p}-shared", f"{p}-web"}
+    assert {c["name"] for c in by_host["db-b"]["changes"]} == {f"{p}-shared", f"{p}-db"}
+    assert all(c["host"] == "db-b" for c in by_host["db-b"]["changes"])
+
+    applied = cli("apply", tree)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Fleet: 2 hosts, 2 converged, 0 failed, 0 not started." in applied.stdout
+    assert names_on(fleet, "a", p) == {f"{p}-shared", f"{p}-web"}
+    assert names_on(fleet, "b", p) == {f"{p}-shared", f"{p}-db"}
+
+    again = cli("plan", tree)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Fleet: 2 hosts, 0 with changes, 0 failed" in again.stdout
+    status = cli("status", tree, "--output", "json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = json.loads(status.stdout)["objects"]
+    assert {(r["host"], r["name"], r["status"]) for r in rows} == {
+        ("edge-a", f"{p}-shared", "in sync"),
+        ("edge-a", f"{p}-web", "in sync"),
+        ("db-b", f"{p}-shared", "in sync"),
+        ("db-b", f"{p}-db", "in sync"),
+    }
+
+
+def test_host_limits_a_command_to_part_of_the_fleet(fleet_tree, cli, project_name):
+    fleet, tree = fleet_tree
+    applied = cli("apply", tree, "--host", "db-b")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert names_on(fleet, "a", project_name) == set()
+    assert names_on(fleet, "b", project_name) == {f"{project_name}-shared", f"{project_name}-db"}
+    selected = cli("plan", tree, "--selector", "role=edge")
+    assert selected.returncode == 2 and "Host db-b" not in selected.stdout and "Host edge-a" in selected.stdout
+    unknown = cli("plan", tree, "--host", "nope")
+    assert unknown.returncode == 1 and "--host nope: no Host of that name" in unknown.stderr
+
+
+def test_a_host_down_does_not_stop_the_others_and_converges_when_back(fleet_tree, cli, project_name, tmp_path):
+    """Host late-c is a unix socket that does not exist yet: apply converges edge-a, fails late-c (exit 1); once
+    the socket leads to engine b, the next apply converges it too."""
+    fleet, tree = fleet_tree
+    link = tmp_path / "late" / "docker.sock"
+    (tree / "hosts.yaml").write_text(
+        hosts_yaml(fleet).split("---")[0]
+        + f"---\napiVersion: reconciler/v1\nkind: Host\nmetadata: {{name: late-c, labels: {{role: db}}}}\n"
+        f"spec: {{engine: 'unix://{link}'}}\n"
+    )
+    applied = cli("apply", tree)
+    assert applied.returncode == 1
+    assert "Host late-c" in applied.stdout and "cannot reach the Docker engine" in applied.stdout
+    assert names_on(fleet, "a", project_name) == {f"{project_name}-shared", f"{project_name}-web"}
+    link.parent.mkdir()
+    link.symlink_to(fleet["b"].unix.removeprefix("unix://"))
+    again = cli("apply", tree)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert names_on(fleet, "b", project_name) == {f"{project_name}-shared", f"{project_name}-db"}
+
+
+def test_rollout_stops_at_the_first_failed_host(fleet_tree, cli, project_name):
+    """With --rollout 1 Hosts go one by one in name order; a failing first Host leaves the others untouched."""
+    fleet, tree = fleet_tree
+    (tree / "hosts.yaml").write_text(
+        hosts_yaml(fleet)
+        + "---\napiVersion: reconciler/v1\nkind: Host\nmetadata: {name: a0-down, labels: {role: edge}}\n"
+        "spec: {engine: 'unix:///nonexistent/reconciler-fleet-test.sock'}\n"
+    )
+    applied = cli("apply", tree, "--rollout", "1")
+    assert applied.returncode == 1
+    assert "Host a0-down" in applied.stdout
+    assert "not started: the rollout stopped after a0-down failed" in applied.stdout
+    assert "Fleet: 3 hosts, 0 converged, 1 failed (a0-down), 2 not started." in applied.stdout
+    assert names_on(fleet, "a", project_name) == set() and names_on(fleet, "b", project_name) == set()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, proc: subprocess.Popen[str]) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def test_watch_repairs_drift_on_one_host(fleet_tree, project_name):
+    fleet, tree = fleet_tree
+    name = f"{project_name}-db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "--project", project_name, "watch", str(tree), "--resync", "300"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    client = fleet.client("b", "unix")
+
+    def running_id() -> str | None:
+        try:
+            info = client.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        return info["Id"] if info["State"]["Running"] else None
+
+    try:
+        converged = _wait(lambda: names_on(fleet, "b", project_name) == {f"{project_name}-shared", name}, 120, proc)
+        # both Hosts' event streams are up (a removal before that would wait for the resync)
+        converged = converged and _wait(lambda: sum("engine.events_connected" in x for x in lines) >= 2, 60, proc)
+        old = running_id()
+        if converged and old:
+            client.remove_container(old, force=True)  # drift on one host: the engine event must bring it back
+        repaired = converged and _wait(lambda: running_id() not in (None, old), 60, proc)
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    out = "".join(lines)
+    assert converged, out[-4000:]
+    assert repaired, out[-4000:]
+    assert proc.returncode == 0, out[-4000:]
+    assert "host=db-b" in out

@@ -1,0 +1,445 @@
+"""Compose services, networks and volumes -> manifests: what is written, what is reported, how things are named.
+
+Pure: a Compose file in a temporary directory goes through loading and mapping; no engine, no CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.compose.envfiles import env_file_problem
+from reconciler.compose.loading import load_project
+from reconciler.compose.losses import LossReport, Severity
+from reconciler.compose.mapping import build_manifests
+from reconciler.compose.shortforms import port_long, volume_long
+from reconciler.compose.source import ComposeError, Loc
+
+HERE = Loc("c.yml", 1)
+
+
+def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None):
+    """(manifests by (kind, name), report) for one Compose file."""
+    (tmp_path / "compose.yml").write_text(text)
+    report = LossReport()
+    compose = load_project(
+        [tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None, environ=environ or {}
+    )
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+    )
+    return {(m.kind, m.name): m for m in manifests}, report
+
+
+def lost_keys(report: LossReport) -> set[str]:
+    return {e.key for e in report.entries if e.severity is Severity.NOT_MAPPED}
+
+
+def test_image_defaults_are_never_invented(tmp_path):
+    """A service with only an image gets only an image (and Compose's default network): nothing else."""
+    found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n")
+    assert found[("Container", "app")].spec == {"image": "busybox", "networks": [{"name": f"{tmp_path.name}_default"}]}
+    assert found[("Image", "app")].spec == {"reference": "busybox"}
+    assert found[("Network", f"{tmp_path.name}_default")].spec == {}
+    assert report.entries == []
+
+
+def test_names_follow_compose_so_adoption_finds_the_data(tmp_path):
+    """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are the service."""
+    found, _ = imported(
+        tmp_path,
+        "name: Shop.App\nservices:\n  db:\n    image: x\n    volumes: [data:/d, logs:/l]\n"
+        "    networks: [back]\nvolumes:\n  data: {}\n  logs: {name: shared-logs}\n"
+        "networks:\n  back: {name: backbone}\n",
+    )
+    assert {k for k in found if k[0] != "Image"} == {
+        ("Container", "db"),
+        ("Volume", "shopapp_data"),
+        ("Volume", "shared-logs"),
+        ("Network", "backbone"),
+    }
+    assert found[("Container", "db")].spec["mounts"][0]["source"] == "shopapp_data"
+
+
+def test_project_name_sources_in_order(tmp_path):
+    """--project, then `name:`, then COMPOSE_PROJECT_NAME, then the directory (normalized as Compose does)."""
+    text = "services:\n  db:\n    image: x\n    volumes: [d:/d]\nvolumes:\n  d: {}\n"
+    found, _ = imported(tmp_path, text, environ={"COMPOSE_PROJECT_NAME": "From_Env"})
+    assert ("Volume", "from_env_d") in found
+    found, _ = imported(tmp_path, text, environ={"COMPOSE_PROJECT_NAME": "x"}, project="cli")
+    assert ("Volume", "cli_d") in found
+
+
+def test_container_name_keeps_the_service_name_reachable(tmp_path):
+    """A container_name renames the container; the service name stays a DNS alias on each network."""
+    found, _ = imported(tmp_path, "services:\n  web:\n    image: x\n    container_name: front\n")
+    assert found[("Container", "front")].spec["networks"][0]["aliases"] == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("depends", "expected", "lost"),
+    [
+        ("[db]", [{"name": "db"}], set()),
+        ("{db: {condition: service_started}}", [{"name": "db"}], set()),
+        ("{db: {condition: service_healthy}}", [{"name": "db", "condition": "healthy"}], set()),
+        (
+            "{db: {condition: service_completed_successfully}}",
+            [{"name": "db"}],
+            {"services.app.depends_on.db.condition"},
+        ),
+        (
+            "{db: {condition: service_healthy, restart: true}}",
+            [{"name": "db", "condition": "healthy"}],
+            {"services.app.depends_on.db.restart"},
+        ),
+        ("{gone: {required: false}}", None, set()),
+    ],
+)
+def test_depends_on_conditions(tmp_path, depends, expected, lost):
+    """started/healthy map one to one; what reconciler cannot wait for is reported, never dropped silently."""
+    found, report = imported(
+        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n"
+    )
+    assert found[("Container", "app")].spec.get("dependsOn") == expected
+    assert lost_keys(report) == lost
+
+
+@pytest.mark.parametrize(
+    ("restart", "expected"),
+    [
+        ("no", {"name": "no"}),
+        ("always", {"name": "always"}),
+        ('"on-failure:5"', {"name": "on-failure", "maximumRetryCount": 5}),
+        ("unless-stopped", {"name": "unless-stopped"}),
+    ],
+)
+def test_restart(tmp_path, restart, expected):
+    """Every Compose restart value, including a bare `no` (a string in Compose, not a boolean)."""
+    found, _ = imported(tmp_path, f"services:\n  app:\n    image: x\n    restart: {restart}\n")
+    assert found[("Container", "app")].spec["restartPolicy"] == expected
+
+
+def test_deploy_restart_policy_and_resources(tmp_path):
+    """deploy.restart_policy and deploy.resources map; swarm-only settings are reported."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    deploy:\n"
+        "      restart_policy: {condition: on-failure, max_attempts: 2}\n"
+        "      resources: {limits: {cpus: '2', memory: 1g}, reservations: {cpus: '1'}}\n"
+        "      placement: {constraints: [node.role==manager]}\n",
+    )
+    spec = found[("Container", "app")].spec
+    assert spec["restartPolicy"] == {"name": "on-failure", "maximumRetryCount": 2}
+    assert spec["resources"] == {"cpus": 2, "memory": "1g"}
+    assert lost_keys(report) == {"services.app.deploy.resources.reservations.cpus", "services.app.deploy.placement"}
+
+
+def test_stop_grace_period_rounds_up_with_a_flag(tmp_path):
+    """stopTimeout is whole seconds: 1m30s is 90, 1500ms is 2 (flagged)."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    stop_grace_period: 1m30s\n"
+        "  sb:\n    image: x\n    stop_grace_period: 1500ms\n",
+    )
+    assert found[("Container", "sa")].spec["stopTimeout"] == 90
+    assert found[("Container", "sb")].spec["stopTimeout"] == 2
+    assert [e.key for e in report.entries] == ["services.sb.stop_grace_period"]
+
+
+def test_healthcheck_forms(tmp_path):
+    """A string test is CMD-SHELL; NONE and disable switch it off; a test-less healthcheck is reported."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    healthcheck: {test: curl -f x}\n"
+        "  sb:\n    image: x\n    healthcheck: {test: [NONE]}\n"
+        "  sc:\n    image: x\n    healthcheck: {interval: 5s}\n",
+    )
+    assert found[("Container", "sa")].spec["healthcheck"] == {"test": "curl -f x"}
+    assert found[("Container", "sb")].spec["healthcheck"] == {"disable": True}
+    assert "healthcheck" not in found[("Container", "sc")].spec
+    assert lost_keys(report) == {"services.sc.healthcheck"}
+
+
+def test_network_mode_forms(tmp_path):
+    """host/none/bridge as they are, service:NAME as container:<its container>; ports with host are reported."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    container_name: aa\n"
+        "  sb:\n    image: x\n    network_mode: service:sa\n"
+        "  sc:\n    image: x\n    network_mode: host\n    ports: ['80:80']\n"
+        "  sd:\n    image: x\n    network_mode: container:elsewhere\n",
+    )
+    assert found[("Container", "sb")].spec["networkMode"] == "container:aa"
+    assert found[("Container", "sc")].spec == {"image": "x", "networkMode": "host"}
+    assert "networkMode" not in found[("Container", "sd")].spec
+    assert lost_keys(report) == {"services.sc.ports", "services.sd.network_mode"}
+
+
+def test_profiles_select_services(tmp_path):
+    """Services in inactive profiles are left out and reported; --profile and `*` bring them in."""
+    text = "services:\n  sa:\n    image: x\n  sb:\n    image: x\n    profiles: [debug]\n"
+    found, report = imported(tmp_path, text)
+    assert ("Container", "sb") not in found and lost_keys(report) == {"services.sb"}
+    found, _ = imported(tmp_path, text, profiles=["debug"])
+    assert ("Container", "sb") in found
+    found, _ = imported(tmp_path, text, environ={"COMPOSE_PROFILES": "*"})
+    assert ("Container", "sb") in found
+
+
+def test_external_networks_and_volumes_are_not_declared(tmp_path):
+    """Not owned: no manifest, uses reported; the file format 2 `external: {name:}` spelling is understood."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    networks: [ext]\n    volumes: [v:/v]\n"
+        "networks:\n  ext: {external: {name: proxy}}\nvolumes:\n  v: {external: true}\n",
+    )
+    assert [k for k in found if k[0] in ("Network", "Volume")] == []
+    assert "networks" not in found[("Container", "sa")].spec and "mounts" not in found[("Container", "sa")].spec
+    assert lost_keys(report) == {"networks.ext", "volumes.v", "services.sa.networks.ext", "services.sa.volumes[0]"}
+    assert any("'proxy'" in e.why for e in report.entries)
+
+
+def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
+    """./x in Compose (relative to the file) is ../x from DIR=out; absolute paths stay; missing sources reported."""
+    (tmp_path / "conf").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    volumes:\n      - ./conf:/c\n"
+        f"      - {tmp_path}/conf:/abs\n      - ./nope:/n\n",
+    )
+    assert found[("Container", "sa")].spec["mounts"] == [
+        {"type": "bind", "source": "../conf", "target": "/c"},
+        {"type": "bind", "source": f"{tmp_path}/conf", "target": "/abs"},
+    ]
+    assert lost_keys(report) == {"services.sa.volumes[2]"}
+
+
+def test_sensitive_binds_and_privileged_carry_their_opt_in_and_a_flag(tmp_path):
+    """Validated output needs the opt-ins; the user needs to know they were set."""
+    found, report = imported(
+        tmp_path, "services:\n  sa:\n    image: x\n    privileged: true\n    volumes: [/etc/hosts:/h]\n"
+    )
+    spec = found[("Container", "sa")].spec
+    assert spec["allowPrivileged"] is True and spec["mounts"][0]["allowSensitive"] is True
+    assert {e.severity for e in report.entries} == {Severity.FLAGGED} and len(report.entries) == 2
+    assert not report.anything_lost
+
+
+def test_secrets_are_bind_mounts_of_the_same_file(tmp_path):
+    """A file secret is mounted read-only at /run/secrets/NAME (or its target); its value is never read."""
+    (tmp_path / "pw.txt").write_text("hunter2")
+    found, _ = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    secrets:\n      - pw\n"
+        "      - {source: pw, target: other}\nsecrets:\n  pw: {file: ./pw.txt}\n",
+    )
+    mounts = found[("Container", "sa")].spec["mounts"]
+    assert mounts == [
+        {"type": "bind", "source": "../pw.txt", "target": "/run/secrets/pw", "readOnly": True},
+        {"type": "bind", "source": "../pw.txt", "target": "/run/secrets/other", "readOnly": True},
+    ]
+
+
+def test_build_without_image_is_tagged_as_compose_tags_it(tmp_path):
+    """`<project>-<service>`, the name docker compose build gives it."""
+    (tmp_path / "app").mkdir()
+    found, _ = imported(tmp_path, "services:\n  App:\n    build: ./app\n", project="p")
+    assert found[("Image", "App")].spec == {"reference": "p-app", "build": {"context": "../app"}}
+    assert found[("Container", "App")].spec["image"] == "p-app"
+
+
+def test_environment_from_the_shell_is_never_copied(tmp_path):
+    """A bare name takes its value from the shell at `up`: reported, not copied (it may be a secret)."""
+    found, report = imported(
+        tmp_path, "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1]\n", environ={"TOKEN": "s3cret"}
+    )
+    assert found[("Container", "sa")].spec["env"] == {"A": "1"}
+    assert lost_keys(report) == {"services.sa.environment.TOKEN"}
+
+
+def test_unknown_keys_are_errors_and_extensions_are_ignored(tmp_path):
+    """Compose refuses unknown keys; `x-` keys are allowed anywhere and carry no configuration."""
+    _, report = imported(tmp_path, "x-top: 1\nservices:\n  sa:\n    image: x\n    x-mine: {y: 1}\n")
+    assert report.entries == []
+    with pytest.raises(ComposeError, match="unknown key 'imag'"):
+        imported(tmp_path, "services:\n  sa:\n    imag: x\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (80, {"target": "80"}),
+        ("8080:80", {"target": "80", "published": "8080"}),
+        ("127.0.0.1:8080:80/udp", {"target": "80", "published": "8080", "host_ip": "127.0.0.1", "protocol": "udp"}),
+        ("127.0.0.1::80", {"target": "80", "host_ip": "127.0.0.1"}),
+        ("[::1]:8080:80", {"target": "80", "published": "8080", "host_ip": "::1"}),
+        ("9000-9002:9000-9002", {"target": "9000-9002", "published": "9000-9002"}),
+    ],
+)
+def test_port_short_forms(value, expected):
+    """Every short form of `ports`, in long form."""
+    assert port_long(value, HERE) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/data", {"type": "volume", "target": "/data"}),
+        ("data:/data", {"type": "volume", "source": "data", "target": "/data"}),
+        ("./d:/data:ro", {"type": "bind", "source": "./d", "target": "/data", "read_only": True}),
+        ("~/d:/data:rw", {"type": "bind", "source": "~/d", "target": "/data", "read_only": False}),
+        ("/d:/data:ro,z", {"type": "bind", "source": "/d", "target": "/data", "read_only": True, "flags": ["z"]}),
+    ],
+)
+def test_volume_short_forms(value, expected):
+    """Every short form of service `volumes`, in long form."""
+    assert volume_long(value, HERE) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("A=1\nexport B=two\n# c\n\nC='x $y'\nD=\"q\"\n", None),
+        ("A\n", "line 1 is not KEY=VALUE"),
+        ("A=${B}\n", "line 1 has a value with $"),
+        ("A=1 # note\n", "line 1 has a trailing # comment"),
+        ('A="x\ny"\n', "line 1 has a quoted value"),
+        ('A="$HOME"\n', "line 1 has a double-quoted value"),
+    ],
+)
+def test_env_files_reconciler_reads_differently_are_detected(tmp_path, text, problem):
+    """An env file is referenced only when reconciler reads the same values from it as Compose."""
+    path = tmp_path / "x.env"
+    path.write_text(text)
+    found = env_file_problem(path)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+
+
+def test_every_service_key_is_in_the_mapping_table():
+    """docs/migrating.md names every Compose service key the import knows, mapped or not."""
+    from reconciler.compose.keys import HANDLED, UNMAPPED
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "migrating.md").read_text()
+    missing = sorted(k for k in set(UNMAPPED) | set(HANDLED) if f"`{k}`" not in table)
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("    healthcheck: CMD true\n", "services.sa.healthcheck must be a mapping"),
+        ("    cap_add: NET_ADMIN\n", "services.sa.cap_add must be a list"),
+        ("    ports: ['1-3:1-2']\n", "host and container port ranges differ in size"),
+        ("    volumes: ['data:relative']\n", "must be an absolute path"),
+        ("    networks: {back: {ipv4_address: 10.0.0.300}}\n", "undefined network 'back'"),
+        ("    network_mode: host\n    networks: [x]\n", "network_mode and networks are exclusive"),
+    ],
+)
+def test_shapes_compose_refuses_are_errors(tmp_path, text, message):
+    """A value Compose would refuse stops the import with its line, rather than being half mapped."""
+    with pytest.raises(ComposeError, match=message) as err:
+        imported(tmp_path, "services:\n  sa:\n    image: x\n" + text)
+    line = 3 + text.count("\n")  # the last line written
+    assert str(err.value).startswith(f"{tmp_path / 'compose.yml'}:{line}: ")
+
+
+def test_waiting_for_health_that_is_disabled_is_reported(tmp_path):
+    """service_healthy on a service with its healthcheck disabled would never start: kept as started, reported."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
+        "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n",
+    )
+    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "db"}]
+    assert lost_keys(report) == {"services.app.depends_on.db.condition"}
+
+
+def test_a_host_port_on_all_addresses_clashes_with_one_address(tmp_path):
+    """Two services on 0.0.0.0:80 and 127.0.0.1:80 cannot both start; `::` counts as all addresses too."""
+    for first in ("'80:80'", "'[::]:80:80'"):
+        with pytest.raises(ComposeError, match="also published by service 'sa'"):
+            imported(
+                tmp_path,
+                f"services:\n  sa:\n    image: x\n    ports: [{first}]\n"
+                "  sb:\n    image: x\n    ports: ['127.0.0.1:80:81']\n",
+            )
+
+
+def test_dependency_cycles_are_errors(tmp_path):
+    """Compose refuses a cycle; so does the import, naming it."""
+    with pytest.raises(ComposeError, match="dependency cycle between services: sa -> sb -> sc -> sa"):
+        imported(
+            tmp_path,
+            "services:\n  sa:\n    image: x\n    depends_on: [sb]\n  sb:\n    image: x\n"
+            "    network_mode: service:sc\n  sc:\n    image: x\n    depends_on: [sa]\n",
+        )
+    found, _ = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
+        "    depends_on: [sc]\n  sc:\n    image: x\n",
+    )
+    assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
+
+
+def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
+    """A secret-looking value that interpolation took from .env or the shell stays out of the manifest; values
+    written in the Compose file itself (or its defaults) are copied, marked sensitive and flagged."""
+    (tmp_path / ".env").write_text("DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\n")
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    environment:\n"
+        "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
+        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
+        '    build:\n      context: .\n      args: ["NPM_TOKEN=${MY_TOKEN}", "V=${URL}"]\n'
+        '  sb:\n    image: y\n    environment: ["DB_PASSWORD=${DB_PASSWORD}"]\n',
+    )
+    spec = found[("Container", "sa")].spec
+    assert spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
+    assert spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    assert found[("Image", "sa")].spec["build"]["args"] == {"V": "http://x"}
+    assert "env" not in found[("Container", "sb")].spec
+    assert lost_keys(report) == {
+        "services.sa.environment.DB_PASSWORD",
+        "services.sa.environment.PLAIN",
+        "services.sa.build.args.NPM_TOKEN",
+        "services.sb.environment.DB_PASSWORD",
+    }
+    assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
+
+
+def test_extends_merges_the_base_service(tmp_path):
+    """extends (same file, another file, chained) merges like -f files: the extending service wins."""
+    (tmp_path / "common.yml").write_text(
+        "services:\n  base:\n    image: x\n    environment: {A: '1', B: '1'}\n"
+        "    ports: ['80:80']\n    command: [base]\n"
+    )
+    found, report = imported(
+        tmp_path,
+        "services:\n  mid:\n    extends: {file: common.yml, service: base}\n"
+        "    environment: {B: '2'}\n    ports: !reset []\n  top:\n    extends: mid\n"
+        "    command: [top]\n    ports: ['81:81']\n",
+    )
+    mid, top = found[("Container", "mid")].spec, found[("Container", "top")].spec
+    assert mid["env"] == {"A": "1", "B": "2"} and mid["command"] == ["base"]
+    assert top["env"] == {"A": "1", "B": "2"} and top["command"] == ["top"]
+    assert "ports" not in mid and [p["hostPort"] for p in top["ports"]] == [81]
+    assert report.entries == []
+
+
+def test_extends_errors(tmp_path):
+    """A missing base or a cycle is one line naming the extends."""
+    with pytest.raises(ComposeError, match="no service 'nope'"):
+        imported(tmp_path, "services:\n  sa:\n    extends: nope\n")
+    with pytest.raises(ComposeError, match="a cycle through"):
+        imported(tmp_path, "services:\n  sa:\n    extends: sb\n  sb:\n    extends: sa\n")
+
+
+def test_the_import_agrees_with_the_container_driver():
+    """The sensitive paths and the env-file line the import checks against are the Container driver's own: if
+    they drift, imports would stop validating (or stop flagging)."""
+    from reconciler.compose import envfiles, mounts
+    from reconciler.drivers.container import checks, spec
+
+    assert mounts.SENSITIVE_PATHS == checks.SENSITIVE_PATHS
+    assert envfiles._RECONCILER_LINE.pattern == spec._ENV_LINE.pattern

@@ -1,0 +1,154 @@
+"""Placement of a tree on a fleet: Host documents, `spec.hosts`, defaults, selectors and reference checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.project import ProjectRunner
+
+HOSTS = """
+apiVersion: reconciler/v1
+kind: Host
+metadata: {name: edge-1, labels: {role: edge}}
+spec: {engine: "ssh://root@edge-1.example", default: true}
+---
+apiVersion: reconciler/v1
+kind: Host
+metadata: {name: edge-2, labels: {role: edge}}
+spec: {engine: "ssh://root@edge-2.example"}
+---
+apiVersion: reconciler/v1
+kind: Host
+metadata: {name: db, labels: {role: db}}
+spec: {engine: "unix:///run/db/docker.sock"}
+"""
+
+
+def volume(name: str, hosts: str = "") -> str:
+    spec = f"hosts: {hosts}" if hosts else ""
+    return f"apiVersion: reconciler/v1\nkind: Volume\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n"
+
+
+def container(name: str, hosts: str, volume: str = "", network: str = "") -> str:
+    mounts = f"\n  mounts: [{{type: volume, source: {volume}, target: /data}}]" if volume else ""
+    networks = f"\n  networks: [{{name: {network}}}]" if network else ""
+    return (
+        f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  image: 127.0.0.1:5000/x:1\n  hosts: {hosts}{mounts}{networks}\n"
+    )
+
+
+def load(tmp_path: Path, *docs: str, host: str | None = None):
+    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    (tmp_path / "objects.yaml").write_text("---\n".join(docs))
+    return ProjectRunner("p", tmp_path, host=host).load()
+
+
+def problems(loaded) -> list[str]:
+    return [f"{p.file}:{p.line}: {p.subject}: {p.field}: {p.message}" for p in loaded.problems]
+
+
+def test_names_selectors_all_and_default(tmp_path: Path) -> None:
+    loaded = load(
+        tmp_path,
+        volume("by-default"),
+        volume("by-name", "[db]"),
+        volume("by-label", "{matchLabels: {role: edge}}"),
+        volume("everywhere", "all"),
+    )
+    assert problems(loaded) == []
+    assert loaded.placement[("Volume", "by-default")] == {"edge-1"}
+    assert loaded.placement[("Volume", "by-name")] == {"db"}
+    assert loaded.placement[("Volume", "by-label")] == {"edge-1", "edge-2"}
+    assert loaded.placement[("Volume", "everywhere")] == {"edge-1", "edge-2", "db"}
+
+
+def test_a_runner_of_one_host_sees_its_share_and_drivers_never_see_hosts(tmp_path: Path) -> None:
+    loaded = load(tmp_path, volume("va", "[db]"), volume("vb", "{matchLabels: {role: edge}}"), host="edge-2")
+    assert sorted(loaded.catalog.desired) == [("Volume", "vb")]
+    assert "hosts" not in loaded.catalog.desired[("Volume", "vb")].resource.spec
+
+
+def test_unknown_names_and_empty_selectors_are_errors_with_lines(tmp_path: Path) -> None:
+    loaded = load(tmp_path, volume("va", "[nope]"), volume("vb", "{matchLabels: {role: gpu}}"))
+    assert problems(loaded) == [
+        "objects.yaml:4: Volume/va: spec.hosts[0]: no Host named 'nope'",
+        "objects.yaml:9: Volume/vb: spec.hosts.matchLabels: selector role=gpu matches no Host",
+    ]
+
+
+def test_no_default_host_means_every_object_must_say_where_it_goes(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yaml").write_text(HOSTS.replace(", default: true", ""))
+    (tmp_path / "objects.yaml").write_text(volume("lost"))
+    loaded = ProjectRunner("p", tmp_path).load()
+    assert problems(loaded) == [
+        "objects.yaml:4: Volume/lost: spec.hosts: names no hosts, and no Host is marked `default: true`: "
+        "say where it goes"
+    ]
+
+
+def test_an_object_must_go_only_where_what_it_uses_goes(tmp_path: Path) -> None:
+    loaded = load(
+        tmp_path,
+        volume("data", "[db]"),
+        container("web", "{matchLabels: {role: edge}}", volume="data"),
+    )
+    assert problems(loaded) == [
+        "objects.yaml:12: Container/web: spec.mounts[0].source: placed on edge-1, edge-2, where Volume/data is "
+        "not placed"
+    ]
+
+
+def test_hosts_without_any_host_document_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "objects.yaml").write_text(volume("va", "[db]"))
+    loaded = ProjectRunner("p", tmp_path).load()
+    assert problems(loaded) == ["objects.yaml:4: Volume/va: spec.hosts: names hosts, but no Host is declared"]
+    assert loaded.hosts == []
+
+
+def test_tcp_needs_tls_and_tls_files_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Host\nmetadata: {name: h}\nspec: {engine: 'tcp://10.0.0.1:2376'}\n---\n"
+        "apiVersion: reconciler/v1\nkind: Host\nmetadata: {name: t}\n"
+        "spec: {engine: 'tcp://10.0.0.2:2376', tls: {ca: ca.pem, cert: c.pem, key: k.pem}, default: true}\n"
+    )
+    (tmp_path / "ca.pem").write_text("x")
+    loaded = ProjectRunner("p", tmp_path).load()
+    assert problems(loaded) == [
+        "hosts.yaml:4: Host/h: spec.engine: a tcp:// engine needs spec.tls (engines are never reached unverified)",
+        f"hosts.yaml:9: Host/t: spec.tls.cert: {tmp_path / 'c.pem'} is not a readable file",
+        f"hosts.yaml:9: Host/t: spec.tls.key: {tmp_path / 'k.pem'} is not a readable file",
+    ]
+
+
+def test_firewall_lists_only_go_to_local_hosts(tmp_path: Path) -> None:
+    fw = (
+        "apiVersion: reconciler/v1\nkind: FirewallAllowList\nmetadata: {name: office}\n"
+        "spec: {interfaces: [eth0], sources: [198.51.100.0/24], hosts: all}\n"
+    )
+    loaded = load(tmp_path, fw)
+    (problem,) = problems(loaded)
+    assert "cannot be placed on edge-1, edge-2 (reached over ssh)" in problem
+    assert "FirewallAllowList/office: spec.hosts" in problem
+
+
+@pytest.mark.parametrize(
+    ("names", "selectors", "chosen", "error"),
+    [
+        ([], [], ["db", "edge-1", "edge-2"], None),
+        (["edge-2"], [], ["edge-2"], None),
+        ([], ["role=edge"], ["edge-1", "edge-2"], None),
+        (["db"], ["role=edge"], [], "no Host matches --host/--selector"),
+        (["nope"], [], [], "--host nope: no Host of that name"),
+        ([], ["role"], [], "--selector role: use KEY=VALUE"),
+    ],
+)
+def test_host_and_selector_limit_the_fleet(tmp_path, names, selectors, chosen, error) -> None:
+    from reconciler.fleet import select_hosts
+
+    loaded = load(tmp_path, volume("va"))
+    hosts, errors = select_hosts(loaded.hosts, names, selectors)
+    assert [h.name for h in hosts] == chosen
+    assert (errors[0] if errors else None) == error
