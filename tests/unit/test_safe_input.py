@@ -377,3 +377,32 @@ def test_watch_reads_manifests_safely_too(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10
     assert [r.name for r in again.resources] == ["vol"]  # the last valid version is kept
     assert any(p.message == "not a regular file" for p in again.problems)
+
+
+# ---- compose import --------------------------------------------------------------------------------------
+
+
+def test_compose_env_file_that_never_ends_is_reported_not_read(tmp_path: Path) -> None:
+    """`reconcile import compose` checks each env_file: /dev/zero or a FIFO there hung the import (checked in a
+    bounded child process, so a regression cannot eat this one's memory)."""
+    os.mkfifo(tmp_path / "fifo.env")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from reconciler.compose.envfiles import env_file_problem\n"
+        "print(env_file_problem(Path('/dev/zero')))\n"
+        "print(env_file_problem(Path(sys.argv[1])))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fifo.env")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=_limits,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "/dev/zero is in a kernel pseudo file system, not an env file",
+        "not a regular file",
+    ]
