@@ -406,3 +406,34 @@ def test_compose_env_file_that_never_ends_is_reported_not_read(tmp_path: Path) -
         "/dev/zero is in a kernel pseudo file system, not an env file",
         "not a regular file",
     ]
+
+
+# ---- swarm secrets and configs ---------------------------------------------------------------------------
+
+
+def test_secret_and_config_files_are_read_safely(tmp_path: Path) -> None:
+    """A Secret/Config `file` that is a FIFO, a device or a link out of the manifest directory is one error."""
+    from reconciler.drivers.swarm.spec import normalize_data
+    from reconciler.errors import SpecError
+    from reconciler.model import Resource, Source
+
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    write(tmp_path, "host-secret", "s3cret\n")
+    os.mkfifo(manifests / "fifo.txt")
+    (manifests / "lnk.txt").symlink_to(tmp_path / "host-secret")
+    write(manifests, "ok.txt", "fine\n")
+
+    def normalize(kind: str, file: str):
+        source = Source("s.yaml", 1, manifests / "s.yaml")
+        return normalize_data(Resource(kind, "data", {"file": file}, {}, source))
+
+    assert normalize("Secret", "./ok.txt").spec["hash"]
+    for kind, file, words in [
+        ("Secret", "./fifo.txt", "not a regular file"),
+        ("Config", "/dev/zero", "not a regular file"),
+        ("Secret", "./lnk.txt", "symbolic link leads out of"),
+    ]:
+        with pytest.raises(SpecError) as err:
+            normalize(kind, file)
+        assert err.value.field == "spec.file" and words in err.value.message, err.value.message
