@@ -437,3 +437,22 @@ def test_secret_and_config_files_are_read_safely(tmp_path: Path) -> None:
         with pytest.raises(SpecError) as err:
             normalize(kind, file)
         assert err.value.field == "spec.file" and words in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [
+        ("replicas: 99999999999999999999", "spec.replicas"),
+        ("resources: {cpus: 1e300}", "spec.resources.cpus"),
+        ("resources: {memory: 99999999p}", "spec.resources.memory"),
+        ("stopGracePeriod: 9999999999999h", "spec.stopGracePeriod"),
+    ],
+)
+def test_service_numbers_are_bounded_too(tmp_path: Path, spec: str, where: str) -> None:
+    write(
+        tmp_path,
+        "s.yaml",
+        f"apiVersion: reconciler/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  image: {IMAGE}\n  {spec}\n",
+    )
+    line = one_error(validate(tmp_path))
+    assert line.startswith("s.yaml:6: Service/web: ") and where in line, line
