@@ -96,6 +96,21 @@ BASE: list[dict[str, Any]] = [
     },
     {
         "apiVersion": "reconciler/v1",
+        "kind": "Service",
+        "metadata": {"name": "api"},
+        "spec": {
+            "image": IMAGE,
+            "replicas": 2,
+            "env": {"A": "1"},
+            "resources": {"memory": "64m", "cpus": 0.5},
+            "secrets": [{"name": "token"}],
+            "update": {"parallelism": 1, "delay": "5s"},
+            "stopGracePeriod": "10s",
+        },
+    },
+    {"apiVersion": "reconciler/v1", "kind": "Secret", "metadata": {"name": "token"}, "spec": {"file": "./web.env"}},
+    {
+        "apiVersion": "reconciler/v1",
         "kind": "FirewallAllowList",
         "metadata": {"name": "office"},
         "spec": {"interfaces": ["eth0"], "sources": ["192.168.1.0/24"], "ports": [{"port": 8080}]},
