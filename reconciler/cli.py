@@ -13,16 +13,20 @@ from typing import NoReturn
 import structlog
 
 from reconciler import __version__, logs, render
+from reconciler.completion import SHELLS
+from reconciler.completion import script as completion_script
 from reconciler.contract import NoOptions, cli_flags
 from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError, ValidationFailed
 from reconciler.executor import succeeded
 from reconciler.fleet import HostSpec, select_hosts
 from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
+from reconciler.liveview import MODES, LiveView, wants_live
 from reconciler.lock import ProjectLock
-from reconciler.model import Action, Plan
+from reconciler.model import Plan, Result
 from reconciler.plugins import driver_classes, engine_class
 from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.state import read_failures, record_failures
+from reconciler.statuspage import status_of
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -132,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--allow-empty", action="store_true", help="let an empty DIR prune everything")
     apply.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     apply.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto (default): one live line per object when stdout is a terminal; tty: always; plain: never",
+    )
+    apply.add_argument(
         "--rollout",
         default="all",
         metavar="all|N",
@@ -145,7 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--allow-empty", action="store_true")
     watch.add_argument("--wait", action="store_true", help="wait for another writer instead of failing")
     watch.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
-    watch.add_argument("--metrics-addr", help="serve /healthz and /metrics on this loopback HOST:PORT")
+    watch.add_argument(
+        "--metrics-addr", help="serve the status page (/, /status.json), /healthz, /metrics on this loopback HOST:PORT"
+    )
+    watch.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto (default): live lines for each pass that changes something when stdout is a terminal; tty; plain",
+    )
     importer = sub.add_parser("import", help="translate another tool's files into manifests")
     formats = importer.add_subparsers(dest="format", required=True, metavar="FORMAT", parser_class=_Parser)
     compose = formats.add_parser("compose", help="Docker Compose files (merged in order, as `-f` does)")
@@ -154,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a default here would overwrite the global --project given before the command
     compose.add_argument("-p", "--project", default=argparse.SUPPRESS, help="the Compose project name")
     compose.add_argument("--profile", action="append", default=[], help="activate a Compose profile (repeatable)")
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser
 
 
@@ -241,11 +261,28 @@ def cmd_apply(args: argparse.Namespace) -> int:
             loaded = runner.load_valid()
         plan = _plan(args, runner, loaded)
         if args.output == "text":
-            print(render.plan_text(plan))
+            print(render.plan_text(plan), flush=True)
+        if args.output == "text" and wants_live(args.progress):
+            results = _apply_live(runner, plan)
+            record_failures(runner.project, args.engine, results)
+            print(render.results_summary(results))
+            return EXIT_OK if succeeded(results) else EXIT_ERROR
         results = runner.apply(plan)
         record_failures(runner.project, args.engine, results)
     print(render.results_json(runner.project, results) if args.output == "json" else render.results_text(results))
     return EXIT_OK if succeeded(results) else EXIT_ERROR
+
+
+def _apply_live(runner: ProjectRunner, plan: Plan) -> list[Result]:
+    """Apply with one line per object redrawn in place on the terminal."""
+    view = LiveView()
+    runner.ctx.progress_sink = view.progress
+    view.begin(plan)
+    try:
+        return runner.apply(plan, on_result=view.result)
+    finally:
+        view.end()
+        runner.ctx.progress_sink = None
 
 
 def _apply_fleet(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded) -> int:
@@ -264,18 +301,12 @@ def _apply_fleet(args: argparse.Namespace, runner: ProjectRunner, loaded: Loaded
     return EXIT_OK if not any(r.failed or r.skipped for r in runs) else EXIT_ERROR
 
 
-def _status_of(change_action: Action, blocked: str | None) -> str:
-    if blocked is not None:
-        return "blocked"
-    return {Action.NONE: "in sync", Action.CREATE: "missing"}.get(change_action, "drifted")
-
-
 def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dict[str, object]]:
     rows = []
     for change in plan.changes:
         if change.desired is None:
             continue
-        state = _status_of(change.action, change.blocked)
+        state = status_of(change.action, change.blocked)
         failure = failures.get(f"{change.kind}/{change.name}")
         blocked = change.blocked
         if failure and state != "in sync":
@@ -353,6 +384,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return run_watch(args, [runner])
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(args.shell, build_parser()), end="")
+    return EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from reconciler.compose import run_import
 
@@ -366,6 +402,7 @@ COMMANDS = {
     "status": cmd_status,
     "watch": cmd_watch,
     "import": cmd_import,
+    "completion": cmd_completion,
 }
 
 

@@ -28,6 +28,15 @@ it. Drivers build them once, in `diff`/`prune`, and carry them out with `run_ste
 steps a plan prints are the steps apply runs. A change the plan shows without steps (a plain create of a network
 or volume) is the one operation its action names.
 
+## Progress
+While `apply` runs, a driver may say what the change is doing now with `ctx.progress(key, state, detail)`:
+`state` is one of `PROGRESS_STATES` (`pulling`/`pushing` with bytes, `building` with the step, `waiting` for a
+dependency, `starting`, `settling`, `healthy`), `detail` a short text. The core shows it in the live view of
+`apply` and `watch` (one line per object on a terminal); it never changes what is done, is a no-op when nobody
+listens (plan, JSON output, stdout not a terminal) and never raises into the driver. `healthy` may be said of
+another object's key (a dependency the change waited for and saw healthy). The core itself reports `waiting`
+(queued), `applying`, and the end state from each Result.
+
 ## Errors
 Hooks raise `reconciler.errors.ReconcileError` subclasses: `TemporaryError` (retry may help; `delay` suggests
 when), `EngineUnavailable` (the engine itself is unreachable) or `PermanentError` (fix the manifest or the
@@ -53,6 +62,10 @@ from reconciler.model import Step as Step  # drivers build plan steps with it
 
 Key = tuple[str, str]
 T = TypeVar("T")
+
+# What `DriverContext.progress` may say about a change in flight (the core adds "applying", "done", "failed").
+PROGRESS_STATES = ("waiting", "pulling", "building", "pushing", "starting", "settling", "healthy")
+ProgressSink = Callable[[Key, str, str], None]
 
 
 # --- typed options ---------------------------------------------------------------------------------------------
@@ -173,12 +186,23 @@ class DriverContext:
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
     host: str | None = None  # in a fleet: the Host this context's engine is
+    progress_sink: ProgressSink | None = None  # set by the core while a live view shows an apply
     _engine: Any = None
 
     def __post_init__(self) -> None:
         self._options = {type(o): o for o in self.options}
         if self.engine_factory is None and self.engine_handle is not None:
             self.engine_factory = self.engine_handle.client
+
+    def progress(self, key: Key, state: str, detail: str = "") -> None:
+        """Report what the change of `key` (kind, name) is doing now (see "Progress" above); never raises."""
+        sink = self.progress_sink
+        if sink is None:
+            return
+        try:
+            sink(key, state, detail)
+        except Exception:  # a display problem must never fail a change
+            self.log.debug("progress.dropped", exc_info=True)
 
     def options_for(self, options_type: type[T]) -> T:
         """This run's instance of `options_type`, or its defaults."""

@@ -16,9 +16,9 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,12 +26,14 @@ from reconciler.backoff import Backoff, RepairLimiter, delay_for
 from reconciler.contract import EngineEvent
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.lastgood import Assembly, LastValid, Use
+from reconciler.liveview import WatchLiveView, wants_live
 from reconciler.lock import ProjectLock
 from reconciler.metrics import Metrics, MetricsServer, serve
 from reconciler.model import Action, Change, ErrorClass, Outcome, Plan, Result
 from reconciler.project import Loaded, ProjectRunner
 from reconciler.spechash import canonical_json
 from reconciler.state import write_failures
+from reconciler.statuspage import StatusBoard
 from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
 
 log = structlog.get_logger()
@@ -53,6 +55,20 @@ def _subject(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
 
+class PassObserver(Protocol):
+    """Follows the passes (the status page's board, the live view): told of each pass, its plan, every result."""
+
+    def pass_started(self, number: int, reasons: list[str]) -> None: ...
+
+    def planned(self, plan: Plan) -> None: ...
+
+    def result(self, result: Result) -> None: ...
+
+    def pass_done(self, results: list[Result], failures: dict[str, dict[str, Any]]) -> None: ...
+
+    def pass_failed(self, error: str) -> None: ...
+
+
 class Controller:
     """The watch loop's state: last valid manifests, per-object backoff and repair counts, the queue."""
 
@@ -64,6 +80,8 @@ class Controller:
         metrics: Metrics | None = None,
         backoff: Backoff | None = None,
         repairs: RepairLimiter | None = None,
+        board: StatusBoard | None = None,
+        observers: Sequence[PassObserver] = (),
     ) -> None:
         self.runner = runner
         self.engine = engine
@@ -71,6 +89,8 @@ class Controller:
         self.metrics = metrics or Metrics()
         self.backoff = backoff or Backoff()
         self.repairs = repairs or RepairLimiter()
+        self.board = board  # the status page's view of the passes (with --metrics-addr)
+        self.observers: list[PassObserver] = [o for o in (board, *observers) if o is not None]  # + the live view
         self.sources = LastValid(runner.manifest_dir)
         self.queue = WorkQueue()
         self.stop = threading.Event()
@@ -174,20 +194,25 @@ class Controller:
             reasons=",".join(sorted(batch.reasons)),
             objects=",".join(_subject(k) for k in sorted(batch.keys)) or None,
         )
+        for observer in self.observers:
+            observer.pass_started(self.passes, sorted(batch.reasons))
         try:
             results = self._pass()
         except EngineUnavailable as exc:
             self._engine_down(str(exc))
             self.metrics.pass_done("error", time.monotonic() - started)
+            self._board_failed(str(exc))
             return []
         except ReconcileError as exc:
             self._engine_down(str(exc), what="pass.failed")
             self.metrics.pass_done("error", time.monotonic() - started)
+            self._board_failed(str(exc))
             return []
         except Exception as exc:  # a bug must not end a process that runs for months: log, retry later
             log.exception("pass.crashed", error=repr(exc))
             self._engine_down(repr(exc), what="pass.crashed")
             self.metrics.pass_done("error", time.monotonic() - started)
+            self._board_failed(repr(exc))
             return []
         seconds = time.monotonic() - started
         ok = all(r.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) for r in results)
@@ -200,6 +225,15 @@ class Controller:
             failing=len(self.backoff.entries),
         )
         return results
+
+    def _board_failed(self, error: str) -> None:
+        for observer in self.observers:
+            observer.pass_failed(error.splitlines()[0][:300] if error else "failed")
+
+    def _on_result(self, result: Result) -> None:
+        self.metrics.tick()
+        for observer in self.observers:
+            observer.result(result)
 
     # --- one pass -----------------------------------------------------------------------------------------
 
@@ -271,6 +305,7 @@ class Controller:
     def _pass(self) -> list[Result]:
         assembly, loaded = self._assemble()
         if loaded is None:
+            self._board_failed("no consistent set of manifests; nothing was changed (see the log)")
             return []
         prune, keep_reason = self._prune_decision(assembly)
         plan = self.runner.plan(loaded.catalog, prune=prune, keep_reason=keep_reason)
@@ -279,12 +314,16 @@ class Controller:
             self._known = {c.key for c in plan.changes}
         self.backoff.forget_except(set(self._known))
         plan, repairs = self._hold(plan)
-        results = self.runner.apply(plan, stop=self.stop, on_result=lambda _: self.metrics.tick())
+        for observer in self.observers:
+            observer.planned(plan)
+        results = self.runner.apply(plan, stop=self.stop, on_result=self._on_result)
         gone = [r for r in results if r.outcome is Outcome.FAILED and r.error_class is ErrorClass.UNAVAILABLE]
         if gone:
             raise EngineUnavailable(f"the engine went away during the pass ({gone[0].error})")
         self._account(results, repairs)
         self._write_state()
+        for observer in self.observers:
+            observer.pass_done(results, self.failures_state())
         return results
 
     def _is_repair(self, change: Change) -> bool:
@@ -456,6 +495,16 @@ def _stop_waiting(*_: object) -> None:
     raise _StopWaiting
 
 
+def _live_views(args: argparse.Namespace, runner: ProjectRunner) -> list[PassObserver]:
+    """One live line per object for passes that change something, when stdout is a terminal (one engine only:
+    a fleet's controllers run side by side and would draw over each other)."""
+    if runner.host is not None or not wants_live(getattr(args, "progress", "plain")):
+        return []
+    view = WatchLiveView()
+    runner.ctx.progress_sink = view.progress
+    return [view]
+
+
 def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
@@ -486,7 +535,17 @@ def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
     finally:
         for sig, handler in waiting.items():
             signal.signal(sig, handler)
-    controllers = [Controller(r, r.ctx.engine_url or args.engine, options, Metrics()) for r in runners]
+    controllers = [
+        Controller(
+            r,
+            r.ctx.engine_url or args.engine,
+            options,
+            Metrics(),
+            board=StatusBoard(r.project, r.ctx.engine_url or args.engine) if args.metrics_addr else None,
+            observers=_live_views(args, r),
+        )
+        for r in runners
+    ]
 
     def stop_all(*_: object) -> None:
         for controller in controllers:
@@ -496,7 +555,7 @@ def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
     triggers: list[Any] = []
     try:
         if args.metrics_addr:
-            server = serve(args.metrics_addr, controllers[0].metrics)
+            server = serve(args.metrics_addr, controllers[0].metrics, controllers[0].board)
             log.info("metrics.serving", addr=args.metrics_addr)
         for runner, controller in zip(runners, controllers, strict=True):
             if runner.engine is None:

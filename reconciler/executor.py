@@ -40,11 +40,13 @@ def execute(
     workers: int = DEFAULT_WORKERS,
     stop: threading.Event | None = None,
     on_result: Callable[[Result], None] | None = None,
+    on_start: Callable[[Change], None] | None = None,
 ) -> list[Result]:
     """Apply every pending change of `plan` once its dependencies succeeded; return one Result per change.
 
     A failed or blocked change skips only the changes that (transitively) wait for it. When `stop` is set no
-    new change starts; those in flight finish, so no object is left half-replaced.
+    new change starts; those in flight finish, so no object is left half-replaced. `on_start` is told of each
+    change as it is handed to a worker, `on_result` of each result as it settles.
     """
     changes = {c.key: c for c in plan.changes}
     waits = {k: {d for d in plan.edges.get(k, ()) if d in changes} for k in changes}
@@ -102,6 +104,8 @@ def execute(
                     skip_dependents(key, "cancelled: shutting down")
                 else:
                     log.info("change.started", subject=change.subject, action=change.action.value)
+                    if on_start is not None:
+                        on_start(change)
                     running[pool.submit(_apply_one, drivers[change.kind], change)] = key
             if ready and not running:
                 continue  # settling one node may have made others ready

@@ -1,5 +1,5 @@
-"""Counters of the watch loop, rendered as Prometheus text, and a tiny loopback-only HTTP server for
-`/healthz` and `/metrics` (http.server in a thread; no extra library)."""
+"""Counters of the watch loop, rendered as Prometheus text, and a tiny loopback-only, read-only HTTP server for
+`/healthz`, `/metrics` and the status page (`/` and `/status.json`) (http.server in a thread; no extra library)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from reconciler.errors import PermanentError
+from reconciler.statuspage import StatusBoard, render_html
 
 PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # /healthz turns 503 when the loop has not ticked (between passes, and after every change) for this long: a
@@ -139,24 +140,45 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, board: StatusBoard | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics.render())
-            elif self.path == "/healthz":
+        def _route(self) -> tuple[int, str, str]:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                return 200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()
+            if path == "/healthz":
                 code = 200 if metrics.healthy() else 503
-                self._send(code, "application/json", json.dumps(metrics.health()) + "\n")
-            else:
-                self._send(404, "text/plain", "not found\n")
+                return code, "application/json", json.dumps(metrics.health()) + "\n"
+            if board is not None and path in ("/", "/index.html"):
+                return 200, "text/html; charset=utf-8", render_html(board.snapshot())
+            if board is not None and path == "/status.json":
+                return 200, "application/json", json.dumps(board.snapshot(), indent=2, default=str) + "\n"
+            return 404, "text/plain", "not found\n"
 
-        def _send(self, code: int, ctype: str, body: str) -> None:
+        def do_GET(self) -> None:
+            self._send(*self._route())
+
+        def do_HEAD(self) -> None:
+            code, ctype, body = self._route()
+            self._send(code, ctype, body, with_body=False)
+
+        def _refuse(self) -> None:
+            """The server is read-only: every method that could change something is 405."""
+            self._send(405, "text/plain", "method not allowed: this server is read-only\n", allow="GET, HEAD")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+
+        def _send(self, code: int, ctype: str, body: str, with_body: bool = True, allow: str | None = None) -> None:
             data = body.encode()
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            if allow is not None:
+                self.send_header("Allow", allow)
             self.end_headers()
-            self.wfile.write(data)
+            if with_body:
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # scrapes every few seconds would flood the log
@@ -171,10 +193,10 @@ class _Server6(ThreadingHTTPServer):
 class MetricsServer:
     """Serves `metrics` on a loopback address from a daemon thread until `close()`."""
 
-    def __init__(self, addr: str, metrics: Metrics) -> None:
+    def __init__(self, addr: str, metrics: Metrics, board: StatusBoard | None = None) -> None:
         host, port = parse_addr(addr)
         server_class = _Server6 if ":" in host else ThreadingHTTPServer
-        self.server = server_class((host, port), _handler(metrics))
+        self.server = server_class((host, port), _handler(metrics, board))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
@@ -191,9 +213,9 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve(addr: str, metrics: Metrics) -> MetricsServer:
-    """Start serving; an address in use is a PermanentError naming it."""
+def serve(addr: str, metrics: Metrics, board: StatusBoard | None = None) -> MetricsServer:
+    """Start serving (the status page too, given the `board`); an address in use is a PermanentError naming it."""
     try:
-        return MetricsServer(addr, metrics).start()
+        return MetricsServer(addr, metrics, board).start()
     except OSError as exc:
         raise PermanentError(f"--metrics-addr {addr}: {exc.strerror or exc}") from None

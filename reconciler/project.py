@@ -140,7 +140,14 @@ class ProjectRunner:
         drivers, self._pass_drivers = self._pass_drivers, None
         if drivers is None:
             raise PermanentError("internal error: apply without a plan of the same pass")
-        return execute(plan, drivers, workers=self.workers, stop=stop, on_result=on_result)
+        return execute(
+            plan,
+            drivers,
+            workers=self.workers,
+            stop=stop,
+            on_result=on_result,
+            on_start=lambda change: self.ctx.progress(change.key, "applying", ""),
+        )
 
     def reset_engine(self) -> None:
         """Forget the engine connection, so the next use reconnects (after the engine restarted)."""

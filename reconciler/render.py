@@ -112,6 +112,13 @@ def results_text(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def results_summary(results: list[Result]) -> str:
+    """What follows the live view: the lines of changes that did not apply (errors in full), then the summary."""
+    lines = results_text(results).splitlines()
+    failed = [result_line(r) for r in results if r.outcome not in (Outcome.UNCHANGED, Outcome.APPLIED)]
+    return "\n".join([*failed, lines[-1]])
+
+
 def results_json(project: str, results: list[Result]) -> str:
     counts = Counter(r.outcome.value for r in results)
     doc = {

@@ -98,7 +98,10 @@ wait_for() {
 # ---------------------------------------------------------------------------------------------- packages
 install_packages() {
 	local missing=() pkg
-	for pkg in docker.io docker-registry busybox-static iptables nftables iproute2 ca-certificates; do
+	# chromium + chromium-driver: the status page's browser test; tmux: the live view's terminal test;
+	# docker-compose: the Compose adoption test
+	for pkg in docker.io docker-registry busybox-static iptables nftables iproute2 ca-certificates \
+		chromium chromium-driver tmux docker-compose; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
 	command -v python3 >/dev/null 2>&1 || missing+=(python3)

@@ -213,16 +213,26 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ["RECONCILER_STATE_DIR"] = previous
 
 
-@pytest.fixture(scope="session")
-def fleet_env() -> Iterator[object]:
-    """The namespace engines of scripts/fleetenv.sh (a over TLS, b over ssh), started once for the session and
-    taken down afterwards when this session started them; fails (never skips) when they cannot be started."""
+def _fleet_session(swarm: bool) -> Iterator[object]:
     from tests import fleetenv
 
     if os.geteuid() != 0:
         pytest.fail("the fleet test environment needs root (network namespaces, dockerd)")
     try:
-        with fleetenv.session() as fleet:
+        with fleetenv.session(swarm=swarm) as fleet:
             yield fleet
     except fleetenv.FleetError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def fleet_env() -> Iterator[object]:
+    """The namespace engines of scripts/fleetenv.sh (a over TLS, b over ssh), started once for the session and
+    taken down afterwards when this session started them; fails (never skips) when they cannot be started."""
+    yield from _fleet_session(swarm=False)
+
+
+@pytest.fixture(scope="session")
+def fleet_swarm_env() -> Iterator[object]:
+    """`fleet_env` with the fleet's own swarm: engine a the manager, the others workers."""
+    yield from _fleet_session(swarm=True)

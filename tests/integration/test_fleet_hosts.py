@@ -89,19 +89,8 @@ def fleet_tree(fleet_env, project_name: str, tmp_path: Path) -> Iterator[tuple[o
 
 
 @pytest.fixture
-def cli(project_name: str) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: object, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "reconciler.cli", "--project", project_name, *map(str, args)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-
-    return run
+def cli(reconcile: Callable[..., subprocess.CompletedProcess[str]]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    return reconcile
 
 
 def names_on(fleet, engine: str, project: str) -> set[str]:

@@ -4,10 +4,8 @@ of their own, and a main engine left as it was."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import docker.errors
 import docker.types
@@ -20,15 +18,9 @@ pytestmark = [pytest.mark.engine, pytest.mark.netns]
 FLEET_LABEL = "io.reconciler.test-fleetenv"
 
 
-@pytest.fixture(scope="session")
-def fleet_env() -> Iterator[fleetenv.Fleet]:
-    if os.geteuid() != 0:
-        pytest.fail("the fleet test environment needs root (network namespaces, dockerd)")
-    try:
-        with fleetenv.session(swarm=True) as fleet:
-            yield fleet
-    except fleetenv.FleetError as exc:
-        pytest.fail(str(exc))
+@pytest.fixture
+def fleet_env(fleet_swarm_env: fleetenv.Fleet) -> fleetenv.Fleet:
+    return fleet_swarm_env
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ publish no ports and join no network: what is checked is where swarm puts their 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,15 +17,9 @@ from tests.swarmhelpers import doc, remove_swarm_objects, service
 pytestmark = [pytest.mark.engine, pytest.mark.netns]
 
 
-@pytest.fixture(scope="module")
-def fleet_env() -> Iterator[fleetenv.Fleet]:
-    if os.geteuid() != 0:
-        pytest.fail("the fleet test environment needs root (network namespaces, dockerd)")
-    try:
-        with fleetenv.session(swarm=True) as fleet:
-            yield fleet
-    except fleetenv.FleetError as exc:
-        pytest.fail(str(exc))
+@pytest.fixture
+def fleet_env(fleet_swarm_env: fleetenv.Fleet) -> fleetenv.Fleet:
+    return fleet_swarm_env
 
 
 @pytest.fixture

@@ -63,3 +63,26 @@ def test_build_reports_the_image_id() -> None:
     """The built image ID comes from the aux item."""
     stream = [{"stream": "Step 1/1 : FROM scratch\n"}, {"aux": {"ID": "sha256:" + "e" * 64}}]
     assert BuildProgress(structlog.get_logger(), "t/x:1").follow(stream) == "sha256:" + "e" * 64
+
+
+def test_pull_and_build_report_bytes_and_steps_to_the_live_view() -> None:
+    """With a `report` callback, a pull reports bytes summed over layers and a build each step."""
+    reports: list[tuple[str, str]] = []
+    stream = [
+        {"status": "Downloading", "id": "a", "progressDetail": {"current": 500_000, "total": 2_000_000}},
+        {"status": "Downloading", "id": "b", "progressDetail": {"current": 1_000_000, "total": 1_000_000}},
+        {"status": "Pull complete", "id": "a"},
+    ]
+    LayerProgress(structlog.get_logger(), "image.pull.progress", "t/x:1", report=lambda *r: reports.append(r)).follow(
+        stream
+    )
+    assert reports == [
+        ("pulling", "500.0 kB / 2.0 MB, 1 layer"),
+        ("pulling", "1.5 MB / 3.0 MB, 2 layers"),
+        ("pulling", "3.0 MB / 3.0 MB, 2 layers"),
+    ]
+    reports.clear()
+    BuildProgress(structlog.get_logger(), "t/x:1", report=lambda *r: reports.append(r)).follow(
+        [{"stream": "Step 1/2 : FROM base\n"}, {"stream": " ---> abc\n"}, {"stream": "Step 2/2 : RUN make\n"}]
+    )
+    assert reports == [("building", "1/2 : FROM base"), ("building", "2/2 : RUN make")]

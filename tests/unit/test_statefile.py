@@ -40,3 +40,24 @@ def test_damaged_or_missing_files_read_as_nothing(tmp_path: Path, content: bytes
     assert read_json(path) is None
     path.write_bytes(content)
     assert read_json(path) is None
+
+
+def test_adoption_records_of_several_kinds_written_at_once_are_all_kept(tmp_path: Path, monkeypatch) -> None:
+    """Volumes and networks are adopted concurrently into one file: no record may overwrite another."""
+    import threading
+
+    from reconciler.drivers.engine.adoption import Adopted
+
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path))
+    writers = [
+        threading.Thread(target=Adopted("p").record, args=(kind, f"n{i}", f"id{i}"))
+        for i in range(20)
+        for kind in ("Volume", "Network")
+    ]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    data = Adopted("p").load()
+    assert len(data["Volume"]) == 20 and len(data["Network"]) == 20
+    assert Adopted("p").holds("Volume", "n3", "id3") and not Adopted("p").holds("Volume", "n3", "other")

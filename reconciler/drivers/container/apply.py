@@ -125,6 +125,7 @@ class Replacer:
         old_running: bool,
         stop_timeout: int,
         parked: bool,
+        restore_as: str | None = None,
     ) -> None:
         self.api = api
         self.log = log
@@ -132,6 +133,7 @@ class Replacer:
         self.name, self.old_id, self.old_running = name, old_id, old_running
         self.stop_timeout, self.parked = stop_timeout, parked
         self.aside = aside_name(name)
+        self.restore_as = restore_as or name  # the name a rolled-back old container gets back
         self._stale: str | None = None
 
     def stop_old(self) -> None:
@@ -195,7 +197,7 @@ class Replacer:
                     f"the old container stays as {aside_name(name)}"
                 )
             self.api.remove_container(new["Id"], v=False, force=True)
-        self.api.rename(old_id, name)
+        self.api.rename(old_id, self.restore_as)
         if old_running:
             self.api.start(old_id)
         self.log.warning("container.rolled_back", name=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ from reconciler.drivers.container.diff import (
     follow_upstream,
     leftover_of,
     prune_container,
+    steps_for,
 )
 from reconciler.drivers.container.fields import IN_PLACE, in_place_body
 from reconciler.drivers.container.inplace import Updating, connect_extra_networks
@@ -48,9 +50,17 @@ from reconciler.drivers.container.spec import (
     sensitive_values,
 )
 from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine.adoption import (
+    COMPOSE_NUMBER,
+    COMPOSE_PROJECT,
+    COMPOSE_SERVICE,
+    as_owned,
+    compose_project,
+    without_compose,
+)
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
-from reconciler.drivers.engine.session import container_event_key
+from reconciler.drivers.engine.session import EngineOptions, container_event_key
 from reconciler.errors import ReconcileError, SpecError
 from reconciler.model import (
     LABEL_NAME,
@@ -58,6 +68,7 @@ from reconciler.model import (
     Action,
     Change,
     Desired,
+    FieldChange,
     Observed,
     Reference,
     Resource,
@@ -89,7 +100,24 @@ class ContainerDriver(DockerDriver):
         return check_container(desired, catalog, engine_paths(self.ctx.engine_url))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        return diff_container(desired, observed)
+        change = diff_container(desired, observed)
+        if observed is not None and isinstance(observed.raw, ContainerFacts) and observed.raw.adopted:
+            return self._adoption(change, desired, observed.raw)
+        return change
+
+    def _adoption(self, change: Change, desired: Desired, facts: ContainerFacts) -> Change:
+        """A container of the Compose project being adopted is replaced by one of this project (with the same
+        downtime as any replace: the old one runs until the new one is created)."""
+        owner = FieldChange(
+            "owner",
+            f"Compose project {self.project} ({facts.engine_name})",
+            f"project {self.project}",
+            Action.REPLACE,
+            note="replaced by a container of this project; volumes are kept",
+        )
+        fields = (owner, *change.fields)
+        steps = steps_for(Action.REPLACE, desired, list(fields), facts)
+        return dataclasses.replace(change, action=Action.REPLACE, fields=fields, steps=tuple(steps))
 
     def prune(self, observed: Observed) -> Change:
         return prune_container(observed)
@@ -132,7 +160,44 @@ class ContainerDriver(DockerDriver):
             found[key] = self._observed(info, images, names, aside, key, renamed)
         for name, info in others.items():
             found[name] = self._observed(info, {}, names, False, name)
+        if self.ctx.options_for(EngineOptions).adopt:
+            found.update(self._compose_containers(declared, found))
         return found
+
+    def _compose_containers(self, declared: set[str], found: Mapping[str, Observed]) -> dict[str, Observed]:
+        """With --adopt: for each declared name that no container of this project holds, the container of the
+        Compose project of the same name that holds it, or runs the service of that name (the first replica)."""
+        candidates: dict[str, str] = {}
+        for name, obs in found.items():
+            if name in declared and compose_project(obs.labels) == self.project:
+                candidates[name] = obs.id
+        missing = {n for n in declared if n not in found}
+        if missing:
+            with self.errors("*", "list the Compose project's containers"):
+                listed = self.api.containers(all=True, filters={"label": [f"{COMPOSE_PROJECT}={self.project}"]})
+            for summary in sorted(listed, key=lambda c: ((c.get("Labels") or {}).get(COMPOSE_NUMBER, ""), c["Id"])):
+                labels = summary.get("Labels") or {}
+                if compose_project(labels) != self.project:
+                    continue
+                for key in (summary["Names"][0].lstrip("/"), labels.get(COMPOSE_SERVICE)):
+                    if key in missing and key not in candidates:
+                        candidates[key] = summary["Id"]
+                        break
+        if not candidates:
+            return {}
+        with self.errors("*", "inspect"):
+            infos = concurrently(self.api.inspect_container, sorted(set(candidates.values())))
+            images = concurrently(self._inspect_image, {i["Image"] for i in infos.values()})
+        names = {i["Id"]: engine_name(i) for i in infos.values()}
+        adopted: dict[str, Observed] = {}
+        for name, cid in candidates.items():
+            obs = self._observed(infos[cid], images, names, False, name)
+            labels = as_owned(obs.labels, self.kind, name, self.project)
+            spec = {**obs.spec, "labels": without_compose(obs.spec.get("labels"))}  # Compose's own are no news
+            adopted[name] = dataclasses.replace(
+                obs, labels=labels, spec=spec, raw=dataclasses.replace(obs.raw, adopted=True)
+            )
+        return adopted
 
     def _inspect_image(self, ref: str) -> Mapping[str, Any]:
         try:
@@ -188,6 +253,12 @@ class ContainerDriver(DockerDriver):
         assert desired is not None
         created: dict[str, str] = {}
 
+        def wait(dependency: str, condition: str, timeout: float) -> None:
+            self.ctx.progress(desired.key, "waiting", f"for {dependency} to be {condition}")
+            self._wait_one(dependency, condition, timeout)
+            if condition == "healthy":
+                self.ctx.progress((self.kind, dependency), "healthy", "")
+
         def create() -> None:
             created["id"] = self._create(desired)
 
@@ -198,7 +269,7 @@ class ContainerDriver(DockerDriver):
             with self.errors(name, "create"):
                 try:
                     # a command that exits at once fails the create here, not as drift in the next plan
-                    run_steps(change, {"wait": self._wait_one, "create": create, "start": start})
+                    run_steps(change, {"wait": wait, "create": create, "start": start})
                 except Exception:
                     self._discard_failed_create(name)
                     raise
@@ -216,13 +287,14 @@ class ContainerDriver(DockerDriver):
                 change.observed.spec["state"] in ("running", "paused"),
                 change.observed.spec["stopTimeout"],
                 parked=facts.aside,
+                restore_as=facts.engine_name if facts.adopted else None,
             )
             with self.errors(name, "replace"):
                 # the waits come first: a failed dependency never stops a healthy container
                 run_steps(
                     change,
                     {
-                        "wait": self._wait_one,
+                        "wait": wait,
                         "stop-old": replacer.stop_old,
                         "park": replacer.park,
                         "create": replacer.guarded(create),
@@ -251,12 +323,14 @@ class ContainerDriver(DockerDriver):
 
     def _wait_for_dependencies(self, desired: Desired) -> None:
         for dep in desired.spec["dependsOn"]:
+            self.ctx.progress(desired.key, "waiting", f"for {dep['name']} to be {dep['condition']}")
             self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
     def _wait_one(self, name: str, condition: str, timeout: float) -> None:
         wait_for(by_name(self.api.inspect_container), name, condition, timeout)
 
     def _create(self, desired: Desired) -> str:
+        self.ctx.progress(desired.key, "starting", "creating the container")
         ensure_image(self.api, desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
@@ -269,8 +343,10 @@ class ContainerDriver(DockerDriver):
         return cid
 
     def _start(self, desired: Desired, cid: str) -> None:
+        self.ctx.progress(desired.key, "starting", "")
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
+        self.ctx.progress(desired.key, "settling", "checking it stays up")
         settle(self.api.inspect_container, cid)
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:

@@ -38,6 +38,7 @@ class ContainerFacts:
     defaults: ImageDefaults
     aside: bool = False
     renamed: bool = False  # renamed by hand: its engine name is not its io.reconciler.name label
+    adopted: bool = False  # a container of the Compose project being adopted (--adopt): replaced by our own
 
 
 def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:

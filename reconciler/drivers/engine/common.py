@@ -8,7 +8,9 @@ from typing import Any, TypeVar
 
 from reconciler.contract import BaseDriver
 from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine.adoption import adopting
 from reconciler.drivers.engine.errors import engine_errors
+from reconciler.drivers.engine.session import EngineOptions
 from reconciler.errors import PermanentError
 from reconciler.model import LABEL_PREFIX, LABEL_PROJECT, Observed
 
@@ -90,10 +92,17 @@ class DockerDriver(BaseDriver):
         own: list[str] = []
         others: list[str] = []
         for c in self.users(name):
-            mine = (c.get("Labels") or {}).get(LABEL_PROJECT) == self.project
-            (own if mine else others).append(c["Names"][0].lstrip("/"))
+            (own if self._ours(c) else others).append(c["Names"][0].lstrip("/"))
         why = f"{self.kind.lower()} is used by containers this project does not own: {', '.join(sorted(others))}"
         return sorted(own), why if others else None
+
+    def _ours(self, summary: Mapping[str, Any]) -> bool:
+        """A container of this project, or (with --adopt) of the Compose project it is taking over: those are
+        replaced by the project's own in the same plan."""
+        labels = summary.get("Labels") or {}
+        if labels.get(LABEL_PROJECT) == self.project:
+            return True
+        return adopting(self.ctx.options_for(EngineOptions).adopt, labels, self.project)
 
     def foreign_users(self, name: str) -> str | None:
         """Why `name` must not be replaced or removed: the containers of other owners that use it, or None."""
@@ -104,7 +113,7 @@ class DockerDriver(BaseDriver):
         since the plan stops the change (`consequence` says what is then left undone): those are never touched."""
         found = self.users(name)
         for summary in found:
-            if (summary.get("Labels") or {}).get(LABEL_PROJECT) != self.project:
+            if not self._ours(summary):
                 raise PermanentError(
                     f"{self.kind.lower()} {name}: container {summary['Names'][0].lstrip('/')} of another owner "
                     f"uses it; {consequence}"

@@ -30,6 +30,12 @@ class EngineOptions:
         None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
     )
     tls: TlsFiles | None = None  # a fleet Host's client TLS files; not a flag
+    adopt: bool = option(
+        False,
+        "--adopt",
+        "take over what the running Compose project of the same name (--project) created: volumes and networks "
+        "as they are (data kept), containers replaced by the project's own",
+    )
     max_requests: int = option(
         DEFAULT_REQUESTS,
         "--parallel",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -359,14 +359,20 @@ class ImageDriver(DockerDriver):
             {
                 "build": lambda: self._build(need(), change, where),
                 "pull": lambda: self._pull(need(), where),
-                "push": lambda: image_ops.push(self.api, need().spec["reference"], self.log, where),
+                "push": lambda: image_ops.push(
+                    self.api, need().spec["reference"], self.log, where, self._reporter(change)
+                ),
                 "remove": lambda reference: self._remove(reference, where, strict=strict),
             },
         )
 
+    def _reporter(self, change: Change) -> Callable[[str, str], None]:
+        """Progress of this change's pull, build or push, for the live view."""
+        return lambda state, detail: self.ctx.progress(change.key, state, detail)
+
     def _pull(self, desired: Desired, where: str) -> None:
         reference = desired.spec["reference"]
-        image_ops.pull(self.api, reference, self.log, where)
+        image_ops.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
         with self.errors(desired.name, "inspect"):
             image_id = self.api.inspect_image(reference)["Id"]
         self.pulled.record(reference, desired.name, desired.resource.source.file, image_id)
@@ -375,7 +381,7 @@ class ImageDriver(DockerDriver):
         reference = desired.spec["reference"]
         labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
         old_id = change.observed.id if change.observed is not None else ""
-        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where)
+        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
         self.pulled.forget(reference)  # ours by its labels from now on
         if old_id and old_id != new_id:
             self._drop_previous_build(old_id, change)

@@ -11,16 +11,16 @@ from typing import Any
 
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
-from reconciler.drivers.image.progress import BuildProgress, LayerProgress, StreamFailed
+from reconciler.drivers.image.progress import BuildProgress, LayerProgress, Report, StreamFailed
 from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import PermanentError
 
 
-def pull(api: Any, reference: str, log: Any, where: str) -> str | None:
+def pull(api: Any, reference: str, log: Any, where: str, report: Report | None = None) -> str | None:
     """Pull `reference` with layer progress; returns the digest the engine reports."""
     ref = parse_reference(reference)
     log.info("image.pull.started", reference=reference)
-    progress = LayerProgress(log, "image.pull.progress", reference)
+    progress = LayerProgress(log, "image.pull.progress", reference, report=report)
     with engine_errors(f"{where}: pull {reference}", registry=True):
         try:
             progress.follow(api.pull(ref.repository, tag=ref.selector, stream=True, decode=True))
@@ -30,11 +30,11 @@ def pull(api: Any, reference: str, log: Any, where: str) -> str | None:
     return progress.digest
 
 
-def push(api: Any, reference: str, log: Any, where: str) -> str | None:
+def push(api: Any, reference: str, log: Any, where: str, report: Report | None = None) -> str | None:
     """Push `reference` with layer progress; returns the digest the registry stored."""
     ref = parse_reference(reference)
     log.info("image.push.started", reference=reference)
-    progress = LayerProgress(log, "image.push.progress", reference)
+    progress = LayerProgress(log, "image.push.progress", reference, report=report)
     with engine_errors(f"{where}: push {reference}", registry=True):
         try:
             progress.follow(api.push(ref.repository, tag=ref.tag or "latest", stream=True, decode=True))
@@ -44,13 +44,15 @@ def push(api: Any, reference: str, log: Any, where: str) -> str | None:
     return progress.digest
 
 
-def build(api: Any, spec: Mapping[str, Any], labels: Mapping[str, str], log: Any, where: str) -> str:
+def build(
+    api: Any, spec: Mapping[str, Any], labels: Mapping[str, str], log: Any, where: str, report: Report | None = None
+) -> str:
     """Build with the classic builder, tagging `spec["reference"]`; returns the image ID. A failure names the
     step that failed and the engine's message."""
     reference = spec["reference"]
     options = spec["build"]
     log.info("image.build.started", reference=reference, context=options["context"])
-    progress = BuildProgress(log, reference)
+    progress = BuildProgress(log, reference, report=report)
     with engine_errors(f"{where}: build {reference}"):
         try:
             stream = api.build(

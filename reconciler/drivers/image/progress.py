@@ -8,11 +8,20 @@ the step that failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 _QUARTERS = (25, 50, 75)
+Report = Callable[[str, str], None]  # (state, detail) -> DriverContext.progress for this change
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 class StreamFailed(Exception):
@@ -39,7 +48,25 @@ class LayerProgress:
     event: str  # image.pull.progress | image.push.progress
     reference: str
     digest: str | None = None
+    report: Report | None = None
     _last: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _bytes: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (current, total) transferred
+
+    def _report_bytes(self, layer: str, status: str, detail: Mapping[str, Any]) -> None:
+        if self.report is None:
+            return
+        if status in ("Downloading", "Pushing") and detail.get("total"):
+            self._bytes[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+        elif status in ("Download complete", "Pull complete", "Pushed", "Layer already exists"):
+            if layer in self._bytes:
+                total = self._bytes[layer][1]
+                self._bytes[layer] = (total, total)
+        state = "pushing" if self.event == "image.push.progress" else "pulling"
+        done = sum(c for c, _ in self._bytes.values())
+        total = sum(t for _, t in self._bytes.values())
+        size = f"{human_bytes(done)} / {human_bytes(total)}" if total else status.lower()
+        layers = f"{len(self._bytes)} layer{'s' if len(self._bytes) != 1 else ''}"
+        self.report(state, f"{size}, {layers}" if total else size)
 
     def feed(self, item: Mapping[str, Any]) -> None:
         error = _error_of(item)
@@ -57,6 +84,7 @@ class LayerProgress:
                 self.log.info(self.event, reference=self.reference, status=status)
             return
         detail = item.get("progressDetail") or {}
+        self._report_bytes(layer, status, detail)
         percent = -1
         if detail.get("total"):
             done = int(100 * int(detail.get("current") or 0) / int(detail["total"]))
@@ -84,6 +112,7 @@ class BuildProgress:
     image_id: str | None = None
     step: str | None = None
     tail: list[str] = field(default_factory=list)
+    report: Report | None = None
 
     def feed(self, item: Mapping[str, Any]) -> None:
         error = _error_of(item)
@@ -102,6 +131,8 @@ class BuildProgress:
             if line.startswith("Step ") and " : " in line:
                 self.step = line
                 self.log.info("image.build.step", reference=self.reference, step=line)
+                if self.report is not None:
+                    self.report("building", line.removeprefix("Step ")[:120])
             elif line.startswith("Successfully built ") and self.image_id is None:
                 self.image_id = line.split()[-1]
             else:

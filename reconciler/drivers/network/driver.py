@@ -10,9 +10,11 @@ from typing import Any
 
 from reconciler.contract import Catalog, EngineEvent, Key, Step, run_steps
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
+from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
-from reconciler.drivers.engine.session import named_event_key
+from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.network.routes import HostRoute, bridge_name, first_conflict, read_host_routes
 from reconciler.drivers.network.spec import (
     SubnetIndex,
     canonical,
@@ -23,7 +25,7 @@ from reconciler.drivers.network.spec import (
 )
 from reconciler.errors import PermanentError, ReconcileError, SpecError
 from reconciler.memo import per_catalog
-from reconciler.model import Action, Change, Desired, Observed, Resource, ownership_labels
+from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
 RULES = {
@@ -81,7 +83,17 @@ class NetworkDriver(DockerDriver):
             "encrypted": "encrypted" in (net.get("Options") or {}),
             "labels": user_labels(labels),
         }
+        adopted = self.adopted.holds(self.kind, net["Name"], net["Id"])
+        if adopted or adopting(self.ctx.options_for(EngineOptions).adopt, labels, self.project):
+            # a Compose network: the project's once adopted (labels cannot change), compared without Compose's
+            spec["labels"] = without_compose(labels)
+            spec["adopting"] = not adopted
+            labels = as_owned(labels, self.kind, net["Name"], self.project)
         return Observed(self.kind, net["Name"], net["Id"], labels, spec, raw=net)
+
+    @cached_property
+    def adopted(self) -> Adopted:
+        return Adopted(self.project, self.ctx.state_key)
 
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
         key = named_event_key(event, self.kind, known)
@@ -93,7 +105,64 @@ class NetworkDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
         owned = {n["Name"]: self._observed(n) for n in listed}
-        return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_network)(n)))
+        self.host_routes = self._read_routes(desired)
+        adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
+        found = self.observe_named(
+            owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_network)(n))
+        )
+        return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
+
+    host_routes: list[HostRoute] | None = None  # None: not read (a remote engine, or no subnet to check)
+
+    def _read_routes(self, desired: Sequence[Desired]) -> list[HostRoute] | None:
+        """This machine's routes and addresses, when a declared bridge subnet must be checked against them and the
+        engine runs here (a tcp:// or ssh:// engine's host cannot be read from this one)."""
+        if not any(self._route_checked(d) for d in desired):
+            return None
+        url = self.ctx.engine_url
+        if url is not None and not url.startswith("unix://"):
+            self.log.info("network.route_check.skipped", reason="the engine is remote", engine=url)
+            return None
+        try:
+            routes = read_host_routes()
+        except Exception as exc:  # advisory: a netlink failure must not stop the plan
+            self.log.warning("network.route_check.failed", error=str(exc))
+            return None
+        if not self._engine_is_here(routes):
+            self.log.info("network.route_check.skipped", reason="the engine runs in another network namespace")
+            return None
+        return routes
+
+    def _engine_is_here(self, routes: list[HostRoute]) -> bool:
+        """A unix socket may lead to an engine in another network namespace (whose routes are not these): the
+        engine is here when its default bridge's gateway is an address on that bridge here. Unknown: assume so."""
+        try:
+            bridge = self.api.inspect_network("bridge")
+        except Exception:
+            return True
+        name = (bridge.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+        gateways = [c.get("Gateway") for c in (bridge.get("IPAM") or {}).get("Config") or [] if c.get("Gateway")]
+        if not gateways:
+            return True
+        gateway = ipaddress.ip_address(gateways[0])
+        return any(r.what == "address" and r.interface == name and gateway in r.network for r in routes)
+
+    @staticmethod
+    def _route_checked(desired: Desired) -> bool:
+        return (
+            desired.spec["driver"] == "bridge"
+            and bool(desired.spec["ipam"]["config"])
+            and not desired.resource.spec.get("allowRouteOverlap", False)
+        )
+
+    def _route_conflict(self, desired: Desired, observed: Observed | None) -> str | None:
+        """Why the declared subnet would clash with a route or address of this host not on its own bridge."""
+        if self.host_routes is None or not self._route_checked(desired):
+            return None
+        own = None
+        if observed is not None and observed.spec["driver"] == "bridge":
+            own = bridge_name(observed.id, observed.spec["options"])
+        return first_conflict(subnets_of(desired.spec), self.host_routes, own)
 
     @cached_property
     def swarm_active(self) -> bool:
@@ -129,7 +198,12 @@ class NetworkDriver(DockerDriver):
         it open (the pools themselves, or a pool's gateway)."""
         want = {**desired.spec, "labels": dict(desired.resource.labels)}
         want["ipam"] = {**desired.spec["ipam"], "config": pools_in_order(desired.spec["ipam"]["config"])}
-        have = {**observed.spec, "ipam": dict(observed.spec["ipam"])}
+        have = {k: v for k, v in observed.spec.items() if k != "adopting"}
+        have["ipam"] = dict(observed.spec["ipam"])
+        if desired.spec["driver"] != "overlay":
+            # the engine ignores `attachable` outside swarm scope (Compose sets it on every network it makes)
+            want.pop("attachable", None)
+            have.pop("attachable", None)
         declared = {e["subnet"]: e for e in want["ipam"]["config"]}
         if not declared:
             have["ipam"]["config"] = []
@@ -151,15 +225,27 @@ class NetworkDriver(DockerDriver):
                 blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
         if observed is None:
             return Change(
-                self.kind, desired.name, Action.CREATE, desired=desired, blocked=blocked or self._overlap(desired)
+                self.kind,
+                desired.name,
+                Action.CREATE,
+                desired=desired,
+                blocked=blocked or self._overlap(desired) or self._route_conflict(desired, None),
             )
         want, have = self._comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
+        if observed.spec.get("adopting") and not fields:
+            return self._adoption(desired, observed, blocked)
+        if observed.spec.get("adopting"):  # differs from the manifest: replaced, its Compose containers reattached
+            note = "the Compose network differs from the manifest: replaced by the project's own"
+            owner = FieldChange(
+                "owner", f"Compose project {self.project}", f"project {self.project}", Action.REPLACE, note=note
+            )
+            fields = [owner, *fields]
         action = overall_action(fields)
         steps: tuple[str, ...] = ()
         if action is Action.REPLACE:
             users, foreign = self.split_users(desired.name)
-            blocked = blocked or foreign or self._overlap(desired)
+            blocked = blocked or foreign or self._overlap(desired) or self._route_conflict(desired, observed)
             steps = (
                 *(Step(f"disconnect container {u}", "disconnect", u) for u in users),
                 Step("remove network", "remove"),
@@ -167,6 +253,13 @@ class NetworkDriver(DockerDriver):
                 *(Step(f"reconnect container {u}", "reconnect", u) for u in users),
             )
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
+
+    def _adoption(self, desired: Desired, observed: Observed, blocked: str | None) -> Change:
+        """A Compose network of the same name, as declared, is taken over as it is (its containers stay
+        attached)."""
+        owner = FieldChange("owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE)
+        step = Step(f"adopt network {desired.name} from Compose project {self.project}", "adopt")
+        return Change(self.kind, desired.name, Action.UPDATE, (owner,), desired, observed, blocked, (step,))
 
     def prune(self, observed: Observed) -> Change:
         return Change(
@@ -289,13 +382,24 @@ class NetworkDriver(DockerDriver):
         with self.errors(cid[:12], "inspect attached container"):
             return str(self.api.inspect_container(cid)["Name"]).lstrip("/")
 
+    def _adopt(self, change: Change) -> None:
+        assert change.observed is not None
+        try:
+            self.adopted.record(self.kind, change.name, change.observed.id)
+        except OSError as exc:
+            raise PermanentError(f"network {change.name}: cannot record the adoption: {exc}") from None
+        self.log.info("network.adopted", name=change.name, compose_project=self.project)
+
     def _remove(self, name: str) -> None:
         with self.errors(name, "remove"):
             self.api.remove_network(name)
+        self.adopted.forget(self.kind, name)
         self.log.info("network.removed", name=name)
 
     def apply(self, change: Change) -> None:
-        if change.action is Action.CREATE:
+        if change.action is Action.UPDATE:  # an adoption: the plan's one step
+            run_steps(change, {"adopt": lambda: self._adopt(change)})
+        elif change.action is Action.CREATE:
             assert change.desired is not None
             self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
         elif change.action is Action.DELETE:

@@ -8,9 +8,10 @@ from typing import Any
 
 from reconciler.contract import DriverContext, EngineEvent, Key, Step, run_steps
 from reconciler.diffing import REPLACE, diff_specs, overall_action
+from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
-from reconciler.drivers.engine.session import named_event_key
+from reconciler.drivers.engine.session import EngineOptions, named_event_key
 from reconciler.drivers.volume.policy import DELETE, RETAIN, VolumePolicies
 from reconciler.errors import PermanentError
 from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
@@ -40,6 +41,8 @@ class VolumeDriver(DockerDriver):
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
         self.policies = VolumePolicies(ctx.project, ctx.state_key)
+        self.adopted = Adopted(ctx.project, ctx.state_key)
+        self.adopt = ctx.options_for(EngineOptions).adopt
         self._records: dict[str, dict[str, Any]] | None = {}
 
     def normalize(self, resource: Resource) -> Desired:
@@ -53,6 +56,12 @@ class VolumeDriver(DockerDriver):
             "labels": user_labels(labels),
             "reclaimPolicy": self.policies.effective(dict(vol), self._records, labels.get(LABEL_RECLAIM, RETAIN)),
         }
+        adopted = self.adopted.holds(self.kind, vol["Name"], vol.get("CreatedAt"))
+        if adopted or adopting(self.adopt, labels, self.project):
+            # a Compose volume: the project's once adopted (labels cannot change), compared without Compose's labels
+            spec["labels"] = without_compose(labels)
+            spec["adopting"] = not adopted
+            labels = as_owned(labels, self.kind, vol["Name"], self.project)
         return Observed(self.kind, vol["Name"], vol["Name"], labels, spec, raw=vol)
 
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
@@ -65,7 +74,11 @@ class VolumeDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.volumes(filters=project_filter(self.project, self.kind)).get("Volumes") or []
         owned = {v["Name"]: self._observed(v) for v in listed}
-        return self.observe_named(owned, declared, lambda n: self._observed(by_name(self.api.inspect_volume)(n)))
+        adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
+        found = self.observe_named(
+            owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_volume)(n))
+        )
+        return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         if observed is None:
@@ -75,7 +88,7 @@ class VolumeDriver(DockerDriver):
             "labels": dict(desired.resource.labels),
         }
         rules = {**RULES, "labels": REPLACE}
-        have = {k: v for k, v in observed.spec.items() if k != "reclaimPolicy"}  # compared below, in place
+        have = {k: v for k, v in observed.spec.items() if k not in ("reclaimPolicy", "adopting")}  # not in RULES
         fields = diff_specs(want, have, rules)
         if observed.spec["reclaimPolicy"] != desired.spec["reclaimPolicy"]:
             fields.append(
@@ -93,6 +106,8 @@ class VolumeDriver(DockerDriver):
             notes.append(f"{self.policies.path} cannot be read: every volume counts as reclaimPolicy Retain")
         blocked = None
         steps: tuple[str, ...] = ()
+        if observed.spec.get("adopting"):
+            return self._adoption(desired, observed, fields, tuple(notes))
         if action is Action.REPLACE:
             if desired.spec["reclaimPolicy"] != "Delete":
                 changed = ", ".join(f.path for f in fields)
@@ -120,6 +135,26 @@ class VolumeDriver(DockerDriver):
             blocked=blocked,
             steps=steps,
             notes=tuple(notes),
+        )
+
+    def _adoption(
+        self, desired: Desired, observed: Observed, fields: list[FieldChange], notes: tuple[str, ...]
+    ) -> Change:
+        """A Compose volume of the same name: taken over as it is, with its data; one that differs from the
+        manifest is not (adopting never recreates a volume)."""
+        differ = [f.path for f in fields if f.path != "reclaimPolicy"]
+        owner = FieldChange(
+            "owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE, note="data kept"
+        )
+        step = Step(f"adopt volume {desired.name} from Compose project {self.project} (its data is kept)", "adopt")
+        blocked = (
+            f"{', '.join(differ)} differ from the Compose volume; adopting keeps a volume and its data as they are: "
+            "make the manifest match it"
+            if differ
+            else None
+        )
+        return Change(
+            self.kind, desired.name, Action.UPDATE, (owner, *fields), desired, observed, blocked, (step,), notes
         )
 
     def prune(self, observed: Observed) -> Change:
@@ -158,6 +193,7 @@ class VolumeDriver(DockerDriver):
             self.api.remove_volume(name)
         self.log.info("volume.removed", name=name)
         self.policies.forget(name)
+        self.adopted.forget(self.kind, name)
 
     def _create_volume(self, desired: Desired) -> None:
         labels = ownership_labels(desired, self.project)
@@ -173,6 +209,16 @@ class VolumeDriver(DockerDriver):
         if desired.spec["reclaimPolicy"] == DELETE:
             self._record_delete(desired.name, created)
 
+    def _adopt(self, change: Change) -> None:
+        assert change.desired is not None and change.observed is not None
+        created = change.observed.raw.get("CreatedAt")
+        try:
+            self.adopted.record(self.kind, change.name, str(created))
+            self.policies.record(change.name, created, change.desired.spec["reclaimPolicy"])
+        except OSError as exc:
+            raise PermanentError(f"volume {change.name}: cannot record the adoption: {exc}") from None
+        self.log.info("volume.adopted", name=change.name, compose_project=self.project)
+
     def _record_delete(self, name: str, created: dict[str, Any]) -> None:
         """Only a recorded Delete lets a volume go; unrecorded, it counts as Retain and the next plan says so."""
         try:
@@ -182,6 +228,9 @@ class VolumeDriver(DockerDriver):
 
     def apply(self, change: Change) -> None:
         name = change.name
+        if change.action is Action.UPDATE and change.steps:  # an adoption: the plan's one step
+            run_steps(change, {"adopt": lambda: self._adopt(change)})
+            return
         if change.action is Action.UPDATE:  # only the reclaim policy changes in place
             assert change.desired is not None and change.observed is not None
             try:
