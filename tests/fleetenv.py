@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,36 +137,10 @@ class Fleet:
 
 
 def reap_docker_ssh_processes() -> None:
-    """Make docker-py's `ssh` subprocess transport close what it opened (idempotent, process-wide).
+    """docker-py's `ssh` subprocess transport, made to close what it opened: the fix reconcile itself applies."""
+    from reconciler.drivers.engine.client import reap_ssh_processes
 
-    docker-py 7.x `SSHSocket.close()` (use_ssh_client=True) terminates the ssh process but never waits for it,
-    never closes its pipes, and never closes the unused AF_INET socket it subclasses: every connection leaves a
-    zombie and three ResourceWarnings (errors under this suite's filterwarnings). This close does all of that.
-    """
-    from docker.transport import sshconn
-
-    if getattr(sshconn.SSHSocket.close, "_reconciler_reaps", False):
-        return
-
-    def close(self: sshconn.SSHSocket) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.write(b"\n\n")
-                proc.stdin.flush()
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            for pipe in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError, ValueError):
-                    pipe.close()
-        socket.socket.close(self)
-
-    close._reconciler_reaps = True  # type: ignore[attr-defined]
-    sshconn.SSHSocket.close = close  # type: ignore[method-assign]
+    reap_ssh_processes()
 
 
 def tls_client(**options: object) -> docker.APIClient:

@@ -105,6 +105,7 @@ def test_in_sync_network_on_its_own_bridge_is_not_blocked() -> None:
             "enableIPv6": False,
             "ipam": {"driver": "default", "config": [{"subnet": "10.40.0.0/16"}]},
             "options": {},
+            "encrypted": False,
             "labels": {},
         },
     )

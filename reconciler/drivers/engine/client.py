@@ -75,7 +75,7 @@ def connect(
     elif url.startswith("ssh://"):
         _ssh_preflight(url)
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
-        _reap_ssh_processes()
+        reap_ssh_processes()
     else:
         kwargs = lazy.docker.utils.kwargs_from_env()
     kwargs["base_url"] = url
@@ -136,7 +136,7 @@ def _client(kwargs: dict[str, Any], version: str, timeout: float) -> Any:
     return client
 
 
-def _reap_ssh_processes() -> None:
+def reap_ssh_processes() -> None:
     """docker-py 7's ssh transport (`use_ssh_client`) terminates its ssh process on close but never waits for it
     nor closes its pipes: a long `watch` would collect one zombie per connection. Its close is made to finish."""
     from docker.transport import sshconn
