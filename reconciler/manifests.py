@@ -9,17 +9,17 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry
-from referencing import Resource as SchemaResource
 
 from reconciler.errors import Problem
 from reconciler.model import API_VERSION, Resource, Source
 from reconciler.safeio import MANIFEST_LIMIT, UnsafeFile, inside, read_bytes
+
+if TYPE_CHECKING:  # imported on first use: a tree the fast validator accepts never needs them
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 MAX_FILE_BYTES = MANIFEST_LIMIT
 SUFFIXES = (".yaml", ".yml")
@@ -52,9 +52,20 @@ def _schema_documents() -> dict[str, Any]:
     return {p.name: json.loads(p.read_text()) for p in sorted(schema_dir().glob("*.json"))}
 
 
+def known_kinds() -> set[str]:
+    """The kinds with a schema: one file per kind in schemas/, and the plugins' registered ones."""
+    return {name.removesuffix(".schema.json") for name in _schema_documents() if name != "common.schema.json"} | set(
+        _plugin_schemas
+    )
+
+
 @lru_cache(maxsize=1)
 def validators() -> dict[str, Draft202012Validator]:
     """Kind -> validator of a whole document: `schemas/<Kind>.schema.json`, then plugins' registered schemas."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing import Resource as SchemaResource
+
     docs = _schema_documents()
     registry: Registry = Registry().with_resources(
         (doc.get("$id", name), SchemaResource.from_contents(doc)) for name, doc in docs.items()
@@ -280,6 +291,8 @@ def parse_file(path: Path, rel: str, root: Path | None = None) -> tuple[list[_Do
 
 def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: str) -> Iterator[Problem]:
     if error.validator in ("oneOf", "anyOf") and error.context:
+        from jsonschema.exceptions import best_match
+
         deepest = best_match(error.context)
         if deepest is not None and list(deepest.absolute_path) != list(error.absolute_path):
             error = deepest
@@ -364,9 +377,9 @@ def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | No
         ]
     if kind is None:
         return None, [Problem(rel, doc.line, subject, "kind", "required field is missing")]
-    checkers = validators()
-    if not isinstance(kind, str) or kind not in checkers:
-        known = ", ".join(sorted(checkers))
+    kinds = known_kinds()
+    if not isinstance(kind, str) or kind not in kinds:
+        known = ", ".join(sorted(kinds))
         return None, [
             Problem(
                 rel,
@@ -377,7 +390,7 @@ def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | No
             )
         ]
     if not _fast_valid(kind, value):
-        errors = checkers[kind].iter_errors(value)
+        errors = validators()[kind].iter_errors(value)
         problems = [p for err in errors for p in _schema_problems(err, doc, rel, subject)]
         if problems:
             return None, problems
