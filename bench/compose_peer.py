@@ -1,34 +1,56 @@
-"""reconcile vs Docker Compose (v1, Debian's docker-compose) on the same N-container stack, side by side.
+"""reconcile vs Docker Compose v1 (Debian's docker-compose 1.29.2) on the same N-container stack, alternating.
 
-Phases, each timed as wall clock of the whole command, with the peak RSS of the process:
-  converge   from empty: one network + N containers created and started
-  no-op      nothing changed: `reconcile apply` vs `docker-compose up -d`
-  plan       nothing changed: `reconcile plan` (compose has no plan; `docker-compose ps` is shown instead)
-  one-change one container's env edited: reconcile replaces it; compose recreates it
-  teardown   manifests gone: `reconcile apply --allow-empty` (prune) vs `docker-compose down`
+For each N (default 10, 50, 200) and each repetition, the two tools run one after the other, scenario by
+scenario, with the order of the tools flipped every repetition (so a load change on the shared machine hits
+both); each tool has its own unique project. Scenarios, each timed as the wall clock of the whole command:
 
-Usage:  .venv/bin/python bench/compose_peer.py [-n 20] [--json]
-Needs the engine of scripts/testenv.sh (DOCKER_HOST or .testenv/env) and docker-compose (installed with apt when
-missing). Containers: busybox `sleep` with a 1 s stop timeout. Every object belongs to a unique project name and
-is removed at the end. A measurement, not a test: nothing is asserted.
+  converge     from empty: one network + N busybox `sleep` containers (1 s stop timeout) created and started
+  no-op        nothing changed: `reconcile apply` vs `docker-compose up -d`
+  no-op plan   nothing changed: `reconcile plan` (compared with Compose's no-op `up -d`: Compose has no plan)
+  env change   container 0's env edited: reconcile replaces it (old one kept until the new one settled),
+               Compose recreates it; the downtime of that name (no running container under it, polled on the
+               engine every few ms) is measured for both
+  teardown     manifests gone: `reconcile apply --allow-empty` (prune) vs `docker-compose down -v -t 1`
+
+Printed per N and scenario: medians of both tools, the median of the per-repetition reconcile/compose ratios
+(each from an adjacent pair of runs), reconcile's peak RSS (the child's ru_maxrss from os.wait4) and its number
+of engine requests, counted by bench/counting_proxy.py (reconcile talks to the engine through it; Compose
+directly, so the proxy's small cost is on reconcile's side).
+
+Usage:  .venv/bin/python bench/compose_peer.py [--sizes 10,50,200] [--reps 3] [--large-reps 2] [--json] [--out F]
+Needs the engine of scripts/testenv.sh (DOCKER_HOST or .testenv/env); docker-compose is installed with apt when
+missing. Every object belongs to one of the run's unique projects and is removed at the end (`down -v` for
+Compose, a prune for reconcile); nothing else is touched. A measurement, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import docker
+from docker.errors import NotFound
 from engine_address import REPO, docker_host
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
+HERE = Path(__file__).resolve().parent
+POLL = 0.005
+SCENARIOS = ("converge", "no-op", "no-op plan", "env change", "teardown")
 
 
 def ensure_compose() -> str:
@@ -44,100 +66,368 @@ def ensure_compose() -> str:
     return shutil.which("docker-compose") or sys.exit("docker-compose could not be installed")
 
 
-def write_stack(directory: Path, project: str, n: int, rev: int) -> None:
-    """The same stack for both tools: network `net`, containers c0..c{n-1}; c0's env carries `rev`."""
-    for old in directory.glob("*.yaml"):
-        old.unlink()
+def write_reconcile(directory: Path, project: str, n: int, rev: int) -> None:
+    """Network `<project>-net` and containers `<project>-c0..`; c0's env carries `rev`."""
     docs = [f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {project}-net}}\n"]
-    services = []
     for i in range(n):
-        value = rev if i == 0 else 0
         docs.append(
             "apiVersion: reconciler/v1\nkind: Container\n"
             f"metadata: {{name: {project}-c{i}}}\n"
-            f"spec:\n  image: {IMAGE}\n  command: [sleep, '3600']\n  env: {{REV: '{value}'}}\n"
+            f"spec:\n  image: {IMAGE}\n  command: [sleep, '3600']\n  env: {{REV: '{rev if i == 0 else 0}'}}\n"
             f"  networks: [{{name: {project}-net}}]\n  stopTimeout: 1\n"
         )
-        services.append(
-            f"  c{i}:\n    image: {IMAGE}\n    container_name: {project}-k{i}\n    command: [sleep, '3600']\n"
-            f"    environment: {{REV: '{value}'}}\n    stop_grace_period: 1s\n"
-        )
     (directory / "stack.yaml").write_text("---\n".join(docs))
-    (directory.parent / "compose" / "docker-compose.yml").write_text("version: '3.7'\nservices:\n" + "".join(services))
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
-    """(seconds, exit status, peak RSS in MiB) of one command."""
+def write_compose(directory: Path, project: str, n: int, rev: int) -> None:
+    """The same stack for Compose: its default network, containers `<project>-k0..`; k0's env carries `rev`."""
+    services = [
+        f"  c{i}:\n    image: {IMAGE}\n    container_name: {project}-k{i}\n    command: [sleep, '3600']\n"
+        f"    environment: {{REV: '{rev if i == 0 else 0}'}}\n    stop_grace_period: 1s\n"
+        for i in range(n)
+    ]
+    (directory / "docker-compose.yml").write_text("version: '3.7'\nservices:\n" + "".join(services))
+
+
+@dataclass
+class Run:
+    seconds: float
+    code: int
+    rss_mib: float
+    requests: int | None = None
+    downtime: float | None = None
+    calls: Counter[str] = field(default_factory=Counter)
+
+
+class Downtime:
+    """Polls the engine (directly, not counted) for a running container named `name`; sums the time without."""
+
+    def __init__(self, host: str, name: str) -> None:
+        self.api = docker.APIClient(base_url=host, version="auto", timeout=60)
+        self.name = name
+        self.samples: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def running(self) -> bool:
+        try:
+            info = self.api.inspect_container(self.name)
+        except NotFound:
+            return False
+        return bool(info["State"]["Running"]) and info["Name"].lstrip("/") == self.name
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), self.running()))
+            time.sleep(POLL)
+
+    def __enter__(self) -> Downtime:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        time.sleep(0.1)  # a last sample or two after the command ended
+        self._stop.set()
+        self._thread.join()
+        self.api.close()
+
+    def seconds(self) -> float:
+        """Time from each sample without a running container to the next sample."""
+        return sum(t1 - t0 for (t0, up), (t1, _) in zip(self.samples, self.samples[1:], strict=False) if not up)
+
+
+class Proxy:
+    """bench/counting_proxy.py as a separate process (its GIL is not the bench's), counting into a log file."""
+
+    def __init__(self, upstream: str, root: Path) -> None:
+        self.log = root / "requests.log"
+        self.log.touch()
+        sock = root / "engine.sock"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "counting_proxy.py"),
+                *("--upstream", upstream, "--listen", str(sock)),
+                "--log",
+                str(self.log),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            sys.exit("the counting proxy did not start")
+        self.url = f"unix://{sock}"
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
+    """Wall clock, exit status and peak RSS (ru_maxrss of the child) of one command."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
     assert proc.stderr is not None
-    err = proc.stderr.read()
+    try:
+        err = proc.stderr.read()  # the child exits only once its stderr is read (a pipe may fill)
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted: the command ends (gracefully) before the bench cleans up after it
+        proc.terminate()
+        proc.wait()
+        raise
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 2):
-        print(f"  ! {' '.join(cmd[:4])}… exited {code}: {err.decode(errors='replace')[-400:]}", file=sys.stderr)
-    return seconds, code, usage.ru_maxrss // 1024
+    if proc.returncode not in (0, 2):
+        print(
+            f"  ! {' '.join(cmd[-3:])} exited {proc.returncode}: {err.decode(errors='replace')[-600:]}", file=sys.stderr
+        )
+    return Run(seconds, proc.returncode, usage.ru_maxrss / 1024)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.host = docker_host()
+        self.compose = ensure_compose()
+        self.root = Path(tempfile.mkdtemp(prefix="bench-peer-"))
+        self.proxy = None if args.no_count else Proxy(self.host, self.root)
+        self.api = docker.APIClient(base_url=self.host, version="auto", timeout=120)
+        self.token = secrets.token_hex(3)
+        base = {**os.environ, "RECONCILER_LOCK_DIR": str(self.root / "locks"), "COMPOSE_HTTP_TIMEOUT": "300"}
+        self.env_direct = {**base, "DOCKER_HOST": self.host}
+        self.env_reconcile = {**base, "DOCKER_HOST": self.proxy.url if self.proxy else self.host}
+        self.samples: dict[int, dict[str, dict[str, list[Run]]]] = {}
+        self.created: list[tuple[str, str, Path, Path]] = []
+
+    def reconcile(self, project: str, *args: str) -> Run:
+        before = len(self.proxy.lines()) if self.proxy else 0
+        parallel = ["--parallel", str(self.args.parallel)] if self.args.parallel and args[0] == "apply" else []
+        cmd = [sys.executable, "-m", "reconciler.cli", "--project", project, *args[:1], *parallel, *args[1:]]
+        result = run(cmd, REPO, self.env_reconcile)
+        if self.proxy:
+            lines = self.proxy.lines()[before:]
+            result.requests = len(lines)
+            result.calls = Counter(lines)
+        return result
+
+    def compose_cmd(self, project: str, directory: Path, *args: str, services: int = 0) -> Run:
+        # Compose 1.29 nests a parallel run per service inside the parallel run over services, both under one
+        # limit (COMPOSE_PARALLEL_LIMIT, default 64): with more services than the limit every slot is held by
+        # an outer task waiting for an inner one and `up` hangs for good. A limit above the number of services
+        # avoids that (it is then as parallel as it is below 64 services).
+        env = {**self.env_direct, "COMPOSE_PARALLEL_LIMIT": str(max(64, 2 * services + 8))}
+        return run([self.compose, "-p", project, *args], directory, env)
+
+    def running(self, label: str) -> int:
+        return len(self.api.containers(filters={"label": [label], "status": ["running"]}))
+
+    def size(self, n: int, reps: int) -> None:
+        rp, cp = f"bp{self.token}r{n}", f"bp{self.token}c{n}"
+        rdir, cdir = self.root / f"r{n}", self.root / f"c{n}"
+        rdir.mkdir()
+        cdir.mkdir()
+        self.created.append((rp, cp, rdir, cdir))
+        samples: dict[str, dict[str, list[Run]]] = {s: {"reconcile": [], "compose": []} for s in SCENARIOS}
+        self.samples[n] = samples
+
+        def both(scenario: str, order: list[str], ours: tuple[str, ...], theirs: tuple[str, ...], watch: bool) -> None:
+            for tool in order:
+                name = f"{rp}-c0" if tool == "reconcile" else f"{cp}-k0"
+                if watch:
+                    with Downtime(self.host, name) as down:
+                        got = (
+                            self.reconcile(rp, *ours)
+                            if tool == "reconcile"
+                            else self.compose_cmd(cp, cdir, *theirs, services=n)
+                        )
+                    got.downtime = down.seconds()
+                else:
+                    got = (
+                        self.reconcile(rp, *ours)
+                        if tool == "reconcile"
+                        else self.compose_cmd(cp, cdir, *theirs, services=n)
+                    )
+                samples[scenario][tool].append(got)
+
+        for rep in range(reps):
+            order = ["reconcile", "compose"] if rep % 2 == 0 else ["compose", "reconcile"]
+            print(f"N={n} repetition {rep + 1}/{reps} ({' then '.join(order)})", file=sys.stderr, flush=True)
+            write_reconcile(rdir, rp, n, rev=0)
+            write_compose(cdir, cp, n, rev=0)
+            both("converge", order, ("apply", str(rdir)), ("up", "-d"), False)
+            for tool, label in (
+                ("reconcile", f"io.reconciler.project={rp}"),
+                ("compose", f"com.docker.compose.project={cp}"),
+            ):
+                if self.running(label) != n:
+                    print(
+                        f"  ! {tool}: {self.running(label)} of {n} containers running after converge", file=sys.stderr
+                    )
+            for _ in range(self.args.noop_reps):
+                both("no-op", order, ("apply", str(rdir)), ("up", "-d"), False)
+                samples["no-op plan"]["reconcile"].append(self.reconcile(rp, "plan", str(rdir)))
+            write_reconcile(rdir, rp, n, rev=rep + 1)
+            write_compose(cdir, cp, n, rev=rep + 1)
+            both("env change", order, ("apply", str(rdir)), ("up", "-d"), True)
+            (rdir / "stack.yaml").unlink()
+            both("teardown", order, ("apply", "--allow-empty", str(rdir)), ("down", "-v", "-t", "1"), False)
+
+    def leftovers(self, rp: str, cp: str) -> None:
+        """Retry the networks of this run's projects that are still there, then name any that stay.
+
+        Under load, Docker 20.10 sometimes refuses to remove a network right after many of its containers went
+        ("has active endpoints") and, now and then, for good (a stale endpoint count; a daemon restart clears it).
+        """
+        labels = [f"io.reconciler.project={rp}", f"com.docker.compose.project={cp}"]
+        for _ in range(5):
+            nets = [n for label in labels for n in self.api.networks(filters={"label": [label]})]
+            for net in nets:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.api.remove_network(net["Id"])
+            if not nets:
+                return
+            time.sleep(2)
+        left = [n["Name"] for label in labels for n in self.api.networks(filters={"label": [label]})]
+        if left:
+            print(
+                f"  ! could not remove network(s) {', '.join(left)}: the engine says they have active endpoints",
+                file=sys.stderr,
+            )
+
+    def cleanup(self) -> None:
+        for rp, cp, rdir, cdir in self.created:
+            for f in rdir.glob("*.yaml"):
+                f.unlink()
+            if (cdir / "docker-compose.yml").exists():
+                self.compose_cmd(cp, cdir, "down", "-v", "-t", "1", services=1000)
+            run(
+                [sys.executable, "-m", "reconciler.cli", "--project", rp, "apply", "--allow-empty", str(rdir)],
+                REPO,
+                self.env_direct,
+            )
+            self.leftovers(rp, cp)
+        if self.proxy:
+            self.proxy.close()
+        self.api.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def med(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(samples: dict[int, dict[str, dict[str, list[Run]]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n, scenarios in samples.items():
+        rows = {}
+        for scenario, tools in scenarios.items():
+            r, c = tools["reconcile"], tools["compose"]
+            if scenario == "no-op plan":
+                c = scenarios["no-op"]["compose"]  # Compose's no-op `up -d` is the peer of a plan
+            pairs = [a.seconds / b.seconds for a, b in zip(r, c, strict=False)]
+            rows[scenario] = {
+                "reconcile_s": med([x.seconds for x in r]),
+                "compose_s": med([x.seconds for x in c]),
+                "ratio": med(pairs),
+                "ratio_range": [min(pairs), max(pairs)] if pairs else None,
+                "reconcile_rss_mib": max((x.rss_mib for x in r), default=None),
+                "compose_rss_mib": max((x.rss_mib for x in c), default=None),
+                "reconcile_requests": med([x.requests for x in r if x.requests is not None]),
+                "reconcile_calls": dict((r[-1].calls if r else Counter()).most_common()),
+                "reconcile_downtime_s": med([x.downtime for x in r if x.downtime is not None]),
+                "compose_downtime_s": med([x.downtime for x in c if x.downtime is not None]),
+                "failures": sum(x.code not in (0, 2) for x in r + c),
+                "samples": {"reconcile": [x.seconds for x in r], "compose": [x.seconds for x in c]},
+            }
+        out[str(n)] = rows
+    return out
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line), "?")
+    return (
+        f"{platform.node()}: {cpus} CPUs, {int(mem) // 1024} MiB RAM, Python {platform.python_version()}, load {load}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=20, help="containers in the stack (default 20)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sizes", default="10,50,200", help="container counts (default 10,50,200)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions at N <= 50 (default 3)")
+    parser.add_argument("--large-reps", type=int, default=2, help="repetitions at N > 50 (default 2)")
+    parser.add_argument("--noop-reps", type=int, default=2, help="no-op runs per repetition (default 2)")
+    parser.add_argument("--parallel", type=int, default=0, help="reconcile's --parallel (default: its own)")
+    parser.add_argument("--no-count", action="store_true", help="reconcile talks to the engine directly")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    host = docker_host()
-    compose = ensure_compose()
-    env = {**os.environ, "DOCKER_HOST": host, "COMPOSE_HTTP_TIMEOUT": "300"}
-    project = "bench" + secrets.token_hex(3)
-    root = Path(tempfile.mkdtemp(prefix="bench-peer-"))
-    manifests, compose_dir = root / "manifests", root / "compose"
-    manifests.mkdir()
-    compose_dir.mkdir()
-    reconcile = [sys.executable, "-m", "reconciler.cli", "--project", project]
-    dc = [compose, "-p", project]
-    rows: list[dict[str, object]] = []
-
-    def phase(name: str, ours: list[str], theirs: list[str]) -> None:
-        r = run(reconcile + ours, REPO, env)
-        c = run(dc + theirs, compose_dir, env)
-        rows.append(
-            {
-                "phase": name,
-                "reconcile_s": r[0],
-                "compose_s": c[0],
-                "reconcile_rss_mib": r[2],
-                "compose_rss_mib": c[2],
-                "ratio": c[0] / r[0] if r[0] else None,
-            }
-        )
-
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    bench = Bench(args)
+    info = docker.APIClient(base_url=bench.host, version="auto").version()
+    started = time.time()
     try:
-        write_stack(manifests, project, args.n, rev=1)
-        phase("converge", ["apply", str(manifests)], ["up", "-d"])
-        phase("no-op", ["apply", str(manifests)], ["up", "-d"])
-        phase("plan / ps", ["plan", str(manifests)], ["ps"])
-        write_stack(manifests, project, args.n, rev=2)
-        phase("one change", ["apply", str(manifests)], ["up", "-d"])
-        for f in manifests.glob("*.yaml"):
-            f.unlink()
-        phase("teardown", ["apply", "--allow-empty", str(manifests)], ["down", "-t", "1"])
+        for n in sizes:
+            bench.size(n, args.reps if n <= 50 else args.large_reps)
+            report(args, bench, info, started, final=False)
     finally:
-        run([*dc, "down", "-t", "1"], compose_dir, env)
-        run([*reconcile, "apply", "--allow-empty", str(manifests)], REPO, env)
-        shutil.rmtree(root, ignore_errors=True)
-
-    if args.json:
-        print(json.dumps({"containers": args.n, "rows": rows}, indent=2))
-        return 0
-    print(f"{args.n} containers + 1 network, Docker engine at {host}")
-    print(f"{'phase':<12} {'reconcile':>10} {'compose v1':>11} {'compose/reconcile':>18} {'RSS (MiB) r / c':>16}")
-    for row in rows:
-        print(
-            f"{row['phase']:<12} {row['reconcile_s']:>9.2f}s {row['compose_s']:>10.2f}s "
-            f"{row['ratio']:>17.1f}x {row['reconcile_rss_mib']:>7} / {row['compose_rss_mib']:<6}"
-        )
+        bench.cleanup()
+    report(args, bench, info, started, final=True)
     return 0
+
+
+def report(args: argparse.Namespace, bench: Bench, info: dict[str, Any], started: float, final: bool) -> None:
+    """Write --out after every N (a long run interrupted later keeps what it measured); print at the end."""
+    result = {
+        "machine": machine(),
+        "engine": f"Docker {info.get('Version')} (API {info.get('ApiVersion')}) at {bench.host}",
+        "compose": subprocess.run([bench.compose, "version", "--short"], capture_output=True, text=True).stdout.strip(),
+        "parallel": args.parallel or "default",
+        "requests_counted": not args.no_count,
+        "minutes": round((time.time() - started) / 60, 1),
+        "sizes": summarize(bench.samples),
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    if not final and not args.json:
+        print_tables(result, {k: v for k, v in result["sizes"].items() if k == str(max(bench.samples))}, sys.stderr)
+    if not final:
+        return
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print_tables(result, result["sizes"], sys.stdout)
+
+
+def print_tables(result: dict[str, Any], sizes: dict[str, Any], out: Any) -> None:
+    print(
+        f"{result['machine']}\n{result['engine']}, docker-compose {result['compose']}, {result['minutes']} min",
+        file=out,
+    )
+    head = f"{'N':>4} {'scenario':<11} {'reconcile':>9} {'compose':>9} {'r/c':>6} {'r/c range':>11} {'RSS':>6}"
+    print(head + f" {'requests':>8} {'downtime r / c':>16}", file=out)
+    for n, rows in sizes.items():
+        for scenario, row in rows.items():
+            rng = row["ratio_range"]
+            down = (
+                f"{row['reconcile_downtime_s']:.2f}s / {row['compose_downtime_s']:.2f}s"
+                if row["reconcile_downtime_s"] is not None
+                else ""
+            )
+            print(
+                f"{n:>4} {scenario:<11} {row['reconcile_s']:>8.2f}s {row['compose_s']:>8.2f}s {row['ratio']:>5.2f}x "
+                f"{rng[0]:>5.2f}-{rng[1]:<5.2f} {row['reconcile_rss_mib']:>5.0f}M "
+                f"{row['reconcile_requests'] or 0:>8.0f} {down:>16}"
+                + (f"  ({row['failures']} failed runs)" if row["failures"] else ""),
+                file=out,
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ TIMEOUT = 120
 PING_TIMEOUT = 10
 MIN_API = "1.40"
 SSH_POOL = 4
+# docker-py keeps one pool per request URL on a unix socket (so one per container inspected), each of at most
+# `max_pool_size` (default 10) connections; when more requests to one URL are in flight than that, urllib3
+# discards the extra connections with a warning, and if the pool is evicted meanwhile (one of `num_pools` = 25,
+# least recently used first) the request fails with "'NoneType' object has no attribute 'qsize'". That happened
+# with `--parallel 32` (every worker inspects the same image). Sized above any `--parallel` worth using.
+POOL_SIZE = 64
 
 
 def engine_url(docker_host: str | None) -> str:
@@ -70,14 +76,15 @@ def connect(
         kwargs: dict[str, Any] = {
             "tls": lazy.docker.tls.TLSConfig(
                 client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
-            )
+            ),
+            "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
         _ssh_preflight(url)
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
         reap_ssh_processes()
     else:
-        kwargs = lazy.docker.utils.kwargs_from_env()
+        kwargs = {**lazy.docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
     kwargs["base_url"] = url
     try:
         # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let

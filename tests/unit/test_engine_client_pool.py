@@ -1,0 +1,77 @@
+"""The engine client keeps every connection of many concurrent requests to one URL (`--parallel` above 10).
+
+docker-py pools connections per request URL; with its default of 10 per pool, the 11th concurrent request to one
+URL (every apply worker inspecting the same image) had its connection discarded on return, and when that pool was
+evicted at the same moment the request failed ("'NoneType' object has no attribute 'qsize'", seen with
+`apply --parallel 32`). A fake engine on a unix socket holds N requests until all N have arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.drivers.engine.client import connect
+
+CONCURRENT = 24
+
+
+class _Engine(socketserver.StreamRequestHandler):
+    barrier: threading.Barrier
+
+    def handle(self) -> None:
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            if b"/images/" in line:  # the concurrent ones: answered once all of them are in flight
+                self.barrier.wait(timeout=20)
+            body = b'{"ApiVersion": "1.41", "Id": "sha256:0"}'
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "docker.sock")
+    handler = type("Handler", (_Engine,), {"barrier": threading.Barrier(CONCURRENT)})
+    server_type = type("Server", (socketserver.ThreadingUnixStreamServer,), {"request_queue_size": 4 * CONCURRENT})
+    server = server_type(path, handler)  # a backlog for every connect at once (a full one is EAGAIN on unix)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"unix://{path}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_concurrent_requests_to_one_url_keep_their_connections(engine, caplog, monkeypatch):
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    client = connect(engine)
+    errors: list[BaseException] = []
+
+    def inspect() -> None:
+        try:
+            client.inspect_image("busybox:1.35")
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="urllib3"):
+            threads = [threading.Thread(target=inspect) for _ in range(CONCURRENT)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+    finally:
+        client.close()
+    assert errors == []
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
