@@ -62,7 +62,15 @@ class Problem:
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        return printable(": ".join(parts))
+
+
+def printable(text: str) -> str:
+    """`text` with every control or otherwise unprintable character escaped (`\\x00`, `\\n`, `\\u2028`), so a NUL
+    or a newline in a name can neither cut an error line in two nor hide what follows it on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class ValidationFailed(PermanentError):

@@ -23,6 +23,7 @@ from pathlib import Path
 from reconciler.errors import Problem
 from reconciler.manifests import build_resources, find_files, parse_file
 from reconciler.model import Resource
+from reconciler.safeio import MANIFEST_LIMIT, read_bytes
 from reconciler.triggers import absolute_dir
 
 
@@ -59,9 +60,10 @@ class Assembly:
         return sorted(f for f, u in self.use.items() if u is use)
 
 
-def read_file(path: Path, rel: str) -> tuple[list[Resource], list[Problem]]:
-    """The Resources of one file and its own problems (YAML and schema)."""
-    docs, problems = parse_file(path, rel)
+def read_file(path: Path, rel: str, root: Path | None = None) -> tuple[list[Resource], list[Problem]]:
+    """The Resources of one file and its own problems (YAML and schema); with `root`, a file that is a link out of
+    the manifest directory is refused."""
+    docs, problems = parse_file(path, rel, root)
     resources: list[Resource] = []
     for doc in docs:
         resource, doc_problems = build_resources(doc, rel, path)
@@ -74,7 +76,7 @@ def read_file(path: Path, rel: str) -> tuple[list[Resource], list[Problem]]:
 def _blank(path: Path) -> bool:
     """Whether the file holds nothing but whitespace (a file that cannot be read is left to the parser)."""
     try:
-        return not path.read_bytes().strip()
+        return not read_bytes(path, MANIFEST_LIMIT).strip()  # never blocks on a FIFO, never reads /dev/zero
     except OSError:
         return False
 
@@ -99,7 +101,7 @@ class LastValid:
                 use[rel] = Use.LAST_VALID  # truncated mid-save (or a failed write): not a request to prune
                 emptied.append(rel)
                 continue
-            resources, file_problems = read_file(path, rel)
+            resources, file_problems = read_file(path, rel, self.root)
             if file_problems:
                 problems.extend(file_problems)
                 use[rel] = self._fallback(rel)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import os
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from reconciler.errors import LockHeld
 
@@ -24,30 +26,78 @@ def lock_dir() -> Path:
     )
 
 
-def lock_path(project: str, engine: str) -> Path:
-    """`<lock dir>/<project>-<hash of the engine URL>.lock` (default lock dir: /run/reconciler)."""
-    digest = hashlib.sha256(engine.encode()).hexdigest()[:10]
+DEFAULT_PORTS = {"tcp": 2375, "ssh": 22}
+
+
+def canonical_engine(engine: str) -> str:
+    """One spelling per engine, so two spellings of the same engine take the same lock: a unix socket's path with
+    `.`, `..`, repeated slashes and symbolic links resolved (`unix:///var/run/docker.sock` is
+    `unix:///run/docker.sock` where /var/run links to /run); tcp (and http/https) as `tcp://host:port` with the host
+    in lower case, an IP address in its compressed form and the default port 2375 filled in; ssh as
+    `ssh://[user@]host:port` (default 22). Anything else is kept as written."""
+    text = engine.strip()
+    if text.startswith("unix://"):
+        path = text[len("unix://") :] or "/"
+        return "unix://" + os.path.realpath(path)
+    if text.startswith("/"):  # docker-py also takes a bare socket path
+        return "unix://" + os.path.realpath(text)
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        scheme = "tcp"
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return text
+    host = parts.hostname.lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+        host = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    except ValueError:
+        pass
+    user = f"{parts.username}@" if scheme == "ssh" and parts.username else ""
+    return f"{scheme}://{user}{host}:{port or DEFAULT_PORTS[scheme]}"
+
+
+def _path_for(project: str, engine_key: str) -> Path:
+    digest = hashlib.sha256(engine_key.encode()).hexdigest()[:10]
     return lock_dir() / f"{project}-{digest}.lock"
+
+
+def lock_path(project: str, engine: str) -> Path:
+    """`<lock dir>/<project>-<hash of the canonical engine URL>.lock` (default lock dir: /run/reconciler)."""
+    return _path_for(project, canonical_engine(engine))
+
+
+def legacy_lock_path(project: str, engine: str) -> Path | None:
+    """The lock file earlier releases used for `engine` (hashed as spelled), when it differs from the canonical
+    one: taken as well, so a writer of an earlier release and this one still exclude each other."""
+    legacy = _path_for(project, engine)
+    return None if legacy == lock_path(project, engine) else legacy
 
 
 class ProjectLock:
     def __init__(self, project: str, engine: str, wait: bool = False, poll: float = 0.2) -> None:
         self.path = lock_path(project, engine)
+        self.paths = [p for p in (self.path, legacy_lock_path(project, engine)) if p is not None]
         self.project = project
         self.wait = wait
         self.poll = poll
         self.waited = False  # True once another writer held the lock when this one asked
         self._fd: int | None = None
+        self._fds: list[int] = []
 
-    def _holder(self) -> str:
+    def _holder(self, path: Path) -> str:
         try:
-            return self.path.read_text().strip() or "unknown"
+            return path.read_text().strip() or "unknown"
         except OSError:
             return "unknown"
 
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def _take(self, path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,23 +105,35 @@ class ProjectLock:
             except BlockingIOError:
                 self.waited = True
                 if not self.wait:
-                    holder = self._holder()
+                    holder = self._holder(path)
                     os.close(fd)
                     raise LockHeld(
                         f"project {self.project} is being changed by another reconcile "
-                        f"(PID {holder}, lock {self.path}); use --wait to wait for it"
+                        f"(PID {holder}, lock {path}); use --wait to wait for it"
                     ) from None
                 time.sleep(self.poll)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        return fd
+
+    def acquire(self) -> None:
+        """The canonical lock file first, then the one earlier releases named by the URL as spelled (always in
+        this order, so two writers of this release never wait on each other crosswise)."""
+        try:
+            for path in self.paths:
+                self._fds.append(self._take(path))
+        except BaseException:
+            self.release()
+            raise
+        self._fd = self._fds[0]
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        while self._fds:
+            fd = self._fds.pop()
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._fd = None
 
     def __enter__(self) -> ProjectLock:
         if self._fd is None:  # acquired beforehand (e.g. while signals could still cancel the wait)

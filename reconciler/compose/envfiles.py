@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reconciler.safeio import UnsafeFile, read_env_text
+
 # reconciler's own env-file line (reconciler/drivers' Container spec), kept in step here
 _RECONCILER_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 
@@ -18,11 +20,9 @@ _RECONCILER_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 def env_file_problem(path: Path) -> str | None:
     """None when reconciler reads the file as Compose does; otherwise why not, naming the first line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return "not UTF-8 text"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
+        text = read_env_text(path)  # regular files of at most 1 MiB: /dev/zero or a FIFO never hang the import
+    except UnsafeFile as exc:
+        return exc.reason
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue

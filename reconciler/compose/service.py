@@ -21,6 +21,7 @@ from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, 
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+from reconciler.safeio import inside, sensitive_reason
 
 SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
@@ -166,6 +167,20 @@ class ServiceMapper:
             at = build.at("context")
             raise ComposeError(at.file, at.line, f"services.{self.name}.build.context: {path} is not a directory")
         out["context"] = self.ctx.manifest_path(context)
+        # validation asks for these opt-ins: a context outside the output directory (and a sensitive one) is sent
+        # to the engine and may end up in a pushed image, so the import sets them and says so
+        real = os.path.realpath(path)
+        if not inside(real, os.path.realpath(self.ctx.out_dir)):
+            out["allowExternalContext"] = True
+            self.flag(
+                "build.context",
+                f"{real} is outside the output directory: carried over with allowExternalContext: true",
+                build.at("context") if "context" in build else None,
+            )
+            reason = sensitive_reason(str(path))
+            if reason:
+                out["allowSensitive"] = True
+                self.flag("build.context", f"{reason}: carried over with allowSensitive: true")
         for key in build:
             at = build.at(key)
             if key == "context" or key.startswith("x-"):

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from reconciler.safeio import UnsafeFile, read_bytes
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -211,7 +213,9 @@ def read_text(path: Path, shown: str) -> str:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ComposeError(shown, 0, f"file is {size} bytes; at most {MAX_FILE_BYTES} are read")
-        return path.read_bytes().decode("utf-8")
+        return read_bytes(path, MAX_FILE_BYTES).decode("utf-8")  # opened non-blocking, checked again on the fd
+    except UnsafeFile as exc:
+        raise ComposeError(shown, 0, exc.reason) from None
     except UnicodeDecodeError as exc:
         raise ComposeError(shown, 0, f"not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

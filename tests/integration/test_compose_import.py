@@ -70,6 +70,7 @@ def test_full_project_maps_every_key_and_validates(shape):
     assert flagged == {
         ("services.tools.privileged", "flagged"),
         ("services.tools.volumes[0]", "flagged"),
+        ("services.api.build.context", "flagged"),  # outside out/: allowExternalContext set
     }
     valid = cli("--project", "shop", "validate", "out", cwd=d)
     assert valid.returncode == 0, valid.stderr
@@ -121,6 +122,7 @@ def test_full_project_maps_every_key_and_validates(shape):
         "reference": "127.0.0.1:5000/shop/api:2.0",
         "build": {
             "context": "../api",
+            "allowExternalContext": True,
             "dockerfile": "Dockerfile.prod",
             "args": {"VERSION": "2.0"},
             "target": "runtime",

@@ -196,17 +196,21 @@ def test_missing_context_is_a_validation_error(reconcile, tmp_manifests):
     )
 
 
-def test_context_outside_the_manifest_directory_is_built_with_a_warning(
-    api, project_name, reconcile, tmp_manifests, tmp_path
-):
-    """A context reached through `..` is allowed; the plan notes it and the log warns."""
+def test_context_outside_the_manifest_directory_needs_the_opt_in(api, project_name, reconcile, tmp_manifests, tmp_path):
+    """A context reached through `..` is refused (host files could end up in a pushed image) unless the build says
+    allowExternalContext: true; then it is built, and the plan notes it."""
     write_context(tmp_path / "outside")
     ref = f"127.0.0.1:5000/{project_name}/outside:1"
     tmp_manifests("img.yaml", build_manifest("outside", ref, "{context: ../outside}"))
     run = cli(reconcile, tmp_path)
     proc = run("plan", tmp_manifests.dir)
+    assert proc.returncode == 1
+    assert "spec.build.context: build context '../outside' is outside the manifest directory" in proc.stderr
+    assert "allowExternalContext: true" in proc.stderr
+    tmp_manifests("img.yaml", build_manifest("outside", ref, "{context: ../outside, allowExternalContext: true}"))
+    proc = run("plan", tmp_manifests.dir)
     assert proc.returncode == 2
-    assert "outside the manifest directory" in proc.stdout and "image.context.outside" in proc.stderr
+    assert "outside the manifest directory" in proc.stdout
     assert run("apply", tmp_manifests.dir).returncode == 0
     api.inspect_image(ref)
 

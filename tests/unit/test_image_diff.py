@@ -89,13 +89,18 @@ def test_bad_build_inputs_are_spec_errors(
     assert err.value.field == field and message in err.value.message
 
 
-def test_context_outside_the_manifest_directory_warns(tmp_path: Path) -> None:
-    """A context reached through `..` outside the manifest directory is allowed, with a note on the change."""
+def test_context_outside_the_manifest_directory_needs_the_opt_in(tmp_path: Path) -> None:
+    """A context reached through `..` outside the manifest directory is refused unless
+    `build.allowExternalContext: true`; with it, the change carries a note."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "Dockerfile").write_text("FROM scratch\n")
     driver = ImageDriver(DriverContext("p", tmp_path / "m"))
-    desired = driver.normalize(image_resource(tmp_path, {"reference": REF, "build": {"context": "../outside"}}))
+    with pytest.raises(SpecError) as err:
+        driver.normalize(image_resource(tmp_path, {"reference": REF, "build": {"context": "../outside"}}))
+    assert err.value.field == "spec.build.context" and "allowExternalContext" in err.value.message
+    build = {"context": "../outside", "allowExternalContext": True}
+    desired = driver.normalize(image_resource(tmp_path, {"reference": REF, "build": build}))
     change = driver.diff(desired, None)
     assert change.action is Action.CREATE
     assert any("outside the manifest directory" in n for n in change.notes)

@@ -7,13 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
-from docker.errors import APIError, ImageNotFound, NotFound
-from docker.utils import parse_repository_tag
-
 from reconciler.drivers.container.fields import FIELDS, CreateCall, in_place_body
 from reconciler.drivers.container.inplace import reconnect as reconnect
 from reconciler.drivers.container.spec import aside_name
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import LABEL_PROJECT, Desired
@@ -67,7 +64,7 @@ def wait_for(
     while True:
         try:
             info = inspect(name)
-        except NotFound:
+        except lazy.NotFound:
             info = None
         if info is not None:
             state = info.get("State") or {}
@@ -195,8 +192,8 @@ class Replacer:
             try:
                 self.api.rename(cid, new_name)
                 return
-            except (APIError, requests.RequestException) as exc:
-                if isinstance(exc, APIError) and (exc.status_code or 0) < 500:
+            except (lazy.APIError, lazy.requests.RequestException) as exc:
+                if isinstance(exc, lazy.APIError) and (exc.status_code or 0) < 500:
                     raise
                 if attempt + 1 == self.RESTORE_ATTEMPTS:
                     raise
@@ -204,7 +201,7 @@ class Replacer:
                 try:
                     if str(self.api.inspect_container(cid).get("Name") or "").lstrip("/") == new_name:
                         return
-                except (APIError, requests.RequestException):
+                except (lazy.APIError, lazy.requests.RequestException):
                     pass
 
     def _stale_aside(self, aside: str, old_id: str) -> str | None:
@@ -212,7 +209,7 @@ class Replacer:
         one, to be removed), or None; a container of another owner there stops the replace untouched."""
         try:
             info = by_name(self.api.inspect_container)(aside)
-        except NotFound:
+        except lazy.NotFound:
             return None
         if info["Id"] == old_id:
             return None
@@ -258,7 +255,7 @@ class Replacer:
         """Idempotent: each action only when the engine's state says it is still needed."""
         try:
             new = by_name(self.api.inspect_container)(name)
-        except NotFound:
+        except lazy.NotFound:
             new = None
         if new is not None and new["Id"] != old_id:
             if _project_of(new) != self.project:
@@ -278,7 +275,7 @@ class Replacer:
 def _said(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
-    if isinstance(exc, APIError):
+    if isinstance(exc, lazy.APIError):
         text = exc.explanation
         return str(text.decode(errors="replace") if isinstance(text, bytes) else text or exc)
     return str(exc) if isinstance(exc, ReconcileError) else repr(exc)
@@ -289,8 +286,8 @@ def _failure(what: str, exc: BaseException) -> ReconcileError:
     TemporaryError), so watch retries soon; permanent otherwise."""
     temporary = (
         (isinstance(exc, ReconcileError) and exc.retryable)
-        or (isinstance(exc, APIError) and (exc.status_code or 0) >= 500)
-        or isinstance(exc, requests.RequestException)
+        or (isinstance(exc, lazy.APIError) and (exc.status_code or 0) >= 500)
+        or isinstance(exc, lazy.requests.RequestException)
     )
     text = f"{what}: {_said(exc)}"
     return TemporaryError(text) if temporary else PermanentError(text)
@@ -305,7 +302,7 @@ def ensure_image(api: Any, reference: str) -> None:
     try:
         api.inspect_image(reference)
         return
-    except ImageNotFound:
+    except lazy.ImageNotFound:
         pass
-    repository, tag = parse_repository_tag(reference)
+    repository, tag = lazy.docker.utils.parse_repository_tag(reference)
     api.pull(repository, tag=tag or "latest")

@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.contract import Catalog
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
+from reconciler.memo import per_catalog
 from reconciler.model import Desired, Reference
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
@@ -27,6 +28,23 @@ SENSITIVE_PATHS = (
     "/var/lib/docker",
     "/var/run/docker.sock",
     "/run/docker.sock",
+)
+
+
+# Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.
+DANGEROUS_CAPS = frozenset(
+    {
+        "ALL",
+        "SYS_ADMIN",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_PTRACE",
+        "SYS_BOOT",
+        "DAC_READ_SEARCH",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "BPF",
+    }
 )
 
 
@@ -53,13 +71,44 @@ def engine_paths(docker_host: str | None) -> tuple[str, ...]:
     return ()
 
 
+def _build_index(catalog: Catalog) -> _Index:
+    return _Index(catalog)
+
+
+class _Index:
+    """What checks of every container look up across the catalog, built once per catalog (a scan of the whole
+    catalog per container made validation quadratic): Images by canonical reference, published host ports."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.images: dict[str, Desired] = {}
+        for image in catalog.of_kind("Image"):
+            ref = image.spec.get("reference") or image.resource.spec.get("reference")
+            if ref:
+                self.images.setdefault(canonical_reference(str(ref)), image)
+        # (host port, protocol) -> address -> [(container, index in its ports)]; unspecified addresses under None
+        self.ports: dict[tuple[int, str], dict[Any, list[tuple[Desired, int, Any]]]] = {}
+        for other in catalog.of_kind("Container"):
+            for j, addr, port, proto in _bindings(other):
+                key = None if addr.is_unspecified else addr
+                self.ports.setdefault((port, proto), {}).setdefault(key, []).append((other, j, addr))
+
+    def publishers(self, port: int, proto: str, addr: Any) -> list[tuple[Desired, int, Any]]:
+        """Every binding of (port, proto) that conflicts with `addr`, in catalog order."""
+        bucket = self.ports.get((port, proto)) or {}
+        if addr.is_unspecified:
+            found = [entry for entries in bucket.values() for entry in entries]
+        else:
+            found = [*bucket.get(addr, ()), *bucket.get(None, ())]
+        return sorted(found, key=lambda e: (e[0].name, e[1]))
+
+
+def _index(catalog: Catalog) -> _Index:
+    return per_catalog(catalog, "container.checks", _build_index)
+
+
 def image_manifest(desired: Desired, catalog: Catalog) -> Desired | None:
     """The Image manifest whose reference is this container's image, if the project declares one."""
-    for image in catalog.of_kind("Image"):
-        ref = image.spec.get("reference") or image.resource.spec.get("reference")
-        if ref and canonical_reference(str(ref)) == desired.spec["image"]:
-            return image
-    return None
+    return _index(catalog).images.get(desired.spec["image"])
 
 
 def container_references(desired: Desired) -> Iterator[Reference]:
@@ -104,6 +153,15 @@ def check_container(
     extra = tuple(extra_sensitive)
     if spec["privileged"] and not spec["allowPrivileged"]:
         yield "spec.privileged", "privileged: true gives the container the host; set allowPrivileged: true to allow it"
+    if not spec["allowPrivileged"]:
+        for i, cap in enumerate(raw.get("capAdd") or []):
+            name = str(cap).upper().removeprefix("CAP_")
+            if name in DANGEROUS_CAPS:
+                yield (
+                    f"spec.capAdd.{i}",
+                    f"capAdd {name} gives the container (nearly) the host, as privileged: true does; "
+                    "set allowPrivileged: true to allow it",
+                )
     raw_mounts = raw.get("mounts") or []
     for i, mount in enumerate(raw_mounts):
         field = f"spec.mounts.{i}"
@@ -174,16 +232,13 @@ def _check_ports(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]
                     f"spec.ports.{i}.hostPort",
                     f"host port {addr}:{port}/{proto} is also published by spec.ports[{j}]",
                 )
-        for other in catalog.of_kind("Container"):
-            if other.name == desired.name:
-                continue
-            for j, other_addr, other_port, other_proto in _bindings(other):
-                if port == other_port and proto == other_proto and _conflicts(addr, other_addr):
-                    yield (
-                        f"spec.ports.{i}.hostPort",
-                        f"host port {addr}:{port}/{proto} is also published by Container/{other.name} "
-                        f"({other.resource.source.file}, spec.ports[{j}])",
-                    )
+        for other, j, _ in _index(catalog).publishers(port, proto, addr):
+            if other.name != desired.name:
+                yield (
+                    f"spec.ports.{i}.hostPort",
+                    f"host port {addr}:{port}/{proto} is also published by Container/{other.name} "
+                    f"({other.resource.source.file}, spec.ports[{j}])",
+                )
 
 
 def _check_dependencies(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]]:

@@ -11,8 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from docker.errors import ImageNotFound, NotFound
-
 from reconciler.contract import Catalog, EngineEvent, Key, input_path, run_steps
 from reconciler.drivers.container.apply import (
     Replacer,
@@ -52,6 +50,7 @@ from reconciler.drivers.container.spec import (
     sensitive_env_label,
     sensitive_values,
 )
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.adoption import (
     COMPOSE_NUMBER,
     COMPOSE_PROJECT,
@@ -212,8 +211,8 @@ class ContainerDriver(DockerDriver):
     def _inspect_image(self, ref: str) -> Mapping[str, Any]:
         try:
             return self.api.inspect_image(ref)
-        except ImageNotFound:
-            raise NotFound(ref) from None
+        except lazy.ImageNotFound:
+            raise lazy.NotFound(ref) from None
 
     def _observed(
         self,
@@ -324,7 +323,7 @@ class ContainerDriver(DockerDriver):
         assert change.desired is not None
         try:
             current = self.api.inspect_image(change.desired.spec["image"])["Id"]
-        except ImageNotFound:
+        except lazy.ImageNotFound:
             return True
         if current == facts.image_id:
             self.log.info("container.image_unchanged", name=change.name, image=current[:19])
@@ -391,7 +390,7 @@ class ContainerDriver(DockerDriver):
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""
         try:
             info = by_name(self.api.inspect_container)(name)
-        except NotFound:
+        except lazy.NotFound:
             return
         if (info["Config"].get("Labels") or {}).get(LABEL_PROJECT) == self.project:
             self.api.remove_container(info["Id"], v=False, force=True)
@@ -406,12 +405,12 @@ class ContainerDriver(DockerDriver):
             nonlocal gone
             try:
                 self.api.stop(observed.id, timeout=timeout)
-            except NotFound:
+            except lazy.NotFound:
                 gone = True  # already gone: the goal of a removal
 
         def remove() -> None:
             if not gone:
-                with contextlib.suppress(NotFound):
+                with contextlib.suppress(lazy.NotFound):
                     self.api.remove_container(observed.id, v=False, force=True)  # never the volumes
 
         run_steps(change, {"stop": stop, "remove": remove})

@@ -22,12 +22,11 @@ Pure: the engine operations of in-place changes (reconnect, start/stop) are in i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from docker.types import Mount
 
 from reconciler.drivers.container.inplace import (
     Updating,
@@ -52,9 +51,13 @@ from reconciler.drivers.container.values import (
     shown_cpus,
     shown_size,
 )
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import user_labels
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange, Step
+from reconciler.safeio import tree_of
+
+MAX_CPUS = 1 << 20  # the schema's bound: NanoCpus fit int64 well before, the engine refuses more than the host has
 
 BUILTIN_MODES = ("bridge", "host", "none")
 
@@ -70,6 +73,7 @@ class Normalizing:
     spec: Mapping[str, Any]
     manifest: Path
     sensitive: set[str] = field(default_factory=set)
+    root: Path | None = None  # the manifest directory: env files written inside it may not link out of it
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def _normalize_env(n: Normalizing) -> dict[str, str]:
         path = Path(name)
         if not path.is_absolute():
             path = n.manifest.parent / path
-        found = read_env_file(path, f"spec.envFiles.{i}")
+        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, n.root))
         env.update(found)
         secret.update(found)
     env.update({str(k): str(v) for k, v in (n.spec.get("env") or {}).items()})
@@ -411,9 +415,9 @@ def _write_mounts(value: list[Mapping[str, Any]], call: CreateCall) -> None:
     mounts = []
     for m in value:
         if m["type"] == "tmpfs":
-            mounts.append(Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
+            mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
         else:
-            mounts.append(Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
+            mounts.append(lazy.Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
     call.host["mounts"] = mounts or None
 
 
@@ -670,6 +674,13 @@ def _normalize_resources(n: Normalizing) -> dict[str, Any]:
 
     swap = value.get("memorySwap")
     cpus = value.get("cpus")
+    if cpus is not None and (
+        isinstance(cpus, bool)
+        or not isinstance(cpus, int | float)
+        or not math.isfinite(cpus)
+        or not 0 < cpus <= MAX_CPUS
+    ):
+        raise SpecError(f"{field}.cpus", f"cpus must be a finite number above 0 and at most {MAX_CPUS}, not {cpus!r}")
     return {
         "memory": size("memory"),
         # -1 (unlimited swap) is a value of its own; undeclared stays None and means "twice memory"

@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from docker.errors import APIError
-
+from reconciler.drivers.engine import lazy
 from reconciler.model import Desired, FieldChange
 
 
@@ -61,7 +60,7 @@ def reconnect(
         try:
             api.disconnect_container_from_network(cid, network, force=True)
             disconnected = True
-        except APIError as exc:
+        except lazy.APIError as exc:
             if "is not connected" not in str(exc):
                 raise
         log.info("container.disconnected", name=name, network=network)
@@ -69,12 +68,12 @@ def reconnect(
         return
     try:
         _connect(api, cid, network, wanted)
-    except APIError as exc:
+    except lazy.APIError as exc:
         if disconnected and previous is not None:
             try:
                 _connect(api, cid, network, previous)
                 log.warning("container.reconnect_restored", name=name, network=network, error=str(exc))
-            except APIError as again:
+            except lazy.APIError as again:
                 log.error("container.reconnect_lost", name=name, network=network, error=str(again))
         raise
     log.info("container.connected", name=name, network=network)

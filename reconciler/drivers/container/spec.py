@@ -19,6 +19,7 @@ from reconciler.drivers.container.values import command_line as command_line
 from reconciler.drivers.container.values import parse_bytes as parse_bytes
 from reconciler.drivers.container.values import parse_duration as parse_duration
 from reconciler.model import Desired, Resource
+from reconciler.safeio import manifest_root
 from reconciler.spechash import spec_hash
 
 ASIDE_SUFFIX = "__reconciler_old"
@@ -27,7 +28,9 @@ ASIDE_SUFFIX = "__reconciler_old"
 def normalize_container(resource: Resource) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
     `Desired.sensitive` names the env entries never printed."""
-    normalizing = Normalizing(resource.spec, resource.source.path)
+    normalizing = Normalizing(
+        resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
+    )
     rows = [row for row in FIELDS if row.normalize is not None]
     values = {row.key: row.normalize(normalizing) for row in sorted(rows, key=lambda row: not row.normalize_first)}
     normalized = {row.key: values[row.key] for row in rows}

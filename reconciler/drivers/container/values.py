@@ -7,6 +7,7 @@ field or touches the engine.
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SpecError
+from reconciler.safeio import UnsafeFile, read_env_text
 
 # Stamped on each container: the NAMES (never values) of its env entries that must not be shown, so a later plan
 # that removes or moves one of them knows to mask the old value too.
@@ -28,6 +30,7 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _BYTES = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([bB]|[kKmMgGtTpP](?:[iI]?[bB])?)?$")
 _BYTE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+INT64_MAX = 2**63 - 1  # the engine stores durations (ns), sizes (bytes) and NanoCpus as Go int64
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 
 
@@ -36,6 +39,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid duration {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0 or value * 10**9 > INT64_MAX:
+            raise SpecError(field, f"invalid duration {value!r} (0 to {INT64_MAX // 10**9} seconds)")
         return round(value * 10**9)
     text = str(value).strip()
     if text == "0":
@@ -48,6 +53,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
         pos = match.end()
     if pos != len(text) or not text:
         raise SpecError(field, f"invalid duration {value!r} (use e.g. 500ms, 10s, 1m30s)")
+    if total > INT64_MAX:
+        raise SpecError(field, f"duration {value!r} is too long: the engine holds at most 2^63-1 ns (about 292 years)")
     return round(total)
 
 
@@ -56,12 +63,16 @@ def parse_bytes(value: str | int, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid size {value!r}")
     if isinstance(value, int):
-        return value
-    match = _BYTES.match(str(value).strip())
-    if not match:
-        raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
-    unit = (match.group(2) or "b")[0].lower()
-    return int(float(match.group(1)) * _BYTE_UNITS[unit])
+        size = value
+    else:
+        match = _BYTES.match(str(value).strip())
+        if not match:
+            raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
+        unit = (match.group(2) or "b")[0].lower()
+        size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if size > INT64_MAX:
+        raise SpecError(field, f"size {value!r} is too large: the engine holds at most 2^63-1 bytes (8 EiB)")
+    return size
 
 
 def canonical_reference(ref: str) -> str:
@@ -92,16 +103,14 @@ def capability(name: str) -> str:
     return upper[4:] if upper.startswith("CAP_") else upper
 
 
-def read_env_file(path: Path, field: str) -> dict[str, str]:
-    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed."""
+def read_env_file(path: Path, field: str, tree: Path | str | None = None) -> dict[str, str]:
+    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed. Read with
+    the safe reader: a regular file of at most 1 MiB, not in /proc, /sys or /dev, never through a link out of
+    `tree` (the manifest directory, for a path written inside it)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(field, f"env file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise SpecError(field, f"env file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise SpecError(field, f"env file {path} cannot be read: {exc.strerror}") from None
+        text = read_env_text(path, tree)
+    except UnsafeFile as exc:
+        raise SpecError(field, f"env file {path}: {exc.reason}") from None
     env: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -9,19 +9,18 @@ import socket
 import subprocess
 import threading
 import urllib.parse
-from typing import Any
-
-import docker
-import docker.constants
-import docker.tls
-import requests
-from docker.errors import DockerException
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from reconciler.contract import TlsFiles
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import reason
-from reconciler.drivers.engine.retry import RetryingAPIClient
+from reconciler.drivers.engine.retry import RETRY_POLICY, send_with_retries
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import LABEL_PROJECT
+
+if TYPE_CHECKING:
+    import docker
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TIMEOUT = 120
@@ -45,17 +44,24 @@ def engine_url(docker_host: str | None) -> str:
 _WAITING = re.compile(r"/containers/[^/]+/(stop|restart|wait|attach)$")
 
 
-class _BoundedClient(docker.APIClient):
-    """An APIClient whose requests take a slot of `limit` while the engine works on them. Changes wait (settle
-    windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
+@lru_cache(maxsize=1)
+def _bounded_client_class() -> type:
+    """The APIClient subclass below, made on first use: docker-py is imported only when an engine is contacted
+    (`validate` never does)."""
 
-    limit: threading.Semaphore | None = None
+    class _BoundedClient(lazy.docker.APIClient):
+        """An APIClient whose requests take a slot of `limit` while the engine works on them. Changes wait (settle
+        windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
 
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
-            return super().send(request, **kwargs)
-        with self.limit:
-            return super().send(request, **kwargs)
+        limit: threading.Semaphore | None = None
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
+                return super().send(request, **kwargs)
+            with self.limit:
+                return super().send(request, **kwargs)
+
+    return _BoundedClient
 
 
 def connect(
@@ -69,7 +75,9 @@ def connect(
     url = engine_url(docker_host)
     if tls is not None:
         kwargs: dict[str, Any] = {
-            "tls": docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True),
+            "tls": lazy.docker.tls.TLSConfig(
+                client_cert=(str(tls.cert), str(tls.key)), ca_cert=str(tls.ca), verify=True
+            ),
             "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
@@ -77,7 +85,7 @@ def connect(
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
         reap_ssh_processes()
     else:
-        kwargs = {**docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
+        kwargs = {**lazy.docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
     kwargs["base_url"] = url
     try:
         # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
@@ -92,9 +100,11 @@ def connect(
             raise PermanentError(
                 f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"
             )
-        client = _client(kwargs, min(version, docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT)
+        client = _client(
+            kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
+        )
         client.limit = limit
-    except (DockerException, requests.RequestException, OSError) as exc:
+    except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
@@ -128,13 +138,20 @@ def _ssh_preflight(url: str) -> None:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
 
 
-class _Client(RetryingAPIClient, _BoundedClient):
-    """Every request retried when that is safe (reconciler.drivers.engine.retry), each attempt taking its own
-    slot of the bound: a retry's backoff holds none."""
+@lru_cache(maxsize=1)
+def _client_class() -> type:
+    """The bounded client whose every request is retried when that is safe (reconciler.drivers.engine.retry),
+    each attempt taking its own slot of the bound (a retry's backoff holds none); made on first use."""
+
+    class _Client(_bounded_client_class()):  # type: ignore[misc]
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            return send_with_retries(super().send, request, kwargs, RETRY_POLICY)
+
+    return _Client
 
 
-def _client(kwargs: dict[str, Any], version: str, timeout: float) -> _Client:
-    client = _Client(version=version, timeout=timeout, **kwargs)
+def _client(kwargs: dict[str, Any], version: str, timeout: float) -> Any:
+    client = _client_class()(version=version, timeout=timeout, **kwargs)
     client.trust_env = False
     return client
 

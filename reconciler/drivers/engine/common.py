@@ -6,9 +6,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from docker.errors import APIError, NotFound
-
 from reconciler.contract import BaseDriver
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.adoption import adopting
 from reconciler.drivers.engine.errors import engine_errors
 from reconciler.drivers.engine.session import EngineOptions
@@ -26,7 +25,7 @@ def user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def concurrently(fn: Callable[[str], T], names: Iterable[str]) -> dict[str, T]:
-    """fn(name) for every name, a few at a time; names whose fn raises NotFound are left out."""
+    """fn(name) for every name, a few at a time; names whose fn raises lazy.NotFound are left out."""
     names = sorted(set(names))
     if not names:
         return {}
@@ -34,7 +33,7 @@ def concurrently(fn: Callable[[str], T], names: Iterable[str]) -> dict[str, T]:
     def guarded(name: str) -> tuple[str, T | None]:
         try:
             return name, fn(name)
-        except NotFound:
+        except lazy.NotFound:
             return name, None
 
     with ThreadPoolExecutor(max_workers=min(INSPECT_CONCURRENCY, len(names))) as pool:
@@ -48,13 +47,13 @@ def by_name(inspect: Callable[[str], Mapping[str, Any]]) -> Callable[[str], Mapp
     def lookup(name: str) -> Mapping[str, Any]:
         try:
             info = inspect(name)
-        except APIError as exc:  # a name that is no object's but the start of several IDs
+        except lazy.APIError as exc:  # a name that is no object's but the start of several IDs
             text = str(exc.explanation or exc).lower()
             if "multiple ids found" in text or "ambiguous" in text:
-                raise NotFound(f"no object is named {name}") from None
+                raise lazy.NotFound(f"no object is named {name}") from None
             raise
         if str(info.get("Name") or "").lstrip("/") != name:
-            raise NotFound(f"no object is named {name}")
+            raise lazy.NotFound(f"no object is named {name}")
         return info
 
     return lookup

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import requests
-from docker.errors import APIError, DockerException, NotFound
-
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.retry import never_sent
 from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
 
@@ -20,7 +18,7 @@ _AUTH = ("unauthorized", "denied", "authentication required", "access to the res
 _DNS = ("no such host", "server misbehaving", "name or service not known")
 
 
-def explain(exc: APIError) -> str:
+def explain(exc: lazy.APIError) -> str:
     """The engine's own message of an API error."""
     text = exc.explanation
     if isinstance(text, bytes):
@@ -71,11 +69,11 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
     (pull, push) get the registry's wording."""
     try:
         yield
-    except NotFound as exc:
+    except lazy.NotFound as exc:
         if registry:
             raise registry_failure(what, explain(exc)) from None
         raise PermanentError(f"{what}: {explain(exc)}") from None
-    except APIError as exc:
+    except lazy.APIError as exc:
         message = explain(exc)
         if registry:
             raise registry_failure(what, message) from None
@@ -84,10 +82,14 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
         if "already in progress" in message:  # the engine is busy with the object (a removal someone started)
             raise TemporaryError(f"{what}: {message}") from None
         raise PermanentError(f"{what}: {message}") from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout) and not never_sent(exc):
+    except (lazy.requests.ConnectionError, lazy.requests.Timeout) as exc:
+        if (
+            isinstance(exc, lazy.requests.ConnectionError)
+            and not isinstance(exc, lazy.requests.Timeout)
+            and not never_sent(exc)
+        ):
             # sent, then the connection dropped: the engine may have acted; the next pass observes and re-plans
             raise TemporaryError(f"{what}: the connection to the engine was lost: {reason(exc)}") from None
         raise EngineUnavailable(f"{what}: engine unreachable: {reason(exc)}") from None
-    except DockerException as exc:
+    except lazy.DockerException as exc:
         raise PermanentError(f"{what}: {exc}") from None

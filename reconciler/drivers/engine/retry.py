@@ -28,7 +28,8 @@ A read timeout is not repeated either (the engine is slow, not failing; the clie
 
 urllib3's `Retry` (mounted through requests' HTTPAdapter) cannot express this table: its allow-list is by
 method only, so it cannot tell a repeatable `POST .../start` from a `POST .../rename`, nor turn a repeated
-`DELETE`'s 404 into success; hence this small wrapper of docker-py's `send`.
+`DELETE`'s 404 into success; hence this small wrapper of docker-py's `send` (the engine client's class in
+`client.py` calls `send_with_retries`). requests is imported on first use (`lazy`): `validate` never loads it.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import docker
-import requests
 import structlog
-from requests.structures import CaseInsensitiveDict
+
+from reconciler.drivers.engine import lazy
 
 log = structlog.get_logger()
 
@@ -68,13 +68,13 @@ _REPEATABLE_POSTS = re.compile(
 )
 
 
-def _path_and_query(request: requests.PreparedRequest) -> tuple[str, str]:
+def _path_and_query(request: Any) -> tuple[str, str]:
     url = request.path_url
     path, _, query = url.partition("?")
     return _VERSION.sub("", path), query
 
 
-def safety_of(request: requests.PreparedRequest) -> Safety:
+def safety_of(request: Any) -> Safety:
     """How safe it is to send `request` again after a failure (see the module's table)."""
     method = (request.method or "").upper()
     path, query = _path_and_query(request)
@@ -93,7 +93,7 @@ def safety_of(request: requests.PreparedRequest) -> Safety:
     return Safety.NEVER
 
 
-def _body_json(request: requests.PreparedRequest) -> dict[str, Any]:
+def _body_json(request: Any) -> dict[str, Any]:
     body = request.body
     if isinstance(body, bytes):
         body = body.decode(errors="replace")
@@ -106,7 +106,7 @@ def _body_json(request: requests.PreparedRequest) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _replayable(request: requests.PreparedRequest) -> bool:
+def _replayable(request: Any) -> bool:
     return request.body is None or isinstance(request.body, bytes | str)
 
 
@@ -143,24 +143,24 @@ class RetryPolicy:
         return nominal * (0.5 + 0.5 * rand())
 
 
-def _synthetic(request: requests.PreparedRequest, status: int, reason: str, message: str | None) -> requests.Response:
-    response = requests.Response()
+def _synthetic(request: Any, status: int, reason: str, message: str | None) -> Any:
+    response = lazy.requests.Response()
     response.status_code = status
     response.reason = reason
     response.request = request
     response.url = request.url or ""
-    response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    response.headers = lazy.requests.structures.CaseInsensitiveDict({"Content-Type": "application/json"})
     response._content = json.dumps({"message": message}).encode() if message else b""
     return response
 
 
 def send_with_retries(
-    send: Callable[..., requests.Response],
-    request: requests.PreparedRequest,
+    send: Callable[..., Any],
+    request: Any,
     kwargs: dict[str, Any],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
-) -> requests.Response:
+) -> Any:
     """`send(request, **kwargs)`, repeated as the policy and the request's safety allow."""
     safety = safety_of(request) if _replayable(request) else Safety.NEVER
     attempt = 0
@@ -169,9 +169,9 @@ def send_with_retries(
         last = attempt >= policy.attempts
         try:
             response = send(request, **kwargs)
-        except requests.exceptions.ReadTimeout:
+        except lazy.requests.exceptions.ReadTimeout:
             raise
-        except requests.ConnectionError as exc:
+        except lazy.requests.ConnectionError as exc:
             if last or not (safety is not Safety.NEVER or never_sent(exc)):
                 raise
             _note(request, attempt, f"connection: {_first_line(exc)}")
@@ -198,7 +198,7 @@ def send_with_retries(
         return response
 
 
-def _note(request: requests.PreparedRequest, attempt: int, why: str) -> None:
+def _note(request: Any, attempt: int, why: str) -> None:
     path, _ = _path_and_query(request)
     log.info("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
 
@@ -208,10 +208,4 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-class RetryingAPIClient(docker.APIClient):
-    """docker-py's low-level client whose every request goes through `send_with_retries`."""
-
-    retry_policy = RetryPolicy()
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        return send_with_retries(super().send, request, kwargs, self.retry_policy)
+RETRY_POLICY = RetryPolicy()

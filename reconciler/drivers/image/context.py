@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.utils.build import exclude_paths
-
+from reconciler.drivers.engine import lazy
+from reconciler.safeio import DOCKERFILE_LIMIT, UnsafeFile, read_bytes, tree_of
 from reconciler.spechash import canonical_json
 
 _CACHE: dict[tuple[int, int, int, int], str] = {}
@@ -46,15 +46,16 @@ class BuildInputs:
 def dockerignore_patterns(context: Path) -> list[str]:
     """The patterns of `<context>/.dockerignore` exactly as docker-py's `build()` reads them."""
     path = context / ".dockerignore"
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    text = read_bytes(path, DOCKERFILE_LIMIT, tree=context).decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 
 def context_files(context: Path, dockerfile: str) -> list[str]:
     """Relative paths (files, directories, links) docker-py puts into the build context tar, sorted."""
-    return sorted(exclude_paths(str(context), dockerignore_patterns(context), dockerfile=dockerfile))
+    return sorted(lazy.exclude_paths(str(context), dockerignore_patterns(context), dockerfile=dockerfile))
 
 
 def _file_digest(path: str, st: os.stat_result) -> str:
@@ -64,9 +65,17 @@ def _file_digest(path: str, st: os.stat_result) -> str:
     if cached is not None:
         return cached
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
+    # never through a link, never blocking (a file swapped for a FIFO after the lstat), at most the size lstat saw
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFile(path, "not a regular file")
+        left = st.st_size
+        while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
             digest.update(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
     value = digest.hexdigest()
     with _CACHE_LOCK:
         if len(_CACHE) >= _CACHE_MAX:
@@ -99,8 +108,11 @@ def dockerfile_path(context: Path, dockerfile: str) -> Path:
 
 
 def build_inputs(context: Path, dockerfile: str, args: dict[str, str], target: str | None) -> BuildInputs:
-    """Hash every input of a build. Raises OSError when the context or the Dockerfile cannot be read."""
-    dockerfile_bytes = dockerfile_path(context, dockerfile).read_bytes()
+    """Hash every input of a build. Raises OSError (UnsafeFile for a file refused by the safe reader: not regular,
+    too large, a link out of the context) when the context or the Dockerfile cannot be read."""
+    file = dockerfile_path(context, dockerfile)
+    tree = tree_of(file, context)
+    dockerfile_bytes = read_bytes(file, DOCKERFILE_LIMIT, tree=tree)
     return BuildInputs(
         context=context_hash(context, dockerfile),
         dockerfile="sha256:" + hashlib.sha256(dockerfile_bytes).hexdigest(),

@@ -32,6 +32,7 @@ from reconciler.drivers.image.spec import (
 )
 from reconciler.drivers.image.state import PulledImages, pulled_path
 from reconciler.errors import PermanentError
+from reconciler.memo import per_catalog
 from reconciler.model import (
     LABEL_KIND,
     LABEL_NAME,
@@ -52,6 +53,15 @@ REMOVE_STEP = "remove tag "
 BUILT, PULLED, FOREIGN, ABSENT = "built", "pulled", "foreign", "absent"
 
 
+def _by_reference(catalog: Catalog) -> dict[str, list[str]]:
+    """Reference -> the names of the Images declaring it, in name order (one index per catalog, not a scan of
+    every Image for every Image)."""
+    found: dict[str, list[str]] = {}
+    for image in catalog.of_kind("Image"):
+        found.setdefault(image.spec["reference"], []).append(image.name)
+    return found
+
+
 class ImageDriver(DockerDriver):
     kind = "Image"
     rank = 0
@@ -64,7 +74,7 @@ class ImageDriver(DockerDriver):
 
     # ---- pure ----------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
-        desired = normalize_image(resource)
+        desired = normalize_image(resource, self.ctx.manifest_dir)
         warning = context_warning(resource, self.ctx.manifest_dir)
         if warning:
             self.log.warning("image.context.outside", name=resource.name, source=resource.source.file, detail=warning)
@@ -83,9 +93,9 @@ class ImageDriver(DockerDriver):
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         spec = desired.spec
         ref = parse_reference(spec["reference"])
-        for other in catalog.of_kind(self.kind):
-            if other.name != desired.name and other.spec["reference"] == spec["reference"]:
-                yield "spec.reference", f"{spec['reference']} is also declared by Image/{other.name}"
+        for other in per_catalog(catalog, "image.references", _by_reference).get(spec["reference"], ()):
+            if other != desired.name:
+                yield "spec.reference", f"{spec['reference']} is also declared by Image/{other}"
         if spec["build"] is not None and ref.digest:
             yield "spec.reference", "a built image needs a name:tag reference, not a digest"
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from docker.errors import APIError, NotFound
-
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
 from reconciler.drivers.image.progress import BuildProgress, LayerProgress, Report, StreamFailed
 from reconciler.drivers.image.reference import parse_reference
@@ -71,7 +70,7 @@ def build(
         except StreamFailed as exc:
             at = f" at {exc.step}" if exc.step else ""
             raise PermanentError(f"{where}: build of {reference} failed{at}: {exc.message}") from None
-        except APIError as exc:
+        except lazy.APIError as exc:
             if exc.status_code == 400:  # the engine rejected the Dockerfile itself (syntax) before any step
                 raise PermanentError(f"{where}: build of {reference} failed: {explain(exc)}") from None
             raise
@@ -93,9 +92,9 @@ def untag(api: Any, reference: str, log: Any, where: str) -> None:
     stays, and says so."""
     try:
         api.remove_image(reference, force=False, noprune=False)
-    except NotFound:
+    except lazy.NotFound:
         return  # already gone: the desired end state
-    except APIError as exc:
+    except lazy.APIError as exc:
         if exc.status_code == 409:
             raise PermanentError(f"{where}: image {reference} kept: {explain(exc)}") from None
         with engine_errors(f"{where}: remove {reference}"):

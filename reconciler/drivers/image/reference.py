@@ -10,8 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docker.auth import INDEX_NAME, split_repo_name
-from docker.utils import parse_repository_tag
+INDEX_NAME = "docker.io"  # docker.auth.INDEX_NAME
+
+
+def split_repo_name(repo_name: str) -> tuple[str, str]:
+    """docker.auth.split_repo_name (docker-py 7, Apache-2.0), copied so that validation needs no Docker SDK."""
+    parts = repo_name.split("/", 1)
+    if len(parts) == 1 or ("." not in parts[0] and ":" not in parts[0] and parts[0] != "localhost"):
+        return INDEX_NAME, repo_name  # a Docker Hub repository (`ubuntu`, `user/app`)
+    return parts[0], parts[1]
+
+
+def parse_repository_tag(repo_name: str) -> tuple[str, str | None]:
+    """docker.utils.parse_repository_tag (docker-py 7, Apache-2.0), copied for the same reason."""
+    parts = repo_name.rsplit("@", 1)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    parts = repo_name.rsplit(":", 1)
+    if len(parts) == 2 and "/" not in parts[1]:
+        return parts[0], parts[1]
+    return repo_name, None
+
 
 DOCKER_HUB_HOSTS = frozenset({INDEX_NAME, "index.docker.io", "registry-1.docker.io"})
 DOCKER_HUB_API = "registry-1.docker.io"

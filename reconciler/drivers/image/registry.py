@@ -14,13 +14,14 @@ import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-from docker import auth as docker_auth
-
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.image.reference import ImageRef
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
+
+if TYPE_CHECKING:
+    import requests
 
 TIMEOUT = 10.0
 # Lists/indexes first: `docker pull` records the digest of what the registry serves for the tag, which for a
@@ -95,8 +96,8 @@ def _pick(entry: Mapping[str, Any], *names: str) -> str | None:
 def credentials_for(registry: str) -> Credentials:
     """The user's credentials for `registry` from the Docker client config (none when not configured)."""
     try:
-        config = docker_auth.load_config()
-        entry = docker_auth.resolve_authconfig(config, registry) or {}
+        config = lazy.docker_auth.load_config()
+        entry = lazy.docker_auth.resolve_authconfig(config, registry) or {}
     except Exception:  # an unreadable config or a broken credential helper: go anonymous, as docker does
         return Credentials()
     return Credentials(
@@ -139,7 +140,7 @@ class _Client:
         self.creds = creds
         self.insecure = insecure
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = lazy.requests.Session()
         self.session.trust_env = False  # a proxy from the environment must not see registry credentials
         self.scheme = "https"
 
@@ -150,11 +151,11 @@ class _Client:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             return self.session.request(method, url, timeout=self.timeout, allow_redirects=True, **kwargs)
-        except requests.exceptions.SSLError as exc:
+        except lazy.requests.exceptions.SSLError as exc:
             raise RegistryUnreachable(f"{self.where}: TLS handshake failed ({_short(exc)})") from None
-        except requests.exceptions.Timeout:
+        except lazy.requests.exceptions.Timeout:
             raise RegistryUnreachable(f"{self.where} is unreachable: timed out after {self.timeout:.0f}s") from None
-        except requests.exceptions.ConnectionError as exc:
+        except lazy.requests.exceptions.ConnectionError as exc:
             text = str(exc)
             if any(marker in text for marker in _DNS_FAILURE):
                 raise UnknownRegistryHost(
@@ -227,7 +228,7 @@ class _Client:
             if scheme == "bearer":
                 headers["Authorization"] = f"Bearer {self.token(params)}"
             elif scheme == "basic" and self.creds.present:
-                token = requests.auth._basic_auth_str(self.creds.username or "", self.creds.password or "")
+                token = lazy.requests.auth._basic_auth_str(self.creds.username or "", self.creds.password or "")
                 headers["Authorization"] = token
             else:
                 raise AuthRefused(self._refused(401))

@@ -14,6 +14,7 @@ from reconciler.drivers.image.context import build_inputs, dockerfile_path
 from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import SpecError
 from reconciler.model import Action, Desired, FieldChange, Resource
+from reconciler.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
 from reconciler.spechash import spec_hash
 
 LABEL_INPUT_HASH = "io.reconciler.input-hash"
@@ -31,22 +32,62 @@ def resolve_context(resource: Resource, raw: str) -> Path:
     return Path(os.path.normpath(path))
 
 
+def _root(resource: Resource, manifest_dir: Path | None) -> str:
+    root = manifest_dir if manifest_dir is not None else manifest_root(resource.source.file, resource.source.path)
+    return os.path.realpath(root)
+
+
 def context_warning(resource: Resource, manifest_dir: Path | None) -> str | None:
-    """A warning when a relative context leaves the manifest directory through `..` (allowed, but the
-    directory is then not self-contained: a checkout elsewhere builds something else)."""
+    """A note when the context lies outside the manifest directory (allowed only with allowExternalContext):
+    the directory is then not self-contained, a checkout elsewhere builds something else."""
     build = resource.spec.get("build") or {}
     raw = str(build.get("context") or "")
-    if not raw or Path(raw).is_absolute() or ".." not in Path(raw).parts:
+    if not raw:
         return None
-    root = Path(os.path.normpath((manifest_dir or resource.source.path.parent).resolve()))
-    context = Path(os.path.normpath(resolve_context(resource, raw).resolve()))
-    if context == root or context.is_relative_to(root):
+    context = os.path.realpath(resolve_context(resource, raw))
+    if inside(context, _root(resource, manifest_dir)):
         return None
     return f"build context {raw!r} is outside the manifest directory ({context})"
 
 
-def normalize_image(resource: Resource) -> Desired:
-    """The canonical spec of an Image. Raises SpecError for a context or Dockerfile that cannot be read."""
+def check_context(resource: Resource, context: Path, dockerfile: str, manifest_dir: Path | None) -> None:
+    """A context (or a Dockerfile) outside the manifest directory, links resolved, needs
+    `build.allowExternalContext: true`; one that is, lies in or contains a sensitive host path needs
+    `build.allowSensitive: true` as well: host secrets must never end up in an image by accident."""
+    build = resource.spec.get("build") or {}
+    raw = str(build.get("context") or "")
+    root = _root(resource, manifest_dir)
+    real = os.path.realpath(context)
+    if not inside(real, root) and not build.get("allowExternalContext"):
+        raise SpecError(
+            "spec.build.context",
+            f"build context {raw!r} is outside the manifest directory ({real}); "
+            "set build.allowExternalContext: true to build it",
+        )
+    reason = None if inside(real, root) else sensitive_reason(str(context))
+    if reason and not build.get("allowSensitive"):
+        raise SpecError(
+            "spec.build.context", f"build context {raw!r}: {reason}; set build.allowSensitive: true to build it"
+        )
+    file = os.path.realpath(dockerfile_path(context, dockerfile))
+    if inside(file, real) or inside(file, root):
+        return
+    if not build.get("allowExternalContext"):
+        raise SpecError(
+            "spec.build.dockerfile",
+            f"Dockerfile {dockerfile!r} is outside the build context and the manifest directory ({file}); "
+            "set build.allowExternalContext: true to use it",
+        )
+    reason = sensitive_reason(file)
+    if reason and not build.get("allowSensitive"):
+        raise SpecError(
+            "spec.build.dockerfile", f"Dockerfile {dockerfile!r}: {reason}; set build.allowSensitive: true to use it"
+        )
+
+
+def normalize_image(resource: Resource, manifest_dir: Path | None = None) -> Desired:
+    """The canonical spec of an Image. Raises SpecError for a context or Dockerfile that cannot be read, or
+    that lies outside the manifest directory without the opt-in."""
     spec = resource.spec
     reference = parse_reference(str(spec["reference"])).canonical
     normalized: dict[str, Any] = {
@@ -56,7 +97,7 @@ def normalize_image(resource: Resource) -> Desired:
         "build": None,
     }
     if spec.get("build") is not None:
-        normalized["build"] = _normalize_build(resource, spec["build"])
+        normalized["build"] = _normalize_build(resource, spec["build"], manifest_dir)
     # What the image *is*: pullPolicy and push say how to get and publish it, so changing them never rebuilds.
     build = normalized["build"]
     identity = {
@@ -66,7 +107,7 @@ def normalize_image(resource: Resource) -> Desired:
     return Desired(resource, normalized, spec_hash("Image", identity, resource.labels))
 
 
-def _normalize_build(resource: Resource, build: Mapping[str, Any]) -> dict[str, Any]:
+def _normalize_build(resource: Resource, build: Mapping[str, Any], manifest_dir: Path | None) -> dict[str, Any]:
     raw = str(build["context"])
     context = resolve_context(resource, raw)
     if not context.exists():
@@ -74,14 +115,23 @@ def _normalize_build(resource: Resource, build: Mapping[str, Any]) -> dict[str, 
     if not context.is_dir():
         raise SpecError("spec.build.context", f"build context {raw!r} is not a directory ({context})")
     dockerfile = str(build.get("dockerfile") or "Dockerfile")
-    if not dockerfile_path(context, dockerfile).is_file():
+    found = dockerfile_path(context, dockerfile)
+    if os.path.lexists(found) and not found.is_file():
+        raise SpecError("spec.build.dockerfile", f"Dockerfile {dockerfile!r} is not a regular file ({found})")
+    if not found.is_file():
         raise SpecError(
             "spec.build.dockerfile", f"Dockerfile {dockerfile!r} not found in the build context ({context})"
         )
+    check_context(resource, context, dockerfile, manifest_dir)
     args = {str(k): str(v) for k, v in (build.get("args") or {}).items()}
     target = build.get("target") or None
     try:
         inputs = build_inputs(context, dockerfile, args, target)
+    except UnsafeFile as exc:
+        field = (
+            "spec.build.dockerfile" if exc.path == str(dockerfile_path(context, dockerfile)) else "spec.build.context"
+        )
+        raise SpecError(field, f"cannot read the build context: {exc}") from None
     except OSError as exc:
         where = exc.filename or context
         raise SpecError("spec.build.context", f"cannot read the build context: {exc.strerror}: {where}") from None

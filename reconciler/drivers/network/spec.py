@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,6 +42,43 @@ def subnets_of(spec: Mapping[str, Any]) -> list[ipaddress.IPv4Network | ipaddres
         except ValueError:
             continue
     return found
+
+
+class SubnetIndex:
+    """Every declared subnet, for the overlap check of each network without a scan of all the others: two CIDR
+    networks overlap only when one contains the other, so the clashes of a subnet are its supernets (one dict
+    lookup per shorter prefix) and the subnets inside it (a range of the start-sorted list)."""
+
+    def __init__(self, networks: Iterable[Desired]) -> None:
+        # (version, network address, prefix length) -> [(network name, index in its subnets)]
+        self.exact: dict[tuple[int, int, int], list[tuple[str, int]]] = {}
+        rows = []
+        for desired in networks:
+            for k, subnet in enumerate(subnets_of(desired.spec)):
+                start = int(subnet.network_address)
+                self.exact.setdefault((subnet.version, start, subnet.prefixlen), []).append((desired.name, k))
+                rows.append(((subnet.version, start), desired.name, k, subnet))
+        rows.sort(key=lambda r: r[0])
+        self.starts = [r[0] for r in rows]
+        self.rows = rows
+
+    def clashes(
+        self, name: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+    ) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+        """(other network, its first subnet in its own order that overlaps `subnet`), one per other network."""
+        found: list[tuple[str, int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+        for prefix in range(subnet.prefixlen + 1):
+            outer = subnet.supernet(new_prefix=prefix) if prefix < subnet.prefixlen else subnet
+            for other, k in self.exact.get((subnet.version, int(outer.network_address), prefix), ()):
+                found.append((other, k, outer))
+        low = bisect.bisect_left(self.starts, (subnet.version, int(subnet.network_address)))
+        high = bisect.bisect_right(self.starts, (subnet.version, int(subnet.broadcast_address)))
+        found.extend((other, k, inner) for _, other, k, inner in self.rows[low:high])
+        first: dict[str, tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+        for other, k, net in found:
+            if other != name and (other not in first or k < first[other][0]):
+                first[other] = (k, net)
+        return [(other, net) for other, (_, net) in first.items()]
 
 
 def normalize_network(resource: Resource) -> Desired:

@@ -13,8 +13,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from docker.errors import NotFound
-
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.spec import normalize_data, read_data
@@ -182,7 +181,7 @@ class SwarmDataDriver(DockerDriver):
             with self.errors(change.observed.spec["engineName"], "remove"):
                 try:
                     self._remove(change.observed.id)
-                except NotFound:
+                except lazy.NotFound:
                     return
             self.log.info(f"{self.noun}.removed", name=change.observed.spec["engineName"])
             return

@@ -15,9 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from docker.errors import APIError, NotFound
-
 from reconciler.contract import Catalog, EngineEvent, Key, option
+from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
@@ -240,12 +239,12 @@ class ServiceDriver(DockerDriver):
         """The service named exactly `name` (the engine also answers to IDs and ID prefixes)."""
         try:
             info = self.api.inspect_service(name)
-        except APIError as exc:
+        except lazy.APIError as exc:
             if exc.status_code == 404 or "not found" in explain(exc).lower():
-                raise NotFound(name) from None
+                raise lazy.NotFound(name) from None
             raise
         if (info.get("Spec") or {}).get("Name") != name:
-            raise NotFound(name)
+            raise lazy.NotFound(name)
         return info
 
     def _registry_digest(self, ref: str) -> str | None:
@@ -295,7 +294,7 @@ class ServiceDriver(DockerDriver):
         where = f"service {desired.name}: image {ref} cannot be resolved to a digest"
         try:
             digest = self.api.inspect_distribution(ref)["Descriptor"]["digest"]
-        except APIError as exc:
+        except lazy.APIError as exc:
             raise registry_failure(where, explain(exc)) from None
         except Exception as exc:
             raise TemporaryError(f"{where}: {exc}") from None
@@ -419,7 +418,7 @@ class ServiceDriver(DockerDriver):
         with self.errors(name, "remove"):
             try:
                 self.api.remove_service(service_id)
-            except NotFound:
+            except lazy.NotFound:
                 return
         self.log.info("service.removed", name=name)
         deadline = time.monotonic() + REMOVAL_WAIT_SECONDS

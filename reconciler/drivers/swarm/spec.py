@@ -24,6 +24,7 @@ from reconciler.drivers.swarm.units import (
 )
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
+from reconciler.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
 from reconciler.spechash import spec_hash
 
 SECOND = 10**9
@@ -55,12 +56,13 @@ def _relative(value: str, manifest: Path) -> Path:
     return path if path.is_absolute() else manifest.parent / path
 
 
-def _env(spec: Mapping[str, Any], manifest: Path) -> tuple[dict[str, str], frozenset[str]]:
+def _env(spec: Mapping[str, Any], manifest: Path, root: Path | None = None) -> tuple[dict[str, str], frozenset[str]]:
     """envFiles in order, then `env` on top; the names whose values are never shown (every env-file entry)."""
     env: dict[str, str] = {}
     secret: set[str] = set()
     for i, name in enumerate(spec.get("envFiles") or []):
-        found = read_env_file(_relative(name, manifest), f"spec.envFiles.{i}")
+        path = _relative(name, manifest)
+        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, root))
         env.update(found)
         secret.update(found)
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
@@ -168,7 +170,7 @@ def normalize_service(resource: Resource) -> Desired:
     """The canonical spec of a Service manifest; `Desired.sensitive` names the env entries never printed."""
     spec = resource.spec
     manifest = resource.source.path
-    env, secret = _env(spec, manifest)
+    env, secret = _env(spec, manifest, manifest_root(resource.source.file, resource.source.path))
     mode = spec.get("mode", "replicated")
     restart = spec.get("restartPolicy") or {}
     placement = spec.get("placement") or {}
@@ -254,9 +256,9 @@ def read_data(desired: Desired) -> bytes:
     """The bytes of a Secret/Config, read again at apply; refused when they no longer match the plan's hash."""
     path = Path(desired.spec["file"])
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SpecError("spec.file", f"{path} cannot be read: {exc.strerror}") from None
+        data = read_bytes(path, MAX_DATA_BYTES[desired.kind])  # regular, bounded; the hash below is the plan's
+    except UnsafeFile as exc:
+        raise SpecError("spec.file", f"{path} {exc.reason}" if exc.reason == "does not exist" else str(exc)) from None
     if content_digest(desired.kind, desired.name, data) != desired.spec["hash"]:
         raise SpecError("spec.file", f"{path} changed since the plan was made; plan again")
     return data
@@ -269,17 +271,18 @@ def normalize_data(resource: Resource) -> Desired:
     if not raw:
         raise SpecError("spec.file", "required")
     path = _relative(str(raw), resource.source.path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError("spec.file", f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise SpecError("spec.file", f"{path} is a directory") from None
-    except OSError as exc:
-        raise SpecError("spec.file", f"{path} cannot be read: {exc.strerror}") from None
     limit = MAX_DATA_BYTES[resource.kind]
-    if len(data) > limit:
-        raise SpecError("spec.file", f"{path} holds {len(data)} bytes; the engine takes at most {limit}")
+    # regular files only, at most the engine's limit, never through a link out of the manifest directory
+    tree = tree_of(path, manifest_root(resource.source.file, resource.source.path))
+    try:
+        data = read_bytes(path, limit, tree=tree)
+    except UnsafeFile as exc:
+        if os.path.isdir(path):
+            raise SpecError("spec.file", f"{path} is a directory") from None
+        if "limit" in exc.reason:
+            size = os.stat(path).st_size
+            raise SpecError("spec.file", f"{path} holds {size} bytes; the engine takes at most {limit}") from None
+        raise SpecError("spec.file", f"{path} {exc.reason}" if exc.reason == "does not exist" else str(exc)) from None
     if not data and resource.kind == "Secret":
         raise SpecError("spec.file", f"{path} is empty; the engine refuses an empty secret")
     digest = content_digest(resource.kind, resource.name, data)

@@ -7,15 +7,16 @@ another, so the few lines they share are repeated here rather than moved under t
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError
-
+from reconciler.drivers.engine import lazy
 from reconciler.errors import SpecError
+from reconciler.safeio import UnsafeFile, read_env_text
 
 NOT_A_MANAGER = "this engine is not a swarm manager (run `docker swarm init` there, or point at a manager)"
 
@@ -23,6 +24,7 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _BYTES = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([bB]|[kKmMgGtTpP](?:[iI]?[bB])?)?$")
 _BYTE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+INT64_MAX = 2**63 - 1  # the engine stores durations (ns), sizes (bytes) and NanoCpus as Go int64
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")
 
 
@@ -31,6 +33,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid duration {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0 or value * 10**9 > INT64_MAX:
+            raise SpecError(field, f"invalid duration {value!r} (0 to {INT64_MAX // 10**9} seconds)")
         return round(value * 10**9)
     text = str(value).strip()
     if text == "0":
@@ -43,6 +47,8 @@ def parse_duration(value: str | int | float, field: str) -> int:
         pos = match.end()
     if pos != len(text) or not text:
         raise SpecError(field, f"invalid duration {value!r} (use e.g. 500ms, 10s, 1m30s)")
+    if total > INT64_MAX:
+        raise SpecError(field, f"duration {value!r} is too long: the engine holds at most 2^63-1 ns (about 292 years)")
     return round(total)
 
 
@@ -65,12 +71,16 @@ def parse_bytes(value: str | int, field: str) -> int:
     if isinstance(value, bool):
         raise SpecError(field, f"invalid size {value!r}")
     if isinstance(value, int):
-        return value
-    match = _BYTES.match(str(value).strip())
-    if not match:
-        raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
-    unit = (match.group(2) or "b")[0].lower()
-    return int(float(match.group(1)) * _BYTE_UNITS[unit])
+        size = value
+    else:
+        match = _BYTES.match(str(value).strip())
+        if not match:
+            raise SpecError(field, f"invalid size {value!r} (use e.g. 512k, 64m, 1g)")
+        unit = (match.group(2) or "b")[0].lower()
+        size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if size > INT64_MAX:
+        raise SpecError(field, f"size {value!r} is too large: the engine holds at most 2^63-1 bytes (8 EiB)")
+    return size
 
 
 def command_line(value: str | list[str] | None) -> list[str] | None:
@@ -101,16 +111,14 @@ def split_digest(ref: str) -> tuple[str, str | None]:
     return name, (digest if at else None)
 
 
-def read_env_file(path: Path, field: str) -> dict[str, str]:
-    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed."""
+def read_env_file(path: Path, field: str, tree: Path | str | None = None) -> dict[str, str]:
+    """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed. Read with
+    the safe reader: a regular file of at most 1 MiB, not in /proc, /sys or /dev, never through a link out of
+    `tree` (the manifest directory, for a path written inside it)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(field, f"env file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise SpecError(field, f"env file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise SpecError(field, f"env file {path} cannot be read: {exc.strerror}") from None
+        text = read_env_text(path, tree)
+    except UnsafeFile as exc:
+        raise SpecError(field, f"env file {path}: {exc.reason}") from None
     env: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -140,7 +148,7 @@ def list_on_manager(listing: Callable[[], Any]) -> Any:
     kinds must plan on any engine, and one with them is blocked with a clear reason."""
     try:
         return listing()
-    except APIError as exc:
+    except lazy.APIError as exc:
         if exc.status_code == 503 and "swarm" in str(exc.explanation or "").lower():
             return None
         raise
