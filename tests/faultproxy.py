@@ -104,11 +104,9 @@ class FaultProxy:
         listen: str | None = None,
     ) -> None:
         self.upstream = upstream.removeprefix("unix://")
-        self._own_dir = None
-        if listen is None:
-            self._own_dir = tempfile.mkdtemp(prefix="fp-", dir="/tmp")  # unix socket paths: 108 bytes at most
-            listen = os.path.join(self._own_dir, "docker.sock")
-        self.path = listen
+        self._own_dir: str | None = None
+        self._listen = listen
+        self.path = listen or ""  # set by start() when not given
         self.random = random.Random(seed)
         self.rates: dict[str, float] = {}
         self.set_rates(error=error, reset=reset, reset_after=reset_after, stall=stall, slow=slow)
@@ -168,6 +166,9 @@ class FaultProxy:
         return rule
 
     def start(self) -> FaultProxy:
+        if self._listen is None and self._own_dir is None:
+            self._own_dir = tempfile.mkdtemp(prefix="fp-", dir="/tmp")  # unix socket paths: 108 bytes at most
+            self.path = os.path.join(self._own_dir, "docker.sock")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,6 +200,7 @@ class FaultProxy:
             os.unlink(self.path)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
 
     def __enter__(self) -> FaultProxy:
         return self.start()
