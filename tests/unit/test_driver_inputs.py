@@ -50,3 +50,14 @@ def test_image_inputs_are_the_build_context_and_an_outside_dockerfile(tmp_path: 
 
 def test_inputs_default_to_none(tmp_path: Path) -> None:
     assert list(BaseDriver(ctx(tmp_path)).inputs(resource("Volume", {}, tmp_path))) == []
+
+
+def test_swarm_inputs_are_secret_files_and_service_env_files(tmp_path: Path) -> None:
+    from reconciler.drivers.swarm.data import ConfigDriver, SecretDriver
+    from reconciler.drivers.swarm.service import ServiceDriver
+
+    for driver in (SecretDriver(ctx(tmp_path)), ConfigDriver(ctx(tmp_path))):
+        found = list(driver.inputs(resource(driver.kind, {"file": "./secrets/db.txt"}, tmp_path)))
+        assert found == [tmp_path / "app" / "secrets" / "db.txt"]
+    service = resource("Service", {"image": "busybox", "envFiles": ["web.env"]}, tmp_path)
+    assert list(ServiceDriver(ctx(tmp_path)).inputs(service)) == [tmp_path / "app" / "web.env"]

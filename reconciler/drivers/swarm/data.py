@@ -10,9 +10,11 @@ they are leftovers of a declared object). The bytes are read from the file at ap
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
+from reconciler.contract import input_path
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
@@ -58,6 +60,11 @@ class SwarmDataDriver(DockerDriver):
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
         return normalize_data(resource)
+
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        """The secret's or config's file (watch applies a rotated secret at once)."""
+        if resource.spec.get("file"):
+            yield input_path(resource, str(resource.spec["file"]))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         if self._not_a_manager:

@@ -13,9 +13,10 @@ import datetime
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
-from reconciler.contract import Catalog, EngineEvent, Key, option
+from reconciler.contract import Catalog, EngineEvent, Key, input_path, option
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
@@ -102,6 +103,11 @@ class ServiceDriver(DockerDriver):
         return seconds
 
     # -- pure ------------------------------------------------------------------------------------------------
+    def inputs(self, resource: Resource) -> Iterable[Path]:
+        """Env files, as for containers."""
+        for name in resource.spec.get("envFiles") or []:
+            yield input_path(resource, str(name))
+
     def normalize(self, resource: Resource) -> Desired:
         return normalize_service(resource)
 
