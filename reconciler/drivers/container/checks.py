@@ -14,21 +14,12 @@ from reconciler.contract import Catalog
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.memo import per_catalog
 from reconciler.model import Desired, Reference
+from reconciler.safeio import SENSITIVE_HOST_PATHS
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
 # A source is sensitive when it is one of these, lies under one, or is a parent of one (`/var` exposes
 # `/var/lib/docker`, `/` exposes everything).
-SENSITIVE_PATHS = (
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/root",
-    "/var/lib/docker",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-)
+SENSITIVE_PATHS = SENSITIVE_HOST_PATHS  # one list for every reader and mount check (reconciler.safeio)
 
 
 # Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.
