@@ -158,10 +158,17 @@ class Engine(Protocol):
         """Drop the connection so the next `client()` connects afresh (after the engine restarted)."""
         ...
 
+    def forget(self) -> None:
+        """Drop whatever is remembered of the engine's objects between passes, so the next pass observes
+        everything afresh (the watch's resync). An engine that remembers nothing does nothing."""
+        ...
+
     def events(self) -> Iterator[EngineEvent]:
         """Connect (raising EngineUnavailable when that fails) and return a blocking stream of notifications
         that may concern declared objects, on its own connection; the stream ends or raises when the
-        connection is lost. `close_events()` unblocks it from another thread."""
+        connection is lost. `close_events()` unblocks it from another thread. While the stream is connected,
+        the engine may remember what it answered about objects until an event says they changed (a watch's
+        passes then ask only about those)."""
         ...
 
     def close_events(self) -> None: ...

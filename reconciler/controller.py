@@ -4,8 +4,10 @@ One loop in the main thread runs passes one at a time (single flight). Triggers 
 engine's events, the resync timer, retry timers) only put requests in a coalescing queue. Every pass is level
 triggered and whole: it re-reads the manifests (keeping the last valid version of a broken file), re-observes
 the engine, plans the whole project and applies every pending change except those of objects waiting out a
-backoff. A full plan is one label-filtered listing per kind, so planning everything is cheap and an event's
-keys only decide *when* a pass runs, never what it may skip.
+backoff. Observing is one label-filtered listing per kind; while the engine's event stream is connected the
+engine remembers its inspect answers between passes and asks again only about objects an event (or this
+process's own write) named since, and the resync makes it forget them all. An event's keys only decide *when* a
+pass runs, never what it may skip.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ log = structlog.get_logger()
 
 ENGINE_MAX_DELAY = 30.0
 EVENT_SETTLE_SECONDS = 0.15
+EVENT_STREAM_WAIT = 5.0  # at start-up, at most this long for the event streams before the first pass
 _FIRST_LOOK = object()  # failed_seen: not observed since the failure yet
 RESYNC_JITTER = 0.1  # +-10 %, so many hosts resyncing against one registry do not do it in step
 
@@ -191,6 +194,7 @@ class Controller:
         batch = batch or Batch(everything=True, reasons={"manual"})
         if "resync" in batch.reasons:
             self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
+            self.runner.forget_observations()  # everything is inspected again, whatever the events said
         self.passes += 1
         started = time.monotonic()
         log.info(
@@ -539,6 +543,16 @@ def _live_views(args: argparse.Namespace, runner: ProjectRunner) -> list[PassObs
     return [view]
 
 
+def _await_event_streams(triggers: Sequence[Any], timeout: float = EVENT_STREAM_WAIT) -> None:
+    """Let the engines' event streams connect before the first pass, so no change made after that pass observed
+    an object goes untold until the resync. An engine that is down does not hold the first pass up for long:
+    that pass then finds it down and backs off."""
+    deadline = time.monotonic() + timeout
+    for trigger in triggers:
+        if isinstance(trigger, EventReader):
+            trigger.connected.wait(max(0.0, deadline - time.monotonic()))
+
+
 def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
@@ -607,6 +621,7 @@ def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
             )
         for trigger in triggers:
             trigger.start()
+        _await_event_streams(triggers)
         if not fleet:
             controllers[0].run()
         else:

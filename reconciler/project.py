@@ -149,6 +149,11 @@ class ProjectRunner:
             on_start=lambda change: self.ctx.progress(change.key, "applying", ""),
         )
 
+    def forget_observations(self) -> None:
+        """The next pass observes every object afresh, whatever the engine remembers (the resync)."""
+        if self.engine is not None:
+            self.engine.forget()
+
     def reset_engine(self) -> None:
         """Forget the engine connection, so the next use reconnects (after the engine restarted)."""
         self.ctx.reset_engine()

@@ -1,5 +1,5 @@
 """Container drift made by hand on the real engine that is more than a field: a paused container, a renamed one,
-and a freshly created container that exits at once."""
+a restart policy changed by `docker update`, and a freshly created container that exits at once."""
 
 from __future__ import annotations
 
@@ -28,6 +28,24 @@ def test_paused_container_is_unpaused(
     apply_ok(reconcile, directory)
     state = api.inspect_container(name)["State"]
     assert state["Running"] and not state["Paused"] and api.inspect_container(name)["Id"] == cid
+    in_sync(reconcile, directory)
+
+
+def test_restart_policy_set_by_hand_is_taken_back(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """docker update --restart always on a container declared without one: updated back to "no" in place (the
+    engine ignores an update naming an empty policy, so "no" must be said)."""
+    name = f"{project_name}-c"
+    directory = write(tmp_manifests, [doc("Container", name, sleeper(base_image))])
+    apply_ok(reconcile, directory)
+    cid = api.inspect_container(name)["Id"]
+    api.update_container(name, restart_policy={"Name": "always"})
+    rc, plan = plan_json(reconcile, directory)
+    assert rc == 2 and changes_of(plan) == {name: ("update", ["restartPolicy"])}
+    apply_ok(reconcile, directory)
+    info = api.inspect_container(name)
+    assert info["HostConfig"]["RestartPolicy"]["Name"] in ("no", "") and info["Id"] == cid
     in_sync(reconcile, directory)
 
 

@@ -1,7 +1,8 @@
 """How many engine requests a no-op costs, counted by bench/counting_proxy.py (behaviour, not time).
 
 A no-op `plan` is a constant number of requests (version, info, one listing per kind, the image inspects) plus one
-inspect per container; a watch pass that no engine event asked for should inspect nothing per object.
+inspect per container; a watch pass inspects only what an engine event (or its own change) named since the last
+pass, and the resync everything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.engine
 # listing per kind (containers, networks, volumes, images; with the swarm kinds also services, secrets, configs),
 # the inspects of the one image by ID and by reference: 9, or 12 with the swarm kinds; 2 to spare
 NOOP_CONSTANT = 14
-RESYNC_NEVER = ("--resync", "600")
 
 
 @pytest.fixture
@@ -73,11 +73,11 @@ def test_noop_plan_is_a_constant_plus_one_inspect_per_container(
 
 
 class Watch:
-    def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path, resync: str = "600") -> None:
         self.log = log
         self._err = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(directory), *RESYNC_NEVER],
+            [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(directory), "--resync", resync],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -137,11 +137,6 @@ def test_an_idle_watch_makes_no_engine_request(watch_in_sync, proxy):
     assert watch.passes_done() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 3 is not built: every watch pass re-observes the whole project (one inspect per "
-    "container), also when no engine event named an object; only a resync should",
-)
 def test_a_watch_pass_without_events_inspects_no_object(watch_in_sync, proxy):
     watch, path = watch_in_sync()
     mark = proxy.mark()
@@ -151,3 +146,79 @@ def test_a_watch_pass_without_events_inspects_no_object(watch_in_sync, proxy):
     watch.wait_passes(2)
     made = proxy.since(mark)
     assert per_object(made) == [], proxy.summary(made)
+
+
+def inspects(entries: list[tuple[str, str]]) -> int:
+    return sum(e == ("GET", "/containers/{}/json") for e in entries)
+
+
+def wait_quiet(watch: Watch, seconds: float = 1.5, timeout: float = 30.0) -> None:
+    """Until no pass has finished for `seconds` (the passes our own changes' events ask for are over)."""
+    deadline = time.monotonic() + timeout
+    done, since = watch.passes_done(), time.monotonic()
+    while time.monotonic() - since < seconds:
+        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        time.sleep(0.1)
+        if watch.passes_done() != done:
+            done, since = watch.passes_done(), time.monotonic()
+
+
+def test_a_change_told_only_by_an_event_is_repaired_inspecting_that_container(
+    watch_in_sync, proxy, api, project_name
+):
+    watch, _ = watch_in_sync()
+    target = f"{project_name}-c2"
+    mark = proxy.mark()
+    # nothing in a container listing shows a restart policy: only the engine's `update` event tells of it
+    api.update_container(target, restart_policy={"Name": "always"})
+    deadline = time.monotonic() + 20
+    while api.inspect_container(target)["HostConfig"]["RestartPolicy"]["Name"] != "no":
+        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        time.sleep(0.1)
+    wait_quiet(watch)
+    made = proxy.since(mark)
+    # the repair pass inspects c2, the pass its own update's event asks for inspects it again: never the other 3
+    assert 1 <= inspects(made) <= 3, proxy.summary(made)
+    assert "object.repaired" in watch.log.read_text(errors="replace")
+
+
+def test_after_its_own_update_a_pass_sees_the_new_state_not_a_remembered_one(
+    watch_in_sync, proxy, api, project_name, base_image
+):
+    watch, path = watch_in_sync()
+    policy = "  stopTimeout: 1\n  restartPolicy: {name: on-failure}\n"
+    edited = path.read_text().replace("  stopTimeout: 1\n", policy, 1)
+    path.write_text(edited)  # c0 only: updated in place
+    target = f"{project_name}-c0"
+    deadline = time.monotonic() + 20
+    while api.inspect_container(target)["HostConfig"]["RestartPolicy"]["Name"] != "on-failure":
+        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        time.sleep(0.1)
+    wait_quiet(watch)
+    updates = watch.log.read_text(errors="replace").count("container.updated")
+    passes = watch.passes_done()
+    mark = proxy.mark()
+    tmp = path.with_name(".stack.yaml.tmp")
+    tmp.write_text(edited)
+    os.replace(tmp, path)  # saved again, unchanged
+    watch.wait_passes(passes + 1)
+    wait_quiet(watch)
+    text = watch.log.read_text(errors="replace")
+    assert text.count("container.updated") == updates, text[-3000:]  # in sync: nothing applied again
+    assert per_object(proxy.since(mark)) == [], proxy.summary(proxy.since(mark))
+
+
+def test_the_resync_inspects_everything_again(reconcile, project_name, tmp_manifests, base_image, proxy, tmp_path):
+    path = tmp_manifests("stack.yaml", stack(project_name, 3, base_image))
+    env = {"RECONCILER_LOCK_DIR": str(tmp_path / "locks")}
+    assert reconcile("apply", tmp_manifests.dir, env=env).returncode == 0
+    environ = {**os.environ, **env, "DOCKER_HOST": proxy.url}
+    w = Watch(project_name, tmp_manifests.dir, environ, tmp_path / "w.log", resync="2")
+    try:
+        w.wait_passes(1)
+        mark = proxy.mark()
+        w.wait_passes(3)  # two resyncs
+        assert inspects(proxy.since(mark)) >= 3, proxy.summary(proxy.since(mark))
+    finally:
+        w.stop()
+    assert path.exists()

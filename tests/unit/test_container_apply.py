@@ -39,7 +39,7 @@ def test_restart_policy_body() -> None:
     """The restart policy goes in the same update call; `no` is sent as the empty name."""
     body = update_body(spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), [], restart=True)
     assert body == {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}
-    assert update_body(spec_of({}), [], restart=True) == {"RestartPolicy": {"Name": ""}}
+    assert update_body(spec_of({}), [], restart=True) == {"RestartPolicy": {"Name": "no"}}
 
 
 def states(*docs: dict) -> Any:

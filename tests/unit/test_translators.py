@@ -24,6 +24,7 @@ from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.image.driver import BUILT, ImageDriver
 from reconciler.drivers.image.reference import parse_reference, repo_digest
 from reconciler.drivers.image.spec import INPUT_FIELDS, input_changes, label_changes, normalize_image, stamped_inputs
@@ -93,6 +94,10 @@ def env_of(lines: list[str] | None) -> dict[str, str]:
 class FixtureEngine:
     """The engine API calls the drivers' `observe` makes, answered from the captured documents."""
 
+    def __init__(self) -> None:
+        self.remembered = Remembered()  # never connected, as in a one-shot command
+        self.asked: list[str] = []
+
     @staticmethod
     def _matching(entries: list[dict[str, Any]], filters: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         wanted = dict(item.split("=", 1) for item in (filters or {}).get("label", []))
@@ -114,6 +119,7 @@ class FixtureEngine:
         return self._matching(doc("containers.list"), filters)
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
+        self.asked.append(f"container {ref}")
         return self._inspect("container", ref, NotFound)
 
     def networks(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -133,6 +139,7 @@ class FixtureEngine:
         return self._matching(doc("images.list"), filters)
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
+        self.asked.append(f"image {ref}")
         return self._inspect("image", ref, ImageNotFound)
 
     def info(self) -> dict[str, Any]:
@@ -310,6 +317,27 @@ def test_container_observe_finds_both_with_their_facts(ctx: DriverContext) -> No
         assert facts.image_id == facts.current_image_id == image["Id"]
         assert facts.defaults == image_defaults(image)
         assert observed.spec["image"] == desired("Container", name).spec["image"]
+
+
+def test_while_events_flow_observe_inspects_again_only_what_an_event_named(ctx: DriverContext) -> None:
+    """The real engine's listing agrees with its inspect answers, so a watch's next pass asks nothing again; an
+    event about one container makes it ask about that one (and no image)."""
+    engine = ctx.engine
+    engine.remembered.connected()
+    want = [desired("Container", n) for n in names("Container")]
+    first = ContainerDriver(ctx).observe(want)
+    assert engine.asked
+    engine.asked.clear()
+    assert ContainerDriver(ctx).observe(want) == first
+    assert engine.asked == []
+    named = doc(f"container.{names('Container')[0]}")["Id"]
+    engine.remembered.saw({"Type": "container", "Action": "update", "Actor": {"ID": named}})
+    assert ContainerDriver(ctx).observe(want) == first
+    assert engine.asked == [f"container {named}"]
+    engine.asked.clear()
+    engine.remembered.disconnected()  # the stream is gone: everything is asked again
+    ContainerDriver(ctx).observe(want)
+    assert sum(a.startswith("container ") for a in engine.asked) == len(want)
 
 
 # --- networks ----------------------------------------------------------------------------------------------------

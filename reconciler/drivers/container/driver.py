@@ -149,13 +149,14 @@ class ContainerDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = self.api.containers(all=True, filters=project_filter(self.project, self.kind))
         with self.errors("*", "inspect"):
-            infos = concurrently(self.api.inspect_container, [c["Id"] for c in listed])
+            # in a watch, only containers an engine event named since the last pass are inspected again
+            infos = self.api.remembered.containers(listed, lambda ids: concurrently(self.api.inspect_container, ids))
             listed_names = {engine_name(i) for i in infos.values()}
             others = concurrently(by_name(self.api.inspect_container), [n for n in declared if n not in listed_names])
             wanted_images = {i["Image"] for i in infos.values()} | {
                 i["Config"]["Image"] for i in infos.values() if i["Config"].get("Image")
             }
-            images = concurrently(self._inspect_image, wanted_images)
+            images = concurrently(self._remembered_image, wanted_images)
         names = {i["Id"]: engine_name(i) for i in [*infos.values(), *others.values()]}
         found: dict[str, Observed] = {}
         for info in infos.values():
@@ -213,6 +214,9 @@ class ContainerDriver(DockerDriver):
             return self.api.inspect_image(ref)
         except lazy.ImageNotFound:
             raise lazy.NotFound(ref) from None
+
+    def _remembered_image(self, ref: str) -> Mapping[str, Any]:
+        return self.api.remembered.image(ref, self._inspect_image)
 
     def _observed(
         self,

@@ -555,7 +555,9 @@ def _write_restart(value: Mapping[str, Any], call: CreateCall) -> None:
 
 
 def _update_restart(value: Mapping[str, Any], changed: list[str], body: dict[str, Any]) -> None:
-    body["RestartPolicy"] = {"Name": "" if value["name"] == "no" else value["name"]}
+    # "no", never "": the engine reads an empty name as "leave the policy as it is" (so did `docker update`
+    # with an empty --restart); a policy set by hand was never taken back
+    body["RestartPolicy"] = {"Name": value["name"]}
     if value["name"] == "on-failure":
         body["RestartPolicy"]["MaximumRetryCount"] = value["maximumRetryCount"]
 

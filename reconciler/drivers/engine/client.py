@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.contract import TlsFiles
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import reason
+from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.engine.retry import RETRY_POLICY, send_with_retries
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import LABEL_PROJECT
@@ -54,9 +55,12 @@ def _bounded_client_class() -> type:
         windows, health checks) without holding one: the bound is on the engine's work, not on the changes."""
 
         limit: threading.Semaphore | None = None
+        remembered: Remembered = Remembered()  # replaced per connection; this one is never connected
 
         def send(self, request: Any, **kwargs: Any) -> Any:
-            if self.limit is None or _WAITING.search(urllib.parse.urlsplit(request.url).path):
+            path = urllib.parse.urlsplit(request.url).path
+            self.remembered.wrote(request.method, path)
+            if self.limit is None or _WAITING.search(path):
                 return super().send(request, **kwargs)
             with self.limit:
                 return super().send(request, **kwargs)
@@ -65,13 +69,16 @@ def _bounded_client_class() -> type:
 
 
 def connect(
-    docker_host: str | None = None, tls: TlsFiles | None = None, limit: threading.Semaphore | None = None
+    docker_host: str | None = None,
+    tls: TlsFiles | None = None,
+    limit: threading.Semaphore | None = None,
+    remembered: Remembered | None = None,
 ) -> docker.APIClient:
     """A low-level client; raises EngineUnavailable with one clear line when nothing answers.
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
     DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
-    config, agent, jump hosts and ControlMaster apply)."""
+    config, agent, jump hosts and ControlMaster apply). `remembered` is told of every write the client makes."""
     url = engine_url(docker_host)
     if tls is not None:
         kwargs: dict[str, Any] = {
@@ -104,6 +111,8 @@ def connect(
             kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
         )
         client.limit = limit
+        if remembered is not None:
+            client.remembered = remembered
     except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {reason(exc)}") from None
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)

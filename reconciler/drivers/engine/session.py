@@ -12,15 +12,20 @@ from typing import Any, ClassVar
 from reconciler.contract import EngineEvent, TlsFiles, option
 from reconciler.drivers.engine.client import connect, engine_url
 from reconciler.drivers.engine.errors import engine_errors, reason
+from reconciler.drivers.engine.remembered import Remembered
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
 
 DEFAULT_REQUESTS = 8
-# What may concern a declared object: a container dying or going, a network or volume removed or changed, a
-# swarm service updated (scaled, edited) or removed by hand.
-EVENT_FILTERS = {
-    "type": ["container", "network", "volume", "service"],
-    "event": ["die", "destroy", "stop", "kill", "oom", "pause", "rename", "disconnect", "update", "remove"],
+# Every event of these types is read: each one may make a remembered inspect answer untrue (reconciler.drivers.
+# engine.remembered). Only those that may concern a declared object reach the core (TRIGGERS): a container dying
+# or going, a network or volume removed or changed, a swarm service updated (scaled, edited) or removed by hand.
+EVENT_FILTERS = {"type": ["container", "network", "volume", "service", "image"]}
+TRIGGERS = {
+    "container": {"die", "destroy", "stop", "kill", "oom", "pause", "rename", "update"},
+    "network": {"destroy", "disconnect", "remove"},
+    "volume": {"destroy", "remove"},
+    "service": {"update", "remove"},
 }
 
 
@@ -61,6 +66,7 @@ class DockerEngine:
         self._lock = threading.Lock()
         self._events_client: Any = None
         self._stream: Any = None
+        self.remembered = Remembered()  # inspect answers kept between a watch's passes while events flow
 
     @property
     def url(self) -> str:
@@ -69,7 +75,7 @@ class DockerEngine:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = connect(self.options.docker_host, self.options.tls, self._requests)
+                self._client = connect(self.options.docker_host, self.options.tls, self._requests, self.remembered)
             return self._client
 
     def ping(self) -> None:
@@ -87,20 +93,34 @@ class DockerEngine:
         return " ".join(str(info.get(key) or "") for key in ("ID", "Name", "DockerRootDir"))
 
     def reset(self) -> None:
+        self.remembered.forget()
         with self._lock:
             client, self._client = self._client, None
         _close(client)
 
+    def forget(self) -> None:
+        self.remembered.forget()
+
     def events(self) -> Iterator[EngineEvent]:
+        self.remembered.disconnected()
         _close(self._events_client)  # a dead client's pooled connections would leak one socket per reconnect
         self._events_client = connect(self.options.docker_host, self.options.tls)
         self._stream = self._events_client.events(decode=True, filters=EVENT_FILTERS)
-        return (
-            EngineEvent(action=str(raw.get("Action") or ""), raw=raw, type=str(raw.get("Type") or ""))
-            for raw in self._stream
-        )
+        self.remembered.connected()  # the request is answered: every change from now on is told
+        return self._relay(self._stream)
+
+    def _relay(self, stream: Iterator[dict[str, Any]]) -> Iterator[EngineEvent]:
+        try:
+            for raw in stream:
+                self.remembered.saw(raw)
+                kind, action = str(raw.get("Type") or ""), str(raw.get("Action") or "")
+                if action in TRIGGERS.get(kind, ()):
+                    yield EngineEvent(action=action, raw=raw, type=kind)
+        finally:
+            self.remembered.disconnected()
 
     def close_events(self) -> None:
+        self.remembered.disconnected()
         stream = self._stream
         if stream is not None and hasattr(stream, "close"):
             with contextlib.suppress(Exception):  # closing a dead stream may fail in many ways
