@@ -119,3 +119,23 @@ def test_validate_imports_no_engine_library(tmp_path: Path) -> None:
     rc, modules = json.loads(proc.stdout.splitlines()[-1])
     assert rc == 0, proc.stderr
     assert not {"docker", "requests", "urllib3", "iptc", "pyroute2", "paramiko"} & set(modules)
+
+
+def test_the_engine_client_leaves_ssh_and_pretty_tracebacks_out_until_needed() -> None:
+    """A client of a unix engine imports neither paramiko (docker-py's ssh transport) nor rich (structlog's pretty
+    tracebacks); an ssh engine's client still gets the transport."""
+    code = (
+        "import json, sys\n"
+        "import reconciler.cli\n"
+        "from reconciler.drivers.engine import lazy\n"
+        "lazy.docker.APIClient(base_url='unix:///nonexistent.sock', version='1.41')\n"
+        "before = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "lazy.ssh_transport()\n"
+        "client = lazy.docker.APIClient(base_url='ssh://nobody@192.0.2.1', use_ssh_client=True, version='1.41')\n"
+        "import rich.console\n"
+        "print(json.dumps([before, type(client._custom_adapter).__name__]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, adapter = json.loads(proc.stdout.splitlines()[-1])
+    assert "docker" in before and not {"paramiko", "rich"} & set(before)
+    assert adapter == "SSHHTTPAdapter"

@@ -89,6 +89,7 @@ def connect(
         }
     elif url.startswith("ssh://"):
         _ssh_preflight(url)
+        lazy.ssh_transport()
         kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
         reap_ssh_processes()
     else:
