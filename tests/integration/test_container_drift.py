@@ -123,3 +123,22 @@ def test_created_container_that_exits_at_once_fails_the_create(
     assert proc.returncode == 1, proc.stdout
     assert "stopped right after starting (exit code 3)" in proc.stdout
     assert not api.containers(all=True, filters={"name": f"^/{name}$"})
+
+
+def test_a_container_its_restart_policy_keeps_bringing_back_fails_the_create(
+    reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, api: Any
+) -> None:
+    """`restartPolicy: always` and a command that dies after a moment: running at every look of the settle
+    window, but restarted in between; that is a crash, reported as one, and nothing is left behind."""
+    name = f"{project_name}-loop"
+    spec = {
+        "image": base_image,
+        "command": ["sh", "-c", "sleep 0.2; exit 3"],
+        "stopTimeout": 1,
+        "restartPolicy": {"name": "always"},
+    }
+    directory = write(tmp_manifests, [doc("Container", name, spec)])
+    proc = reconcile("apply", directory)
+    assert proc.returncode == 1, proc.stdout
+    assert "stopped right after starting" in proc.stdout, proc.stdout
+    assert not api.containers(all=True, filters={"name": f"^/{name}$"})

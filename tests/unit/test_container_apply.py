@@ -276,3 +276,45 @@ def test_replacer_rename_looks_before_trying_again(
         "abc", "web__reconciler_old"
     )
     assert api.name == "web__reconciler_old" and api.renames == renames
+
+
+def _looks(*states: dict[str, Any]) -> tuple[list[int], Any]:
+    """An inspect answering `states` in turn (the last one for ever), counting its calls."""
+    calls = [0]
+
+    def inspect(cid: str) -> dict[str, Any]:
+        calls[0] += 1
+        state = states[min(calls[0], len(states)) - 1]
+        return {"RestartCount": state.get("restarts", 0), "State": {"Running": True, "StartedAt": "t0", **state}}
+
+    return calls, inspect
+
+
+def test_settle_looks_a_few_times_and_passes_a_container_that_stays_up() -> None:
+    calls, inspect = _looks({})
+    container_apply.settle(inspect, "c", seconds=0.3, poll=0.1)
+    assert 3 <= calls[0] <= 5  # at 0, 0.1, 0.2, 0.3 s
+
+
+def test_settle_catches_an_exit() -> None:
+    _, inspect = _looks({}, {"Running": False, "ExitCode": 3})
+    with pytest.raises(PermanentError, match=r"stopped right after starting \(exit code 3\)"):
+        container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [{"StartedAt": "t1", "restarts": 1}, {"StartedAt": "t1"}],
+    ids=["restart count", "start time"],
+)
+def test_settle_catches_a_crash_that_a_restart_policy_hid_between_two_looks(later: dict[str, Any]) -> None:
+    """Running at every look, but started again in between: it crashed."""
+    _, inspect = _looks({}, later)
+    with pytest.raises(PermanentError, match="it was restarted"):
+        container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)
+
+
+def test_settle_catches_a_crash_before_the_first_look() -> None:
+    _, inspect = _looks({"restarts": 1})
+    with pytest.raises(PermanentError, match="it was restarted"):
+        container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)

@@ -19,6 +19,7 @@ POLL_SECONDS = 0.25
 # How long a freshly started replacement must keep running before the old container is removed: a command
 # that exits at once (bad flag, missing file) is caught here and the old container is restored.
 SETTLE_SECONDS = 1.5
+SETTLE_POLL_SECONDS = 0.5  # looks at it at 0, 0.5, 1 and 1.5 s: each look is one engine request of the converge
 
 
 def create_config(api: Any, desired: Desired, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -91,17 +92,34 @@ def wait_for(
         sleep(POLL_SECONDS)
 
 
-def settle(inspect: Callable[[str], Mapping[str, Any]], cid: str, seconds: float = SETTLE_SECONDS) -> None:
-    """Raise when a just-started container stops (or restarts) within `seconds`."""
+def settle(
+    inspect: Callable[[str], Mapping[str, Any]],
+    cid: str,
+    seconds: float = SETTLE_SECONDS,
+    poll: float = SETTLE_POLL_SECONDS,
+) -> None:
+    """Raise when a just-started container stops (or restarts) within `seconds`.
+
+    A restart policy may have brought a crashed container back between two looks, so each look is compared
+    with the first (restart count and start time), not only checked for running: a crash anywhere in the
+    window is caught however sparse the looks, which only decide how soon it is reported."""
     deadline = time.monotonic() + seconds
+    first: tuple[Any, Any] | None = None
     while True:
-        state = inspect(cid).get("State") or {}
-        if not state.get("Running") or state.get("Restarting"):
+        info = inspect(cid)
+        state = info.get("State") or {}
+        started = (info.get("RestartCount"), state.get("StartedAt"))
+        first = first or started
+        restarted = started != first or bool(info.get("RestartCount"))  # a new container starts at 0
+        if not state.get("Running") or state.get("Restarting") or restarted:
             reason = state.get("Error") or f"exit code {state.get('ExitCode')}"
+            if state.get("Running") and not state.get("Restarting"):
+                reason = f"it was restarted ({reason})"
             raise PermanentError(f"the new container stopped right after starting ({reason})")
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return
-        time.sleep(POLL_SECONDS)
+        time.sleep(min(poll, left))
 
 
 class Replacer:
