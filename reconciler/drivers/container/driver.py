@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reconciler.contract import Catalog, EngineEvent, Key, input_path, run_steps
+from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, input_path, run_steps
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -81,6 +82,13 @@ class ContainerDriver(DockerDriver):
     kind = "Container"
     rank = 2
     create_after_deletes = True  # a pruned container may hold the name, host port or static IP of a new one
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        # per pass: each image reference is checked (and pulled when missing) once, not once per container
+        self._images_ready: set[str] = set()
+        self._image_locks: dict[str, threading.Lock] = {}
+        self._image_locks_guard = threading.Lock()
 
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
@@ -344,7 +352,7 @@ class ContainerDriver(DockerDriver):
 
     def _create(self, desired: Desired) -> str:
         self.ctx.progress(desired.key, "starting", "creating the container")
-        ensure_image(self.api, desired.spec["image"])
+        self._ensure_image(desired.spec["image"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired)),
             **sensitive_env_label(desired),
@@ -354,6 +362,16 @@ class ContainerDriver(DockerDriver):
         self.log.info("container.created", name=desired.name, id=cid[:12])
         connect_extra_networks(self.api, cid, desired.spec)
         return cid
+
+    def _ensure_image(self, reference: str) -> None:
+        """The image is there (pulled when missing): asked once per reference and pass, however many containers
+        use it (fifty new containers of one missing image make one pull, not fifty)."""
+        with self._image_locks_guard:
+            lock = self._image_locks.setdefault(reference, threading.Lock())
+        with lock:
+            if reference not in self._images_ready:
+                ensure_image(self.api, reference)
+                self._images_ready.add(reference)
 
     def _start(self, desired: Desired, cid: str) -> None:
         self.ctx.progress(desired.key, "starting", "")
