@@ -72,6 +72,20 @@ def test_noop_plan_is_a_constant_plus_one_inspect_per_container(
     assert grown <= 7 - 2, (proxy.summary(counts[2]), proxy.summary(counts[7]))
 
 
+def test_a_converge_asks_about_the_image_once_and_looks_at_each_new_container_a_few_times(
+    reconcile, project_name, tmp_manifests, base_image, proxy
+):
+    n = 6
+    tmp_manifests("stack.yaml", stack(project_name, n, base_image))
+    mark = proxy.mark()
+    done = reconcile("apply", tmp_manifests.dir, env={"DOCKER_HOST": proxy.url})
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = proxy.summary(proxy.since(mark))
+    assert summary["POST /containers/create"] == n and summary["POST /containers/{}/start"] == n, summary
+    assert summary["GET /images/{}/json"] <= 2, summary  # not one per container
+    assert summary["GET /containers/{}/json"] <= 5 * n, summary  # the settle window's looks: 4 each
+
+
 class Watch:
     def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path, resync: str = "600") -> None:
         self.log = log
