@@ -240,3 +240,14 @@ def test_concurrent_events_and_passes_keep_it_consistent() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_events_of_other_containers_on_the_host_are_not_kept() -> None:
+    memory, engine = Remembered(), Engine(info(A))
+    memory.connected()
+    observe(memory, engine)
+    for i in range(1000):
+        memory.saw({"Type": "container", "Action": "start", "Actor": {"ID": f"{i:064x}"}})
+    assert memory._changed == {}
+    observe(memory, engine)
+    assert engine.asked == [A]

@@ -37,7 +37,9 @@ class Remembered:
         self._live = False
         self._seq = 0
         self._containers: dict[str, tuple[int, Mapping[str, Any]]] = {}  # id -> (asked at, inspect answer)
-        self._changed: dict[str, int] = {}  # container id -> when an event or a write last named it
+        self._changed: dict[str, int] = {}  # container id -> when an event or a write last named it (only
+        # those known or being asked about: the events of every other container on the host are not kept)
+        self._asking: set[str] = set()
         self._images: dict[str, Mapping[str, Any]] = {}  # reference or ID -> inspect answer
         self._containers_since = 0  # no container answer asked before this is kept
         self._images_since = 0  # nor image answer before this
@@ -111,15 +113,21 @@ class Remembered:
             live = self._live
             for cid in [c for c in self._containers if c not in ids]:
                 del self._containers[cid]  # gone from the listing: not asked for again
-            for cid in [c for c, at in self._changed.items() if c not in ids and at <= token]:
-                del self._changed[cid]
+            self._changed = {c: at for c, at in self._changed.items() if c in ids}
             known = {
                 str(c["Id"]): self._containers[str(c["Id"])][1]
                 for c in listed
                 if live and str(c["Id"]) in self._containers and _agrees(c, self._containers[str(c["Id"])][1])
             }
-        asked = inspect(sorted(ids - set(known)))
+            self._asking = ids - set(known)
+        try:
+            asked = inspect(sorted(ids - set(known)))
+        except BaseException:
+            with self._lock:
+                self._asking = set()
+            raise
         with self._lock:
+            self._asking = set()  # under the same lock as the keeping below: no event falls between the two
             self.hits += len(known)
             if self._live and live and self._containers_since <= token:
                 for cid, info in asked.items():
@@ -156,7 +164,7 @@ class Remembered:
         self._images.clear()
 
     def _drop_container(self, cid: str) -> None:
-        if cid:
+        if cid and (cid in self._containers or cid in self._asking):
             self._changed[cid] = self._bump()
             self._containers.pop(cid, None)
 
