@@ -24,8 +24,8 @@ def limit_malloc_arenas(arenas: int = WATCH_ARENAS) -> bool:
     extra arena keeps free memory of its own. watch runs every pass in new threads (pools made per pass, up to
     64 changes at once), which spread that free memory over all the arenas (16 on 2 cores). In the soak
     (docs/guarantees.md, Soak), memory free inside malloc grew from 2.4 to 8.4 MiB over 2,000 edits and the
-    thread arenas' RSS from 7.3 to 12.2 MiB; with 2 arenas, the free memory stayed between 2.3 and 2.9 MiB and
-    the arenas' RSS went from 5.4 to 5.8 MiB."""
+    thread arenas' RSS from 7.3 to 12.2 MiB; with 2 arenas, the free memory stayed between 2.3 and 2.9 MiB after
+    the first hundred edits and the arenas' RSS went from 5.4 to 5.8 MiB."""
     chosen = "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", "")
     if not sys.platform.startswith("linux") or chosen:
         return False
