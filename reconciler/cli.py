@@ -22,6 +22,7 @@ from reconciler.fleet import HostSpec, select_hosts
 from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
 from reconciler.liveview import MODES, LiveView, wants_live
 from reconciler.lock import ProjectLock
+from reconciler.memory import limit_malloc_arenas
 from reconciler.model import Plan, Result
 from reconciler.plugins import driver_classes, engine_class
 from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
@@ -375,6 +376,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.controller import run_watch
 
+    limit_malloc_arenas()  # before any thread: see reconciler/memory.py
     runner = _runner(args)
     loaded = runner.load_valid()
     if loaded.hosts:

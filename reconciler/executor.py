@@ -77,10 +77,16 @@ def execute(
             log.error(f"change.{result.outcome.value}", subject=result.change.subject, error=result.error)
 
     def skip_dependents(key: Key, reason: str) -> None:
-        for dep in sorted(dependents[key]):
+        # Depth first, like a recursion would go, but without one: a nested function that calls itself is a
+        # reference cycle (function -> its closure cell -> function) holding every change of the plan, so a
+        # pass's whole plan would outlive it until the collector's rare full collection (docs/guarantees.md,
+        # Soak).
+        stack = sorted(dependents[key], reverse=True)
+        while stack:
+            dep = stack.pop()
             if dep not in results:
                 record(Result(changes[dep], Outcome.SKIPPED, reason))
-                skip_dependents(dep, reason)
+                stack.extend(sorted(dependents[dep], reverse=True))
 
     running: dict[Future[Result], Key] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="apply") as pool:

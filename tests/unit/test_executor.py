@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 from reconciler.catalog import build_catalog
 from reconciler.executor import execute, succeeded
-from reconciler.model import Action, Outcome
+from reconciler.model import Action, Change, Outcome, Result
 from reconciler.planner import observe_all, plan_changes
 
 from .fakes import FakeDriver, resource
@@ -102,3 +103,30 @@ def test_unchanged_objects_do_not_block_dependents() -> None:
     _, results = run({"Thing": thing}, [resource("Thing", "base"), resource("Thing", "c", {"needs": ["Thing/base"]})])
     assert {r.change.name: r.outcome for r in results} == {"base": Outcome.UNCHANGED, "c": Outcome.APPLIED}
     assert thing.applied == [("c", Action.CREATE)]
+
+
+def test_a_finished_execute_leaves_no_reference_cycle() -> None:
+    """Nothing of a plan waits for the cyclic collector once execute returned and its results are dropped (a
+    pass's whole plan would otherwise outlive the pass until a full collection), skipped dependents included."""
+    thing = FakeDriver("Thing")
+    thing.fail.add("base")
+    res = [
+        resource("Thing", "base"),
+        resource("Thing", "child", {"needs": ["Thing/base"]}),
+        resource("Thing", "grandchild", {"needs": ["Thing/child"]}),
+        resource("Thing", "independent"),
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        plan, results = run({"Thing": thing}, res, workers=2)
+        assert [r.outcome for r in results].count(Outcome.SKIPPED) == 2
+        del plan, results
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, Change | Result)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
