@@ -13,7 +13,7 @@ from docker.errors import APIError
 from reconciler.drivers.container import apply as container_apply
 from reconciler.drivers.container.apply import create_config, reconnect, update_body, wait_for
 from reconciler.drivers.container.spec import normalize_container
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model import Resource, Source
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
@@ -318,3 +318,17 @@ def test_settle_catches_a_crash_before_the_first_look() -> None:
     _, inspect = _looks({"restarts": 1})
     with pytest.raises(PermanentError, match="it was restarted"):
         container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)
+
+
+def test_settle_calls_a_kill_from_outside_temporary_and_an_exit_or_oom_permanent() -> None:
+    """`docker kill` during the window says nothing about the spec: watch retries it after a backoff; an exit of
+    its own, or the OOM killer at the container's memory limit, is the spec's fault and held."""
+    _, killed = _looks({}, {"Running": False, "ExitCode": 137})
+    with pytest.raises(TemporaryError, match="stopped by a signal"):
+        container_apply.settle(killed, "c", seconds=0.3, poll=0.05)
+    _, oom = _looks({}, {"Running": False, "ExitCode": 137, "OOMKilled": True})
+    with pytest.raises(PermanentError):
+        container_apply.settle(oom, "c", seconds=0.3, poll=0.05)
+    _, exited = _looks({}, {"Running": False, "ExitCode": 1})
+    with pytest.raises(PermanentError):
+        container_apply.settle(exited, "c", seconds=0.3, poll=0.05)

@@ -115,11 +115,21 @@ def settle(
             reason = state.get("Error") or f"exit code {state.get('ExitCode')}"
             if state.get("Running") and not state.get("Restarting"):
                 reason = f"it was restarted ({reason})"
+            elif _signalled(state):
+                # most likely someone's `docker kill`/`docker stop` that fell in the window: nothing says the
+                # spec is wrong, so watch tries again after a backoff instead of holding it until it is edited
+                raise TemporaryError(f"the new container was stopped by a signal right after starting ({reason})")
             raise PermanentError(f"the new container stopped right after starting ({reason})")
         left = deadline - time.monotonic()
         if left <= 0:
             return
         time.sleep(min(poll, left))
+
+
+def _signalled(state: Mapping[str, Any]) -> bool:
+    """Ended by SIGKILL or SIGTERM (exit code 128 + signal) and not by the kernel's OOM killer (a memory limit
+    too small for the command is the spec's fault)."""
+    return not state.get("Running") and state.get("ExitCode") in (137, 143) and not state.get("OOMKilled")
 
 
 class Replacer:
