@@ -45,7 +45,7 @@ from typing import Any
 
 import docker
 from docker.errors import NotFound
-from engine_address import REPO, docker_host
+from engine_address import REPO, compile_reconciler, docker_host
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
 HERE = Path(__file__).resolve().parent
@@ -369,6 +369,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    compile_reconciler()
     bench = Bench(args)
     info = docker.APIClient(base_url=bench.host, version="auto").version()
     started = time.time()

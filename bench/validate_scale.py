@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine_address import compile_reconciler
+
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
 
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", type=int, metavar="N", help="print a cProfile summary of one run at N")
     args = parser.parse_args()
+    compile_reconciler()
     with tempfile.TemporaryDirectory(prefix="validate-scale-") as tmp:
         if args.profile:
             tree = Path(tmp) / f"n{args.profile}"

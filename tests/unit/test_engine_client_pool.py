@@ -75,3 +75,33 @@ def test_concurrent_requests_to_one_url_keep_their_connections(engine, caplog, m
         client.close()
     assert errors == []
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+def test_requests_to_many_urls_share_one_pool_and_reuse_its_connections(tmp_path, monkeypatch):
+    """docker-py's unix adapter made a pool (and a connection) per request URL: one per container inspected."""
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    path = str(tmp_path / "docker.sock")
+    connections = []
+
+    class Counting(_Engine):
+        barrier = threading.Barrier(1)
+
+        def setup(self) -> None:
+            connections.append(self)
+            super().setup()
+
+    server = socketserver.ThreadingUnixStreamServer(path, Counting)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = connect(f"unix://{path}")
+    try:
+        for i in range(30):
+            client.inspect_container(f"c{i}")
+        pools = len(client._custom_adapter.pools)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    assert pools == 1
+    assert len(connections) <= 2  # the version probe's own client, and this one's single kept connection

@@ -34,6 +34,10 @@ SSH_POOL = 4
 # least recently used first) the request fails with "'NoneType' object has no attribute 'qsize'". That happened
 # with `--parallel 32` (every worker inspects the same image). Sized above any `--parallel` worth using.
 POOL_SIZE = 64
+# The one pool of a unix-socket client (see _one_pool): above the executor's 64 changes in flight, each of which
+# may hold a connection for a stop that takes no request slot, so no connection is discarded for want of room.
+UNIX_POOL_SIZE = 128
+_ONE_POOL = "http+docker://localhost"
 
 
 def engine_url(docker_host: str | None) -> str:
@@ -112,6 +116,8 @@ def connect(
             kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
         )
         client.limit = limit
+        if not url.startswith("ssh://"):
+            _one_pool(client)
         if remembered is not None:
             client.remembered = remembered
     except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
@@ -119,6 +125,25 @@ def connect(
     except ValueError as exc:  # a malformed URL (e.g. an unclosed IPv6 bracket)
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     return client
+
+
+def _one_pool(client: Any) -> None:
+    """Every request of a unix-socket client through one connection pool, whatever its URL.
+
+    docker-py's unix adapter keeps a pool per request URL, so every inspect of another container made a pool
+    (pre-filled with POOL_SIZE slots) and a new connection, and at most 25 pools were kept: a third of a 200-
+    container `plan`'s CPU went to making and dropping pools. The pool's URL is never used to connect (the socket
+    path is), so one pool serves them all and its connections are reused."""
+    adapter = getattr(client, "_custom_adapter", None)
+    if adapter is None or not hasattr(adapter, "pools"):
+        return  # tcp: requests' own pool manager keeps one pool per host already
+    original = adapter.get_connection
+
+    def get_connection(url: str, proxies: Any = None) -> Any:
+        return original(_ONE_POOL, proxies)
+
+    adapter.get_connection = get_connection
+    adapter.max_pool_size = max(adapter.max_pool_size, UNIX_POOL_SIZE)
 
 
 def _ssh_preflight(url: str) -> None:
