@@ -36,7 +36,7 @@ class Remembered:
         self._lock = threading.Lock()
         self._live = False
         self._seq = 0
-        self._containers: dict[str, tuple[int, Mapping[str, Any]]] = {}  # id -> (asked at, inspect answer)
+        self._containers: dict[str, Mapping[str, Any]] = {}  # id -> inspect answer
         self._changed: dict[str, int] = {}  # container id -> when an event or a write last named it (only
         # those known or being asked about: the events of every other container on the host are not kept)
         self._asking: set[str] = set()
@@ -91,7 +91,7 @@ class Remembered:
             match = _CONTAINER_PATH.match(path)
             if match:
                 self._drop_container(match.group(1))
-            elif "/containers/create" in path or "/volumes/" in path or path.endswith("/volumes/create"):
+            elif "/containers/create" in path or "/volumes/" in path:
                 pass  # a new container, or a volume: no answer kept about either
             elif "/containers/" in path or "/networks/" in path:
                 self._drop_containers()  # addressed by name, or a network (dis)connect: not worth being precise
@@ -114,14 +114,15 @@ class Remembered:
             for cid in [c for c in self._containers if c not in ids]:
                 del self._containers[cid]  # gone from the listing: not asked for again
             self._changed = {c: at for c, at in self._changed.items() if c in ids}
-            known = {
-                str(c["Id"]): self._containers[str(c["Id"])][1]
-                for c in listed
-                if live and str(c["Id"]) in self._containers and _agrees(c, self._containers[str(c["Id"])][1])
-            }
-            self._asking = ids - set(known)
+            known: dict[str, Mapping[str, Any]] = {}
+            for summary in listed if live else ():
+                answer = self._containers.get(str(summary["Id"]))
+                if answer is not None and _agrees(summary, answer):
+                    known[str(summary["Id"])] = answer
+            missing = ids - known.keys()
+            self._asking = set(missing)
         try:
-            asked = inspect(sorted(ids - set(known)))
+            asked = inspect(sorted(missing))
         except BaseException:
             with self._lock:
                 self._asking = set()
@@ -132,7 +133,7 @@ class Remembered:
             if self._live and live and self._containers_since <= token:
                 for cid, info in asked.items():
                     if self._changed.get(cid, 0) <= token:
-                        self._containers[cid] = (token, info)
+                        self._containers[cid] = info
         return {**known, **asked}
 
     def image(self, ref: str, inspect: Callable[[str], Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -169,9 +170,8 @@ class Remembered:
             self._containers.pop(cid, None)
 
     def _drop_containers(self) -> None:
-        seq = self._containers_since = self._bump()
+        self._containers_since = self._bump()  # no answer asked before now is kept, whatever `_changed` says
         self._containers.clear()
-        self._changed = {c: seq for c in self._changed}
 
     def _drop_images(self) -> None:
         self._images_since = self._bump()
