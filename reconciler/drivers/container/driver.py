@@ -164,7 +164,7 @@ class ContainerDriver(DockerDriver):
             wanted_images = {i["Image"] for i in infos.values()} | {
                 i["Config"]["Image"] for i in infos.values() if i["Config"].get("Image")
             }
-            images = concurrently(self._remembered_image, wanted_images)
+            images = concurrently(self.inspect_image, wanted_images)
         names = {i["Id"]: engine_name(i) for i in [*infos.values(), *others.values()]}
         found: dict[str, Observed] = {}
         for info in infos.values():
@@ -205,7 +205,7 @@ class ContainerDriver(DockerDriver):
             return {}
         with self.errors("*", "inspect"):
             infos = concurrently(self.api.inspect_container, sorted(set(candidates.values())))
-            images = concurrently(self._inspect_image, {i["Image"] for i in infos.values()})
+            images = concurrently(self.inspect_image, {i["Image"] for i in infos.values()})
         names = {i["Id"]: engine_name(i) for i in infos.values()}
         adopted: dict[str, Observed] = {}
         for name, cid in candidates.items():
@@ -216,15 +216,6 @@ class ContainerDriver(DockerDriver):
                 obs, labels=labels, spec=spec, raw=dataclasses.replace(obs.raw, adopted=True)
             )
         return adopted
-
-    def _inspect_image(self, ref: str) -> Mapping[str, Any]:
-        try:
-            return self.api.inspect_image(ref)
-        except lazy.ImageNotFound:
-            raise lazy.NotFound(ref) from None
-
-    def _remembered_image(self, ref: str) -> Mapping[str, Any]:
-        return self.api.remembered.image(ref, self._inspect_image)
 
     def _observed(
         self,

@@ -69,6 +69,11 @@ class DockerDriver(BaseDriver):
     def errors(self, name: str, verb: str) -> Any:
         return engine_errors(f"{self.kind.lower()} {name}: {verb}")
 
+    def inspect_image(self, ref: str) -> Mapping[str, Any]:
+        """The engine's answer about image `ref` for `observe`: in a watch, kept between passes until an image event
+        (reconciler.drivers.engine.remembered); lazy.ImageNotFound (a lazy.NotFound) when the engine has none."""
+        return self.api.remembered.image(ref, self.api.inspect_image)
+
     def observe_named(
         self, listed: Mapping[str, Observed], declared: Collection[str], inspect: Callable[[str], Observed]
     ) -> dict[str, Observed]:

@@ -148,7 +148,7 @@ class ImageDriver(DockerDriver):
         pulled = self.pulled.load()
         refs = {d.spec["reference"] for d in wanted.values()} | set(pulled) | {r for m in owned.values() for r in m}
         with self.errors("*", "inspect"):
-            images = concurrently(lambda ref: self.api.remembered.image(ref, self.api.inspect_image), refs)
+            images = concurrently(self.inspect_image, refs)
         for reference, entry in pulled.items():
             if self._pulled_by_us(reference, images.get(reference), pulled) and entry.get("name"):
                 owned[str(entry["name"])].setdefault(reference, PULLED)
