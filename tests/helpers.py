@@ -307,6 +307,17 @@ class WatchProcess:
     def wait_log(self, text: str, timeout: float = CHANGE_TIMEOUT, after: int = 0) -> None:
         wait_for(lambda: text in self.stderr()[after:], timeout, f"{text!r} in the watch log")
 
+    def passes_done(self) -> int:
+        return self.stderr().count("pass.done")
+
+    def wait_passes(self, count: int, timeout: float = 30.0) -> None:
+        """Until `count` passes are done; fails (with the log's end) on timeout or when watch exits first."""
+        deadline = time.monotonic() + timeout
+        while self.passes_done() < count:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"watch did not finish pass {count}: {self.stderr()[-2000:]}")
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         self.proc.send_signal(sig)
         try:

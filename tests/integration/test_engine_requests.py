@@ -8,17 +8,15 @@ pass, and the resync everything.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.counting import counting_proxy
+from tests.helpers import WatchProcess
 
 pytestmark = pytest.mark.engine
 
@@ -86,53 +84,20 @@ def test_a_converge_asks_about_the_image_once_and_looks_at_each_new_container_a_
     assert summary["GET /containers/{}/json"] <= 5 * n, summary  # the settle window's looks: 4 each
 
 
-class Watch:
-    def __init__(self, project: str, directory: Path, env: dict[str, str], log: Path, resync: str = "600") -> None:
-        self.log = log
-        self._err = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(directory), "--resync", resync],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-
-    def passes_done(self) -> int:
-        return self.log.read_text(errors="replace").count("pass.done")
-
-    def wait_passes(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.passes_done() < count:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"watch did not finish pass {count}: {self.log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._err.close()
-
-
 @pytest.fixture
 def watch_in_sync(
     reconcile, project_name, tmp_manifests, base_image, proxy, tmp_path
-) -> Iterator[Callable[[], tuple[Watch, Path]]]:
+) -> Iterator[Callable[[], tuple[WatchProcess, Path]]]:
     """A converged 4-container project and a `watch` on it (through the proxy) that finished its startup pass."""
-    started: list[Watch] = []
+    started: list[WatchProcess] = []
 
-    def start() -> tuple[Watch, Path]:
+    def start() -> tuple[WatchProcess, Path]:
         path = tmp_manifests("stack.yaml", stack(project_name, 4, base_image))
         env = {"RECONCILER_LOCK_DIR": str(tmp_path / "locks")}
         done = reconcile("apply", tmp_manifests.dir, env=env)
         assert done.returncode == 0, done.stderr
-        w = Watch(project_name, tmp_manifests.dir, {**os.environ, **env, "DOCKER_HOST": proxy.url}, tmp_path / "w.log")
+        environ = {**os.environ, **env, "DOCKER_HOST": proxy.url}
+        w = WatchProcess(project_name, tmp_manifests.dir, environ, tmp_path / "w.log", "--resync", "600")
         started.append(w)
         w.wait_passes(1)
         time.sleep(0.5)  # nothing may be left over from the startup pass
@@ -140,7 +105,16 @@ def watch_in_sync(
 
     yield start
     for w in started:
-        w.stop()
+        stop(w)
+
+
+def stop(w: WatchProcess) -> None:
+    """SIGTERM, as a user would stop it; killed when it does not end in time."""
+    if w.proc.poll() is None:
+        try:
+            w.stop()
+        except subprocess.TimeoutExpired:
+            w.kill()
 
 
 def test_an_idle_watch_makes_no_engine_request(watch_in_sync, proxy):
@@ -166,20 +140,18 @@ def inspects(entries: list[tuple[str, str]]) -> int:
     return sum(e == ("GET", "/containers/{}/json") for e in entries)
 
 
-def wait_quiet(watch: Watch, seconds: float = 1.5, timeout: float = 30.0) -> None:
+def wait_quiet(watch: WatchProcess, seconds: float = 1.5, timeout: float = 30.0) -> None:
     """Until no pass has finished for `seconds` (the passes our own changes' events ask for are over)."""
     deadline = time.monotonic() + timeout
     done, since = watch.passes_done(), time.monotonic()
     while time.monotonic() - since < seconds:
-        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        assert time.monotonic() < deadline, watch.stderr()[-2000:]
         time.sleep(0.1)
         if watch.passes_done() != done:
             done, since = watch.passes_done(), time.monotonic()
 
 
-def test_a_change_told_only_by_an_event_is_repaired_inspecting_that_container(
-    watch_in_sync, proxy, api, project_name
-):
+def test_a_change_told_only_by_an_event_is_repaired_inspecting_that_container(watch_in_sync, proxy, api, project_name):
     watch, _ = watch_in_sync()
     target = f"{project_name}-c2"
     mark = proxy.mark()
@@ -187,13 +159,13 @@ def test_a_change_told_only_by_an_event_is_repaired_inspecting_that_container(
     api.update_container(target, restart_policy={"Name": "always"})
     deadline = time.monotonic() + 20
     while api.inspect_container(target)["HostConfig"]["RestartPolicy"]["Name"] != "no":
-        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        assert time.monotonic() < deadline, watch.stderr()[-2000:]
         time.sleep(0.1)
     wait_quiet(watch)
     made = proxy.since(mark)
     # the repair pass inspects c2, the pass its own update's event asks for inspects it again: never the other 3
     assert 1 <= inspects(made) <= 3, proxy.summary(made)
-    assert "object.repaired" in watch.log.read_text(errors="replace")
+    assert "object.repaired" in watch.stderr()
 
 
 def test_after_its_own_update_a_pass_sees_the_new_state_not_a_remembered_one(
@@ -206,10 +178,10 @@ def test_after_its_own_update_a_pass_sees_the_new_state_not_a_remembered_one(
     target = f"{project_name}-c0"
     deadline = time.monotonic() + 20
     while api.inspect_container(target)["HostConfig"]["RestartPolicy"]["Name"] != "on-failure":
-        assert time.monotonic() < deadline, watch.log.read_text(errors="replace")[-2000:]
+        assert time.monotonic() < deadline, watch.stderr()[-2000:]
         time.sleep(0.1)
     wait_quiet(watch)
-    updates = watch.log.read_text(errors="replace").count("container.updated")
+    updates = watch.stderr().count("container.updated")
     passes = watch.passes_done()
     mark = proxy.mark()
     tmp = path.with_name(".stack.yaml.tmp")
@@ -217,7 +189,7 @@ def test_after_its_own_update_a_pass_sees_the_new_state_not_a_remembered_one(
     os.replace(tmp, path)  # saved again, unchanged
     watch.wait_passes(passes + 1)
     wait_quiet(watch)
-    text = watch.log.read_text(errors="replace")
+    text = watch.stderr()
     assert text.count("container.updated") == updates, text[-3000:]  # in sync: nothing applied again
     assert per_object(proxy.since(mark)) == [], proxy.summary(proxy.since(mark))
 
@@ -227,12 +199,12 @@ def test_the_resync_inspects_everything_again(reconcile, project_name, tmp_manif
     env = {"RECONCILER_LOCK_DIR": str(tmp_path / "locks")}
     assert reconcile("apply", tmp_manifests.dir, env=env).returncode == 0
     environ = {**os.environ, **env, "DOCKER_HOST": proxy.url}
-    w = Watch(project_name, tmp_manifests.dir, environ, tmp_path / "w.log", resync="2")
+    w = WatchProcess(project_name, tmp_manifests.dir, environ, tmp_path / "w.log", "--resync", "2")
     try:
         w.wait_passes(1)
         mark = proxy.mark()
         w.wait_passes(3)  # two resyncs
         assert inspects(proxy.since(mark)) >= 3, proxy.summary(proxy.since(mark))
     finally:
-        w.stop()
+        stop(w)
     assert path.exists()
