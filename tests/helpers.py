@@ -399,8 +399,24 @@ class PrivateEngine:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def bridges(self) -> list[str]:
+        """The host links of this engine's bridge networks: they share the host's namespace and outlive dockerd."""
+        if self.proc is None or self.proc.poll() is not None or not self.answers():
+            return []
+        api = self.client()
+        try:
+            networks = api.networks()
+        except Exception:  # best effort: a hung engine must not fail the test's teardown
+            return []
+        finally:
+            api.close()
+        return [f"br-{n['Id'][:12]}" for n in networks if n.get("Driver") == "bridge" and n["Name"] != "bridge"]
+
     def remove(self) -> None:
+        links = self.bridges()
         self.stop()
+        for link in links:  # left behind, they use up the default address pools of every later engine here
+            subprocess.run(["ip", "link", "del", link], check=False, timeout=10, capture_output=True)
         # vfs storage makes no mounts, but be sure nothing under the root stays mounted before deleting it
         with open("/proc/mounts") as mounts:
             points = [line.split()[1] for line in mounts if line.split()[1].startswith(str(self.root))]
