@@ -78,9 +78,12 @@ class Backoff:
             retry.not_before = retry.not_before_wall = 0.0
             retry.permanent = False
 
-    def release_permanent(self) -> None:
-        for key in list(self.entries):
+    def release_permanent(self) -> list[Hashable]:
+        """Release every held permanent failure; the keys released."""
+        held = [key for key, retry in self.entries.items() if retry.permanent]
+        for key in held:
             self.release(key)
+        return held
 
     def succeeded(self, key: Hashable) -> bool:
         """Forget `key`'s failures; True when there were any (the object recovered)."""

@@ -195,6 +195,12 @@ class Controller:
         if "resync" in batch.reasons:
             self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
             self.runner.forget_observations()  # everything is inspected again, whatever the events said
+        elif "engine.reconnected" in batch.reasons:
+            # The engine restarted: a daemon shutting down stops containers while it still answers, so a change
+            # in flight then can fail in a way that looks permanent ("stopped right after starting, exit code 0")
+            # and is not the spec's fault
+            for key in self.backoff.release_permanent():
+                log.info("object.retry_now", subject=_subject(key), reason="the engine restarted")
         self.passes += 1
         started = time.monotonic()
         log.info(

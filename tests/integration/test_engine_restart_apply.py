@@ -150,7 +150,10 @@ def test_dockerd_restarted_during_a_watch_pass(
     api.close()
     back = restart(private_engine)
     api = private_engine.client()
-    wait_for(lambda: converged(api, p, "2"), RECOVERY_SECONDS, "watch to converge after the engine restart", 0.5)
+    try:
+        wait_for(lambda: converged(api, p, "2"), RECOVERY_SECONDS, "watch to converge after the engine restart", 0.5)
+    except pytest.fail.Exception as e:
+        pytest.fail(f"{e}\n--- the watch log's end:\n{w.stderr()[-6000:]}")
     seconds = time.monotonic() - back
     assert w.proc.poll() is None, "watch exited"
     print(f"converged {seconds:.1f} s after the engine answered again")

@@ -434,6 +434,22 @@ def test_periodic_resync_releases_permanent_failures(world) -> None:
     assert outcomes(ctl.run_pass(Batch(everything=True, reasons={"resync"})))["vol-a"] is Outcome.APPLIED
 
 
+def test_an_engine_reconnect_releases_permanent_failures(world) -> None:
+    """A pass after the engine came back (its event stream reconnected) tries held objects once more: a daemon
+    shutting down stops containers while it still answers, which a change in flight takes for its own failure."""
+    from reconciler.triggers import Batch
+
+    ctl = world.make()
+    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
+    world.volumes.fail.add("vol-a")
+    world.volumes.fail_with = PermanentError
+    ctl.run_pass()
+    world.volumes.fail.clear()
+    assert outcomes(ctl.run_pass(Batch(keys={("Volume", "vol-a")}, reasons={"event:die"})))["vol-a"] is Outcome.BLOCKED
+    again = ctl.run_pass(Batch(everything=True, reasons={"engine.reconnected", "event:die"}))
+    assert outcomes(again)["vol-a"] is Outcome.APPLIED
+
+
 def test_temporary_failure_waits_as_long_as_the_driver_suggests(world) -> None:
     """A TemporaryError's own delay becomes the retry time instead of the computed backoff."""
     from reconciler.errors import TemporaryError
