@@ -141,6 +141,15 @@ class RepairLimiter:
         """Drop `key`'s repair history (its manifest changed: the next repair starts a new count)."""
         self.times.pop(key, None)
 
+    def forget_except(self, keys: set[Hashable]) -> None:
+        """Drop the history of objects no longer declared or observed, and of any whose repairs all left the
+        window (an empty history and a missing one mean the same)."""
+        now = self.clock()
+        for key in list(self.times):
+            stamps = self.times[key]
+            if key not in keys or not stamps or stamps[-1] <= now - self.window:
+                del self.times[key]
+
     def retry_after(self, key: Hashable) -> float:
         """Seconds until the oldest repair of `key` leaves the window."""
         stamps = self.times.get(key)

@@ -343,7 +343,7 @@ class Controller:
         self._engine_up()
         with self._known_lock:
             self._known = {c.key for c in plan.changes}
-        self.backoff.forget_except(set(self._known))
+        self._forget_except(self._known)
         plan, repairs = self._hold(plan)
         for observer in self.observers:
             observer.planned(plan)
@@ -356,6 +356,15 @@ class Controller:
         for observer in self.observers:
             observer.pass_done(results, self.failures_state())
         return results
+
+    def _forget_except(self, known: set[Key]) -> None:
+        """Drop what is kept per object for objects neither declared nor observed any more: a watch that runs for
+        months over names that come and go must not keep a record of every name it ever saw."""
+        self.backoff.forget_except(set(known))
+        self.repairs.forget_except(set(known))
+        for kept in (self.applied_hash, self.failed_hash, self.failed_seen):
+            for key in [k for k in kept if k not in known]:
+                del kept[key]
 
     def _is_repair(self, change: Change) -> bool:
         """Re-applying a spec that was already applied (or seen in sync): something on the host undid it."""
@@ -431,6 +440,8 @@ class Controller:
                         log.info("object.repaired", subject=change.subject, action=change.action.value, count=count)
                 if self.backoff.succeeded(key):
                     log.info("object.recovered", subject=change.subject)
+                self.failed_hash.pop(key, None)  # read only while the object has a failure on record
+                self.failed_seen.pop(key, None)
                 if change.desired is not None:
                     self.applied_hash[key] = _fingerprint(change.desired)
                 else:

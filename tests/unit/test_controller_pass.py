@@ -548,3 +548,24 @@ def test_an_in_place_edit_after_a_failure_is_tried_at_once(world) -> None:
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
     results = ctl.run_pass()
     assert outcomes(results)["vol-a"] is Outcome.APPLIED
+
+
+def test_names_that_come_and_go_leave_no_record_behind(world) -> None:
+    """A watch that runs for months keeps its per-object records only for objects declared or observed now: a
+    failure, a recovery, repairs and a prune of each of 30 names in turn leave the records of one name."""
+    ctl = world.make()
+    for i in range(30):
+        name = f"vol-{i}"
+        (world.dir / "a.yaml").write_text(manifest("Volume", name))  # the previous name is pruned
+        world.volumes.fail.add(name)
+        ctl.run_pass()
+        world.volumes.fail.clear()
+        world.clock.now = ctl.retry_at or world.clock.now
+        assert outcomes(ctl.run_pass())[name] is Outcome.APPLIED  # recovered
+        world.volumes.objects.pop(name)  # someone removes it: repaired
+        world.clock.now += 1
+        assert outcomes(ctl.run_pass())[name] is Outcome.APPLIED
+    ctl.run_pass()
+    kept = [ctl.applied_hash, ctl.failed_hash, ctl.failed_seen, ctl.repairs.times, ctl.backoff.entries]
+    assert all(set(k) <= {("Volume", "vol-29")} for k in kept), [list(k) for k in kept]
+    assert ("Volume", "vol-29") in ctl.repairs.times  # a repair within the window is kept
