@@ -420,23 +420,11 @@ def test_permanent_failure_is_retried_when_the_observed_object_changes(world) ->
     assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED
 
 
-def test_periodic_resync_releases_permanent_failures(world) -> None:
-    """A resync tries held objects once more (what blocked them may have been outside the object)."""
-    from reconciler.triggers import Batch
-
-    ctl = world.make()
-    (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))
-    world.volumes.fail.add("vol-a")
-    world.volumes.fail_with = PermanentError
-    ctl.run_pass()
-    world.volumes.fail.clear()
-    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.BLOCKED
-    assert outcomes(ctl.run_pass(Batch(everything=True, reasons={"resync"})))["vol-a"] is Outcome.APPLIED
-
-
-def test_an_engine_reconnect_releases_permanent_failures(world) -> None:
-    """A pass after the engine came back (its event stream reconnected) tries held objects once more: a daemon
-    shutting down stops containers while it still answers, which a change in flight takes for its own failure."""
+@pytest.mark.parametrize("reason", ["resync", "engine.reconnected"])
+def test_a_resync_or_an_engine_reconnect_releases_permanent_failures(world, reason: str) -> None:
+    """A resync tries held objects once more (what blocked them may have been outside the object), and so does the
+    pass after the engine came back (its event stream reconnected): a daemon shutting down stops containers while
+    it still answers, which a change in flight takes for its own failure. Other events release nothing."""
     from reconciler.triggers import Batch
 
     ctl = world.make()
@@ -446,7 +434,7 @@ def test_an_engine_reconnect_releases_permanent_failures(world) -> None:
     ctl.run_pass()
     world.volumes.fail.clear()
     assert outcomes(ctl.run_pass(Batch(keys={("Volume", "vol-a")}, reasons={"event:die"})))["vol-a"] is Outcome.BLOCKED
-    again = ctl.run_pass(Batch(everything=True, reasons={"engine.reconnected", "event:die"}))
+    again = ctl.run_pass(Batch(everything=True, reasons={reason, "event:die"}))
     assert outcomes(again)["vol-a"] is Outcome.APPLIED
 
 
