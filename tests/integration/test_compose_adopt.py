@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, remove_project_objects
 
 pytestmark = pytest.mark.engine
 
@@ -52,7 +52,7 @@ def compose(project: str, directory: Path, *args: str, host: str) -> subprocess.
 
 
 @pytest.fixture
-def compose_project(engine_host: str, project_name: str, tmp_path: Path, base_image: str) -> Iterator[dict]:
+def compose_project(engine_host: str, api, project_name: str, tmp_path: Path, base_image: str) -> Iterator[dict]:
     """Two Compose projects with the same services: ours (named like the reconcile project) and a bystander."""
     port, other_port = free_port(), free_port()
     mine, other = tmp_path / "mine", tmp_path / "other"
@@ -66,6 +66,9 @@ def compose_project(engine_host: str, project_name: str, tmp_path: Path, base_im
     up = compose(bystander, other, "up", "-d", host=engine_host)
     assert up.returncode == 0, up.stderr
     yield {"dir": mine, "port": port, "bystander": bystander, "other_dir": other}
+    # the project's own containers first (after a failure mid-test they still hold Compose's volume, which
+    # `down -v` then cannot remove and nothing else would)
+    remove_project_objects(api, project_name)
     for name, directory in ((project_name, mine), (bystander, other)):
         compose(name, directory, "down", "-v", "--remove-orphans", host=engine_host)
 
