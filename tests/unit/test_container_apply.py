@@ -332,3 +332,20 @@ def test_settle_calls_a_kill_from_outside_temporary_and_an_exit_or_oom_permanent
     _, exited = _looks({}, {"Running": False, "ExitCode": 1})
     with pytest.raises(PermanentError):
         container_apply.settle(exited, "c", seconds=0.3, poll=0.05)
+
+
+def test_settle_calls_a_removal_from_outside_temporary() -> None:
+    """`docker rm -f` of the new container during the window (an exit keeps the container; only someone removes
+    it): retried after a backoff, not held until an edit."""
+    from reconciler.drivers.engine import lazy
+
+    looks = [0]
+
+    def inspect(cid: str) -> dict[str, Any]:
+        looks[0] += 1
+        if looks[0] > 1:
+            raise lazy.NotFound("No such container: c")
+        return {"RestartCount": 0, "State": {"Running": True, "StartedAt": "t0"}}
+
+    with pytest.raises(TemporaryError, match="removed from outside"):
+        container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)

@@ -106,7 +106,12 @@ def settle(
     deadline = time.monotonic() + seconds
     first: tuple[Any, Any] | None = None
     while True:
-        info = inspect(cid)
+        try:
+            info = inspect(cid)
+        except lazy.NotFound:
+            # someone's `docker rm -f` that fell in the window (a container that exits is kept, so this is no
+            # crash): as for a kill from outside, watch tries again after a backoff
+            raise TemporaryError("the new container was removed from outside right after starting") from None
         state = info.get("State") or {}
         started = (info.get("RestartCount"), state.get("StartedAt"))
         first = first or started
