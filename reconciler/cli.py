@@ -183,11 +183,12 @@ def _runner(args: argparse.Namespace, host: HostSpec | None = None) -> ProjectRu
     project = check_project_name(default_project(args.dir) if args.project is None else args.project)
     options = _options(args, args.option_types)
     engine_type = engine_class()
+    engine_options = next(o for o in options if isinstance(o, engine_type.options_type))
     if host is None:
-        engine = engine_type(next(o for o in options if isinstance(o, engine_type.options_type)))
+        engine = engine_type(engine_options)
         args.engine = engine.url
     else:
-        engine = engine_type.for_host(host.engine, host.tls)
+        engine = engine_type.for_host(host.engine, host.tls, engine_options)  # --parallel, --adopt apply to each
     return ProjectRunner(
         project=project,
         manifest_dir=args.dir,

@@ -133,8 +133,9 @@ class Engine(Protocol):
     options_type: ClassVar[type]
 
     @classmethod
-    def for_host(cls, address: str, tls: TlsFiles | None) -> Engine:
-        """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect."""
+    def for_host(cls, address: str, tls: TlsFiles | None, options: Any = None) -> Engine:
+        """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect. `options`
+        (of `options_type`) are the command's engine flags (`--parallel`, ...), the address and TLS replaced."""
         ...
 
     @property

@@ -43,3 +43,15 @@ def test_fleet_options_repeat() -> None:
     args = build_parser().parse_args(["plan", "d", "--host", "a", "--host", "b", "--selector", "role=edge"])
     assert args.host == ["a", "b"] and args.selector == ["role=edge"]
     assert build_parser().parse_args(["apply", "d", "--rollout", "2"]).rollout == "2"
+
+
+def test_engine_flags_apply_to_every_host_of_a_fleet(tmp_path) -> None:
+    """`--parallel` and `--adopt` bound and direct each Host's engine as they do the one engine (they were dropped
+    for Hosts: a fleet ran at the default 8 requests at once whatever --parallel said)."""
+    from reconciler.cli import _runner
+    from reconciler.fleet import HostSpec
+
+    args = build_parser().parse_args(["apply", str(tmp_path), "--parallel", "3", "--adopt", "-p", "demo"])
+    host = HostSpec("db-b", {}, "ssh://deploy@db-b", None, False, None)  # type: ignore[arg-type]
+    options = _runner(args, host).engine.options
+    assert (options.docker_host, options.max_requests, options.adopt) == ("ssh://deploy@db-b", 3, True)

@@ -4,6 +4,7 @@ health check and the event stream, for the life of one command."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,8 +57,8 @@ class DockerEngine:
     options_type: ClassVar[type] = EngineOptions
 
     @classmethod
-    def for_host(cls, address: str, tls: TlsFiles | None) -> DockerEngine:
-        return cls(EngineOptions(docker_host=address, tls=tls))
+    def for_host(cls, address: str, tls: TlsFiles | None, options: EngineOptions | None = None) -> DockerEngine:
+        return cls(dataclasses.replace(options or EngineOptions(), docker_host=address, tls=tls))
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
