@@ -138,9 +138,9 @@ class Fleet:
 
 def reap_docker_ssh_processes() -> None:
     """docker-py's `ssh` subprocess transport, made to close what it opened: the fix reconcile itself applies."""
-    from reconciler.drivers.engine.client import reap_ssh_processes
+    from reconciler.drivers.engine.ssh import patch_transport
 
-    reap_ssh_processes()
+    patch_transport()
 
 
 def tls_client(**options: object) -> docker.APIClient:

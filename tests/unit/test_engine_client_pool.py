@@ -105,3 +105,85 @@ def test_requests_to_many_urls_share_one_pool_and_reuse_its_connections(tmp_path
         server.server_close()
     assert pools == 1
     assert len(connections) <= 2  # the version probe's own client, and this one's single kept connection
+
+
+FAKE_SSH = """#!{python}
+# stands in for the system ssh: logs its arguments; `docker system dial-stdio` relays stdin/stdout to the fake
+# engine's socket, anything else (the preflight `docker version`) prints an API version
+import socket, sys, threading
+with open({log!r}, "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if "dial-stdio" not in sys.argv[-1]:
+    print("1.41")
+    sys.exit(0)
+sock = socket.socket(socket.AF_UNIX)
+sock.connect({sock!r})
+
+def pump():
+    while data := sock.recv(65536):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+threading.Thread(target=pump, daemon=True).start()
+while data := sys.stdin.buffer.read1(65536):
+    sock.sendall(data)
+"""
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An `ssh` first in PATH whose dial-stdio reaches a fake engine; yields the file it logs each start to."""
+    import sys
+
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    path, log = str(tmp_path / "docker.sock"), tmp_path / "ssh-started"
+    handler = type("Handler", (_Engine,), {"barrier": threading.Barrier(1)})
+    server = socketserver.ThreadingUnixStreamServer(path, handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH.format(python=sys.executable, log=str(log), sock=path))
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    yield log
+    server.shutdown()
+    server.server_close()
+
+
+def dials(log: Path) -> int:
+    return sum("dial-stdio" in line for line in log.read_text().splitlines())
+
+
+def test_requests_to_an_ssh_engine_reuse_its_ssh_processes(fake_ssh):
+    """docker-py's adapter for the system ssh client made a pool, so an ssh process, for every request."""
+    client = connect("ssh://deploy@fake-host")
+    try:
+        for i in range(20):
+            client.inspect_container(f"c{i}")
+    finally:
+        client.close()
+    assert dials(fake_ssh) <= 2  # the version probe's own client, and this one's single kept connection
+
+
+def test_an_idle_or_ended_ssh_connection_is_not_used_again(fake_ssh, monkeypatch):
+    """A pipe to ssh has no timeout: a kept connection idle too long, or whose ssh process ended, is replaced."""
+    from reconciler.drivers.engine import ssh
+
+    client = connect("ssh://deploy@fake-host")
+    try:
+        client.inspect_container("c0")
+        before = dials(fake_ssh)
+        (conn,) = [c for c in client._custom_adapter.pools.get(ssh._ONE_POOL).pool.queue if c is not None]
+        conn.sock.proc.kill()
+        conn.sock.proc.wait(timeout=10)
+        client.inspect_container("c1")  # its ssh ended: a new one
+        assert dials(fake_ssh) == before + 1
+        client.inspect_container("c2")  # kept
+        assert dials(fake_ssh) == before + 1
+        monkeypatch.setattr(ssh, "IDLE_SECONDS", 0.0)
+        client.inspect_container("c3")  # idle too long: a new one
+        assert dials(fake_ssh) == before + 2
+    finally:
+        client.close()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
-import subprocess
 import threading
 import urllib.parse
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.contract import TlsFiles
-from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine import lazy, ssh
 from reconciler.drivers.engine.errors import reason
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.engine.retry import RETRY_POLICY, send_with_retries
@@ -27,7 +24,6 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TIMEOUT = 120
 PING_TIMEOUT = 10
 MIN_API = "1.40"
-SSH_POOL = 4
 # docker-py keeps one pool per request URL on a unix socket (so one per container inspected), each of at most
 # `max_pool_size` (default 10) connections; when more requests to one URL are in flight than that, urllib3
 # discards the extra connections with a warning, and if the pool is evicted meanwhile (one of `num_pools` = 25,
@@ -92,10 +88,9 @@ def connect(
             "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
-        _ssh_preflight(url)
-        lazy.ssh_transport()
-        kwargs = {"use_ssh_client": True, "max_pool_size": SSH_POOL}  # each pooled connection is an ssh process
-        reap_ssh_processes()
+        ssh.preflight(url, PING_TIMEOUT)
+        kwargs = {"use_ssh_client": True, "max_pool_size": ssh.POOL}  # each pooled connection is an ssh process
+        ssh.patch_transport()
     else:
         kwargs = {**lazy.docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
     kwargs["base_url"] = url
@@ -104,6 +99,8 @@ def connect(
         # REQUESTS_CA_BUNDLE replace the Host's own CA (psf/requests#3829) and route an engine through a proxy.
         # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
         probe = _client(kwargs, MIN_API, PING_TIMEOUT)
+        if url.startswith("ssh://"):
+            ssh.keep_connections(probe)  # so that its close ends its ssh process (docker-py's pool was let go)
         try:
             version = str(probe.version(api_version=False)["ApiVersion"])
         finally:
@@ -116,7 +113,9 @@ def connect(
             kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
         )
         client.limit = limit
-        if not url.startswith("ssh://"):
+        if url.startswith("ssh://"):
+            ssh.keep_connections(client)
+        else:
             _one_pool(client)
         if remembered is not None:
             client.remembered = remembered
@@ -146,33 +145,6 @@ def _one_pool(client: Any) -> None:
     adapter.max_pool_size = max(adapter.max_pool_size, UNIX_POOL_SIZE)
 
 
-def _ssh_preflight(url: str) -> None:
-    """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
-    there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
-    password prompt."""
-    parsed = urllib.parse.urlsplit(url)
-    if not parsed.hostname:
-        raise PermanentError(f"invalid engine address {url!r}: no host")
-    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={PING_TIMEOUT}"]
-    if parsed.port:
-        command += ["-p", str(parsed.port)]
-    if parsed.username:
-        command += ["-l", parsed.username]
-    command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=PING_TIMEOUT * 3, stdin=subprocess.DEVNULL, check=False
-        )
-    except FileNotFoundError:
-        raise PermanentError(f"cannot reach the Docker engine at {url}: no ssh client on this machine") from None
-    except subprocess.TimeoutExpired:
-        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh timed out") from None
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        said = lines[-1] if lines else f"ssh exited with {done.returncode}"
-        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
-
-
 @lru_cache(maxsize=1)
 def _client_class() -> type:
     """The bounded client whose every request is retried when that is safe (reconciler.drivers.engine.retry),
@@ -189,32 +161,6 @@ def _client(kwargs: dict[str, Any], version: str, timeout: float) -> Any:
     client = _client_class()(version=version, timeout=timeout, **kwargs)
     client.trust_env = False
     return client
-
-
-def reap_ssh_processes() -> None:
-    """docker-py 7's ssh transport (`use_ssh_client`) terminates its ssh process on close but never waits for it
-    nor closes its pipes: a long `watch` would collect one zombie per connection. Its close is made to finish."""
-    from docker.transport import sshconn
-
-    if getattr(sshconn.SSHSocket.close, "_reaps", False):
-        return
-
-    def close(self: Any) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            for pipe in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError, ValueError):
-                    pipe.close()
-        socket.socket.close(self)
-
-    close._reaps = True  # type: ignore[attr-defined]
-    sshconn.SSHSocket.close = close
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
