@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from typing import Any
 
 # attribute -> (module, name in it); name None: the module itself
@@ -40,20 +41,30 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# The SDK's first import hides paramiko for a moment (sys.modules is global): the fleet's Hosts connect from
+# threads at once, and an ssh Host's transport import must not run inside that moment ("import of paramiko
+# halted").
+_LOCK = threading.RLock()
+
+
 def _import(module_name: str) -> Any:
     if module_name.partition(".")[0] != "docker" or "docker" in sys.modules or "paramiko" in sys.modules:
         return importlib.import_module(module_name)
-    sys.modules["paramiko"] = None  # type: ignore[assignment]  # docker-py then leaves its ssh transport out
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        del sys.modules["paramiko"]
+    with _LOCK:
+        if "docker" in sys.modules:
+            return importlib.import_module(module_name)
+        sys.modules["paramiko"] = None  # type: ignore[assignment]  # docker-py then leaves its ssh transport out
+        try:
+            return importlib.import_module(module_name)
+        finally:
+            del sys.modules["paramiko"]
 
 
 def ssh_transport() -> None:
     """Make sure docker-py's ssh transport is loaded (it is left out when the SDK is imported; see above)."""
-    api_client = _import("docker.api.client")
-    if not hasattr(api_client, "SSHHTTPAdapter"):
-        from docker.transport.sshconn import SSHHTTPAdapter
+    with _LOCK:
+        api_client = _import("docker.api.client")
+        if not hasattr(api_client, "SSHHTTPAdapter"):
+            from docker.transport.sshconn import SSHHTTPAdapter
 
-        api_client.SSHHTTPAdapter = SSHHTTPAdapter  # the client's constructor looks the name up here
+            api_client.SSHHTTPAdapter = SSHHTTPAdapter  # the client's constructor looks the name up here
