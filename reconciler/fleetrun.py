@@ -157,6 +157,7 @@ def apply_fleet(
         failed = [r.host.name for r in current if r.failed]
         if failed and batch is not None:
             for later in runs[start + size :]:
-                later.skipped = f"not started: the rollout stopped after {', '.join(failed)} failed"
+                if later.error is None:  # one that failed already (its engine's identity) stays failed
+                    later.skipped = f"not started: the rollout stopped after {', '.join(failed)} failed"
             break
     return runs

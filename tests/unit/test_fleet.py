@@ -152,3 +152,25 @@ def test_host_and_selector_limit_the_fleet(tmp_path, names, selectors, chosen, e
     hosts, errors = select_hosts(loaded.hosts, names, selectors)
     assert [h.name for h in hosts] == chosen
     assert (errors[0] if errors else None) == error
+
+
+def test_the_fleet_summary_counts_a_host_once() -> None:
+    """A Host that failed before a rollout stopped (its engine's identity could not be read) is failed, not also
+    "not started" (the summary said "-1 converged, 2 failed, 2 not started" of 3 Hosts)."""
+    from reconciler.fleet import HostSpec
+    from reconciler.fleetrun import HostRun
+    from reconciler.render import fleet_results_text
+
+    def host(name: str) -> HostSpec:
+        return HostSpec(name, {}, f"unix:///run/{name}.sock", None, False, None)  # type: ignore[arg-type]
+
+    stopped = "not started: the rollout stopped after a-down failed"
+    runs = [
+        HostRun(host("a-down"), "e1", error="cannot reach the Docker engine"),
+        HostRun(host("b-identity"), "e2", error="internal error", skipped=stopped),
+        HostRun(host("c-later"), "e3", skipped=stopped),
+        HostRun(host("d-ok"), "e4", results=[]),
+    ]
+    text = fleet_results_text(runs)
+    assert text.endswith("Fleet: 4 hosts, 1 converged, 2 failed (a-down, b-identity), 1 not started.")
+    assert "Host b-identity (e2): failed: internal error" in text
