@@ -120,7 +120,12 @@ class Fleet:
         else:
             raise ValueError(f"unknown transport {transport!r} (unix, tcp, ssh)")
         options.update(kwargs)
-        return tls_client(**options)
+        client = tls_client(**options)
+        if transport == "ssh":  # as reconcile's own clients: kept connections, closed with the client
+            from reconciler.drivers.engine.ssh import keep_connections
+
+            keep_connections(client)
+        return client
 
     def api_version(self, name: str) -> str:
         """The API version engine `name` speaks (asked over its unix socket)."""
