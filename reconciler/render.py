@@ -183,14 +183,14 @@ def fleet_plan_json(project: str, runs: list[Any]) -> str:
 def fleet_results_text(runs: list[Any]) -> str:
     blocks = []
     for run in runs:
-        if run.skipped is not None and not run.failed:
+        if run.skipped is not None:
             blocks.append(f"{_host_title(run)} {run.skipped}")
         elif run.results is None:
             blocks.append(f"{_host_title(run)} failed: {run.error}")
         else:
             blocks.append(f"{_host_title(run)}\n{results_text(run.results)}")
-    failed = [r.host.name for r in runs if r.failed]  # a Host that failed before a rollout stopped is failed
-    skipped = [r.host.name for r in runs if r.skipped is not None and not r.failed]
+    failed = [r.host.name for r in runs if r.failed]
+    skipped = [r.host.name for r in runs if r.skipped is not None]
     ok = len(runs) - len(failed) - len(skipped)
     blocks.append(
         f"Fleet: {len(runs)} hosts, {ok} converged, {len(failed)} failed"

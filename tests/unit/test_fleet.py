@@ -157,20 +157,33 @@ def test_host_and_selector_limit_the_fleet(tmp_path, names, selectors, chosen, e
 def test_the_fleet_summary_counts_a_host_once() -> None:
     """A Host that failed before a rollout stopped (its engine's identity could not be read) is failed, not also
     "not started" (the summary said "-1 converged, 2 failed, 2 not started" of 3 Hosts)."""
+    from types import SimpleNamespace
+
+    from reconciler.errors import EngineUnavailable
     from reconciler.fleet import HostSpec
-    from reconciler.fleetrun import HostRun
+    from reconciler.fleetrun import apply_fleet
     from reconciler.render import fleet_results_text
 
     def host(name: str) -> HostSpec:
         return HostSpec(name, {}, f"unix:///run/{name}.sock", None, False, None)  # type: ignore[arg-type]
 
-    stopped = "not started: the rollout stopped after a-down failed"
-    runs = [
-        HostRun(host("a-down"), "e1", error="cannot reach the Docker engine"),
-        HostRun(host("b-identity"), "e2", error="internal error", skipped=stopped),
-        HostRun(host("c-later"), "e3", skipped=stopped),
-        HostRun(host("d-ok"), "e4", results=[]),
+    def identity(name: str):
+        def ask() -> str:
+            if name != "c-later":
+                raise EngineUnavailable(f"cannot reach the Docker engine of {name}")
+            return name
+
+        return ask
+
+    hosts = [host(n) for n in ("a-down", "b-identity", "c-later")]
+    engines = {h.name: SimpleNamespace(identity=identity(h.name)) for h in hosts}
+    runners = {h.name: SimpleNamespace(ctx=SimpleNamespace(engine_url=h.engine), engine=engines[h.name]) for h in hosts}
+    runs = apply_fleet(runners, hosts, make_plan=None, loaded=None, wait=False, batch=1)  # type: ignore[arg-type]
+    assert [(r.host.name, r.failed, r.skipped is not None) for r in runs] == [
+        ("a-down", True, False),
+        ("b-identity", True, False),
+        ("c-later", False, True),
     ]
     text = fleet_results_text(runs)
-    assert text.endswith("Fleet: 4 hosts, 1 converged, 2 failed (a-down, b-identity), 1 not started.")
-    assert "Host b-identity (e2): failed: internal error" in text
+    assert text.endswith("Fleet: 3 hosts, 0 converged, 2 failed (a-down, b-identity), 1 not started.")
+    assert "Host b-identity (unix:///run/b-identity.sock): failed: cannot reach the Docker engine of b-identity" in text
