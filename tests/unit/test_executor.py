@@ -22,6 +22,19 @@ def run(drivers: dict, resources: list, **kwargs):
     return plan, execute(plan, drivers, **kwargs)
 
 
+def failing_chain() -> tuple[FakeDriver, list]:
+    """base (which fails) <- child <- grandchild, and an independent one."""
+    thing = FakeDriver("Thing")
+    thing.fail.add("base")
+    res = [
+        resource("Thing", "base"),
+        resource("Thing", "child", {"needs": ["Thing/base"]}),
+        resource("Thing", "grandchild", {"needs": ["Thing/child"]}),
+        resource("Thing", "independent"),
+    ]
+    return thing, res
+
+
 def test_applies_in_dependency_order() -> None:
     """A chain a <- b <- c is applied a, b, c even with several workers."""
     thing = FakeDriver("Thing")
@@ -37,14 +50,7 @@ def test_applies_in_dependency_order() -> None:
 
 def test_failure_skips_only_dependents() -> None:
     """When one change fails, what depends on it is skipped and everything else is applied."""
-    thing = FakeDriver("Thing")
-    thing.fail.add("base")
-    res = [
-        resource("Thing", "base"),
-        resource("Thing", "child", {"needs": ["Thing/base"]}),
-        resource("Thing", "grandchild", {"needs": ["Thing/child"]}),
-        resource("Thing", "independent"),
-    ]
+    thing, res = failing_chain()
     _, results = run({"Thing": thing}, res)
     outcome = {r.change.name: r.outcome for r in results}
     assert outcome == {
@@ -109,14 +115,7 @@ def test_unchanged_objects_do_not_block_dependents() -> None:
 def test_a_finished_execute_leaves_no_reference_cycle() -> None:
     """Nothing of a plan waits for the cyclic collector once execute returned and its results are dropped (a
     pass's whole plan would otherwise outlive the pass until a full collection), skipped dependents included."""
-    thing = FakeDriver("Thing")
-    thing.fail.add("base")
-    res = [
-        resource("Thing", "base"),
-        resource("Thing", "child", {"needs": ["Thing/base"]}),
-        resource("Thing", "grandchild", {"needs": ["Thing/child"]}),
-        resource("Thing", "independent"),
-    ]
+    thing, res = failing_chain()
     gc.collect()
     gc.disable()
     try:
