@@ -360,8 +360,8 @@ class Controller:
     def _forget_except(self, known: set[Key]) -> None:
         """Drop what is kept per object for objects neither declared nor observed any more: a watch that runs for
         months over names that come and go must not keep a record of every name it ever saw."""
-        self.backoff.forget_except(set(known))
-        self.repairs.forget_except(set(known))
+        self.backoff.forget_except(known)
+        self.repairs.forget_except(known)
         for kept in (self.applied_hash, self.failed_hash, self.failed_seen):
             for key in [k for k in kept if k not in known]:
                 del kept[key]

@@ -98,9 +98,10 @@ def connect(
         # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
         # REQUESTS_CA_BUNDLE replace the Host's own CA (psf/requests#3829) and route an engine through a proxy.
         # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
+        # ssh: the probe's too, so that its close ends its ssh process (docker-py's own pool was let go)
+        pooled = ssh.keep_connections if url.startswith("ssh://") else _one_pool
         probe = _client(kwargs, MIN_API, PING_TIMEOUT)
-        if url.startswith("ssh://"):
-            ssh.keep_connections(probe)  # so that its close ends its ssh process (docker-py's pool was let go)
+        pooled(probe)
         try:
             version = str(probe.version(api_version=False)["ApiVersion"])
         finally:
@@ -113,10 +114,7 @@ def connect(
             kwargs, min(version, lazy.docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_tuple), TIMEOUT
         )
         client.limit = limit
-        if url.startswith("ssh://"):
-            ssh.keep_connections(client)
-        else:
-            _one_pool(client)
+        pooled(client)
         if remembered is not None:
             client.remembered = remembered
     except (lazy.DockerException, lazy.requests.RequestException, OSError) as exc:
