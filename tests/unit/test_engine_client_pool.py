@@ -9,9 +9,12 @@ evicted at the same moment the request failed ("'NoneType' object has no attribu
 from __future__ import annotations
 
 import logging
+import os
 import socketserver
+import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,17 +42,25 @@ class _Engine(socketserver.StreamRequestHandler):
             )
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[str]:
-    path = str(tmp_path / "docker.sock")
-    handler = type("Handler", (_Engine,), {"barrier": threading.Barrier(CONCURRENT)})
+@contextmanager
+def serving(path: str, handler: type[_Engine]) -> Iterator[None]:
+    """A fake engine on unix socket `path` while the block runs."""
     server_type = type("Server", (socketserver.ThreadingUnixStreamServer,), {"request_queue_size": 4 * CONCURRENT})
     server = server_type(path, handler)  # a backlog for every connect at once (a full one is EAGAIN on unix)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"unix://{path}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "docker.sock")
+    with serving(path, type("Handler", (_Engine,), {"barrier": threading.Barrier(CONCURRENT)})):
+        yield f"unix://{path}"
 
 
 def test_concurrent_requests_to_one_url_keep_their_connections(engine, caplog, monkeypatch):
@@ -91,18 +102,14 @@ def test_requests_to_many_urls_share_one_pool_and_reuse_its_connections(tmp_path
             connections.append(self)
             super().setup()
 
-    server = socketserver.ThreadingUnixStreamServer(path, Counting)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = connect(f"unix://{path}")
-    try:
-        for i in range(30):
-            client.inspect_container(f"c{i}")
-        pools = len(client._custom_adapter.pools)
-    finally:
-        client.close()
-        server.shutdown()
-        server.server_close()
+    with serving(path, Counting):
+        client = connect(f"unix://{path}")
+        try:
+            for i in range(30):
+                client.inspect_container(f"c{i}")
+            pools = len(client._custom_adapter.pools)
+        finally:
+            client.close()
     assert pools == 1
     assert len(connections) <= 2  # the version probe's own client, and this one's single kept connection
 
@@ -133,23 +140,16 @@ while data := sys.stdin.buffer.read1(65536):
 @pytest.fixture
 def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An `ssh` first in PATH whose dial-stdio reaches a fake engine; yields the file it logs each start to."""
-    import sys
-
     monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
     monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
     path, log = str(tmp_path / "docker.sock"), tmp_path / "ssh-started"
-    handler = type("Handler", (_Engine,), {"barrier": threading.Barrier(1)})
-    server = socketserver.ThreadingUnixStreamServer(path, handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(FAKE_SSH.format(python=sys.executable, log=str(log), sock=path))
     (bin_dir / "ssh").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
-    yield log
-    server.shutdown()
-    server.server_close()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with serving(path, type("Handler", (_Engine,), {"barrier": threading.Barrier(1)})):
+        yield log
 
 
 def dials(log: Path) -> int:
