@@ -86,7 +86,7 @@ def measure(directory: Path, runs: int) -> dict[str, float]:
 def profile(directory: Path, top: int = 25) -> None:
     code = (
         "import cProfile, pstats, sys\n"
-        "from reconciler.cli import main\n"
+        "from reconciler.cli.main import main\n"
         "p = cProfile.Profile(); p.enable()\n"
         f"rc = main(['validate', {str(directory)!r}])\n"
         "p.disable()\n"

@@ -12,22 +12,24 @@ from typing import NoReturn
 
 import structlog
 
-from reconciler import __version__, logs, render
-from reconciler.completion import SHELLS
-from reconciler.completion import script as completion_script
+from reconciler import __version__
+from reconciler.cli import logs
+from reconciler.cli.completion import SHELLS
+from reconciler.cli.completion import script as completion_script
 from reconciler.contract import NoOptions, cli_flags
+from reconciler.core.executor import succeeded
+from reconciler.core.failures import read_failures, record_failures
+from reconciler.core.lock import ProjectLock
+from reconciler.core.placement import HostSpec, select_hosts
+from reconciler.core.plugins import driver_classes, engine_class
+from reconciler.core.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.errors import EngineUnavailable, PermanentError, ReconcileError, ValidationFailed
-from reconciler.executor import succeeded
-from reconciler.fleet import HostSpec, select_hosts
-from reconciler.fleetrun import HostRun, apply_fleet, parse_rollout, plan_fleet
-from reconciler.liveview import MODES, LiveView, wants_live
-from reconciler.lock import ProjectLock
-from reconciler.memory import limit_malloc_arenas
+from reconciler.fleet.run import HostRun, apply_fleet, parse_rollout, plan_fleet
 from reconciler.model import Plan, Result
-from reconciler.plugins import driver_classes, engine_class
-from reconciler.project import Loaded, ProjectRunner, check_project_name, default_project
-from reconciler.state import read_failures, record_failures
-from reconciler.statuspage import status_of
+from reconciler.output import render
+from reconciler.output.liveview import MODES, LiveView, wants_live
+from reconciler.watch.allocator import limit_malloc_arenas
+from reconciler.watch.statuspage import status_of
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -375,9 +377,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from reconciler.controller import run_watch
+    from reconciler.watch.controller import run_watch
 
-    limit_malloc_arenas()  # before any thread: see reconciler/memory.py
+    limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
     runner = _runner(args)
     loaded = runner.load_valid()
     if loaded.hosts:

@@ -31,7 +31,7 @@ def _validate(staging: Path, project: str) -> list[str]:
     """The problems `reconcile validate` would report for the staged output (none, unless the import is wrong)."""
     from structlog.testing import capture_logs
 
-    from reconciler.project import ProjectRunner
+    from reconciler.core.project import ProjectRunner
 
     # validation's own warnings (a build context outside DIR) are about paths that are fine here
     with capture_logs():

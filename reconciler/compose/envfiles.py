@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reconciler.safeio import UnsafeFile, read_env_text
+from reconciler.core.safeio import UnsafeFile, read_env_text
 
 # reconciler's own env-file line (reconciler/drivers' Container spec), kept in step here
 _RECONCILER_LINE = re.compile(r"^\s*(?:export\s+)?([^=\s#][^=\s]*)\s*=(.*)$")

@@ -21,7 +21,7 @@ from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, 
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
-from reconciler.safeio import inside, sensitive_reason
+from reconciler.core.safeio import inside, sensitive_reason
 
 SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.safeio import UnsafeFile, read_bytes
+from reconciler.core.safeio import UnsafeFile, read_bytes
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.contract import Driver
+from reconciler.core.graph import Key, find_cycles, format_cycle
+from reconciler.core.manifests import display_path
 from reconciler.errors import Problem, ReconcileError, SpecError
-from reconciler.graph import Key, find_cycles, format_cycle
-from reconciler.manifests import display_path
 from reconciler.model import Desired, Reference, Resource
 
 

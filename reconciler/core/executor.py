@@ -10,8 +10,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import structlog
 
 from reconciler.contract import Driver
+from reconciler.core.graph import Key, find_cycle, format_cycle
 from reconciler.errors import ReconcileError, classify
-from reconciler.graph import Key, find_cycle, format_cycle
 from reconciler.model import Action, Change, Outcome, Plan, Result
 
 log = structlog.get_logger()

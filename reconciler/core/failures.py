@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from reconciler.lock import lock_path
+from reconciler.core.lock import lock_path
 from reconciler.model import Outcome, Result
 from reconciler.statefile import read_json, write_json
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from reconciler.core.safeio import MANIFEST_LIMIT, UnsafeFile, inside, read_bytes
 from reconciler.errors import Problem
 from reconciler.model import API_VERSION, Resource, Source
-from reconciler.safeio import MANIFEST_LIMIT, UnsafeFile, inside, read_bytes
 
 if TYPE_CHECKING:  # imported on first use: a tree the fast validator accepts never needs them
     from jsonschema import Draft202012Validator
@@ -31,8 +31,9 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def schema_dir() -> Path:
     """Schemas ship inside the wheel as reconciler/schemas; a source checkout keeps them at the top level."""
-    packaged = Path(__file__).parent / "schemas"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "schemas"
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "schemas"
+    return packaged if packaged.is_dir() else package.parent / "schemas"
 
 
 _plugin_schemas: dict[str, Mapping[str, Any]] = {}

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.catalog import Catalog
 from reconciler.contract import Driver, TlsFiles
+from reconciler.core.catalog import Catalog
+from reconciler.core.graph import Key
+from reconciler.core.manifests import display_path
 from reconciler.errors import Problem
-from reconciler.graph import Key
-from reconciler.manifests import display_path
 from reconciler.model import Resource
 
 HOST_KIND = "Host"

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from reconciler.catalog import Catalog
 from reconciler.contract import Driver
-from reconciler.graph import Key, find_cycle, topological_order
+from reconciler.core.catalog import Catalog
+from reconciler.core.graph import Key, find_cycle, topological_order
 from reconciler.model import LABEL_DEPENDS_ON, Action, Change, Observed, Plan
 
 log = structlog.get_logger()

@@ -10,17 +10,17 @@ from typing import Any
 
 import structlog
 
-from reconciler import fleet
-from reconciler.catalog import Catalog, build_catalog
 from reconciler.contract import Driver, DriverContext, Engine
+from reconciler.core import placement as fleet
+from reconciler.core.catalog import Catalog, build_catalog
+from reconciler.core.executor import DEFAULT_WORKERS, execute
+from reconciler.core.graph import Key
+from reconciler.core.manifests import load_directory, register_schema
+from reconciler.core.placement import HostSpec
+from reconciler.core.planner import observe_all, plan_changes
+from reconciler.core.plugins import driver_classes
 from reconciler.errors import PermanentError, Problem, ValidationFailed
-from reconciler.executor import DEFAULT_WORKERS, execute
-from reconciler.fleet import HostSpec
-from reconciler.graph import Key
-from reconciler.manifests import load_directory, register_schema
 from reconciler.model import Plan, Resource, Result
-from reconciler.planner import observe_all, plan_changes
-from reconciler.plugins import driver_classes
 
 NO_HOSTS = "names hosts, but no Host is declared"
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")

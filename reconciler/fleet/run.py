@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 
 import structlog
 
+from reconciler.core.executor import succeeded
+from reconciler.core.failures import record_failures
+from reconciler.core.lock import ProjectLock
+from reconciler.core.placement import HostSpec
+from reconciler.core.project import Loaded, ProjectRunner
 from reconciler.errors import ReconcileError
-from reconciler.executor import succeeded
-from reconciler.fleet import HostSpec
-from reconciler.lock import ProjectLock
 from reconciler.model import Plan, Result
-from reconciler.project import Loaded, ProjectRunner
-from reconciler.state import record_failures
 
 log = structlog.get_logger()
 

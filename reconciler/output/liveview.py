@@ -2,8 +2,8 @@
 redrawn in place (rich), fed by the executor's results and the drivers' `DriverContext.progress` reports.
 
 Only used when stdout is a terminal (or `--progress tty`); otherwise the output stays the plain text of
-`reconciler.render`, byte for byte. Logs stay on stderr: while the view is drawn on a terminal that stderr shares,
-log lines are printed above the view instead of through it, so neither garbles the other.
+`reconciler.output.render`, byte for byte. Logs stay on stderr: while the view is drawn on a terminal that stderr
+shares, log lines are printed above the view instead of through it, so neither garbles the other.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler import render
 from reconciler.model import Outcome, Plan, Result
+from reconciler.output import render
 
 if TYPE_CHECKING:  # rich is imported when a view is drawn: `plan`, piped output and scripts never pay for it
     from rich.console import Console

@@ -26,19 +26,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from reconciler.backoff import Backoff, RepairLimiter, delay_for
 from reconciler.contract import EngineEvent
+from reconciler.core.failures import write_failures
+from reconciler.core.lock import ProjectLock
+from reconciler.core.project import Loaded, ProjectRunner
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
-from reconciler.lastgood import Assembly, LastValid, Use
-from reconciler.liveview import WatchLiveView, wants_live
-from reconciler.lock import ProjectLock
-from reconciler.metrics import Metrics, MetricsServer, serve
 from reconciler.model import Action, Change, Desired, ErrorClass, Outcome, Plan, Result
-from reconciler.project import Loaded, ProjectRunner
+from reconciler.output.liveview import WatchLiveView, wants_live
 from reconciler.spechash import canonical_json
-from reconciler.state import write_failures
-from reconciler.statuspage import StatusBoard
-from reconciler.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
+from reconciler.watch.backoff import Backoff, RepairLimiter, delay_for
+from reconciler.watch.lastgood import Assembly, LastValid, Use
+from reconciler.watch.metrics import Metrics, MetricsServer, serve
+from reconciler.watch.statuspage import StatusBoard
+from reconciler.watch.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
 
 log = structlog.get_logger()
 

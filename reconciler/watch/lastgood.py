@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.core.manifests import build_resources, find_files, parse_file
+from reconciler.core.safeio import MANIFEST_LIMIT, read_bytes
 from reconciler.errors import Problem
-from reconciler.manifests import build_resources, find_files, parse_file
 from reconciler.model import Resource
-from reconciler.safeio import MANIFEST_LIMIT, read_bytes
-from reconciler.triggers import absolute_dir
+from reconciler.watch.triggers import absolute_dir
 
 
 class Use(enum.Enum):

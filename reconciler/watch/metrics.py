@@ -11,7 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from reconciler.errors import PermanentError
-from reconciler.statuspage import StatusBoard, render_html
+from reconciler.watch.statuspage import StatusBoard, render_html
 
 PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # /healthz turns 503 when the loop has not ticked (between passes, and after every change) for this long: a

@@ -1,7 +1,7 @@
 """What `watch` shows on its status page: every declared object's status, the last pass's plan and results, and
 the recent history of changes, kept by the controller as passes run and read by the HTTP thread.
 
-Values come from the plan and results the pass already has, rendered through `reconciler.render`, so sensitive
+Values come from the plan and results the pass already has, rendered through `reconciler.output.render`, so sensitive
 values appear exactly as the CLI shows them: `(sensitive)`.
 """
 
@@ -13,8 +13,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler import render
 from reconciler.model import Action, Outcome, Plan, Result
+from reconciler.output import render
 
 HISTORY = 200  # changes kept for the page
 REFRESH_SECONDS = 2

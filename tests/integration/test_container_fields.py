@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.core.project import ProjectRunner
 from reconciler.drivers.container.diff import diff_container
 from reconciler.drivers.engine.client import connect
 from reconciler.model import Action
-from reconciler.project import ProjectRunner
 from tests.helpers import SLEEPER, apply_ok, doc, free_port, in_sync
 
 pytestmark = pytest.mark.engine

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalog import build_catalog
 from reconciler.contract import DriverContext
+from reconciler.core.catalog import build_catalog
+from reconciler.core.planner import observe_all, plan_changes
 from reconciler.drivers.firewall.backend import Backend
 from reconciler.drivers.firewall.detect import choose
 from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
@@ -23,7 +24,6 @@ from reconciler.drivers.firewall.restore import RestoreBackend
 from reconciler.drivers.firewall.rules import AllowList, build_chains
 from reconciler.drivers.firewall.spec import normalize_spec
 from reconciler.model import Action, Plan, Resource, Source
-from reconciler.planner import observe_all, plan_changes
 
 pytestmark = [
     pytest.mark.netns,

@@ -22,14 +22,14 @@ from pathlib import Path
 import docker
 import pytest
 
-from reconciler.catalog import build_catalog
 from reconciler.contract import DriverContext
+from reconciler.core.catalog import build_catalog
+from reconciler.core.executor import execute, succeeded
+from reconciler.core.planner import observe_all, plan_changes
 from reconciler.drivers.firewall.detect import choose
 from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.rules import main_chain
-from reconciler.executor import execute, succeeded
 from reconciler.model import LABEL_PROJECT, Action, Plan, Resource, Source
-from reconciler.planner import observe_all, plan_changes
 
 pytestmark = [
     pytest.mark.engine,

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalog import build_catalog
 from reconciler.contract import DriverContext
+from reconciler.core.catalog import build_catalog
+from reconciler.core.executor import execute, succeeded
+from reconciler.core.planner import observe_all, plan_changes
 from reconciler.drivers.firewall.driver import FirewallDriver, FirewallOptions
 from reconciler.drivers.firewall.rules import main_chain
-from reconciler.executor import execute, succeeded
 from reconciler.model import Action, Plan, Resource, Source
-from reconciler.planner import observe_all, plan_changes
 
 pytestmark = [
     pytest.mark.netns,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.backoff import Backoff, RepairLimiter, delay_for
+from reconciler.watch.backoff import Backoff, RepairLimiter, delay_for
 
 
 class Clock:

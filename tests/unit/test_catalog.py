@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.catalog import build_catalog
+from reconciler.core.catalog import build_catalog
 
 from .fakes import FakeDriver, resource
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.cli import build_parser
+from reconciler.cli.main import build_parser
 
 
 @pytest.mark.parametrize(
@@ -48,8 +48,8 @@ def test_fleet_options_repeat() -> None:
 def test_engine_flags_apply_to_every_host_of_a_fleet(tmp_path) -> None:
     """`--parallel` and `--adopt` bound and direct each Host's engine as they do the one engine (they were dropped
     for Hosts: a fleet ran at the default 8 requests at once whatever --parallel said)."""
-    from reconciler.cli import _runner
-    from reconciler.fleet import HostSpec
+    from reconciler.cli.main import _runner
+    from reconciler.core.placement import HostSpec
 
     args = build_parser().parse_args(["apply", str(tmp_path), "--parallel", "3", "--adopt", "-p", "demo"])
     host = HostSpec("db-b", {}, "ssh://deploy@db-b", None, False, None)  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from reconciler.cli import build_parser
-from reconciler.completion import command_words
+from reconciler.cli.completion import command_words
+from reconciler.cli.main import build_parser
 
 
 def _script(shell: str) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalog import build_catalog
 from reconciler.contract import BaseDriver, DriverContext
+from reconciler.core.catalog import build_catalog
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.engine.session import DockerEngine, EngineOptions
 from reconciler.drivers.network.driver import NetworkDriver
@@ -158,7 +158,7 @@ def test_image_manifest_is_a_dependency(tmp_path: Path) -> None:
 
 def test_npipe_mount_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     """An npipe mount fails schema validation saying npipe is Windows-only (not a bare enum listing)."""
-    from reconciler.manifests import load_directory
+    from reconciler.core.manifests import load_directory
 
     (tmp_path / "c.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: np}\nspec:\n  image: busybox\n"

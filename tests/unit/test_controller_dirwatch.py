@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.triggers import Debouncer, DirectoryWatcher, absolute_dir
+from reconciler.watch.triggers import Debouncer, DirectoryWatcher, absolute_dir
 
 
 class Counter:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import Problem
-from reconciler.lastgood import LastValid, Use
+from reconciler.watch.lastgood import LastValid, Use
 
 
 def vol(name: str) -> str:

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from reconciler.errors import PermanentError
-from reconciler.metrics import Metrics, parse_addr, serve
+from reconciler.watch.metrics import Metrics, parse_addr, serve
 
 
 def test_render_counts_passes_changes_failures_and_histogram() -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.backoff import Backoff, RepairLimiter
-from reconciler.controller import Controller, WatchOptions
+from reconciler.core.failures import read_failures
+from reconciler.core.project import ProjectRunner
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import Action, Desired, Outcome, Resource
-from reconciler.project import ProjectRunner
 from reconciler.spechash import spec_hash
-from reconciler.state import read_failures
+from reconciler.watch.backoff import Backoff, RepairLimiter
+from reconciler.watch.controller import Controller, WatchOptions
 
 from .fakes import FakeDriver
 
@@ -425,7 +425,7 @@ def test_a_resync_or_an_engine_reconnect_releases_permanent_failures(world, reas
     """A resync tries held objects once more (what blocked them may have been outside the object), and so does the
     pass after the engine came back (its event stream reconnected): a daemon shutting down stops containers while
     it still answers, which a change in flight takes for its own failure. Other events release nothing."""
-    from reconciler.triggers import Batch
+    from reconciler.watch.triggers import Batch
 
     ctl = world.make()
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a"))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from reconciler.triggers import Debouncer, WorkQueue, is_manifest_event, is_manifest_path
+from reconciler.watch.triggers import Debouncer, WorkQueue, is_manifest_event, is_manifest_path
 
 ROOT = "/srv/manifests"
 
@@ -152,7 +152,7 @@ def _keys(raw: dict, project: str, known: set) -> list:
     from pathlib import Path
 
     from reconciler.contract import DriverContext, EngineEvent
-    from reconciler.plugins import make_drivers
+    from reconciler.core.plugins import make_drivers
 
     event = EngineEvent(str(raw.get("Action")), raw, str(raw.get("Type")))
     drivers = make_drivers(DriverContext(project, Path("/tmp")))
@@ -207,7 +207,7 @@ def test_event_reader_reports_keys_and_resyncs_after_reconnecting() -> None:
     connects = []
 
     from reconciler.contract import EngineEvent
-    from reconciler.triggers import EventReader
+    from reconciler.watch.triggers import EventReader
 
     class Engine:
         def events(self):

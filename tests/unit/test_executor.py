@@ -7,10 +7,10 @@ import threading
 import time
 import warnings
 
-from reconciler.catalog import build_catalog
-from reconciler.executor import execute, succeeded
+from reconciler.core.catalog import build_catalog
+from reconciler.core.executor import execute, succeeded
+from reconciler.core.planner import observe_all, plan_changes
 from reconciler.model import Action, Change, Outcome, Result
-from reconciler.planner import observe_all, plan_changes
 
 from .fakes import FakeDriver, resource
 

@@ -196,7 +196,7 @@ def test_normalize_hashes_the_canonical_spec() -> None:
 
 def test_validation_problems_name_the_manifest_field() -> None:
     """Through the core catalog, a bad source is reported at its own list index in the manifest."""
-    from reconciler.catalog import build_catalog
+    from reconciler.core.catalog import build_catalog
 
     drv = make_driver()
     res = resource("web", sources=["192.0.2.1", "192.0.2.9-192.0.2.1"], ports=[{"port": 8080, "protocol": "gre"}])

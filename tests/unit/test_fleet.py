@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.project import ProjectRunner
+from reconciler.core.project import ProjectRunner
 
 HOSTS = """
 apiVersion: reconciler/v1
@@ -146,7 +146,7 @@ def test_firewall_lists_only_go_to_local_hosts(tmp_path: Path) -> None:
     ],
 )
 def test_host_and_selector_limit_the_fleet(tmp_path, names, selectors, chosen, error) -> None:
-    from reconciler.fleet import select_hosts
+    from reconciler.core.placement import select_hosts
 
     loaded = load(tmp_path, volume("va"))
     hosts, errors = select_hosts(loaded.hosts, names, selectors)
@@ -159,10 +159,10 @@ def test_the_fleet_summary_counts_a_host_once() -> None:
     "not started" (the summary said "-1 converged, 2 failed, 2 not started" of 3 Hosts)."""
     from types import SimpleNamespace
 
+    from reconciler.core.placement import HostSpec
     from reconciler.errors import EngineUnavailable
-    from reconciler.fleet import HostSpec
-    from reconciler.fleetrun import apply_fleet
-    from reconciler.render import fleet_results_text
+    from reconciler.fleet.run import apply_fleet
+    from reconciler.output.render import fleet_results_text
 
     def host(name: str) -> HostSpec:
         return HostSpec(name, {}, f"unix:///run/{name}.sock", None, False, None)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from reconciler.graph import find_cycle, find_cycles, topological_order
+from reconciler.core.graph import find_cycle, find_cycles, topological_order
 
 
 def test_order_puts_dependencies_first_and_is_stable() -> None:

@@ -213,8 +213,8 @@ def test_unreadable_label_json_falls_back_to_the_total_hash(driver: ImageDriver,
 
 def test_planner_lets_a_foreign_image_be_used(driver: ImageDriver, tmp_path: Path) -> None:
     """An image of the declared reference that the project does not own is not a name clash (claims_names)."""
-    from reconciler.catalog import build_catalog
-    from reconciler.planner import plan_changes
+    from reconciler.core.catalog import build_catalog
+    from reconciler.core.planner import plan_changes
 
     res = image_resource(tmp_path, {"reference": REF})
     catalog, problems = build_catalog([res], {"Image": driver})

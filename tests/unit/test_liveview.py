@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from reconciler.contract import DriverContext
-from reconciler.liveview import LiveView, WatchLiveView, wants_live
 from reconciler.model import Action, Change, Desired, ErrorClass, Outcome, Plan, Resource, Result, Source
+from reconciler.output.liveview import LiveView, WatchLiveView, wants_live
 
 
 class Clock:

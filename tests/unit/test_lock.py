@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from reconciler.core.lock import ProjectLock, lock_path
 from reconciler.errors import LockHeld
-from reconciler.lock import ProjectLock, lock_path
 
 HOLD = """
 import sys, time
-from reconciler.lock import ProjectLock
+from reconciler.core.lock import ProjectLock
 lock = ProjectLock(sys.argv[1], sys.argv[2])
 lock.acquire()
 print("held", flush=True)

@@ -24,8 +24,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifests import validators
-from reconciler.project import ProjectRunner
+from reconciler.core.manifests import validators
+from reconciler.core.project import ProjectRunner
 
 settings.register_profile(
     "ci",
@@ -331,7 +331,7 @@ def test_deep_nesting_is_refused_quickly(workdir: Path, depth: int, kind: str) -
 @given(docs=mutated_documents())
 def test_the_fast_validator_never_accepts_what_the_reference_refuses(docs: list[dict[str, Any]]) -> None:
     """jsonschema-rs only says "valid" quickly; it must never call valid what jsonschema refuses."""
-    from reconciler.manifests import fast_validators
+    from reconciler.core.manifests import fast_validators
 
     fast = fast_validators()
     if not fast:

@@ -8,7 +8,7 @@ from textwrap import dedent
 
 import pytest
 
-from reconciler.manifests import MAX_FILE_BYTES, display_path, load_directory
+from reconciler.core.manifests import MAX_FILE_BYTES, display_path, load_directory
 
 
 def write(root: Path, rel: str, text: str | bytes) -> Path:

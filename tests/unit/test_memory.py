@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from reconciler import memory
+from reconciler.watch import allocator as memory
 
 
 def glibc() -> bool:

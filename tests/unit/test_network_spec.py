@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.catalog import build_catalog
 from reconciler.contract import DriverContext
+from reconciler.core.catalog import build_catalog
 from reconciler.drivers.network.driver import NetworkDriver
 from reconciler.drivers.network.spec import check_network, normalize_network
 from reconciler.model import Observed, Resource, Source

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.catalog import build_catalog
+from reconciler.core.catalog import build_catalog
+from reconciler.core.planner import observe_all, plan_changes
 from reconciler.model import Action, Plan
-from reconciler.planner import observe_all, plan_changes
 
 from .fakes import FakeDriver, resource
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import reconciler.plugins as base
+import reconciler.core.plugins as base
 from reconciler.contract import BaseDriver, DriverContext
-from reconciler.manifests import load_directory
-from reconciler.plugins import make_drivers
+from reconciler.core.manifests import load_directory
+from reconciler.core.plugins import make_drivers
 
 
 class _EP(SimpleNamespace):
@@ -95,7 +95,7 @@ class GadgetDriver(BaseDriver):
 
 def test_plugin_kind_validates_against_the_schema_its_driver_ships(monkeypatch, tmp_path) -> None:
     """A third-party kind's documents are checked against its driver's schema (which may use common.schema.json)."""
-    from reconciler.project import ProjectRunner
+    from reconciler.core.project import ProjectRunner
 
     eps = [_EP(name="Gadget", value="tests.unit.test_registry:GadgetDriver", dist=SimpleNamespace(name="acme"))]
     monkeypatch.setattr(base, "entry_points", lambda group: eps)

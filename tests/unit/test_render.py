@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from reconciler.model import Action, Change, FieldChange, Outcome, Plan, Result
-from reconciler.render import plan_json, plan_text, results_text
+from reconciler.output.render import plan_json, plan_text, results_text
 
 
 def sample_plan() -> Plan:

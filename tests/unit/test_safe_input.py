@@ -15,8 +15,8 @@ from textwrap import dedent
 
 import pytest
 
+from reconciler.core.lock import ProjectLock, lock_path
 from reconciler.errors import LockHeld
-from reconciler.lock import ProjectLock, lock_path
 
 TIMEOUT = 60
 MEMORY = 1536 * 1024 * 1024
@@ -291,14 +291,14 @@ def test_two_spellings_of_one_socket_take_one_lock(lock_dir: Path, tmp_path: Pat
     ],
 )
 def test_tcp_and_ssh_spellings_are_one_engine(a: str, b: str) -> None:
-    from reconciler.lock import canonical_engine
+    from reconciler.core.lock import canonical_engine
 
     assert canonical_engine(a) == canonical_engine(b)
     assert lock_path("p", a) == lock_path("p", b)
 
 
 def test_different_engines_stay_apart() -> None:
-    from reconciler.lock import canonical_engine
+    from reconciler.core.lock import canonical_engine
 
     assert canonical_engine("tcp://h:2375") != canonical_engine("tcp://h:2376")
     assert canonical_engine("ssh://a@h") != canonical_engine("ssh://b@h")
@@ -331,7 +331,7 @@ def test_a_writer_of_an_earlier_release_still_excludes_this_one(lock_dir: Path, 
 
 
 def test_safe_reader_rules(tmp_path: Path) -> None:
-    from reconciler.safeio import UnsafeFile, read_bytes, read_text
+    from reconciler.core.safeio import UnsafeFile, read_bytes, read_text
 
     tree = tmp_path / "tree"
     ok = write(tree, "a.txt", "hello\n")
@@ -360,7 +360,7 @@ def test_safe_reader_rules(tmp_path: Path) -> None:
 def test_watch_reads_manifests_safely_too(tmp_path: Path) -> None:
     """watch keeps the last valid version of each file: its reader refuses a link out of DIR and never blocks on
     a FIFO that replaced a manifest (the blank-file check read it whole)."""
-    from reconciler.lastgood import LastValid
+    from reconciler.watch.lastgood import LastValid
 
     manifests = tmp_path / "m"
     write(manifests, "v.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: vol}\n")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.metrics import Metrics, serve
 from reconciler.model import (
     Action,
     Change,
@@ -22,7 +21,8 @@ from reconciler.model import (
     Result,
     Source,
 )
-from reconciler.statuspage import StatusBoard, render_html
+from reconciler.watch.metrics import Metrics, serve
+from reconciler.watch.statuspage import StatusBoard, render_html
 from tests.helpers import free_port
 
 SECRET = "hunter2-do-not-show"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.manifests import load_directory
 from reconciler.drivers.swarm.body import endpoint_spec, service_spec, task_template
 from reconciler.drivers.swarm.diff import NO_ROLL, ROLLS, diff_service, with_data_versions
 from reconciler.drivers.swarm.readback import observed_service
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.manifests import load_directory
 from reconciler.model import Action, Desired, Observed, Resource, Source
 
 FIXTURES = Path(__file__).resolve().parent / "swarm_fixtures"

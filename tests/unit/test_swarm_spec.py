@@ -174,7 +174,7 @@ def test_an_engine_without_swarm_plans_containers_and_blocks_services(tmp_path: 
 
 def test_the_swarm_example_is_valid() -> None:
     """examples/swarm passes validation (it is applied by hand against the test engine, see docs/swarm.md)."""
-    from reconciler.project import ProjectRunner
+    from reconciler.core.project import ProjectRunner
 
     example = Path(__file__).resolve().parents[2] / "examples" / "swarm"
     loaded = ProjectRunner("swarm-demo", example).load_valid()
@@ -210,7 +210,7 @@ spec:
 def test_the_contracts_swarm_example_is_valid(tmp_path: Path) -> None:
     """The Service and Secret example of shared/CONTRACT.md loads without a problem (`mode: 0o400` is read by
     YAML as a string and taken as octal)."""
-    from reconciler.project import ProjectRunner
+    from reconciler.core.project import ProjectRunner
 
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "db-password.txt").write_text("pw")
@@ -239,7 +239,7 @@ def test_the_contracts_swarm_example_is_valid(tmp_path: Path) -> None:
 )
 def test_service_checks(tmp_path: Path, spec: dict, field: str) -> None:
     """What the schema cannot say is reported by check() at the field."""
-    from reconciler.catalog import Catalog
+    from reconciler.core.catalog import Catalog
 
     driver = ServiceDriver(DriverContext("p", tmp_path))
     desired = driver.normalize(resource("Service", "web", {"image": "b", **spec}, tmp_path / "m.yaml"))

@@ -20,6 +20,7 @@ import pytest
 from docker.errors import ImageNotFound, NotFound
 
 from reconciler.contract import DriverContext
+from reconciler.core.manifests import load_directory
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
@@ -32,7 +33,6 @@ from reconciler.drivers.network.driver import NetworkDriver
 from reconciler.drivers.network.spec import normalize_network
 from reconciler.drivers.volume.driver import LABEL_RECLAIM, VolumeDriver, normalize_volume
 from reconciler.drivers.volume.policy import DELETE, RETAIN
-from reconciler.manifests import load_directory
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PREFIX, LABEL_PROJECT, Desired, Resource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "engine"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalog import Catalog
-from reconciler.project import ProjectRunner
+from reconciler.core.catalog import Catalog
+from reconciler.core.project import ProjectRunner
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox"
 NETWORKS = 20
@@ -111,7 +111,7 @@ def test_validate_imports_no_engine_library(tmp_path: Path) -> None:
     )
     code = (
         "import json, sys\n"
-        "from reconciler.cli import main\n"
+        "from reconciler.cli.main import main\n"
         f"rc = main(['validate', {str(tmp_path)!r}])\n"
         "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))\n"
     )
@@ -126,7 +126,7 @@ def test_the_engine_client_leaves_ssh_and_pretty_tracebacks_out_until_needed() -
     tracebacks); an ssh engine's client still gets the transport."""
     code = (
         "import json, sys\n"
-        "import reconciler.cli\n"
+        "import reconciler.cli.main\n"
         "from reconciler.drivers.engine import lazy\n"
         "lazy.docker.APIClient(base_url='unix:///nonexistent.sock', version='1.41')\n"
         "before = sorted({m.split('.')[0] for m in sys.modules})\n"

@@ -11,15 +11,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from reconciler.contract import Catalog
+from reconciler.core.indexes import per_catalog
+from reconciler.core.safeio import SENSITIVE_HOST_PATHS
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
-from reconciler.memo import per_catalog
 from reconciler.model import Desired, Reference
-from reconciler.safeio import SENSITIVE_HOST_PATHS
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
 # A source is sensitive when it is one of these, lies under one, or is a parent of one (`/var` exposes
 # `/var/lib/docker`, `/` exposes everything).
-SENSITIVE_PATHS = SENSITIVE_HOST_PATHS  # one list for every reader and mount check (reconciler.safeio)
+SENSITIVE_PATHS = SENSITIVE_HOST_PATHS  # one list for every reader and mount check (reconciler.core.safeio)
 
 
 # Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.safeio import tree_of
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -55,7 +56,6 @@ from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import user_labels
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange, Step
-from reconciler.safeio import tree_of
 
 MAX_CPUS = 1 << 20  # the schema's bound: NanoCpus fit int64 well before, the engine refuses more than the host has
 
@@ -1057,8 +1057,8 @@ NOT_CREATED = {"state": "the driver starts the new container after the create ca
 # Manifest keys that are no field of the canonical spec.
 NOT_FIELDS = {
     "metadata.name": "the container's name: its identity, not a setting (renamed back in place)",
-    "spec.hosts": "placement: which Hosts get the object; reconciler.fleet reads it and removes it from the spec "
-    "before the driver normalizes",
+    "spec.hosts": "placement: which Hosts get the object; reconciler.core.placement reads it and removes it from "
+    "the spec before the driver normalizes",
 }
 
 

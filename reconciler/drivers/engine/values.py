@@ -9,8 +9,8 @@ import re
 import shlex
 from pathlib import Path
 
+from reconciler.core.safeio import UnsafeFile, read_env_text
 from reconciler.errors import SpecError
-from reconciler.safeio import UnsafeFile, read_env_text
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}

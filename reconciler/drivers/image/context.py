@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.core.safeio import DOCKERFILE_LIMIT, UnsafeFile, read_bytes, tree_of
 from reconciler.drivers.engine import lazy
-from reconciler.safeio import DOCKERFILE_LIMIT, UnsafeFile, read_bytes, tree_of
 from reconciler.spechash import canonical_json
 
 _CACHE: dict[tuple[int, int, int, int], str] = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.contract import Catalog, DriverContext, Step, input_path, run_steps
+from reconciler.core.indexes import per_catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.image import ops as image_ops
@@ -32,7 +33,6 @@ from reconciler.drivers.image.spec import (
 )
 from reconciler.drivers.image.state import PulledImages, pulled_path
 from reconciler.errors import PermanentError
-from reconciler.memo import per_catalog
 from reconciler.model import (
     LABEL_KIND,
     LABEL_NAME,

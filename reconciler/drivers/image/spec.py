@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
 from reconciler.diffing import Compare, Rule, diff_specs
 from reconciler.drivers.image.context import build_inputs, dockerfile_path
 from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import SpecError
 from reconciler.model import Action, Desired, FieldChange, Resource
-from reconciler.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
 from reconciler.spechash import spec_hash
 
 LABEL_INPUT_HASH = "io.reconciler.input-hash"

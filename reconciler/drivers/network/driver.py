@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.contract import Catalog, EngineEvent, Key, Step, run_steps
+from reconciler.core.indexes import per_catalog
 from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
@@ -24,7 +25,6 @@ from reconciler.drivers.network.spec import (
     subnets_of,
 )
 from reconciler.errors import PermanentError, ReconcileError, SpecError
-from reconciler.memo import per_catalog
 from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
 from reconciler.drivers.swarm.units import (
     canonical_reference,
     command_line,
@@ -24,7 +25,6 @@ from reconciler.drivers.swarm.units import (
 )
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
-from reconciler.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
 from reconciler.spechash import spec_hash
 
 SECOND = 10**9

@@ -1,0 +1,1 @@
+"""The command line: parsing, commands, output, the live view, completion, logging set-up."""
