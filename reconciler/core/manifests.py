@@ -404,7 +404,7 @@ def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | No
     spec_lines = {k: v for k, v in doc.lines.items() if k == "spec" or k.startswith("spec.")}
     resource = Resource(
         kind=kind,
-        name=cast(str, name),  # the schema requires metadata.name, a string
+        name=cast(str, name),  # the schema requires metadata.name, a string (common.schema.json)
         spec=value.get("spec") or {},
         labels=dict((meta or {}).get("labels") or {}),
         source=Source(file=rel, line=doc.line, path=path),
