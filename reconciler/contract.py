@@ -414,7 +414,7 @@ class BaseDriver:
         raise NotImplementedError
 
 
-def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., object]]) -> None:
     """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
     step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
     ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op

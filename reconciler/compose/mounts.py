@@ -30,7 +30,7 @@ def _inside(path: str, root: str) -> bool:
 
 def sensitive_reason(source: str) -> str | None:
     """Why binding `source` hands the container the host (after resolving links), or None."""
-    extra = ()
+    extra: tuple[str, ...] = ()
     docker_host = os.environ.get("DOCKER_HOST", "")
     if docker_host.startswith("unix://"):
         extra = (docker_host[len("unix://") :],)

@@ -79,4 +79,5 @@ def make_drivers(ctx: DriverContext, classes: dict[str, type[Driver]] | None = N
 
 
 def engine_class(spec: str = BUILTIN_ENGINE) -> type[Engine]:
-    return load(spec)
+    cls: type[Engine] = load(spec)
+    return cls

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, input_path, run_steps
 from reconciler.drivers.container.apply import (
@@ -174,7 +174,7 @@ class ContainerDriver(DockerDriver):
             free = bool(label) and label not in listed_names and label not in others
             aside = free and is_aside(info, label)
             renamed = free and not aside and engine_name(info) != label
-            key = label if aside or renamed else engine_name(info)
+            key = cast(str, label) if aside or renamed else engine_name(info)  # both imply a label
             found[key] = self._observed(info, images, names, aside, key, renamed)
         for name, info in others.items():
             found[name] = self._observed(info, {}, names, False, name)
@@ -265,7 +265,7 @@ class ContainerDriver(DockerDriver):
         assert desired is not None
         created: dict[str, str] = {}
 
-        def wait(dependency: str, condition: str, timeout: float) -> None:
+        def wait(dependency: str, condition: str, timeout: int) -> None:
             self.ctx.progress(desired.key, "waiting", f"for {dependency} to be {condition}")
             self._wait_one(dependency, condition, timeout)
             if condition == "healthy":
@@ -338,7 +338,7 @@ class ContainerDriver(DockerDriver):
             self.ctx.progress(desired.key, "waiting", f"for {dep['name']} to be {dep['condition']}")
             self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
-    def _wait_one(self, name: str, condition: str, timeout: float) -> None:
+    def _wait_one(self, name: str, condition: str, timeout: int) -> None:
         wait_for(by_name(self.api.inspect_container), name, condition, timeout)
 
     def _create(self, desired: Desired) -> str:

@@ -32,7 +32,10 @@ def normalize_container(resource: Resource) -> Desired:
         resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
     )
     rows = [row for row in FIELDS if row.normalize is not None]
-    values = {row.key: row.normalize(normalizing) for row in sorted(rows, key=lambda row: not row.normalize_first)}
+    values = {
+        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
+        for row in sorted(rows, key=lambda row: not row.normalize_first)
+    }
     normalized = {row.key: values[row.key] for row in rows}
     sensitive = frozenset(normalizing.sensitive)
     return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)

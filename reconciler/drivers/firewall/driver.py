@@ -231,7 +231,7 @@ class FirewallDriver(BaseDriver):
             return fields
         # Same list, but the rules enforcing it may have been edited by hand.
         for family in sel.families:
-            groups = expected[family].covered.get(name, ()) if expected[family] else ()
+            groups = cs.covered.get(name, ()) if (cs := expected[family]) else ()
             want_lines = list_view(expected[family], name, self.project, groups)
             have_lines = list_view(live.get(family), name, self.project, groups)
             have_lines += _foreign_main_rules(live.get(family), expected[family])
@@ -249,7 +249,7 @@ class FirewallDriver(BaseDriver):
                         "rule 1",
                         Action.UPDATE,
                         note=sel.backend.jump_note(family, self.project)
-                        if hasattr(sel.backend, "jump_note")
+                        if sel.backend is not None and hasattr(sel.backend, "jump_note")
                         else f"the jump from DOCKER-USER to {main_chain(self.project)} must be its first rule "
                         "(rules above it, such as Docker's -j RETURN, see traffic first)",
                     )

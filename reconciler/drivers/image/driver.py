@@ -166,8 +166,8 @@ class ImageDriver(DockerDriver):
         remote = concurrently(self._remote, lookups)
 
         found: dict[str, Observed] = {}
-        for name, desired in wanted.items():
-            reference = desired.spec["reference"]
+        for name, declared in wanted.items():
+            reference = declared.spec["reference"]
             found[name] = self._observed_declared(
                 name, reference, images.get(reference), pulled, owned.get(name, {}), remote.get(reference)
             )
@@ -243,7 +243,7 @@ class ImageDriver(DockerDriver):
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         spec = desired.spec
         reference = spec["reference"]
-        obs = observed.spec if observed is not None else {"owner": ABSENT, "previous": {}}
+        obs: Mapping[str, Any] = observed.spec if observed is not None else {"owner": ABSENT, "previous": {}}
         notes = [w for w in [context_warning(desired.resource, self.ctx.manifest_dir)] if w]
         if spec["build"] is not None:
             action, fields, steps, blocked = self._diff_build(desired, observed, obs)

@@ -56,7 +56,7 @@ class NetworkDriver(DockerDriver):
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         yield from check_network(desired.spec)
         index = per_catalog(catalog, "network.subnets", lambda c: SubnetIndex(c.of_kind(self.kind)))
-        clashes = []
+        clashes: list[tuple[str, int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
         for i, subnet in enumerate(subnets_of(desired.spec)):
             clashes.extend((other, i, net) for other, net in index.clashes(desired.name, subnet))
         for other, i, clash in sorted(clashes):  # as before: by the other network's name, then this subnet
