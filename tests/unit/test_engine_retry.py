@@ -105,7 +105,7 @@ def test_attempts_are_bounded_and_the_last_answer_is_returned() -> None:
 
 
 def test_delays_double_are_jittered_and_capped() -> None:
-    policy = RetryPolicy(attempts=10, base=0.2, cap=2.0)
+    policy = RetryPolicy(attempts=10)  # the delays of reconciler.delays.ENGINE_REQUEST
     assert [policy.delay(n, rand=lambda: 1.0) for n in (1, 2, 3, 4, 5, 6)] == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     assert policy.delay(3, rand=lambda: 0.0) == 0.4
 
