@@ -23,6 +23,9 @@ What is repeated after a 5xx answer or a lost connection, and why that is safe:
   renames; a second connect fails after the first worked): the failure surfaces as a temporary error and the
   next pass re-plans from what it observes.
 
+Each repeat is logged at debug level (`engine.request_retried`): an engine that cannot be reached is one error
+line, not the retries before it.
+
 Requests whose body is a stream (a build context) are never repeated: it was consumed by the first attempt.
 A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited).
 
@@ -197,7 +200,7 @@ def send_with_retries(
 
 def _note(request: Any, attempt: int, why: str) -> None:
     path, _ = _path_and_query(request)
-    log.info("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
+    log.debug("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
 
 
 def _first_line(exc: BaseException) -> str:
