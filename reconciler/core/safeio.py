@@ -21,7 +21,6 @@ from pathlib import Path
 MANIFEST_LIMIT = 4 * 1024 * 1024  # a manifest file
 ENV_FILE_LIMIT = 1024 * 1024  # an env file
 DOCKERFILE_LIMIT = 1024 * 1024  # a Dockerfile, a .dockerignore
-SECRET_LIMIT = 500 * 1024  # a swarm secret or config (the engine's own limit)
 
 # Host paths that hand the host (or its engine) to whoever reads or mounts them: sensitive when a path is one of
 # these, lies under one, or contains one (`/var` contains `/var/lib/docker`, `/` everything).
@@ -102,15 +101,6 @@ def _opened_path(fd: int, fallback: str) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return os.path.realpath(fallback)
-
-
-def check_within(path: str | os.PathLike[str], tree: str | os.PathLike[str]) -> str:
-    """The real path of `path`; raises UnsafeFile when a symbolic link leads it out of `tree`."""
-    real = os.path.realpath(path)
-    real_tree = os.path.realpath(tree)
-    if not inside(real, real_tree):
-        raise UnsafeFile(path, f"a symbolic link leads out of {tree} (to {real}); not followed")
-    return real
 
 
 def read_bytes(
