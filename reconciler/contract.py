@@ -131,6 +131,15 @@ class Engine(Protocol):
     """
 
     options_type: ClassVar[type]
+    # Host paths that hand this engine (and with it the host) to whoever reads or bind-mounts them: its sockets,
+    # its data root. The core adds them to the host's own sensitive paths (reconciler.core.safeio).
+    sensitive_paths: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def canonical_address(cls, address: str) -> str:
+        """One spelling of an engine address (default port filled in, socket path resolved...), so that two
+        spellings of one engine share its lock and failure state; no contact."""
+        ...
 
     @classmethod
     def for_host(cls, address: str, tls: TlsFiles | None, options: Any = None) -> Engine:

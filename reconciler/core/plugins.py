@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
-from reconciler.contract import Driver, DriverContext, Engine, missing_hooks
+from reconciler.contract import Driver, Engine, missing_hooks
 
 ENTRY_POINT_GROUP = "reconciler.drivers"
 
@@ -70,12 +70,6 @@ def driver_classes(kinds: Iterable[str] | None = None, log: Any = None) -> dict[
             continue
         classes[kind] = cls
     return classes
-
-
-def make_drivers(ctx: DriverContext, classes: dict[str, type[Driver]] | None = None) -> dict[str, Driver]:
-    """A fresh instance of every driver class (of all installed ones by default)."""
-    classes = driver_classes(log=ctx.log) if classes is None else classes
-    return {kind: cls(ctx) for kind, cls in classes.items()}
 
 
 def engine_class(spec: str = BUILTIN_ENGINE) -> type[Engine]:

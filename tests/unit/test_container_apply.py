@@ -11,7 +11,9 @@ import structlog
 from docker.errors import APIError
 
 from reconciler.drivers.container import apply as container_apply
-from reconciler.drivers.container.apply import create_config, reconnect, update_body, wait_for
+from reconciler.drivers.container.apply import create_config, wait_for
+from reconciler.drivers.container.fields import in_place_body
+from reconciler.drivers.container.inplace import reconnect
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model import Resource, Source
@@ -26,20 +28,22 @@ def spec_of(spec: dict) -> dict:
 
 def test_memory_is_sent_with_its_swap() -> None:
     """Raising memory sends MemorySwap too (twice memory when undeclared), or the engine refuses it."""
-    body = update_body(spec_of({"resources": {"memory": "128m"}}), ["memory"], restart=False)
+    body = in_place_body(spec_of({"resources": {"memory": "128m"}}), {"resources": ["memory"]})
     assert body == {"Memory": 128 * 2**20, "MemorySwap": 256 * 2**20}
 
 
 def test_removing_pids_limit_sends_unlimited() -> None:
     """PidsLimit can be lifted in place with -1 (zero values are ignored by the update API)."""
-    assert update_body(spec_of({}), ["pidsLimit"], restart=False) == {"PidsLimit": -1}
+    assert in_place_body(spec_of({}), {"resources": ["pidsLimit"]}) == {"PidsLimit": -1}
 
 
 def test_restart_policy_body() -> None:
     """The restart policy goes in the same update call; `no` is sent as the empty name."""
-    body = update_body(spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), [], restart=True)
+    body = in_place_body(
+        spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), {"restartPolicy": []}
+    )
     assert body == {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}
-    assert update_body(spec_of({}), [], restart=True) == {"RestartPolicy": {"Name": "no"}}
+    assert in_place_body(spec_of({}), {"restartPolicy": []}) == {"RestartPolicy": {"Name": "no"}}
 
 
 def states(*docs: dict) -> Any:
@@ -138,8 +142,8 @@ class ImageOnlyApi:
 def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, replaced: bool) -> None:
     """A replace asked for only by an upstream rebuild does nothing when the rebuild produced the same image."""
     from reconciler.contract import DriverContext
-    from reconciler.drivers.container.diff import IMAGE_FOLLOW
     from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.fields import IMAGE_FOLLOW
     from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
     from reconciler.model import Action, Change, FieldChange, Observed
 

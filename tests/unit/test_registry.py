@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import reconciler.core.plugins as base
 from reconciler.contract import BaseDriver, DriverContext
 from reconciler.core.manifests import load_directory
-from reconciler.core.plugins import make_drivers
 
 
 class _EP(SimpleNamespace):
@@ -30,8 +29,8 @@ def test_third_party_entry_point_replaces_builtin_and_adds_kind(monkeypatch, tmp
     assert specs["Volume"] == "tests.unit.fakes:FakeDriver"
     assert specs["Gadget"] == "tests.unit.test_registry:GadgetDriver"
     assert specs["Network"] == base.BUILTIN_DRIVERS["Network"]
-    drivers = make_drivers(DriverContext("p", tmp_path), base.driver_classes(kinds=["Gadget"]))
-    assert isinstance(drivers["Gadget"], GadgetDriver)
+    (gadget,) = base.driver_classes(kinds=["Gadget"]).values()
+    assert isinstance(gadget(DriverContext("p", tmp_path)), GadgetDriver)
 
 
 def test_driver_that_misses_hooks_is_left_out(monkeypatch, tmp_path) -> None:
@@ -59,8 +58,8 @@ def test_unloadable_driver_is_left_out(monkeypatch, tmp_path) -> None:
     """A driver whose module cannot be imported is skipped with a warning instead of breaking every command."""
     eps = [_EP(name="Broken", value="no.such.module:Driver", dist=SimpleNamespace(name="acme"))]
     monkeypatch.setattr(base, "entry_points", lambda group: eps)
-    drivers = make_drivers(DriverContext("p", tmp_path))
-    assert "Broken" not in drivers and "Volume" in drivers
+    classes = base.driver_classes()
+    assert "Broken" not in classes and "Volume" in classes
 
 
 def test_installed_package_registers_builtin_kinds() -> None:

@@ -28,14 +28,13 @@ from reconciler.drivers.container.checks import (
     image_manifest,
 )
 from reconciler.drivers.container.diff import (
-    IMAGE_FOLLOW,
     diff_container,
     follow_upstream,
     leftover_of,
     prune_container,
     steps_for,
 )
-from reconciler.drivers.container.fields import IN_PLACE, in_place_body
+from reconciler.drivers.container.fields import IMAGE_FOLLOW, IN_PLACE, in_place_body
 from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
     ContainerFacts,

@@ -19,7 +19,6 @@ from reconciler.spechash import spec_hash
 
 LABEL_INPUT_HASH = "io.reconciler.input-hash"
 LABEL_BUILD_INPUTS = "io.reconciler.build-inputs"
-PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 INPUT_FIELDS = ("context", "dockerfile", "args", "target")
 LABELS_RULE = Rule(Action.REPLACE, Compare.AT_LEAST)
 
