@@ -21,7 +21,7 @@ from reconciler.diffing import UPDATE, diff_specs
 from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import Selection, choose, interface_names, resolve_mode
 from reconciler.drivers.firewall.nft_backend import engine_firewall_driver
-from reconciler.drivers.firewall.readback import list_view, read_list
+from reconciler.drivers.firewall.observe import list_view, read_list
 from reconciler.drivers.firewall.rules import (
     COMMENT_PREFIX,
     HASH_KEY,

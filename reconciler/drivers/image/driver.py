@@ -21,7 +21,8 @@ from reconciler.contract import Catalog, DriverContext, Step, input_path, run_st
 from reconciler.core.indexes import per_catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
-from reconciler.drivers.image import ops as image_ops
+from reconciler.drivers.image import apply as image_apply
+from reconciler.drivers.image.pulled import PulledImages, pulled_path
 from reconciler.drivers.image.reference import parse_reference, repo_digest
 from reconciler.drivers.image.registry import RegistryError, is_insecure, remote_digest
 from reconciler.drivers.image.spec import (
@@ -31,7 +32,6 @@ from reconciler.drivers.image.spec import (
     label_changes,
     normalize_image,
 )
-from reconciler.drivers.image.state import PulledImages, pulled_path
 from reconciler.errors import PermanentError
 from reconciler.model import (
     LABEL_KIND,
@@ -320,7 +320,7 @@ class ImageDriver(DockerDriver):
         removable: list[str] = []
         kept: dict[str, list[str]] = {}
         for reference, image_id in sorted(observed.spec.get("ids", {}).items()):
-            using = image_ops.users(self.api, image_id)
+            using = image_apply.users(self.api, image_id)
             if using:
                 kept[reference] = list(using)
             else:
@@ -370,7 +370,7 @@ class ImageDriver(DockerDriver):
             {
                 "build": lambda: self._build(need(), change, where),
                 "pull": lambda: self._pull(need(), where),
-                "push": lambda: image_ops.push(
+                "push": lambda: image_apply.push(
                     self.api, need().spec["reference"], self.log, where, self._reporter(change)
                 ),
                 "remove": lambda reference: self._remove(reference, where, strict=strict),
@@ -383,7 +383,7 @@ class ImageDriver(DockerDriver):
 
     def _pull(self, desired: Desired, where: str) -> None:
         reference = desired.spec["reference"]
-        image_ops.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
+        image_apply.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
         with self.errors(desired.name, "inspect"):
             image_id = self.api.inspect_image(reference)["Id"]
         self.pulled.record(reference, desired.name, desired.resource.source.file, image_id)
@@ -392,7 +392,7 @@ class ImageDriver(DockerDriver):
         reference = desired.spec["reference"]
         labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
         old_id = change.observed.id if change.observed is not None else ""
-        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
+        new_id = image_apply.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
         self.pulled.forget(reference)  # ours by its labels from now on
         if old_id and old_id != new_id:
             self._drop_previous_build(old_id, change)
@@ -404,7 +404,7 @@ class ImageDriver(DockerDriver):
             return
         try:
             old = self.api.inspect_image(old_id)
-            if old.get("RepoTags") or image_ops.users(self.api, old_id):
+            if old.get("RepoTags") or image_apply.users(self.api, old_id):
                 return
             self.api.remove_image(old_id, force=False, noprune=False)
             self.log.info("image.previous.removed", id=old_id[:19])
@@ -420,11 +420,11 @@ class ImageDriver(DockerDriver):
         except Exception:
             self.pulled.forget(reference)
             return  # gone already
-        using = image_ops.users(self.api, image_id)
+        using = image_apply.users(self.api, image_id)
         if using:
             if strict:
                 raise PermanentError(f"{where}: image {reference} kept: used by containers {', '.join(using)}")
             self.log.info("image.old.kept", reference=reference, containers=using)
             return
-        image_ops.untag(self.api, reference, self.log, where)
+        image_apply.untag(self.api, reference, self.log, where)
         self.pulled.forget(reference)
