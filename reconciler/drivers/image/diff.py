@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.contract import Step
+from reconciler.diffing import Compare, Rule, diff_specs
 from reconciler.drivers.image.observe import ABSENT
 from reconciler.drivers.image.reference import parse_reference
-from reconciler.drivers.image.spec import input_changes, label_changes
+from reconciler.drivers.image.spec import INPUT_FIELDS, LABEL_INPUT_HASH, stamped_inputs
 from reconciler.model import LABEL_PROJECT, LABEL_SPEC_HASH, Action, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version
 
 REMOVE_STEP = "remove tag "
+LABELS_RULE = Rule(Action.REPLACE, Compare.AT_LEAST)
 
 
 def diff_pull(desired: Desired, obs: Mapping[str, Any]) -> tuple[Action, list, list, str | None]:
@@ -70,3 +72,32 @@ def diff_build(
             field = FieldChange("pushed", remote, local, Action.UPDATE, note="registry digest")
             return Action.UPDATE, [field], [Step(f"push {reference}", "push")], None
     return Action.NONE, [], [], None
+
+
+def _short(value: str | None) -> str | None:
+    if value and value.startswith("sha256:"):
+        return value[:19]
+    return value
+
+
+def input_changes(desired: Desired, labels: Mapping[str, str]) -> list[FieldChange]:
+    """Which build inputs differ from those stamped on the image (by hash), one field each."""
+    build = desired.spec["build"]
+    if labels.get(LABEL_INPUT_HASH) == build["inputHash"]:
+        return []
+    old = stamped_inputs(labels)
+    if old is None:
+        return [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
+    changes = []
+    for key in INPUT_FIELDS:
+        was, now = old.get(key), build["inputs"][key]
+        if was != now:
+            note = "content hash" if key in ("context", "dockerfile", "args") else ""
+            changes.append(FieldChange(f"build.{key}", _short(was), _short(now), Action.REPLACE, note=note))
+    return changes or [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
+
+
+def label_changes(desired: Desired, image_labels: Mapping[str, str]) -> list[FieldChange]:
+    """The user's labels, compared as 'at least' (images inherit their base image's labels)."""
+    have = {k: v for k, v in image_labels.items() if not k.startswith("io.reconciler.")}
+    return diff_specs({"labels": dict(desired.resource.labels)}, {"labels": have}, {"labels": LABELS_RULE})
