@@ -83,3 +83,36 @@ def test_attribute_table_lists_every_attribute_with_its_default() -> None:
 def test_every_hook_has_a_docstring(name: str) -> None:
     """The contract's one definition says what each hook does (the docs table is the guide to it)."""
     assert (getattr(BaseDriver, name).__doc__ or "").strip()
+
+
+def _excerpts() -> list[tuple[str, str]]:
+    """(file, code) for every fenced block of docs/drivers.md that follows a line naming a file (`path`:)."""
+    found = []
+    current = None
+    lines = DOC.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        named = re.fullmatch(r"\s*`([\w./-]+\.(?:py|toml))`:", line)
+        if named:
+            current = named.group(1)
+        elif line.strip().startswith("```") and line.strip() != "```":
+            indent = line[: len(line) - len(line.lstrip())]
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
+            if current is not None:
+                found.append((current, "\n".join(text.removeprefix(indent) for text in lines[i + 1 : end])))
+            i = end
+        elif line.startswith("#") or (line and not line.startswith(" ") and not line[0].isdigit()):
+            current = None  # a new paragraph or section: excerpts must name their file again
+        i += 1
+    return found
+
+
+def test_walkthrough_excerpts_are_the_code_they_name() -> None:
+    """The walkthrough builds the Volume package as it is: each excerpt is still in the file it names."""
+    excerpts = _excerpts()
+    assert {file for file, _ in excerpts} >= {
+        f"reconciler/drivers/volume/{name}.py" for name in ("spec", "observe", "diff", "apply", "driver")
+    }
+    for file, code in excerpts:
+        assert code in (DOC.parents[1] / file).read_text(), f"{file} no longer has:\n{code}"
