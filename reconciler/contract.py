@@ -55,7 +55,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -262,6 +262,10 @@ class Catalog(Protocol):
 # --- the driver ---------------------------------------------------------------------------------------------------
 
 
+def _must_override(hook: str) -> NoReturn:
+    raise NotImplementedError(f"the driver does not define {hook}")
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One kind's translator between the model and the host: the contract, written once.
@@ -298,7 +302,7 @@ class Driver(Protocol):
     def normalize(self, resource: Resource) -> Desired:
         """The normalized desired spec: defaults filled, units canonical, relative paths resolved, referenced
         content hashed. Raise SpecError(field, message) for a bad field."""
-        raise NotImplementedError
+        _must_override("normalize")
 
     def references(self, desired: Desired) -> Iterable[Reference]:
         """Objects this one depends on, from its own spec. Default: none."""
@@ -330,17 +334,17 @@ class Driver(Protocol):
     def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
         """The project's objects of this kind plus any object (owned or not) holding a declared name, keyed by
         name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
-        raise NotImplementedError
+        _must_override("observe")
 
     # -- may read the host, never change it; given what observe saw in this pass ------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the `Step`s apply
         will take (`Change.steps`, which apply follows through `run_steps`: one source for both)."""
-        raise NotImplementedError
+        _must_override("diff")
 
     def prune(self, observed: Observed) -> Change:
         """The change for an owned object whose manifest is gone: DELETE, or NONE with a note why it stays."""
-        raise NotImplementedError
+        _must_override("prune")
 
     def leftover_of(self, observed: Observed) -> str | None:
         """The declared name `observed` is a leftover of (an interrupted replace's parked object), or None.
@@ -359,7 +363,7 @@ class Driver(Protocol):
     # -- changes the host ------------------------------------------------------------------------------------
     def apply(self, change: Change) -> None:
         """Carry out `change` on the host, step by step as its plan said; raise a ReconcileError on failure."""
-        raise NotImplementedError
+        _must_override("apply")
 
 
 # The contract's names, read off `Driver` (declaration order): what `missing_hooks` asks of a driver class.
