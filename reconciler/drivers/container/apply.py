@@ -1,5 +1,6 @@
-"""Container changes on the engine: the create call built from the canonical spec, in-place updates, waits for
-dependencies, and the crash-safe replace (park the old container aside, start the new one, then remove the old)."""
+"""The operations a container's steps run on the engine: the create call built from the canonical spec, in-place
+updates, waits for dependencies, and the crash-safe replace (park the old container aside, start the new one, then
+remove the old). The driver's `apply` maps each step to one of them."""
 
 from __future__ import annotations
 
