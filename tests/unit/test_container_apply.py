@@ -353,3 +353,54 @@ def test_settle_calls_a_removal_from_outside_temporary() -> None:
 
     with pytest.raises(TemporaryError, match="removed from outside"):
         container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)
+
+
+class _VanishedAPI:
+    """An engine on which the container was removed after the plan looked: every call about it is a 404."""
+
+    def __init__(self, gone: bool) -> None:
+        self.gone = gone
+
+    def _missing(self, *args: Any, **kwargs: Any) -> Any:
+        from docker.errors import NotFound
+
+        raise NotFound("404", response=None, explanation="No such container: " + "c" * 64)
+
+    def _url(self, path: str, *args: str) -> str:
+        return path
+
+    def _post_json(self, url: str, data: Any) -> Any:
+        return self._missing()
+
+    def inspect_container(self, cid: str) -> dict:
+        if self.gone:
+            return self._missing()
+        return {"Id": cid, "State": {"Running": True}}
+
+
+@pytest.mark.parametrize(("gone", "error"), [(True, TemporaryError), (False, PermanentError)])
+def test_update_of_a_container_removed_meanwhile_is_temporary(gone: bool, error: type) -> None:
+    """`docker rm -f` between plan and update: the next pass re-plans (a create), so the failure is temporary and
+    watch retries it instead of holding the object until an edit; a 404 about something else stays permanent."""
+    from reconciler.contract import DriverContext
+    from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
+    from reconciler.model import Action, Change, FieldChange, Observed
+
+    desired = normalize_container(
+        Resource(
+            "Container",
+            "web",
+            {"image": IMAGE, "resources": {"pidsLimit": 100}},
+            {},
+            Source("w.yaml", 1, Path("/tmp/w.yaml")),
+        )
+    )
+    facts = ContainerFacts("c" * 64, "web", "sha256:a", "sha256:a", ImageDefaults())
+    observed = Observed("Container", "web", "c" * 64, {}, {"state": "running"}, raw=facts)
+    field = FieldChange("resources.pidsLimit", None, 100, Action.UPDATE)
+    change = Change("Container", "web", Action.UPDATE, (field,), desired, observed)
+    driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: _VanishedAPI(gone)))
+    with pytest.raises(error) as raised:
+        driver.apply(change)
+    assert type(raised.value) is error

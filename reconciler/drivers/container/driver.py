@@ -62,7 +62,7 @@ from reconciler.drivers.engine.adoption import (
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
 from reconciler.drivers.engine.session import EngineOptions, container_event_key
-from reconciler.errors import ReconcileError, SpecError
+from reconciler.errors import PermanentError, ReconcileError, SpecError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -314,8 +314,24 @@ class ContainerDriver(DockerDriver):
                     },
                 )
             return
-        with self.errors(name, "update"):
-            self._update(change, facts)
+        try:
+            with self.errors(name, "update"):
+                self._update(change, facts)
+        except PermanentError:
+            if not self._gone(facts.id):
+                raise
+            # removed from outside after the plan looked (a `docker rm -f` whose die event started this pass):
+            # the plan's premise is gone, not the spec's fault; the next pass observes the absence and creates it
+            raise TemporaryError(f"container {name}: update: the container was removed meanwhile") from None
+
+    def _gone(self, cid: str) -> bool:
+        try:
+            self.api.inspect_container(cid)
+        except lazy.NotFound:
+            return True
+        except Exception:  # the engine failing again says nothing about the container
+            return False
+        return False
 
     def _replace_needed(self, change: Change, facts: ContainerFacts) -> bool:
         """A replace asked for only because an upstream image was rebuilt is skipped when its ID did not move."""
