@@ -22,11 +22,15 @@ Why the environment is built from scratch rather than inherited as is:
 
 Why every run has a deadline and its own process group: git starts helpers (`git-remote-https`, `ssh`,
 `index-pack`) that outlive a killed `git`; killing the whole group on timeout is what makes "bounded in time" true.
+And why git dies with reconcile (Linux's parent-death signal): a reconcile killed during a fetch must not leave a
+git behind that finishes the fetch later, writing into the repository while the next reconcile uses it; git's own
+helpers then see their pipes close and exit too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -61,6 +65,20 @@ BASE_CONFIG: tuple[tuple[str, str], ...] = (
     ("gpg.openpgp.program", "false"),
     ("gpg.x509.program", "false"),
 )
+
+
+PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+    _LIBC.prctl  # noqa: B018 (Linux only: elsewhere git just outlives a killed reconcile)
+except (OSError, AttributeError):
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """Runs in the forked child before exec: async-signal-safe (one system call, nothing allocated)."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -116,10 +134,20 @@ def git_environment(
     return env
 
 
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """End `process` and every helper it started (they share its process group)."""
+def kill_group(process: subprocess.Popen[bytes], wait: float = 5.0) -> None:
+    """End `process` and every helper it started (they share its process group), and wait (up to `wait` seconds)
+    until the group is gone, so no helper writes into the repository after this returns."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    process.poll()  # reap the leader, so the group's end is not held up by our own zombie
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        process.poll()
+        time.sleep(0.01)
 
 
 def run_git(
@@ -148,6 +176,7 @@ def run_git(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         raise FetchFailed(f"cannot run git: {exc.strerror or exc}") from exc

@@ -60,7 +60,8 @@ REVISION_FILE = "revision.json"
 MESSAGE_LIMIT = 200
 GC_PACK_COUNT = 4  # collect garbage once this many packs piled up (each fetch brings one)
 
-SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?(?P<host>\[[^\]]+\]|[^/:]+):(?!//)")
+# `user@host:path` (git's scp-like syntax); `transport::address` (`ext::` runs a command) is not one.
+SCP_LIKE = re.compile(r"^(?:[^@/:\s]+@)?(?P<host>\[[^\]\s]+\]|[^/:\s]+):(?!//)(?!:)")
 
 
 @dataclass(frozen=True)
@@ -294,13 +295,7 @@ class GitSource:
         with contextlib.suppress(FileNotFoundError):
             (self.directory / ".current.tmp").unlink()
         if self._git_dir.is_dir():
-            for leftover in (*self._git_dir.glob("objects/pack/tmp_*"), *self._git_dir.glob("objects/incoming-*")):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
-            for lock in self._git_dir.rglob("*.lock"):
-                lock.unlink(missing_ok=True)
+            self._clean_leftovers_of_fetch()
 
     # -- reading what is in force ---------------------------------------------------------------------------------
 
@@ -343,6 +338,7 @@ class GitSource:
         current = self.in_force()
         if current is not None and current.commit == newest and current.path == self.path:
             return SyncResult(current, self.tree(), changed=False, newest=newest)
+        self._collect_garbage()  # refused commits bring packs too
         reason = self._refusal(newest)
         if reason is not None:
             return SyncResult(current, self.tree(), changed=False, newest=newest, rejected=Rejection(newest, reason))
@@ -369,32 +365,46 @@ class GitSource:
             size = _pack_bytes(self._git_dir)
             return None if size <= cap else f"the fetch passed the size cap of {cap} bytes; stopped"
 
-        result = self._git(
-            "fetch",
-            "--depth",
-            "1",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--no-recurse-submodules",
-            "--no-auto-gc",
-            "--quiet",
-            "--",
-            self._remote.url,
-            f"+{remote_ref}:{FETCHED_REF}",
-            watchdog=watchdog,
-        )
+        try:
+            result = self._git(
+                "fetch",
+                "--depth",
+                "1",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+                "--no-auto-gc",
+                "--quiet",
+                "--",
+                self._remote.url,
+                f"+{remote_ref}:{FETCHED_REF}",
+                watchdog=watchdog,
+            )
+        except FetchFailed:
+            self._clean_leftovers_of_fetch()
+            raise
         if result.returncode != 0:
             self._clean_leftovers_of_fetch()
             self._check(result, f"cannot fetch {remote_ref}")
         if _pack_bytes(self._git_dir) > cap:
+            # Forget what came, or every later fetch would start over the cap (the commit in force keeps its ref).
+            self._git("update-ref", "-d", FETCHED_REF)
+            self._collect_garbage(force=True)
             raise FetchFailed(f"the repository passed the size cap of {cap} bytes after fetching {remote_ref}")
         peeled = self._git("rev-parse", "--verify", "--quiet", f"{FETCHED_REF}^{{commit}}")
         self._check(peeled, f"{remote_ref} does not name a commit")
         return peeled.stdout.strip()
 
     def _clean_leftovers_of_fetch(self) -> None:
-        for leftover in self._git_dir.glob("objects/pack/tmp_*"):
-            leftover.unlink(missing_ok=True)
+        """What a failed or killed git left in the repository: temporary packs and lock files (`shallow.lock`,
+        ref locks). Nothing else can be using them: DIR is ours, and run_git waited for git's process group."""
+        for leftover in (*self._git_dir.glob("objects/pack/tmp_*"), *self._git_dir.glob("objects/incoming-*")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        for lock in self._git_dir.rglob("*.lock"):
+            lock.unlink(missing_ok=True)
 
     def _refusal(self, commit: str) -> str | None:
         if self.verify_signatures is not None:
@@ -485,7 +495,6 @@ class GitSource:
         _fsync_dir(self.directory)
         self._git("update-ref", IN_FORCE_REF, revision.commit)
         self._remove_old_checkouts(keep={name, previous})
-        self._collect_garbage()
 
     def _checkout(self, revision: Revision, final: Path) -> None:
         tmp = self._checkouts / f"{TMP_PREFIX}{revision.commit[:12]}-{secrets.token_hex(4)}"
@@ -512,10 +521,11 @@ class GitSource:
             if entry.name not in keep and not entry.name.startswith(TMP_PREFIX):
                 shutil.rmtree(entry, ignore_errors=True)
 
-    def _collect_garbage(self) -> None:
-        """Drop what older fetches brought once packs pile up (best effort: a failure only costs disk space)."""
+    def _collect_garbage(self, force: bool = False) -> None:
+        """Drop what older fetches brought once packs pile up (best effort: a failure only costs disk space). Only
+        the fetched ref and the commit in force keep objects: there are no reflogs, branches or tags."""
         packs = list(self._git_dir.glob("objects/pack/*.pack"))
-        if len(packs) < GC_PACK_COUNT:
+        if len(packs) < GC_PACK_COUNT and not force:
             return
         with contextlib.suppress(FetchFailed):
             self._git("gc", "--prune=now", "--quiet")
