@@ -212,11 +212,22 @@ def run_git(
     )
 
 
+# git's advice after a failed connection: it says nothing the lines before it do not
+BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists.")
+
+
 def first_error_line(stderr: str) -> str:
-    """The line of git's stderr that says what went wrong (`fatal:`/`error:` first), redacted, for a reason."""
+    """A one-line reason from git's stderr: its `fatal:`/`error:` line, preceded by the last two lines other
+    programs printed (ssh's "Host key verification failed.", "Permission denied (publickey)."), redacted."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for prefix in ("fatal:", "error:"):
-        for line in lines:
-            if line.startswith(prefix):
-                return redact(line[len(prefix) :].strip())
-    return redact(lines[-1]) if lines else "no message"
+    fatal = next(
+        (line.split(":", 1)[1].strip() for prefix in ("fatal:", "error:") for line in lines if line.startswith(prefix)),
+        None,
+    )
+    others = [
+        line
+        for line in lines
+        if not line.startswith(("fatal:", "error:", "warning:", "hint:")) and line not in BOILERPLATE
+    ]
+    parts = [*others[-2:], *([fatal] if fatal else [])]
+    return redact("; ".join(parts)) if parts else "no message"

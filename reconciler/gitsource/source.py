@@ -382,6 +382,8 @@ class GitSource:
             )
         except FetchFailed:
             self._clean_leftovers_of_fetch()
+            if _pack_bytes(self._git_dir) > cap:  # killed after a whole pack landed: drop it, no ref holds it
+                self._collect_garbage(force=True)
             raise
         if result.returncode != 0:
             self._clean_leftovers_of_fetch()

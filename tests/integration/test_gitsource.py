@@ -2,15 +2,19 @@
 a small CGI server on 127.0.0.1, with and without a token), commits signed with ssh keys made here, a fetch killed
 midway, a checkout switch interrupted at each step, and the size and time bounds. No Docker engine is needed.
 
-Not covered here: ssh transport (the test machine has no sshd; the ssh command line is pinned in tests/unit)."""
+Over ssh, an OpenSSH server of the test's own runs on a free port of 127.0.0.1 (as root, like the fleet test
+environment's; skipped otherwise): a deploy key, a known_hosts file, an unknown host key and a key the server does
+not know."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +28,7 @@ import pytest
 
 from reconciler.errors import LockHeld
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Limits, SourceInvalid
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BACKEND = Path("/usr/lib/git-core/git-http-backend")
@@ -521,3 +526,101 @@ def test_a_switch_interrupted_at_each_step_leaves_one_whole_commit_in_force(
         result = source.sync()
         assert result.in_force.commit == new and files_of(result.tree) == {"a.yaml": "new\n"}
         assert result.changed is (in_force_after == "old")
+
+
+# ----------------------------------------------------------------------------------------------------------- ssh
+
+SSHD = Path("/usr/sbin/sshd")
+SSHD_PRIVSEP = Path("/run/sshd")
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[dict[str, object]]:
+    """An sshd on 127.0.0.1:PORT accepting the `deploy` key for root; `known_hosts` names its host key."""
+    if os.geteuid() != 0 or not SSHD.exists() or shutil.which("ssh") is None:
+        pytest.skip("needs root, /usr/sbin/sshd and ssh")
+    run = tmp_path / "sshd"
+    run.mkdir()
+    host_key = keygen(run / "host_key")
+    deploy = keygen(run / "deploy")
+    (run / "authorized_keys").write_text((run / "deploy.pub").read_text())
+    port = free_port()
+    (run / "sshd_config").write_text(
+        f"""ListenAddress 127.0.0.1:{port}
+HostKey {host_key}
+PidFile {run}/sshd.pid
+AuthorizedKeysFile {run}/authorized_keys
+StrictModes no
+PermitRootLogin prohibit-password
+AllowUsers root
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PrintMotd no
+"""
+    )
+    made_privsep = not SSHD_PRIVSEP.exists()
+    if made_privsep:
+        SSHD_PRIVSEP.mkdir(mode=0o755)
+    log = (run / "sshd.log").open("wb")
+    daemon = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(run / "sshd_config")], stderr=log)
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        assert wait_until(listening, 15), (run / "sshd.log").read_text()
+        known = run / "known_hosts"
+        algo, key = (run / "host_key.pub").read_text().split()[:2]
+        known.write_text(f"[127.0.0.1]:{port} {algo} {key}\n")
+        yield {"port": port, "deploy": deploy, "known_hosts": known, "run": run}
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        log.close()
+        # /run/sshd is only ours to remove if we made it and no other sshd started meanwhile
+        others = [p for p in Path("/proc").iterdir() if p.name.isdigit() and cmdline(int(p.name)).startswith(b"sshd")]
+        if made_privsep and not others:
+            with contextlib.suppress(OSError):
+                SSHD_PRIVSEP.rmdir()
+
+
+def test_ssh_with_a_deploy_key_and_known_hosts(upstream: Upstream, state: Path, sshd: dict[str, object]) -> None:
+    """ssh://: the deploy key only, the host key checked against the given known_hosts."""
+    commit = upstream.commit({"a.yaml": "a\n"}, "one")
+    url = f"ssh://root@127.0.0.1:{sshd['port']}{upstream.path}"
+    auth = GitAuth(ssh_key=sshd["deploy"], known_hosts=sshd["known_hosts"])
+    with GitSource(url, state, auth=auth) as source:
+        result = source.sync()
+        assert result.in_force.commit == commit and files_of(result.tree) == {"a.yaml": "a\n"}
+
+
+def test_ssh_never_accepts_an_unknown_host_key(upstream: Upstream, state: Path, sshd: dict[str, object]) -> None:
+    """A host key that is not in known_hosts fails the fetch at once and is not added to the file."""
+    upstream.commit({"a.yaml": "a\n"}, "one")
+    empty = sshd["run"] / "empty_known_hosts"
+    empty.write_text("")
+    url = f"ssh://root@127.0.0.1:{sshd['port']}{upstream.path}"
+    with GitSource(url, state, auth=GitAuth(ssh_key=sshd["deploy"], known_hosts=empty)) as source:
+        with pytest.raises(FetchFailed, match="Host key verification failed"):
+            source.sync()
+        assert source.in_force() is None
+    assert empty.read_text() == ""
+
+
+def test_ssh_with_a_key_the_server_does_not_know(upstream: Upstream, state: Path, sshd: dict[str, object]) -> None:
+    """A deploy key that is not authorized fails without a prompt (BatchMode), and no other key is tried."""
+    upstream.commit({"a.yaml": "a\n"}, "one")
+    stranger = keygen(sshd["run"] / "stranger")
+    url = f"ssh://root@127.0.0.1:{sshd['port']}{upstream.path}"
+    with GitSource(url, state, auth=GitAuth(ssh_key=stranger, known_hosts=sshd["known_hosts"])) as source:
+        started = time.monotonic()
+        with pytest.raises(FetchFailed, match="Permission denied"):
+            source.sync()
+        assert time.monotonic() - started < 20

@@ -181,9 +181,14 @@ def test_redact_hides_url_passwords() -> None:
     assert redact("ssh://git@host/x.git") == "ssh://git@host/x.git"
 
 
-def test_first_error_line_prefers_fatal() -> None:
-    """The reason is git's fatal line, without the prefix."""
+def test_first_error_line_keeps_what_ssh_said() -> None:
+    """The reason is git's fatal line, without the prefix, after what ssh printed (git's advice dropped)."""
     assert first_error_line("warning: x\nfatal: repository not found\n") == "repository not found"
+    ssh = (
+        "Host key verification failed.\nfatal: Could not read from remote repository.\n\n"
+        "Please make sure you have the correct access rights\nand the repository exists.\n"
+    )
+    assert first_error_line(ssh) == "Host key verification failed.; Could not read from remote repository."
     assert first_error_line("") == "no message"
 
 
