@@ -124,6 +124,9 @@ class GitAuth:
 
 @dataclass(frozen=True)
 class Limits:
+    """Bounds of one source. `max_repo_bytes` covers the repository's objects *during* a fetch, when the commit in
+    force and the new one are both there: leave room for two commits' packs."""
+
     fetch_timeout: float = 300.0  # seconds for one git run (a fetch, a checkout, a verification)
     max_repo_bytes: int = 512 * 1024 * 1024  # the objects of the local repository, checked while fetching
     max_tree_bytes: int = 256 * 1024 * 1024  # the files at `path` of one commit, checked before checkout

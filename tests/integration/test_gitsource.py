@@ -426,6 +426,30 @@ def test_smart_http_with_a_token_file(upstream: Upstream, state: Path, tmp_path:
         server.close()
 
 
+def test_smart_http_through_the_users_credential_helper(
+    upstream: Upstream, state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a credentials file, the user's own helper (here `store` in ~/.gitconfig) answers; nothing else of
+    that configuration applies (an insteadOf rewrite to a wrong port is ignored)."""
+    token = "tok-" + secrets.token_hex(16)
+    server = GitHTTP(upstream.path.parent, token=token)
+    try:
+        home = tmp_path / "home"
+        home.mkdir()
+        store = home / "git-credentials"
+        store.write_text(f"http://deploy:{token}@127.0.0.1:{server.server.server_address[1]}\n")
+        (home / ".gitconfig").write_text(
+            f'[credential]\n\thelper = "store --file={store}"\n'
+            f'[url "http://127.0.0.1:9/"]\n\tinsteadOf = {server.base}/\n'
+        )
+        monkeypatch.setenv("HOME", str(home))
+        commit = upstream.commit({"a.yaml": "a\n"}, "one")
+        with GitSource(f"{server.base}/hosts", state) as source:
+            assert source.sync().in_force.commit == commit
+    finally:
+        server.close()
+
+
 # ------------------------------------------------------------------------------------------ interrupted fetches
 
 
