@@ -346,7 +346,10 @@ class GitSource:
         if reason is not None:
             return SyncResult(current, self.tree(), changed=False, newest=newest, rejected=Rejection(newest, reason))
         revision = self._describe(newest, ref_name)
-        self._switch(revision)
+        try:
+            self._switch(revision)
+        except OSError as exc:  # a full disk, a read-only DIR: the commit in force stays, a later poll may work
+            raise FetchFailed(f"{self.directory}: cannot check out {newest[:12]}: {exc.strerror or exc}") from exc
         return SyncResult(revision, self.tree(), changed=True, newest=newest)
 
     def _resolve_ref(self) -> tuple[str, str]:
