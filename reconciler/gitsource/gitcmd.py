@@ -68,11 +68,19 @@ BASE_CONFIG: tuple[tuple[str, str], ...] = (
 
 
 PR_SET_PDEATHSIG = 1
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-    _LIBC.prctl  # noqa: B018 (Linux only: elsewhere git just outlives a killed reconcile)
-except (OSError, AttributeError):
-    _LIBC = None
+
+
+def _libc_with_prctl() -> ctypes.CDLL | None:
+    """Linux only: elsewhere git just outlives a killed reconcile."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc_with_prctl()
 
 
 def _die_with_parent() -> None:
