@@ -99,9 +99,9 @@ wait_for() {
 install_packages() {
 	local missing=() pkg
 	# chromium + chromium-driver: the status page's browser test; tmux: the live view's terminal test;
-	# docker-compose: the Compose adoption test; zsh: the zsh completion test
+	# docker-compose: the Compose adoption test; zsh: the zsh completion test; git: the git source's tests
 	for pkg in docker.io docker-registry busybox-static iptables nftables iproute2 ca-certificates \
-		chromium chromium-driver tmux docker-compose zsh; do
+		chromium chromium-driver tmux docker-compose zsh git; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
 	command -v python3 >/dev/null 2>&1 || missing+=(python3)
