@@ -89,7 +89,7 @@ def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
     )
     w.wait_log("manifest.invalid", after=mark)
     assert "net.yaml:" in w.stderr()[mark:]
-    time.sleep(1.5)  # give a wrong teardown every chance to happen
+    w.wait_log("pass.done", after=mark)  # the pass that read the broken file is over: a wrong teardown is done
     still = network_info(api, net)
     assert still is not None and still["Id"] == second["Id"]
 
@@ -128,7 +128,7 @@ def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watc
     mark = len(w.stderr())
     (tmp_manifests.dir / "v.yaml").unlink()
     w.wait_log("manifests.empty", after=mark)
-    time.sleep(1.0)
+    w.wait_log("pass.done", after=mark)  # the pass that found no manifests is over
     assert volume_exists(api, name)
     assert w.stop() == 0
 
@@ -247,7 +247,7 @@ def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, 
     tmp_manifests("app.yaml", container("3601").replace("command:", "command: [broken"))
     w.wait_log("manifest.invalid", after=mark)
     assert "app.yaml:" in w.stderr()[mark:]
-    time.sleep(1.5)
+    w.wait_log("pass.done", after=mark)  # the pass that read the broken file is over
     now = info()
     assert now is not None and now["Id"] == first["Id"] and now["State"]["Running"]
 
