@@ -68,6 +68,7 @@ def test_stack_plan_and_apply_output(private_engine, project_name, reconcile, tm
     assert plan.returncode == 2, plan.stderr
     _check("stack-plan-create.txt", plan.stdout, project_name)
     plan_json = run("plan", stack, "--output", "json")
+    assert plan_json.returncode == 2, plan_json.stderr
     _check("stack-plan-create.json", plan_json.stdout, project_name)
 
     applied = run("apply", stack)
@@ -85,12 +86,15 @@ def test_stack_plan_and_apply_output(private_engine, project_name, reconcile, tm
     edited = run("plan", stack)
     assert edited.returncode == 2, edited.stderr
     _check("stack-plan-edit.txt", edited.stdout, project_name)
-    _check("stack-plan-edit.json", run("plan", stack, "--output", "json").stdout, project_name)
+    edited_json = run("plan", stack, "--output", "json")
+    assert edited_json.returncode == 2, edited_json.stderr
+    _check("stack-plan-edit.json", edited_json.stdout, project_name)
     applied_edit = run("apply", stack)
     assert applied_edit.returncode == 0, applied_edit.stderr
     _check("stack-apply-edit.txt", applied_edit.stdout, project_name)
 
     prune_plan = run("plan", empty, "--allow-empty")
+    assert prune_plan.returncode == 2, prune_plan.stderr
     _check("stack-plan-prune.txt", prune_plan.stdout, project_name)
     pruned = run("apply", empty, "--allow-empty")
     assert pruned.returncode == 0, pruned.stderr
@@ -106,7 +110,9 @@ def test_firewall_plan_and_apply_output(engine_host, project_name, reconcile, tm
         plan = reconcile("plan", firewall)
         assert plan.returncode == 2, plan.stderr
         _check("firewall-plan-create.txt", plan.stdout, project_name)
-        _check("firewall-plan-create.json", reconcile("plan", firewall, "--output", "json").stdout, project_name)
+        plan_json = reconcile("plan", firewall, "--output", "json")
+        assert plan_json.returncode == 2, plan_json.stderr
+        _check("firewall-plan-create.json", plan_json.stdout, project_name)
         applied = reconcile("apply", firewall)
         assert applied.returncode == 0, applied.stderr
         _check("firewall-apply-create.txt", applied.stdout, project_name)
@@ -115,7 +121,9 @@ def test_firewall_plan_and_apply_output(engine_host, project_name, reconcile, tm
         _check("firewall-plan-in-sync.txt", again.stdout, project_name)
         office = firewall / "office.yaml"
         office.write_text(office.read_text().replace("198.51.100.0/24", "198.51.100.0/25"))
-        _check("firewall-plan-edit.txt", reconcile("plan", firewall).stdout, project_name)
+        edited = reconcile("plan", firewall)
+        assert edited.returncode == 2, edited.stderr
+        _check("firewall-plan-edit.txt", edited.stdout, project_name)
     finally:
         pruned = reconcile("apply", empty, "--allow-empty")
     assert pruned.returncode == 0, pruned.stderr

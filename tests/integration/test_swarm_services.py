@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,8 @@ import pytest
 import yaml
 from docker.errors import NotFound
 
-from tests.conftest import REPO, configured_docker_host
+from tests.conftest import configured_docker_host
+from tests.helpers import WatchProcess, wait_for
 from tests.swarmhelpers import (
     LABEL,
     apply_ok,
@@ -218,40 +217,16 @@ def test_watch_scales_a_service_back(
     """`docker service scale` under `watch` is repaired from the service's update event, not the resync."""
     web = f"{swarm_project}-web"
     directory = write(tmp_manifests, [doc("Service", web, service(base_image))])
-    log = tmp_path / "watch.log"
     env = {**os.environ, "DOCKER_HOST": configured_docker_host() or "", "RECONCILER_LOCK_DIR": str(tmp_path)}
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reconciler.cli",
-                "--project",
-                swarm_project,
-                "watch",
-                str(directory),
-                "--resync",
-                "300",
-            ],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
+    watch = WatchProcess(swarm_project, directory, env, tmp_path / "watch.log", "--resync", "300")
+    try:
+        watch.wait_passes(1, timeout=60)
+        docker_cli("service", "scale", "--detach", f"{web}=3")
+        wait_for(
+            lambda: api.inspect_service(web)["Spec"]["Mode"]["Replicated"]["Replicas"] == 1,
+            30,
+            f"watch to scale {web} back to 1 replica (log: {watch.log})",
+            interval=0.2,
         )
-        try:
-            deadline = time.monotonic() + 60
-            while "pass.done" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            docker_cli("service", "scale", "--detach", f"{web}=3")
-            deadline = time.monotonic() + 30
-            replicas = 3
-            while time.monotonic() < deadline:
-                replicas = api.inspect_service(web)["Spec"]["Mode"]["Replicated"]["Replicas"]
-                if replicas == 1:
-                    break
-                time.sleep(0.2)
-            assert replicas == 1, log.read_text()[-3000:]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    finally:
+        watch.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
     )
     w.wait_log("manifest.invalid", after=mark)
     assert "net.yaml:" in w.stderr()[mark:]
-    time.sleep(1.5)  # give a wrong teardown every chance to happen
+    w.wait_log("pass.done", after=mark)  # the pass that read the broken file is over: a wrong teardown is done
     still = network_info(api, net)
     assert still is not None and still["Id"] == second["Id"]
 
@@ -127,7 +128,7 @@ def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watc
     mark = len(w.stderr())
     (tmp_manifests.dir / "v.yaml").unlink()
     w.wait_log("manifests.empty", after=mark)
-    time.sleep(1.0)
+    w.wait_log("pass.done", after=mark)  # the pass that found no manifests is over
     assert volume_exists(api, name)
     assert w.stop() == 0
 
@@ -176,8 +177,9 @@ def test_a_watch_waiting_for_the_lock_exits_0_on_a_signal(project_name, tmp_mani
     assert holder.stop() == 0
 
 
-def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp_manifests, watch, base_image):
-    """`docker rm -f` of a managed container is repaired via the event stream (resync is far away)."""
+def test_removed_container_is_repaired_from_the_event_stream(api, project_name, tmp_manifests, watch, base_image):
+    """`docker rm -f` of a managed container is repaired via the event stream (resync is far away). How fast is
+    measured by bench/repair_latency.py; here only that it happens, by an event, long before the resync."""
     name = f"{project_name}-web"
     tmp_manifests(
         "web.yaml",
@@ -204,14 +206,15 @@ def test_removed_container_is_repaired_within_two_seconds(api, project_name, tmp
     w.wait_log("engine.events_connected", timeout=START_TIMEOUT)
     # converged first: a create is only done once the new container has stayed up (the settle window)
     w.wait_log("pass.done", timeout=START_TIMEOUT)
-    removed = time.monotonic()
+    mark = len(w.stderr())
     api.remove_container(name, force=True)
-    new = wait_for(lambda: (cid := running_id()) and cid != old and cid, 10, "the repaired container")
-    elapsed = time.monotonic() - removed
+    new = wait_for(lambda: (cid := running_id()) and cid != old and cid, CHANGE_TIMEOUT, "the repaired container")
     assert new != old
-    assert elapsed < 2.0, f"repair took {elapsed:.2f}s"
-    w.wait_log("object.repaired", timeout=5)  # logged when the pass ends, just after the container runs
-    assert "engine.event" in w.stderr()
+    w.wait_log("object.repaired", after=mark)  # logged when the pass ends, just after the container runs
+    repair = w.stderr()[mark:]
+    assert "engine.event" in repair
+    started = re.findall(r"pass\.started\s.*?reasons=(\S+)", repair)
+    assert started and all(reason.startswith("event:") for reason in started), started  # no resync, no timer
     assert w.stop() == 0
 
 
@@ -244,7 +247,7 @@ def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, 
     tmp_manifests("app.yaml", container("3601").replace("command:", "command: [broken"))
     w.wait_log("manifest.invalid", after=mark)
     assert "app.yaml:" in w.stderr()[mark:]
-    time.sleep(1.5)
+    w.wait_log("pass.done", after=mark)  # the pass that read the broken file is over
     now = info()
     assert now is not None and now["Id"] == first["Id"] and now["State"]["Running"]
 

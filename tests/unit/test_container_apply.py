@@ -59,11 +59,24 @@ def states(*docs: dict) -> Any:
 def test_wait_for_healthy_polls_until_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
     """`healthy` waits through `starting` and returns once the health status is healthy."""
     monkeypatch.setattr(container_apply, "POLL_SECONDS", 0)
-    inspect = states(
+    looks: list[str] = []
+    sleeps: list[float] = []
+    seq = [
+        {"Running": True, "Health": {"Status": "starting"}},
         {"Running": True, "Health": {"Status": "starting"}},
         {"Running": True, "Health": {"Status": "healthy"}},
-    )
-    wait_for(inspect, "db", "healthy", 5 * 10**9)
+        {"Running": True, "Health": {"Status": "unhealthy", "Log": [{"Output": "looked too far\n"}]}},
+    ]
+
+    def inspect(name: str) -> dict:
+        looks.append(name)
+        return {"State": seq[len(looks) - 1]}
+
+    assert wait_for(inspect, "db", "healthy", 5 * 10**9, sleep=sleeps.append) is None
+    # Two looks at `starting`, each followed by one poll interval, then the healthy look ends the wait: it
+    # neither returned early (fewer looks) nor looked past healthy (the fourth state would raise).
+    assert looks == ["db", "db", "db"]
+    assert sleeps == [0, 0]
 
 
 def test_wait_for_fails_clearly_when_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,58 +17,127 @@ class Counter:
     def __init__(self) -> None:
         self.count = 0
         self.event = threading.Event()
+        self.debouncer: CountingDebouncer | None = None
 
     def __call__(self) -> None:
         self.count += 1
+        if self.debouncer is not None:
+            self.debouncer.owed = 0
         self.event.set()
 
 
-def settle(counter: Counter, seconds: float = 1.0) -> int:
-    time.sleep(seconds)
-    return counter.count
+class CountingDebouncer(Debouncer):
+    """Knows whether a burst it let fire still waits for its trigger call (`owed`): the watcher resets the
+    burst under its lock and calls the trigger just after, in the same thread."""
+
+    def __init__(self, quiet: float = 0.2, max_wait: float = 2.0) -> None:
+        super().__init__(quiet=quiet, max_wait=max_wait)
+        self.owed = 0
+
+    def fire(self) -> bool:
+        if super().fire():
+            self.owed += 1
+            return True
+        return False
+
+
+class Probe:
+    """Sees every event the watcher's handler passes on (relevant or not), after the watcher has handled it.
+
+    `settled(directory)` writes a hidden swap file there (which never triggers) and waits until the watcher has handled
+    its event, so every earlier event of that directory has been handled too; then until no burst is pending and
+    the trigger has run for every burst fired (a replaced directory's own trigger comes right after its new
+    watch is set up, before any probe in it can be seen). It returns the number of triggers: what a fixed sleep
+    guessed at, known without one."""
+
+    def __init__(self, watcher: DirectoryWatcher, debouncer: CountingDebouncer, counter: Counter) -> None:
+        self.debouncer, self.counter = debouncer, counter
+        self.paths: list[str] = []
+        self._cond = threading.Condition()
+        self._serial = 0
+        handle = watcher.on_event
+
+        def on_event(event: object) -> None:
+            handle(event)
+            with self._cond:
+                self.paths.append(os.fsdecode(event.src_path))  # type: ignore[attr-defined]
+                self._cond.notify_all()
+
+        watcher.on_event = on_event  # type: ignore[method-assign]
+
+    def settled(self, directory: Path, timeout: float = 10.0) -> int:
+        self._serial += 1
+        probe = directory / f".probe-{self._serial}.swp"  # ignored as a manifest and as an input
+        probe.write_text("probe\n")
+        with self._cond:
+            assert self._cond.wait_for(lambda: str(probe) in self.paths, timeout), f"{probe} was never seen"
+        deadline = time.monotonic() + timeout
+        while self.debouncer.due_at() is not None or self.debouncer.owed:
+            assert time.monotonic() < deadline, "a pending burst never fired"
+            time.sleep(0.01)
+        return self.counter.count
+
+
+def watching(root: Path, quiet: float = 0.2, max_wait: float = 2.0) -> tuple[DirectoryWatcher, Probe, Counter]:
+    counter = Counter()
+    debouncer = CountingDebouncer(quiet, max_wait)
+    counter.debouncer = debouncer
+    watcher = DirectoryWatcher(root, counter, debouncer)
+    probe = Probe(watcher, debouncer, counter)
+    return watcher.start(), probe, counter
+
+
+def wait_count(counter: Counter, above: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while counter.count <= above:
+        assert time.monotonic() < deadline, f"no trigger after {above} within {timeout}s"
+        time.sleep(0.01)
 
 
 @pytest.fixture
 def watched(tmp_path: Path):
     root = tmp_path / "m"
     root.mkdir()
-    counter = Counter()
-    watcher = DirectoryWatcher(root, counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
-    yield root, counter
+    watcher, probe, counter = watching(root)
+    yield root, counter, probe
     watcher.stop()
 
 
-def test_a_burst_of_writes_is_one_trigger(watched) -> None:
-    """Twenty files written at once (a checkout) trigger one pass."""
-    root, counter = watched
-    for i in range(20):
-        (root / f"f{i}.yaml").write_text("x: 1\n")
-    assert counter.event.wait(5)
-    assert settle(counter) == 1
+def test_a_burst_of_writes_is_one_trigger(tmp_path: Path) -> None:
+    """Twenty files written in a burst (a checkout) trigger one pass."""
+    root = tmp_path / "m"
+    root.mkdir()
+    watcher, probe, counter = watching(root, quiet=1.0, max_wait=10.0)
+    try:
+        for i in range(20):  # spread over ~0.2 s, well within the quiet time: one pass, not one per file
+            (root / f"f{i}.yaml").write_text("x: 1\n")
+            time.sleep(0.01)
+        assert counter.event.wait(5)
+        assert probe.settled(root) == 1
+    finally:
+        watcher.stop()
 
 
 def test_stray_files_trigger_nothing(watched) -> None:
     """Swap, backup, hidden and non-YAML files never trigger a pass."""
-    root, counter = watched
+    root, counter, probe = watched
     for name in (".a.yaml.swp", "a.yaml~", "a.yaml.bak", "4913", ".#a.yaml", "notes.txt"):
         (root / name).write_text("x\n")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref\n")
-    assert settle(counter) == 0
+    assert probe.settled(root) == 0
     (root / "a.yaml").write_text("x: 1\n")
     assert counter.event.wait(5)
 
 
 def test_new_subdirectory_files_are_seen(watched) -> None:
     """Files in a directory created after the watch started count."""
-    root, counter = watched
+    root, counter, probe = watched
     (root / "sub").mkdir()
     assert counter.event.wait(5)
-    time.sleep(0.5)
-    before = counter.count
+    before = probe.settled(root)
     (root / "sub" / "a.yaml").write_text("x: 1\n")
-    time.sleep(1)
-    assert counter.count > before
+    wait_count(counter, before)
 
 
 def test_swapped_symlink_is_noticed(tmp_path: Path) -> None:
@@ -78,17 +147,15 @@ def test_swapped_symlink_is_noticed(tmp_path: Path) -> None:
     two.mkdir()
     link = tmp_path / "current"
     link.symlink_to(one)
-    counter = Counter()
-    watcher = DirectoryWatcher(link, counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
+    watcher, probe, counter = watching(link)
     try:
         tmp_link = tmp_path / "current.tmp"
         tmp_link.symlink_to(two)
         os.replace(tmp_link, link)
         assert counter.event.wait(5)
-        counter.event.clear()
-        time.sleep(0.5)
+        before = probe.settled(two)  # the new checkout is watched, and nothing more is pending
         (two / "a.yaml").write_text("x: 1\n")
-        assert counter.event.wait(5)
+        wait_count(counter, before)
     finally:
         watcher.stop()
 
@@ -106,15 +173,14 @@ def test_relative_dir_follows_a_replaced_directory(tmp_path: Path, monkeypatch: 
     root.mkdir()
     monkeypatch.chdir(root)
     monkeypatch.setenv("PWD", str(root))
-    counter = Counter()
-    watcher = DirectoryWatcher(Path("."), counter, Debouncer(quiet=0.2, max_wait=2.0)).start()
+    watcher, probe, counter = watching(Path("."))
     try:
         _replace_dir(root)
         assert counter.event.wait(5)
-        counter.event.clear()
-        time.sleep(0.5)
+        # the rename's own events may fire a second pass: wait until the new directory is watched and all is quiet
+        before = probe.settled(root)
         (root / "a.yaml").write_text("x: 1\n")
-        assert counter.event.wait(5)
+        wait_count(counter, before)
     finally:
         watcher.stop()
 
@@ -146,26 +212,28 @@ def test_referenced_files_trigger_inside_and_outside_the_directory(tmp_path: Pat
     env_out, env_in = outside / "web.env", root / "web.env"
     for path in (env_out, env_in, outside / "other.env", outside / "ctx" / "src" / "main.c"):
         path.write_text("A=1\n")
-    counter = Counter()
-    watcher = DirectoryWatcher(root, counter, Debouncer(quiet=0.1, max_wait=1.0)).start()
+    watcher, probe, counter = watching(root, quiet=0.1, max_wait=1.0)
     try:
         watcher.watch_inputs([env_out, env_in, outside / "ctx", outside / "later.env"])
         changes = [
-            lambda: env_out.write_text("A=2\n"),
-            lambda: env_in.write_text("A=2\n"),  # not YAML, but referenced: counts
-            lambda: (outside / "ctx" / "src" / "main.c").write_text("int x;\n"),
-            lambda: (outside / "later.env").write_text("B=1\n"),  # a referenced file that appears
+            (outside, lambda: env_out.write_text("A=2\n")),
+            (root, lambda: env_in.write_text("A=2\n")),  # not YAML, but referenced: counts
+            (outside / "ctx" / "src", lambda: (outside / "ctx" / "src" / "main.c").write_text("int x;\n")),
+            (outside, lambda: (outside / "later.env").write_text("B=1\n")),  # a referenced file that appears
         ]
-        for number, change in enumerate(changes, 1):
-            counter.event.clear()
+        for number, (where, change) in enumerate(changes, 1):
             change()
-            assert counter.event.wait(5), f"change {number} was not noticed"
-            assert settle(counter, 0.4) == number
-        (outside / "other.env").write_text("A=3\n")
+            wait_count(counter, number - 1)
+            assert probe.settled(where) == number, f"change {number} triggered more than once"
+        (outside / "other.env").write_text("A=3\n")  # a neighbour of a referenced file
+        assert probe.settled(outside) == len(changes)
         (root / "notes.txt").write_text("x\n")
-        assert settle(counter, 0.6) == len(changes)
+        assert probe.settled(root) == len(changes)
         watcher.watch_inputs([])  # no longer referenced: no longer watched
+        mark = len(probe.paths)
         env_out.write_text("A=4\n")
-        assert settle(counter, 0.6) == len(changes)
+        # outside is no longer watched, so no probe there can be seen: the root's shows the watcher is idle
+        assert probe.settled(root) == len(changes)
+        assert str(env_out) not in probe.paths[mark:]
     finally:
         watcher.stop()

@@ -42,8 +42,14 @@ def test_text_plan_symbols_and_fields() -> None:
 def test_sensitive_values_never_rendered() -> None:
     """Values of sensitive fields appear as (sensitive) in text and JSON."""
     plan = sample_plan()
-    assert "s3cret" not in plan_text(plan) and "n3w" not in plan_text(plan)
-    assert "s3cret" not in plan_json(plan) and "(sensitive)" in plan_text(plan)
+    text, doc = plan_text(plan), plan_json(plan)
+    for secret in ("s3cret", "n3w"):  # the old value and the new one
+        assert secret not in text and secret not in doc
+    assert "env: (sensitive) -> (sensitive)" in text
+    fields = json.loads(doc)["changes"][2]["fields"]
+    assert fields == [
+        {"path": "env", "old": "(sensitive)", "new": "(sensitive)", "action": "replace", "sensitive": True}
+    ]
 
 
 def test_json_plan_shape() -> None:
