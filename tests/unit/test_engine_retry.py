@@ -181,11 +181,19 @@ def test_the_translator_tells_a_lost_connection_from_an_unreachable_engine() -> 
         raise refused()
 
 
-def test_a_removal_in_progress_is_temporary() -> None:
+@pytest.mark.parametrize(
+    "said",
+    [
+        "removal of container abc is already in progress",
+        # `docker rm -f` kills first: the pass its die event starts may try to start the container being removed
+        "container is marked for removal and cannot be started",
+    ],
+)
+def test_a_removal_in_progress_is_temporary(said: str) -> None:
     """Seen under faults: an object removed by hand while its create was being applied answered 409 "removal of
     container … is already in progress"; as a permanent failure it was held until the resync."""
     from docker.errors import APIError
 
     fake = response(409)
-    with pytest.raises(TemporaryError, match="already in progress"), engine_errors("container web: create"):
-        raise APIError("409", response=fake, explanation="removal of container abc is already in progress")
+    with pytest.raises(TemporaryError, match=said), engine_errors("container web: start"):
+        raise APIError("409", response=fake, explanation=said)

@@ -63,6 +63,11 @@ def registry_failure(where: str, message: str) -> PermanentError | TemporaryErro
     return PermanentError(f"{where}: {message}")
 
 
+# The engine's words for an object someone else is removing: whatever the plan wanted of it, the next pass re-plans
+# from its absence (`docker rm -f` kills first, so a pass started by the kill's events may try to start it).
+_BEING_REMOVED = ("already in progress", "marked for removal")
+
+
 @contextmanager
 def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
     """Translate the errors of the engine calls inside into ReconcileErrors naming `what`; `registry` calls
@@ -79,8 +84,8 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
             raise registry_failure(what, message) from None
         if (exc.status_code or 0) >= 500 and "already" not in message:
             raise TemporaryError(f"{what}: {message}") from None
-        if "already in progress" in message:  # the engine is busy with the object (a removal someone started)
-            raise TemporaryError(f"{what}: {message}") from None
+        if any(m in message for m in _BEING_REMOVED):  # the engine is busy with the object (a removal someone
+            raise TemporaryError(f"{what}: {message}") from None  # started): the next pass sees it gone
         raise PermanentError(f"{what}: {message}") from None
     except (lazy.requests.ConnectionError, lazy.requests.Timeout) as exc:
         if (
