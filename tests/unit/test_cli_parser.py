@@ -134,3 +134,19 @@ def test_engine_flags_apply_to_every_host_of_a_fleet(tmp_path) -> None:
     host = HostSpec("db-b", {}, "ssh://deploy@db-b", None, False, None)  # type: ignore[arg-type]
     options = runner_for(args)(host).engine.options
     assert (options.docker_host, options.max_requests, options.adopt) == ("ssh://deploy@db-b", 3, True)
+
+
+def test_the_option_table_in_docs_cli_md_matches_the_parser() -> None:
+    """docs/cli.md says which commands offer each option; the parser agrees, row by row."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `-")]
+    assert rows
+    commands = ("validate", "plan", "apply", "status", "watch")
+    for row in rows:
+        options, offered_by = re.split(r"(?<!\\)\|", row.strip("|"))[:2]  # `\|` is a pipe inside a cell
+        named = {c.strip() for c in offered_by.split(",")}
+        for flag in re.findall(r"`(--?[a-z-]+)", options):
+            assert {c for c in commands if flag in flags_of(c)} == named, flag
