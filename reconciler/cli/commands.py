@@ -223,7 +223,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
     where = _targets(args)
     options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
-    return run_watch(where.runners, WatchRun(options, args.wait, args.metrics_addr, args.progress))
+    run = WatchRun(options, wait=args.wait, metrics_addr=args.metrics_addr, progress=args.progress)
+    return run_watch(where.runners, run)
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
