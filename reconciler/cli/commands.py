@@ -38,7 +38,7 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
 
     def runner(host: HostSpec | None) -> ProjectRunner:
         if host is None:
-            engine = engine_type(engine_options)
+            engine = engine_type(engine_options)  # type: ignore[call-arg]  # the Engine protocol names no constructor
         else:
             engine = engine_type.for_host(host.engine, host.tls, engine_options)
         return ProjectRunner(

@@ -4,6 +4,7 @@ directory, each engine's event stream) and the status page, run one controller p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import signal
 import threading
 import time
@@ -39,7 +40,7 @@ class WatchRun:
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return previous
@@ -128,7 +129,7 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
         for runner, controller in zip(runners, controllers, strict=True):
             if runner.engine is None:
                 raise ReconcileError("internal error: watch needs an engine")
-            watcher = DirectoryWatcher(runner.manifest_dir, lambda c=controller: c.request("files"))
+            watcher = DirectoryWatcher(runner.manifest_dir, functools.partial(controller.request, "files"))
             controller.on_inputs = watcher.watch_inputs
             triggers.append(watcher)
             triggers.append(EventReader(runner.engine, controller.event_keys, controller.request))
