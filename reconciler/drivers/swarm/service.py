@@ -53,12 +53,16 @@ REMOVAL_WAIT_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    no_wait: bool = option(False, "--no-wait", "apply: do not wait for services to converge (no rollback either)")
+    no_wait: bool = option(
+        False, "--no-wait", "apply: do not wait for services to converge (no rollback either)", scope="apply"
+    )
     service_timeout: float = option(
         300.0,
         "--service-timeout",
         "apply: seconds to wait for a service to converge before rolling it back (default 300)",
         env="RECONCILER_SERVICE_TIMEOUT",
+        metavar="SECONDS",
+        scope="apply",
     )
 
 
