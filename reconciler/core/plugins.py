@@ -21,7 +21,7 @@ BUILTIN_DRIVERS = {
     "Network": "reconciler.drivers.network.driver:NetworkDriver",
     "Container": "reconciler.drivers.container.driver:ContainerDriver",
     "FirewallAllowList": "reconciler.drivers.firewall.driver:FirewallDriver",
-    "Service": "reconciler.drivers.swarm.service:ServiceDriver",
+    "Service": "reconciler.drivers.swarm.driver:ServiceDriver",
     "Secret": "reconciler.drivers.swarm.data:SecretDriver",
     "Config": "reconciler.drivers.swarm.data:ConfigDriver",
 }

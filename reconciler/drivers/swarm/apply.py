@@ -1,4 +1,4 @@
-"""The canonical service spec -> the engine's ServiceSpec document (the inverse of readback.py).
+"""The canonical service spec -> the engine's ServiceSpec document (the inverse of observe.py).
 
 Pure. An update starts from the service's current document and overwrites only what the manifest manages, so
 what someone else set (a log driver, platforms) survives, and a change that does not touch the task template

@@ -19,7 +19,7 @@ from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.spec import normalize_data, read_data
-from reconciler.drivers.swarm.units import NOT_A_MANAGER, list_on_manager
+from reconciler.drivers.swarm.values import NOT_A_MANAGER, list_on_manager
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,

@@ -1,6 +1,6 @@
 """Desired x observed service -> one Change, field by field, saying which changes roll tasks.
 
-Pure: both sides are in the canonical shape (spec.py / readback.py). A service is never replaced except when its
+Pure: both sides are in the canonical shape (spec.py / observe.py). A service is never replaced except when its
 mode changes (the engine refuses to turn a replicated service into a global one): every other difference is one
 `update` of the service, whose fields are marked "rolls tasks" (task template, ports) or "no task restart"
 (replicas, labels, update/rollback config).
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.swarm.body import rolls_tasks
-from reconciler.drivers.swarm.readback import ServiceFacts
-from reconciler.drivers.swarm.units import show_duration
+from reconciler.drivers.swarm.apply import rolls_tasks
+from reconciler.drivers.swarm.observe import ServiceFacts
+from reconciler.drivers.swarm.values import show_duration
 from reconciler.model import Action, Change, Desired, FieldChange, Observed
 
 KIND = "Service"

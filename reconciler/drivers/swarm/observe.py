@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.drivers.swarm.spec import DEFAULT_STOP_GRACE, RESTART_DEFAULTS, UPDATE_DEFAULTS
-from reconciler.drivers.swarm.units import split_digest
+from reconciler.drivers.swarm.values import split_digest
 from reconciler.model import LABEL_PREFIX
 
 

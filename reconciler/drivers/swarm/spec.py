@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
-from reconciler.drivers.swarm.units import (
+from reconciler.drivers.swarm.values import (
     canonical_reference,
     command_line,
     parse_bytes,
