@@ -13,7 +13,8 @@ import pytest
 
 from reconciler.core.manifests import load_directory
 from reconciler.drivers.swarm.apply import endpoint_spec, service_spec, task_template
-from reconciler.drivers.swarm.diff import NO_ROLL, ROLLS, diff_service, with_data_versions
+from reconciler.drivers.swarm.diff import ROLLS, diff_service, with_data_versions
+from reconciler.drivers.swarm.fields import NO_ROLL
 from reconciler.drivers.swarm.observe import observed_service
 from reconciler.drivers.swarm.spec import normalize_service
 from reconciler.model import Action, Desired, Observed, Resource, Source

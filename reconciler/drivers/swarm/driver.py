@@ -21,7 +21,7 @@ from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
-from reconciler.drivers.swarm.apply import endpoint_spec, rolls_tasks, service_spec, task_template
+from reconciler.drivers.swarm.apply import endpoint_spec, service_spec, task_template
 from reconciler.drivers.swarm.converge import ServiceWaiter
 from reconciler.drivers.swarm.diff import (
     IMAGE_FOLLOW,
@@ -31,6 +31,7 @@ from reconciler.drivers.swarm.diff import (
     prune_service,
     with_data_versions,
 )
+from reconciler.drivers.swarm.fields import rolls_tasks
 from reconciler.drivers.swarm.observe import ServiceFacts, observed_service
 from reconciler.drivers.swarm.spec import normalize_service
 from reconciler.drivers.swarm.values import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
