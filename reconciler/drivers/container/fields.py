@@ -175,6 +175,9 @@ class Field:
     # normalized before the other fields: env files are read first, so a bad one is reported even when a field
     # before it in the table fails otherwise (an unbalanced quote in `command`)
     normalize_first: bool = False
+    # the Compose service keys `reconcile import compose` makes it from (reconciler/compose: a key named here is
+    # imported; one no mapper of its own knows is copied as written, and checked with the rest of the manifest)
+    compose: tuple[str, ...] = ()
     doc: str = ""
 
     @property
@@ -793,6 +796,7 @@ FIELDS: tuple[Field, ...] = (
         create=to_create("image"),
         after=_image_moved,
         follow=_follow_image,
+        compose=("image",),
         doc="short form of the reference; the image ID behind it is compared too (`after`)",
     ),
     Field(
@@ -801,6 +805,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("command"),
         expect=_expect_command,
+        compose=("command",),
         doc="undeclared: the image's CMD, or none when an entrypoint is declared",
     ),
     Field(
@@ -809,6 +814,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("entrypoint"),
         expect=_expect_entrypoint,
+        compose=("entrypoint",),
     ),
     Field(
         **ENV.columns(),
@@ -817,6 +823,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_env,
         expect=lambda value, ctx: {**ctx.facts.defaults.env, **value},
         compare=_compare_env,
+        compose=("environment", "env_file"),
         doc="env files under env; compared per name (`env.NAME`), sensitive values masked",
     ),
     Field(
@@ -826,6 +833,7 @@ FIELDS: tuple[Field, ...] = (
         read=_read_ports,
         action=REPLACE,
         create=_write_ports,
+        compose=("ports",),
     ),
     Field(
         "mounts",
@@ -837,6 +845,7 @@ FIELDS: tuple[Field, ...] = (
         expect=lambda value, ctx: engine_mounts(value),
         show=_show_mounts,
         hash_form=engine_mounts,
+        compose=("volumes", "tmpfs", "secrets", "configs"),
         doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift); allowSensitive is no state",
     ),
     Field(
@@ -848,6 +857,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_networks,
         update=InPlace(3, _network_steps, run=run_networks),
         compare=_compare_networks,
+        compose=("networks",),
         doc="compared per network (`networks.NAME`); changed by disconnect / connect",
     ),
     Field(
@@ -859,6 +869,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_network_mode,
         drifts=_namespace_pinned,
         follow=_follow_namespace,
+        compose=("network_mode",),
         doc="None when user networks are declared; `container:<id>` is read back as `container:<name>`",
     ),
     Field(
@@ -869,6 +880,7 @@ FIELDS: tuple[Field, ...] = (
         action=UPDATE,
         create=_write_restart,
         update=InPlace(2, lambda fields, desired: ["update restart policy in place"], body=_update_restart),
+        compose=("restart", "deploy"),
     ),
     Field(
         "state",
@@ -887,6 +899,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_healthcheck,
         expect=or_image("healthcheck"),
+        compose=("healthcheck",),
         doc="durations in nanoseconds, engine defaults filled in",
     ),
     Field(
@@ -899,6 +912,7 @@ FIELDS: tuple[Field, ...] = (
         update=InPlace(1, _resource_steps, body=_update_resources),
         expect=_expect_resources,
         compare=_compare_resources,
+        compose=("mem_limit", "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "deploy"),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
     Field(
@@ -907,6 +921,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("user"),
         expect=or_image("user"),
+        compose=("user",),
     ),
     Field(
         **WORKING_DIR.columns(),
@@ -914,6 +929,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("working_dir"),
         expect=or_image("working_dir"),
+        compose=("working_dir",),
     ),
     Field(
         **HOSTNAME.columns(),
@@ -922,6 +938,7 @@ FIELDS: tuple[Field, ...] = (
         create=to_create("hostname"),
         # undeclared, the engine assigns one (the short ID, or the host's / other container's): never drift
         expect=lambda value, ctx: value if value is not None else ctx.have.get("hostname", ""),
+        compose=("hostname",),
     ),
     Field(
         "capAdd",
@@ -931,6 +948,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_host("cap_add", empty_is_none=True),
         compare=as_set,
+        compose=("cap_add",),
         doc="upper case without CAP_",
     ),
     Field(
@@ -941,6 +959,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_host("cap_drop", empty_is_none=True),
         compare=as_set,
+        compose=("cap_drop",),
     ),
     Field(
         "privileged",
@@ -949,6 +968,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: bool(_host(info).get("Privileged")),
         action=REPLACE,
         create=to_host("privileged"),
+        compose=("privileged",),
     ),
     Field(
         "allowPrivileged",
@@ -956,6 +976,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=lambda n: bool(n.spec.get("allowPrivileged", False)),
         read=None,
         action=NONE,
+        compose=("privileged",),
         doc="an opt-in the checks read, no engine state",
     ),
     Field(
@@ -965,6 +986,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: bool(_host(info).get("ReadonlyRootfs")),
         action=REPLACE,
         create=to_host("read_only"),
+        compose=("read_only",),
     ),
     Field(
         "stopTimeout",
@@ -975,6 +997,7 @@ FIELDS: tuple[Field, ...] = (
         ),
         action=REPLACE,
         create=to_create("stop_timeout"),
+        compose=("stop_grace_period",),
     ),
     Field(
         "dependsOn",
@@ -982,6 +1005,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=_normalize_depends_on,
         read=None,
         action=NONE,
+        compose=("depends_on",),
         doc="ordering and waits before a start, no engine state",
     ),
     Field(
@@ -990,6 +1014,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=lambda n: sorted(n.spec.get("sensitiveEnv") or []),
         read=None,
         action=NONE,
+        compose=("environment",),
         doc="which env names are masked (stamped as a label by the driver), no engine state",
     ),
     Field(
@@ -1000,6 +1025,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_labels,
         expect=_expect_labels,
+        compose=("labels",),
         doc="hashed with the spec (spec_hash takes the labels); the engine's are the image's plus the declared",
     ),
 )
