@@ -150,7 +150,11 @@ def to_container(engine_key: str) -> Writer:
 # --- the generic comparator -------------------------------------------------------------------------------------
 
 
-def compare(row: ServiceField, want: Any, have: Any, desired: Desired, note: str) -> list[FieldChange]:
+# sub-keys shown as durations (`5s`) in a plan
+DURATIONS = frozenset({"stopGracePeriod", "delay", "monitor", "interval", "timeout", "startPeriod", "window"})
+
+
+def by_value(row: ServiceField, want: Any, have: Any, desired: Desired, note: str) -> list[FieldChange]:
     """One change of the whole value (REPLACE, with the row's reason, when the engine cannot change it), or, for
     a `per_key` row whose both sides are mappings, one change per differing key."""
 
@@ -173,9 +177,6 @@ def compare(row: ServiceField, want: Any, have: Any, desired: Desired, note: str
     return [FieldChange(row.key, shown(row.key, have), shown(row.key, want), Action.UPDATE, note=note)]
 
 
-DURATIONS = frozenset({"stopGracePeriod", "delay", "monitor", "interval", "timeout", "startPeriod", "window"})
-
-
 @dataclass(frozen=True)
 class ServiceField:
     """One field of a Service: where it comes from, how it is read back, compared and written."""
@@ -187,7 +188,7 @@ class ServiceField:
     part: Part  # the ServiceSpec part holding it: task template / endpoint (a change rolls tasks) or service
     write: Writer | None  # into that part; None: written by another row's writer (replicas, with the mode)
     expect: Expect = _declared
-    compare: Comparator = compare
+    compare: Comparator = by_value
     per_key: bool = False  # compared per key of the mapping
     replace: str = ""  # a change needs a new service, because of this
     normalize_first: bool = False
@@ -197,6 +198,21 @@ class ServiceField:
     def rolls(self) -> bool:
         """A change of it rolls the service's tasks (swarm re-creates tasks whose template or endpoint differ)."""
         return self.part != "service"
+
+
+# --- image, stop grace period, labels ---------------------------------------------------------------------------
+
+
+def _write_image(value: str, b: Building) -> None:
+    b.container["Image"] = b.image  # the declared reference pinned to its digest
+
+
+def _write_stop_grace(value: int, b: Building) -> None:
+    b.container["StopGracePeriod"] = value
+
+
+def _write_labels(value: None, b: Building) -> None:
+    b.doc["Labels"] = dict(b.labels)  # the declared ones with the ownership labels stamped
 
 
 # --- env --------------------------------------------------------------------------------------------------------
@@ -687,7 +703,7 @@ FIELDS: tuple[ServiceField, ...] = (
         **IMAGE.columns(),
         read=lambda r: split_digest(r.container.get("Image", ""))[0],
         part="task",
-        write=lambda value, b: b.container.__setitem__("Image", b.image),
+        write=_write_image,
         doc="written pinned to the digest its registry gives at apply (ServiceFacts.image_digest: the pinned one)",
     ),
     ServiceField(
@@ -726,7 +742,6 @@ FIELDS: tuple[ServiceField, ...] = (
         part="task",
         write=lambda env, b: set_or_drop(b.container, "Env", [f"{k}={v}" for k, v in env.items()]),
         compare=_compare_env,
-        per_key=True,
         doc="env files under env; compared per name (`env.NAME`), sensitive values masked",
     ),
     ServiceField(
@@ -850,7 +865,7 @@ FIELDS: tuple[ServiceField, ...] = (
             else DEFAULT_STOP_GRACE
         ),
         part="task",
-        write=lambda value, b: b.container.__setitem__("StopGracePeriod", value),
+        write=_write_stop_grace,
     ),
     ServiceField(
         **USER.columns(), read=lambda r: r.container.get("User") or None, part="task", write=to_container("User")
@@ -870,7 +885,7 @@ FIELDS: tuple[ServiceField, ...] = (
         normalize=None,
         read=lambda r: {k: v for k, v in (r.spec.get("Labels") or {}).items() if not k.startswith(LABEL_PREFIX)},
         part="service",
-        write=lambda value, b: b.doc.__setitem__("Labels", dict(b.labels)),
+        write=_write_labels,
         doc="kept on the Resource (hashed with the spec); written with the ownership labels stamped",
     ),
 )
