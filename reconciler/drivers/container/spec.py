@@ -12,13 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.core.safeio import manifest_root
-from reconciler.drivers.container.fields import FIELDS, Normalizing
+from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import _ENV_LINE as _ENV_LINE  # compared by reconciler.compose's tests
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
 from reconciler.drivers.container.values import canonical_reference as canonical_reference
 from reconciler.drivers.container.values import command_line as command_line
 from reconciler.drivers.container.values import parse_bytes as parse_bytes
 from reconciler.drivers.container.values import parse_duration as parse_duration
+from reconciler.drivers.engine.fields import Normalizing
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
