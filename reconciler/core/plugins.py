@@ -22,8 +22,8 @@ BUILTIN_DRIVERS = {
     "Container": "reconciler.drivers.container.driver:ContainerDriver",
     "FirewallAllowList": "reconciler.drivers.firewall.driver:FirewallDriver",
     "Service": "reconciler.drivers.swarm.driver:ServiceDriver",
-    "Secret": "reconciler.drivers.swarm.data:SecretDriver",
-    "Config": "reconciler.drivers.swarm.data:ConfigDriver",
+    "Secret": "reconciler.drivers.swarm.driver:SecretDriver",
+    "Config": "reconciler.drivers.swarm.driver:ConfigDriver",
 }
 BUILTIN_ENGINE = "reconciler.drivers.engine.session:DockerEngine"
 

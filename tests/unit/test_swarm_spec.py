@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.contract import DriverContext, EngineEvent
-from reconciler.drivers.swarm.data import SecretDriver
-from reconciler.drivers.swarm.driver import ServiceDriver
+from reconciler.drivers.swarm.driver import SecretDriver, ServiceDriver
 from reconciler.drivers.swarm.spec import normalize_data, normalize_service
 from reconciler.drivers.swarm.values import parse_duration, show_duration
 from reconciler.errors import SpecError

@@ -1,4 +1,6 @@
-"""Service driver: swarm services, planned field by field and applied as one update that is waited for.
+"""The swarm drivers: Service (below), and Secret and Config (their shared SwarmDataDriver is in data.py).
+
+Service: swarm services, planned field by field and applied as one update that is waited for.
 
 observe: one label-filtered listing of the project's services (plus any service holding a declared name), the
 network names and the project's secret/config versions to read them back by manifest name, and the registry's
@@ -19,6 +21,7 @@ from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
 from reconciler.drivers.engine.errors import explain
 from reconciler.drivers.swarm.apply import ServiceSteps, reworded
+from reconciler.drivers.swarm.data import SwarmDataDriver
 from reconciler.drivers.swarm.diff import (
     KIND,
     diff_service,
@@ -266,3 +269,33 @@ class ServiceDriver(DockerDriver):
             if message == str(exc):
                 raise
             raise reworded(exc, message) from None
+
+
+class SecretDriver(SwarmDataDriver):
+    kind = "Secret"
+    noun = "secret"
+    ref_key = "SecretName"
+
+    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self.api.secrets(filters=dict(filters)))
+
+    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return str(self.api.create_secret(name, data, labels=dict(labels))["ID"])
+
+    def _remove(self, engine_id: str) -> None:
+        self.api.remove_secret(engine_id)
+
+
+class ConfigDriver(SwarmDataDriver):
+    kind = "Config"
+    noun = "config"
+    ref_key = "ConfigName"
+
+    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self.api.configs(filters=dict(filters)))
+
+    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return str(self.api.create_config(name, data, labels=dict(labels))["ID"])
+
+    def _remove(self, engine_id: str) -> None:
+        self.api.remove_config(engine_id)
