@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -131,6 +132,15 @@ class Engine(Protocol):
     """
 
     options_type: ClassVar[type]
+    # Host paths that hand this engine (and with it the host) to whoever reads or bind-mounts them: its sockets,
+    # its data root. The core adds them to the host's own sensitive paths (reconciler.core.safeio).
+    sensitive_paths: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def canonical_address(cls, address: str) -> str:
+        """One spelling of an engine address (default port filled in, socket path resolved...), so that two
+        spellings of one engine share its lock and failure state; no contact."""
+        ...
 
     @classmethod
     def for_host(cls, address: str, tls: TlsFiles | None, options: Any = None) -> Engine:
@@ -261,28 +271,39 @@ class Catalog(Protocol):
 # --- the driver ---------------------------------------------------------------------------------------------------
 
 
+def _must_override(hook: str) -> NoReturn:
+    raise NotImplementedError(f"the driver does not define {hook}")
+
+
 @runtime_checkable
 class Driver(Protocol):
-    """One kind's translator between the model and the host. `BaseDriver` supplies every default below."""
+    """One kind's translator between the model and the host: the contract, written once.
 
-    kind: ClassVar[str]
+    Every hook and class attribute the core may use is declared here, with its default; `HOOKS` and `ATTRIBUTES`
+    are read off this class (docs/drivers.md's tables are checked against them by a unit test). Drivers subclass
+    `BaseDriver` (which inherits every default below) and override what they need; a hook whose default raises
+    NotImplementedError (`normalize`, `observe`, `diff`, `prune`, `apply`) must be overridden.
+    """
+
+    # the manifest kind, e.g. "Volume"
+    kind: ClassVar[str] = ""
     # creation order between kinds: lower first (images 0, volumes/networks 1, containers 2, firewall 3)
-    rank: ClassVar[int]
-    # JSON Schema of the kind's documents, for kinds whose schema is not shipped in schemas/ (default None)
-    schema: ClassVar[Mapping[str, Any] | None]
-    # the options dataclass read from the CLI (its `option` fields become global flags); default NoOptions
-    options_type: ClassVar[type]
+    rank: ClassVar[int] = 0
+    # JSON Schema of the kind's documents, for kinds whose schema is not shipped in schemas/
+    schema: ClassVar[Mapping[str, Any] | None] = None
+    # the options dataclass read from the CLI (its `option` fields become global flags)
+    options_type: ClassVar[type] = NoOptions
     # True: a declared name held by an object of another owner is a plan error (the planner blocks it).
     # False: the driver judges ownership itself in diff (an image reference can be shared by projects).
-    claims_names: ClassVar[bool]
+    claims_names: ClassVar[bool] = True
     # True: a delete waits for every change of a higher rank (a volume goes once no container uses it)
-    delete_after_users: ClassVar[bool]
+    delete_after_users: ClassVar[bool] = True
     # True: a create/update/replace waits for the deletes of its own kind (a pruned container may hold the
     # host port or static IP its successor needs)
-    create_after_deletes: ClassVar[bool]
+    create_after_deletes: ClassVar[bool] = False
     # True: objects of this kind act on the machine reconcile runs on, not through the engine (firewall rules);
     # in a fleet they may only be placed on Hosts reached through a local socket
-    local_only: ClassVar[bool]
+    local_only: ClassVar[bool] = False
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -290,25 +311,25 @@ class Driver(Protocol):
     def normalize(self, resource: Resource) -> Desired:
         """The normalized desired spec: defaults filled, units canonical, relative paths resolved, referenced
         content hashed. Raise SpecError(field, message) for a bad field."""
-        ...
+        _must_override("normalize")
 
     def references(self, desired: Desired) -> Iterable[Reference]:
         """Objects this one depends on, from its own spec. Default: none."""
-        ...
+        return ()
 
     def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
         """Dependencies only the whole catalog can resolve (a container's image -> an Image manifest with that
         reference). Default: none."""
-        ...
+        return ()
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         """Semantic problems beyond the schema, as (dotted field path, message). Default: none."""
-        ...
+        return ()
 
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
         """The objects (of this kind) an engine event is about; `known` holds the keys of the last plan.
         Pure, called from the event thread. Default: none."""
-        ...
+        return ()
 
     def inputs(self, resource: Resource) -> Iterable[Path]:
         """The files and directories besides the manifest that this document's desired state is read from
@@ -316,55 +337,54 @@ class Driver(Protocol):
         from the document as written. Pure; `watch` watches them and runs a pass when they change. Called on
         every document watch reads, also one whose `normalize` fails (a broken env file): the fix must be
         noticed too. Default: none."""
-        ...
+        return ()
 
     # -- reads the host --------------------------------------------------------------------------------------
     def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
         """The project's objects of this kind plus any object (owned or not) holding a declared name, keyed by
         name. Called once per pass, before any diff or prune of that pass. Changes nothing."""
-        ...
+        _must_override("observe")
 
     # -- may read the host, never change it; given what observe saw in this pass ------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         """The one change that brings `observed` to `desired` (Action.NONE when in sync), with the `Step`s apply
         will take (`Change.steps`, which apply follows through `run_steps`: one source for both)."""
-        ...
+        _must_override("diff")
 
     def prune(self, observed: Observed) -> Change:
         """The change for an owned object whose manifest is gone: DELETE, or NONE with a note why it stays."""
-        ...
+        _must_override("prune")
 
     def leftover_of(self, observed: Observed) -> str | None:
         """The declared name `observed` is a leftover of (an interrupted replace's parked object), or None.
         Leftovers of declared objects are pruned even with --no-prune. Default: None."""
-        ...
+        return None
 
     def follow(self, change: Change, upstream: list[Change]) -> Change:
         """Revise `change` given the pending changes of what it depends on (a container follows a rebuilt
         image). Default: unchanged."""
-        ...
+        return change
 
     def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
         """Revise `change` once every change of the plan is known. Default: unchanged."""
-        ...
+        return change
 
     # -- changes the host ------------------------------------------------------------------------------------
     def apply(self, change: Change) -> None:
         """Carry out `change` on the host, step by step as its plan said; raise a ReconcileError on failure."""
-        ...
+        _must_override("apply")
 
 
-class BaseDriver:
-    """The defaults of every optional hook of `Driver`; drivers subclass it and override what they need."""
+# The contract's names, read off `Driver` (declaration order): what `missing_hooks` asks of a driver class.
+ATTRIBUTES: tuple[str, ...] = tuple(Driver.__annotations__)
+HOOKS: tuple[str, ...] = tuple(
+    name for name, value in vars(Driver).items() if inspect.isfunction(value) and not name.startswith("_")
+)
 
-    kind: ClassVar[str] = ""
-    rank: ClassVar[int] = 0
-    schema: ClassVar[Mapping[str, Any] | None] = None
-    options_type: ClassVar[type] = NoOptions
-    claims_names: ClassVar[bool] = True
-    delete_after_users: ClassVar[bool] = True
-    create_after_deletes: ClassVar[bool] = False
-    local_only: ClassVar[bool] = False
+
+class BaseDriver(Driver):
+    """What drivers subclass: every default of `Driver`, plus the context, a logger bound to the kind and the
+    project's name."""
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -374,47 +394,8 @@ class BaseDriver:
     def project(self) -> str:
         return self.ctx.project
 
-    def normalize(self, resource: Resource) -> Desired:
-        raise NotImplementedError
 
-    def references(self, desired: Desired) -> Iterable[Reference]:
-        return ()
-
-    def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
-        return ()
-
-    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
-        return ()
-
-    def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
-        return ()
-
-    def inputs(self, resource: Resource) -> Iterable[Path]:
-        return ()
-
-    def observe(self, desired: Sequence[Desired]) -> Mapping[str, Observed]:
-        raise NotImplementedError
-
-    def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        raise NotImplementedError
-
-    def prune(self, observed: Observed) -> Change:
-        raise NotImplementedError
-
-    def leftover_of(self, observed: Observed) -> str | None:
-        return None
-
-    def follow(self, change: Change, upstream: list[Change]) -> Change:
-        return change
-
-    def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
-        return change
-
-    def apply(self, change: Change) -> None:
-        raise NotImplementedError
-
-
-def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> None:
+def run_steps(change: Change, handlers: Mapping[str, Callable[..., object]]) -> None:
     """Carry out `change.steps` in order, each by the handler its `op` names: apply does what the plan printed,
     step by step. A step whose op has no handler is a driver bug, reported before anything is done."""
     ops = [getattr(step, "op", "") for step in change.steps]  # a plain string is a step with no op
@@ -423,33 +404,6 @@ def run_steps(change: Change, handlers: Mapping[str, Callable[..., None]]) -> No
         raise PermanentError(f"internal error: {change.subject}: no handler for step(s) {', '.join(unknown)}")
     for step in change.steps:
         handlers[step.op](*step.args)  # type: ignore[attr-defined]
-
-
-HOOKS = (
-    "normalize",
-    "references",
-    "catalog_references",
-    "check",
-    "event_keys",
-    "inputs",
-    "observe",
-    "diff",
-    "prune",
-    "leftover_of",
-    "follow",
-    "after_plan",
-    "apply",
-)
-ATTRIBUTES = (
-    "kind",
-    "rank",
-    "schema",
-    "options_type",
-    "claims_names",
-    "delete_after_users",
-    "create_after_deletes",
-    "local_only",
-)
 
 
 def input_path(resource: Resource, raw: str) -> Path:

@@ -27,7 +27,7 @@ UPDATE = Rule(Action.UPDATE)
 IGNORE = Rule(Action.NONE, Compare.IGNORE)
 
 
-def _covers(desired: Any, observed: Any) -> bool:
+def _covers(desired: object, observed: object) -> bool:
     if isinstance(desired, Mapping) and isinstance(observed, Mapping):
         return all(k in observed and observed[k] == v for k, v in desired.items())
     if isinstance(desired, list | tuple) and isinstance(observed, list | tuple):

@@ -100,6 +100,12 @@ class Observed:
     def spec_hash(self) -> str | None:
         return self.labels.get(LABEL_SPEC_HASH)
 
+    @property
+    def depends_on(self) -> list[str]:
+        """The names of the same-kind objects it depended on when it was made (`ownership_labels` records them):
+        a prune, which has no manifest left, removes it before them."""
+        return list(filter(None, self.labels.get(LABEL_DEPENDS_ON, "").split(",")))
+
     def owned_by(self, project: str) -> bool:
         return self.project == project
 

@@ -30,7 +30,3 @@ def hash_version(value: str | None) -> int | None:
         return None
     head = value[1:].split("-", 1)[0]
     return int(head) if head.isdigit() else None
-
-
-def content_hash(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()

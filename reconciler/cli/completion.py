@@ -23,10 +23,6 @@ class CommandWords:
     paths: bool = False
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
-    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-
-
 def command_words(parser: argparse.ArgumentParser, path: str = "") -> dict[str, CommandWords]:
     """Every command path of `parser` with the words that may follow it."""
     words = CommandWords()

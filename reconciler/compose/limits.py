@@ -68,7 +68,8 @@ def map_healthcheck(m: ServiceMapper) -> None:
 def map_restart(m: ServiceMapper) -> None:
     """`restart`, else `deploy.restart_policy` -> `spec.restartPolicy`."""
     s = m.service
-    policy = None
+    policy: dict[str, Any] | None = None
+    name: str | None  # from `restart`, else from deploy.restart_policy's condition
     if "restart" in s:
         raw = s.text("restart")
         name, _, count = raw.partition(":")

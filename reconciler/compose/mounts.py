@@ -13,14 +13,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
-from reconciler.core.safeio import SENSITIVE_HOST_PATHS
+from reconciler.core.safeio import sensitive_host_paths
 
 if TYPE_CHECKING:
     from reconciler.compose.service import ServiceMapper
 
 # The sensitive host paths validation checks (the same list as the Container driver and the safe reader):
 # the import sets allowSensitive exactly where validation will ask for it.
-SENSITIVE_PATHS = SENSITIVE_HOST_PATHS  # one list for every reader and mount check (reconciler.core.safeio)
+SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount check (reconciler.core.safeio)
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
 
 
@@ -30,7 +30,7 @@ def _inside(path: str, root: str) -> bool:
 
 def sensitive_reason(source: str) -> str | None:
     """Why binding `source` hands the container the host (after resolving links), or None."""
-    extra = ()
+    extra: tuple[str, ...] = ()
     docker_host = os.environ.get("DOCKER_HOST", "")
     if docker_host.startswith("unix://"):
         extra = (docker_host[len("unix://") :],)

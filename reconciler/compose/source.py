@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -60,7 +60,7 @@ class Override:
         self.value = value
 
 
-class Map(dict):  # type: ignore[type-arg]
+class Map(dict[str, Any]):
     """A YAML mapping with the location of itself and of each key; `raw` keeps plain scalars' source text."""
 
     def __init__(self, loc: Loc) -> None:
@@ -87,7 +87,7 @@ class Map(dict):  # type: ignore[type-arg]
         return scalar_text(self[key])
 
 
-class Seq(list):  # type: ignore[type-arg]
+class Seq(list[Any]):
     """A YAML sequence with the location of itself and of each item."""
 
     def __init__(self, loc: Loc) -> None:
@@ -166,7 +166,7 @@ class _Builder:
             for item in node.value:
                 seq.add(self.build(item), self.loc(item))
             return seq
-        return _scalar(node)
+        return _scalar(cast(yaml.ScalarNode, node))  # the third and last kind of node
 
     def _mapping(self, node: yaml.MappingNode) -> Map:
         out = Map(self.loc(node))
@@ -202,7 +202,8 @@ def _retag(node: yaml.Node) -> yaml.Node:
         return yaml.MappingNode("tag:yaml.org,2002:map", node.value, node.start_mark, node.end_mark)
     if isinstance(node, yaml.SequenceNode):
         return yaml.SequenceNode("tag:yaml.org,2002:seq", node.value, node.start_mark, node.end_mark)
-    return yaml.ScalarNode("tag:yaml.org,2002:str", node.value, node.start_mark, node.end_mark, node.style)
+    scalar = cast(yaml.ScalarNode, node)  # the third and last kind of node
+    return yaml.ScalarNode("tag:yaml.org,2002:str", scalar.value, scalar.start_mark, scalar.end_mark, scalar.style)
 
 
 def read_text(path: Path, shown: str) -> str:

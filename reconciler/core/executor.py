@@ -12,7 +12,7 @@ import structlog
 from reconciler.contract import Driver
 from reconciler.core.graph import Key, find_cycle, format_cycle
 from reconciler.errors import ReconcileError, classify
-from reconciler.model import Action, Change, Outcome, Plan, Result
+from reconciler.model import Change, Outcome, Plan, Result
 
 log = structlog.get_logger()
 
@@ -132,7 +132,3 @@ def execute(
 
 def succeeded(results: list[Result]) -> bool:
     return all(r.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) for r in results)
-
-
-def applied_actions(results: list[Result]) -> list[tuple[str, Action]]:
-    return [(r.change.subject, r.change.action) for r in results if r.outcome is Outcome.APPLIED]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def per_catalog(catalog: Any, key: str, build: Callable[[Any], T]) -> T:
     if entry is not None:
         ref, known_size, value = entry
         if ref() is catalog and known_size == size:
-            return value
+            return cast(T, value)  # what build() returned for this key
     value = build(catalog)
     try:
         ref = weakref.ref(catalog)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import ipaddress
 import os
 import time
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
+from reconciler.core.plugins import engine_class
 from reconciler.errors import LockHeld
 
 LOCK_DIR_ENV = "RECONCILER_LOCK_DIR"
@@ -26,39 +25,10 @@ def lock_dir() -> Path:
     )
 
 
-DEFAULT_PORTS = {"tcp": 2375, "ssh": 22}
-
-
 def canonical_engine(engine: str) -> str:
-    """One spelling per engine, so two spellings of the same engine take the same lock: a unix socket's path with
-    `.`, `..`, repeated slashes and symbolic links resolved (`unix:///var/run/docker.sock` is
-    `unix:///run/docker.sock` where /var/run links to /run); tcp (and http/https) as `tcp://host:port` with the host
-    in lower case, an IP address in its compressed form and the default port 2375 filled in; ssh as
-    `ssh://[user@]host:port` (default 22). Anything else is kept as written."""
-    text = engine.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://") :] or "/"
-        return "unix://" + os.path.realpath(path)
-    if text.startswith("/"):  # docker-py also takes a bare socket path
-        return "unix://" + os.path.realpath(text)
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return text
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        scheme = "tcp"
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
-        return text
-    host = parts.hostname.lower().rstrip(".")
-    try:
-        address = ipaddress.ip_address(host)
-        host = f"[{address.compressed}]" if address.version == 6 else address.compressed
-    except ValueError:
-        pass
-    user = f"{parts.username}@" if scheme == "ssh" and parts.username else ""
-    return f"{scheme}://{user}{host}:{port or DEFAULT_PORTS[scheme]}"
+    """One spelling per engine, so two spellings of the same engine take the same lock: the engine's own rule
+    (the contract's `Engine.canonical_address`; the Docker engine's default ports, resolved socket paths...)."""
+    return engine_class().canonical_address(engine)
 
 
 def _path_for(project: str, engine_key: str) -> Path:
@@ -141,6 +111,6 @@ class ProjectLock:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self, _exc_type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.release()

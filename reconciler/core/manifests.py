@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -302,8 +302,8 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
     line = doc.lines.get(path, doc.line)
     instance = error.instance
     if error.validator == "additionalProperties" and isinstance(instance, dict):
-        known = set(error.schema.get("properties", {}))
-        patterns = error.schema.get("patternProperties", {})
+        known = set(_schema(error).get("properties", {}))
+        patterns = _schema(error).get("patternProperties", {})
         for key in sorted(instance):
             if key in known or any(re.search(p, key) for p in patterns):
                 continue
@@ -311,7 +311,7 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
             yield Problem(rel, doc.lines.get(child, line), subject, display_path(child), "unknown field")
         return
     if error.validator == "required" and isinstance(instance, dict):
-        for key in error.validator_value:
+        for key in cast(list[str], error.validator_value):
             if key not in instance:
                 child = f"{path}.{key}" if path else key
                 yield Problem(rel, line, subject, display_path(child), "required field is missing")
@@ -339,6 +339,12 @@ def _yaml_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _schema(error: ValidationError) -> Mapping[str, Any]:
+    """The (sub)schema `error` failed. jsonschema types it as possibly a boolean schema or unset; neither reaches
+    the validators this module asks about (a `false` schema's error has no validator)."""
+    return cast(Mapping[str, Any], error.schema)
+
+
 def _message(error: ValidationError, path: str) -> str:
     """jsonschema's message, except where it would print a secret or a raw regex."""
     if path.startswith("spec.env.") or path.startswith("spec.env"):
@@ -346,11 +352,11 @@ def _message(error: ValidationError, path: str) -> str:
             return "must be a string (quote it)"
         return f"invalid value ({error.validator})"
     if error.validator == "type":
-        expected = error.validator_value
+        expected = cast(str | list[str], error.validator_value)
         wanted = " or ".join(expected) if isinstance(expected, list) else expected
         return f"must be {_ARTICLE.get(wanted, '')}{wanted}, not {_yaml_type(error.instance)}"
-    if error.validator in ("pattern", "not", "const", "maxItems") and error.schema.get("description"):
-        return f"invalid value: {error.schema['description']}"
+    if error.validator in ("pattern", "not", "const", "maxItems") and _schema(error).get("description"):
+        return f"invalid value: {_schema(error)['description']}"
     return error.message
 
 
@@ -398,7 +404,7 @@ def build_resources(doc: _Document, rel: str, path: Path) -> tuple[Resource | No
     spec_lines = {k: v for k, v in doc.lines.items() if k == "spec" or k.startswith("spec.")}
     resource = Resource(
         kind=kind,
-        name=name,
+        name=cast(str, name),  # the schema requires metadata.name, a string (common.schema.json)
         spec=value.get("spec") or {},
         labels=dict((meta or {}).get("labels") or {}),
         source=Source(file=rel, line=doc.line, path=path),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reconciler.contract import Driver, TlsFiles
@@ -198,7 +197,3 @@ def select_hosts(
     if not chosen:
         return [], ["no Host matches --host/--selector"]
     return chosen, []
-
-
-def host_file(host: HostSpec) -> Path:
-    return host.resource.source.path

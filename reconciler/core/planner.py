@@ -12,7 +12,7 @@ import structlog
 from reconciler.contract import Driver
 from reconciler.core.catalog import Catalog
 from reconciler.core.graph import Key, find_cycle, topological_order
-from reconciler.model import LABEL_DEPENDS_ON, Action, Change, Observed, Plan
+from reconciler.model import Action, Change, Observed, Plan
 
 log = structlog.get_logger()
 
@@ -133,8 +133,8 @@ def order_edges(
       removed only once no replaced container uses it any more);
     - `create_after_deletes`: a create/update/replace waits for the deletes of its own kind (a pruned container
       may hold the host port or name its successor needs; a pruned network the subnet).
-    And a pruned object whose `io.reconciler.depends-on` label names same-kind objects pruned with it goes before
-    them (the reverse of the order they were started in).
+    And a pruned object goes before the same-kind objects pruned with it that it depended on (`Observed.depends_on`,
+    the reverse of the order they were started in).
     Should a combination of third-party drivers make these optional edges circular, they are dropped.
     """
 
@@ -155,7 +155,7 @@ def order_edges(
             )
     for key, change in changes.items():  # a pruned object goes before the same-kind objects it depended on
         if change.action is Action.DELETE and change.observed is not None:
-            for name in filter(None, change.observed.labels.get(LABEL_DEPENDS_ON, "").split(",")):
+            for name in change.observed.depends_on:
                 dep = (key[0], name)
                 if dep in changes and changes[dep].action is Action.DELETE:
                     optional[dep].add(key)

@@ -1,4 +1,6 @@
-"""Finding the drivers and the engine: built-ins by module path, others through entry points.
+"""Finding the drivers and the engine. Every driver, built-in or not, is registered in one place: an entry point
+of the group `reconciler.drivers` (the built-in kinds in this project's pyproject.toml; a unit test checks that
+list against the kinds of schemas/). The engine is named here by module path.
 
 Modules are imported only when their kind is used, by name, so the core has no import of any driver package.
 """
@@ -10,21 +12,10 @@ from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
-from reconciler.contract import Driver, DriverContext, Engine, missing_hooks
+from reconciler.contract import Driver, Engine, missing_hooks
 
 ENTRY_POINT_GROUP = "reconciler.drivers"
 
-# Used when the package metadata is not installed (running from a source tree).
-BUILTIN_DRIVERS = {
-    "Image": "reconciler.drivers.image.driver:ImageDriver",
-    "Volume": "reconciler.drivers.volume.driver:VolumeDriver",
-    "Network": "reconciler.drivers.network.driver:NetworkDriver",
-    "Container": "reconciler.drivers.container.driver:ContainerDriver",
-    "FirewallAllowList": "reconciler.drivers.firewall.driver:FirewallDriver",
-    "Service": "reconciler.drivers.swarm.driver:ServiceDriver",
-    "Secret": "reconciler.drivers.swarm.driver:SecretDriver",
-    "Config": "reconciler.drivers.swarm.driver:ConfigDriver",
-}
 BUILTIN_ENGINE = "reconciler.drivers.engine.session:DockerEngine"
 
 
@@ -35,8 +26,8 @@ def load(spec: str) -> Any:
 
 
 def driver_specs() -> dict[str, str]:
-    """Kind -> `module:Class`. Entry points of other distributions override the built-in ones."""
-    found: dict[str, str] = dict(BUILTIN_DRIVERS)
+    """Kind -> `module:Class`, from the entry points. Those of other distributions override the built-in ones."""
+    found: dict[str, str] = {}
     overrides: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else ""
@@ -72,11 +63,6 @@ def driver_classes(kinds: Iterable[str] | None = None, log: Any = None) -> dict[
     return classes
 
 
-def make_drivers(ctx: DriverContext, classes: dict[str, type[Driver]] | None = None) -> dict[str, Driver]:
-    """A fresh instance of every driver class (of all installed ones by default)."""
-    classes = driver_classes(log=ctx.log) if classes is None else classes
-    return {kind: cls(ctx) for kind, cls in classes.items()}
-
-
 def engine_class(spec: str = BUILTIN_ENGINE) -> type[Engine]:
-    return load(spec)
+    cls: type[Engine] = load(spec)
+    return cls

@@ -22,7 +22,6 @@ from reconciler.core.plugins import driver_classes
 from reconciler.errors import PermanentError, Problem, ValidationFailed
 from reconciler.model import Plan, Resource, Result
 
-NO_HOSTS = "names hosts, but no Host is declared"
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
 

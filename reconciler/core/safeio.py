@@ -18,24 +18,20 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from reconciler.core.plugins import engine_class
+
 MANIFEST_LIMIT = 4 * 1024 * 1024  # a manifest file
 ENV_FILE_LIMIT = 1024 * 1024  # an env file
-DOCKERFILE_LIMIT = 1024 * 1024  # a Dockerfile, a .dockerignore
-SECRET_LIMIT = 500 * 1024  # a swarm secret or config (the engine's own limit)
 
-# Host paths that hand the host (or its engine) to whoever reads or mounts them: sensitive when a path is one of
-# these, lies under one, or contains one (`/var` contains `/var/lib/docker`, `/` everything).
-SENSITIVE_HOST_PATHS = (
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/root",
-    "/var/lib/docker",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-)
+# Host paths that hand the host to whoever reads or mounts them: sensitive when a path is one of these, lies under
+# one, or contains one (`/` contains everything). The engine adds its own: sensitive_host_paths().
+HOST_PATHS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/root")
+
+
+def sensitive_host_paths() -> tuple[str, ...]:
+    """The host's sensitive paths, then the engine's (its sockets, its data root: the contract's
+    `Engine.sensitive_paths`); one list for every reader and mount check."""
+    return (*HOST_PATHS, *engine_class().sensitive_paths)
 
 
 # Kernel pseudo file systems: no env file lives there, and /proc/self/environ would hand reconcile's own
@@ -70,7 +66,7 @@ def inside(path: str, root: str) -> bool:
 def sensitive_reason(path: str, extra: Iterable[str] = ()) -> str | None:
     """Why `path` (absolute) is a sensitive host path, checked as written and after resolving links, or None."""
     resolved = os.path.realpath(path)
-    for root in (*SENSITIVE_HOST_PATHS, *extra):
+    for root in (*sensitive_host_paths(), *extra):
         for candidate in dict.fromkeys((os.path.normpath(path), resolved)):
             if inside(candidate, root):
                 return f"{candidate} is inside the sensitive host path {root}"
@@ -102,15 +98,6 @@ def _opened_path(fd: int, fallback: str) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return os.path.realpath(fallback)
-
-
-def check_within(path: str | os.PathLike[str], tree: str | os.PathLike[str]) -> str:
-    """The real path of `path`; raises UnsafeFile when a symbolic link leads it out of `tree`."""
-    real = os.path.realpath(path)
-    real_tree = os.path.realpath(tree)
-    if not inside(real, real_tree):
-        raise UnsafeFile(path, f"a symbolic link leads out of {tree} (to {real}); not followed")
-    return real
 
 
 def read_bytes(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -35,7 +35,6 @@ class HostRun:
     results: list[Result] | None = None
     error: str | None = None  # unreachable, locked, or failed before planning
     skipped: str | None = None  # not started: a staged rollout stopped earlier
-    rows: list[dict[str, Any]] = field(default_factory=list)  # status
 
     @property
     def failed(self) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import random
 import signal
 import threading
 import time
@@ -30,11 +29,12 @@ from reconciler.contract import EngineEvent
 from reconciler.core.failures import write_failures
 from reconciler.core.lock import ProjectLock
 from reconciler.core.project import Loaded, ProjectRunner
+from reconciler.delays import ENGINE_DOWN, RESYNC_SPREAD, spread
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.model import Action, Change, Desired, ErrorClass, Outcome, Plan, Result
 from reconciler.output.liveview import WatchLiveView, wants_live
 from reconciler.spechash import canonical_json
-from reconciler.watch.backoff import Backoff, RepairLimiter, delay_for
+from reconciler.watch.backoff import FailureMemory
 from reconciler.watch.lastgood import Assembly, LastValid, Use
 from reconciler.watch.metrics import Metrics, MetricsServer, serve
 from reconciler.watch.statuspage import StatusBoard
@@ -42,11 +42,8 @@ from reconciler.watch.triggers import Batch, DirectoryWatcher, EventReader, Key,
 
 log = structlog.get_logger()
 
-ENGINE_MAX_DELAY = 30.0
 EVENT_SETTLE_SECONDS = 0.15
 EVENT_STREAM_WAIT = 5.0  # at start-up, at most this long for the event streams before the first pass
-_FIRST_LOOK = object()  # failed_seen: not observed since the failure yet
-RESYNC_JITTER = 0.1  # +-10 %, so many hosts resyncing against one registry do not do it in step
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,8 @@ class PassObserver(Protocol):
 
 
 class Controller:
-    """The watch loop's state: last valid manifests, per-object backoff and repair counts, the queue."""
+    """The watch loop's state: last valid manifests, what it remembers per object (`memory`: applied, failing,
+    held; repair counts), the engine's backoff, the queue."""
 
     def __init__(
         self,
@@ -83,8 +81,7 @@ class Controller:
         engine: str,
         options: WatchOptions,
         metrics: Metrics | None = None,
-        backoff: Backoff | None = None,
-        repairs: RepairLimiter | None = None,
+        memory: FailureMemory[Key] | None = None,
         board: StatusBoard | None = None,
         observers: Sequence[PassObserver] = (),
     ) -> None:
@@ -92,22 +89,15 @@ class Controller:
         self.engine = engine
         self.options = options
         self.metrics = metrics or Metrics()
-        self.backoff = backoff or Backoff()
-        self.repairs = repairs or RepairLimiter()
+        self.memory: FailureMemory[Key] = memory or FailureMemory()  # per object: spec applied, failure, repairs
         self.board = board  # the status page's view of the passes (with --metrics-addr)
         self.observers: list[PassObserver] = [o for o in (board, *observers) if o is not None]  # + the live view
         self.sources = LastValid(runner.manifest_dir)
         self.queue = WorkQueue()
         self.stop = threading.Event()
-        self.applied_hash: dict[Key, str] = {}  # spec hash last seen in sync or applied, per object
         self.blocked: dict[Key, str] = {}  # objects skipped because something they need failed
-        self.failed_hash: dict[Key, str | None] = {}  # desired spec hash when the object last failed
-        self.failed_seen: dict[Key, str | object | None] = {}  # what was observed of it then (a permanent failure waits
-        # for the manifest or this to change)
-        self.engine_failures = 0
+        self.engine_failures = 0  # passes in a row that found the engine unreachable
         self.engine_retry_at: float | None = None
-        self.retry_at: float | None = None
-        self._held_at: float | None = None  # when the last pass decided which objects wait out a backoff
         self.inputs: frozenset[Path] = frozenset()  # files besides the manifests that the documents are read from
         self.on_inputs: Callable[[frozenset[Path]], None] | None = None  # told when `inputs` change
         self.passes = 0
@@ -132,6 +122,11 @@ class Controller:
             for key in driver.event_keys(event, self.runner.project, known)
         }
 
+    @property
+    def retry_at(self) -> float | None:
+        """When the next per-object retry is due (monotonic), or None."""
+        return self.memory.retry_at
+
     def request(self, reason: str, keys: set[Key] | None = None) -> None:
         self.queue.add(reason, keys)
 
@@ -144,8 +139,8 @@ class Controller:
     # --- the loop ---------------------------------------------------------------------------------------
 
     def _next_resync(self) -> float:
-        jitter = 1 + random.uniform(-RESYNC_JITTER, RESYNC_JITTER)
-        return time.monotonic() + max(0.1, self.options.resync * jitter)
+        # spread, so many hosts resyncing against one registry do not do it in step
+        return time.monotonic() + max(0.1, spread(self.options.resync, RESYNC_SPREAD))
 
     def run(self) -> None:
         """Pass after pass until `stop` is set."""
@@ -193,13 +188,13 @@ class Controller:
         """One whole pass; never raises for an expected failure (it is logged and retried later)."""
         batch = batch or Batch(everything=True, reasons={"manual"})
         if "resync" in batch.reasons:
-            self.backoff.release_permanent()  # a condition outside the object (a port freed) may have gone
+            self.memory.release_permanent()  # a condition outside the object (a port freed) may have gone
             self.runner.forget_observations()  # everything is inspected again, whatever the events said
         elif "engine.reconnected" in batch.reasons:
             # The engine restarted: a daemon shutting down stops containers while it still answers, so a change
             # in flight then can fail in a way that looks permanent ("stopped right after starting, exit code 0")
             # and is not the spec's fault
-            for key in self.backoff.release_permanent():
+            for key in self.memory.release_permanent():
                 log.info("object.retry_now", subject=_subject(key), reason="the engine restarted")
         self.passes += 1
         started = time.monotonic()
@@ -237,7 +232,7 @@ class Controller:
             number=self.passes,
             seconds=round(seconds, 3),
             applied=sum(r.outcome is Outcome.APPLIED for r in results),
-            failing=len(self.backoff.entries),
+            failing=len(self.memory.failures()),
         )
         return results
 
@@ -360,18 +355,14 @@ class Controller:
     def _forget_except(self, known: set[Key]) -> None:
         """Drop what is kept per object for objects neither declared nor observed any more: a watch that runs for
         months over names that come and go must not keep a record of every name it ever saw."""
-        self.backoff.forget_except(known)
-        self.repairs.forget_except(known)
-        for kept in (self.applied_hash, self.failed_hash, self.failed_seen):
-            for key in [k for k in kept if k not in known]:
-                del kept[key]
+        self.memory.forget_except(known)
 
     def _is_repair(self, change: Change) -> bool:
         """Re-applying a spec that was already applied (or seen in sync): something on the host undid it."""
         return (
             change.action is not Action.DELETE
             and change.desired is not None
-            and self.applied_hash.get(change.key) == _fingerprint(change.desired)
+            and self.memory.is_repair(change.key, _fingerprint(change.desired))
         )
 
     def _hold(self, plan: Plan) -> tuple[Plan, set[Key]]:
@@ -379,28 +370,23 @@ class Controller:
         them and their dependents; return the plan and the keys whose change is a repair."""
         changes: list[Change] = []
         repairs: set[Key] = set()
-        self._held_at = self.backoff.clock()  # retries due after this were not tried in this pass
+        self.memory.holds_decided()  # retries due after this are not tried in this pass
         for change in plan.changes:
             if change.pending:
-                if change.key in self.backoff.entries and self._manifest_changed_since_failure(change):
+                desired = _fingerprint(change.desired)
+                if self.memory.manifest_changed(change.key, desired):
                     # A new spec deserves a try now, not after the old backoff or repair-storm hold; an edit is
                     # someone acting on the object, so its repairs are counted afresh.
-                    self.backoff.succeeded(change.key)
-                    self.repairs.forget(change.key)
+                    self.memory.edited(change.key)
                     log.info("object.retry_now", subject=change.subject, reason="manifest changed")
-                elif change.key in self.backoff.entries and self._observed_changed_since_failure(change):
-                    self.backoff.release(change.key)
-                retry = self.backoff.held(change.key)
-                if retry is None and self._is_repair(change) and self.repairs.exceeded(change.key):
-                    wait = max(self.repairs.retry_after(change.key), 1.0)
-                    retry = self.backoff.failed(
-                        change.key,
-                        f"repaired {self.repairs.limit} times in {self.repairs.window:.0f} s",
-                        wait,
-                        "repair-storm",
-                    )
-                    self.failed_hash[change.key] = _fingerprint(change.desired)
-                    log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
+                elif self.memory.observed_changed(change.key, _seen(change)):
+                    self.memory.release(change.key)
+                retry = self.memory.held(change.key)
+                if retry is None and self._is_repair(change):
+                    retry = self.memory.repair_storm(change.key, desired)
+                    if retry is not None:
+                        wait = retry.not_before - self.memory.clock()
+                        log.warning("object.repair_storm", subject=change.subject, retry_in=round(wait, 1))
                 if retry is not None:
                     when = (
                         "held after a permanent failure until its manifest or the object changes"
@@ -413,21 +399,6 @@ class Controller:
             changes.append(change)
         return dataclasses.replace(plan, changes=tuple(changes)), repairs
 
-    def _manifest_changed_since_failure(self, change: Change) -> bool:
-        desired_hash = _fingerprint(change.desired)
-        return self.failed_hash.get(change.key, desired_hash) != desired_hash
-
-    def _observed_changed_since_failure(self, change: Change) -> bool:
-        """True when the object changed since the first pass that saw it after its failure (a failed apply's
-        own partial effects are in that first look, so they do not count as a change)."""
-        if change.key not in self.failed_seen:
-            return False
-        seen = _seen(change)
-        if self.failed_seen[change.key] is _FIRST_LOOK:
-            self.failed_seen[change.key] = seen
-            return False
-        return self.failed_seen[change.key] != seen
-
     def _account(self, results: list[Result], repairs: set[Key]) -> None:
         self.blocked = {}
         for result in results:
@@ -436,22 +407,20 @@ class Controller:
                 if result.outcome is Outcome.APPLIED:
                     self.metrics.change_applied(change.kind, change.action.value)
                     if key in repairs:
-                        count = self.repairs.record(key)
+                        count = self.memory.repaired(key)
                         log.info("object.repaired", subject=change.subject, action=change.action.value, count=count)
-                if self.backoff.succeeded(key):
+                if self.memory.succeeded(key, _fingerprint(change.desired)):
                     log.info("object.recovered", subject=change.subject)
-                self.failed_hash.pop(key, None)  # read only while the object has a failure on record
-                self.failed_seen.pop(key, None)
-                if change.desired is not None:
-                    self.applied_hash[key] = _fingerprint(change.desired)
-                else:
-                    self.applied_hash.pop(key, None)
             elif result.outcome is Outcome.FAILED:
                 self.metrics.change_failed(change.kind)
                 permanent = result.error_class is ErrorClass.PERMANENT
-                retry = self.backoff.failed(key, result.error or "failed", result.retry_after, permanent=permanent)
-                self.failed_hash[key] = _fingerprint(change.desired)
-                self.failed_seen[key] = _FIRST_LOOK
+                retry = self.memory.failed(
+                    key,
+                    result.error or "failed",
+                    result.retry_after,
+                    permanent=permanent,
+                    desired=_fingerprint(change.desired),
+                )
                 log.warning(
                     "object.held" if permanent else "object.retry_scheduled",
                     subject=change.subject,
@@ -462,11 +431,8 @@ class Controller:
                 )
             elif result.outcome is Outcome.SKIPPED and not (result.error or "").startswith("cancelled"):
                 self.blocked[key] = result.error or "a dependency did not complete"
-        # Retries that fell due while this pass ran (after its holds were decided) are due now: a slow pass
-        # must not push them to the periodic resync.
-        due = self.backoff.next_due(after=self._held_at)
-        self.retry_at = None if due is None else due + 0.01
-        self.metrics.set_gauges(failing=len(self.backoff.entries))
+        self.memory.schedule()
+        self.metrics.set_gauges(failing=len(self.memory.failures()))
 
     # --- the engine ---------------------------------------------------------------------------------------
 
@@ -481,7 +447,7 @@ class Controller:
         """Back off the whole pass and drop the client, so the next pass connects afresh (a restarted
         dockerd leaves the old client's pooled connections dead)."""
         self.engine_failures += 1
-        delay = delay_for(self.engine_failures, cap=ENGINE_MAX_DELAY)
+        delay = ENGINE_DOWN.delay(self.engine_failures)
         self.engine_retry_at = time.monotonic() + delay
         self.runner.reset_engine()
         self.metrics.set_gauges(engine_up=False)
@@ -491,7 +457,7 @@ class Controller:
 
     def failures_state(self, running: bool = True) -> dict[str, dict[str, Any]]:
         state: dict[str, dict[str, Any]] = {}
-        for key, retry in sorted(self.backoff.entries.items()):
+        for key, retry in sorted(self.memory.failures().items()):
             state[_subject(key)] = {
                 "status": "failing",
                 "error": retry.error,

@@ -11,13 +11,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from reconciler.contract import Engine, EngineEvent
+from reconciler.delays import EVENT_STREAM
 
 log = structlog.get_logger()
 
@@ -368,12 +369,13 @@ class EventReader:
         engine: Engine,
         keys_of: Callable[[EngineEvent], set[Key]],
         trigger: Callable[[str, set[Key] | None], None],
-        max_delay: float = 30.0,
+        max_delay: float | None = None,
     ) -> None:
         self.engine = engine
         self.keys_of = keys_of
         self.trigger = trigger
-        self.max_delay = max_delay
+        # the waits between connection attempts (reconciler/delays.py); `max_delay` lowers the cap (tests)
+        self.delays = EVENT_STREAM if max_delay is None else replace(EVENT_STREAM, cap=max_delay)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
         self.connected = threading.Event()
@@ -389,17 +391,19 @@ class EventReader:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        failures = 0  # in a row; a lost stream counts as one (its first reconnect waits the first delay)
         delay = 0.0
         first = True
         while not self._stop.is_set():
-            if delay:
+            if failures:
                 self._stop.wait(delay)
                 if self._stop.is_set():
                     return
             try:
                 stream = self.engine.events()
             except Exception as exc:
-                delay = min(self.max_delay, max(1.0, delay * 2))
+                failures += 1
+                delay = self.delays.delay(failures)
                 log.warning("engine.events_unavailable", error=_first_line(exc), retry_in=delay)
                 continue
             log.info("engine.events_connected")
@@ -407,7 +411,7 @@ class EventReader:
             if not first:
                 self.trigger("engine.reconnected", None)
             first = False
-            delay = 0.0
+            failures = 0
             try:
                 for event in stream:
                     if self._stop.is_set():
@@ -422,7 +426,8 @@ class EventReader:
                     return
                 log.warning("engine.events_lost", error="stream ended")
             self.connected.clear()
-            delay = 1.0
+            failures = 1
+            delay = self.delays.delay(failures)
 
     def _report(self, event: EngineEvent) -> None:
         for key in sorted(self.keys_of(event)):

@@ -112,7 +112,8 @@ def test_one_apply_converges_at_a_10_percent_fault_rate(
 ) -> None:
     write_stack(tmp_manifests, project_name, base_image)
     proxy = proxy_factory(**faults(0.10, seed=11))
-    done = reconcile("apply", tmp_manifests.dir, env={"DOCKER_HOST": proxy.url})
+    # --debug: repeated requests are logged at debug level
+    done = reconcile("--debug", "apply", tmp_manifests.dir, env={"DOCKER_HOST": proxy.url})
     assert done.returncode == 0, done.stderr[-3000:]
     assert sum(proxy.faults.values()) >= 3, proxy.faults  # faults did happen
     assert "engine.request_retried" in done.stdout + done.stderr

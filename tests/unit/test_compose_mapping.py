@@ -443,10 +443,11 @@ def test_the_import_agrees_with_the_container_driver():
     """The sensitive paths and the env-file line the import checks against are the Container driver's own: if
     they drift, imports would stop validating (or stop flagging)."""
     from reconciler.compose import envfiles, mounts
-    from reconciler.drivers.container import checks, spec
+    from reconciler.drivers.container import checks
+    from reconciler.drivers.engine.values import ENV_LINE
 
     assert mounts.SENSITIVE_PATHS == checks.SENSITIVE_PATHS
-    assert envfiles._RECONCILER_LINE.pattern == spec._ENV_LINE.pattern
+    assert envfiles._RECONCILER_LINE.pattern == ENV_LINE.pattern
 
 
 def test_the_container_field_table_says_which_keys_are_imported():

@@ -11,7 +11,9 @@ import structlog
 from docker.errors import APIError
 
 from reconciler.drivers.container import apply as container_apply
-from reconciler.drivers.container.apply import create_config, reconnect, update_body, wait_for
+from reconciler.drivers.container.apply import create_config, wait_for
+from reconciler.drivers.container.fields import in_place_body
+from reconciler.drivers.container.inplace import reconnect
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model import Resource, Source
@@ -26,20 +28,22 @@ def spec_of(spec: dict) -> dict:
 
 def test_memory_is_sent_with_its_swap() -> None:
     """Raising memory sends MemorySwap too (twice memory when undeclared), or the engine refuses it."""
-    body = update_body(spec_of({"resources": {"memory": "128m"}}), ["memory"], restart=False)
+    body = in_place_body(spec_of({"resources": {"memory": "128m"}}), {"resources": ["memory"]})
     assert body == {"Memory": 128 * 2**20, "MemorySwap": 256 * 2**20}
 
 
 def test_removing_pids_limit_sends_unlimited() -> None:
     """PidsLimit can be lifted in place with -1 (zero values are ignored by the update API)."""
-    assert update_body(spec_of({}), ["pidsLimit"], restart=False) == {"PidsLimit": -1}
+    assert in_place_body(spec_of({}), {"resources": ["pidsLimit"]}) == {"PidsLimit": -1}
 
 
 def test_restart_policy_body() -> None:
     """The restart policy goes in the same update call; `no` is sent as the empty name."""
-    body = update_body(spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), [], restart=True)
+    body = in_place_body(
+        spec_of({"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}), {"restartPolicy": []}
+    )
     assert body == {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}
-    assert update_body(spec_of({}), [], restart=True) == {"RestartPolicy": {"Name": "no"}}
+    assert in_place_body(spec_of({}), {"restartPolicy": []}) == {"RestartPolicy": {"Name": "no"}}
 
 
 def states(*docs: dict) -> Any:
@@ -138,8 +142,8 @@ class ImageOnlyApi:
 def test_follow_replace_is_skipped_when_the_image_id_did_not_move(current: str, replaced: bool) -> None:
     """A replace asked for only by an upstream rebuild does nothing when the rebuild produced the same image."""
     from reconciler.contract import DriverContext
-    from reconciler.drivers.container.diff import IMAGE_FOLLOW
     from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.fields import IMAGE_FOLLOW
     from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
     from reconciler.model import Action, Change, FieldChange, Observed
 
@@ -349,3 +353,54 @@ def test_settle_calls_a_removal_from_outside_temporary() -> None:
 
     with pytest.raises(TemporaryError, match="removed from outside"):
         container_apply.settle(inspect, "c", seconds=0.3, poll=0.05)
+
+
+class _VanishedAPI:
+    """An engine on which the container was removed after the plan looked: every call about it is a 404."""
+
+    def __init__(self, gone: bool) -> None:
+        self.gone = gone
+
+    def _missing(self, *args: Any, **kwargs: Any) -> Any:
+        from docker.errors import NotFound
+
+        raise NotFound("404", response=None, explanation="No such container: " + "c" * 64)
+
+    def _url(self, path: str, *args: str) -> str:
+        return path
+
+    def _post_json(self, url: str, data: Any) -> Any:
+        return self._missing()
+
+    def inspect_container(self, cid: str) -> dict:
+        if self.gone:
+            return self._missing()
+        return {"Id": cid, "State": {"Running": True}}
+
+
+@pytest.mark.parametrize(("gone", "error"), [(True, TemporaryError), (False, PermanentError)])
+def test_update_of_a_container_removed_meanwhile_is_temporary(gone: bool, error: type) -> None:
+    """`docker rm -f` between plan and update: the next pass re-plans (a create), so the failure is temporary and
+    watch retries it instead of holding the object until an edit; a 404 about something else stays permanent."""
+    from reconciler.contract import DriverContext
+    from reconciler.drivers.container.driver import ContainerDriver
+    from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults
+    from reconciler.model import Action, Change, FieldChange, Observed
+
+    desired = normalize_container(
+        Resource(
+            "Container",
+            "web",
+            {"image": IMAGE, "resources": {"pidsLimit": 100}},
+            {},
+            Source("w.yaml", 1, Path("/tmp/w.yaml")),
+        )
+    )
+    facts = ContainerFacts("c" * 64, "web", "sha256:a", "sha256:a", ImageDefaults())
+    observed = Observed("Container", "web", "c" * 64, {}, {"state": "running"}, raw=facts)
+    field = FieldChange("resources.pidsLimit", None, 100, Action.UPDATE)
+    change = Change("Container", "web", Action.UPDATE, (field,), desired, observed)
+    driver = ContainerDriver(DriverContext("p", Path("."), engine_factory=lambda: _VanishedAPI(gone)))
+    with pytest.raises(error) as raised:
+        driver.apply(change)
+    assert type(raised.value) is error

@@ -12,14 +12,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.drivers.container.diff import (
-    IMAGE_FOLLOW,
-    IMAGE_MOVED,
-    diff_container,
-    follow_upstream,
-    leftover_of,
-    prune_container,
-)
+from reconciler.drivers.container.diff import diff_container, follow_upstream, leftover_of, prune_container
+from reconciler.drivers.container.fields import IMAGE_FOLLOW, IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container, sensitive_env_label
 from reconciler.model import Action, Change, Desired, Observed, Resource, Source, ownership_labels

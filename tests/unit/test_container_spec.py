@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.container.spec import (
-    aside_name,
-    canonical_reference,
-    command_line,
-    normalize_container,
-    parse_bytes,
-    parse_duration,
-)
+from reconciler.drivers.container.spec import aside_name, normalize_container
+from reconciler.drivers.engine.values import canonical_reference, command_line, parse_bytes, parse_duration
 from reconciler.errors import SpecError
 from reconciler.model import Resource, Source
 

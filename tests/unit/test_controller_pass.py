@@ -16,7 +16,7 @@ from reconciler.core.project import ProjectRunner
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import Action, Desired, Outcome, Resource
 from reconciler.spechash import spec_hash
-from reconciler.watch.backoff import Backoff, RepairLimiter
+from reconciler.watch.backoff import FailureMemory
 from reconciler.watch.controller import Controller, WatchOptions
 
 from .fakes import FakeDriver
@@ -74,8 +74,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             runner,
             ENGINE,
             WatchOptions(**options),
-            backoff=Backoff(clock=clock, wall=clock),
-            repairs=RepairLimiter(clock=clock),
+            memory=FailureMemory(clock=clock, wall=clock),
         )
 
     return type(
@@ -181,7 +180,7 @@ def test_failure_backs_off_while_others_converge_and_dependents_wait(world) -> N
     world.volumes.fail.clear()
     results = ctl.run_pass()
     assert outcomes(results)["vol-a"] is Outcome.APPLIED and outcomes(results)["net-b"] is Outcome.APPLIED
-    assert ctl.backoff.entries == {} and read_failures("p", ENGINE) == {}
+    assert ctl.memory.failures() == {} and read_failures("p", ENGINE) == {}
 
 
 def test_repeated_failures_double_the_wait(world) -> None:
@@ -218,7 +217,7 @@ def test_manifest_change_is_not_a_repair(world) -> None:
     for size in range(1, 9):
         (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size=str(size)))
         ctl.run_pass()
-    assert world.volumes.objects["vol-a"].spec["size"] == 8 and ctl.backoff.entries == {}
+    assert world.volumes.objects["vol-a"].spec["size"] == 8 and ctl.memory.failures() == {}
 
 
 def test_engine_unavailable_during_observe_is_survived(world) -> None:
@@ -245,7 +244,7 @@ def test_failures_while_the_engine_is_gone_are_not_blamed_on_objects(world) -> N
     world.volumes.fail.add("vol-a")
     world.volumes.fail_with = EngineUnavailable  # what the engine drivers raise when the engine went away
     assert ctl.run_pass() == []
-    assert ctl.backoff.entries == {} and ctl.engine_retry_at is not None
+    assert ctl.memory.failures() == {} and ctl.engine_retry_at is not None
 
 
 def test_stop_cancels_changes_not_yet_started(world) -> None:
@@ -255,7 +254,7 @@ def test_stop_cancels_changes_not_yet_started(world) -> None:
     ctl.stop.set()
     results = ctl.run_pass()
     assert outcomes(results) == {"vol-a": Outcome.SKIPPED} and world.volumes.objects == {}
-    assert ctl.backoff.entries == {} and ctl.blocked == {}
+    assert ctl.memory.failures() == {} and ctl.blocked == {}
 
 
 def test_run_loop_coalesces_and_stops(world) -> None:
@@ -323,11 +322,11 @@ def test_edited_manifest_is_tried_at_once_despite_backoff(world) -> None:
     ctl.run_pass()
     world.clock.now = ctl.retry_at
     ctl.run_pass()
-    assert ctl.backoff.held(("Volume", "vol-a")) is not None
+    assert ctl.memory.held(("Volume", "vol-a")) is not None
     world.volumes.fail.clear()
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
     results = ctl.run_pass()  # the clock has not reached the retry time
-    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.memory.failures() == {}
 
 
 def test_edited_manifest_lifts_a_repair_storm_hold(world) -> None:
@@ -339,11 +338,11 @@ def test_edited_manifest_lifts_a_repair_storm_hold(world) -> None:
         world.volumes.objects.clear()  # someone removes it again
         world.clock.now += 1
         ctl.run_pass()
-    assert ctl.backoff.held(("Volume", "vol-a")) is not None and "vol-a" not in world.volumes.objects
+    assert ctl.memory.held(("Volume", "vol-a")) is not None and "vol-a" not in world.volumes.objects
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
     with capture_logs() as logs:
         results = ctl.run_pass()  # the clock has not reached the retry time
-    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+    assert outcomes(results)["vol-a"] is Outcome.APPLIED and ctl.memory.failures() == {}
     assert world.volumes.objects["vol-a"].spec["size"] == 2
     assert any(e["event"] == "object.retry_now" and e["reason"] == "manifest changed" for e in logs)
     world.volumes.objects.clear()  # the edit started a new count: the next removal is repaired again
@@ -395,7 +394,7 @@ def test_permanent_failure_is_held_without_a_timer_until_the_manifest_changes(wo
     world.volumes.fail.add("vol-a")
     world.volumes.fail_with = PermanentError
     ctl.run_pass()
-    assert ctl.retry_at is None and ctl.backoff.entries[("Volume", "vol-a")].permanent
+    assert ctl.retry_at is None and ctl.memory.failures()[("Volume", "vol-a")].permanent
     world.clock.now += 10_000
     held = ctl.run_pass()
     assert outcomes(held)["vol-a"] is Outcome.BLOCKED and world.volumes.applied == [("vol-a", Action.CREATE)]
@@ -403,7 +402,7 @@ def test_permanent_failure_is_held_without_a_timer_until_the_manifest_changes(wo
     assert ctl.failures_state()["Volume/vol-a"]["errorClass"] == "permanent"
     world.volumes.fail.clear()
     (world.dir / "a.yaml").write_text(manifest("Volume", "vol-a", size="2"))
-    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED and ctl.backoff.entries == {}
+    assert outcomes(ctl.run_pass())["vol-a"] is Outcome.APPLIED and ctl.memory.failures() == {}
 
 
 def test_permanent_failure_is_retried_when_the_observed_object_changes(world) -> None:
@@ -451,7 +450,7 @@ def test_temporary_failure_waits_as_long_as_the_driver_suggests(world) -> None:
     world.volumes.fail.add("vol-a")
     world.volumes.fail_with = Slow
     ctl.run_pass()
-    retry = ctl.backoff.entries[("Volume", "vol-a")]
+    retry = ctl.memory.failures()[("Volume", "vol-a")]
     assert not retry.permanent and retry.not_before == pytest.approx(world.clock.now + 42.0)
 
 
@@ -554,6 +553,6 @@ def test_names_that_come_and_go_leave_no_record_behind(world) -> None:
         world.clock.now += 1
         assert outcomes(ctl.run_pass())[name] is Outcome.APPLIED
     ctl.run_pass()
-    kept = [ctl.applied_hash, ctl.failed_hash, ctl.failed_seen, ctl.repairs.times, ctl.backoff.entries]
+    kept = [ctl.memory.records, ctl.memory.repairs.times]
     assert all(set(k) <= {("Volume", "vol-29")} for k in kept), [list(k) for k in kept]
-    assert ("Volume", "vol-29") in ctl.repairs.times  # a repair within the window is kept
+    assert ("Volume", "vol-29") in ctl.memory.repairs.times  # a repair within the window is kept

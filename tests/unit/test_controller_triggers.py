@@ -152,11 +152,12 @@ def _keys(raw: dict, project: str, known: set) -> list:
     from pathlib import Path
 
     from reconciler.contract import DriverContext, EngineEvent
-    from reconciler.core.plugins import make_drivers
+    from reconciler.core.plugins import driver_classes
 
     event = EngineEvent(str(raw.get("Action")), raw, str(raw.get("Type")))
-    drivers = make_drivers(DriverContext(project, Path("/tmp")))
-    return [key for d in drivers.values() for key in d.event_keys(event, project, known)]
+    ctx = DriverContext(project, Path("/tmp"))
+    drivers = [cls(ctx) for cls in driver_classes().values()]
+    return [key for d in drivers for key in d.event_keys(event, project, known)]
 
 
 def test_network_and_volume_events_are_matched_by_known_name() -> None:

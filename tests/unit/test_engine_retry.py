@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import urllib3.exceptions
+from structlog.testing import capture_logs
 
 from reconciler.drivers.engine.errors import engine_errors
 from reconciler.drivers.engine.retry import RetryPolicy, Safety, never_sent, safety_of, send_with_retries
@@ -105,9 +106,17 @@ def test_attempts_are_bounded_and_the_last_answer_is_returned() -> None:
 
 
 def test_delays_double_are_jittered_and_capped() -> None:
-    policy = RetryPolicy(attempts=10, base=0.2, cap=2.0)
+    policy = RetryPolicy(attempts=10)  # the delays of reconciler.delays.ENGINE_REQUEST
     assert [policy.delay(n, rand=lambda: 1.0) for n in (1, 2, 3, 4, 5, 6)] == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     assert policy.delay(3, rand=lambda: 0.0) == 0.4
+
+
+def test_each_repeat_is_a_debug_line() -> None:
+    """Repeats are detail: an unreachable engine is one error line, not the retries before it."""
+    with capture_logs() as logs, pytest.raises(requests.ConnectionError):
+        run(prepared("GET", "/version"), *(refused() for _ in range(4)))
+    retried = [e for e in logs if e["event"] == "engine.request_retried"]
+    assert [e["attempt"] for e in retried] == [1, 2, 3] and {e["log_level"] for e in retried} == {"debug"}
 
 
 def test_client_errors_are_not_retried() -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from reconciler.core.manifests import load_directory
 from reconciler.drivers.container import fields as container_fields
-from reconciler.drivers.engine.fields import SHARED, Shared
+from reconciler.drivers.engine import fields as engine_fields
+from reconciler.drivers.engine.fields import Shared
 from reconciler.drivers.swarm import fields as service_fields
 from reconciler.drivers.swarm.apply import endpoint_spec, service_spec, task_template
 from reconciler.drivers.swarm.observe import observed_service
@@ -25,6 +26,8 @@ from reconciler.drivers.swarm.spec import normalize_service
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SWARM_FIXTURES = Path(__file__).resolve().parent / "swarm_fixtures"
 
+# the rows both kinds share (every Shared of engine/fields.py)
+SHARED = [value for value in vars(engine_fields).values() if isinstance(value, Shared)]
 TABLES = {
     "Container": (container_fields.FIELDS, container_fields.NOT_FIELDS),
     "Service": (service_fields.FIELDS, service_fields.NOT_FIELDS),
@@ -67,6 +70,18 @@ def test_no_row_names_a_key_the_schema_does_not_have(kind: str) -> None:
 def test_keys_are_unique(kind: str) -> None:
     rows, _ = TABLES[kind]
     assert len({row.key for row in rows}) == len(rows)
+
+
+def test_the_shared_rows() -> None:
+    assert {shared.key for shared in SHARED} == {
+        "image",
+        "command",
+        "entrypoint",
+        "env",
+        "user",
+        "workingDir",
+        "hostname",
+    }
 
 
 @pytest.mark.parametrize("shared", SHARED, ids=lambda shared: shared.key)

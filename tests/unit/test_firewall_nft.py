@@ -25,7 +25,7 @@ from reconciler.drivers.firewall.nft import (
     to_nft_comment,
 )
 from reconciler.drivers.firewall.nft_backend import NftBackend, engine_firewall_driver
-from reconciler.drivers.firewall.nft_readback import parse_table, rules_from_json
+from reconciler.drivers.firewall.nft_parse import parse_table, rules_from_json
 from reconciler.drivers.firewall.rules import AllowList, Rule, build_chains, jump_rule, main_chain
 from reconciler.drivers.firewall.spec import normalize_spec
 from reconciler.errors import PermanentError

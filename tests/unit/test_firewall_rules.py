@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from reconciler.drivers.firewall.readback import enforced_view, read_list
+from reconciler.drivers.firewall.observe import enforced_view, read_list
 from reconciler.drivers.firewall.rules import (
     MAX_CHAIN_NAME,
     AllowList,

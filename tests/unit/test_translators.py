@@ -26,13 +26,15 @@ from reconciler.drivers.container.observe import ContainerFacts, image_defaults,
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.remembered import Remembered
+from reconciler.drivers.image.diff import input_changes, label_changes
 from reconciler.drivers.image.driver import BUILT, ImageDriver
 from reconciler.drivers.image.reference import parse_reference, repo_digest
-from reconciler.drivers.image.spec import INPUT_FIELDS, input_changes, label_changes, normalize_image, stamped_inputs
+from reconciler.drivers.image.spec import INPUT_FIELDS, normalize_image, stamped_inputs
 from reconciler.drivers.network.driver import NetworkDriver
 from reconciler.drivers.network.spec import normalize_network
-from reconciler.drivers.volume.driver import LABEL_RECLAIM, VolumeDriver, normalize_volume
+from reconciler.drivers.volume.driver import VolumeDriver
 from reconciler.drivers.volume.policy import DELETE, RETAIN
+from reconciler.drivers.volume.spec import LABEL_RECLAIM, normalize_volume
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PREFIX, LABEL_PROJECT, Desired, Resource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "engine"

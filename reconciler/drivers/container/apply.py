@@ -1,5 +1,6 @@
-"""Container changes on the engine: the create call built from the canonical spec, in-place updates, waits for
-dependencies, and the crash-safe replace (park the old container aside, start the new one, then remove the old)."""
+"""The operations a container's steps run on the engine: the create call built from the canonical spec, in-place
+updates, waits for dependencies, and the crash-safe replace (park the old container aside, start the new one, then
+remove the old). The driver's `apply` maps each step to one of them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.drivers.container.fields import FIELDS, CreateCall, in_place_body
-from reconciler.drivers.container.inplace import reconnect as reconnect
+from reconciler.drivers.container.fields import FIELDS, CreateCall
 from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
@@ -34,11 +34,6 @@ def create_config(api: Any, desired: Desired, labels: Mapping[str, str]) -> dict
     host_config.update(call.host_raw)
     kwargs = {"name": desired.name, **call.kwargs, "host_config": host_config, "detach": True}
     return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def update_body(spec: Mapping[str, Any], fields: list[str], restart: bool) -> dict[str, Any]:
-    """The `POST /containers/{id}/update` body for the changed resource names (and the restart policy)."""
-    return in_place_body(spec, {"resources": fields, **({"restartPolicy": []} if restart else {})})
 
 
 def post_update(api: Any, container: str, body: Mapping[str, Any]) -> None:

@@ -12,14 +12,14 @@ from typing import Any
 
 from reconciler.contract import Catalog
 from reconciler.core.indexes import per_catalog
-from reconciler.core.safeio import SENSITIVE_HOST_PATHS
+from reconciler.core.safeio import sensitive_host_paths
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
 # A source is sensitive when it is one of these, lies under one, or is a parent of one (`/var` exposes
 # `/var/lib/docker`, `/` exposes everything).
-SENSITIVE_PATHS = SENSITIVE_HOST_PATHS  # one list for every reader and mount check (reconciler.core.safeio)
+SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount check (reconciler.core.safeio)
 
 
 # Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.

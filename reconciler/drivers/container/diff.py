@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.drivers.container.fields import BY_KEY, FIELDS, IN_PLACE, Comparing, dependency_waits
-from reconciler.drivers.container.fields import IMAGE_FOLLOW as IMAGE_FOLLOW
-from reconciler.drivers.container.fields import IMAGE_MOVED as IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts
 from reconciler.drivers.container.spec import aside_name
 from reconciler.model import LABEL_NAME, Action, Change, Desired, FieldChange, Observed, Step

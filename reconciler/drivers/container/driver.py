@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, input_path, run_steps
 from reconciler.drivers.container.apply import (
@@ -28,14 +28,13 @@ from reconciler.drivers.container.checks import (
     image_manifest,
 )
 from reconciler.drivers.container.diff import (
-    IMAGE_FOLLOW,
     diff_container,
     follow_upstream,
     leftover_of,
     prune_container,
     steps_for,
 )
-from reconciler.drivers.container.fields import IN_PLACE, in_place_body
+from reconciler.drivers.container.fields import IMAGE_FOLLOW, IN_PLACE, in_place_body
 from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
     ContainerFacts,
@@ -63,7 +62,7 @@ from reconciler.drivers.engine.adoption import (
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name, concurrently
 from reconciler.drivers.engine.session import EngineOptions, container_event_key
-from reconciler.errors import ReconcileError, SpecError
+from reconciler.errors import PermanentError, ReconcileError, SpecError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -174,7 +173,7 @@ class ContainerDriver(DockerDriver):
             free = bool(label) and label not in listed_names and label not in others
             aside = free and is_aside(info, label)
             renamed = free and not aside and engine_name(info) != label
-            key = label if aside or renamed else engine_name(info)
+            key = cast(str, label) if aside or renamed else engine_name(info)  # both imply a label
             found[key] = self._observed(info, images, names, aside, key, renamed)
         for name, info in others.items():
             found[name] = self._observed(info, {}, names, False, name)
@@ -265,7 +264,7 @@ class ContainerDriver(DockerDriver):
         assert desired is not None
         created: dict[str, str] = {}
 
-        def wait(dependency: str, condition: str, timeout: float) -> None:
+        def wait(dependency: str, condition: str, timeout: int) -> None:
             self.ctx.progress(desired.key, "waiting", f"for {dependency} to be {condition}")
             self._wait_one(dependency, condition, timeout)
             if condition == "healthy":
@@ -315,8 +314,24 @@ class ContainerDriver(DockerDriver):
                     },
                 )
             return
-        with self.errors(name, "update"):
-            self._update(change, facts)
+        try:
+            with self.errors(name, "update"):
+                self._update(change, facts)
+        except PermanentError:
+            if not self._gone(facts.id):
+                raise
+            # removed from outside after the plan looked (a `docker rm -f` whose die event started this pass):
+            # the plan's premise is gone, not the spec's fault; the next pass observes the absence and creates it
+            raise TemporaryError(f"container {name}: update: the container was removed meanwhile") from None
+
+    def _gone(self, cid: str) -> bool:
+        try:
+            self.api.inspect_container(cid)
+        except lazy.NotFound:
+            return True
+        except Exception:  # the engine failing again says nothing about the container
+            return False
+        return False
 
     def _replace_needed(self, change: Change, facts: ContainerFacts) -> bool:
         """A replace asked for only because an upstream image was rebuilt is skipped when its ID did not move."""
@@ -338,7 +353,7 @@ class ContainerDriver(DockerDriver):
             self.ctx.progress(desired.key, "waiting", f"for {dep['name']} to be {dep['condition']}")
             self._wait_one(dep["name"], dep["condition"], dep["timeout"])
 
-    def _wait_one(self, name: str, condition: str, timeout: float) -> None:
+    def _wait_one(self, name: str, condition: str, timeout: int) -> None:
         wait_for(by_name(self.api.inspect_container), name, condition, timeout)
 
     def _create(self, desired: Desired) -> str:

@@ -13,7 +13,7 @@ A row says, for one field:
 
 The walkers: `spec.normalize_container` (normalize, hash), `observe.observed_spec` (read), `diff.expected_spec`,
 `diff.field_changes` and `diff.steps_for` (expect, compare, update steps), `apply.create_config` and
-`apply.update_body` (create, update body), and the driver's in-place update (update). Adding a field is one row
+`in_place_body` below (create, update body), and the driver's in-place update (update). Adding a field is one row
 (with functions here for whatever the generic ones do not cover) plus its tests; tests/unit/test_container_fields.py
 checks that every row is complete and every manifest key of schemas/Container.schema.json has a row.
 

@@ -13,12 +13,7 @@ from typing import Any
 
 from reconciler.core.safeio import manifest_root
 from reconciler.drivers.container.fields import FIELDS
-from reconciler.drivers.container.values import _ENV_LINE as _ENV_LINE  # compared by reconciler.compose's tests
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
-from reconciler.drivers.container.values import canonical_reference as canonical_reference
-from reconciler.drivers.container.values import command_line as command_line
-from reconciler.drivers.container.values import parse_bytes as parse_bytes
-from reconciler.drivers.container.values import parse_duration as parse_duration
 from reconciler.drivers.engine.fields import Normalizing
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
@@ -33,7 +28,10 @@ def normalize_container(resource: Resource) -> Desired:
         resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
     )
     rows = [row for row in FIELDS if row.normalize is not None]
-    values = {row.key: row.normalize(normalizing) for row in sorted(rows, key=lambda row: not row.normalize_first)}
+    values = {
+        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
+        for row in sorted(rows, key=lambda row: not row.normalize_first)
+    }
     normalized = {row.key: values[row.key] for row in rows}
     sensitive = frozenset(normalizing.sensitive)
     return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)

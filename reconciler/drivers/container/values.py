@@ -11,10 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.engine.values import ENV_LINE as _ENV_LINE  # noqa: F401 - read by compose's tests
-from reconciler.drivers.engine.values import (
-    INT64_MAX as INT64_MAX,
-)
 from reconciler.drivers.engine.values import (
     canonical_reference as canonical_reference,
 )

@@ -91,7 +91,6 @@ ENV = Shared("env", ("spec.env", "spec.envFiles", "spec.sensitiveEnv"), normaliz
 USER = Shared("user", ("spec.user",), lambda n: n.spec.get("user") or None)
 WORKING_DIR = Shared("workingDir", ("spec.workingDir",), lambda n: clean_path(n.spec.get("workingDir")) or None)
 HOSTNAME = Shared("hostname", ("spec.hostname",), lambda n: n.spec.get("hostname") or None)
-SHARED = (IMAGE, COMMAND, ENTRYPOINT, ENV, USER, WORKING_DIR, HOSTNAME)
 
 
 # --- env: one masking rule ----------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class Remembered:
         self._images: dict[str, Mapping[str, Any]] = {}  # reference or ID -> inspect answer
         self._containers_since = 0  # no container answer asked before this is kept
         self._images_since = 0  # nor image answer before this
-        self.hits = 0  # answers served from memory (for the tests and the debug log)
+        self.hits = 0  # answers served from memory (read by the tests)
 
     # --- the event stream's side ---------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 An engine answers 5xx now and then (a busy containerd, a daemon restarting) and connections drop; one such
 failure must not fail a whole `apply`. Every request the drivers make goes through `RetryingAPIClient.send`,
 which repeats a failed request a bounded number of times with exponential backoff and jitter (4 attempts:
-after ~0.2 s, ~0.4 s, ~0.8 s; each delay jittered to 50-100 % of its nominal value, capped at 2 s), **but only
-when repeating it cannot do harm**:
+after ~0.2 s, ~0.4 s, ~0.8 s; each delay jittered to 50-100 % of its nominal value, capped at 2 s: the numbers
+are `ENGINE_REQUEST` in reconciler/delays.py), **but only when repeating it cannot do harm**:
 
 What is repeated after a 5xx answer or a lost connection, and why that is safe:
 
@@ -22,6 +22,9 @@ What is repeated after a 5xx answer or a lost connection, and why that is safe:
   only when the connection could not be opened at all (nothing was sent). Repeating could do it twice (two
   renames; a second connect fails after the first worked): the failure surfaces as a temporary error and the
   next pass re-plans from what it observes.
+
+Each repeat is logged at debug level (`engine.request_retried`): an engine that cannot be reached is one error
+line, not the retries before it.
 
 Requests whose body is a stream (a build context) are never repeated: it was consumed by the first attempt.
 A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited).
@@ -45,13 +48,11 @@ from typing import Any
 
 import structlog
 
+from reconciler.delays import ENGINE_REQUEST, ENGINE_REQUEST_ATTEMPTS, Exponential
 from reconciler.drivers.engine import lazy
 
 log = structlog.get_logger()
 
-MAX_ATTEMPTS = 4
-BASE_DELAY = 0.2
-MAX_DELAY = 2.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
@@ -132,15 +133,14 @@ def never_sent(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = MAX_ATTEMPTS
-    base: float = BASE_DELAY
-    cap: float = MAX_DELAY
+    """How often a request is sent at most, and the waits between (reconciler/delays.py)."""
+
+    attempts: int = ENGINE_REQUEST_ATTEMPTS
+    delays: Exponential = ENGINE_REQUEST
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based): base * 2^(attempt-1), capped,
-        then jittered to between half and all of it."""
-        nominal = min(self.cap, self.base * 2 ** (attempt - 1))
-        return nominal * (0.5 + 0.5 * rand())
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return self.delays.delay(attempt, rand)
 
 
 def _synthetic(request: Any, status: int, reason: str, message: str | None) -> Any:
@@ -200,7 +200,7 @@ def send_with_retries(
 
 def _note(request: Any, attempt: int, why: str) -> None:
     path, _ = _path_and_query(request)
-    log.info("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
+    log.debug("engine.request_retried", method=request.method, path=path, attempt=attempt, reason=why)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from reconciler.contract import EngineEvent, TlsFiles, option
 from reconciler.drivers.engine.client import connect, engine_url
 from reconciler.drivers.engine.errors import engine_errors, reason
+from reconciler.drivers.engine.policy import SENSITIVE_PATHS, canonical_address
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
@@ -55,6 +56,11 @@ class DockerEngine:
     """One Docker engine: `client()` connects on first use and is shared by every driver and pass."""
 
     options_type: ClassVar[type] = EngineOptions
+    sensitive_paths: ClassVar[tuple[str, ...]] = SENSITIVE_PATHS
+
+    @classmethod
+    def canonical_address(cls, address: str) -> str:
+        return canonical_address(address)
 
     @classmethod
     def for_host(cls, address: str, tls: TlsFiles | None, options: EngineOptions | None = None) -> DockerEngine:

@@ -99,8 +99,8 @@ def patch_transport() -> None:
         socket.socket.close(self)
 
     close._reaps = True  # type: ignore[attr-defined]
-    sshconn.SSHSocket.makefile = makefile
-    sshconn.SSHSocket.close = close
+    sshconn.SSHSocket.makefile = makefile  # type: ignore[method-assign]  # patched on purpose (see the module's text)
+    sshconn.SSHSocket.close = close  # type: ignore[method-assign]
 
 
 def keep_connections(client: Any) -> None:
@@ -131,7 +131,7 @@ def _kept_pool_class() -> type:
     afresh."""
     from docker.transport.sshconn import SSHConnectionPool
 
-    class KeptSSHPool(SSHConnectionPool):  # type: ignore[misc]
+    class KeptSSHPool(SSHConnectionPool):
         def _get_conn(self, timeout: float | None = None) -> Any:
             conn = super()._get_conn(timeout)
             proc = getattr(getattr(conn, "sock", None), "proc", None)

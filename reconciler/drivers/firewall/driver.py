@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from reconciler.contract import BaseDriver, Catalog, DriverContext, option
-from reconciler.diffing import UPDATE, diff_specs
+from reconciler.drivers.firewall.apply import enforce
 from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import Selection, choose, interface_names, resolve_mode
+from reconciler.drivers.firewall.diff import create_steps, list_changes, list_notes
 from reconciler.drivers.firewall.nft_backend import engine_firewall_driver
-from reconciler.drivers.firewall.readback import list_view, read_list
+from reconciler.drivers.firewall.observe import read_list
 from reconciler.drivers.firewall.rules import (
     COMMENT_PREFIX,
     HASH_KEY,
@@ -31,8 +32,8 @@ from reconciler.drivers.firewall.rules import (
     jump_rule,
     main_chain,
 )
-from reconciler.drivers.firewall.spec import check_spec, describe, families_of, normalize_spec
-from reconciler.errors import PermanentError, ReconcileError, TemporaryError
+from reconciler.drivers.firewall.spec import check_spec, normalize_spec
+from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import (
     LABEL_KIND,
     LABEL_NAME,
@@ -41,15 +42,12 @@ from reconciler.model import (
     Action,
     Change,
     Desired,
-    FieldChange,
     Observed,
     Resource,
 )
 from reconciler.spechash import spec_hash
 
 KIND = "FirewallAllowList"
-SPEC_FIELDS = ("interfaces", "sources", "destinations", "ports", "spec-hash")
-RULES = {key: UPDATE for key in SPEC_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -185,76 +183,22 @@ class FirewallDriver(BaseDriver):
 
     # --- diff -------------------------------------------------------------------------------------------------
 
-    def _notes(self, desired: Desired, sel: Selection) -> list[str]:
-        spec = desired.spec
-        notes = []
-        if not spec["sources"]:
-            notes.append(f"allows no source: drops all {describe(spec)}")
-        if self._interfaces is not None:
-            missing = [i for i in spec["interfaces"] if i not in self._interfaces]
-            if missing:
-                notes.append(
-                    f"interface {', '.join(missing)} does not exist (yet); its rules are written anyway "
-                    "and take effect when it appears"
-                )
-        if 6 not in sel.families and sel.backend is not None:
-            v6 = 6 in families_of([*spec["sources"], *spec["destinations"]])
-            what = "its IPv6 entries are not enforced" if v6 else "IPv6 clients are not filtered"
-            notes.append(
-                f"{what}: there is no ip6tables DOCKER-USER chain (Docker's ip6tables is off); with the "
-                "userland proxy, IPv6 clients reach published ports through docker-proxy anyway"
-            )
-        return notes
-
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         self._lists[desired.name] = desired
         sel = self.selection()
-        notes = tuple(self._notes(desired, sel))
+        notes = tuple(list_notes(desired, self._interfaces, sel))
         create = Action.CREATE if observed is None else Action.UPDATE
         if sel.backend is None:
             return Change(
                 KIND, desired.name, create, desired=desired, observed=observed, blocked=sel.reason, notes=notes
             )
         if observed is None:  # nothing of it is live: the plan spells out the rules it will write
-            return Change(KIND, desired.name, Action.CREATE, desired=desired, notes=notes, steps=_create_steps(desired))
-        fields = self._field_changes(desired.name, sel)
+            return Change(KIND, desired.name, Action.CREATE, desired=desired, notes=notes, steps=create_steps(desired))
+        fields = list_changes(
+            self.project, desired.name, sel, self._expected(sel.families), self._live_chainsets(), self._live
+        )
         action = Action.UPDATE if fields else Action.NONE
         return Change(KIND, desired.name, action, tuple(fields), desired, observed, notes=notes)
-
-    def _field_changes(self, name: str, sel: Selection) -> list[FieldChange]:
-        expected = self._expected(sel.families)
-        live = self._live_chainsets()
-        want = read_list(expected, self.project, name) or {}
-        have = read_list(live, self.project, name) or {}
-        fields = diff_specs(want, have, RULES)
-        if fields:
-            return fields
-        # Same list, but the rules enforcing it may have been edited by hand.
-        for family in sel.families:
-            groups = expected[family].covered.get(name, ()) if expected[family] else ()
-            want_lines = list_view(expected[family], name, self.project, groups)
-            have_lines = list_view(live.get(family), name, self.project, groups)
-            have_lines += _foreign_main_rules(live.get(family), expected[family])
-            if want_lines != have_lines:
-                missing = [line for line in want_lines if line not in have_lines]
-                extra = [line for line in have_lines if line not in want_lines]
-                note = "" if missing or extra else "rule order differs"
-                fields.append(FieldChange(f"rules.ipv{family}", extra, missing, Action.UPDATE, note=note))
-            jump = self._live.get(family)
-            if jump is None or not jump.jump_on_top:
-                fields.append(
-                    FieldChange(
-                        f"jump.ipv{family}",
-                        _jump_text(jump),
-                        "rule 1",
-                        Action.UPDATE,
-                        note=sel.backend.jump_note(family, self.project)
-                        if hasattr(sel.backend, "jump_note")
-                        else f"the jump from DOCKER-USER to {main_chain(self.project)} must be its first rule "
-                        "(rules above it, such as Docker's -j RETURN, see traffic first)",
-                    )
-                )
-        return fields
 
     def prune(self, observed: Observed) -> Change:
         self._lists.pop(observed.name, None)
@@ -279,14 +223,9 @@ class FirewallDriver(BaseDriver):
                 raise PermanentError(sel.reason)
             expected = self._expected(sel.families)
             for family in sel.families:
-                want = expected[family]
-                live = sel.backend.read(family, self.project)
-                if _matches(live, want):
+                after = enforce(sel.backend, family, self.project, expected[family])
+                if after is None:  # already as wanted
                     continue
-                sel.backend.write(family, self.project, want)
-                after = sel.backend.read(family, self.project)
-                if not _matches(after, want):
-                    raise TemporaryError(f"IPv{family} rules read back differ from what was written")
                 self._live[family] = after
                 self.log.info(
                     "firewall.applied",
@@ -295,32 +234,3 @@ class FirewallDriver(BaseDriver):
                     lists=len(self._lists),
                     trigger=f"{change.action.value} {change.name}",
                 )
-
-
-def _matches(live: LiveFamily, want: ChainSet | None) -> bool:
-    if want is None:
-        return not live.chains and live.jumps == 0
-    return dict(live.chains) == dict(want.chains) and live.jump_on_top
-
-
-def _jump_text(live: LiveFamily | None) -> str:
-    """Where the project's jump is, for the plan: `missing`, `rule 3`, `2 jumps, first at rule 1`."""
-    if live is None or live.jumps == 0:
-        return "missing"
-    if live.jumps > 1:
-        return f"{live.jumps} jumps, first at rule {live.jump_index}"
-    return f"rule {live.jump_index}"
-
-
-def _foreign_main_rules(live: ChainSet | None, expected: ChainSet | None) -> list[str]:
-    """Rules in the live main chain that the desired ruleset does not have (a hand edit affects every list)."""
-    if live is None:
-        return []
-    known = set(expected.chains.get(expected.main, ())) if expected is not None else set()
-    return [r.text(live.main) for r in live.chains.get(live.main, ()) if r not in known]
-
-
-def _create_steps(desired: Desired) -> tuple[str, ...]:
-    spec = desired.spec
-    sources = ", ".join(spec["sources"]) or "no source"
-    return (f"{describe(spec)}: allow {sources}; drop every other source",)

@@ -17,7 +17,7 @@ from reconciler.drivers.firewall.backend import LiveFamily
 from reconciler.drivers.firewall.detect import legacy_docker_user
 from reconciler.drivers.firewall.nft import BASE_CHAIN, PRIORITY_TEXT, canonical_chainset, nft_family, render_table
 from reconciler.drivers.firewall.nft import table_name as nft_table_name
-from reconciler.drivers.firewall.nft_readback import parse_table
+from reconciler.drivers.firewall.nft_parse import parse_table
 from reconciler.drivers.firewall.restore import VARIANTS, RestoreBackend, netns_prefix, run
 from reconciler.drivers.firewall.rules import ChainSet, main_chain
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError

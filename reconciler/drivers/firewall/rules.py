@@ -226,7 +226,7 @@ class AllowList:
         """Destination blocks of `family` ([ALL] when no destinations); None when the list has only others."""
         if not self.destinations:
             return [ALL]
-        nets = [n for d in self.destinations for n in _family_networks(d, family)]
+        nets: list[IPNetwork | None] = [n for d in self.destinations for n in _family_networks(d, family)]
         return nets or None
 
     def selectors(self, family: int) -> list[tuple[str, IPNetwork | None, tuple[str, int] | None]]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 DEFAULT_PROTOCOL = "tcp"

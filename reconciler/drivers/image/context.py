@@ -15,10 +15,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.core.safeio import DOCKERFILE_LIMIT, UnsafeFile, read_bytes, tree_of
+from reconciler.core.safeio import UnsafeFile, read_bytes, tree_of
 from reconciler.drivers.engine import lazy
 from reconciler.spechash import canonical_json
 
+DOCKERFILE_LIMIT = 1024 * 1024  # the most of a Dockerfile or a .dockerignore read (reconciler.core.safeio)
 _CACHE: dict[tuple[int, int, int, int], str] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_MAX = 50_000

@@ -21,24 +21,28 @@ from reconciler.contract import Catalog, DriverContext, Step, input_path, run_st
 from reconciler.core.indexes import per_catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
-from reconciler.drivers.image import ops as image_ops
-from reconciler.drivers.image.reference import parse_reference, repo_digest
+from reconciler.drivers.image import apply as image_apply
+from reconciler.drivers.image.diff import REMOVE_STEP, diff_build, diff_pull
+from reconciler.drivers.image.observe import (
+    ABSENT,
+    BUILT,
+    FOREIGN,
+    PULLED,
+    observed_declared,
+    observed_orphan,
+    pulled_by_us,
+)
+from reconciler.drivers.image.pulled import PulledImages, pulled_path
+from reconciler.drivers.image.reference import parse_reference
 from reconciler.drivers.image.registry import RegistryError, is_insecure, remote_digest
 from reconciler.drivers.image.spec import (
     build_labels,
     context_warning,
-    input_changes,
-    label_changes,
     normalize_image,
 )
-from reconciler.drivers.image.state import PulledImages, pulled_path
 from reconciler.errors import PermanentError
 from reconciler.model import (
-    LABEL_KIND,
     LABEL_NAME,
-    LABEL_PROJECT,
-    LABEL_SOURCE,
-    LABEL_SPEC_HASH,
     Action,
     Change,
     Desired,
@@ -47,10 +51,6 @@ from reconciler.model import (
     Resource,
     ownership_labels,
 )
-from reconciler.spechash import NORMALIZER_VERSION, hash_version
-
-REMOVE_STEP = "remove tag "
-BUILT, PULLED, FOREIGN, ABSENT = "built", "pulled", "foreign", "absent"
 
 
 def _by_reference(catalog: Catalog) -> dict[str, list[str]]:
@@ -150,7 +150,7 @@ class ImageDriver(DockerDriver):
         with self.errors("*", "inspect"):
             images = concurrently(self.inspect_image, refs)
         for reference, entry in pulled.items():
-            if self._pulled_by_us(reference, images.get(reference), pulled) and entry.get("name"):
+            if pulled_by_us(reference, images.get(reference), pulled) and entry.get("name"):
                 owned[str(entry["name"])].setdefault(reference, PULLED)
         # A reference declared now belongs to its declaring manifest, whatever name it was recorded under
         # (a renamed manifest must not prune the image it still declares).
@@ -166,89 +166,26 @@ class ImageDriver(DockerDriver):
         remote = concurrently(self._remote, lookups)
 
         found: dict[str, Observed] = {}
-        for name, desired in wanted.items():
-            reference = desired.spec["reference"]
-            found[name] = self._observed_declared(
-                name, reference, images.get(reference), pulled, owned.get(name, {}), remote.get(reference)
+        for name, declared in wanted.items():
+            reference = declared.spec["reference"]
+            found[name] = observed_declared(
+                self.project, name, reference, images.get(reference), pulled, owned.get(name, {}), remote.get(reference)
             )
         for name, references in owned.items():
             if name not in wanted:
-                found[name] = self._observed_orphan(name, references, images, pulled)
+                found[name] = observed_orphan(self.project, name, references, images, pulled)
         return found
-
-    def _owner(self, reference: str, image: Mapping[str, Any] | None, pulled: Mapping[str, Any]) -> str:
-        if image is None:
-            return ABSENT
-        labels = image.get("Config", {}).get("Labels") or {}
-        if labels.get(LABEL_PROJECT) == self.project and labels.get(LABEL_KIND) == self.kind:
-            return BUILT
-        if self._pulled_by_us(reference, image, pulled):
-            return PULLED
-        return FOREIGN
-
-    @staticmethod
-    def _pulled_by_us(reference: str, image: Mapping[str, Any] | None, pulled: Mapping[str, Any]) -> bool:
-        """Recorded as pulled by this project *and* still the very image we pulled: if someone else moved or
-        re-created the tag since, it is not ours any more (erring towards never removing what is not ours)."""
-        entry = pulled.get(reference)
-        return bool(entry and image is not None and entry.get("imageId") == image.get("Id"))
-
-    def _ownership(self, name: str, reference: str, owner: str, image_labels: Mapping[str, str], pulled: Any) -> dict:
-        if owner == BUILT:
-            return dict(image_labels)
-        if owner == PULLED:
-            entry = pulled.get(reference) or {}
-            return {LABEL_PROJECT: self.project, LABEL_KIND: self.kind, LABEL_NAME: name,
-                    LABEL_SOURCE: str(entry.get("source") or "")}  # fmt: skip
-        return dict(image_labels)
-
-    def _observed_declared(
-        self,
-        name: str,
-        reference: str,
-        image: Mapping[str, Any] | None,
-        pulled: Mapping[str, Any],
-        owned: Mapping[str, str],
-        remote: tuple[str | None, str | None] | None,
-    ) -> Observed:
-        owner = self._owner(reference, image, pulled)
-        image_labels = dict((image or {}).get("Config", {}).get("Labels") or {})
-        spec = {
-            "reference": reference,
-            "owner": owner,
-            "localDigest": repo_digest(dict(image), parse_reference(reference)) if image else None,
-            "remoteDigest": remote[0] if remote else None,
-            "registryError": remote[1] if remote else None,
-            "previous": {r: how for r, how in sorted(owned.items()) if r != reference},
-        }
-        labels = self._ownership(name, reference, owner, image_labels, pulled)
-        image_id = str((image or {}).get("Id") or "")
-        return Observed(self.kind, name, image_id, labels, spec, raw={"image": image, "imageLabels": image_labels})
-
-    def _observed_orphan(
-        self, name: str, references: Mapping[str, str], images: Mapping[str, Any], pulled: Mapping[str, Any]
-    ) -> Observed:
-        ids = {r: str(images[r]["Id"]) for r in references if r in images}
-        first = sorted(references)[0]
-        labels = {LABEL_PROJECT: self.project, LABEL_KIND: self.kind, LABEL_NAME: name,
-                  LABEL_SOURCE: str((pulled.get(first) or {}).get("source") or "")}  # fmt: skip
-        for reference in references:
-            image_labels = (images.get(reference) or {}).get("Config", {}).get("Labels") or {}
-            if image_labels.get(LABEL_SOURCE) and references[reference] == BUILT:
-                labels[LABEL_SOURCE] = image_labels[LABEL_SOURCE]
-        spec = {"references": dict(sorted(references.items())), "ids": ids}
-        return Observed(self.kind, name, ids.get(first, ""), labels, spec)
 
     # ---- diff / prune (read the engine at most) ------------------------------------------------------------
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         spec = desired.spec
         reference = spec["reference"]
-        obs = observed.spec if observed is not None else {"owner": ABSENT, "previous": {}}
+        obs: Mapping[str, Any] = observed.spec if observed is not None else {"owner": ABSENT, "previous": {}}
         notes = [w for w in [context_warning(desired.resource, self.ctx.manifest_dir)] if w]
         if spec["build"] is not None:
-            action, fields, steps, blocked = self._diff_build(desired, observed, obs)
+            action, fields, steps, blocked = diff_build(self.project, desired, observed, obs)
         else:
-            action, fields, steps, blocked = self._diff_pull(desired, obs)
+            action, fields, steps, blocked = diff_pull(desired, obs)
         previous = dict(obs.get("previous") or {})
         if previous:
             steps.extend(Step(f"{REMOVE_STEP}{r}", "remove", r) for r in sorted(previous))
@@ -265,62 +202,12 @@ class ImageDriver(DockerDriver):
             self.kind, desired.name, action, tuple(fields), desired, observed, blocked, tuple(steps), tuple(notes)
         )
 
-    def _diff_pull(self, desired: Desired, obs: Mapping[str, Any]) -> tuple[Action, list, list, str | None]:
-        spec = desired.spec
-        reference = spec["reference"]
-        error = obs.get("registryError")
-        if obs["owner"] == ABSENT:
-            if spec["pullPolicy"] == "Never":
-                blocked = f"image {reference} is not on the engine and pullPolicy is Never (nothing will pull it)"
-                return Action.CREATE, [], [], blocked
-            return Action.CREATE, [], [Step(f"pull {reference}", "pull")], error
-        if spec["pullPolicy"] != "Always" or parse_reference(reference).digest:
-            return Action.NONE, [], [], None
-        if error:
-            return Action.NONE, [], [], f"cannot check the registry for a newer {reference}: {error}"
-        local, remote = obs.get("localDigest"), obs.get("remoteDigest")
-        if remote == local:
-            return Action.NONE, [], [], None
-        field = FieldChange("digest", local, remote, Action.REPLACE, note="the tag moved in the registry")
-        return Action.REPLACE, [field], [Step(f"pull {reference}", "pull")], None
-
-    def _diff_build(
-        self, desired: Desired, observed: Observed | None, obs: Mapping[str, Any]
-    ) -> tuple[Action, list, list, str | None]:
-        spec = desired.spec
-        reference = spec["reference"]
-        steps = [Step(f"build {reference}", "build")] + ([Step(f"push {reference}", "push")] if spec["push"] else [])
-        if observed is None or obs["owner"] == ABSENT:
-            return Action.CREATE, [], steps, None
-        image_labels = (observed.raw or {}).get("imageLabels") or {}
-        holder = image_labels.get(LABEL_PROJECT)
-        if holder and holder != self.project:
-            blocked = (
-                f"{reference} is an image built by project {holder!r}; reconcile never takes over another "
-                "project's image (change the reference, or remove the Image manifest there)"
-            )
-            return Action.REPLACE, [], steps, blocked
-        fields = input_changes(desired, image_labels) + label_changes(desired, image_labels)
-        stamped = image_labels.get(LABEL_SPEC_HASH)
-        if not fields and stamped != desired.spec_hash and hash_version(stamped) == NORMALIZER_VERSION:
-            fields.append(FieldChange("labels", None, dict(desired.resource.labels), Action.REPLACE))
-        if fields:
-            return Action.REPLACE, fields, steps, None
-        if spec["push"]:
-            if obs.get("registryError") and "not found" not in obs["registryError"]:
-                return Action.NONE, [], [], f"cannot check whether {reference} is pushed: {obs['registryError']}"
-            local, remote = obs.get("localDigest"), obs.get("remoteDigest")
-            if local is None or local != remote:
-                field = FieldChange("pushed", remote, local, Action.UPDATE, note="registry digest")
-                return Action.UPDATE, [field], [Step(f"push {reference}", "push")], None
-        return Action.NONE, [], [], None
-
     def prune(self, observed: Observed) -> Change:
         """Remove the tags of a gone manifest that no container uses; keep (and say why) the others."""
         removable: list[str] = []
         kept: dict[str, list[str]] = {}
         for reference, image_id in sorted(observed.spec.get("ids", {}).items()):
-            using = image_ops.users(self.api, image_id)
+            using = image_apply.users(self.api, image_id)
             if using:
                 kept[reference] = list(using)
             else:
@@ -370,7 +257,7 @@ class ImageDriver(DockerDriver):
             {
                 "build": lambda: self._build(need(), change, where),
                 "pull": lambda: self._pull(need(), where),
-                "push": lambda: image_ops.push(
+                "push": lambda: image_apply.push(
                     self.api, need().spec["reference"], self.log, where, self._reporter(change)
                 ),
                 "remove": lambda reference: self._remove(reference, where, strict=strict),
@@ -383,7 +270,7 @@ class ImageDriver(DockerDriver):
 
     def _pull(self, desired: Desired, where: str) -> None:
         reference = desired.spec["reference"]
-        image_ops.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
+        image_apply.pull(self.api, reference, self.log, where, lambda s, d: self.ctx.progress(desired.key, s, d))
         with self.errors(desired.name, "inspect"):
             image_id = self.api.inspect_image(reference)["Id"]
         self.pulled.record(reference, desired.name, desired.resource.source.file, image_id)
@@ -392,7 +279,7 @@ class ImageDriver(DockerDriver):
         reference = desired.spec["reference"]
         labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
         old_id = change.observed.id if change.observed is not None else ""
-        new_id = image_ops.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
+        new_id = image_apply.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
         self.pulled.forget(reference)  # ours by its labels from now on
         if old_id and old_id != new_id:
             self._drop_previous_build(old_id, change)
@@ -404,7 +291,7 @@ class ImageDriver(DockerDriver):
             return
         try:
             old = self.api.inspect_image(old_id)
-            if old.get("RepoTags") or image_ops.users(self.api, old_id):
+            if old.get("RepoTags") or image_apply.users(self.api, old_id):
                 return
             self.api.remove_image(old_id, force=False, noprune=False)
             self.log.info("image.previous.removed", id=old_id[:19])
@@ -420,11 +307,11 @@ class ImageDriver(DockerDriver):
         except Exception:
             self.pulled.forget(reference)
             return  # gone already
-        using = image_ops.users(self.api, image_id)
+        using = image_apply.users(self.api, image_id)
         if using:
             if strict:
                 raise PermanentError(f"{where}: image {reference} kept: used by containers {', '.join(using)}")
             self.log.info("image.old.kept", reference=reference, containers=using)
             return
-        image_ops.untag(self.api, reference, self.log, where)
+        image_apply.untag(self.api, reference, self.log, where)
         self.pulled.forget(reference)

@@ -1,5 +1,5 @@
 """Image manifests -> the normalized spec (reference canonical, defaults filled, build context resolved and its
-inputs hashed), and the field comparison of a desired image with what the engine has under its reference."""
+inputs hashed), and the labels a build stamps on the image (read back by diff.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
-from reconciler.diffing import Compare, Rule, diff_specs
 from reconciler.drivers.image.context import build_inputs, dockerfile_path
 from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import SpecError
-from reconciler.model import Action, Desired, FieldChange, Resource
+from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
 LABEL_INPUT_HASH = "io.reconciler.input-hash"
 LABEL_BUILD_INPUTS = "io.reconciler.build-inputs"
-PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 INPUT_FIELDS = ("context", "dockerfile", "args", "target")
-LABELS_RULE = Rule(Action.REPLACE, Compare.AT_LEAST)
 
 
 def resolve_context(resource: Resource, raw: str) -> Path:
@@ -160,32 +157,3 @@ def stamped_inputs(labels: Mapping[str, str]) -> dict[str, str] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _short(value: str | None) -> str | None:
-    if value and value.startswith("sha256:"):
-        return value[:19]
-    return value
-
-
-def input_changes(desired: Desired, labels: Mapping[str, str]) -> list[FieldChange]:
-    """Which build inputs differ from those stamped on the image (by hash), one field each."""
-    build = desired.spec["build"]
-    if labels.get(LABEL_INPUT_HASH) == build["inputHash"]:
-        return []
-    old = stamped_inputs(labels)
-    if old is None:
-        return [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
-    changes = []
-    for key in INPUT_FIELDS:
-        was, now = old.get(key), build["inputs"][key]
-        if was != now:
-            note = "content hash" if key in ("context", "dockerfile", "args") else ""
-            changes.append(FieldChange(f"build.{key}", _short(was), _short(now), Action.REPLACE, note=note))
-    return changes or [FieldChange("build.inputHash", labels.get(LABEL_INPUT_HASH), build["inputHash"], Action.REPLACE)]
-
-
-def label_changes(desired: Desired, image_labels: Mapping[str, str]) -> list[FieldChange]:
-    """The user's labels, compared as 'at least' (images inherit their base image's labels)."""
-    have = {k: v for k, v in image_labels.items() if not k.startswith("io.reconciler.")}
-    return diff_specs({"labels": dict(desired.resource.labels)}, {"labels": have}, {"labels": LABELS_RULE})

@@ -8,37 +8,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from reconciler.contract import Catalog, EngineEvent, Key, Step, run_steps
+from reconciler.contract import Catalog, EngineEvent, Key, run_steps
 from reconciler.core.indexes import per_catalog
-from reconciler.diffing import REPLACE, Compare, Rule, diff_specs, overall_action
+from reconciler.diffing import diff_specs, overall_action
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
-from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.engine.common import DockerDriver, by_name
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.network import apply as network_apply
+from reconciler.drivers.network.diff import RULES, adoption, comparable, replace_steps
+from reconciler.drivers.network.observe import observed_spec
 from reconciler.drivers.network.routes import HostRoute, bridge_name, first_conflict, read_host_routes
 from reconciler.drivers.network.spec import (
     SubnetIndex,
-    canonical,
     check_network,
     normalize_network,
-    pools_in_order,
     subnets_of,
 )
 from reconciler.errors import PermanentError, ReconcileError, SpecError
 from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
-RULES = {
-    "driver": REPLACE,
-    "internal": REPLACE,
-    "attachable": REPLACE,
-    "enableIPv6": REPLACE,
-    "ipam": REPLACE,
-    # the engine adds options of its own (e.g. the overlay's vxlan id); labels are the user's alone
-    "options": Rule(Action.REPLACE, Compare.AT_LEAST),
-    "encrypted": REPLACE,  # overlay: IPsec between nodes (the engine's `encrypted` driver option)
-    "labels": REPLACE,
-}
 
 
 class NetworkDriver(DockerDriver):
@@ -56,7 +46,7 @@ class NetworkDriver(DockerDriver):
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         yield from check_network(desired.spec)
         index = per_catalog(catalog, "network.subnets", lambda c: SubnetIndex(c.of_kind(self.kind)))
-        clashes = []
+        clashes: list[tuple[str, int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
         for i, subnet in enumerate(subnets_of(desired.spec)):
             clashes.extend((other, i, net) for other, net in index.clashes(desired.name, subnet))
         for other, i, clash in sorted(clashes):  # as before: by the other network's name, then this subnet
@@ -64,25 +54,7 @@ class NetworkDriver(DockerDriver):
 
     def _observed(self, net: Mapping[str, Any]) -> Observed:
         labels = net.get("Labels") or {}
-        ipam = net.get("IPAM") or {}
-        config = []
-        for entry in ipam.get("Config") or []:
-            item = {"subnet": canonical(entry.get("Subnet", ""))}
-            if entry.get("Gateway"):
-                item["gateway"] = canonical(entry["Gateway"], address=True)
-            if entry.get("IPRange"):
-                item["ipRange"] = canonical(entry["IPRange"])
-            config.append(item)
-        spec = {
-            "driver": net.get("Driver"),
-            "internal": bool(net.get("Internal")),
-            "attachable": bool(net.get("Attachable")),
-            "enableIPv6": bool(net.get("EnableIPv6")),
-            "ipam": {"driver": ipam.get("Driver") or "default", "config": config},
-            "options": {k: v for k, v in (net.get("Options") or {}).items() if k != "encrypted"},
-            "encrypted": "encrypted" in (net.get("Options") or {}),
-            "labels": user_labels(labels),
-        }
+        spec = observed_spec(net)
         adopted = self.adopted.holds(self.kind, net["Name"], net["Id"])
         if adopted or adopting(self.ctx.options_for(EngineOptions).adopt, labels, self.project):
             # a Compose network: the project's once adopted (labels cannot change), compared without Compose's
@@ -193,31 +165,6 @@ class NetworkDriver(DockerDriver):
                     return f"subnet {subnet} overlaps {other} of network {name} on the engine"
         return None
 
-    def _comparable(self, desired: Desired, observed: Observed) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Both sides with pools matched by subnet, without what the engine assigns when the manifest leaves
-        it open (the pools themselves, or a pool's gateway)."""
-        want = {**desired.spec, "labels": dict(desired.resource.labels)}
-        want["ipam"] = {**desired.spec["ipam"], "config": pools_in_order(desired.spec["ipam"]["config"])}
-        have = {k: v for k, v in observed.spec.items() if k != "adopting"}
-        have["ipam"] = dict(observed.spec["ipam"])
-        if desired.spec["driver"] != "overlay":
-            # the engine ignores `attachable` outside swarm scope (Compose sets it on every network it makes)
-            want.pop("attachable", None)
-            have.pop("attachable", None)
-        declared = {e["subnet"]: e for e in want["ipam"]["config"]}
-        if not declared:
-            have["ipam"]["config"] = []
-        else:
-            have["ipam"]["config"] = pools_in_order(
-                {
-                    k: v
-                    for k, v in got.items()
-                    if got["subnet"] not in declared or k in {"ipRange", *declared[got["subnet"]]}
-                }
-                for got in observed.spec["ipam"]["config"]
-            )
-        return want, have
-
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         blocked = None
         if desired.spec["driver"] == "overlay" and (observed is None or observed.spec["driver"] != "overlay"):
@@ -231,10 +178,10 @@ class NetworkDriver(DockerDriver):
                 desired=desired,
                 blocked=blocked or self._overlap(desired) or self._route_conflict(desired, None),
             )
-        want, have = self._comparable(desired, observed)
+        want, have = comparable(desired, observed)
         fields = diff_specs(want, have, RULES)
         if observed.spec.get("adopting") and not fields:
-            return self._adoption(desired, observed, blocked)
+            return adoption(self.kind, self.project, desired, observed, blocked)
         if observed.spec.get("adopting"):  # differs from the manifest: replaced, its Compose containers reattached
             note = "the Compose network differs from the manifest: replaced by the project's own"
             owner = FieldChange(
@@ -246,20 +193,8 @@ class NetworkDriver(DockerDriver):
         if action is Action.REPLACE:
             users, foreign = self.split_users(desired.name)
             blocked = blocked or foreign or self._overlap(desired) or self._route_conflict(desired, observed)
-            steps = (
-                *(Step(f"disconnect container {u}", "disconnect", u) for u in users),
-                Step("remove network", "remove"),
-                Step("create network (on failure: recreate the old one and reconnect)", "create"),
-                *(Step(f"reconnect container {u}", "reconnect", u) for u in users),
-            )
+            steps = replace_steps(users)
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
-
-    def _adoption(self, desired: Desired, observed: Observed, blocked: str | None) -> Change:
-        """A Compose network of the same name, as declared, is taken over as it is (its containers stay
-        attached)."""
-        owner = FieldChange("owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE)
-        step = Step(f"adopt network {desired.name} from Compose project {self.project}", "adopt")
-        return Change(self.kind, desired.name, Action.UPDATE, (owner,), desired, observed, blocked, (step,))
 
     def prune(self, observed: Observed) -> Change:
         return Change(
@@ -271,34 +206,8 @@ class NetworkDriver(DockerDriver):
         )
 
     def _create(self, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]) -> None:
-        pools = [
-            {
-                "Subnet": e["subnet"],
-                **({"Gateway": e["gateway"]} if "gateway" in e else {}),
-                **({"IPRange": e["ipRange"]} if "ipRange" in e else {}),
-            }
-            for e in spec["ipam"]["config"]
-        ]
-        ipam = {"Driver": spec["ipam"]["driver"], "Config": pools, "Options": {}}
         with self.errors(name, "create"):
-            try:
-                self.api.create_network(
-                    name,
-                    driver=spec["driver"],
-                    options={**spec["options"], **({"encrypted": ""} if spec.get("encrypted") else {})} or None,
-                    ipam=ipam,
-                    internal=spec["internal"],
-                    attachable=spec["attachable"] or None,
-                    enable_ipv6=spec["enableIPv6"],
-                    labels=dict(labels),
-                    check_duplicate=True,
-                )
-            except Exception as exc:
-                if "not a swarm manager" in str(exc):
-                    raise PermanentError(
-                        f"network {name}: overlay networks need swarm mode (docker swarm init)"
-                    ) from None
-                raise
+            network_apply.create_network(self.api, name, spec, labels)
         self.log.info("network.created", name=name, driver=spec["driver"])
 
     def _endpoints(self, name: str) -> list[tuple[str, dict[str, Any]]]:

@@ -38,7 +38,10 @@ def normalize_service(resource: Resource) -> Desired:
         resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
     )
     rows = [row for row in FIELDS if row.normalize is not None]
-    values = {row.key: row.normalize(normalizing) for row in sorted(rows, key=lambda row: not row.normalize_first)}
+    values = {
+        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
+        for row in sorted(rows, key=lambda row: not row.normalize_first)
+    }
     normalized = {row.key: values[row.key] for row in rows}
     if any(not c for c in normalized["placement"]["constraints"]):
         raise SpecError("spec.placement.constraints", "empty constraint")

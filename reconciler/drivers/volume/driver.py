@@ -1,37 +1,28 @@
 """Volume driver: named volumes on the engine. Replacing or removing one destroys data, so both are gated
-by `reclaimPolicy: Delete`, recorded on the volume when it is created (and in volume_policy when it changes)."""
+by `reclaimPolicy: Delete`, recorded on the volume when it is created (and in policy.py's record when it changes).
+
+The smallest kind, and the template of a driver package: spec.py (normalize), observe.py (engine record ->
+spec), diff.py (what differs and what that asks for), apply.py (the engine calls the steps run), this class
+(the hooks, and the engine reads and state records that go with them), and policy.py, its own state file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reconciler.contract import DriverContext, EngineEvent, Key, Step, run_steps
-from reconciler.diffing import REPLACE, diff_specs, overall_action
+from reconciler.contract import DriverContext, EngineEvent, Key, run_steps
+from reconciler.diffing import overall_action
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
-from reconciler.drivers.engine.common import DockerDriver, by_name, user_labels
+from reconciler.drivers.engine.common import DockerDriver, by_name
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.volume import apply as volume_apply
+from reconciler.drivers.volume.diff import adoption, field_changes, replace_refused, replace_steps
+from reconciler.drivers.volume.observe import observed_spec
 from reconciler.drivers.volume.policy import DELETE, RETAIN, VolumePolicies
+from reconciler.drivers.volume.spec import LABEL_RECLAIM, normalize_volume
 from reconciler.errors import PermanentError
-from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
-from reconciler.spechash import spec_hash
-
-LABEL_RECLAIM = "io.reconciler.reclaim-policy"
-RULES = {"driver": REPLACE, "driverOpts": REPLACE}
-
-
-def normalize_volume(resource: Resource) -> Desired:
-    spec = resource.spec
-    normalized = {
-        "driver": spec.get("driver") or "local",
-        "driverOpts": {str(k): str(v) for k, v in (spec.get("driverOpts") or {}).items()},
-    }
-    # reclaimPolicy is a decision of reconcile, not a property of the volume: kept out of the hash so
-    # changing it never asks for a (data-destroying) replace.
-    policy = spec.get("reclaimPolicy", "Retain")
-    full = {**normalized, "reclaimPolicy": policy}
-    return Desired(resource, full, spec_hash("Volume", normalized, resource.labels))
+from reconciler.model import Action, Change, Desired, Observed, Resource
 
 
 class VolumeDriver(DockerDriver):
@@ -50,12 +41,7 @@ class VolumeDriver(DockerDriver):
 
     def _observed(self, vol: Mapping[str, Any]) -> Observed:
         labels = vol.get("Labels") or {}
-        spec = {
-            "driver": vol.get("Driver"),
-            "driverOpts": dict(vol.get("Options") or {}),
-            "labels": user_labels(labels),
-            "reclaimPolicy": self.policies.effective(dict(vol), self._records, labels.get(LABEL_RECLAIM, RETAIN)),
-        }
+        spec = observed_spec(vol, self.policies.effective(dict(vol), self._records, labels.get(LABEL_RECLAIM, RETAIN)))
         adopted = self.adopted.holds(self.kind, vol["Name"], vol.get("CreatedAt"))
         if adopted or adopting(self.adopt, labels, self.project):
             # a Compose volume: the project's once adopted (labels cannot change), compared without Compose's labels
@@ -83,23 +69,7 @@ class VolumeDriver(DockerDriver):
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
         if observed is None:
             return Change(self.kind, desired.name, Action.CREATE, desired=desired)
-        want = {
-            **{k: v for k, v in desired.spec.items() if k in RULES},
-            "labels": dict(desired.resource.labels),
-        }
-        rules = {**RULES, "labels": REPLACE}
-        have = {k: v for k, v in observed.spec.items() if k not in ("reclaimPolicy", "adopting")}  # not in RULES
-        fields = diff_specs(want, have, rules)
-        if observed.spec["reclaimPolicy"] != desired.spec["reclaimPolicy"]:
-            fields.append(
-                FieldChange(
-                    "reclaimPolicy",
-                    observed.spec["reclaimPolicy"],
-                    desired.spec["reclaimPolicy"],
-                    Action.UPDATE,
-                    note=f"recorded in {self.policies.path}: volume labels cannot change",
-                )
-            )
+        fields = field_changes(desired, observed, self.policies.path)
         action = overall_action(fields)
         notes: list[str] = []
         if self._records is None:
@@ -107,24 +77,12 @@ class VolumeDriver(DockerDriver):
         blocked = None
         steps: tuple[str, ...] = ()
         if observed.spec.get("adopting"):
-            return self._adoption(desired, observed, fields, tuple(notes))
+            return adoption(self.kind, self.project, desired, observed, fields, tuple(notes))
         if action is Action.REPLACE:
-            if desired.spec["reclaimPolicy"] != "Delete":
-                changed = ", ".join(f.path for f in fields)
-                blocked = (
-                    f"{changed} changed, and replacing a volume destroys its data; "
-                    "set reclaimPolicy: Delete to allow it, or revert the change"
-                )
-            else:
+            blocked = replace_refused(desired, fields)
+            if blocked is None:
                 own, blocked = self.split_users(desired.name)
-                steps = (
-                    *(
-                        Step(f"stop and remove container {c} (created again on the new volume)", "unmount", c)
-                        for c in own
-                    ),
-                    Step("remove volume (its data is lost)", "remove"),
-                    Step("create volume", "create"),
-                )
+                steps = replace_steps(own)
         return Change(
             self.kind,
             desired.name,
@@ -135,26 +93,6 @@ class VolumeDriver(DockerDriver):
             blocked=blocked,
             steps=steps,
             notes=tuple(notes),
-        )
-
-    def _adoption(
-        self, desired: Desired, observed: Observed, fields: list[FieldChange], notes: tuple[str, ...]
-    ) -> Change:
-        """A Compose volume of the same name: taken over as it is, with its data; one that differs from the
-        manifest is not (adopting never recreates a volume)."""
-        differ = [f.path for f in fields if f.path != "reclaimPolicy"]
-        owner = FieldChange(
-            "owner", f"Compose project {self.project}", f"project {self.project}", Action.UPDATE, note="data kept"
-        )
-        step = Step(f"adopt volume {desired.name} from Compose project {self.project} (its data is kept)", "adopt")
-        blocked = (
-            f"{', '.join(differ)} differ from the Compose volume; adopting keeps a volume and its data as they are: "
-            "make the manifest match it"
-            if differ
-            else None
-        )
-        return Change(
-            self.kind, desired.name, Action.UPDATE, (owner, *fields), desired, observed, blocked, (step,), notes
         )
 
     def prune(self, observed: Observed) -> Change:
@@ -182,10 +120,7 @@ class VolumeDriver(DockerDriver):
         if cid is None:
             return  # gone since the plan
         with self.errors(name, "remove a container using it"):
-            info = self.api.inspect_container(cid)
-            stop_timeout = info["Config"].get("StopTimeout")
-            self.api.stop(cid, timeout=10 if stop_timeout is None else stop_timeout)
-            self.api.remove_container(cid, v=False)
+            volume_apply.stop_and_remove(self.api, cid)
         self.log.info("volume.user_removed", name=name, container=container)
 
     def _remove_volume(self, name: str) -> None:
@@ -196,15 +131,8 @@ class VolumeDriver(DockerDriver):
         self.adopted.forget(self.kind, name)
 
     def _create_volume(self, desired: Desired) -> None:
-        labels = ownership_labels(desired, self.project)
-        labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
         with self.errors(desired.name, "create"):
-            created = self.api.create_volume(
-                name=desired.name,
-                driver=desired.spec["driver"],
-                driver_opts=desired.spec["driverOpts"] or None,
-                labels=labels,
-            )
+            created = volume_apply.create_volume(self.api, desired, self.project)
         self.log.info("volume.created", name=desired.name)
         if desired.spec["reclaimPolicy"] == DELETE:
             self._record_delete(desired.name, created)
@@ -219,7 +147,7 @@ class VolumeDriver(DockerDriver):
             raise PermanentError(f"volume {change.name}: cannot record the adoption: {exc}") from None
         self.log.info("volume.adopted", name=change.name, compose_project=self.project)
 
-    def _record_delete(self, name: str, created: dict[str, Any]) -> None:
+    def _record_delete(self, name: str, created: Mapping[str, Any]) -> None:
         """Only a recorded Delete lets a volume go; unrecorded, it counts as Retain and the next plan says so."""
         try:
             self.policies.record(name, created.get("CreatedAt"), DELETE)

@@ -119,7 +119,8 @@ def rules_from_json(rule: Mapping[str, Any], family: int, project: str | None) -
 def _match(body: Mapping[str, Any], fam: str, values: dict[str, Any]) -> bool:
     """Fill `values` from one match reconcile writes; False when it is not one of them (or repeats a field)."""
     key, op, right = _match_key(body.get("left"), fam), body.get("op"), body.get("right")
-    field, value = None, None
+    field: str | None = None
+    value: str | int | None = None
     if key == "meta iifname" and op == "==" and isinstance(right, str):
         field, value = "iface", right
     elif key == "meta l4proto" and op == "==" and isinstance(right, str):

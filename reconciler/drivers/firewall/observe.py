@@ -52,14 +52,15 @@ def read_list(chainsets: Mapping[int, ChainSet | None], project: str, name: str)
         for rule in cs.chains.get(cs.main, ()):
             if not (rule.comment or "").startswith(prefix) or rule.target:
                 continue
-            found, spec_hash = True, rule.comment.split(HASH_KEY, 1)[-1]
+            found, spec_hash = True, (rule.comment or "").split(HASH_KEY, 1)[-1]
             if rule.iface:
-                port = (rule.proto, rule.ctorigdstport) if rule.ctorigdstport else ALL
+                # reconcile writes a port together with its protocol (a hand edit without one keeps None)
+                port: tuple[str, int] | None = (rule.proto, rule.ctorigdstport) if rule.ctorigdstport else ALL  # type: ignore[assignment]
                 block = ipaddress.ip_network(rule.ctorigdst) if rule.ctorigdst else ALL
                 selectors.append((rule.iface, block, port))
                 interfaces.add(rule.iface)
                 blocks.add(rule.ctorigdst)
-                ports.add(port)  # type: ignore[arg-type]
+                ports.add(port)
         if selectors:  # every own selector's group holds all the list's sources of this family
             for rule in cs.chains.get(group_chain(project, selectors[0]), ()):
                 if rule.comment == mine and rule.target == "RETURN":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.image.state import PulledImages, pulled_path
+from reconciler.drivers.image.pulled import PulledImages, pulled_path
 
 
 def test_record_and_forget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The engine calls of the Image driver: pull, build, push and untag, with progress and one-line errors.
+"""The operations the Image driver's steps run on the engine: pull, build, push and untag, with progress and
+one-line errors.
 
 Every error names the manifest (`file:line`) first, because apply output prints it next to the object only.
 Errors a retry may cure (registry unreachable, engine 5xx) are TemporaryError, the rest PermanentError.
