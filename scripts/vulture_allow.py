@@ -57,10 +57,10 @@ _.NOT_FIELDS
 # Read only by the tests (kept as the tested surface of their module).
 _.hits  # drivers/engine/remembered.py: answers served from memory (tests/unit/test_remembered.py)
 _.normalize_reference  # drivers/image/reference.py (tests/unit/test_image_reference.py; docs/images.md)
-_.enforced_view  # drivers/firewall/readback.py (tests/unit/test_firewall_rules.py)
+_.enforced_view  # drivers/firewall/observe.py (tests/unit/test_firewall_rules.py)
 _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 
-# drivers/swarm/: unused, left to that package's restructuring (issue 20, item 3), which removes or uses them.
-_.SERVICE_ONLY  # body.py
-_.update_state  # readback.py: ServiceState fields nothing reads
+# drivers/swarm/observe.py: ServiceState fields nothing reads yet; `status` is to report a paused or rolled-back
+# update as not in sync with them (issue 24, item 1).
+_.update_state
 _.update_message
