@@ -11,10 +11,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.core.safeio import manifest_root
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
-from reconciler.drivers.engine.fields import Normalizing
+from reconciler.drivers.engine.fields import normalize_table
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
@@ -24,16 +23,7 @@ ASIDE_SUFFIX = "__reconciler_old"
 def normalize_container(resource: Resource) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
     `Desired.sensitive` names the env entries never printed."""
-    normalizing = Normalizing(
-        resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
-    )
-    rows = [row for row in FIELDS if row.normalize is not None]
-    values = {
-        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
-        for row in sorted(rows, key=lambda row: not row.normalize_first)
-    }
-    normalized = {row.key: values[row.key] for row in rows}
-    sensitive = frozenset(normalizing.sensitive)
+    normalized, sensitive = normalize_table(FIELDS, resource)
     return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)
 
 

@@ -21,14 +21,14 @@ Shared by the drivers that speak to the Docker engine, which may not import one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.safeio import tree_of
+from reconciler.core.safeio import manifest_root, tree_of
 from reconciler.drivers.engine.values import canonical_reference, clean_path, command_line, read_env_file
-from reconciler.model import Action, Desired, FieldChange
+from reconciler.model import Action, Desired, FieldChange, Resource
 
 
 @dataclass
@@ -43,6 +43,18 @@ class Normalizing:
 
 
 Normalizer = Callable[[Normalizing], Any]
+
+
+def normalize_table(rows: Iterable[Any], resource: Resource) -> tuple[dict[str, Any], frozenset[str]]:
+    """A manifest through a field table: the canonical value of each row that has a normalizer, in table order
+    (rows marked `normalize_first` run first: an env file's problem is reported before the others), and the
+    paths whose values are never shown."""
+    normalizing = Normalizing(
+        resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
+    )
+    kept = [row for row in rows if row.normalize is not None]
+    values = {row.key: row.normalize(normalizing) for row in sorted(kept, key=lambda row: not row.normalize_first)}
+    return {row.key: values[row.key] for row in kept}, frozenset(normalizing.sensitive)
 
 
 @dataclass(frozen=True)
