@@ -1,0 +1,132 @@
+"""Encrypted files (issue 22, item 6): files encrypted by Debian's `age` command (or pyrage where it is missing)
+decrypt in memory with the identity; a missing identity or a wrong one is one line naming the file; the keyed hash
+depends on the identity and reveals nothing a plain hash would."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.agefiles import Identities, is_encrypted, read_decrypted, read_maybe_encrypted_text
+from reconciler.core.safeio import UnsafeFile
+
+AGE = shutil.which("age")
+PLAIN = b"DB_PASSWORD=hunter2-correct-horse\nAPI_TOKEN='tok-123'\n"
+
+
+def keygen(path: Path) -> str:
+    """An identity file at `path`; returns its recipient (public key)."""
+    if shutil.which("age-keygen"):
+        out = subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True, text=True)
+        return out.stderr.strip().rsplit(" ", 1)[-1]
+    import pyrage
+
+    ident = pyrage.x25519.Identity.generate()
+    path.write_text(f"# created by the test\n# public key: {ident.to_public()}\n{ident}\n")
+    return str(ident.to_public())
+
+
+def encrypt(recipient: str, plaintext: bytes, out: Path, armor: bool = False) -> None:
+    if AGE:
+        subprocess.run([AGE, "-r", recipient, *(["-a"] if armor else []), "-o", str(out)], input=plaintext, check=True)
+        return
+    import pyrage
+
+    out.write_bytes(pyrage.encrypt(plaintext, [pyrage.x25519.Recipient.from_str(recipient)]))
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> tuple[Path, str]:
+    ident = tmp_path / "key.txt"
+    return ident, keygen(ident)
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_a_file_encrypted_by_age_decrypts_in_memory(tmp_path: Path, key: tuple[Path, str], armor: bool) -> None:
+    ident, recipient = key
+    f = tmp_path / "web.env.age"
+    encrypt(recipient, PLAIN, f, armor=armor)
+    assert PLAIN not in f.read_bytes()
+    ids = Identities.load(ident)
+    assert read_decrypted(f, ids, tree=tmp_path) == PLAIN
+    assert read_maybe_encrypted_text(f, ids, 1 << 20) == PLAIN.decode()
+
+
+def test_age_is_used_when_installed() -> None:
+    """CI installs Debian's age (scripts/testenv.sh): the files above come from the real tool there."""
+    if not AGE:
+        pytest.skip("age is not installed here; pyrage encrypted the files")
+    assert subprocess.run([AGE, "--version"], capture_output=True, check=True).returncode == 0
+
+
+def test_no_identity_is_one_line_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    f = tmp_path / "web.env.age"
+    encrypt(key[1], PLAIN, f)
+    with pytest.raises(UnsafeFile) as exc:
+        read_decrypted(f, None)
+    assert str(exc.value).startswith(f"{f}: encrypted (.age) but no identity") and "\n" not in str(exc.value)
+    assert "--age-identity" in str(exc.value) and "RECONCILER_AGE_IDENTITY" in str(exc.value)
+
+
+def test_a_wrong_identity_or_a_damaged_file_is_one_line_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    other = tmp_path / "other.txt"
+    keygen(other)
+    f = tmp_path / "web.env.age"
+    encrypt(key[1], PLAIN, f)
+    with pytest.raises(UnsafeFile) as exc:
+        read_decrypted(f, Identities.load(other))
+    assert str(exc.value).startswith(f"{f}: does not decrypt with the identity in {other}") and "\n" not in str(
+        exc.value
+    )
+    f.write_bytes(f.read_bytes()[:-5])
+    with pytest.raises(UnsafeFile, match="does not decrypt"):
+        read_decrypted(f, Identities.load(key[0]))
+    plain = tmp_path / "plain.env.age"
+    plain.write_bytes(PLAIN)
+    with pytest.raises(UnsafeFile, match=r"plain\.env\.age: does not decrypt"):
+        read_decrypted(plain, Identities.load(key[0]))
+
+
+def test_a_bad_identity_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "id.txt"
+    bad.write_text("not a key\n")
+    with pytest.raises(UnsafeFile, match=r"id\.txt: not an age identity file"):
+        Identities.load(bad)
+    bad.write_text("# only a comment\n")
+    with pytest.raises(UnsafeFile, match="no AGE-SECRET-KEY"):
+        Identities.load(bad)
+    bad.write_text("AGE-SECRET-KEY-1NOTAKEY\n")
+    with pytest.raises(UnsafeFile, match="not an age identity file"):
+        Identities.load(bad)
+    with pytest.raises(UnsafeFile, match=r"missing\.txt: does not exist"):
+        Identities.load(tmp_path / "missing.txt")
+
+
+def test_configured_from_the_option_or_the_environment(tmp_path: Path, key: tuple[Path, str]) -> None:
+    ident, _ = key
+    assert Identities.configured(None, {}) is None
+    assert Identities.configured(None, {"RECONCILER_AGE_IDENTITY": str(ident)}) is not None
+    assert Identities.configured(str(ident), {"RECONCILER_AGE_IDENTITY": "/nonexistent"}) is not None
+
+
+def test_the_keyed_hash_needs_the_identity(tmp_path: Path, key: tuple[Path, str]) -> None:
+    other = tmp_path / "other.txt"
+    keygen(other)
+    a, b = Identities.load(key[0]), Identities.load(other)
+    h = a.keyed_hash(PLAIN)
+    assert h == Identities.load(key[0]).keyed_hash(PLAIN)  # stable across runs
+    assert h != a.keyed_hash(PLAIN + b"x")  # a changed plaintext changes it
+    assert h != b.keyed_hash(PLAIN)  # keyed: another identity hashes differently
+    assert hashlib.sha256(PLAIN).hexdigest() not in h
+    assert h.startswith("hmac-sha256:")
+
+
+def test_plain_files_are_read_as_they_are(tmp_path: Path) -> None:
+    f = tmp_path / "web.env"
+    f.write_bytes(PLAIN)
+    assert not is_encrypted(f) and is_encrypted("x/web.env.age")
+    assert read_maybe_encrypted_text(f, None, 1 << 20) == PLAIN.decode()
