@@ -64,3 +64,24 @@ _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 # update as not in sync with them (issue 24, item 1).
 _.update_state
 _.update_message
+
+# issue 22: wired by the watch (pending): the webhook gate, the notifier and their counters are built and tested
+# (tests/unit/test_webhooks.py, test_notify.py); the watch's command line and controller (rewritten on other
+# branches) construct them: HookGate(load_secret(--webhook-secret-file), trigger).handle as serve(webhook=...),
+# Notifier.for_urls(--notify URLs, project) and its event methods from the pass.
+_.load_secret  # issue 22: wired by the watch (pending)
+_.HookGate  # issue 22: wired by the watch (pending)
+_.handle  # issue 22: wired by the watch (pending)
+_.accepted  # issue 22: wired by the watch (pending): webhook counters for /metrics
+_.refused  # issue 22: wired by the watch (pending)
+_.triggered  # issue 22: wired by the watch (pending)
+_.for_urls  # issue 22: wired by the watch (pending)
+_.revision_applied  # issue 22: wired by the watch (pending)
+_.apply_failed  # issue 22: wired by the watch (pending)
+_.drift_repaired  # issue 22: wired by the watch (pending)
+_.commit_refused  # issue 22: wired by the watch (pending)
+_.engine_state  # issue 22: wired by the watch (pending)
+_.delivered  # issue 22: wired by the watch (pending): notification counters for /metrics
+_.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request
+_.sync  # issue 22: wired by the watch (pending): gitsource.GitSource.sync, called on the poll and by a webhook
+_.rejected  # issue 22: wired by the watch (pending): gitsource's status field

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+import threading
+from dataclasses import dataclass
 
+from reconciler.contract import option
 from reconciler.core.safeio import UnsafeFile, read_bytes, read_text
 
 SUFFIX = ".age"
@@ -59,12 +61,6 @@ class Identities:
             raise UnsafeFile(str(path), "not an age identity file (expected AGE-SECRET-KEY-1… lines)")
         return cls(str(path), keys)
 
-    @classmethod
-    def configured(cls, option: str | None, environ: Mapping[str, str] = os.environ) -> Identities | None:
-        """The identities of `--age-identity` (`option`), else of RECONCILER_AGE_IDENTITY, else None."""
-        path = option or environ.get(ENV_VAR) or None
-        return cls.load(path) if path else None
-
     def decrypt(self, path: str | os.PathLike[str], data: bytes) -> bytes:
         """The plaintext of `data`, the content of `path` (named in the error when it does not decrypt)."""
         import pyrage
@@ -79,6 +75,46 @@ class Identities:
         """`hmac-sha256:<hex>` of `plaintext` under a key derived from the identity: equal plaintexts hash equal,
         and the hash tells nothing about the plaintext to whoever lacks the identity."""
         return "hmac-sha256:" + hmac.new(self._hash_key, plaintext, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class AgeOptions:
+    """`--age-identity FILE` (default `$RECONCILER_AGE_IDENTITY`): a global flag because the Container driver
+    declares this as its options type; every driver reading secret files asks `ctx.options_for(AgeOptions)`."""
+
+    age_identity: str | None = option(
+        None,
+        "--age-identity",
+        f"age identity file (age-keygen) decrypting files ending .age, e.g. envFiles (default: ${ENV_VAR})",
+        env=ENV_VAR,
+    )
+
+    def identities(self) -> Identities | None:
+        """The identities of the file (read once while it is unchanged), None without one; an unreadable or
+        malformed file is an UnsafeFile naming it."""
+        if not self.age_identity:
+            return None
+        return _load_cached(self.age_identity)
+
+
+_cache: dict[str, tuple[tuple[int, int, int], Identities]] = {}
+_cache_lock = threading.Lock()
+
+
+def _load_cached(path: str) -> Identities:
+    try:
+        info = os.stat(path)
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+    except OSError:
+        return Identities.load(path)  # raises, naming the file
+    with _cache_lock:
+        cached = _cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+    loaded = Identities.load(path)
+    with _cache_lock:
+        _cache[path] = (stamp, loaded)
+    return loaded
 
 
 def read_decrypted(

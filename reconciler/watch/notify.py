@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,8 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 def sensitive_values(spec: Any, sensitive: Iterable[str]) -> list[str]:
     """The values of the env entries `sensitive` names (`env.NAME` paths of a `Desired`) in the normalized `spec`."""
-    env = spec.get("env") if hasattr(spec, "get") else None
-    if not hasattr(env, "get"):
+    env = spec.get("env") if isinstance(spec, Mapping) else None
+    if not isinstance(env, Mapping):
         return []
     values = (env.get(p.removeprefix("env.")) for p in sensitive if p.startswith("env."))
     return [str(v) for v in values if v not in (None, "")]

@@ -34,7 +34,6 @@ from reconciler.errors import PermanentError
 
 log = structlog.get_logger()
 
-PATH = "/hooks/git"
 MAX_BODY = 4 * 1024 * 1024  # GitHub caps payloads at 25 MB, but a push event is kilobytes; the body is only hashed
 SECRET_LIMIT = 4096
 MIN_INTERVAL = 1.0  # at most one trigger a second

@@ -4,15 +4,21 @@ depends on the identity and reveals nothing a plain hash would."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from reconciler.core.agefiles import Identities, is_encrypted, read_decrypted, read_maybe_encrypted_text
+from reconciler.core.agefiles import AgeOptions, Identities, is_encrypted, read_decrypted, read_maybe_encrypted_text
 from reconciler.core.safeio import UnsafeFile
+from reconciler.drivers.container.spec import normalize_container
+from reconciler.errors import SpecError
+from reconciler.model import Resource, Source
 
 AGE = shutil.which("age")
 PLAIN = b"DB_PASSWORD=hunter2-correct-horse\nAPI_TOKEN='tok-123'\n"
@@ -106,11 +112,15 @@ def test_a_bad_identity_file_is_named(tmp_path: Path) -> None:
         Identities.load(tmp_path / "missing.txt")
 
 
-def test_configured_from_the_option_or_the_environment(tmp_path: Path, key: tuple[Path, str]) -> None:
+def test_the_option_names_the_identity_file_or_the_environment_does(tmp_path: Path, key: tuple[Path, str]) -> None:
     ident, _ = key
-    assert Identities.configured(None, {}) is None
-    assert Identities.configured(None, {"RECONCILER_AGE_IDENTITY": str(ident)}) is not None
-    assert Identities.configured(str(ident), {"RECONCILER_AGE_IDENTITY": "/nonexistent"}) is not None
+    assert AgeOptions().identities() is None
+    first = AgeOptions(str(ident)).identities()
+    assert first is not None and AgeOptions(str(ident)).identities() is first  # read once while unchanged
+    (flag,) = [f.metadata["cli"] for f in dataclasses.fields(AgeOptions)]
+    assert flag.flag == "--age-identity" and flag.env == "RECONCILER_AGE_IDENTITY"
+    with pytest.raises(UnsafeFile, match=r"nothere\.txt: does not exist"):
+        AgeOptions(str(tmp_path / "nothere.txt")).identities()
 
 
 def test_the_keyed_hash_needs_the_identity(tmp_path: Path, key: tuple[Path, str]) -> None:
@@ -130,3 +140,95 @@ def test_plain_files_are_read_as_they_are(tmp_path: Path) -> None:
     f.write_bytes(PLAIN)
     assert not is_encrypted(f) and is_encrypted("x/web.env.age")
     assert read_maybe_encrypted_text(f, None, 1 << 20) == PLAIN.decode()
+
+
+# --- envFiles: [./web.env.age] through the Container driver --------------------------------------------------
+
+
+def age_container(directory: Path, env: dict[str, str] | None = None) -> Resource:
+    spec = {"image": "127.0.0.1:5000/reconciler/busybox:1.35", "envFiles": ["./web.env.age"], "env": env or {}}
+    return Resource("Container", "web", spec, {}, Source("c.yaml", 1, directory / "c.yaml"))
+
+
+def test_an_encrypted_env_file_feeds_the_container_env_as_sensitive(tmp_path: Path, key: tuple[Path, str]) -> None:
+    ident, recipient = key
+    encrypt(recipient, PLAIN, tmp_path / "web.env.age")
+    desired = normalize_container(age_container(tmp_path), AgeOptions(str(ident)))
+    assert desired.spec["env"] == {"API_TOKEN": "tok-123", "DB_PASSWORD": "hunter2-correct-horse"}
+    assert desired.sensitive == {"env.API_TOKEN", "env.DB_PASSWORD"}
+
+
+def test_the_spec_hash_follows_the_plaintext_through_a_keyed_hash(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """A changed plaintext changes the hash (the container is replaced); the same plaintext under another identity
+    hashes differently, so the label says nothing about the plaintext; a plain `env` override is hashed as usual."""
+    ident, recipient = key
+    f = tmp_path / "web.env.age"
+    encrypt(recipient, PLAIN, f)
+    first = normalize_container(age_container(tmp_path), AgeOptions(str(ident))).spec_hash
+    encrypt(recipient, PLAIN, f)  # re-encrypted: other ciphertext, same plaintext
+    assert normalize_container(age_container(tmp_path), AgeOptions(str(ident))).spec_hash == first
+    encrypt(recipient, PLAIN.replace(b"tok-123", b"tok-124"), f)
+    assert normalize_container(age_container(tmp_path), AgeOptions(str(ident))).spec_hash != first
+
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    (plain_dir / "web.env").write_bytes(PLAIN)
+    plain = Resource(
+        "Container",
+        "web",
+        {**age_container(plain_dir).spec, "envFiles": ["./web.env"]},
+        {},
+        Source("c.yaml", 1, plain_dir / "c.yaml"),
+    )
+    encrypt(recipient, PLAIN, f)
+    assert (
+        normalize_container(plain).spec_hash
+        != normalize_container(age_container(tmp_path), AgeOptions(str(ident))).spec_hash
+    )
+
+    override = {"API_TOKEN": "visible"}
+    a = normalize_container(age_container(tmp_path, override), AgeOptions(str(ident)))
+    assert a.spec["env"]["API_TOKEN"] == "visible"
+
+
+def test_a_missing_identity_is_a_spec_error_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    encrypt(key[1], PLAIN, tmp_path / "web.env.age")
+    with pytest.raises(SpecError) as exc:
+        normalize_container(age_container(tmp_path))
+    assert exc.value.field == "spec.envFiles.0"
+    assert f"{tmp_path / 'web.env.age'}: encrypted (.age) but no identity" in str(exc.value)
+    with pytest.raises(SpecError, match=r"--age-identity .*nothere\.txt: does not exist"):
+        normalize_container(age_container(tmp_path), AgeOptions(str(tmp_path / "nothere.txt")))
+
+
+def test_validate_decrypts_with_the_flag_or_the_environment(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """`reconcile validate` (no engine): without an identity one line names the file; --age-identity or
+    RECONCILER_AGE_IDENTITY makes it valid; the plaintext is printed nowhere."""
+    ident, recipient = key
+    d = tmp_path / "m"
+    d.mkdir()
+    encrypt(recipient, PLAIN, d / "web.env.age")
+    (d / "web.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata:\n  name: web\n"
+        "spec:\n  image: 127.0.0.1:5000/reconciler/busybox:1.35\n  envFiles: [./web.env.age]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RECONCILER_AGE_IDENTITY"}
+
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli", *args],
+            env={**env, **(extra or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    bad = run("validate", str(d))
+    assert bad.returncode == 1 and "web.env.age: encrypted (.age) but no identity" in bad.stdout + bad.stderr
+    ok = run("validate", str(d), "--age-identity", str(ident))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    ok = run("validate", str(d), extra={"RECONCILER_AGE_IDENTITY": str(ident)})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for proc in (bad, ok):
+        assert "hunter2" not in proc.stdout + proc.stderr
