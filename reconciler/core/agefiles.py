@@ -87,6 +87,8 @@ class AgeOptions:
         "--age-identity",
         f"age identity file (age-keygen) decrypting files ending .age, e.g. envFiles (default: ${ENV_VAR})",
         env=ENV_VAR,
+        metavar="FILE",
+        scope="global",  # validate reads env files too
     )
 
     def identities(self) -> Identities | None:
