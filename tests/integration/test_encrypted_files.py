@@ -29,6 +29,8 @@ def encrypt(recipient: str, text: str, out: Path) -> None:
 def test_an_encrypted_env_file_end_to_end(
     reconcile: Any, project_name: str, tmp_manifests: Any, base_image: str, api: Any, tmp_path: Path
 ) -> None:
+    """apply, plan, status with an age-encrypted env file: the value reaches only the container; a new one replaces
+    it; without the identity nothing changes."""
     assert shutil.which("age") and shutil.which("age-keygen"), "scripts/testenv.sh installs Debian's age"
     ident = tmp_path / "key.txt"
     recipient = keygen(ident)

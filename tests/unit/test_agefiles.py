@@ -53,6 +53,7 @@ def key(tmp_path: Path) -> tuple[Path, str]:
 
 @pytest.mark.parametrize("armor", [False, True])
 def test_a_file_encrypted_by_age_decrypts_in_memory(tmp_path: Path, key: tuple[Path, str], armor: bool) -> None:
+    """Binary and armored files made by age decrypt with the identity; the ciphertext holds no plaintext."""
     ident, recipient = key
     f = tmp_path / "web.env.age"
     encrypt(recipient, PLAIN, f, armor=armor)
@@ -70,6 +71,7 @@ def test_age_is_used_when_installed() -> None:
 
 
 def test_no_identity_is_one_line_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """No identity: one line naming the file and both ways to give one."""
     f = tmp_path / "web.env.age"
     encrypt(key[1], PLAIN, f)
     with pytest.raises(UnsafeFile) as exc:
@@ -79,6 +81,7 @@ def test_no_identity_is_one_line_naming_the_file(tmp_path: Path, key: tuple[Path
 
 
 def test_a_wrong_identity_or_a_damaged_file_is_one_line_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """Another identity, a truncated file, or a plain file named .age: one line naming the file."""
     other = tmp_path / "other.txt"
     keygen(other)
     f = tmp_path / "web.env.age"
@@ -98,6 +101,7 @@ def test_a_wrong_identity_or_a_damaged_file_is_one_line_naming_the_file(tmp_path
 
 
 def test_a_bad_identity_file_is_named(tmp_path: Path) -> None:
+    """An identity file without keys, with junk, or missing is an error naming it."""
     bad = tmp_path / "id.txt"
     bad.write_text("not a key\n")
     with pytest.raises(UnsafeFile, match=r"id\.txt: not an age identity file"):
@@ -113,6 +117,7 @@ def test_a_bad_identity_file_is_named(tmp_path: Path) -> None:
 
 
 def test_the_option_names_the_identity_file_or_the_environment_does(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """AgeOptions: no file, no identities; loaded once while unchanged; the flag defaults from the environment."""
     ident, _ = key
     assert AgeOptions().identities() is None
     first = AgeOptions(str(ident)).identities()
@@ -124,6 +129,7 @@ def test_the_option_names_the_identity_file_or_the_environment_does(tmp_path: Pa
 
 
 def test_the_keyed_hash_needs_the_identity(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """The keyed hash is stable, follows the plaintext, differs per identity and is not the plain SHA-256."""
     other = tmp_path / "other.txt"
     keygen(other)
     a, b = Identities.load(key[0]), Identities.load(other)
@@ -136,6 +142,7 @@ def test_the_keyed_hash_needs_the_identity(tmp_path: Path, key: tuple[Path, str]
 
 
 def test_plain_files_are_read_as_they_are(tmp_path: Path) -> None:
+    """Files not ending .age are read as before, without an identity."""
     f = tmp_path / "web.env"
     f.write_bytes(PLAIN)
     assert not is_encrypted(f) and is_encrypted("x/web.env.age")
@@ -151,6 +158,7 @@ def age_container(directory: Path, env: dict[str, str] | None = None) -> Resourc
 
 
 def test_an_encrypted_env_file_feeds_the_container_env_as_sensitive(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """envFiles: [./web.env.age] gives the container its values, all sensitive."""
     ident, recipient = key
     encrypt(recipient, PLAIN, tmp_path / "web.env.age")
     desired = normalize_container(age_container(tmp_path), AgeOptions(str(ident)))
@@ -192,6 +200,7 @@ def test_the_spec_hash_follows_the_plaintext_through_a_keyed_hash(tmp_path: Path
 
 
 def test_a_missing_identity_is_a_spec_error_naming_the_file(tmp_path: Path, key: tuple[Path, str]) -> None:
+    """Without an identity (or with a missing identity file) normalization fails on spec.envFiles.0, naming the file."""
     encrypt(key[1], PLAIN, tmp_path / "web.env.age")
     with pytest.raises(SpecError) as exc:
         normalize_container(age_container(tmp_path))

@@ -87,6 +87,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_every_event_reaches_the_receiver_through_apprise(receiver: Receiver) -> None:
+    """Each event arrives through apprise's JSON notifier, titled with project and host, naming the commit in force."""
     n = Notifier.for_urls([receiver.url], "demo", host="edge-1", engine_down_after=0.0)
     try:
         n.revision_applied(REV, "2 to create, 1 to replace")
@@ -124,6 +125,7 @@ def test_every_event_reaches_the_receiver_through_apprise(receiver: Receiver) ->
 
 
 def test_secret_values_are_masked_in_the_error_and_the_log_lines(receiver: Receiver) -> None:
+    """Sensitive env values are masked in the error and the log lines, also JSON-escaped; plain values stay."""
     n = Notifier.for_urls([receiver.url], "demo")
     spec = {"env": {"TOKEN": "hunter2-very-secret", "MODE": "prod", "QUOTED": 'a"b'}}
     secrets = sensitive_values(spec, {"env.TOKEN", "env.QUOTED"})
@@ -143,6 +145,7 @@ def test_secret_values_are_masked_in_the_error_and_the_log_lines(receiver: Recei
 
 
 def test_one_message_per_object_and_cause_until_it_changes(receiver: Receiver) -> None:
+    """Repeats are dropped until the cause changes or the object is resolved."""
     n = Notifier.for_urls([receiver.url], "demo")
     try:
         for _ in range(5):
@@ -162,6 +165,7 @@ def test_one_message_per_object_and_cause_until_it_changes(receiver: Receiver) -
 
 
 def test_a_flood_is_rate_limited_and_the_next_message_counts_what_was_held_back(receiver: Receiver) -> None:
+    """Beyond the burst messages are held back, and the next one sent says how many."""
     clock = [0.0]
     n = Notifier.for_urls([receiver.url], "demo", burst=3, rate_per_minute=6, clock=lambda: clock[0])
     try:
@@ -177,6 +181,7 @@ def test_a_flood_is_rate_limited_and_the_next_message_counts_what_was_held_back(
 
 
 def test_engine_unreachable_is_told_once_after_the_threshold() -> None:
+    """Engine down: told once after the threshold, once when back; a short outage is never told."""
     sent: list[Message] = []
     clock = [0.0]
     n = Notifier(lambda m: sent.append(m) or True, "demo", engine_down_after=60, clock=lambda: clock[0])
@@ -197,6 +202,7 @@ def test_engine_unreachable_is_told_once_after_the_threshold() -> None:
 
 
 def test_a_hanging_receiver_blocks_nothing() -> None:
+    """A receiver that never answers: the caller never waits, a full queue drops, close() is bounded."""
     hang = Receiver("hang")
     try:
         n = Notifier.for_urls([hang.url + "?rto=30&cto=2"], "demo", queue_size=4)
@@ -214,6 +220,7 @@ def test_a_hanging_receiver_blocks_nothing() -> None:
 
 
 def test_a_failing_receiver_is_logged_once_and_never_raises() -> None:
+    """A receiver answering 500: every message is tried, the failure logged once, nothing raised."""
     fail = Receiver("fail")
     try:
         with structlog.testing.capture_logs() as logs:
@@ -228,6 +235,7 @@ def test_a_failing_receiver_is_logged_once_and_never_raises() -> None:
 
 
 def test_a_raising_sender_is_survived_and_recovery_logged() -> None:
+    """A sender that raises is survived; the first delivery after is logged as recovered."""
     calls = [0]
 
     def flaky(_m: Message) -> bool:
@@ -246,12 +254,14 @@ def test_a_raising_sender_is_survived_and_recovery_logged() -> None:
 
 
 def test_a_bad_url_is_a_permanent_error_naming_only_its_scheme() -> None:
+    """A URL apprise does not know stops the watch, naming its position and scheme, not its token."""
     with pytest.raises(PermanentError, match=r"--notify #2 \(nosuchscheme://…\)") as exc:
         Notifier.for_urls(["json://127.0.0.1:1/x", "nosuchscheme://user:tok3n@host"], "demo")
     assert "tok3n" not in str(exc.value)
 
 
 def test_mask() -> None:
+    """Longest secrets first, escaped forms too; sensitive_values reads only env.NAME paths."""
     assert mask("a=abc abcdef", ["abc", "abcdef", ""]) == "a=(sensitive) (sensitive)"
     assert mask('{"v": "x\\"y"}', ['x"y']) == '{"v": "(sensitive)"}'
     assert sensitive_values({"env": {"A": "1", "B": ""}}, {"env.A", "env.B", "labels.x"}) == ["1"]

@@ -74,6 +74,7 @@ def post(port: int, body: bytes, headers: dict[str, str], path: str = "/hooks/gi
 
 @pytest.mark.parametrize("sign", [github_headers, gitea_headers, forgejo_headers, gitlab_headers])
 def test_a_hook_signed_as_the_forge_signs_it_is_accepted_and_triggers_a_fetch(served, sign) -> None:
+    """Signed as GitHub, Gitea, Forgejo and GitLab sign: 202, and the trigger runs within a second."""
     port, _gate, triggers = served
     assert post(port, BODY, sign(BODY)) == (202, "fetch scheduled\n")
     assert triggers.event.wait(1.0), "a valid hook starts a fetch within a second"
@@ -82,6 +83,7 @@ def test_a_hook_signed_as_the_forge_signs_it_is_accepted_and_triggers_a_fetch(se
 
 @pytest.mark.parametrize("sign", [github_headers, gitea_headers, forgejo_headers, gitlab_headers])
 def test_a_wrong_secret_is_401_and_triggers_nothing(served, sign) -> None:
+    """Signed with another secret: 401, nothing triggered, the answer names no secret."""
     port, gate, triggers = served
     code, text = post(port, BODY, sign(BODY, b"another secret"))
     assert code == 401 and "SECRET" not in text.upper().replace("SIGNATURE", "")
@@ -90,6 +92,7 @@ def test_a_wrong_secret_is_401_and_triggers_nothing(served, sign) -> None:
 
 
 def test_a_body_changed_after_signing_is_401(served) -> None:
+    """A body altered after signing fails the HMAC: 401."""
     port, _gate, triggers = served
     headers = github_headers(BODY)
     assert post(port, BODY.replace(b"main", b"evil"), headers)[0] == 401
@@ -97,6 +100,7 @@ def test_a_body_changed_after_signing_is_401(served) -> None:
 
 
 def test_no_proof_or_a_malformed_one_is_401(served) -> None:
+    """No header, GitHub's digest without its prefix, non-hex text or an empty token: 401."""
     port, _gate, triggers = served
     assert post(port, BODY, {"Content-Type": "application/json"})[0] == 401
     digest = hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
@@ -107,6 +111,7 @@ def test_no_proof_or_a_malformed_one_is_401(served) -> None:
 
 
 def test_an_oversized_body_is_413_unread(served) -> None:
+    """A body over the limit is refused by its Content-Length, before it is read."""
     port, gate, triggers = served
     gate.max_body = 1024
     big = b"x" * 4096
@@ -115,6 +120,7 @@ def test_an_oversized_body_is_413_unread(served) -> None:
 
 
 def test_a_github_ping_is_answered_without_a_fetch(served) -> None:
+    """GitHub's ping (sent when a hook is created) is answered 200 and fetches nothing."""
     port, _gate, triggers = served
     headers = github_headers(BODY) | {"X-GitHub-Event": "ping"}
     assert post(port, BODY, headers) == (200, "pong\n")
@@ -136,6 +142,7 @@ def test_a_flood_is_limited_and_coalesced_to_one_trigger_a_second(served) -> Non
 
 
 def test_a_flood_of_bad_signatures_is_limited_too(served) -> None:
+    """A flood of wrong signatures is 401 or 429, never a trigger."""
     port, gate, triggers = served
     codes = [post(port, BODY, github_headers(BODY, b"wrong"))[0] for _ in range(100)]
     assert set(codes) == {401, 429}
@@ -143,6 +150,7 @@ def test_a_flood_of_bad_signatures_is_limited_too(served) -> None:
 
 
 def test_other_posts_stay_405_and_the_hook_path_is_404_without_a_secret() -> None:
+    """Without a webhook the hook path is 404; other POSTs stay 405 either way."""
     server = serve(f"127.0.0.1:{free_port()}", Metrics())
     try:
         assert post(server.port, BODY, github_headers(BODY))[0] == 404
@@ -158,6 +166,7 @@ def test_other_posts_stay_405_and_the_hook_path_is_404_without_a_secret() -> Non
 
 
 def test_a_failing_trigger_still_answers(served) -> None:
+    """A trigger that raises is logged; the forge still gets its 202."""
     port, gate, _triggers = served
 
     def boom(_forge: str) -> None:
@@ -168,6 +177,7 @@ def test_a_failing_trigger_still_answers(served) -> None:
 
 
 def test_verify_names_the_forge() -> None:
+    """verify() names the forge whose proof holds; a mangled prefix is no proof."""
     assert verify(SECRET, github_headers(BODY), BODY) == "github"
     assert verify(SECRET, gitea_headers(BODY), BODY) == "gitea"
     assert verify(SECRET, forgejo_headers(BODY), BODY) == "forgejo"
@@ -176,6 +186,7 @@ def test_verify_names_the_forge() -> None:
 
 
 def test_load_secret(tmp_path: Path) -> None:
+    """The secret file's trailing newline is not part of it; empty or missing files name the file."""
     f = tmp_path / "secret"
     f.write_bytes(SECRET + b"\n")
     assert load_secret(f) == SECRET
