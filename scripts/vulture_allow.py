@@ -72,9 +72,6 @@ _.update_message
 _.load_secret  # issue 22: wired by the watch (pending)
 _.HookGate  # issue 22: wired by the watch (pending)
 _.handle  # issue 22: wired by the watch (pending)
-_.accepted  # issue 22: wired by the watch (pending): webhook counters for /metrics
-_.refused  # issue 22: wired by the watch (pending)
-_.triggered  # issue 22: wired by the watch (pending)
 _.for_urls  # issue 22: wired by the watch (pending)
 _.revision_applied  # issue 22: wired by the watch (pending)
 _.apply_failed  # issue 22: wired by the watch (pending)

@@ -46,6 +46,7 @@ class Metrics:
         self.problems = 0
         self.engine_up = 0
         self.last_tick = time.monotonic()
+        self.webhooks: dict[int, int] = {}  # answers to POST /hooks/git by status code (issue 22)
 
     def pass_done(self, result: str, seconds: float, when: float | None = None) -> None:
         with self._lock:
@@ -76,6 +77,10 @@ class Metrics:
                 self.problems = problems
             if engine_up is not None:
                 self.engine_up = int(engine_up)
+
+    def webhook_answered(self, code: int) -> None:
+        with self._lock:
+            self.webhooks[code] = self.webhooks.get(code, 0) + 1
 
     def tick(self) -> None:
         with self._lock:
@@ -127,6 +132,10 @@ class Metrics:
             out.append(f"reconcile_manifest_problems {self.problems}")
             head("reconcile_engine_up", "gauge", "1 when the last engine call succeeded.")
             out.append(f"reconcile_engine_up {self.engine_up}")
+            if self.webhooks:
+                head("reconcile_webhook_requests_total", "counter", "Answers to POST /hooks/git, by status code.")
+                for code, n in sorted(self.webhooks.items()):
+                    out.append(f'reconcile_webhook_requests_total{{code="{code}"}} {n}')
             return "\n".join(out) + "\n"
 
 
@@ -190,6 +199,7 @@ def _handler(metrics: Metrics, board: StatusBoard | None, webhook: Webhook | Non
             text = self.headers.get("Content-Length")
             length = int(text) if text is not None and text.strip().isdigit() else None
             code, message = webhook(dict(self.headers.items()), length, self.rfile.read)
+            metrics.webhook_answered(code)
             self.close_connection = True  # a refused body may be left unread
             self._send(code, "text/plain", message + "\n")
 

@@ -135,9 +135,6 @@ class HookGate:
         self._last_fired = float("-inf")
         self._pending: str | None = None  # the forge of a hook folded into the next trigger
         self._timer: threading.Timer | None = None
-        self.accepted = 0
-        self.refused = 0
-        self.triggered = 0
 
     def handle(self, headers: Mapping[str, str], length: int | None, read: Callable[[int], bytes]) -> Answer:
         """The answer to one request: `length` is its Content-Length (None when absent), `read(n)` reads n bytes
@@ -167,14 +164,11 @@ class HookGate:
         return Answer(202, "fetch scheduled")
 
     def _refuse(self, code: int, text: str) -> Answer:
-        with self._lock:
-            self.refused += 1
-        return Answer(code, text)
+        return Answer(code, text)  # counted by the server (reconcile_webhook_requests_total)
 
     def _accept(self, forge: str) -> None:
         fire = False
         with self._lock:
-            self.accepted += 1
             now = self._clock()
             wait = self._last_fired + self.min_interval - now
             if wait <= 0 and self._timer is None:
@@ -197,8 +191,6 @@ class HookGate:
             self._fire(forge)
 
     def _fire(self, forge: str) -> None:
-        with self._lock:
-            self.triggered += 1
         log.info("webhook.accepted", forge=forge)
         try:
             self._trigger(forge)
