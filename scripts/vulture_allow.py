@@ -80,5 +80,4 @@ _.commit_refused  # issue 22: wired by the watch (pending)
 _.engine_state  # issue 22: wired by the watch (pending)
 _.delivered  # issue 22: wired by the watch (pending): notification counters for /metrics
 _.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request
-_.sync  # issue 22: wired by the watch (pending): gitsource.GitSource.sync, called on the poll and by a webhook
-_.rejected  # issue 22: wired by the watch (pending): gitsource's status field
+_.kick  # issue 22: wired by the watch (pending): watch/gitpoll.py, the trigger of the webhook gate
