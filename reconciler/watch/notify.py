@@ -17,6 +17,8 @@ What a notifier must never do is hold up reconciling, so:
 Secret values never leave: every text is masked with the values the caller passes (the values of env entries
 marked sensitive: `Desired.sensitive`, as `status` and the plan hide them) before it is queued.
 
+`Notifier` takes the events; `NotifyObserver` derives them from the controller's passes (it is a PassObserver).
+
 Layer: watch. Imports apprise lazily (only when `--notify` is given) and no engine library.
 """
 
@@ -35,6 +37,8 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.gitsource import Rejection, Revision
+from reconciler.model import Action, ErrorClass, Outcome, Plan, Result
+from reconciler.output.render import summary
 
 log = structlog.get_logger()
 
@@ -47,6 +51,8 @@ RATE_PER_MINUTE = 10.0
 DRIFT_REPEAT = 3600.0
 ENGINE_DOWN_AFTER = 120.0
 MASK = "(sensitive)"
+# how a failed replace says it put the old object back (container/apply.py, swarm/apply.py)
+ROLLED_BACK = ("old container was restored", "rolled back")
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
@@ -305,3 +311,83 @@ class Notifier:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class NotifyObserver:
+    """A PassObserver of the controller (reconciler.watch.controller) that tells `notifier` what the passes did:
+    a new revision once a pass that read it ends with nothing failing (with that pass's plan summary), failures
+    and roll-backs, permanent failures (held), drift repaired, the engine unreachable (given `engine_up`).
+
+    Drift is a pending change to a spec this observer saw applied or in sync before: something on the host undid
+    it. `log_lines(result)` may give a failed change's last log lines (masked here like the error)."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        in_force: Callable[[], Revision | None] | None = None,
+        engine_up: Callable[[], bool] | None = None,
+        log_lines: Callable[[Result], Sequence[str]] | None = None,
+        applied_commit: str | None = None,
+    ) -> None:
+        self.notifier = notifier
+        self.in_force = in_force
+        self.engine_up = engine_up
+        self.log_lines = log_lines
+        self._told_commit = applied_commit  # the commit already applied when watch started: not told again
+        self._revision: Revision | None = None
+        self._summary = ""
+        self._converged: dict[tuple[str, str], str] = {}  # key -> spec hash last applied or seen in sync
+        self._drifted: set[tuple[str, str]] = set()
+
+    def pass_started(self, number: int, reasons: list[str]) -> None:
+        self._revision = self.in_force() if self.in_force is not None else None
+        self._summary = ""
+        self._drifted = set()
+
+    def planned(self, plan: Plan) -> None:
+        self._summary = summary(plan)
+        for change in plan.pending:
+            if change.action is Action.DELETE or change.desired is None:
+                continue
+            if self._converged.get(change.key) == change.desired.spec_hash:
+                self._drifted.add(change.key)
+
+    def result(self, result: Result) -> None:
+        change = result.change
+        subject = change.subject
+        if result.outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+            if change.desired is not None:
+                self._converged[change.key] = change.desired.spec_hash
+            else:
+                self._converged.pop(change.key, None)
+            if result.outcome is Outcome.APPLIED and change.key in self._drifted:
+                self.notifier.drift_repaired(subject, [f.path for f in change.fields])
+            self.notifier.resolved(subject)
+            return
+        if result.outcome is not Outcome.FAILED or result.error_class is ErrorClass.UNAVAILABLE:
+            return  # skipped and blocked changes are told by the failure that caused them; the engine by pass_failed
+        secrets = sensitive_values(change.desired.spec, change.desired.sensitive) if change.desired else []
+        error = result.error or "failed"
+        if result.error_class is ErrorClass.PERMANENT:
+            self.notifier.held(subject, error, secrets)
+            return
+        lines: Sequence[str] = ()
+        if self.log_lines is not None:
+            try:
+                lines = self.log_lines(result)
+            except Exception as exc:  # the log lines are a courtesy: the failure is told without them
+                log.debug("notify.log_lines_unavailable", subject=subject, error=str(exc)[:200])
+        rolled_back = any(marker in error for marker in ROLLED_BACK)
+        self.notifier.apply_failed(subject, error, lines, secrets, rolled_back=rolled_back)
+
+    def pass_done(self, results: list[Result], failures: dict[str, dict[str, Any]]) -> None:
+        self.notifier.engine_state(True)
+        revision = self._revision
+        if revision is None or failures or revision.commit == self._told_commit:
+            return
+        self._told_commit = revision.commit
+        self.notifier.revision_applied(revision, self._summary)
+
+    def pass_failed(self, error: str) -> None:
+        if self.engine_up is not None and not self.engine_up():
+            self.notifier.engine_state(False, error)

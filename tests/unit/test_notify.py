@@ -9,13 +9,26 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.gitsource import Rejection, Revision
-from reconciler.watch.notify import Message, Notifier, mask, sensitive_values
+from reconciler.model import (
+    Action,
+    Change,
+    Desired,
+    ErrorClass,
+    FieldChange,
+    Outcome,
+    Plan,
+    Resource,
+    Result,
+    Source,
+)
+from reconciler.watch.notify import Message, Notifier, NotifyObserver, mask, sensitive_values
 
 REV = Revision("a" * 40, "main", "deploy", "web: 1.25", "Alice <a@example.org>", "2026-12-06T01:00:00Z")
 
@@ -266,3 +279,79 @@ def test_mask() -> None:
     assert mask('{"v": "x\\"y"}', ['x"y']) == '{"v": "(sensitive)"}'
     assert sensitive_values({"env": {"A": "1", "B": ""}}, {"env.A", "env.B", "labels.x"}) == ["1"]
     assert sensitive_values({}, {"env.A"}) == []
+
+
+# --- the controller's observer -------------------------------------------------------------------------------
+
+
+def _change(name: str, spec_hash: str, action: Action = Action.REPLACE, env: dict[str, str] | None = None) -> Change:
+    resource = Resource("Container", name, {}, {}, Source("c.yaml", 1, Path("/m/c.yaml")))
+    desired = Desired(resource, {"env": env or {}}, spec_hash, frozenset(f"env.{k}" for k in env or {}))
+    fields = (FieldChange("env.MODE", "a", "b", action),)
+    return Change("Container", name, action, fields, desired=desired)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def __call__(self, message: Message) -> bool:
+        self.sent.append(message)
+        return True
+
+    def titles(self) -> list[str]:
+        return [m.title.removeprefix("reconcile demo: ") for m in self.sent]
+
+
+def _pass(observer: NotifyObserver, changes: list[Change], results: list[Result], failures: dict | None = None):
+    observer.pass_started(1, ["files"])
+    observer.planned(Plan("demo", tuple(changes)))
+    for result in results:
+        observer.result(result)
+    observer.pass_done(results, failures or {})
+
+
+def test_the_observer_tells_a_revision_once_after_a_clean_pass() -> None:
+    """A pass under a new commit that ends with nothing failing tells it once, with the plan's summary; a commit
+    already applied when watch started is not told again."""
+    rec = Recorder()
+    n = Notifier(rec, "demo")
+    revision = [REV]
+    obs = NotifyObserver(n, in_force=lambda: revision[0], applied_commit="c" * 40)
+    web = _change("web", "h1", Action.CREATE)
+    _pass(obs, [web], [Result(web, Outcome.APPLIED)])
+    _pass(obs, [], [])
+    n.close()
+    assert rec.titles() == ["applied aaaaaaaaaaaa"]
+    assert "Plan: 1 to create, 0 to update, 0 to replace, 0 to delete, 0 blocked." in rec.sent[0].body
+
+
+def test_the_observer_tells_failures_rollbacks_held_and_drift() -> None:
+    """A failed replace that put the old container back is a roll-back with the log lines; a permanent failure
+    is held; a change to a spec seen applied before is drift; the engine's absence is told by pass_failed."""
+    rec = Recorder()
+    n = Notifier(rec, "demo", engine_down_after=0)
+    up = [True]
+    lines = ["starting with TOKEN=s3cret-value", "crashed"]
+    obs = NotifyObserver(n, engine_up=lambda: up[0], log_lines=lambda r: lines)
+    web = _change("web", "h1", env={"TOKEN": "s3cret-value"})
+    db = _change("db", "h2")
+    _pass(obs, [web, db], [Result(web, Outcome.APPLIED), Result(db, Outcome.UNCHANGED)])
+    failed = Result(
+        web, Outcome.FAILED, "start: exited (1); the old container was restored", error_class=ErrorClass.TEMPORARY
+    )
+    held = Result(db, Outcome.FAILED, "image nosuch:1 not found", error_class=ErrorClass.PERMANENT)
+    _pass(obs, [web, db], [failed, held], {"Container/web": {}, "Container/db": {}})
+    _pass(obs, [web], [Result(web, Outcome.APPLIED)])  # web's hash h1 was applied before: drift repaired
+    up[0] = False
+    obs.pass_started(4, ["resync"])
+    obs.pass_failed("engine unavailable: connection refused")
+    n.close()
+    assert rec.titles() == [
+        "rolled back: Container/web",
+        "held as a permanent failure: Container/db",
+        "drift repaired: Container/web",
+        "engine unreachable",
+    ]
+    assert "crashed" in rec.sent[0].body and "s3cret-value" not in rec.sent[0].body
+    assert "env.MODE" in rec.sent[2].body
