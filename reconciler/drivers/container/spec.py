@@ -11,20 +11,25 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.core.agefiles import AgeOptions
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
-from reconciler.drivers.engine.fields import normalize_table
+from reconciler.drivers.engine.fields import normalize_table_keyed
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
 ASIDE_SUFFIX = "__reconciler_old"
 
 
-def normalize_container(resource: Resource) -> Desired:
+def normalize_container(resource: Resource, age: AgeOptions | None = None) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
-    `Desired.sensitive` names the env entries never printed."""
-    normalized, sensitive = normalize_table(FIELDS, resource)
-    return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)
+    `Desired.sensitive` names the env entries never printed. Env values from `.age` files (opened with `age`)
+    enter the spec hash as keyed hashes, so the hash label reveals nothing of them."""
+    normalized, sensitive, keyed = normalize_table_keyed(FIELDS, resource, age)
+    hashed = hashed_spec(normalized)
+    if keyed:
+        hashed["env"] = {**hashed["env"], **keyed}
+    return Desired(resource, normalized, spec_hash("Container", hashed, resource.labels), sensitive)
 
 
 def hashed_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
