@@ -303,6 +303,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.watch.run import GitWatch, WatchRun, run_watch
 
     limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
+    if args.webhook_secret_file is not None and not (args.git and args.metrics_addr):
+        raise ReconcileError("--webhook-secret-file needs --git (what to fetch) and --metrics-addr (where to listen)")
     source = _git_source(args)
     try:
         git = None if source is None else GitWatch(source, args.poll)
@@ -310,7 +312,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
             _first_sync(args, source)
         where = _targets(args)
         options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
-        run = WatchRun(options, wait=args.wait, metrics_addr=args.metrics_addr, progress=args.progress, git=git)
+        run = WatchRun(
+            options,
+            wait=args.wait,
+            metrics_addr=args.metrics_addr,
+            progress=args.progress,
+            git=git,
+            webhook_secret=args.webhook_secret_file,
+            notify=tuple(args.notify),
+        )
         return run_watch(where.runners, run)
     finally:
         if source is not None:

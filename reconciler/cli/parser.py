@@ -168,6 +168,12 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
         git.add_argument(
             "--poll", type=float, default=60.0, metavar="SECONDS", help="seconds between fetches (default 60)"
         )
+        git.add_argument(
+            "--webhook-secret-file",
+            type=Path,
+            metavar="FILE",
+            help="with --metrics-addr: POST /hooks/git signed with this secret (GitHub, Gitea, GitLab) fetches at once",
+        )
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MODES,
         default="auto",
         help="auto (default): live lines for each pass that changes something when stdout is a terminal; tty; plain",
+    )
+    watch.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="tell this apprise URL (json://, ntfy://, mailto://...) of new revisions, failures, held objects, "
+        "drift repaired and engine outages (repeatable)",
     )
     for name in ("plan", "apply", "watch"):
         _git_options(commands[name], watch=name == "watch")

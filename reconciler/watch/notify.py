@@ -137,6 +137,7 @@ class Notifier:
         self._tokens = float(burst)
         self._stamp = clock()
         self.suppressed = 0  # held back by the rate limit since the last message
+        self.suppressed_total = 0
         self.dropped = 0  # lost to a full queue
         self.failures = 0
         self.delivered = 0
@@ -151,6 +152,15 @@ class Notifier:
     def for_urls(cls, urls: Sequence[str], project: str, **kwargs: Any) -> Notifier:
         """The notifier of `--notify URL...` (checked now: a bad URL stops the watch before it starts)."""
         return cls(apprise_sender(urls), project, **kwargs)
+
+    def counts(self) -> dict[str, int]:
+        """What became of the notifications so far (`/metrics`)."""
+        return {
+            "delivered": self.delivered,
+            "failed": self.failures,
+            "dropped": self.dropped,
+            "suppressed": self.suppressed_total,
+        }
 
     # -- events ----------------------------------------------------------------------------------------------
     def revision_applied(self, revision: Revision, summary: str) -> None:
@@ -250,6 +260,7 @@ class Notifier:
             self._stamp = now
             if self._tokens < 1.0:
                 self.suppressed += 1  # not remembered as told: the same event later is told then
+                self.suppressed_total += 1
                 return
             self._tokens -= 1.0
             if dedup:
