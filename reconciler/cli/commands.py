@@ -81,8 +81,10 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
     engine_type = engine_class()
     engine_options = next(o for o in options if isinstance(o, engine_type.options_type))
 
+    as_host = getattr(args, "as_host", None)
+
     def runner(host: HostSpec | None) -> ProjectRunner:
-        if host is None:
+        if host is None or as_host is not None:  # pull mode: the Host is this machine, whatever its spec.engine
             engine = engine_type(engine_options)  # type: ignore[call-arg]  # the Engine protocol names no constructor
         else:
             engine = engine_type.for_host(host.engine, host.tls, engine_options)

@@ -20,6 +20,7 @@ from reconciler.cli.completion import SHELLS
 from reconciler.cli.exits import EXIT_ERROR
 from reconciler.contract import CliFlag, NoOptions, cli_flags
 from reconciler.core.plugins import driver_classes, engine_class
+from reconciler.errors import PermanentError
 from reconciler.fleet.run import Selection
 from reconciler.output.liveview import MODES
 
@@ -140,6 +141,12 @@ def _command_options(parser: argparse.ArgumentParser, types: list[type], command
     then the global options in a group of their own."""
     if command in ENGINE_COMMANDS:
         _fleet_options(parser)
+        parser.add_argument(
+            "--as-host",
+            metavar="NAME",
+            help="pull mode: apply to this machine's engine (--docker-host) what the tree places on Host NAME; "
+            "its spec.engine is not used",
+        )
     for dest, fld, flag in _typed_flags(types):
         if flag.scope != "global" and command in SCOPES[flag.scope]:
             _add_typed(parser, dest, fld, flag)
@@ -291,5 +298,11 @@ def typed_options(args: argparse.Namespace) -> list[object]:
 
 
 def selection(args: argparse.Namespace) -> Selection:
-    """`--host` and `--selector`: the Hosts of a fleet the command works on."""
-    return Selection(tuple(getattr(args, "host", ())), tuple(getattr(args, "selector", ())))
+    """`--host` and `--selector`: the Hosts of a fleet the command works on; `--as-host NAME`: that Host only."""
+    hosts, selectors = tuple(getattr(args, "host", ())), tuple(getattr(args, "selector", ()))
+    as_host = getattr(args, "as_host", None)
+    if as_host is not None:
+        if hosts or selectors:
+            raise PermanentError("--as-host works on one Host: it takes no --host or --selector")
+        return Selection((as_host,), ())
+    return Selection(hosts, selectors)

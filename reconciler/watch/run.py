@@ -139,8 +139,10 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
     options = dataclasses.replace(run.options, resync=max(MIN_RESYNC, float(run.options.resync)))
     fleet = len(runners) > 1 or runners[0].host is not None
-    if fleet and run.metrics_addr:
-        raise ReconcileError("--metrics-addr serves one engine's metrics; it is not supported with a fleet yet")
+    if len(runners) > 1 and run.metrics_addr:
+        raise ReconcileError(
+            "--metrics-addr serves one engine's metrics; with several Hosts it is not supported yet (--host NAME)"
+        )
     for runner in runners:
         # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or switched symlink) is followed
         runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
