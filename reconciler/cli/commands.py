@@ -241,6 +241,7 @@ def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dic
                 "lastError": (failure or {}).get("error"),
                 "errorClass": (failure or {}).get("errorClass"),
                 "nextRetry": (failure or {}).get("nextRetry"),
+                "logTail": (failure or {}).get("logTail") or [],
             }
         )
     return rows
@@ -295,6 +296,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(_revision_line(revision))
         for row in rows:
             print(_status_line(row))
+            tail = row["logTail"] if row["status"] != "in sync" else []
+            for line in tail if isinstance(tail, list) else []:
+                print(f"          | {line}")
         for host in down:
             print(f"{'unreachable':<8}  Host/{host['host']}  ({host['error']})")
     return EXIT_OK if not down and all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES

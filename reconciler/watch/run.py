@@ -130,6 +130,7 @@ def _notify_observer(notifier: Notifier, run: WatchRun, controllers: list[Contro
         notifier,
         in_force=functools.partial(in_force, directory) if directory is not None else None,
         engine_up=lambda: controllers[index].engine_failures == 0,
+        log_lines=lambda result: result.log_tail,
         applied_commit=AppliedRecord(directory).read().get("commit") if directory is not None else None,
     )
 

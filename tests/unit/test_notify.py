@@ -25,8 +25,10 @@ from reconciler.model import (
     Resource,
     Result,
     Source,
+    mask,
 )
-from reconciler.watch.notify import Message, Notifier, NotifyObserver, mask, sensitive_values
+from reconciler.model import secret_values as sensitive_values
+from reconciler.watch.notify import Message, Notifier, NotifyObserver
 from tests.receiver import Receiver
 
 REV = Revision("a" * 40, "main", "deploy", "web: 1.25", "Alice <a@example.org>", "2026-12-06T01:00:00Z")

@@ -18,6 +18,7 @@ from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
     ensure_image,
+    output_tail,
     post_update,
     settle,
     wait_for,
@@ -386,7 +387,8 @@ class ContainerDriver(DockerDriver):
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        settle(self.api.inspect_container, cid)
+        secrets = desired.secret_values()
+        settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
         desired = change.desired
