@@ -93,6 +93,8 @@ class MountMapper:
             raise ComposeError(at.file, at.line, f"{where}: unknown type {kind!r}")
         target = self._target(volume, at, where)
         read_only = volume.get("read_only") is True
+        if volume.get("read_only") is not None and not isinstance(volume["read_only"], bool):
+            self.m.lost(f"{key}.read_only", f"{volume.text('read_only')!r} is not a boolean", volume.at("read_only"))
         for option in volume:
             if option in ("type", "source", "target", "read_only") or option.startswith("x-"):
                 continue

@@ -346,11 +346,14 @@ class ServiceMapper:
                     caps.append(text)
             if caps:
                 self.spec[field] = caps
+        for key in ("privileged", "read_only"):
+            if s.get(key) is not None and not isinstance(s[key], bool):
+                self.lost(key, f"{s.text(key)!r} is not a boolean (true or false)")
         if s.get("privileged") is True:
             self.spec["privileged"] = True
             self.spec["allowPrivileged"] = True
             self.flag("privileged", "carried over with allowPrivileged: true; the container has the host")
-        if "read_only" in s and s["read_only"] is True:
+        if s.get("read_only") is True:
             self.spec["readOnlyRootfs"] = True
         if "stop_grace_period" in s:
             text = s.text("stop_grace_period")

@@ -120,6 +120,11 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     text = node.value
     if not _plain(node) or node.tag == "tag:yaml.org,2002:str":  # quoted, block or !!str: a string
         return text
+    return plain_scalar(text)
+
+
+def plain_scalar(text: str) -> Any:
+    """What a plain (unquoted) YAML 1.2 scalar with this text is: None, a boolean, a number, or the text."""
     if _NULL.match(text):
         return None
     if text in _BOOL:

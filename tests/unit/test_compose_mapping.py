@@ -475,3 +475,25 @@ def test_a_key_added_to_a_row_is_imported_as_written(tmp_path, monkeypatch):
     found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n    init: true\n")
     assert found[("Container", "app")].spec["init"] is True
     assert "services.app.init" not in lost_keys(report)
+
+
+def test_booleans_and_numbers_from_variables_are_typed_as_compose_types_them(tmp_path):
+    """`privileged: ${PRIV}`, `read_only: ${RO}`, a bind's `read_only: ${VRO}`, `retries: $RETRIES`: no silent drop,
+    no false refusal; a value that is no boolean is reported."""
+    (tmp_path / "d").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    privileged: ${PRIV}\n    read_only: ${RO}\n"
+        "    volumes:\n      - type: bind\n        source: ./d\n        target: /d\n        read_only: ${VRO}\n"
+        "    healthcheck:\n      test: [CMD, 'true']\n      retries: $RETRIES\n      interval: ${IV}\n"
+        "    stop_grace_period: ${GRACE}\n    mem_limit: ${MEM}\n"
+        "  sb:\n    image: x\n    privileged: ${BAD}\n",
+        environ={"PRIV": "true", "RO": "true", "VRO": "true", "RETRIES": "5", "IV": "10s", "GRACE": "3", "MEM": "1g",
+                 "BAD": "sure"},
+    )  # fmt: skip
+    spec = found[("Container", "sa")].spec
+    assert spec["privileged"] is True and spec["readOnlyRootfs"] is True
+    assert spec["mounts"][0]["readOnly"] is True
+    assert spec["healthcheck"]["retries"] == 5 and spec["healthcheck"]["interval"] == "10s"
+    assert spec["stopTimeout"] == 3 and spec["resources"]["memory"] == "1g"
+    assert lost_keys(report) == {"services.sb.privileged"}
