@@ -62,7 +62,14 @@ def run_import(
         out_dir = Path(out if out is not None else Path.cwd() / compose.name).absolute()
         stale = writing.check_out_dir(out_dir)
         manifests = build_manifests(
-            compose.model, compose.name, compose.directory, out_dir, compose.profiles, report, compose.interpolated
+            compose.model,
+            compose.name,
+            compose.directory,
+            out_dir,
+            compose.profiles,
+            report,
+            compose.interpolated,
+            compose.variables,
         )
     except ComposeError as exc:
         print(str(exc), file=stderr)

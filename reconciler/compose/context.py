@@ -60,6 +60,7 @@ class Context:
     containers: dict[str, str] = field(default_factory=dict)  # service -> Container name
     all_services: set[str] = field(default_factory=set)  # every service of the file, imported or not
     interpolated: dict[tuple[str, int, str], frozenset[str]] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)  # the shell over .env (ComposeProject.variables)
 
     def variables_in(self, loc: Loc, key: str, value: str) -> frozenset[str]:
         """The shell or .env variables whose values make up `key`'s `value` written at `loc` (empty: none); a list

@@ -23,6 +23,8 @@ def map_healthcheck(m: ServiceMapper) -> None:
     if health.get("disable") is True:
         m.spec["healthcheck"] = {"disable": True}
         return
+    if health.get("disable") is False and all(k == "disable" or k.startswith("x-") for k in health):
+        return  # `disable: false` alone changes nothing: the image's healthcheck runs, as without the key
     out: dict[str, Any] = {}
     test = health.get("test")
     if isinstance(test, Seq):

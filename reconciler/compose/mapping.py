@@ -7,7 +7,7 @@ services), then every selected service; images are shared between services that 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +101,16 @@ def build_manifests(
     active_profiles: Collection[str],
     report: LossReport,
     interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
-    came from the shell or `.env` (Interpolator.sources)."""
+    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
-    ctx = Context(project, project_dir, out_dir, report, interpolated=dict(interpolated or {}))
+    ctx = Context(
+        project, project_dir, out_dir, report, interpolated=dict(interpolated or {}), variables=dict(variables or {})
+    )
     ctx.all_services = set(services)
     chosen = selected_services(services, active_profiles, report)
     if not chosen:

@@ -275,20 +275,18 @@ class ServiceMapper:
         environment = s.get("environment") or Map(s.loc)
         for key, value in environment.items():
             at = environment.at(key)
-            if value is None:
-                self.lost(
-                    f"environment.{key}",
-                    "the value comes from the shell that runs `docker compose`; not copied (it may be a secret): "
-                    "put it in an env file",
-                    at,
-                )
-                continue
             if isinstance(value, Map | Seq):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment.{key} must be a string")
             if not key or "=" in key or any(c.isspace() for c in key):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment: invalid name {key!r}")
-            value_text = environment.text(key)
-            variables = self.ctx.variables_in(at, key, value_text)
+            if value is None:
+                # `- NAME`: the value of NAME in the shell or .env, as Compose v2 takes it; nothing when set nowhere
+                if key not in self.ctx.variables:
+                    continue
+                value_text, variables = self.ctx.variables[key], frozenset({key})
+            else:
+                value_text = environment.text(key)
+                variables = self.ctx.variables_in(at, key, value_text)
             if variables and looks_secret(key, variables):
                 shown = ", ".join(f"${{{v}}}" for v in sorted(variables))
                 self.lost(

@@ -27,7 +27,14 @@ def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None)
         [tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None, environ=environ or {}
     )
     manifests = build_manifests(
-        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+        compose.model,
+        compose.name,
+        compose.directory,
+        tmp_path / "out",
+        compose.profiles,
+        report,
+        compose.interpolated,
+        compose.variables,
     )
     return {(m.kind, m.name): m for m in manifests}, report
 
@@ -253,13 +260,24 @@ def test_build_without_image_is_tagged_as_compose_tags_it(tmp_path):
     assert found[("Container", "App")].spec["image"] == "p-app"
 
 
-def test_environment_from_the_shell_is_never_copied(tmp_path):
-    """A bare name takes its value from the shell at `up`: reported, not copied (it may be a secret)."""
+def test_a_bare_environment_name_takes_its_value_from_the_shell_or_dotenv(tmp_path):
+    """`- NAME` is NAME's value in the shell (which wins) or .env, as Compose v2 passes it; a name set nowhere is
+    passed by Compose as nothing, so it is left out with no report line; a secret-looking one is never copied."""
+    (tmp_path / ".env").write_text("FROM_DOTENV=d\nBOTH=dotenv\n")
     found, report = imported(
-        tmp_path, "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1]\n", environ={"TOKEN": "s3cret"}
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1, FROM_DOTENV, BOTH, NOWHERE]\n",
+        environ={"TOKEN": "s3cret", "BOTH": "shell"},
     )
-    assert found[("Container", "sa")].spec["env"] == {"A": "1"}
-    assert lost_keys(report) == {"services.sa.environment.TOKEN"}
+    assert found[("Container", "sa")].spec["env"] == {"A": "1", "FROM_DOTENV": "d", "BOTH": "shell"}
+    assert "s3cret" not in str(found[("Container", "sa")].spec)
+    assert "services.sa.environment.NOWHERE" not in {e.key for e in report.entries}
+
+
+def test_a_healthcheck_disable_false_is_no_loss(tmp_path):
+    """immich's `healthcheck: {disable: false}` changes nothing: nothing is written, nothing reported."""
+    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    healthcheck: {disable: false}\n")
+    assert "healthcheck" not in found[("Container", "sa")].spec and report.entries == []
 
 
 def test_unknown_keys_are_errors_and_extensions_are_ignored(tmp_path):
