@@ -117,7 +117,7 @@ def build_manifests(
         raise ComposeError(top.loc.file, top.loc.line, "no service is selected by the active profiles")
     taken: dict[str, str] = {}
     for name in chosen:
-        container, renamed = container_name(name, services[name], project)
+        container = container_name(name, services[name], project)
         if container in taken:
             at = services.at(name)
             raise ComposeError(
@@ -127,8 +127,6 @@ def build_manifests(
             )
         taken[container] = name
         ctx.containers[name] = container
-        if renamed:
-            report.flag(services.at(name), f"services.{name}", renamed)
     for kind in ("secrets", "configs"):
         _check_file_objects(top, kind)
     manifests: list[Manifest] = []

@@ -390,18 +390,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
-    """The Container name for a service: `container_name`, else the service name; with the reason when the
-    service name is not a valid engine name and the Compose v2 name `<project>-<service>-1` is used."""
+def container_name(service: str, raw: Map, project: str) -> str:
+    """The Container name for a service as Compose v2 names it: `container_name`, else `<project>-<service>-1`
+    (so two projects with a `db` each can run on one engine; the service name stays a network alias)."""
     if raw.get("container_name") is not None:
         name = raw.text("container_name")
         if not NAME.match(name) or len(name) < 2:
             at = raw.at("container_name")
             raise ComposeError(at.file, at.line, f"services.{service}.container_name: {name!r} is not a valid name")
-        return name, None
-    if NAME.match(service) and len(service) >= 2:
-        return service, None
-    fallback = f"{project}-{service}-1"
-    if not NAME.match(fallback):
-        raise ComposeError(raw.loc.file, raw.loc.line, f"services.{service}: no valid container name can be made")
-    return fallback, f"{service!r} is not a valid reconciler Container name; named {fallback!r} as Compose v2 does"
+        return name
+    name = f"{project}-{service}-1"
+    if not NAME.match(name):
+        raise ComposeError(
+            raw.loc.file,
+            raw.loc.line,
+            f"services.{service}: the Compose name {name!r} is not a valid Container name (at most 63 of "
+            "a-z A-Z 0-9 _ . -): set container_name",
+        )
+    return name

@@ -36,7 +36,12 @@ def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None)
         compose.interpolated,
         compose.variables,
     )
-    return {(m.kind, m.name): m for m in manifests}, report
+    found = {(m.kind, m.name): m for m in manifests}
+    # containers (and their images) are named `<project>-<service>-1`: tests also find them by service name
+    for m in manifests:
+        if m.kind in ("Container", "Image") and m.name.startswith(f"{compose.name}-") and m.name.endswith("-1"):
+            found.setdefault((m.kind, m.name[len(compose.name) + 1 : -2]), m)
+    return found, report
 
 
 def lost_keys(report: LossReport) -> set[str]:
@@ -46,22 +51,26 @@ def lost_keys(report: LossReport) -> set[str]:
 def test_image_defaults_are_never_invented(tmp_path):
     """A service with only an image gets only an image (and Compose's default network): nothing else."""
     found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n")
-    assert found[("Container", "app")].spec == {"image": "busybox", "networks": [{"name": f"{tmp_path.name}_default"}]}
+    assert found[("Container", "app")].spec == {
+        "image": "busybox",
+        "networks": [{"name": f"{tmp_path.name}_default", "aliases": ["app"]}],
+    }
     assert found[("Image", "app")].spec == {"reference": "busybox"}
     assert found[("Network", f"{tmp_path.name}_default")].spec == {}
     assert report.entries == []
 
 
 def test_names_follow_compose_so_adoption_finds_the_data(tmp_path):
-    """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are the service."""
+    """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are
+    `<project>-<service>-1` as Compose v2 names them, so two projects with a `db` each can run on one engine."""
     found, _ = imported(
         tmp_path,
         "name: Shop.App\nservices:\n  db:\n    image: x\n    volumes: [data:/d, logs:/l]\n"
         "    networks: [back]\nvolumes:\n  data: {}\n  logs: {name: shared-logs}\n"
         "networks:\n  back: {name: backbone}\n",
     )
-    assert {k for k in found if k[0] != "Image"} == {
-        ("Container", "db"),
+    assert {(m.kind, m.name) for m in found.values() if m.kind != "Image"} == {
+        ("Container", "shopapp-db-1"),
         ("Volume", "shopapp_data"),
         ("Volume", "shared-logs"),
         ("Network", "backbone"),
@@ -80,8 +89,16 @@ def test_project_name_sources_in_order(tmp_path):
 
 def test_container_name_keeps_the_service_name_reachable(tmp_path):
     """A container_name renames the container; the service name stays a DNS alias on each network."""
-    found, _ = imported(tmp_path, "services:\n  web:\n    image: x\n    container_name: front\n")
+    found, _ = imported(
+        tmp_path,
+        "services:\n  web:\n    image: x\n    container_name: front\n"
+        "  app:\n    image: x\n    depends_on: [web]\n    network_mode: service:web\n",
+        project="p",
+    )
     assert found[("Container", "front")].spec["networks"][0]["aliases"] == ["web"]
+    # references follow the names: depends_on and network_mode name the containers
+    assert found[("Container", "p-app-1")].spec["dependsOn"] == [{"name": "front"}]
+    assert found[("Container", "p-app-1")].spec["networkMode"] == "container:front"
 
 
 @pytest.mark.parametrize(
@@ -106,8 +123,10 @@ def test_container_name_keeps_the_service_name_reachable(tmp_path):
 def test_depends_on_conditions(tmp_path, depends, expected, lost):
     """started/healthy map one to one; what reconciler cannot wait for is reported, never dropped silently."""
     found, report = imported(
-        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n"
+        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n", project="p"
     )
+    for dep in expected or []:
+        dep["name"] = f"p-{dep['name']}-1"
     assert found[("Container", "app")].spec.get("dependsOn") == expected
     assert lost_keys(report) == lost
 
@@ -372,8 +391,9 @@ def test_waiting_for_health_that_is_disabled_is_reported(tmp_path):
         tmp_path,
         "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
         "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n",
+        project="p",
     )
-    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "db"}]
+    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "p-db-1"}]
     assert lost_keys(report) == {"services.app.depends_on.db.condition"}
 
 
@@ -401,7 +421,7 @@ def test_dependency_cycles_are_errors(tmp_path):
         "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
         "    depends_on: [sc]\n  sc:\n    image: x\n",
     )
-    assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
+    assert len({id(m) for m in found.values()}) == 5  # a diamond is no cycle: three containers, one image, one network
 
 
 def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
