@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument(
         "--profile", action="append", default=[], metavar="NAME", help="activate a Compose profile (repeatable)"
     )
+    compose.add_argument(
+        "--no-grants",
+        action="store_true",
+        help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
+    )
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser

@@ -46,8 +46,10 @@ def run_import(
     profiles: Sequence[str],
     stdout: TextIO,
     stderr: TextIO,
+    grants: bool = True,
 ) -> ImportOutcome:
-    """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`."""
+    """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`. `grants` False
+    (--no-grants) leaves out what needs an opt-in."""
     report = LossReport()
     warnings: list[str] = []
 
@@ -70,6 +72,7 @@ def run_import(
             report,
             compose.interpolated,
             compose.variables,
+            grants,
         )
     except ComposeError as exc:
         print(str(exc), file=stderr)
@@ -113,4 +116,4 @@ def run_import(
         print(f"{lost} not mapped, {flagged} flagged; the list is in {out_dir / writing.REPORT_FILE}", file=stderr)
     print(f"Wrote {len(manifests)} manifests for project {compose.name} to {out_dir}.", file=stdout)
     print(f"Next: reconcile --project {compose.name} validate {out_dir}", file=stdout)
-    return ImportOutcome(EXIT_LOSSES if report.anything_lost else EXIT_OK, written, report)
+    return ImportOutcome(EXIT_LOSSES if report.anything_lost or report.grants else EXIT_OK, written, report)

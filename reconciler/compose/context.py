@@ -61,6 +61,7 @@ class Context:
     all_services: set[str] = field(default_factory=set)  # every service of the file, imported or not
     interpolated: dict[tuple[str, int, str], frozenset[str]] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)  # the shell over .env (ComposeProject.variables)
+    grants: bool = True  # False with --no-grants: what needs an opt-in is left out (and reported) instead
 
     def variables_in(self, loc: Loc, key: str, value: str) -> frozenset[str]:
         """The shell or .env variables whose values make up `key`'s `value` written at `loc` (empty: none); a list

@@ -10,8 +10,9 @@ from reconciler.compose.source import Loc
 
 
 class Severity(Enum):
+    GRANT = "grant"  # mapped with an opt-in (allowPrivileged, allowSensitive, allowExternalContext) to review
     NOT_MAPPED = "not mapped"
-    FLAGGED = "flagged"  # mapped, with an opt-in or a caveat the user must know about
+    FLAGGED = "flagged"  # mapped, with a caveat the user must know about
 
 
 @dataclass(frozen=True, order=True)
@@ -40,6 +41,9 @@ class LossReport:
     def flag(self, loc: Loc, key: str, why: str) -> None:
         self._add(Loss(loc.file, loc.line, key, why, Severity.FLAGGED))
 
+    def grant(self, loc: Loc, key: str, why: str) -> None:
+        self._add(Loss(loc.file, loc.line, key, why, Severity.GRANT))
+
     def _add(self, loss: Loss) -> None:
         self._entries.setdefault((loss.file, loss.line, loss.key, loss.why), loss)
 
@@ -50,3 +54,7 @@ class LossReport:
     @property
     def anything_lost(self) -> bool:
         return any(e.severity is Severity.NOT_MAPPED for e in self._entries.values())
+
+    @property
+    def grants(self) -> list[Loss]:
+        return [e for e in self.entries if e.severity is Severity.GRANT]

@@ -102,14 +102,22 @@ def build_manifests(
     report: LossReport,
     interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
     variables: Mapping[str, str] | None = None,
+    grants: bool = True,
 ) -> list[Manifest]:
     """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
-    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s."""
+    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s; `grants`
+    False leaves out what would need an opt-in (--no-grants)."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
     ctx = Context(
-        project, project_dir, out_dir, report, interpolated=dict(interpolated or {}), variables=dict(variables or {})
+        project,
+        project_dir,
+        out_dir,
+        report,
+        interpolated=dict(interpolated or {}),
+        variables=dict(variables or {}),
+        grants=grants,
     )
     ctx.all_services = set(services)
     chosen = selected_services(services, active_profiles, report)

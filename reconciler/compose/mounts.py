@@ -154,8 +154,10 @@ class MountMapper:
                 continue  # the engine's default
             self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler", options.at(option))
 
-    def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc) -> None:
-        """A bind mount of a Compose host path; left out (and reported) when the source does not exist."""
+    def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc, file_ref: bool = False) -> None:
+        """A bind mount of a Compose host path; left out (and reported) when the source does not exist. A
+        sensitive source needs allowSensitive: a grant to review for a volume, never granted for a secret or
+        config file (`file_ref`): a Compose file naming /etc/shadow as a secret is not a request to trust."""
         path = self.m.ctx.host_path(source)
         if not path.exists():
             self.m.lost(
@@ -169,9 +171,13 @@ class MountMapper:
         if read_only:
             mount["readOnly"] = True
         reason = sensitive_reason(str(path))
+        if reason and file_ref:
+            self.m.lost(key, f"{reason}: the import never grants allowSensitive to a secret or config; left out", at)
+            return
         if reason:
+            if not self.m.grant(key, "allowSensitive", reason, at):
+                return
             mount["allowSensitive"] = True
-            self.m.flag(key, f"{reason}: carried over with allowSensitive: true", at)
         self._add(mount, at)
 
     def _tmpfs(self, target: str, options: Any, key: str, at: Loc) -> None:
@@ -224,7 +230,7 @@ class MountMapper:
                     entry.at(option),
                 )
         if declared.get("file") is not None:
-            self.bind(declared.text("file"), target, True, key, at)
+            self.bind(declared.text("file"), target, True, key, at, file_ref=True)
             return
         how = next((k for k in ("environment", "content", "external") if declared.get(k) is not None), "definition")
         why = {

@@ -16,7 +16,7 @@ from typing import Any
 from reconciler.compose import ports as port_mapping
 from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
 from reconciler.compose.envfiles import env_file_problem
-from reconciler.compose.keys import HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
+from reconciler.compose.keys import DANGEROUS_CAPS, HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
@@ -88,6 +88,16 @@ class ServiceMapper:
 
     def flag(self, key: str, why: str, loc: Loc | None = None) -> None:
         self.ctx.report.flag(self._where(key, loc), f"services.{self.name}.{key}", why)
+
+    def grant(self, key: str, opt_in: str, why: str, loc: Loc | None = None) -> bool:
+        """Whether to carry over what needs `opt_in`: yes, listed under "grants to review" (the import exits 2);
+        with --no-grants no, reported as left out."""
+        where, full = self._where(key, loc), f"services.{self.name}.{key}"
+        if self.ctx.grants:
+            self.ctx.report.grant(where, full, f"{why}: carried over with {opt_in}: true")
+            return True
+        self.ctx.report.lost(where, full, f"{why}: left out (--no-grants); it needs {opt_in}: true")
+        return False
 
     def run(self) -> Manifest:
         s = self.service
@@ -168,20 +178,35 @@ class ServiceMapper:
             at = build.at("context")
             raise ComposeError(at.file, at.line, f"services.{self.name}.build.context: {path} is not a directory")
         out["context"] = self.ctx.manifest_path(context)
-        # validation asks for these opt-ins: a context outside the output directory (and a sensitive one) is sent
-        # to the engine and may end up in a pushed image, so the import sets them and says so
+        # a context outside the output directory is sent to the engine and may end up in a pushed image:
+        # validation asks for allowExternalContext, a grant to review; one at a sensitive host path (or a
+        # Dockerfile there) would bake host secrets into an image: the import never grants that
+        context_at = build.at("context") if "context" in build else None
         real = os.path.realpath(path)
-        if not inside(real, os.path.realpath(self.ctx.out_dir)):
+        out_root = os.path.realpath(self.ctx.out_dir)
+        dockerfile_raw = build.text("dockerfile") if "dockerfile" in build else "Dockerfile"
+        dockerfile_real = os.path.realpath(path / dockerfile_raw)  # an absolute Dockerfile is itself
+        context_external = not inside(real, out_root)
+        dockerfile_external = not inside(dockerfile_real, real) and not inside(dockerfile_real, out_root)
+        if context_external or dockerfile_external:
+            for candidate, key, external in (
+                (str(path), "context", context_external),
+                (dockerfile_real, "dockerfile", dockerfile_external),
+            ):
+                reason = sensitive_reason(candidate) if external else None
+                if reason:
+                    self.lost(
+                        f"build.{key}",
+                        f"{reason}: the import never grants allowSensitive to a build (host files would be sent to "
+                        "the engine and may end up in the image); build left out, so the image is pulled",
+                        build.at(key) if key in build else context_at,
+                    )
+                    return None
+            outside = real if context_external else dockerfile_real
+            why = f"{outside} is outside the output directory"
+            if not self.grant("build.context", "allowExternalContext", why, context_at):
+                return None
             out["allowExternalContext"] = True
-            self.flag(
-                "build.context",
-                f"{real} is outside the output directory: carried over with allowExternalContext: true",
-                build.at("context") if "context" in build else None,
-            )
-            reason = sensitive_reason(str(path))
-            if reason:
-                out["allowSensitive"] = True
-                self.flag("build.context", f"{reason}: carried over with allowSensitive: true")
         for key in build:
             at = build.at(key)
             if key == "context" or key.startswith("x-"):
@@ -340,17 +365,25 @@ class ServiceMapper:
                 text = scalar_text(cap)
                 if not _CAPABILITY.match(text):
                     self.lost(f"{key}[{i}]", f"{text!r} is not a capability name", s[key].at(i))
-                elif text not in caps:
+                elif text in caps:
+                    continue
+                elif key == "cap_add" and text.upper().removeprefix("CAP_") in DANGEROUS_CAPS:
+                    why = f"capability {text} gives the container (nearly) the host"
+                    if self.grant(f"{key}[{i}]", "allowPrivileged", why, s[key].at(i)):
+                        caps.append(text)
+                        self.spec["allowPrivileged"] = True
+                else:
                     caps.append(text)
             if caps:
                 self.spec[field] = caps
         for key in ("privileged", "read_only"):
             if s.get(key) is not None and not isinstance(s[key], bool):
                 self.lost(key, f"{s.text(key)!r} is not a boolean (true or false)")
-        if s.get("privileged") is True:
+        if s.get("privileged") is True and self.grant(
+            "privileged", "allowPrivileged", "privileged: true gives the container the host"
+        ):
             self.spec["privileged"] = True
             self.spec["allowPrivileged"] = True
-            self.flag("privileged", "carried over with allowPrivileged: true; the container has the host")
         if s.get("read_only") is True:
             self.spec["readOnlyRootfs"] = True
         if "stop_grace_period" in s:

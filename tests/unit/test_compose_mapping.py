@@ -241,14 +241,14 @@ def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
     assert lost_keys(report) == {"services.sa.volumes[2]"}
 
 
-def test_sensitive_binds_and_privileged_carry_their_opt_in_and_a_flag(tmp_path):
-    """Validated output needs the opt-ins; the user needs to know they were set."""
+def test_sensitive_binds_and_privileged_carry_their_opt_in_as_a_grant(tmp_path):
+    """Validated output needs the opt-ins; the user reviews them (grants)."""
     found, report = imported(
         tmp_path, "services:\n  sa:\n    image: x\n    privileged: true\n    volumes: [/etc/hosts:/h]\n"
     )
     spec = found[("Container", "sa")].spec
     assert spec["allowPrivileged"] is True and spec["mounts"][0]["allowSensitive"] is True
-    assert {e.severity for e in report.entries} == {Severity.FLAGGED} and len(report.entries) == 2
+    assert {e.severity for e in report.entries} == {Severity.GRANT} and len(report.grants) == 2
     assert not report.anything_lost
 
 
@@ -535,3 +535,58 @@ def test_booleans_and_numbers_from_variables_are_typed_as_compose_types_them(tmp
     assert spec["healthcheck"]["retries"] == 5 and spec["healthcheck"]["interval"] == "10s"
     assert spec["stopTimeout"] == 3 and spec["resources"]["memory"] == "1g"
     assert lost_keys(report) == {"services.sb.privileged"}
+
+
+GRANTING = (
+    "services:\n  sa:\n    image: x\n    privileged: true\n    cap_add: [ALL, NET_ADMIN]\n"
+    "    volumes: ['/:/host']\n    secrets: [shadow]\n"
+    "  wg:\n    image: x\n    cap_add: [SYS_MODULE]\n"
+    "  b:\n    build: {context: /etc, dockerfile: /etc/shadow}\n"
+    "  c:\n    build: ../ctx\nsecrets:\n  shadow: {file: /etc/shadow}\n"
+)
+
+
+def test_grants_are_never_silent(tmp_path):
+    """Every opt-in the import writes is a grant to review; a secret file or build context at a sensitive host
+    path is never granted (a loss line instead); wg-easy's SYS_MODULE is carried with allowPrivileged."""
+    (tmp_path.parent / "ctx").mkdir(exist_ok=True)
+    found, report = imported(tmp_path, GRANTING, project="p")
+    sa, wg = found[("Container", "sa")].spec, found[("Container", "wg")].spec
+    assert sa["privileged"] is True and sa["allowPrivileged"] is True and sa["capAdd"] == ["ALL", "NET_ADMIN"]
+    assert sa["mounts"] == [{"type": "bind", "source": "/", "target": "/host", "allowSensitive": True}]
+    assert wg["capAdd"] == ["SYS_MODULE"] and wg["allowPrivileged"] is True
+    assert "build" not in found[("Image", "b")].spec
+    assert found[("Image", "c")].spec["build"]["allowExternalContext"] is True
+    grants = {e.key for e in report.grants}
+    assert grants == {
+        "services.sa.privileged",
+        "services.sa.cap_add[0]",
+        "services.sa.volumes[0]",
+        "services.wg.cap_add[0]",
+        "services.c.build.context",
+    }
+    assert {"services.sa.secrets[0]", "services.b.build.context"} <= lost_keys(report)
+
+
+def test_no_grants_leaves_them_all_out_and_says_so(tmp_path):
+    """--no-grants: nothing needing an opt-in is written, and each is a loss line naming the opt-in."""
+    (tmp_path.parent / "ctx").mkdir(exist_ok=True)
+    (tmp_path / "compose.yml").write_text(GRANTING)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={})
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", (), report, grants=False
+    )
+    assert not any(k.startswith("allow") for m in manifests for k in m.spec)
+    assert not any(
+        "allow" in str(m.spec.get("mounts", "")) or "allow" in str(m.spec.get("build", "")) for m in manifests
+    )
+    assert report.grants == []
+    left_out = {e.key for e in report.entries if "--no-grants" in e.why}
+    assert left_out == {
+        "services.sa.privileged",
+        "services.sa.cap_add[0]",
+        "services.sa.volumes[0]",
+        "services.wg.cap_add[0]",
+        "services.c.build.context",
+    }
