@@ -351,7 +351,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     from reconciler.compose import run_import
 
     outcome = run_import(
-        args.files, args.out, args.project, args.profile, sys.stdout, sys.stderr, grants=not args.no_grants
+        args.files,
+        args.out,
+        args.project,
+        args.profile,
+        sys.stdout,
+        sys.stderr,
+        grants=not args.no_grants,
+        secret_env=args.secret_env,
     )
     return outcome.exit_code
 

@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", action="append", default=[], metavar="NAME", help="activate a Compose profile (repeatable)"
     )
     compose.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the value of this environment entry (or variable) is secret: into the 0600 env file (repeatable)",
+    )
+    compose.add_argument(
         "--no-grants",
         action="store_true",
         help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",

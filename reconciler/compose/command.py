@@ -47,9 +47,10 @@ def run_import(
     stdout: TextIO,
     stderr: TextIO,
     grants: bool = True,
+    secret_env: Sequence[str] = (),
 ) -> ImportOutcome:
     """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`. `grants` False
-    (--no-grants) leaves out what needs an opt-in."""
+    (--no-grants) leaves out what needs an opt-in; `secret_env` names more secret values (--secret-env)."""
     report = LossReport()
     warnings: list[str] = []
 
@@ -73,6 +74,7 @@ def run_import(
             compose.interpolated,
             compose.variables,
             grants,
+            secret_env,
         )
     except ComposeError as exc:
         print(str(exc), file=stderr)
@@ -86,7 +88,8 @@ def run_import(
     texts = [(writing.file_name(m), writing.render_manifest(m, sources)) for m in manifests]
     texts.append((writing.REPORT_FILE, writing.render_report(report.entries, compose.name, sources, command, warnings)))
     try:
-        staging = writing.stage(out_dir, texts)
+        secrets = [(f"{m.name}.env", writing.render_env_file(m.secrets)) for m in manifests if m.secrets]
+        staging = writing.stage(out_dir, texts, secrets)
     except OSError as exc:
         print(f"error: cannot write next to {out_dir}: {exc.strerror}", file=stderr)
         return ImportOutcome(EXIT_ERROR, [], report)

@@ -13,6 +13,7 @@ class Severity(Enum):
     GRANT = "grant"  # mapped with an opt-in (allowPrivileged, allowSensitive, allowExternalContext) to review
     NOT_MAPPED = "not mapped"
     FLAGGED = "flagged"  # mapped, with a caveat the user must know about
+    SECRET = "secret"  # mapped into the git-ignored secret env file, not into a manifest
 
 
 @dataclass(frozen=True, order=True)
@@ -40,6 +41,9 @@ class LossReport:
 
     def flag(self, loc: Loc, key: str, why: str) -> None:
         self._add(Loss(loc.file, loc.line, key, why, Severity.FLAGGED))
+
+    def secret(self, loc: Loc, key: str, why: str) -> None:
+        self._add(Loss(loc.file, loc.line, key, why, Severity.SECRET))
 
     def grant(self, loc: Loc, key: str, why: str) -> None:
         self._add(Loss(loc.file, loc.line, key, why, Severity.GRANT))

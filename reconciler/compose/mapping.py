@@ -103,10 +103,11 @@ def build_manifests(
     interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
     variables: Mapping[str, str] | None = None,
     grants: bool = True,
+    secret_env: Collection[str] = (),
 ) -> list[Manifest]:
     """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
     came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s; `grants`
-    False leaves out what would need an opt-in (--no-grants)."""
+    False leaves out what would need an opt-in (--no-grants); `secret_env` names more secret values (--secret-env)."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
@@ -118,6 +119,7 @@ def build_manifests(
         interpolated=dict(interpolated or {}),
         variables=dict(variables or {}),
         grants=grants,
+        secret_env=frozenset(secret_env),
     )
     ctx.all_services = set(services)
     chosen = selected_services(services, active_profiles, report)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.compose import ports as port_mapping
-from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
+from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, SECRETS_DIR, Context, Manifest, string_map
 from reconciler.compose.envfiles import env_file_problem
 from reconciler.compose.keys import DANGEROUS_CAPS, HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
@@ -23,7 +23,8 @@ from reconciler.compose.networking import map_depends_on, map_networking
 from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
 from reconciler.core.safeio import inside, sensitive_reason
 
-SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
+SENSITIVE_ENV_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|PRIVATE|CREDENTIAL|AUTH", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")  # scheme://user:password@host
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 _USER = re.compile(r"^[^:\s]+(:[^:\s]+)?$")
@@ -56,9 +57,11 @@ class ImageNeed:
     origin: Loc
 
 
-def looks_secret(name: str, variables: frozenset[str] = frozenset()) -> bool:
-    """Whether an env or arg name (or a variable feeding it) looks like it holds a secret; `*_FILE` names a path."""
-    return any(SENSITIVE_ENV_NAME.search(n) and not n.upper().endswith("_FILE") for n in (name, *variables))
+def looks_secret(name: str, variables: frozenset[str] = frozenset(), value: str = "") -> bool:
+    """Whether an env or arg name (or a variable feeding it) looks like it holds a secret (`*_FILE` names a
+    path), or the value is a URL with a password."""
+    named = any(SENSITIVE_ENV_NAME.search(n) and not n.upper().endswith("_FILE") for n in (name, *variables))
+    return named or bool(_URL_PASSWORD.search(value))
 
 
 def duration_seconds(text: str) -> float:
@@ -79,6 +82,7 @@ class ServiceMapper:
         self.labels: dict[str, str] = {}
         self.container_name = ctx.containers[name]
         self.image: ImageNeed | None = None
+        self.secrets: dict[str, str] = {}  # env values kept out of the manifest, for SECRETS_DIR/<container>.env
 
     def _where(self, key: str, loc: Loc | None) -> Loc:
         return loc or self.service.at(re.split(r"[.\[:]", key)[0])
@@ -129,7 +133,7 @@ class ServiceMapper:
         self._process()
         self._copied()
         self._labels()
-        return Manifest("Container", self.container_name, self.spec, s.loc, self.labels)
+        return Manifest("Container", self.container_name, self.spec, s.loc, self.labels, self.secrets)
 
     # --- image and build -------------------------------------------------------------------------------------
 
@@ -228,7 +232,7 @@ class ServiceMapper:
                         continue
                     arg_at = build["args"].at(arg)
                     variables = self.ctx.variables_in(arg_at, arg, build["args"].text(arg))
-                    if variables and looks_secret(arg, variables):
+                    if variables and looks_secret(arg, variables, build["args"].text(arg)):
                         self.lost(
                             f"build.args.{arg}",
                             "the value comes from the shell or .env and may be a secret: not copied",
@@ -312,14 +316,9 @@ class ServiceMapper:
             else:
                 value_text = environment.text(key)
                 variables = self.ctx.variables_in(at, key, value_text)
-            if variables and looks_secret(key, variables):
-                shown = ", ".join(f"${{{v}}}" for v in sorted(variables))
-                self.lost(
-                    f"environment.{key}",
-                    f"the value comes from {shown} in the shell or .env, not from the Compose file, and may be a "
-                    "secret: not copied; put it in an env file",
-                    at,
-                )
+            marked = key in self.ctx.secret_env or bool(variables & self.ctx.secret_env)
+            if marked or (variables and looks_secret(key, variables, value_text)):
+                self._secret(key, value_text, variables, at)
                 continue
             env[key] = value_text
             if looks_secret(key):
@@ -334,6 +333,26 @@ class ServiceMapper:
             self.spec["env"] = env
         if sensitive:
             self.spec["sensitiveEnv"] = sensitive
+        if self.secrets:  # last: as `environment` in Compose, it wins over the service's own env files
+            self.spec["envFiles"] = [*env_files, f"./{SECRETS_DIR}/{self.container_name}.env"]
+
+    def _secret(self, key: str, value: str, variables: frozenset[str], at: Loc) -> None:
+        """A secret env value: into this container's env file beside the manifests, never into a manifest."""
+        origin = ", ".join(f"${{{v}}}" for v in sorted(variables)) or "the Compose file"
+        if "\n" in value or "\r" in value or "\0" in value:
+            self.lost(
+                f"environment.{key}",
+                f"the value (from {origin}) may be a secret and spans lines, which an env file cannot hold: not copied",
+                at,
+            )
+            return
+        self.secrets[key] = value
+        self.ctx.report.secret(
+            at,
+            f"services.{self.name}.environment.{key}",
+            f"the value (from {origin}) is in {SECRETS_DIR}/{self.container_name}.env (mode 0600, git-ignored), "
+            "not in a manifest",
+        )
 
     def _process(self) -> None:
         s = self.service

@@ -290,6 +290,7 @@ def test_a_bare_environment_name_takes_its_value_from_the_shell_or_dotenv(tmp_pa
     )
     assert found[("Container", "sa")].spec["env"] == {"A": "1", "FROM_DOTENV": "d", "BOTH": "shell"}
     assert "s3cret" not in str(found[("Container", "sa")].spec)
+    assert found[("Container", "sa")].secrets == {"TOKEN": "s3cret"}
     assert "services.sa.environment.NOWHERE" not in {e.key for e in report.entries}
 
 
@@ -424,30 +425,62 @@ def test_dependency_cycles_are_errors(tmp_path):
     assert len({id(m) for m in found.values()}) == 5  # a diamond is no cycle: three containers, one image, one network
 
 
-def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
-    """A secret-looking value that interpolation took from .env or the shell stays out of the manifest; values
-    written in the Compose file itself (or its defaults) are copied, marked sensitive and flagged."""
-    (tmp_path / ".env").write_text("DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\n")
+def test_secrets_from_the_shell_or_dotenv_go_to_the_secret_env_file(tmp_path):
+    """A secret-looking value that interpolation took from .env or the shell (by its name, its variable's, or a URL
+    with a password) goes to the container's secret env file, never into the manifest; values written in the
+    Compose file itself (or its defaults) are copied, marked sensitive and flagged; build args are not copied."""
+    (tmp_path / ".env").write_text(
+        "DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\nPOSTGRES_PASS=pw\nDSN=postgres://u:pw@db/x\n"
+    )
     found, report = imported(
         tmp_path,
         "services:\n  sa:\n    image: x\n    environment:\n"
         "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
-        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
+        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n      POSTGRESQL_PASS: ${POSTGRES_PASS:-zammad}\n"
+        "      DATABASE: $DSN\n"
         '    build:\n      context: .\n      args: ["NPM_TOKEN=${MY_TOKEN}", "V=${URL}"]\n'
         '  sb:\n    image: y\n    environment: ["DB_PASSWORD=${DB_PASSWORD}"]\n',
+        project="p",
     )
-    spec = found[("Container", "sa")].spec
-    assert spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
-    assert spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    sa = found[("Container", "sa")]
+    assert sa.spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
+    assert sa.spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    assert sa.spec["envFiles"] == ["./.secrets/p-sa-1.env"]
+    assert sa.secrets == {
+        "DB_PASSWORD": "from-dotenv",
+        "PLAIN": "tok",
+        "POSTGRESQL_PASS": "pw",
+        "DATABASE": "postgres://u:pw@db/x",
+    }
+    assert found[("Container", "sb")].secrets == {"DB_PASSWORD": "from-dotenv"}
     assert found[("Image", "sa")].spec["build"]["args"] == {"V": "http://x"}
-    assert "env" not in found[("Container", "sb")].spec
-    assert lost_keys(report) == {
+    assert lost_keys(report) == {"services.sa.build.args.NPM_TOKEN"}
+    assert {e.key for e in report.entries if e.severity is Severity.SECRET} == {
         "services.sa.environment.DB_PASSWORD",
         "services.sa.environment.PLAIN",
-        "services.sa.build.args.NPM_TOKEN",
+        "services.sa.environment.POSTGRESQL_PASS",
+        "services.sa.environment.DATABASE",
         "services.sb.environment.DB_PASSWORD",
     }
-    assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
+    assert all(v not in e.why for e in report.entries for v in ("from-dotenv", "pw@", "=tok"))
+
+
+def test_secret_env_marks_more_values_secret(tmp_path):
+    """--secret-env NAME: the entry NAME, or any entry fed by variable NAME, goes to the secret env file."""
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  sa:\n    image: x\n    environment: [FROM_SHELL, 'A=${OTHER}', B=literal, C=1]\n"
+    )
+    report = LossReport()
+    compose = load_project(
+        [tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={"FROM_SHELL": "s", "OTHER": "o"}
+    )
+    manifests = build_manifests(
+        compose.model, "p", compose.directory, tmp_path / "out", (), report, compose.interpolated,
+        compose.variables, secret_env=["FROM_SHELL", "OTHER", "B"],
+    )  # fmt: skip
+    container = next(m for m in manifests if m.kind == "Container")
+    assert container.spec["env"] == {"C": "1"}
+    assert container.secrets == {"FROM_SHELL": "s", "A": "o", "B": "literal"}
 
 
 def test_extends_merges_the_base_service(tmp_path):
