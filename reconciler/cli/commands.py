@@ -359,6 +359,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         sys.stderr,
         grants=not args.no_grants,
         secret_env=args.secret_env,
+        verbose=args.verbose,
     )
     return outcome.exit_code
 

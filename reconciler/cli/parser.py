@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the value of this environment entry (or variable) is secret: into the 0600 env file (repeatable)",
     )
+    compose.add_argument("-v", "--verbose", action="store_true", help="list every report line, not one example per key")
     compose.add_argument(
         "--no-grants",
         action="store_true",

@@ -42,7 +42,7 @@ def selected_services(services: Map, active: Collection[str], report: LossReport
             chosen.append(name)
             continue
         shown = ", ".join(profiles)
-        report.lost(
+        report.flag(  # nothing is lost: `docker compose up` leaves it out too
             services.at(name),
             f"services.{name}",
             f"only in profiles [{shown}], none active: left out as `docker compose up` leaves it out "
@@ -86,7 +86,7 @@ def _report_unused_file_objects(top: Map, kind: str, services: Map, chosen: list
     section = top.get(kind) or Map(top.loc)
     for name in section:
         if name not in used:
-            report.lost(
+            report.flag(  # nothing is lost: no service Compose runs mounts it
                 section.at(name),
                 f"{kind}.{name}",
                 f"no imported service uses it; only services' file-based {kind} are mapped (as read-only bind mounts)",
@@ -144,7 +144,7 @@ def build_manifests(
     used = _used_networks(services, chosen, declared_networks)
     for key in declared_networks:
         if key not in used:
-            report.lost(
+            report.flag(  # nothing is lost: Compose does not create it either
                 declared_networks.at(key),
                 f"networks.{key}",
                 "no imported service uses it; Compose does not create it either",
