@@ -12,7 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, compose_bool, scalar_text
 from reconciler.core.safeio import sensitive_host_paths
 
 if TYPE_CHECKING:
@@ -92,8 +92,8 @@ class MountMapper:
         if kind not in ("volume", "bind", "tmpfs"):
             raise ComposeError(at.file, at.line, f"{where}: unknown type {kind!r}")
         target = self._target(volume, at, where)
-        read_only = volume.get("read_only") is True
-        if volume.get("read_only") is not None and not isinstance(volume["read_only"], bool):
+        read_only = compose_bool(volume.get("read_only")) is True
+        if volume.get("read_only") is not None and compose_bool(volume["read_only"]) is None:
             self.m.lost(f"{key}.read_only", f"{volume.text('read_only')!r} is not a boolean", volume.at("read_only"))
         for option in volume:
             if option in ("type", "source", "target", "read_only") or option.startswith("x-"):

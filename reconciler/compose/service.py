@@ -20,7 +20,7 @@ from reconciler.compose.keys import DANGEROUS_CAPS, HANDLED, MAPPED_BY_HAND, UNM
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
-from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, compose_bool, scalar_text
 from reconciler.core.safeio import inside, sensitive_reason
 
 SENSITIVE_ENV_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|PRIVATE|CREDENTIAL|AUTH", re.IGNORECASE)
@@ -396,14 +396,14 @@ class ServiceMapper:
             if caps:
                 self.spec[field] = caps
         for key in ("privileged", "read_only"):
-            if s.get(key) is not None and not isinstance(s[key], bool):
+            if s.get(key) is not None and compose_bool(s[key]) is None:
                 self.lost(key, f"{s.text(key)!r} is not a boolean (true or false)")
-        if s.get("privileged") is True and self.grant(
+        if compose_bool(s.get("privileged")) is True and self.grant(
             "privileged", "allowPrivileged", "privileged: true gives the container the host"
         ):
             self.spec["privileged"] = True
             self.spec["allowPrivileged"] = True
-        if s.get("read_only") is True:
+        if compose_bool(s.get("read_only")) is True:
             self.spec["readOnlyRootfs"] = True
         if "stop_grace_period" in s:
             text = s.text("stop_grace_period")

@@ -560,15 +560,19 @@ def test_booleans_and_numbers_from_variables_are_typed_as_compose_types_them(tmp
         "    volumes:\n      - type: bind\n        source: ./d\n        target: /d\n        read_only: ${VRO}\n"
         "    healthcheck:\n      test: [CMD, 'true']\n      retries: $RETRIES\n      interval: ${IV}\n"
         "    stop_grace_period: ${GRACE}\n    mem_limit: ${MEM}\n"
-        "  sb:\n    image: x\n    privileged: ${BAD}\n",
+        "  sb:\n    image: x\n    privileged: ${BAD}\n"
+        "  sc:\n    image: x\n    privileged: ${YES}\n    read_only: 'on'\n"
+        "    healthcheck: {test: 'true', retries: '2'}\n",
         environ={"PRIV": "true", "RO": "true", "VRO": "true", "RETRIES": "5", "IV": "10s", "GRACE": "3", "MEM": "1g",
-                 "BAD": "sure"},
+                 "BAD": "sure", "YES": "yes"},
     )  # fmt: skip
     spec = found[("Container", "sa")].spec
     assert spec["privileged"] is True and spec["readOnlyRootfs"] is True
     assert spec["mounts"][0]["readOnly"] is True
     assert spec["healthcheck"]["retries"] == 5 and spec["healthcheck"]["interval"] == "10s"
     assert spec["stopTimeout"] == 3 and spec["resources"]["memory"] == "1g"
+    sc = found[("Container", "sc")].spec  # text Compose casts: yes/no, on/off, y/n, true/false; "2"
+    assert sc["privileged"] is True and sc["readOnlyRootfs"] is True and sc["healthcheck"]["retries"] == 2
     assert lost_keys(report) == {"services.sb.privileged"}
 
 
