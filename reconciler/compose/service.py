@@ -132,6 +132,7 @@ class ServiceMapper:
         map_resources(self)
         self._process()
         self._copied()
+        self._isolation_grants()
         self._labels()
         return Manifest("Container", self.container_name, self.spec, s.loc, self.labels, self.secrets)
 
@@ -423,6 +424,35 @@ class ServiceMapper:
                 if key in MAPPED_BY_HAND or key not in self.service or row.key in self.spec:
                     continue
                 self.spec[row.key] = _plain(self.service[key])
+
+    def _isolation_grants(self) -> None:
+        """Copied run options that take away the container's isolation (`pid: host`, `ipc: host`, an unconfined
+        `security_opt`) need allowPrivileged, as validation says: a grant to review, or left out (--no-grants)."""
+        fields = {key: row.key for row in container_fields() for key in row.compose}
+        for key in ("pid", "ipc"):
+            field = fields.get(key)
+            if field and self.spec.get(field) == "host":
+                why = f"{key}: host shares the host's {key.upper()} namespace with the container"
+                if self.grant(key, "allowPrivileged", why):
+                    self.spec["allowPrivileged"] = True
+                else:
+                    del self.spec[field]
+        field = fields.get("security_opt")
+        if not field or not isinstance(self.spec.get(field), list):
+            return
+        kept = []
+        for i, opt in enumerate(self.spec[field]):
+            name, _, value = str(opt).replace(":", "=", 1).partition("=")
+            if value == "unconfined" or (name == "label" and value == "disable"):
+                why = f"security_opt {opt} lifts a protection of the host from the container"
+                if not self.grant(f"security_opt[{i}]", "allowPrivileged", why, self.service["security_opt"].at(i)):
+                    continue
+                self.spec["allowPrivileged"] = True
+            kept.append(opt)
+        if kept:
+            self.spec[field] = kept
+        else:
+            del self.spec[field]
 
     def _labels(self) -> None:
         labels = self.service.get("labels")

@@ -629,3 +629,39 @@ def test_no_grants_leaves_them_all_out_and_says_so(tmp_path):
         "services.wg.cap_add[0]",
         "services.c.build.context",
     }
+
+
+def test_copied_run_options_that_take_away_isolation_are_grants(tmp_path, monkeypatch):
+    """Once the field table has pid, ipc and securityOpt rows: `pid: host`, `ipc: host` and an unconfined
+    security_opt are carried with allowPrivileged (as validation asks) and listed as grants; --no-grants drops
+    them."""
+    import dataclasses
+
+    from reconciler.compose import keys, service
+
+    [row] = [r for r in keys.container_fields() if r.key == "readOnlyRootfs"]
+    rows = tuple(
+        dataclasses.replace(row, key=k, compose=(c,))
+        for k, c in (("pid", "pid"), ("ipc", "ipc"), ("securityOpt", "security_opt"))
+    )
+    monkeypatch.setattr(service, "container_fields", lambda: (*keys.container_fields(), *rows))
+    monkeypatch.setattr(service, "HANDLED", keys.HANDLED | {"pid", "ipc", "security_opt"})
+    text = (
+        "services:\n  app:\n    image: x\n    pid: host\n    ipc: shareable\n"
+        "    security_opt: [no-new-privileges:true, 'seccomp:unconfined']\n"
+    )
+    found, report = imported(tmp_path, text)
+    spec = found[("Container", "app")].spec
+    assert (spec["pid"], spec["ipc"], spec["allowPrivileged"]) == ("host", "shareable", True)
+    assert spec["securityOpt"] == ["no-new-privileges:true", "seccomp:unconfined"]
+    assert {e.key for e in report.grants} == {"services.app.pid", "services.app.security_opt[1]"}
+    (tmp_path / "compose.yml").write_text(text)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={})
+    [container] = [
+        m
+        for m in build_manifests(compose.model, "p", tmp_path, tmp_path / "out", (), report, grants=False)
+        if m.kind == "Container"
+    ]
+    assert "pid" not in container.spec and "allowPrivileged" not in container.spec
+    assert container.spec["securityOpt"] == ["no-new-privileges:true"]
