@@ -7,6 +7,7 @@ hand-written manifests; files an earlier import wrote are replaced, so importing
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -121,9 +122,11 @@ def publish(staging: Path, out_dir: Path, stale: Sequence[Path]) -> list[Path]:
     """Replace an earlier import's files (and secret env files) with the staged ones; returns the files now in
     `out_dir`. With secret env files, `.gitignore` there lists SECRETS_DIR (added to, never rewritten)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    old_secrets = out_dir / SECRETS_DIR
+    if old_secrets.is_symlink() or (old_secrets.exists() and not old_secrets.is_dir()):
+        raise OSError(errno.ENOTDIR, f"{old_secrets} is not a directory of its own (a link?)")
     for old in stale:
         old.unlink(missing_ok=True)
-    old_secrets = out_dir / SECRETS_DIR
     if old_secrets.is_dir() and not old_secrets.is_symlink():
         for entry in old_secrets.glob("*.env"):
             with entry.open("rb") as fh:
@@ -134,6 +137,7 @@ def publish(staging: Path, out_dir: Path, stale: Sequence[Path]) -> list[Path]:
         target = out_dir / entry.name
         if entry.name == SECRETS_DIR:
             target.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(target, 0o700)
             for secret in sorted(entry.iterdir()):
                 os.replace(secret, target / secret.name)
                 written.append(target / secret.name)

@@ -83,3 +83,17 @@ def test_the_report_groups_lines_by_key_with_a_count_and_one_example(tmp_path):
     assert "#   services.*.links (20), e.g. " in report
     _, _, err = run(tmp_path, text, verbose=True)
     assert sum(".links: not mapped: " in line for line in err.splitlines()) == 20
+
+
+def test_secret_env_files_never_follow_a_link(tmp_path, monkeypatch):
+    """out/.secrets as a link elsewhere: the import refuses to write secrets through it (exit 1)."""
+    run(tmp_path, "services:\n  a:\n    image: x\n")  # an earlier import's files: left as they are
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / ".secrets").symlink_to(tmp_path / "elsewhere")
+    outcome, _, err = run(
+        tmp_path, "services:\n  a:\n    image: x\n    environment: [API_TOKEN]\n",
+        env={"API_TOKEN": "t"}, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert outcome.exit_code == 1 and "not a directory of its own" in err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert (tmp_path / "out" / "container-p-a-1.yaml").exists()
