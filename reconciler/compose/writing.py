@@ -60,7 +60,6 @@ def render_report(
     if not entries:
         lines.append("# Every Compose key was mapped.")
     else:
-        lines.append("# Lines read file:line: key: grant|not mapped|secret|flagged: why")
         lines.extend(f"# {line}" for line in render(entries, verbose))
     return "\n".join(lines) + "\n"
 
