@@ -322,7 +322,7 @@ class ServiceMapper:
                 self._secret(key, value_text, variables, at)
                 continue
             env[key] = value_text
-            if looks_secret(key):
+            if looks_secret(key, value=value_text):
                 sensitive.append(key)
                 self.flag(
                     f"environment.{key}",

@@ -439,14 +439,14 @@ def test_secrets_from_the_shell_or_dotenv_go_to_the_secret_env_file(tmp_path):
         "services:\n  sa:\n    image: x\n    environment:\n"
         "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
         "      ADMIN_PASSWORD: ${UNSET:-changeme}\n      POSTGRESQL_PASS: ${POSTGRES_PASS:-zammad}\n"
-        "      DATABASE: $DSN\n"
+        "      DATABASE: $DSN\n      CACHE: redis://:literal@cache\n"
         '    build:\n      context: .\n      args: ["NPM_TOKEN=${MY_TOKEN}", "V=${URL}"]\n'
         '  sb:\n    image: y\n    environment: ["DB_PASSWORD=${DB_PASSWORD}"]\n',
         project="p",
     )
     sa = found[("Container", "sa")]
-    assert sa.spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
-    assert sa.spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    assert sa.spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme", "CACHE": "redis://:literal@cache"}
+    assert sa.spec["sensitiveEnv"] == ["ADMIN_PASSWORD", "CACHE"]  # written in the Compose file: kept, flagged
     assert sa.spec["envFiles"] == ["./.secrets/p-sa-1.env"]
     assert sa.secrets == {
         "DB_PASSWORD": "from-dotenv",
