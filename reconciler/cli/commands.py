@@ -366,7 +366,18 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from reconciler.compose import run_import
 
-    return run_import(args.files, args.out, args.project, args.profile, sys.stdout, sys.stderr).exit_code
+    outcome = run_import(
+        args.files,
+        args.out,
+        args.project,
+        args.profile,
+        sys.stdout,
+        sys.stderr,
+        grants=not args.no_grants,
+        secret_env=args.secret_env,
+        verbose=args.verbose,
+    )
+    return outcome.exit_code
 
 
 COMMANDS = {

@@ -273,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument(
         "--profile", action="append", default=[], metavar="NAME", help="activate a Compose profile (repeatable)"
     )
+    compose.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the value of this environment entry (or variable) is secret: into the 0600 env file (repeatable)",
+    )
+    compose.add_argument("-v", "--verbose", action="store_true", help="list every report line, not one example per key")
+    compose.add_argument(
+        "--no-grants",
+        action="store_true",
+        help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
+    )
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser

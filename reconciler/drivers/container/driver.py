@@ -199,7 +199,10 @@ class ContainerDriver(DockerDriver):
                 labels = summary.get("Labels") or {}
                 if compose_project(labels) != self.project:
                     continue
-                for key in (summary["Names"][0].lstrip("/"), labels.get(COMPOSE_SERVICE)):
+                service, number = labels.get(COMPOSE_SERVICE), labels.get(COMPOSE_NUMBER)
+                # `import compose` names a container `<project>-<service>-<number>`, as Compose v2 does (v1: `_`)
+                keys = (summary["Names"][0].lstrip("/"), f"{self.project}-{service}-{number}", service)
+                for key in keys:
                     if key in missing and key not in candidates:
                         candidates[key] = summary["Id"]
                         break
