@@ -210,6 +210,7 @@ class DriverContext:
     log: Any = field(default_factory=structlog.get_logger)
     engine_handle: Engine | None = None
     host: str | None = None  # in a fleet: the Host this context's engine is
+    revision: str | None = None  # the git commit the manifests come from (stamped as io.reconciler.revision)
     progress_sink: ProgressSink | None = None  # set by the core while a live view shows an apply
     _engine: Any = None
 

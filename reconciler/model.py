@@ -272,12 +272,19 @@ LABEL_SPEC_HASH = "io.reconciler.spec-hash"
 LABEL_SOURCE = "io.reconciler.source"
 # Same-kind objects this one depends on ("a,b"): lets a prune, which has no manifest left, go in reverse order.
 LABEL_DEPENDS_ON = "io.reconciler.depends-on"
+# The git commit whose manifests created (or last replaced) the object, when they came from a git source.
+LABEL_REVISION = "io.reconciler.revision"
 
 
-def ownership_labels(desired: Desired, project: str, references: Iterable[Reference] = ()) -> dict[str, str]:
+def ownership_labels(
+    desired: Desired, project: str, references: Iterable[Reference] = (), revision: str | None = None
+) -> dict[str, str]:
     """The user's labels plus the contract's ownership labels, as stamped on the engine object; with
-    `references`, the names of the same-kind objects it depends on too (for the order of a later prune)."""
+    `references`, the names of the same-kind objects it depends on too (for the order of a later prune); with
+    `revision`, the git commit whose manifests made it."""
     labels = dict(desired.resource.labels)
+    if revision:
+        labels[LABEL_REVISION] = revision
     same_kind = sorted({r.name for r in references if r.kind == desired.kind})
     if same_kind:
         labels[LABEL_DEPENDS_ON] = ",".join(same_kind)

@@ -69,7 +69,7 @@ def _git_once(args: argparse.Namespace) -> Iterator[Revision | None]:
             )
         assert result.in_force is not None and result.tree is not None
         log_revision("git.revision", result.in_force)
-        args.tree = result.tree
+        args.tree, args.revision = result.tree, result.in_force.commit
         yield result.in_force
 
 
@@ -88,13 +88,15 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
             engine = engine_type(engine_options)  # type: ignore[call-arg]  # the Engine protocol names no constructor
         else:
             engine = engine_type.for_host(host.engine, host.tls, engine_options)
-        return ProjectRunner(
+        made = ProjectRunner(
             project=project,
             manifest_dir=_manifest_dir(args),
             engine=engine,
             options=options,
             host=None if host is None else host.name,
         )
+        made.ctx.revision = getattr(args, "revision", None)  # plan/apply --git: the commit they work on
+        return made
 
     return runner
 

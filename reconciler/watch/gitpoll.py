@@ -98,13 +98,21 @@ class RevisionObserver:
     """Records a revision as applied once a pass that read its manifests ends with nothing failed: that is when the
     host is what the commit says (`appliedAt` in `status`)."""
 
-    def __init__(self, directory: Path, in_force: Callable[[], Revision | None]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        in_force: Callable[[], Revision | None],
+        stamp: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.record = AppliedRecord(directory)
         self.in_force = in_force
+        self.stamp = stamp  # told each pass's commit, which the objects it makes are labelled with
         self._pass_revision: Revision | None = None
 
     def pass_started(self, number: int, reasons: list[str]) -> None:
         self._pass_revision = self.in_force()
+        if self.stamp is not None:
+            self.stamp(self._pass_revision.commit if self._pass_revision is not None else None)
 
     def planned(self, plan: Plan) -> None:
         pass

@@ -99,12 +99,17 @@ def _board(runner: ProjectRunner, run: WatchRun) -> StatusBoard:
     return board
 
 
-def _revision_observers(run: WatchRun) -> list[PassObserver]:
-    """With a git source: the record of which commit was last applied in full (`appliedAt`)."""
+def _revision_observers(run: WatchRun, runner: ProjectRunner) -> list[PassObserver]:
+    """With a git source: the record of which commit was last applied in full (`appliedAt`), and each pass's
+    commit on the objects it makes (`io.reconciler.revision`)."""
     if run.git is None:
         return []
     directory = run.git.source.directory
-    return [RevisionObserver(directory, functools.partial(in_force, directory))]
+
+    def stamp(commit: str | None) -> None:
+        runner.ctx.revision = commit
+
+    return [RevisionObserver(directory, functools.partial(in_force, directory), stamp)]
 
 
 def _poller(run: WatchRun, controllers: list[Controller], notifiers: list[Notifier]) -> GitPoller | None:
@@ -170,7 +175,7 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     notifiers = [Notifier.for_urls(run.notify, r.project, host=r.host) for r in runners] if run.notify else []
     controllers: list[Controller] = []
     for index, r in enumerate(runners):
-        observers = [*_live_views(run.progress, r), *_revision_observers(run)]
+        observers = [*_live_views(run.progress, r), *_revision_observers(run, r)]
         if notifiers:
             observers.append(_notify_observer(notifiers[index], run, controllers, index))
         controllers.append(

@@ -33,6 +33,10 @@ def env_of(api: Any, name: str) -> list[str]:
     return api.inspect_container(name)["Config"]["Env"]
 
 
+def revision_label(api: Any, name: str) -> str | None:
+    return api.inspect_container(name)["Config"]["Labels"].get("io.reconciler.revision")
+
+
 @pytest.fixture
 def upstream(tmp_path: Path) -> Upstream:
     return Upstream(tmp_path / "upstream")
@@ -62,6 +66,7 @@ def test_apply_from_git_runs_the_newest_commit_and_status_names_it(
     applied = reconcile("apply", state, *git)
     assert applied.returncode == 0, applied.stderr
     assert "LEVEL=one" in env_of(api, f"{project_name}-app")
+    assert revision_label(api, f"{project_name}-app") == first
     status = reconcile("status", state, "-o", "json")
     assert status.returncode == 0, status.stdout + status.stderr
     revision = json.loads(status.stdout)["revision"]
@@ -73,6 +78,7 @@ def test_apply_from_git_runs_the_newest_commit_and_status_names_it(
     second = upstream.commit({"hosts/web/app.yaml": manifests(project_name, base_image, "two")}, "web: level two")
     assert reconcile("apply", state, *git).returncode == 0
     assert "LEVEL=two" in env_of(api, f"{project_name}-app")
+    assert revision_label(api, f"{project_name}-app") == second  # replaced by the second commit
     assert json.loads(reconcile("status", state, "-o", "json").stdout)["revision"]["commit"] == second
 
 
@@ -127,6 +133,7 @@ def test_watch_follows_new_commits_and_keeps_the_last_verified_one(
     wait_for(lambda: "LEVEL=two" in env_of(api, name), 60, "the pushed commit to reach the container")
     # applied in full once the pass that replaced the container is over (its settle window included)
     wait_for(lambda: revision()["commit"] == second and revision()["appliedAt"], 60, "commit two applied", 0.5)
+    assert revision_label(api, name) == second
 
     passes = w.passes_done()
     unsigned = upstream.commit({"app.yaml": manifests(project_name, base_image, "three")}, "three, unsigned")

@@ -366,7 +366,7 @@ class ContainerDriver(DockerDriver):
         self.ctx.progress(desired.key, "starting", "creating the container")
         self._ensure_image(desired.spec["image"])
         labels = {
-            **ownership_labels(desired, self.project, self.references(desired)),
+            **ownership_labels(desired, self.project, self.references(desired), self.ctx.revision),
             **sensitive_env_label(desired),
         }
         config = create_config(self.api, desired, labels)

@@ -277,7 +277,7 @@ class ImageDriver(DockerDriver):
 
     def _build(self, desired: Desired, change: Change, where: str) -> None:
         reference = desired.spec["reference"]
-        labels = {**ownership_labels(desired, self.project), **build_labels(desired)}
+        labels = {**ownership_labels(desired, self.project, revision=self.ctx.revision), **build_labels(desired)}
         old_id = change.observed.id if change.observed is not None else ""
         new_id = image_apply.build(self.api, desired.spec, labels, self.log, where, self._reporter(change))
         self.pulled.forget(reference)  # ours by its labels from now on

@@ -266,7 +266,7 @@ class NetworkDriver(DockerDriver):
 
         def create() -> None:
             try:
-                self._create(name, desired.spec, ownership_labels(desired, self.project))
+                self._create(name, desired.spec, ownership_labels(desired, self.project, revision=self.ctx.revision))
             except ReconcileError as exc:
                 # never leave the project's containers without their network: put the old one back
                 self._create(name, observed.spec, observed.labels)
@@ -310,7 +310,11 @@ class NetworkDriver(DockerDriver):
             run_steps(change, {"adopt": lambda: self._adopt(change)})
         elif change.action is Action.CREATE:
             assert change.desired is not None
-            self._create(change.name, change.desired.spec, ownership_labels(change.desired, self.project))
+            self._create(
+                change.name,
+                change.desired.spec,
+                ownership_labels(change.desired, self.project, revision=self.ctx.revision),
+            )
         elif change.action is Action.DELETE:
             self._disconnect_all(change.name, self._endpoints(change.name))
             self._remove(change.name)

@@ -195,7 +195,10 @@ class SwarmDataDriver(DockerDriver):
             return
         desired = change.desired
         assert desired is not None
-        labels = {**ownership_labels(desired, self.project), LABEL_CONTENT_HASH: desired.spec["hash"]}
+        labels = {
+            **ownership_labels(desired, self.project, revision=self.ctx.revision),
+            LABEL_CONTENT_HASH: desired.spec["hash"],
+        }
         engine = desired.spec["engineName"]
         if change.action is Action.CREATE:
             data = read_data(desired)

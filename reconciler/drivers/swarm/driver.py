@@ -257,7 +257,7 @@ class ServiceDriver(DockerDriver):
             self.api,
             self.log,
             self.errors,
-            lambda d: ownership_labels(d, self.project),
+            lambda d: ownership_labels(d, self.project, revision=self.ctx.revision),
             self._wanted,
             self.wait,
             lambda: self.timeout,

@@ -11,9 +11,9 @@ from reconciler.drivers.volume.spec import LABEL_RECLAIM
 from reconciler.model import Desired, ownership_labels
 
 
-def create_volume(api: Any, desired: Desired, project: str) -> Mapping[str, Any]:
+def create_volume(api: Any, desired: Desired, project: str, revision: str | None = None) -> Mapping[str, Any]:
     """Create the volume; returns the engine's record of it (its CreatedAt binds the policy record)."""
-    labels = ownership_labels(desired, project)
+    labels = ownership_labels(desired, project, revision=revision)
     labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
     return api.create_volume(
         name=desired.name,

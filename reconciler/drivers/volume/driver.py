@@ -132,7 +132,7 @@ class VolumeDriver(DockerDriver):
 
     def _create_volume(self, desired: Desired) -> None:
         with self.errors(desired.name, "create"):
-            created = volume_apply.create_volume(self.api, desired, self.project)
+            created = volume_apply.create_volume(self.api, desired, self.project, self.ctx.revision)
         self.log.info("volume.created", name=desired.name)
         if desired.spec["reclaimPolicy"] == DELETE:
             self._record_delete(desired.name, created)
