@@ -87,3 +87,41 @@ def test_an_encrypted_env_file_end_to_end(
     proc = reconcile("plan", directory)
     assert proc.returncode == 1 and f"{secret_file}: encrypted (.age) but no identity" in proc.stdout + proc.stderr
     assert api.inspect_container(name)["Id"] == info["Id"]
+
+
+def test_a_swarm_secret_from_an_encrypted_file(
+    reconcile: Any, project_name: str, tmp_manifests: Any, api: Any, tmp_path: Path
+) -> None:
+    """Secret `file: ./db.age` on the test engine's swarm: made with the identity, named by a keyed hash; a changed
+    plaintext is a new version (the old one removed); no output holds the value."""
+    ident = tmp_path / "key.txt"
+    recipient = keygen(ident)
+    name = f"{project_name}-db"
+    manifest = tmp_manifests(
+        "secret.yaml", f"apiVersion: reconciler/v1\nkind: Secret\nmetadata:\n  name: {name}\nspec:\n  file: ./db.age\n"
+    )
+    encrypt(recipient, "first-password-value", manifest.parent / "db.age")
+    try:
+        secret_versions(reconcile, manifest.parent, ident, api, name, project_name, recipient)
+    finally:
+        for s in api.secrets(filters={"label": f"io.reconciler.project={project_name}"}):
+            api.remove_secret(s["ID"])
+
+
+def secret_versions(
+    reconcile: Any, directory: Path, ident: Path, api: Any, name: str, project_name: str, recipient: str
+) -> None:
+    manifest = directory / "secret.yaml"
+    proc = reconcile("apply", manifest.parent, "--age-identity", ident)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (first,) = [s for s in api.secrets(filters={"label": f"io.reconciler.project={project_name}"})]
+    assert first["Spec"]["Name"].startswith(f"{name}-")
+    encrypt(recipient, "second-password-value", manifest.parent / "db.age")
+    plan = reconcile("plan", manifest.parent, "--age-identity", ident)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    applied = reconcile("apply", manifest.parent, "--age-identity", ident)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    names = {s["Spec"]["Name"] for s in api.secrets(filters={"label": f"io.reconciler.project={project_name}"})}
+    assert first["Spec"]["Name"] not in names and len(names) == 1
+    for out in (proc, plan, applied):
+        assert "password-value" not in out.stdout + out.stderr

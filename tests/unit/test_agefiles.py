@@ -241,3 +241,26 @@ def test_validate_decrypts_with_the_flag_or_the_environment(tmp_path: Path, key:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for proc in (bad, ok):
         assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_a_secret_file_kept_encrypted_is_decrypted_and_named_by_a_keyed_hash(
+    tmp_path: Path, key: tuple[Path, str]
+) -> None:
+    """Secret/Config `file: x.age`: the plaintext goes to the engine, the version's name comes from a keyed hash
+    (not the plaintext's own digest, which could be checked against guesses), and without the identity the
+    manifest's `spec.file` is the problem."""
+    from reconciler.core.agefiles import AgeOptions
+    from reconciler.drivers.swarm.spec import content_digest, normalize_data, read_data
+
+    ident, recipient = key
+    secret = tmp_path / "db-password.age"
+    encrypt(recipient, b"hunter2-correct-horse", secret)
+    res = Resource("Secret", "db-password", {"file": "./db-password.age"}, {}, Source("s.yaml", 1, tmp_path / "s.yaml"))
+    identities = AgeOptions(age_identity=str(ident)).identities()
+    desired = normalize_data(res, identities)
+    assert desired.spec["hash"] != content_digest("Secret", "db-password", b"hunter2-correct-horse")
+    assert desired.spec["engineName"].startswith("db-password-")
+    assert read_data(desired, identities) == b"hunter2-correct-horse"
+    assert "hunter2" not in str(desired.spec)
+    with pytest.raises(SpecError, match=r"db-password\.age.*no identity"):
+        normalize_data(res, None)

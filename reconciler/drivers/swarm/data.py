@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reconciler.contract import input_path
+from reconciler.core.agefiles import AgeOptions, Identities, is_encrypted
+from reconciler.core.safeio import UnsafeFile
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.spec import normalize_data, read_data
 from reconciler.drivers.swarm.values import NOT_A_MANAGER, list_on_manager
+from reconciler.errors import SpecError
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -60,7 +63,17 @@ class SwarmDataDriver(DockerDriver):
 
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
-        return normalize_data(resource)
+        return normalize_data(resource, self._identities(resource.spec.get("file")))
+
+    def _identities(self, file: object = ".age") -> Identities | None:
+        """`--age-identity`'s keys, asked for only when a file is encrypted (a bad identity file is then a problem
+        of that manifest's `spec.file`)."""
+        if not is_encrypted(str(file or "")):
+            return None
+        try:
+            return self.ctx.options_for(AgeOptions).identities()
+        except UnsafeFile as exc:
+            raise SpecError("spec.file", str(exc)) from None
 
     def inputs(self, resource: Resource) -> Iterable[Path]:
         """The secret's or config's file (watch applies a rotated secret at once)."""
@@ -201,7 +214,7 @@ class SwarmDataDriver(DockerDriver):
         }
         engine = desired.spec["engineName"]
         if change.action is Action.CREATE:
-            data = read_data(desired)
+            data = read_data(desired, self._identities(desired.spec["file"]))
             with self.errors(engine, "create"):
                 self._create(engine, data, labels)
             self.log.info(f"{self.noun}.created", name=engine)
@@ -211,7 +224,8 @@ class SwarmDataDriver(DockerDriver):
             url = self.api._url(f"/{self.noun}s/{{0}}/update", change.observed.id)
             body: dict[str, Any] = {"Name": engine, "Labels": labels}
             if self.kind == "Config":
-                body["Data"] = _b64(read_data(desired))  # a config update must restate its data
+                # a config update must restate its data
+                body["Data"] = _b64(read_data(desired, self._identities(desired.spec["file"])))
             params = {"version": change.observed.raw["version"]}
             self.api._raise_for_status(self.api._post_json(url, data=body, params=params))
         self.log.info(f"{self.noun}.relabelled", name=engine)

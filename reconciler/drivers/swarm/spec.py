@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from reconciler.core.agefiles import Identities, is_encrypted, read_decrypted
 from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
 from reconciler.drivers.engine.fields import normalize_table
 from reconciler.drivers.swarm.fields import FIELDS
@@ -55,21 +56,37 @@ def engine_name(name: str, digest: str) -> str:
     return f"{name}-{digest[:HASH_CHARS]}"
 
 
-def read_data(desired: Desired) -> bytes:
+def _read(path: Path, limit: int, tree: str | Path | None, identities: Identities | None) -> bytes:
+    """The file's bytes, or with a name ending `.age` its plaintext, decrypted in memory."""
+    if is_encrypted(path):
+        return read_decrypted(path, identities, tree, limit * 2 + 4096)  # armor grows it by a third
+    return read_bytes(path, limit, tree=tree)
+
+
+def _digest(kind: str, name: str, data: bytes, encrypted: bool, identities: Identities | None) -> str:
+    """The version's digest: for a file kept encrypted, a keyed hash (nobody without the identity can test a
+    guess against the engine name or the labels it shows)."""
+    if encrypted and identities is not None:
+        return identities.keyed_hash(data).removeprefix("hmac-sha256:")
+    return content_digest(kind, name, data)
+
+
+def read_data(desired: Desired, identities: Identities | None = None) -> bytes:
     """The bytes of a Secret/Config, read again at apply; refused when they no longer match the plan's hash."""
     path = Path(desired.spec["file"])
     try:
-        data = read_bytes(path, MAX_DATA_BYTES[desired.kind])  # regular, bounded; the hash below is the plan's
+        data = _read(path, MAX_DATA_BYTES[desired.kind], None, identities)  # the hash below is the plan's
     except UnsafeFile as exc:
         raise SpecError("spec.file", f"{path} {exc.reason}" if exc.reason == "does not exist" else str(exc)) from None
-    if content_digest(desired.kind, desired.name, data) != desired.spec["hash"]:
+    if _digest(desired.kind, desired.name, data, is_encrypted(path), identities) != desired.spec["hash"]:
         raise SpecError("spec.file", f"{path} changed since the plan was made; plan again")
     return data
 
 
-def normalize_data(resource: Resource) -> Desired:
+def normalize_data(resource: Resource, identities: Identities | None = None) -> Desired:
     """A Secret or Config: the absolute file, the sha256 of its bytes and the engine name carrying that hash.
-    The bytes themselves never enter the spec (plans print specs)."""
+    The bytes themselves never enter the spec (plans print specs). A file ending `.age` is decrypted in memory
+    with `identities` and hashed with a key of theirs."""
     raw = resource.spec.get("file")
     if not raw:
         raise SpecError("spec.file", "required")
@@ -78,7 +95,7 @@ def normalize_data(resource: Resource) -> Desired:
     # regular files only, at most the engine's limit, never through a link out of the manifest directory
     tree = tree_of(path, manifest_root(resource.source.file, resource.source.path))
     try:
-        data = read_bytes(path, limit, tree=tree)
+        data = _read(path, limit, tree, identities)
     except UnsafeFile as exc:
         if os.path.isdir(path):
             raise SpecError("spec.file", f"{path} is a directory") from None
@@ -88,7 +105,9 @@ def normalize_data(resource: Resource) -> Desired:
         raise SpecError("spec.file", f"{path} {exc.reason}" if exc.reason == "does not exist" else str(exc)) from None
     if not data and resource.kind == "Secret":
         raise SpecError("spec.file", f"{path} is empty; the engine refuses an empty secret")
-    digest = content_digest(resource.kind, resource.name, data)
+    if len(data) > limit:
+        raise SpecError("spec.file", f"{path} decrypts to {len(data)} bytes; the engine takes at most {limit}")
+    digest = _digest(resource.kind, resource.name, data, is_encrypted(path), identities)
     name = engine_name(resource.name, digest)
     if len(name) > SWARM_NAME_MAX:
         raise SpecError(
