@@ -281,6 +281,30 @@ def test_two_spellings_of_one_socket_take_one_lock(lock_dir: Path, tmp_path: Pat
         pass
 
 
+def test_every_url_spelling_of_one_socket_takes_one_lock(lock_dir: Path, tmp_path: Path) -> None:
+    """Issue 24, defect 3: with `watch` on `unix:///run/x.sock`, an `apply` on `unix:/run/x.sock` or
+    `unix://run/x.sock` (docker-py's legacy spelling of the same socket) took its own lock and ran at once."""
+    sock = f"{tmp_path}/docker.sock"
+    relative = sock.lstrip("/")
+    spellings = (f"unix:{sock}", f"unix://{relative}", f"unix:{relative}", f"http+unix://{relative}", sock)
+    with ProjectLock("p", f"unix://{sock}"):
+        for other in spellings:
+            with pytest.raises(LockHeld):
+                ProjectLock("p", other).acquire()
+    for other in spellings:
+        assert lock_path("p", other) == lock_path("p", f"unix://{sock}"), other
+
+
+def test_the_unix_socket_path_is_the_one_docker_py_connects_to() -> None:
+    from reconciler.drivers.engine.policy import unix_socket_path
+
+    assert unix_socket_path("unix://run/x.sock") == "/run/x.sock"
+    assert unix_socket_path("unix://Run/x.sock") == "/run/x.sock"  # docker-py's URL parser lowers the host part
+    assert unix_socket_path("unix:/run/x.sock") == "/run/x.sock"
+    assert unix_socket_path("unix://") == "/var/run/docker.sock"
+    assert unix_socket_path("tcp://run:2375") is None
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [
