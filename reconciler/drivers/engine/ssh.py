@@ -30,12 +30,16 @@ def preflight(url: str, timeout: float) -> None:
     """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
     there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
     password prompt."""
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port
+    except ValueError as exc:  # a port out of range, an unclosed IPv6 bracket
+        raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     if not parsed.hostname:
         raise PermanentError(f"invalid engine address {url!r}: no host")
     command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
-    if parsed.port:
-        command += ["-p", str(parsed.port)]
+    if port:
+        command += ["-p", str(port)]
     if parsed.username:
         command += ["-l", parsed.username]
     command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
