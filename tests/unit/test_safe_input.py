@@ -16,6 +16,7 @@ from textwrap import dedent
 import pytest
 
 from reconciler.core.lock import ProjectLock, lock_path
+from reconciler.core.safeio import UnsafeFile, read_bytes
 from reconciler.errors import LockHeld
 
 TIMEOUT = 60
@@ -461,6 +462,53 @@ def test_secret_and_config_files_are_read_safely(tmp_path: Path) -> None:
         with pytest.raises(SpecError) as err:
             normalize(kind, file)
         assert err.value.field == "spec.file" and words in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("kind", ["Secret", "Config"])
+@pytest.mark.parametrize(
+    "file", ["/proc/self/environ", "/proc/1/environ", "/sys/kernel/mm/transparent_hugepage/enabled"]
+)
+def test_secret_and_config_files_under_proc_and_sys_are_refused(tmp_path: Path, kind: str, file: str) -> None:
+    """Issue 24, defect 2: `spec: {file: /proc/self/environ}` made a swarm secret of reconcile's own environment."""
+    from reconciler.drivers.swarm.spec import normalize_data
+    from reconciler.errors import SpecError
+    from reconciler.model import Resource, Source
+
+    (tmp_path / "link.txt").symlink_to(file)
+    for spelled in (file, str(tmp_path / "link.txt")):
+        with pytest.raises(SpecError) as err:
+            normalize_data(Resource(kind, "data", {"file": spelled}, {}, Source("s.yaml", 1, tmp_path / "s.yaml")))
+        assert err.value.field == "spec.file"
+        assert "kernel pseudo file system" in err.value.message or "symbolic link leads out" in err.value.message
+
+
+def test_the_reader_never_reads_a_pseudo_file_system(tmp_path: Path) -> None:
+    """Every reader, not only env files': what was opened counts, whatever the path said."""
+    (tmp_path / "environ").symlink_to("/proc/self/environ")
+    for path in ("/proc/self/environ", tmp_path / "environ"):
+        with pytest.raises(UnsafeFile, match="kernel pseudo file system"):
+            read_bytes(path, 1 << 20)
+
+
+def test_a_data_file_at_a_sensitive_host_path_needs_the_opt_in(tmp_path: Path) -> None:
+    """Issue 24, defect 2: a direct `file: /etc/shadow` was read without the sensitive-path opt-in (a symlink to
+    it was refused). The same list as a bind mount's (sensitive_host_paths), outside the manifest directory."""
+    from reconciler.core.safeio import read_data_file
+
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    write(manifests, "ok.txt", "fine\n")
+    (tmp_path / "elsewhere").symlink_to("/etc/hostname")
+    for path in ("/etc/hostname", "/etc/../etc/hostname", tmp_path / "elsewhere"):
+        with pytest.raises(UnsafeFile, match="sensitive host path /etc; set allowSensitive"):
+            read_data_file(path, 1 << 20, manifests)
+    with pytest.raises(UnsafeFile, match="kernel pseudo file system"):
+        read_data_file("/proc/self/environ", 1 << 20, manifests, allow_sensitive=True)
+    assert read_data_file("/etc/hostname", 1 << 20, manifests, allow_sensitive=True)
+    assert read_data_file(manifests / "ok.txt", 1 << 20, manifests) == b"fine\n"
+    (manifests / "shadow").symlink_to("/etc/hostname")  # inside the manifest directory: a link out, as before
+    with pytest.raises(UnsafeFile, match="symbolic link leads out"):
+        read_data_file(manifests / "shadow", 1 << 20, manifests)
 
 
 @pytest.mark.parametrize(
