@@ -84,6 +84,10 @@ class CliFlag:
     choices: tuple[str, ...] | None = None
     env: str | None = None  # environment variable giving the default
     short: str | None = None  # e.g. "-H"
+    metavar: str | None = None  # what `--help` calls the value, e.g. "URL", "N", "SECONDS" (default: from the flag)
+    # Which commands offer the flag: "engine" every command that reads the engine (plan, apply, status, watch),
+    # "apply" those that change it (apply, watch), "global" every command, before or after it.
+    scope: str = "engine"
 
 
 def option(default: Any, flag: str, help: str, **kwargs: Any) -> Any:

@@ -33,7 +33,8 @@ def command_words(parser: argparse.ArgumentParser, path: str = "") -> dict[str, 
                 words.subcommands.append(name)
                 found |= command_words(sub, f"{path} {name}".strip())
         elif action.option_strings:
-            words.flags += action.option_strings
+            if action.help != argparse.SUPPRESS:  # hidden: still accepted, its value still skipped, not offered
+                words.flags += action.option_strings
             if action.nargs != 0:
                 for flag in action.option_strings:
                     is_path = action.type is Path

@@ -1,7 +1,15 @@
 """Which Compose service keys the import maps, and why each of the others is not mapped (the loss report's
-wording and docs/migrating.md's table both come from here)."""
+wording and docs/migrating.md's table both come from here).
+
+The keys that make Container fields are named in the Container field table (each row's `compose` column): a field
+added there is imported by adding its Compose key to its row; this package's own mappers handle the keys that need
+more than a copy (MAPPED_BY_HAND)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.plugins import load
 
 # Keys Compose knows that have no reconciler field, with the reason shown in the loss report.
 UNMAPPED: dict[str, str] = {
@@ -66,13 +74,28 @@ UNMAPPED: dict[str, str] = {
     "volume_driver": "reconciler's Container has no default volume driver",
     "volumes_from": "reconciler's Container mounts only what it declares",
 }
-# Handled elsewhere or carrying no configuration of the container.
-HANDLED = frozenset(
+# Keys that make no Container field: the Image manifest (build, pull_policy), the container's name, Compose's own.
+NOT_FIELDS = frozenset({"build", "pull_policy", "container_name", "profiles", "extends"})
+# Keys the mappers of this package read (service.py, ports.py, mounts.py, networking.py, limits.py); a key a
+# Container row names that none of them reads is copied as written (ServiceMapper._copied).
+MAPPED_BY_HAND = frozenset(
     {
-        "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "tmpfs",
-        "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
-        "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir",
-        "hostname", "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
-        "container_name", "secrets", "configs", "profiles", "pull_policy", "extends",
+        "image", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "tmpfs", "secrets",
+        "configs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
+        "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir", "hostname",
+        "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
     }
 )  # fmt: skip
+
+
+CONTAINER_FIELDS = "reconciler.drivers.container.fields:FIELDS"
+
+
+def container_fields() -> tuple[Any, ...]:
+    """The rows of the Container field table (reconciler/drivers/container/fields.py), loaded by name as the core
+    loads drivers: the importer imports no driver package, yet each row says which Compose keys make its field."""
+    return tuple(load(CONTAINER_FIELDS))
+
+
+# The keys the import carries over (or that carry no configuration of the container).
+HANDLED = NOT_FIELDS | {key for row in container_fields() for key in row.compose}

@@ -16,7 +16,7 @@ from typing import Any
 from reconciler.compose import ports as port_mapping
 from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
 from reconciler.compose.envfiles import env_file_problem
-from reconciler.compose.keys import HANDLED, UNMAPPED
+from reconciler.compose.keys import HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
@@ -117,6 +117,7 @@ class ServiceMapper:
         map_restart(self)
         map_resources(self)
         self._process()
+        self._copied()
         self._labels()
         return Manifest("Container", self.container_name, self.spec, s.loc, self.labels)
 
@@ -361,6 +362,15 @@ class ServiceMapper:
                 if seconds != math.ceil(seconds):
                     self.flag("stop_grace_period", f"rounded up to {math.ceil(seconds)}s: stopTimeout is whole seconds")
 
+    def _copied(self) -> None:
+        """The Container fields whose Compose key no mapper here reads (a row names it): copied as written; the
+        manifest is validated as a whole before it is written."""
+        for row in container_fields():
+            for key in row.compose:
+                if key in MAPPED_BY_HAND or key not in self.service or row.key in self.spec:
+                    continue
+                self.spec[row.key] = _plain(self.service[key])
+
     def _labels(self) -> None:
         labels = self.service.get("labels")
         if isinstance(labels, Map):
@@ -368,6 +378,15 @@ class ServiceMapper:
         for key in list(self.labels):
             if key.startswith(RESERVED_LABEL_PREFIX):
                 del self.labels[key]
+
+
+def _plain(value: Any) -> Any:
+    """A Compose value as plain data (the source's mappings and lists carry their locations)."""
+    if isinstance(value, Map):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Seq):
+        return [_plain(v) for v in value]
+    return value
 
 
 def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -308,7 +309,7 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
             if key in known or any(re.search(p, key) for p in patterns):
                 continue
             child = f"{path}.{key}" if path else key
-            yield Problem(rel, doc.lines.get(child, line), subject, display_path(child), "unknown field")
+            yield Problem(rel, doc.lines.get(child, line), subject, display_path(child), _unknown_field(key, known))
         return
     if error.validator == "required" and isinstance(instance, dict):
         for key in cast(list[str], error.validator_value):
@@ -317,6 +318,12 @@ def _schema_problems(error: ValidationError, doc: _Document, rel: str, subject: 
                 yield Problem(rel, line, subject, display_path(child), "required field is missing")
         return
     yield Problem(rel, line, subject, display_path(path), _message(error, path))
+
+
+def _unknown_field(key: str, known: set[str]) -> str:
+    """`unknown field`, naming the known field the key most resembles (a typo such as `imagee`), if any does."""
+    nearest = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"unknown field (did you mean {nearest[0]}?)" if nearest else "unknown field"
 
 
 _ARTICLE = {"object": "a ", "array": "a ", "string": "a ", "integer": "an ", "boolean": "a ", "number": "a "}

@@ -1,22 +1,22 @@
-"""`plan`, `apply` and `status` over the Hosts of a fleet: one runner per Host, run concurrently (bounded), one
-report. A Host that cannot be reached or fails is reported with its reason and never stops the others (except
-under a staged `--rollout`, which stops after the first batch with a failed Host)."""
+"""Where a command works: the one engine of a tree without Hosts, or the selected Hosts of a fleet. `targets`
+makes a runner for each and `for_each` runs a command's work on them: the one engine directly, or every Host
+concurrently (bounded) into one report. A Host that cannot be reached or fails is reported with its reason and
+never stops the others (except under a staged `--rollout`, which stops after the first batch with a failed Host)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
 
 from reconciler.core.executor import succeeded
-from reconciler.core.failures import record_failures
 from reconciler.core.lock import ProjectLock
-from reconciler.core.placement import HostSpec
+from reconciler.core.placement import HostSpec, select_hosts
 from reconciler.core.project import Loaded, ProjectRunner
-from reconciler.errors import ReconcileError
+from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import Plan, Result
 
 log = structlog.get_logger()
@@ -27,9 +27,9 @@ T = TypeVar("T")
 
 @dataclass
 class HostRun:
-    """What one command did on one Host."""
+    """What one command did on one target: a Host of a fleet, or (`host` None) the one engine."""
 
-    host: HostSpec
+    host: HostSpec | None
     engine: str
     plan: Plan | None = None
     results: list[Result] | None = None
@@ -48,16 +48,56 @@ def concurrently(items: Sequence[T], work: Callable[[T], None], limit: int = HOS
         list(pool.map(work, items))
 
 
+@dataclass(frozen=True)
+class Selection:
+    """`--host NAME` and `--selector KEY=VALUE`: the Hosts of a fleet a command works on (all when both are empty)."""
+
+    hosts: tuple[str, ...] = ()
+    selectors: tuple[str, ...] = ()
+
+
+@dataclass
+class Targets:
+    """What a command works on, a runner each: the one engine (`hosts` empty), or the selected Hosts of a fleet."""
+
+    loaded: Loaded  # the whole tree, valid
+    runners: list[ProjectRunner]
+    hosts: list[HostSpec] = field(default_factory=list)
+
+    @property
+    def fleet(self) -> bool:
+        return bool(self.hosts)
+
+
+def targets(runner_for: Callable[[HostSpec | None], ProjectRunner], selection: Selection) -> Targets:
+    """Read and check the tree with the runner of the one engine (`runner_for(None)`); bad input stops here,
+    before any lock or engine is touched. A tree with Hosts gives one runner per selected Host."""
+    runner = runner_for(None)
+    loaded = runner.load_valid()
+    if not loaded.hosts:
+        if selection.hosts or selection.selectors:
+            raise PermanentError("--host/--selector need a tree with Host manifests; this one has none")
+        return Targets(loaded, [runner])
+    hosts, errors = select_hosts(loaded.hosts, selection.hosts, selection.selectors)
+    if errors:
+        raise PermanentError(errors[0])
+    return Targets(loaded, [runner_for(h) for h in hosts], hosts)
+
+
+def _host_name(run: HostRun) -> str:
+    return "" if run.host is None else run.host.name
+
+
 def _guarded(run: HostRun, work: Callable[[], None]) -> None:
     try:
         work()
     except ReconcileError as exc:
         run.error = str(exc).splitlines()[0]
     except Exception as exc:  # one Host's bug must not hide the others' results
-        log.exception("host.crashed", host=run.host.name)
+        log.exception("host.crashed", host=_host_name(run))
         run.error = f"internal error: {exc!r}"
     if run.error is not None:
-        log.error("host.failed", host=run.host.name, engine=run.engine, error=run.error)
+        log.error("host.failed", host=_host_name(run), engine=run.engine, error=run.error)
 
 
 def check_distinct(runs: list[HostRun], runners: Mapping[str, ProjectRunner]) -> None:
@@ -66,46 +106,26 @@ def check_distinct(runs: list[HostRun], runners: Mapping[str, ProjectRunner]) ->
     identities: dict[str, str] = {}
 
     def one(run: HostRun) -> None:
-        engine = runners[run.host.name].engine
+        engine = runners[_host_name(run)].engine
         assert engine is not None
 
         def work() -> None:
-            identities[run.host.name] = engine.identity()
+            identities[_host_name(run)] = engine.identity()
 
         _guarded(run, work)
 
     concurrently(runs, one)
     seen: dict[str, str] = {}
-    for run in sorted(runs, key=lambda r: r.host.name):
-        ident = identities.get(run.host.name)
+    for run in sorted(runs, key=_host_name):
+        name = _host_name(run)
+        ident = identities.get(name)
         if ident is None:
             continue
         if ident in seen:
-            run.error = f"Host {run.host.name} is the same engine as Host {seen[ident]}; give each engine one Host"
-            log.error("host.failed", host=run.host.name, engine=run.engine, error=run.error)
+            run.error = f"Host {name} is the same engine as Host {seen[ident]}; give each engine one Host"
+            log.error("host.failed", host=name, engine=run.engine, error=run.error)
         else:
-            seen[ident] = run.host.name
-
-
-def plan_fleet(
-    runners: Mapping[str, ProjectRunner],
-    hosts: Iterable[HostSpec],
-    make_plan: Callable[[ProjectRunner, Loaded], Plan],
-    loaded: Loaded,
-) -> list[HostRun]:
-    runs = [HostRun(h, runners[h.name].ctx.engine_url or "") for h in hosts]
-    check_distinct(runs, runners)
-
-    def one(run: HostRun) -> None:
-        runner = runners[run.host.name]
-
-        def work() -> None:
-            run.plan = make_plan(runner, runner.load(resources=loaded.resources))
-
-        _guarded(run, work)
-
-    concurrently([r for r in runs if r.error is None], one)
-    return runs
+            seen[ident] = name
 
 
 def parse_rollout(text: str) -> int | None:
@@ -121,39 +141,53 @@ def parse_rollout(text: str) -> int | None:
     return size
 
 
-def apply_fleet(
-    runners: Mapping[str, ProjectRunner],
-    hosts: Sequence[HostSpec],
-    make_plan: Callable[[ProjectRunner, Loaded], Plan],
-    loaded: Loaded,
-    wait: bool,
-    batch: int | None,
-    on_plan: Callable[[HostRun], None] | None = None,
+Work = Callable[[HostRun, ProjectRunner, Loaded], None]
+
+
+def for_each(
+    where: Targets,
+    work: Work,
+    *,
+    lock: bool = False,
+    wait: bool = False,
+    batch: int | None = None,
+    name_order: bool = False,
 ) -> list[HostRun]:
-    """Apply on every Host: all at once, or in batches of `batch` Hosts in name order, stopping after the first
-    batch in which a Host failed (the Hosts not started are reported as skipped, with why)."""
-    runs = [HostRun(h, runners[h.name].ctx.engine_url or "") for h in sorted(hosts, key=lambda h: h.name)]
+    """Run `work(run, runner, loaded)` on every target, `loaded` being the target's share of the tree; the work
+    fills in its HostRun. The one engine is worked on directly (its errors are the command's). A fleet's Hosts
+    are first checked to be distinct engines, then worked on concurrently, each one's error kept in its HostRun;
+    in batches of `batch` Hosts when given, stopping after a batch in which a Host failed (the Hosts not started
+    are reported as skipped, with why). `name_order`: the runs in Host name order (else the tree's order).
 
-    def one(run: HostRun) -> None:
-        runner = runners[run.host.name]
+    With `lock` the work holds the target's project lock (waiting for it with `wait`); a target whose lock was
+    waited for re-reads its manifests, as the directory may have moved on while the holder ran (and applied it)."""
 
-        def work() -> None:
-            with ProjectLock(runner.project, run.engine, wait=wait) as lock:
-                current = runner.load_valid() if lock.waited else runner.load(resources=loaded.resources)
-                run.plan = make_plan(runner, current)
-                if on_plan is not None:
-                    on_plan(run)
-                run.results = runner.apply(run.plan)
-                record_failures(runner.project, run.engine, run.results)
+    def one(run: HostRun, runner: ProjectRunner, loaded: Callable[[], Loaded]) -> None:
+        if not lock:
+            work(run, runner, loaded())
+            return
+        with ProjectLock(runner.project, run.engine, wait=wait) as held:
+            work(run, runner, runner.load_valid() if held.waited else loaded())
 
-        _guarded(run, work)
-
+    if not where.fleet:
+        runner = where.runners[0]
+        run = HostRun(None, runner.ctx.engine_url or "")
+        one(run, runner, lambda: where.loaded)
+        return [run]
+    runners = {h.name: r for h, r in zip(where.hosts, where.runners, strict=True)}
+    hosts = sorted(where.hosts, key=lambda h: h.name) if name_order else where.hosts
+    runs = [HostRun(h, runners[h.name].ctx.engine_url or "") for h in hosts]
     check_distinct(runs, runners)
+
+    def on_host(run: HostRun) -> None:
+        runner = runners[_host_name(run)]
+        _guarded(run, lambda: one(run, runner, lambda: runner.load(resources=where.loaded.resources)))
+
     size = len(runs) if batch is None else batch
     for start in range(0, len(runs), max(1, size)):
         current = runs[start : start + size]
-        concurrently([r for r in current if r.error is None], one)
-        failed = [r.host.name for r in current if r.failed]
+        concurrently([r for r in current if r.error is None], on_host)
+        failed = [_host_name(r) for r in current if r.failed]
         if failed and batch is not None:
             for later in runs[start + size :]:
                 if later.error is None:  # one that failed already (its engine's identity) stays failed

@@ -12,10 +12,8 @@ pass runs, never what it may skip.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,23 +25,20 @@ import structlog
 
 from reconciler.contract import EngineEvent
 from reconciler.core.failures import write_failures
-from reconciler.core.lock import ProjectLock
 from reconciler.core.project import Loaded, ProjectRunner
 from reconciler.delays import ENGINE_DOWN, RESYNC_SPREAD, spread
 from reconciler.errors import EngineUnavailable, Problem, ReconcileError
 from reconciler.model import Action, Change, Desired, ErrorClass, Outcome, Plan, Result
-from reconciler.output.liveview import WatchLiveView, wants_live
 from reconciler.spechash import canonical_json
 from reconciler.watch.backoff import FailureMemory
 from reconciler.watch.lastgood import Assembly, LastValid, Use
-from reconciler.watch.metrics import Metrics, MetricsServer, serve
+from reconciler.watch.metrics import Metrics
 from reconciler.watch.statuspage import StatusBoard
-from reconciler.watch.triggers import Batch, DirectoryWatcher, EventReader, Key, WorkQueue, absolute_dir
+from reconciler.watch.triggers import Batch, Key, WorkQueue
 
 log = structlog.get_logger()
 
 EVENT_SETTLE_SECONDS = 0.15
-EVENT_STREAM_WAIT = 5.0  # at start-up, at most this long for the event streams before the first pass
 
 
 @dataclass(frozen=True)
@@ -499,134 +494,3 @@ def _seen(change: Change) -> str | None:
     """A fingerprint of what was observed of a change's object (None: nothing was there)."""
     obs = change.observed
     return None if obs is None else f"{obs.id} {canonical_json(obs.spec)}"
-
-
-def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    return previous
-
-
-class _StopWaiting(Exception):
-    pass
-
-
-def _stop_waiting(*_: object) -> None:
-    raise _StopWaiting
-
-
-def _live_views(args: argparse.Namespace, runner: ProjectRunner) -> list[PassObserver]:
-    """One live line per object for passes that change something, when stdout is a terminal (one engine only:
-    a fleet's controllers run side by side and would draw over each other)."""
-    if runner.host is not None or not wants_live(getattr(args, "progress", "plain")):
-        return []
-    view = WatchLiveView()
-    runner.ctx.progress_sink = view.progress
-    return [view]
-
-
-def _await_event_streams(triggers: Sequence[Any], timeout: float = EVENT_STREAM_WAIT) -> None:
-    """Let the engines' event streams connect before the first pass, so no change made after that pass observed
-    an object goes untold until the resync. An engine that is down does not hold the first pass up for long:
-    that pass then finds it down and backs off."""
-    deadline = time.monotonic() + timeout
-    for trigger in triggers:
-        if isinstance(trigger, EventReader):
-            trigger.connected.wait(max(0.0, deadline - time.monotonic()))
-
-
-def run_watch(args: argparse.Namespace, runners: list[ProjectRunner]) -> int:
-    """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
-    until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
-    options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=max(0.5, float(args.resync)))
-    fleet = len(runners) > 1 or runners[0].host is not None
-    if fleet and args.metrics_addr:
-        raise ReconcileError("--metrics-addr serves one engine's metrics; it is not supported with a fleet yet")
-    for runner in runners:
-        # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or switched symlink) is followed
-        runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
-    server: MetricsServer | None = None
-    locks = [ProjectLock(r.project, r.ctx.engine_url or args.engine, wait=args.wait) for r in runners]
-    waiting = install_signals(_stop_waiting)  # SIGINT/SIGTERM while --wait waits: a clean exit 0 as well
-    held: list[ProjectLock] = []
-    try:
-        for lock in locks:
-            lock.acquire()
-            held.append(lock)
-    except _StopWaiting:
-        for lock in held:
-            lock.release()
-        log.info("watch.stopped", project=runners[0].project, reason="stopped while waiting for the lock")
-        return 0
-    except BaseException:
-        for lock in held:
-            lock.release()
-        raise
-    finally:
-        for sig, handler in waiting.items():
-            signal.signal(sig, handler)
-    controllers = [
-        Controller(
-            r,
-            r.ctx.engine_url or args.engine,
-            options,
-            Metrics(),
-            board=StatusBoard(r.project, r.ctx.engine_url or args.engine) if args.metrics_addr else None,
-            observers=_live_views(args, r),
-        )
-        for r in runners
-    ]
-
-    def stop_all(*_: object) -> None:
-        for controller in controllers:
-            controller.request_stop()
-
-    previous = install_signals(stop_all)
-    triggers: list[Any] = []
-    try:
-        if args.metrics_addr:
-            server = serve(args.metrics_addr, controllers[0].metrics, controllers[0].board)
-            log.info("metrics.serving", addr=args.metrics_addr)
-        for runner, controller in zip(runners, controllers, strict=True):
-            if runner.engine is None:
-                raise ReconcileError("internal error: watch needs an engine")
-            watcher = DirectoryWatcher(runner.manifest_dir, lambda c=controller: c.request("files"))
-            controller.on_inputs = watcher.watch_inputs
-            triggers.append(watcher)
-            triggers.append(EventReader(runner.engine, controller.event_keys, controller.request))
-            log.info(
-                "watch.started",
-                project=runner.project,
-                dir=str(runner.manifest_dir),
-                resync=options.resync,
-                **({"host": runner.host} if runner.host else {}),
-            )
-        for trigger in triggers:
-            trigger.start()
-        _await_event_streams(triggers)
-        if not fleet:
-            controllers[0].run()
-        else:
-            threads = [
-                threading.Thread(target=c.run, name=f"watch-{r.host}", daemon=True)
-                for r, c in zip(runners, controllers, strict=True)
-            ]
-            for thread in threads:
-                thread.start()
-            while any(t.is_alive() for t in threads):
-                for thread in threads:
-                    thread.join(0.5)
-    finally:
-        for trigger in triggers:
-            trigger.stop()
-        if server is not None:
-            server.close()
-        for controller in controllers:
-            controller.close()
-        for lock in held:
-            lock.release()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    log.info("watch.stopped", project=runners[0].project)
-    return 0

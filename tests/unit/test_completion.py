@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from reconciler.cli.completion import command_words
-from reconciler.cli.main import build_parser
+from reconciler.cli.parser import build_parser
 
 
 def _script(shell: str) -> str:
@@ -46,6 +46,29 @@ def test_every_command_and_flag_of_the_parser_is_in_the_table() -> None:
     assert table["plan"].valued["--output"] == ["text", "json"]
 
 
+def test_each_command_completes_only_its_own_options() -> None:
+    """The table follows each command's options: validate offers no engine or driver flags, plan no apply-only
+    ones, and before the command only the global options are offered (the once-global ones are accepted there
+    but not suggested)."""
+    table = command_words(build_parser())
+    assert not {"--adopt", "--no-wait", "--parallel", "--host", "--output"} & set(table["validate"].flags)
+    assert {"-p", "-H", "--log-format", "--debug"} <= set(table["validate"].flags)
+    assert "--no-wait" not in table["plan"].flags and "--adopt" in table["plan"].flags
+    assert {"--no-wait", "--service-timeout"} <= set(table["apply"].flags) & set(table["watch"].flags)
+    assert set(table[""].flags) == {
+        "-h",
+        "--help",
+        "--version",
+        "-p",
+        "--project",
+        "-H",
+        "--docker-host",
+        "--log-format",
+        "--debug",
+    }
+    assert "--parallel" in table[""].valued  # a value still skipped when it comes before the command
+
+
 def test_bash_loads_it_and_completes() -> None:
     """Sourced by bash, `reconcile pl` completes to `plan`, and flags, their choices and subcommands follow."""
     script = _script("bash")
@@ -56,6 +79,10 @@ def test_bash_loads_it_and_completes() -> None:
     assert _complete(script, "reconcile", "import", "") == ["compose"]
     assert _complete(script, "reconcile", "completion", "") == ["bash", "zsh"]
     assert "--metrics-addr" in _complete(script, "reconcile", "watch", "--")
+    assert "--adopt" not in _complete(script, "reconcile", "validate", "--")
+    assert "--no-wait" in _complete(script, "reconcile", "apply", "--")
+    assert "--no-wait" not in _complete(script, "reconcile", "plan", "--")
+    assert _complete(script, "reconcile", "--parallel", "4", "pl") == ["plan"]
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")

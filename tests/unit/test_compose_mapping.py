@@ -448,3 +448,30 @@ def test_the_import_agrees_with_the_container_driver():
 
     assert mounts.SENSITIVE_PATHS == checks.SENSITIVE_PATHS
     assert envfiles._RECONCILER_LINE.pattern == ENV_LINE.pattern
+
+
+def test_the_container_field_table_says_which_keys_are_imported():
+    """The Compose keys the import maps are the ones the Container field table's rows name (plus the keys that
+    make no field); every key a mapper here reads is named by a row, and no named key is also reported lost."""
+    from reconciler.compose.keys import HANDLED, MAPPED_BY_HAND, NOT_FIELDS, UNMAPPED, container_fields
+
+    named = {key for row in container_fields() for key in row.compose}
+    assert named | NOT_FIELDS == HANDLED
+    assert named >= MAPPED_BY_HAND, "a Compose key a mapper reads is named by its Container field's row"
+    assert not named & set(UNMAPPED), "a key a row names is imported, not lost"
+    assert not NOT_FIELDS & named
+
+
+def test_a_key_added_to_a_row_is_imported_as_written(tmp_path, monkeypatch):
+    """A Container field whose row names a Compose key no mapper here reads: copied as written, no loss."""
+    import dataclasses
+
+    from reconciler.compose import keys, service
+
+    [row] = [r for r in keys.container_fields() if r.key == "readOnlyRootfs"]
+    init = dataclasses.replace(row, key="init", compose=("init",))
+    monkeypatch.setattr(service, "container_fields", lambda: (*keys.container_fields(), init))
+    monkeypatch.setattr(service, "HANDLED", keys.HANDLED | {"init"})
+    found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n    init: true\n")
+    assert found[("Container", "app")].spec["init"] is True
+    assert "services.app.init" not in lost_keys(report)

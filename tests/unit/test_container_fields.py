@@ -1,6 +1,7 @@
 """The container field table (reconciler/drivers/container/fields.py) is complete and consistent.
 
-Every manifest key of schemas/Container.schema.json is made into a row (or listed in NOT_FIELDS with why), every row
+Every manifest key of schemas/Container.schema.json is made into a row (or listed in NOT_FIELDS with why: checked
+with the Service table in test_field_tables.py), every row
 says everything the walkers need, and each row's columns say what the code does: SAMPLES gives two values of each
 field, and changing one of them is checked against the row's action (hash, create call, in-place update, diff).
 A new field needs its row and a SAMPLES entry here; the tests below fail until both exist.
@@ -23,7 +24,6 @@ from reconciler.drivers.container.fields import (
     IN_PLACE,
     LIMITS,
     NOT_CREATED,
-    NOT_FIELDS,
     Field,
     in_place_body,
 )
@@ -82,30 +82,7 @@ def desired_of(fragment: dict[str, Any]) -> Desired:
     return normalize_container(Resource("Container", "web", spec, labels, Source("w.yaml", 1, Path("/tmp/w.yaml"))))
 
 
-def schema_keys() -> set[str]:
-    """Every manifest key of a Container document below `spec` and `metadata`."""
-    container = json.loads((SCHEMAS / "Container.schema.json").read_text())
-    common = json.loads((SCHEMAS / "common.schema.json").read_text())
-    spec = {f"spec.{k}" for k in container["properties"]["spec"]["properties"]}
-    metadata = {f"metadata.{k}" for k in common["$defs"]["metadata"]["properties"]}
-    return spec | metadata
-
-
-# --- the table covers the schema ---------------------------------------------------------------------------------
-
-
-def test_every_manifest_key_is_a_field_or_said_not_to_be() -> None:
-    covered = {key for row in FIELDS for key in row.manifest}
-    missing = schema_keys() - covered - set(NOT_FIELDS)
-    assert not missing, f"manifest keys no row of fields.FIELDS is made from (add a row, or to NOT_FIELDS): {missing}"
-
-
-def test_no_row_names_a_key_the_schema_does_not_have() -> None:
-    stale = {key for row in FIELDS for key in row.manifest} - schema_keys()
-    assert not stale
-    assert not set(NOT_FIELDS) - schema_keys()
-    assert not set(NOT_FIELDS) & {key for row in FIELDS for key in row.manifest}
-    assert all(NOT_FIELDS.values()), "say why each one is not a field"
+# --- the table covers the schema (with Service's: test_field_tables.py) -------------------------------------------
 
 
 def test_resource_limits_are_the_schemas() -> None:

@@ -53,8 +53,7 @@ def test_inputs_default_to_none(tmp_path: Path) -> None:
 
 
 def test_swarm_inputs_are_secret_files_and_service_env_files(tmp_path: Path) -> None:
-    from reconciler.drivers.swarm.data import ConfigDriver, SecretDriver
-    from reconciler.drivers.swarm.service import ServiceDriver
+    from reconciler.drivers.swarm.driver import ConfigDriver, SecretDriver, ServiceDriver
 
     for driver in (SecretDriver(ctx(tmp_path)), ConfigDriver(ctx(tmp_path))):
         found = list(driver.inputs(resource(driver.kind, {"file": "./secrets/db.txt"}, tmp_path)))

@@ -197,7 +197,7 @@ def test_the_fleet_summary_counts_a_host_once() -> None:
 
     from reconciler.core.placement import HostSpec
     from reconciler.errors import EngineUnavailable
-    from reconciler.fleet.run import apply_fleet
+    from reconciler.fleet.run import Targets, for_each
     from reconciler.output.render import fleet_results_text
 
     def host(name: str) -> HostSpec:
@@ -214,7 +214,8 @@ def test_the_fleet_summary_counts_a_host_once() -> None:
     hosts = [host(n) for n in ("a-down", "b-identity", "c-later")]
     engines = {h.name: SimpleNamespace(identity=identity(h.name)) for h in hosts}
     runners = {h.name: SimpleNamespace(ctx=SimpleNamespace(engine_url=h.engine), engine=engines[h.name]) for h in hosts}
-    runs = apply_fleet(runners, hosts, make_plan=None, loaded=None, wait=False, batch=1)  # type: ignore[arg-type]
+    where = Targets(loaded=None, runners=[runners[h.name] for h in hosts], hosts=hosts)  # type: ignore[arg-type]
+    runs = for_each(where, work=None, lock=True, batch=1, name_order=True)  # type: ignore[arg-type]
     assert [(r.host.name, r.failed, r.skipped is not None) for r in runs] == [
         ("a-down", True, False),
         ("b-identity", True, False),
@@ -223,3 +224,25 @@ def test_the_fleet_summary_counts_a_host_once() -> None:
     text = fleet_results_text(runs)
     assert text.endswith("Fleet: 3 hosts, 0 converged, 2 failed (a-down, b-identity), 1 not started.")
     assert "Host b-identity (unix:///run/b-identity.sock): failed: cannot reach the Docker engine of b-identity" in text
+
+
+def test_the_one_engine_is_worked_on_directly_and_its_errors_are_the_commands() -> None:
+    """Without Hosts, `for_each` runs the work once on the one engine with the whole tree, and an error is not
+    kept in a HostRun (as a Host's is) but stops the command, as it did before fleets existed."""
+    from types import SimpleNamespace
+
+    from reconciler.errors import EngineUnavailable
+    from reconciler.fleet.run import Targets, for_each
+
+    tree = object()
+    runner = SimpleNamespace(ctx=SimpleNamespace(engine_url="unix:///run/one.sock"))
+    where = Targets(loaded=tree, runners=[runner])  # type: ignore[arg-type, list-item]
+    seen = []
+    runs = for_each(where, lambda run, r, loaded: seen.append((run.host, run.engine, r, loaded)))
+    assert seen == [(None, "unix:///run/one.sock", runner, tree)] and len(runs) == 1 and not where.fleet
+
+    def down(*_: object) -> None:
+        raise EngineUnavailable("cannot reach the Docker engine")
+
+    with pytest.raises(EngineUnavailable):
+        for_each(where, down)

@@ -241,3 +241,24 @@ def test_type_errors_speak_yaml(tmp_path: Path) -> None:
     write(tmp_path, "v.yaml", "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v1, labels: {a: true}}\n")
     [msg] = messages(tmp_path)
     assert msg == "v.yaml:3: Volume/v1: metadata.labels.a: must be a string, not a boolean (true)"
+
+
+def test_an_unknown_field_names_the_nearest_known_one(tmp_path: Path) -> None:
+    """A typo names the field it most resembles; a key like no known field is just unknown. Still one line."""
+    write(
+        tmp_path,
+        "c.yaml",
+        """\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata:
+          name: web
+        spec:
+          imagee: nginx:1.27
+          restartPolicy: always
+          zzzzzz: 1
+        """,
+    )
+    msgs = messages(tmp_path)
+    assert "c.yaml:6: Container/web: spec.imagee: unknown field (did you mean image?)" in msgs
+    assert "c.yaml:8: Container/web: spec.zzzzzz: unknown field" in msgs

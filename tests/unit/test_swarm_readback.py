@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from reconciler.core.manifests import load_directory
-from reconciler.drivers.swarm.body import endpoint_spec, service_spec, task_template
-from reconciler.drivers.swarm.diff import NO_ROLL, ROLLS, diff_service, with_data_versions
-from reconciler.drivers.swarm.readback import observed_service
+from reconciler.drivers.swarm.apply import endpoint_spec, service_spec, task_template
+from reconciler.drivers.swarm.diff import ROLLS, diff_service, with_data_versions
+from reconciler.drivers.swarm.fields import NO_ROLL
+from reconciler.drivers.swarm.observe import observed_service
 from reconciler.drivers.swarm.spec import normalize_service
 from reconciler.model import Action, Desired, Observed, Resource, Source
 
@@ -130,7 +131,7 @@ def test_a_new_secret_version_repoints_the_service() -> None:
 
 @pytest.mark.parametrize("source", ["full", "minimal"])
 def test_the_engine_document_reads_back_as_the_spec(source: str) -> None:
-    """body.py and readback.py are inverses: what apply sends, observe reads as the same canonical spec."""
+    """apply.py and observe.py are inverses: what apply sends, observe reads as the same canonical spec."""
     if source == "full":
         desired = full_desired()
     else:

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.contract import DriverContext, EngineEvent
-from reconciler.drivers.swarm.data import SecretDriver
-from reconciler.drivers.swarm.service import ServiceDriver
+from reconciler.drivers.swarm.driver import SecretDriver, ServiceDriver
 from reconciler.drivers.swarm.spec import normalize_data, normalize_service
-from reconciler.drivers.swarm.units import parse_duration, show_duration
+from reconciler.drivers.swarm.values import parse_duration, show_duration
 from reconciler.errors import SpecError
 from reconciler.model import Observed, Resource, Source
 

@@ -17,6 +17,10 @@ The walkers: `spec.normalize_container` (normalize, hash), `observe.observed_spe
 (with functions here for whatever the generic ones do not cover) plus its tests; tests/unit/test_container_fields.py
 checks that every row is complete and every manifest key of schemas/Container.schema.json has a row.
 
+Fields that mean the same thing for a Service (image, command, entrypoint, env, user, workingDir, hostname) take
+their manifest half (keys, normalizer) from the shared rows of reconciler/drivers/engine/fields.py, which also holds
+the one env-masking rule; swarm/fields.py is the Service's table.
+
 Pure: the engine operations of in-place changes (reconnect, start/stop) are in inplace.py.
 """
 
@@ -28,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.safeio import tree_of
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -42,18 +45,28 @@ from reconciler.drivers.container.values import (
     LABEL_SENSITIVE_ENV,
     canonical_reference,
     capability,
-    clean_path,
-    command_line,
     env_dict,
     parse_bytes,
     parse_duration,
-    read_env_file,
     resolve_host_path,
     shown_cpus,
     shown_size,
 )
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import user_labels
+from reconciler.drivers.engine.fields import (
+    COMMAND,
+    ENTRYPOINT,
+    ENV,
+    HOSTNAME,
+    IMAGE,
+    USER,
+    WORKING_DIR,
+    Normalizer,
+    Normalizing,
+    env_changes,
+    shown_env,
+)
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange, Step
 
@@ -63,17 +76,6 @@ BUILTIN_MODES = ("bridge", "host", "none")
 
 
 # --- what the row functions get ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Normalizing:
-    """A manifest being normalized: its `spec`, the manifest file (relative paths), and the paths (`env.NAME`)
-    whose values must never be shown, which normalizers add to."""
-
-    spec: Mapping[str, Any]
-    manifest: Path
-    sensitive: set[str] = field(default_factory=set)
-    root: Path | None = None  # the manifest directory: env files written inside it may not link out of it
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,6 @@ class CreateCall:
     host_raw: dict[str, Any] = field(default_factory=dict)
 
 
-Normalizer = Callable[[Normalizing], Any]
 Reader = Callable[[Mapping[str, Any], Mapping[str, str]], Any]  # (inspect document, container ID -> name)
 Expect = Callable[[Any, Comparing], Any]  # (declared value, ...) -> the value the engine should report
 Writer = Callable[[Any, CreateCall], None]  # (declared value, the call being built)
@@ -174,6 +175,9 @@ class Field:
     # normalized before the other fields: env files are read first, so a bad one is reported even when a field
     # before it in the table fails otherwise (an unbalanced quote in `command`)
     normalize_first: bool = False
+    # the Compose service keys `reconcile import compose` makes it from (reconciler/compose: a key named here is
+    # imported; one no mapper of its own knows is copied as written, and checked with the rest of the manifest)
+    compose: tuple[str, ...] = ()
     doc: str = ""
 
     @property
@@ -243,49 +247,17 @@ def _expect_entrypoint(value: Any, ctx: Comparing) -> Any:
 # --- env --------------------------------------------------------------------------------------------------------
 
 
-def _normalize_env(n: Normalizing) -> dict[str, str]:
-    """envFiles in order, then `env` on top (as Compose does); env-file values and sensitiveEnv names are
-    sensitive (never shown)."""
-    env: dict[str, str] = {}
-    secret: set[str] = set()
-    for i, name in enumerate(n.spec.get("envFiles") or []):
-        path = Path(name)
-        if not path.is_absolute():
-            path = n.manifest.parent / path
-        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, n.root))
-        env.update(found)
-        secret.update(found)
-    env.update({str(k): str(v) for k, v in (n.spec.get("env") or {}).items()})
-    secret.update(n.spec.get("sensitiveEnv") or [])
-    n.sensitive.update(f"env.{name}" for name in secret)
-    return dict(sorted(env.items()))
-
-
 def shown_old_env(ctx: Comparing) -> frozenset[str]:
-    """The env names whose OBSERVED value may be printed: declared in plain `env` now (and not recorded as
-    sensitive when the container was created), or still the image's own value. Anything else may have come from
-    an env file or a sensitiveEnv entry since removed from the manifest: never shown."""
-    desired = ctx.desired
-    recorded = set(filter(None, ctx.labels.get(LABEL_SENSITIVE_ENV, "").split(",")))
-    plain = {str(k) for k in desired.resource.spec.get("env") or {}}
-    plain -= {p.removeprefix("env.") for p in desired.sensitive}
-    have = ctx.have.get("env") or {}
-    image = ctx.facts.defaults.env
-    shown = {k for k in have if k not in recorded and (k in plain or (k in image and image[k] == have[k]))}
-    return frozenset(shown)
+    """The env names whose OBSERVED value may be printed (the one rule, engine/fields.shown_env): declared in plain
+    `env` now and not recorded as sensitive when the container was created (its label), or still the image's own
+    value."""
+    recorded = frozenset(filter(None, ctx.labels.get(LABEL_SENSITIVE_ENV, "").split(",")))
+    return shown_env(ctx.desired, ctx.have.get("env") or {}, recorded, ctx.facts.defaults.env)
 
 
 def _compare_env(row: Field, want: Mapping[str, str], have: Any, ctx: Comparing) -> list[FieldChange]:
     """One REPLACE per differing name; sensitive when either side's value must not be shown (one flag masks both)."""
-    have = have or {}
-    shown_old = shown_old_env(ctx)
-    changes = []
-    for key in sorted(set(want) | set(have)):
-        if want.get(key) != have.get(key):
-            path = f"env.{key}"
-            secret = path in ctx.desired.sensitive or (key in have and key not in shown_old)
-            changes.append(FieldChange(path, have.get(key), want.get(key), Action.REPLACE, sensitive=secret))
-    return changes
+    return env_changes(want, have, ctx.desired, shown_old_env(ctx), Action.REPLACE)
 
 
 def _write_env(value: Mapping[str, str], call: CreateCall) -> None:
@@ -818,45 +790,40 @@ REPLACE, UPDATE, NONE = Action.REPLACE, Action.UPDATE, Action.NONE
 
 FIELDS: tuple[Field, ...] = (
     Field(
-        "image",
-        ("spec.image",),
-        normalize=lambda n: canonical_reference(n.spec["image"]),
+        **IMAGE.columns(),
         read=lambda info, names: canonical_reference(_config(info).get("Image") or ""),
         action=REPLACE,
         create=to_create("image"),
         after=_image_moved,
         follow=_follow_image,
+        compose=("image",),
         doc="short form of the reference; the image ID behind it is compared too (`after`)",
     ),
     Field(
-        "command",
-        ("spec.command",),
-        normalize=lambda n: command_line(n.spec.get("command")),
+        **COMMAND.columns(),
         read=lambda info, names: list(_config(info).get("Cmd") or []),
         action=REPLACE,
         create=to_create("command"),
         expect=_expect_command,
+        compose=("command",),
         doc="undeclared: the image's CMD, or none when an entrypoint is declared",
     ),
     Field(
-        "entrypoint",
-        ("spec.entrypoint",),
-        normalize=lambda n: command_line(n.spec.get("entrypoint")),
+        **ENTRYPOINT.columns(),
         read=lambda info, names: list(_config(info).get("Entrypoint") or []),
         action=REPLACE,
         create=to_create("entrypoint"),
         expect=_expect_entrypoint,
+        compose=("entrypoint",),
     ),
     Field(
-        "env",
-        ("spec.env", "spec.envFiles", "spec.sensitiveEnv"),
-        normalize=_normalize_env,
+        **ENV.columns(),
         read=lambda info, names: env_dict(_config(info).get("Env")),
         action=REPLACE,
         create=_write_env,
         expect=lambda value, ctx: {**ctx.facts.defaults.env, **value},
         compare=_compare_env,
-        normalize_first=True,
+        compose=("environment", "env_file"),
         doc="env files under env; compared per name (`env.NAME`), sensitive values masked",
     ),
     Field(
@@ -866,6 +833,7 @@ FIELDS: tuple[Field, ...] = (
         read=_read_ports,
         action=REPLACE,
         create=_write_ports,
+        compose=("ports",),
     ),
     Field(
         "mounts",
@@ -877,6 +845,7 @@ FIELDS: tuple[Field, ...] = (
         expect=lambda value, ctx: engine_mounts(value),
         show=_show_mounts,
         hash_form=engine_mounts,
+        compose=("volumes", "tmpfs", "secrets", "configs"),
         doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift); allowSensitive is no state",
     ),
     Field(
@@ -888,6 +857,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_networks,
         update=InPlace(3, _network_steps, run=run_networks),
         compare=_compare_networks,
+        compose=("networks",),
         doc="compared per network (`networks.NAME`); changed by disconnect / connect",
     ),
     Field(
@@ -899,6 +869,7 @@ FIELDS: tuple[Field, ...] = (
         create=_write_network_mode,
         drifts=_namespace_pinned,
         follow=_follow_namespace,
+        compose=("network_mode",),
         doc="None when user networks are declared; `container:<id>` is read back as `container:<name>`",
     ),
     Field(
@@ -909,6 +880,7 @@ FIELDS: tuple[Field, ...] = (
         action=UPDATE,
         create=_write_restart,
         update=InPlace(2, lambda fields, desired: ["update restart policy in place"], body=_update_restart),
+        compose=("restart", "deploy"),
     ),
     Field(
         "state",
@@ -927,6 +899,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_healthcheck,
         expect=or_image("healthcheck"),
+        compose=("healthcheck",),
         doc="durations in nanoseconds, engine defaults filled in",
     ),
     Field(
@@ -939,35 +912,33 @@ FIELDS: tuple[Field, ...] = (
         update=InPlace(1, _resource_steps, body=_update_resources),
         expect=_expect_resources,
         compare=_compare_resources,
+        compose=("mem_limit", "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "deploy"),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
     Field(
-        "user",
-        ("spec.user",),
-        normalize=lambda n: n.spec.get("user"),
+        **USER.columns(),
         read=lambda info, names: _config(info).get("User") or "",
         action=REPLACE,
         create=to_create("user"),
         expect=or_image("user"),
+        compose=("user",),
     ),
     Field(
-        "workingDir",
-        ("spec.workingDir",),
-        normalize=lambda n: clean_path(n.spec.get("workingDir")),
+        **WORKING_DIR.columns(),
         read=lambda info, names: _config(info).get("WorkingDir") or "",
         action=REPLACE,
         create=to_create("working_dir"),
         expect=or_image("working_dir"),
+        compose=("working_dir",),
     ),
     Field(
-        "hostname",
-        ("spec.hostname",),
-        normalize=lambda n: n.spec.get("hostname"),
+        **HOSTNAME.columns(),
         read=lambda info, names: _config(info).get("Hostname") or "",
         action=REPLACE,
         create=to_create("hostname"),
         # undeclared, the engine assigns one (the short ID, or the host's / other container's): never drift
         expect=lambda value, ctx: value if value is not None else ctx.have.get("hostname", ""),
+        compose=("hostname",),
     ),
     Field(
         "capAdd",
@@ -977,6 +948,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_host("cap_add", empty_is_none=True),
         compare=as_set,
+        compose=("cap_add",),
         doc="upper case without CAP_",
     ),
     Field(
@@ -987,6 +959,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_host("cap_drop", empty_is_none=True),
         compare=as_set,
+        compose=("cap_drop",),
     ),
     Field(
         "privileged",
@@ -995,6 +968,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: bool(_host(info).get("Privileged")),
         action=REPLACE,
         create=to_host("privileged"),
+        compose=("privileged",),
     ),
     Field(
         "allowPrivileged",
@@ -1002,6 +976,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=lambda n: bool(n.spec.get("allowPrivileged", False)),
         read=None,
         action=NONE,
+        compose=("privileged",),
         doc="an opt-in the checks read, no engine state",
     ),
     Field(
@@ -1011,6 +986,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: bool(_host(info).get("ReadonlyRootfs")),
         action=REPLACE,
         create=to_host("read_only"),
+        compose=("read_only",),
     ),
     Field(
         "stopTimeout",
@@ -1021,6 +997,7 @@ FIELDS: tuple[Field, ...] = (
         ),
         action=REPLACE,
         create=to_create("stop_timeout"),
+        compose=("stop_grace_period",),
     ),
     Field(
         "dependsOn",
@@ -1028,6 +1005,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=_normalize_depends_on,
         read=None,
         action=NONE,
+        compose=("depends_on",),
         doc="ordering and waits before a start, no engine state",
     ),
     Field(
@@ -1036,6 +1014,7 @@ FIELDS: tuple[Field, ...] = (
         normalize=lambda n: sorted(n.spec.get("sensitiveEnv") or []),
         read=None,
         action=NONE,
+        compose=("environment",),
         doc="which env names are masked (stamped as a label by the driver), no engine state",
     ),
     Field(
@@ -1046,6 +1025,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_labels,
         expect=_expect_labels,
+        compose=("labels",),
         doc="hashed with the spec (spec_hash takes the labels); the engine's are the image's plus the declared",
     ),
 )

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.core.safeio import manifest_root
-from reconciler.drivers.container.fields import FIELDS, Normalizing
+from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
+from reconciler.drivers.engine.fields import Normalizing
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 

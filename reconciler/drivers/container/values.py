@@ -8,7 +8,6 @@ field or touches the engine.
 from __future__ import annotations
 
 import os
-import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,6 @@ def resolve_host_path(source: str, manifest: Path) -> str:
     if not path.is_absolute():
         path = manifest.parent / path
     return os.path.abspath(path)
-
-
-def clean_path(path: str | None) -> str | None:
-    """An absolute path as the engine stores it (Go's filepath.Clean): `/tmp/` and `//srv//x/../y` are
-    `/tmp` and `/srv/y`, so the spelling never shows as a change."""
-    if not path or not path.startswith("/"):
-        return path
-    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def shown_size(value: Any) -> Any:

@@ -34,7 +34,12 @@ TRIGGERS = {
 @dataclass(frozen=True)
 class EngineOptions:
     docker_host: str | None = option(
-        None, "--docker-host", "engine URL (default: DOCKER_HOST or the local socket)", short="-H"
+        None,
+        "--docker-host",
+        "engine URL (default: DOCKER_HOST or the local socket)",
+        short="-H",
+        metavar="URL",
+        scope="global",
     )
     tls: TlsFiles | None = None  # a fleet Host's client TLS files; not a flag
     adopt: bool = option(
@@ -49,6 +54,7 @@ class EngineOptions:
         "engine requests at once (default 8: the engine slows sharply beyond ~10 concurrent starts); waits "
         "for a container to settle or a dependency to be healthy take none",
         type=int,
+        metavar="N",
     )
 
 

@@ -5,6 +5,7 @@ not import one another."""
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 import shlex
 from pathlib import Path
@@ -68,6 +69,14 @@ def command_line(value: str | list[str] | None) -> list[str] | None:
     if isinstance(value, str):
         return shlex.split(value)
     return [str(v) for v in value]
+
+
+def clean_path(path: str | None) -> str | None:
+    """An absolute path as the engine stores it (Go's filepath.Clean): `/tmp/` and `//srv//x/../y` are
+    `/tmp` and `/srv/y`, so the spelling never shows as a change."""
+    if not path or not path.startswith("/"):
+        return path
+    return "/" + posixpath.normpath(path).lstrip("/")
 
 
 def canonical_reference(ref: str) -> str:

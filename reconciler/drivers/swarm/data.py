@@ -1,4 +1,5 @@
-"""Secret and Config drivers: content-addressed versions of a file's bytes.
+"""What the Secret and Config drivers share (SwarmDataDriver; the two classes are in driver.py): content-addressed
+versions of a file's bytes.
 
 Swarm secrets and configs are immutable (only their labels change). So every version is its own engine object,
 named `<name>-<sha256 prefix>` and labelled with its manifest name: new content is a new object (CREATE), the
@@ -19,7 +20,7 @@ from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.spec import normalize_data, read_data
-from reconciler.drivers.swarm.units import NOT_A_MANAGER, list_on_manager
+from reconciler.drivers.swarm.values import NOT_A_MANAGER, list_on_manager
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -215,33 +216,3 @@ class SwarmDataDriver(DockerDriver):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-class SecretDriver(SwarmDataDriver):
-    kind = "Secret"
-    noun = "secret"
-    ref_key = "SecretName"
-
-    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return list(self.api.secrets(filters=dict(filters)))
-
-    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
-        return str(self.api.create_secret(name, data, labels=dict(labels))["ID"])
-
-    def _remove(self, engine_id: str) -> None:
-        self.api.remove_secret(engine_id)
-
-
-class ConfigDriver(SwarmDataDriver):
-    kind = "Config"
-    noun = "config"
-    ref_key = "ConfigName"
-
-    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return list(self.api.configs(filters=dict(filters)))
-
-    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
-        return str(self.api.create_config(name, data, labels=dict(labels))["ID"])
-
-    def _remove(self, engine_id: str) -> None:
-        self.api.remove_config(engine_id)

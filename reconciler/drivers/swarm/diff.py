@@ -1,6 +1,7 @@
 """Desired x observed service -> one Change, field by field, saying which changes roll tasks.
 
-Pure: both sides are in the canonical shape (spec.py / readback.py). A service is never replaced except when its
+Pure: both sides are in the canonical shape (spec.py / observe.py); each field is compared as its row in
+fields.FIELDS says. A service is never replaced except when its
 mode changes (the engine refuses to turn a replicated service into a global one): every other difference is one
 `update` of the service, whose fields are marked "rolls tasks" (task template, ports) or "no task restart"
 (replicas, labels, update/rollback config).
@@ -11,77 +12,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.swarm.body import rolls_tasks
-from reconciler.drivers.swarm.readback import ServiceFacts
-from reconciler.drivers.swarm.units import show_duration
+from reconciler.drivers.swarm.fields import BY_KEY, FIELDS, ROLLS, note_for
+from reconciler.drivers.swarm.observe import ServiceFacts
 from reconciler.model import Action, Change, Desired, FieldChange, Observed
 
 KIND = "Service"
-ROLLS = "rolls tasks"
-NO_ROLL = "no task restart"
-DURATIONS = frozenset({"stopGracePeriod", "delay", "monitor", "interval", "timeout", "startPeriod", "window"})
-# where a per-key comparison reads better than one line for the whole value
-PER_KEY = ("env", "update", "rollback", "restartPolicy", "placement", "resources", "healthcheck")
-
-
-def _shown(key: str, value: Any) -> Any:
-    """Durations as `5s`, for people; everything else as it is."""
-    if key in DURATIONS and isinstance(value, int):
-        return show_duration(value)
-    return value
 
 
 def expected_spec(desired: Desired, observed_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The observed spec this service should have: the declared values, with what the engine assigns when the
-    manifest leaves it open (a published port chosen by ingress) taken as observed."""
-    want = {**desired.spec, "labels": dict(desired.resource.labels)}
-    assigned = {
-        (p["containerPort"], p["protocol"], p["publishMode"]): p["hostPort"] for p in observed_spec.get("ports") or []
-    }
-    want["ports"] = sorted(
-        (
-            {**p, "hostPort": assigned.get((p["containerPort"], p["protocol"], p["publishMode"]))}
-            if p["hostPort"] is None
-            else p
-            for p in desired.spec["ports"]
-        ),
-        key=lambda p: (p["containerPort"], p["protocol"], p["publishMode"], p["hostPort"] or 0),
-    )
+    """The observed spec this service should have: each field's declared value as the engine reports it (a
+    published port ingress chose, when the manifest gives none, taken as observed); the labels declared."""
+    want = {}
+    for row in FIELDS:
+        value = desired.spec[row.key] if row.normalize is not None else dict(desired.resource.labels)
+        want[row.key] = row.expect(value, observed_spec)
     return want
 
 
 def field_changes(desired: Desired, observed: Observed) -> list[FieldChange]:
+    """Field by field (in key order), each compared as its row says and marked as rolling tasks or not."""
     want = expected_spec(desired, observed.spec)
     have = observed.spec
     changes: list[FieldChange] = []
     for key in sorted(want):
-        new, old = want[key], have.get(key)
-        if new == old:
-            continue
-        note = ROLLS if rolls_tasks(key) else NO_ROLL
-        if key == "mode":
-            changes.append(FieldChange(key, old, new, Action.REPLACE, note="the engine cannot change a service's mode"))
-        elif key in PER_KEY and isinstance(new, Mapping) and isinstance(old, Mapping | None):
-            old = old or {}
-            for sub in sorted(set(new) | set(old)):
-                if new.get(sub) != old.get(sub):
-                    path = f"{key}.{sub}"
-                    secret = key == "env" and path in desired.sensitive
-                    # an env value not declared in plain `env` now may have come from an env file: not shown
-                    if key == "env" and sub in old and sub not in (desired.resource.spec.get("env") or {}):
-                        secret = True
-                    changes.append(
-                        FieldChange(
-                            path,
-                            _shown(sub, old.get(sub)),
-                            _shown(sub, new.get(sub)),
-                            Action.UPDATE,
-                            sensitive=secret,
-                            note=note,
-                        )
-                    )
-        else:
-            changes.append(FieldChange(key, _shown(key, old), _shown(key, new), Action.UPDATE, note=note))
+        row = BY_KEY[key]
+        changes += row.compare(row, want[key], have.get(key), desired, note_for(row))
     return changes
 
 

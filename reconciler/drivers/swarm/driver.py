@@ -1,16 +1,15 @@
-"""Service driver: swarm services, planned field by field and applied as one update that is waited for.
+"""The swarm drivers: Service (below), and Secret and Config (their shared SwarmDataDriver is in data.py).
+
+Service: swarm services, planned field by field and applied as one update that is waited for.
 
 observe: one label-filtered listing of the project's services (plus any service holding a declared name), the
 network names and the project's secret/config versions to read them back by manifest name, and the registry's
-digest for each declared tag. apply: create, update (from the current spec, with its version) or remove; then
-wait until the tasks converge, rolling a failed update back to the previous spec.
+digest for each declared tag. apply (the steps: apply.ServiceSteps): create, update (from the current spec, with
+its version) or remove; then wait until the tasks converge, rolling a failed update back to the previous spec.
 """
 
 from __future__ import annotations
 
-import copy
-import datetime
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,21 +19,20 @@ from reconciler.contract import Catalog, EngineEvent, Key, input_path, option
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
-from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
-from reconciler.drivers.swarm.body import endpoint_spec, rolls_tasks, service_spec, task_template
-from reconciler.drivers.swarm.converge import ServiceWaiter
+from reconciler.drivers.engine.errors import explain
+from reconciler.drivers.swarm.apply import ServiceSteps, reworded
+from reconciler.drivers.swarm.data import SwarmDataDriver
 from reconciler.drivers.swarm.diff import (
-    IMAGE_FOLLOW,
     KIND,
     diff_service,
     follow_image,
     prune_service,
     with_data_versions,
 )
-from reconciler.drivers.swarm.readback import ServiceFacts, observed_service
+from reconciler.drivers.swarm.observe import observed_service
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.drivers.swarm.units import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
-from reconciler.errors import PermanentError, ReconcileError, TemporaryError
+from reconciler.drivers.swarm.values import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
+from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import (
     LABEL_NAME,
     Action,
@@ -48,29 +46,21 @@ from reconciler.model import (
 
 # A container of a service task names its service in this label (events of task containers carry it).
 TASK_SERVICE_LABEL = "com.docker.swarm.service.name"
-REMOVAL_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    no_wait: bool = option(False, "--no-wait", "apply: do not wait for services to converge (no rollback either)")
+    no_wait: bool = option(
+        False, "--no-wait", "apply: do not wait for services to converge (no rollback either)", scope="apply"
+    )
     service_timeout: float = option(
         300.0,
         "--service-timeout",
         "apply: seconds to wait for a service to converge before rolling it back (default 300)",
         env="RECONCILER_SERVICE_TIMEOUT",
+        metavar="SECONDS",
+        scope="apply",
     )
-
-
-def reworded(exc: ReconcileError, message: str) -> ReconcileError:
-    """The same error (class, retry delay) saying `message`."""
-    clone = copy.copy(exc)
-    clone.args = (message,)
-    return clone
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ServiceDriver(DockerDriver):
@@ -263,8 +253,17 @@ class ServiceDriver(DockerDriver):
 
     # -- apply -----------------------------------------------------------------------------------------------
     def apply(self, change: Change) -> None:
+        steps = ServiceSteps(
+            self.api,
+            self.log,
+            self.errors,
+            lambda d: ownership_labels(d, self.project),
+            self._wanted,
+            self.wait,
+            lambda: self.timeout,
+        )
         try:
-            self._apply(change)
+            steps.run(change)
         except ReconcileError as exc:
             secrets = []
             if change.desired is not None:
@@ -275,163 +274,32 @@ class ServiceDriver(DockerDriver):
                 raise
             raise reworded(exc, message) from None
 
-    def _apply(self, change: Change) -> None:
-        name = change.name
-        if change.action is Action.DELETE:
-            assert change.observed is not None
-            self._remove(name, change.observed.id)
-            return
-        desired = change.desired
-        assert desired is not None
-        if change.action is Action.CREATE or change.action is Action.REPLACE:
-            if change.action is Action.REPLACE:
-                assert change.observed is not None
-                self._remove(name, change.observed.id)
-            self._create(desired, change)
-            return
-        assert change.observed is not None
-        self._update(desired, change)
 
-    def _resolve(self, desired: Desired) -> str:
-        """`ref@digest` for the declared reference, from its registry (the engine's distribution inspect)."""
-        ref = desired.spec["image"]
-        if "@" in ref:
-            return ref
-        where = f"service {desired.name}: image {ref} cannot be resolved to a digest"
-        try:
-            digest = self.api.inspect_distribution(ref)["Descriptor"]["digest"]
-        except lazy.APIError as exc:
-            raise registry_failure(where, explain(exc)) from None
-        except Exception as exc:
-            raise TemporaryError(f"{where}: {exc}") from None
-        return f"{ref}@{digest}"
+class SecretDriver(SwarmDataDriver):
+    kind = "Secret"
+    noun = "secret"
+    ref_key = "SecretName"
 
-    def _data_ids(
-        self, desired: Desired, change: Change
-    ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
-        """Declared name -> (ID, engine name) of the secret/config version each attachment uses."""
-        wanted = self._wanted.get(desired.name, {})
-        facts = change.observed.raw if change.observed is not None else None
-        found: dict[str, dict[str, tuple[str, str]]] = {"secrets": {}, "configs": {}}
-        for key, list_fn in (("secrets", self.api.secrets), ("configs", self.api.configs)):
-            in_use = getattr(facts, f"{key[:-1]}_versions", {}) if isinstance(facts, ServiceFacts) else {}
-            for ref in desired.spec[key]:
-                # the version the plan chose, else the one in use, else an engine object of that very name
-                engine = wanted.get(key, {}).get(ref["name"]) or in_use.get(ref["name"]) or ref["name"]
-                with self.errors(desired.name, f"find {key[:-1]} {engine}"):
-                    matches = [s for s in list_fn(filters={"name": engine}) if s["Spec"]["Name"] == engine]
-                if not matches:
-                    raise PermanentError(f"service {desired.name}: {key[:-1]} {ref['name']} ({engine}) does not exist")
-                found[key][ref["name"]] = (matches[0]["ID"], engine)
-        return found["secrets"], found["configs"]
+    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self.api.secrets(filters=dict(filters)))
 
-    def _labels(self, desired: Desired) -> dict[str, str]:
-        return ownership_labels(desired, self.project)
+    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return str(self.api.create_secret(name, data, labels=dict(labels))["ID"])
 
-    def _create(self, desired: Desired, change: Change) -> None:
-        name = desired.name
-        image = self._resolve(desired)
-        secret_ids, config_ids = self._data_ids(desired, change)
-        body = service_spec(
-            name,
-            desired.spec,
-            self._labels(desired),
-            task_template(desired.spec, image, secret_ids, config_ids),
-            endpoint_spec(desired.spec),
-        )
-        since = _now()
-        with self.errors(name, "create"):
-            created = self.api._result(self.api._post_json(self.api._url("/services/create"), data=body), True)
-        service_id = created["ID"]
-        self.log.info("service.created", name=name, id=service_id[:12], image=image)
-        if not self.wait:
-            return
-        try:
-            with self.errors(name, "wait"):
-                ServiceWaiter(self.api, self.log, self.timeout).wait(name, service_id, since)
-        except ReconcileError as exc:
-            # a service whose first tasks never run leaves nothing behind: the next apply creates it afresh
-            with self.errors(name, "remove after a failed create"):
-                self.api.remove_service(service_id)
-            self.log.warning("service.create_failed", name=name, error=str(exc))
-            raise reworded(exc, f"service {name}: created but did not converge ({exc}); removed again") from None
-        self.log.info("service.converged", name=name)
+    def _remove(self, engine_id: str) -> None:
+        self.api.remove_secret(engine_id)
 
-    def _update(self, desired: Desired, change: Change) -> None:
-        name = desired.name
-        observed = change.observed
-        assert observed is not None
-        with self.errors(name, "inspect"):
-            info = self.api.inspect_service(observed.id)
-        current = info["Spec"]
-        rolling = any(rolls_tasks(f.path) for f in change.fields)
-        if rolling:
-            image_changed = any(f.path == "image" for f in change.fields)
-            running = current["TaskTemplate"]["ContainerSpec"]["Image"]
-            image = self._resolve(desired) if image_changed else running
-            if image == running and all(f.note == IMAGE_FOLLOW for f in change.fields):
-                self.log.info("service.image_unchanged", name=name, image=image)
-                return  # the rebuilt image has the digest the service runs: nothing to send
-            secret_ids, config_ids = self._data_ids(desired, change)
-            template = task_template(desired.spec, image, secret_ids, config_ids, current.get("TaskTemplate"))
-            endpoint = endpoint_spec(desired.spec, current.get("EndpointSpec"))
-        else:
-            template, endpoint = current["TaskTemplate"], current.get("EndpointSpec") or {"Mode": "vip"}
-        body = service_spec(name, desired.spec, self._labels(desired), template, endpoint, current)
-        version = info["Version"]["Index"]
-        since = _now()
-        with self.errors(name, "update"):
-            url = self.api._url("/services/{0}/update", observed.id)
-            self.api._result(self.api._post_json(url, data=body, params={"version": version}), True)
-        self.log.info("service.updated", name=name, rolling=rolling, fields=[f.path for f in change.fields])
-        if not self.wait:
-            return
-        if not rolling and not any(f.path == "replicas" for f in change.fields):
-            return
-        try:
-            with self.errors(name, "wait"):
-                ServiceWaiter(self.api, self.log, self.timeout).wait(name, observed.id, since, expect_update=rolling)
-        except ReconcileError as exc:
-            if not rolling:
-                raise reworded(exc, f"service {name}: {exc}") from None
-            outcome = self._roll_back(name, observed.id)
-            raise PermanentError(f"service {name}: update failed: {exc}; {outcome}") from None
-        self.log.info("service.converged", name=name)
 
-    def _roll_back(self, name: str, service_id: str) -> str:
-        """Back to the spec before this update (swarm's own rollback, with the rollback config)."""
-        waiter = ServiceWaiter(self.api, self.log, self.timeout)
-        with self.errors(name, "inspect for rollback"):
-            info = self.api.inspect_service(service_id)
-        state = (info.get("UpdateStatus") or {}).get("State")
-        if state not in ("rollback_started", "rollback_completed", "rollback_paused"):
-            try:
-                with engine_errors(f"service {name}: roll back"):
-                    url = self.api._url("/services/{0}/update", service_id)
-                    params = {"version": info["Version"]["Index"], "rollback": "previous"}
-                    self.api._result(self.api._post_json(url, data=info["Spec"], params=params), True)
-            except ReconcileError as exc:
-                return f"the rollback failed too: {exc}"
-            self.log.warning("service.rolling_back", name=name)
-        final = waiter.wait_rollback(service_id)
-        if final == "rollback_completed":
-            self.log.warning("service.rolled_back", name=name)
-            return "rolled back to the previous spec"
-        return f"rollback did not complete: {final}"
+class ConfigDriver(SwarmDataDriver):
+    kind = "Config"
+    noun = "config"
+    ref_key = "ConfigName"
 
-    def _remove(self, name: str, service_id: str) -> None:
-        """Remove the service and wait until its task containers are gone (they hold networks, secrets)."""
-        with self.errors(name, "remove"):
-            try:
-                self.api.remove_service(service_id)
-            except lazy.NotFound:
-                return
-        self.log.info("service.removed", name=name)
-        deadline = time.monotonic() + REMOVAL_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            with self.errors(name, "wait for its tasks to go"):
-                left = self.api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={service_id}"})
-            if not left:
-                return
-            time.sleep(0.5)
-        self.log.warning("service.tasks_linger", name=name, containers=len(left))
+    def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self.api.configs(filters=dict(filters)))
+
+    def _create(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        return str(self.api.create_config(name, data, labels=dict(labels))["ID"])
+
+    def _remove(self, engine_id: str) -> None:
+        self.api.remove_config(engine_id)
