@@ -64,3 +64,7 @@ _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 _.SERVICE_ONLY  # body.py
 _.update_state  # readback.py: ServiceState fields nothing reads
 _.update_message
+
+# Issue 24, defect 2: reads a Secret/Config `file`; its call site is drivers/swarm/spec.py normalize_data, left to
+# the lead's merge (that package was being restructured): remove this line once it is called there.
+_.read_data_file
