@@ -237,6 +237,69 @@ def test_numbers_out_of_the_engine_range_are_one_line(tmp_path: Path, spec: str,
     assert line.startswith("c.yaml:6: Container/web: ") and where in line and words in line, line
 
 
+def _many(template: str, count: int) -> str:
+    return "[" + ", ".join(template.format(i=i + 1) for i in range(count)) + "]"
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "words"),
+    [
+        ("env: {A: " + "y" * 200_000 + "}", "spec.env.A", "200,000 characters; at most 130,000"),
+        ("env: {" + ", ".join(f"V{i}: x" for i in range(1001)) + "}", "spec.env", "1,001 entries; at most 1,000"),
+        ("env:\n  ? " + "N" * 1025 + "\n  : x", "spec.env", "1,025 characters; at most 1,024"),  # a long key: `? `
+        ("ports: " + _many("{{containerPort: {i}}}", 1025), "spec.ports", "1,025 items; at most 1,024"),
+        ("mounts: " + _many("{{type: tmpfs, target: /t{i}}}", 257), "spec.mounts", "257 items; at most 256"),
+        ("resources: {cpus: 1e-12}", "spec.resources.cpus", "YAML reads 1e-12 as text; write a number with a dot"),
+        ("resources: {cpus: 1.0e-12}", "spec.resources.cpus", "less than the minimum of 0.01"),
+    ],
+    # short ids: the id is in PYTEST_CURRENT_TEST, which the validate subprocess inherits
+    ids=["env-value", "env-count", "env-name", "ports", "mounts", "cpus-text", "cpus-tiny"],
+)
+def test_counts_and_sizes_are_bounded_at_validation(tmp_path: Path, spec: str, where: str, words: str) -> None:
+    """Issue 24, defect 8 (and 10's `cpus: 1e-12`, which said only "must be a number, not a string"; written
+    1.0e-12 it passed and became no CPU limit at all): one short line each, never the value itself."""
+    write(tmp_path, "c.yaml", container(spec))
+    line = one_error(validate(tmp_path))
+    assert line.startswith(f"c.yaml:6: Container/web: {where}") and words in line, line
+    assert len(line) < 300, line
+
+
+def test_labels_and_replicas_are_bounded_at_validation(tmp_path: Path) -> None:
+    """Issue 24, defect 8: `replicas: 1000000000` planned as a create; a 2 MB label value and 20,000 labels
+    were accepted."""
+    labels = "\n".join(f"    k{i}: v" for i in range(20_000))
+    write(
+        tmp_path,
+        "many.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata:\n  name: many\n  labels:\n{labels}\n",
+    )
+    write(
+        tmp_path,
+        "big.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata: {{name: big, labels: {{b: {'x' * 2_000_000}}}}}\n",
+    )
+    write(
+        tmp_path,
+        "key.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata:\n  name: key\n  labels:\n    ? {'k' * 1025}\n    : v\n",
+    )
+    write(
+        tmp_path,
+        "svc.yaml",
+        "apiVersion: reconciler/v1\nkind: Service\nmetadata: {name: svc}\n"
+        f"spec: {{image: {IMAGE}, replicas: 1000000000}}\n",
+    )
+    proc = validate(tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = sorted(proc.stderr.splitlines()[:-1])
+    assert lines == [
+        "big.yaml:3: Volume/big: metadata.labels.b: 2,000,000 characters; at most 65,536",
+        "key.yaml:5: Volume/key: metadata.labels: 1,025 characters; at most 1,024",
+        "many.yaml:5: Volume/many: metadata.labels: 20,000 entries; at most 1,000",
+        "svc.yaml:4: Service/svc: spec.replicas: 1000000000 is greater than the maximum of 10000",
+    ], lines
+
+
 @pytest.mark.parametrize("cap", ["ALL", "all", "SYS_ADMIN", "cap_sys_module", "SYS_PTRACE"])
 def test_dangerous_capabilities_need_allow_privileged(tmp_path: Path, cap: str) -> None:
     """`capAdd: [ALL]` was accepted without the privileged opt-in."""
