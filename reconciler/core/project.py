@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -173,8 +174,16 @@ class ProjectRunner:
             for key in retried - pending:  # done after all: the answer of the first attempt was lost
                 first = final[key]
                 final[key] = Result(first.change, Outcome.APPLIED, None, first.seconds)
-            for result in self._execute(again, stop, on_result):
-                if result.change.key in final and result.outcome is not Outcome.UNCHANGED:
+            # only what failed temporarily (or waited for it) runs again: anything else still pending (a
+            # permanent failure) is held, so what depends on it is skipped again rather than run without it
+            held = tuple(
+                c
+                if c.key in retried or not c.pending
+                else dataclasses.replace(c, blocked=(final[c.key].error if c.key in final else None) or "not retried")
+                for c in again.changes
+            )
+            for result in self._execute(dataclasses.replace(again, changes=held), stop, on_result):
+                if result.change.key in retried and result.outcome is not Outcome.UNCHANGED:
                     final[result.change.key] = Result(
                         final[result.change.key].change,
                         result.outcome,

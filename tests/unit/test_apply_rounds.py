@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.core.project import ProjectRunner
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, TemporaryError
 from reconciler.model import Action, Outcome
 from tests.unit.fakes import FakeDriver, resource
 
@@ -81,3 +81,26 @@ def test_one_round_is_one_pass_as_before(tmp_path: Path) -> None:
     results = runner.apply(runner.plan(catalog, prune=True))
     assert {r.change.name: r.outcome for r in results}["b"] is Outcome.FAILED
     assert driver.applied.count(("b", Action.CREATE)) == 1
+
+
+def test_a_permanent_failure_is_not_repeated_when_others_are(tmp_path: Path) -> None:
+    """A round plans everything again, but only what failed temporarily runs: `a` failed for good, so `d`
+    (which needs it) is skipped again, never run without it."""
+    driver = Flaky("Volume")
+    driver.failures, driver.fail_with = {"a": 99}, PermanentError
+    runner, catalog = runner_for(tmp_path, driver)
+    real_apply = driver.apply
+    flaky_b = {"left": 1}
+
+    def apply(change):  # type: ignore[no-untyped-def]
+        if change.name == "b" and flaky_b["left"]:
+            flaky_b["left"] -= 1
+            raise TemporaryError("b: lost")
+        real_apply(change)
+
+    driver.apply = apply  # type: ignore[method-assign]
+    results = runner.apply(runner.plan(catalog, prune=True), rounds=3, sleep=lambda _: None)
+    by_name = {r.change.name: r.outcome for r in results}
+    assert by_name == {"a": Outcome.FAILED, "b": Outcome.APPLIED, "c": Outcome.APPLIED, "d": Outcome.SKIPPED}
+    assert [n for n, _ in driver.applied].count("a") == 1
+    assert "d" not in driver.objects
