@@ -20,7 +20,6 @@ project `bench-<hex>` and removes them at the end. Not a test: it asserts nothin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import signal
@@ -33,7 +32,7 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 from engine_address import REPO, docker_host
-from watch_latency import summary
+from watch_latency import report
 
 POLL = 0.005
 TIMEOUT = 60.0
@@ -134,24 +133,8 @@ def main() -> int:
             api.remove_container(c["Id"], force=True)
         api.close()
 
-    result = {
-        "repetitions": args.n,
-        "operation": "docker rm -f of a managed container until a new one runs",
-        "removed_to_running": summary(through_watch),
-        "engine_only": summary(engine_only),
-    }
-    overhead = result["removed_to_running"]["median"] - result["engine_only"]["median"]
-    result["median_overhead"] = overhead
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{args.n} repetitions of: {result['operation']}")
-        print(f"{'':24}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}")
-        for label, key in (("removed -> running", "removed_to_running"), ("engine alone", "engine_only")):
-            s = result[key]
-            print(f"{label:24}" + "".join(f"{s[k] * 1000:>8.0f}ms" for k in ("median", "p90", "min", "max")))
-        print(f"median overhead of watch: {overhead * 1000:.0f} ms (target: < 2000 ms)")
-        print(f"watch log: {log_path}")
+    operation = "docker rm -f of a managed container until a new one runs"
+    report(args, operation, ("removed_to_running", "removed -> running", through_watch), engine_only, 2000, log_path)
     return 0
 
 

@@ -68,6 +68,37 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "p90": p90, "min": ordered[0], "max": ordered[-1]}
 
 
+def report(
+    args: argparse.Namespace,
+    operation: str,
+    measured: tuple[str, str, list[float]],
+    engine_only: list[float],
+    target_ms: int,
+    log: Path,
+) -> None:
+    """Print the figures of a latency benchmark (`measured`: JSON key, label, seconds) beside the engine alone,
+    as text or (`--json`) JSON."""
+    key, label, values = measured
+    result: dict[str, object] = {
+        "repetitions": args.n,
+        "operation": operation,
+        key: summary(values),
+        "engine_only": summary(engine_only),
+    }
+    overhead = summary(values)["median"] - summary(engine_only)["median"]
+    result["median_overhead"] = overhead
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.n} repetitions of: {operation}")
+    print(f"{'':24}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}")
+    for name, numbers in ((label, values), ("engine alone", engine_only)):
+        s = summary(numbers)
+        print(f"{name:24}" + "".join(f"{s[k] * 1000:>8.0f}ms" for k in ("median", "p90", "min", "max")))
+    print(f"median overhead of watch: {overhead * 1000:.0f} ms (target: < {target_ms} ms)")
+    print(f"watch log: {log}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="repetitions (default 20)")
@@ -122,24 +153,9 @@ def main() -> int:
             api.remove_volume(vol["Name"], force=True)
         api.close()
 
-    result = {
-        "repetitions": args.n,
-        "operation": "Volume label change (replace: remove + create)",
-        "save_to_applied": summary(through_watch),
-        "engine_only": summary(engine_only),
-    }
-    overhead = result["save_to_applied"]["median"] - result["engine_only"]["median"]
-    result["median_overhead"] = overhead
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{args.n} repetitions of: {result['operation']}")
-        print(f"{'':24}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}")
-        for label, key in (("file save -> applied", "save_to_applied"), ("engine alone", "engine_only")):
-            s = result[key]
-            print(f"{label:24}" + "".join(f"{s[k] * 1000:>8.0f}ms" for k in ("median", "p90", "min", "max")))
-        print(f"median overhead of watch: {overhead * 1000:.0f} ms (target: < 1000 ms)")
-        print(f"watch log: {workdir / 'watch.log'}")
+    operation = "Volume label change (replace: remove + create)"
+    measured = ("save_to_applied", "file save -> applied", through_watch)
+    report(args, operation, measured, engine_only, 1000, workdir / "watch.log")
     return 0
 
 

@@ -57,14 +57,28 @@ _.NOT_FIELDS
 # Read only by the tests (kept as the tested surface of their module).
 _.hits  # drivers/engine/remembered.py: answers served from memory (tests/unit/test_remembered.py)
 _.normalize_reference  # drivers/image/reference.py (tests/unit/test_image_reference.py; docs/images.md)
-_.enforced_view  # drivers/firewall/readback.py (tests/unit/test_firewall_rules.py)
+_.enforced_view  # drivers/firewall/observe.py (tests/unit/test_firewall_rules.py)
 _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 
-# drivers/swarm/: unused, left to that package's restructuring (issue 20, item 3), which removes or uses them.
-_.SERVICE_ONLY  # body.py
-_.update_state  # readback.py: ServiceState fields nothing reads
+# drivers/swarm/observe.py: ServiceState fields nothing reads yet; `status` is to report a paused or rolled-back
+# update as not in sync with them (issue 24, item 1).
+_.update_state
 _.update_message
 
 # Issue 24, defect 2: reads a Secret/Config `file`; its call site is drivers/swarm/spec.py normalize_data, left to
 # the lead's merge (that package was being restructured): remove this line once it is called there.
 _.read_data_file
+# issue 22: wired by the watch (pending): the webhook gate, the notifier and their counters are built and tested
+# (tests/unit/test_webhooks.py, test_notify.py); the watch's command line and controller (rewritten on other
+# branches) construct them: HookGate(load_secret(--webhook-secret-file), trigger).handle as serve(webhook=...),
+# Notifier.for_urls(--notify URLs, project) in a NotifyObserver among the controller's observers, and
+# commit_refused from the git poller.
+_.load_secret  # issue 22: wired by the watch (pending)
+_.HookGate  # issue 22: wired by the watch (pending)
+_.handle  # issue 22: wired by the watch (pending)
+_.for_urls  # issue 22: wired by the watch (pending)
+_.NotifyObserver  # issue 22: wired by the watch (pending)
+_.commit_refused  # issue 22: wired by the watch (pending)
+_.delivered  # issue 22: wired by the watch (pending): notification counters for /metrics
+_.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request
+_.kick  # issue 22: wired by the watch (pending): watch/gitpoll.py, the trigger of the webhook gate

@@ -4,9 +4,11 @@ every Host of a fleet (`fleet.run.for_each`) and prints the outcome; the exit st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import structlog
 
@@ -19,14 +21,57 @@ from reconciler.core.placement import HostSpec
 from reconciler.core.plugins import engine_class
 from reconciler.core.project import Loaded, ProjectRunner, check_project_name, default_project
 from reconciler.delays import APPLY_ROUNDS
+from reconciler.errors import ReconcileError
 from reconciler.fleet.run import HostRun, Targets, for_each, parse_rollout, targets
+from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Revision
+from reconciler.gitsource.applied import AppliedRecord, is_source_dir, revision_status, stable_tree
 from reconciler.model import Plan, Result
 from reconciler.output import render
 from reconciler.output.liveview import LiveView, wants_live
 from reconciler.watch.allocator import limit_malloc_arenas
+from reconciler.watch.gitpoll import log_revision
 from reconciler.watch.statuspage import status_of
 
 RunnerFor = Callable[[HostSpec | None], ProjectRunner]
+
+
+def _manifest_dir(args: argparse.Namespace) -> Path:
+    """DIR, or with a git source the files of the commit in force (`args.tree`, set by `_git_once`/`cmd_watch`)."""
+    tree: Path | None = getattr(args, "tree", None)
+    return tree if tree is not None else args.dir
+
+
+def _git_source(args: argparse.Namespace) -> GitSource | None:
+    if not getattr(args, "git", None):
+        return None
+    auth = GitAuth(
+        ssh_key=args.git_ssh_key, known_hosts=args.git_known_hosts, credentials_file=args.git_credentials_file
+    )
+    return GitSource(
+        args.git, args.dir, ref=args.ref, path=args.path, verify_signatures=args.verify_signatures, auth=auth
+    )
+
+
+@contextlib.contextmanager
+def _git_once(args: argparse.Namespace) -> Iterator[Revision | None]:
+    """`plan --git` / `apply --git`: fetch the newest commit of the ref once and work on its files. A refused commit
+    (unsigned, wrongly signed, no --path in it) stops the command before the engine is touched."""
+    source = _git_source(args)
+    if source is None:
+        yield None
+        return
+    with source:
+        result = source.sync()
+        AppliedRecord(args.dir).refused(result.rejected)
+        if result.rejected is not None:
+            raise ReconcileError(
+                f"{args.git}: commit {result.rejected.commit[:12]} is refused: {result.rejected.reason}; "
+                "nothing was changed"
+            )
+        assert result.in_force is not None and result.tree is not None
+        log_revision("git.revision", result.in_force)
+        args.tree = result.tree
+        yield result.in_force
 
 
 def runner_for(args: argparse.Namespace) -> RunnerFor:
@@ -44,7 +89,7 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
             engine = engine_type.for_host(host.engine, host.tls, engine_options)
         return ProjectRunner(
             project=project,
-            manifest_dir=args.dir,
+            manifest_dir=_manifest_dir(args),
             engine=engine,
             options=options,
             host=None if host is None else host.name,
@@ -88,13 +133,27 @@ def _plans(args: argparse.Namespace, where: Targets) -> list[HostRun]:
     return for_each(where, work)
 
 
+def _in_source_dir(args: argparse.Namespace) -> dict[str, object] | None:
+    """`validate DIR` and `status DIR` of a directory a git source keeps: the commit in force, read from disk."""
+    if not is_source_dir(args.dir):
+        return None
+    args.tree = stable_tree(args.dir)
+    return revision_status(args.dir)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    _in_source_dir(args)
     loaded = runner_for(args)(None).load_valid()
     print(f"{len(loaded.resources)} objects in {args.dir} are valid.")
     return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    with _git_once(args):
+        return _plan(args)
+
+
+def _plan(args: argparse.Namespace) -> int:
     where = _targets(args)
     runs = _plans(args, where)
     if where.fleet:
@@ -110,6 +169,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    with _git_once(args) as revision:
+        code = _apply(args)
+        if revision is not None and code == EXIT_OK:
+            AppliedRecord(args.dir).applied(revision)
+            log_revision("git.revision_applied", revision)
+        return code
+
+
+def _apply(args: argparse.Namespace) -> int:
     where = _targets(args)  # bad input stops before the lock or the engine are touched
     batch = parse_rollout(args.rollout) if where.fleet else None
     make_plan = _planner(args)
@@ -188,7 +256,17 @@ def _status_line(row: dict[str, object]) -> str:
     return f"{row['status']:<8}  {row['kind']}/{row['name']}{where}" + (f"  ({detail})" if detail else "")
 
 
+def _revision_line(revision: dict[str, object]) -> str:
+    applied = f"applied {revision['appliedAt']}" if revision.get("appliedAt") else "not applied in full yet"
+    line = f"{'revision':<8}  {str(revision['commit'])[:12]} of {revision['ref']}: {revision['message']}  ({applied})"
+    rejected = revision.get("rejected")
+    if isinstance(rejected, dict):
+        line += f"\n{'refused':<8}  {str(rejected.get('commit'))[:12]}: {rejected.get('reason')}"
+    return line
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    revision = _in_source_dir(args)
     where = _targets(args)
     project = where.runners[0].project
     runs = _plans(args, where)
@@ -199,6 +277,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = _status_rows(run.plan, read_failures(project, run.engine))
         rows += found if run.host is None else [{**row, "host": run.host.name} for row in found]
     report: dict[str, object] = {"project": project, "objects": rows}
+    if revision is not None:
+        report["revision"] = revision
     down = []
     if where.fleet:
         down = [
@@ -210,6 +290,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(report, indent=2))
     else:
+        if revision is not None:
+            print(_revision_line(revision))
         for row in rows:
             print(_status_line(row))
         for host in down:
@@ -219,13 +301,46 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.watch.controller import WatchOptions
-    from reconciler.watch.run import WatchRun, run_watch
+    from reconciler.watch.run import GitWatch, WatchRun, run_watch
 
     limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
-    where = _targets(args)
-    options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
-    run = WatchRun(options, wait=args.wait, metrics_addr=args.metrics_addr, progress=args.progress)
-    return run_watch(where.runners, run)
+    source = _git_source(args)
+    try:
+        git = None if source is None else GitWatch(source, args.poll)
+        if source is not None:
+            _first_sync(args, source)
+        where = _targets(args)
+        options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
+        run = WatchRun(options, wait=args.wait, metrics_addr=args.metrics_addr, progress=args.progress, git=git)
+        return run_watch(where.runners, run)
+    finally:
+        if source is not None:
+            source.close()
+
+
+def _first_sync(args: argparse.Namespace, source: GitSource) -> None:
+    """`watch --git` starts with the newest commit, or with the one in force when the remote cannot be reached
+    or the newest is refused; with neither, there is nothing to apply and watch stops."""
+    log = structlog.get_logger()
+    try:
+        result = source.sync()
+    except FetchFailed as exc:
+        if source.tree() is None:
+            raise
+        log.warning("git.fetch_failed", url=args.git, error=str(exc), hint="the commit in force stays")
+    else:
+        AppliedRecord(args.dir).refused(result.rejected)
+        if result.rejected is not None:
+            log.error("git.commit_refused", commit=result.rejected.commit[:12], reason=result.rejected.reason)
+            if result.tree is None:
+                raise ReconcileError(
+                    f"{args.git}: commit {result.rejected.commit[:12]} is refused ({result.rejected.reason}) and "
+                    "no earlier commit was ever applied from it; nothing to watch"
+                )
+    revision = source.in_force()
+    if revision is not None:
+        log_revision("git.revision", revision)
+    args.tree = stable_tree(args.dir)
 
 
 def cmd_completion(args: argparse.Namespace) -> int:

@@ -146,6 +146,30 @@ def _command_options(parser: argparse.ArgumentParser, types: list[type], command
     _global_options(parser.add_argument_group(GLOBAL_GROUP), types, on_command=True)
 
 
+def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
+    """`--git URL`: DIR keeps reconcile's own checkouts of the repository, and the manifests come from its newest
+    commit of REF (docs/gitops.md)."""
+    git = parser.add_argument_group("git source (DIR holds reconcile's checkouts; see docs/gitops.md)")
+    git.add_argument("--git", metavar="URL", help="take the manifests from this repository (https, ssh, file)")
+    git.add_argument("--ref", metavar="REF", help="the branch or tag to follow (default: the remote's default branch)")
+    git.add_argument("--path", metavar="SUBDIR", default="", help="the manifest directory inside the repository")
+    git.add_argument(
+        "--verify-signatures",
+        type=Path,
+        metavar="ALLOWED_SIGNERS",
+        help="apply only commits signed by a key in this ssh allowed-signers file",
+    )
+    git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="the deploy key for ssh URLs")
+    git.add_argument(
+        "--git-known-hosts", type=Path, metavar="FILE", help="known_hosts for ssh URLs (default: the user's)"
+    )
+    git.add_argument("--git-credentials-file", type=Path, metavar="FILE", help="a token, or user:token, for https URLs")
+    if watch:
+        git.add_argument(
+            "--poll", type=float, default=60.0, metavar="SECONDS", help="seconds between fetches (default 60)"
+        )
+
+
 def _output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or json")
 
@@ -214,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): live lines for each pass that changes something when stdout is a terminal; tty; plain",
     )
+    for name in ("plan", "apply", "watch"):
+        _git_options(commands[name], watch=name == "watch")
     for name, p in commands.items():
         _command_options(p, types, name)
     importer = sub.add_parser("import", help="translate another tool's files into manifests")

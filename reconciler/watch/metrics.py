@@ -1,5 +1,9 @@
-"""Counters of the watch loop, rendered as Prometheus text, and a tiny loopback-only, read-only HTTP server for
-`/healthz`, `/metrics` and the status page (`/` and `/status.json`) (http.server in a thread; no extra library)."""
+"""Counters of the watch loop, rendered as Prometheus text, and a tiny loopback-only HTTP server for `/healthz`,
+`/metrics` and the status page (`/` and `/status.json`) (http.server in a thread; no extra library).
+
+The server is read-only, with one exception when the watch is given a webhook secret: `POST /hooks/git`, handed to
+the `webhook` callback (reconciler.watch.webhooks.HookGate.handle), which checks the forge's signature itself.
+Without the callback that path is 404 and every other POST is 405, as before."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from reconciler.errors import PermanentError
@@ -17,6 +22,12 @@ PASS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # /healthz turns 503 when the loop has not ticked (between passes, and after every change) for this long: a
 # wedged loop, not merely a slow change such as a big image pull.
 STALL_SECONDS = 600.0
+# A request that has not arrived whole in this long is dropped (a slow sender must not hold a thread for ever).
+REQUEST_TIMEOUT = 10.0
+WEBHOOK_PATH = "/hooks/git"
+
+# The webhook callback: (headers, Content-Length or None, read(n) of the body) -> (status code, one-line text).
+Webhook = Callable[[Mapping[str, str], int | None, Callable[[int], bytes]], tuple[int, str]]
 
 
 class Metrics:
@@ -35,6 +46,7 @@ class Metrics:
         self.problems = 0
         self.engine_up = 0
         self.last_tick = time.monotonic()
+        self.webhooks: dict[int, int] = {}  # answers to POST /hooks/git by status code (issue 22)
 
     def pass_done(self, result: str, seconds: float, when: float | None = None) -> None:
         with self._lock:
@@ -65,6 +77,10 @@ class Metrics:
                 self.problems = problems
             if engine_up is not None:
                 self.engine_up = int(engine_up)
+
+    def webhook_answered(self, code: int) -> None:
+        with self._lock:
+            self.webhooks[code] = self.webhooks.get(code, 0) + 1
 
     def tick(self) -> None:
         with self._lock:
@@ -116,6 +132,10 @@ class Metrics:
             out.append(f"reconcile_manifest_problems {self.problems}")
             head("reconcile_engine_up", "gauge", "1 when the last engine call succeeded.")
             out.append(f"reconcile_engine_up {self.engine_up}")
+            if self.webhooks:
+                head("reconcile_webhook_requests_total", "counter", "Answers to POST /hooks/git, by status code.")
+                for code, n in sorted(self.webhooks.items()):
+                    out.append(f'reconcile_webhook_requests_total{{code="{code}"}} {n}')
             return "\n".join(out) + "\n"
 
 
@@ -140,8 +160,10 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _handler(metrics: Metrics, board: StatusBoard | None) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, board: StatusBoard | None, webhook: Webhook | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT
+
         def _route(self) -> tuple[int, str, str]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -166,7 +188,22 @@ def _handler(metrics: Metrics, board: StatusBoard | None) -> type[BaseHTTPReques
             """The server is read-only: every method that could change something is 405."""
             self._send(405, "text/plain", "method not allowed: this server is read-only\n", allow="GET, HEAD")
 
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+        def do_POST(self) -> None:
+            if self.path.split("?", 1)[0] != WEBHOOK_PATH:
+                self._refuse()
+                return
+            if webhook is None:
+                self.close_connection = True  # the body is left unread
+                self._send(404, "text/plain", "not found\n")
+                return
+            text = self.headers.get("Content-Length")
+            length = int(text) if text is not None and text.strip().isdigit() else None
+            code, message = webhook(dict(self.headers.items()), length, self.rfile.read)
+            metrics.webhook_answered(code)
+            self.close_connection = True  # a refused body may be left unread
+            self._send(code, "text/plain", message + "\n")
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
         def _send(self, code: int, ctype: str, body: str, with_body: bool = True, allow: str | None = None) -> None:
             data = body.encode()
@@ -193,10 +230,12 @@ class _Server6(ThreadingHTTPServer):
 class MetricsServer:
     """Serves `metrics` on a loopback address from a daemon thread until `close()`."""
 
-    def __init__(self, addr: str, metrics: Metrics, board: StatusBoard | None = None) -> None:
+    def __init__(
+        self, addr: str, metrics: Metrics, board: StatusBoard | None = None, webhook: Webhook | None = None
+    ) -> None:
         host, port = parse_addr(addr)
         server_class = _Server6 if ":" in host else ThreadingHTTPServer
-        self.server = server_class((host, port), _handler(metrics, board))
+        self.server = server_class((host, port), _handler(metrics, board, webhook))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
 
@@ -213,9 +252,12 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve(addr: str, metrics: Metrics, board: StatusBoard | None = None) -> MetricsServer:
-    """Start serving (the status page too, given the `board`); an address in use is a PermanentError naming it."""
+def serve(
+    addr: str, metrics: Metrics, board: StatusBoard | None = None, webhook: Webhook | None = None
+) -> MetricsServer:
+    """Start serving (the status page too, given the `board`; `POST /hooks/git` too, given the `webhook`); an address
+    in use is a PermanentError naming it."""
     try:
-        return MetricsServer(addr, metrics, board).start()
+        return MetricsServer(addr, metrics, board, webhook).start()
     except OSError as exc:
         raise PermanentError(f"--metrics-addr {addr}: {exc.strerror or exc}") from None

@@ -17,8 +17,11 @@ import structlog
 from reconciler.core.lock import ProjectLock
 from reconciler.core.project import ProjectRunner
 from reconciler.errors import ReconcileError
+from reconciler.gitsource import GitSource
+from reconciler.gitsource.applied import in_force, revision_status
 from reconciler.output.liveview import WatchLiveView, wants_live
 from reconciler.watch.controller import Controller, PassObserver, WatchOptions
+from reconciler.watch.gitpoll import GitPoller, RevisionObserver
 from reconciler.watch.metrics import Metrics, MetricsServer, serve
 from reconciler.watch.statuspage import StatusBoard
 from reconciler.watch.triggers import DirectoryWatcher, EventReader, absolute_dir
@@ -30,6 +33,14 @@ MIN_RESYNC = 0.5
 
 
 @dataclass(frozen=True)
+class GitWatch:
+    """`watch --git`: the source (already synced once, its tree in force) and how often to fetch."""
+
+    source: GitSource
+    poll: float = 60.0
+
+
+@dataclass(frozen=True)
 class WatchRun:
     """How `reconcile watch` runs: each controller's options, and what is around the controllers."""
 
@@ -37,6 +48,7 @@ class WatchRun:
     wait: bool = False  # wait for another writer's lock instead of failing
     metrics_addr: str | None = None  # serve the status page and metrics on this loopback HOST:PORT
     progress: str = "plain"  # the live view: auto, tty or plain (see output.liveview.wants_live)
+    git: GitWatch | None = None  # the manifests come from a git source, fetched every `poll` seconds
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -72,6 +84,22 @@ def _await_event_streams(triggers: Sequence[Any], timeout: float = EVENT_STREAM_
     for trigger in triggers:
         if isinstance(trigger, EventReader):
             trigger.connected.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _board(runner: ProjectRunner, run: WatchRun) -> StatusBoard:
+    board = StatusBoard(runner.project, runner.ctx.engine_url or "")
+    if run.git is not None:
+        directory = run.git.source.directory
+        board.revision = functools.partial(revision_status, directory)
+    return board
+
+
+def _revision_observers(run: WatchRun) -> list[PassObserver]:
+    """With a git source: the record of which commit was last applied in full (`appliedAt`)."""
+    if run.git is None:
+        return []
+    directory = run.git.source.directory
+    return [RevisionObserver(directory, functools.partial(in_force, directory))]
 
 
 def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
@@ -110,8 +138,8 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
             r.ctx.engine_url or "",
             options,
             Metrics(),
-            board=StatusBoard(r.project, r.ctx.engine_url or "") if run.metrics_addr else None,
-            observers=_live_views(run.progress, r),
+            board=_board(r, run) if run.metrics_addr else None,
+            observers=[*_live_views(run.progress, r), *_revision_observers(run)],
         )
         for r in runners
     ]
@@ -140,6 +168,13 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
                 resync=options.resync,
                 **({"host": runner.host} if runner.host else {}),
             )
+        if run.git is not None:
+
+            def request_all(reason: str) -> None:
+                for controller in controllers:
+                    controller.request(reason)
+
+            triggers.append(GitPoller(run.git.source, run.git.poll, request_all))
         for trigger in triggers:
             trigger.start()
         _await_event_streams(triggers)

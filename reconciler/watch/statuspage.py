@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import threading
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,7 @@ class StatusBoard:
         self.current: dict[str, Any] | None = None  # the pass running now
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.error: str | None = None  # why the last pass made no plan (engine away, inconsistent manifests)
+        self.revision: Callable[[], dict[str, Any] | None] | None = None  # with a git source: the commit in force
 
     # --- the controller's side -------------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class StatusBoard:
             return {
                 "project": self.project,
                 "engine": self.engine,
+                "revision": self.revision() if self.revision is not None else None,
                 "generated": now_iso(),
                 "error": self.error,
                 "running": dict(self.current) if self.current else None,
@@ -231,6 +234,24 @@ def _pass_html(last: dict[str, Any] | None, prefix: str) -> str:
     )
 
 
+def _revision_html(revision: dict[str, Any] | None) -> str:
+    """The commit in force (with a git source), and the newest commit's refusal."""
+    if not revision:
+        return ""
+    applied = f"applied {_e(revision['appliedAt'])}" if revision.get("appliedAt") else "not applied in full yet"
+    line = (
+        f"<p id=revision>Commit <code>{_e(revision['commit'][:12])}</code> of {_e(revision['ref'])}: "
+        f"{_e(revision['message'])} <span class=muted>({_e(revision['author'])}; {applied})</span></p>"
+    )
+    rejected = revision.get("rejected")
+    if rejected:
+        line += (
+            f'<p class="err" id=rejected>Commit <code>{_e(rejected["commit"][:12])}</code> refused: '
+            f"{_e(rejected['reason'])}</p>"
+        )
+    return line
+
+
 def render_html(snap: dict[str, Any]) -> str:
     """The page for one snapshot: static HTML that reloads itself every few seconds."""
     rows = "\n".join(
@@ -255,6 +276,7 @@ def render_html(snap: dict[str, Any]) -> str:
         f"<p id=running>Pass {_e(running['number'])} running since {_e(running['started'])}</p>" if running else ""
     )
     problem = f'<p class="err" id=problem>{_e(snap["error"])}</p>' if snap["error"] else ""
+    problem = _revision_html(snap.get("revision")) + problem
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">

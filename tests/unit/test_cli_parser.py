@@ -10,7 +10,7 @@ import pytest
 from reconciler.cli.parser import build_parser, selection, typed_options
 from reconciler.drivers.engine.session import EngineOptions
 from reconciler.drivers.firewall.driver import FirewallOptions
-from reconciler.drivers.swarm.service import ServiceOptions
+from reconciler.drivers.swarm.driver import ServiceOptions
 
 
 def parse(*argv: str) -> argparse.Namespace:

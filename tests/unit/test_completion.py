@@ -63,6 +63,7 @@ def test_each_command_completes_only_its_own_options() -> None:
         "--project",
         "-H",
         "--docker-host",
+        "--age-identity",  # issue 22: validate reads encrypted env files too
         "--log-format",
         "--debug",
     }

@@ -10,9 +10,10 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, input_path, run_steps
+from reconciler.core.agefiles import AgeOptions
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -80,6 +81,7 @@ from reconciler.model import (
 class ContainerDriver(DockerDriver):
     kind = "Container"
     rank = 2
+    options_type: ClassVar[type] = AgeOptions  # --age-identity: `.age` env files (issue 22)
     create_after_deletes = True  # a pruned container may hold the name, host port or static IP of a new one
 
     def __init__(self, ctx: DriverContext) -> None:
@@ -93,7 +95,7 @@ class ContainerDriver(DockerDriver):
     def normalize(self, resource: Resource) -> Desired:
         if resource.name.endswith(ASIDE_SUFFIX):
             raise SpecError("metadata.name", f"names ending in {ASIDE_SUFFIX} are reserved for replacements")
-        return normalize_container(resource)
+        return normalize_container(resource, self.ctx.options_for(AgeOptions))
 
     def references(self, desired: Desired) -> Iterable[Reference]:
         return container_references(desired)

@@ -11,30 +11,25 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.core.safeio import manifest_root
+from reconciler.core.agefiles import AgeOptions
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
-from reconciler.drivers.engine.fields import Normalizing
+from reconciler.drivers.engine.fields import normalize_table_keyed
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
 
 ASIDE_SUFFIX = "__reconciler_old"
 
 
-def normalize_container(resource: Resource) -> Desired:
+def normalize_container(resource: Resource, age: AgeOptions | None = None) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
-    `Desired.sensitive` names the env entries never printed."""
-    normalizing = Normalizing(
-        resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
-    )
-    rows = [row for row in FIELDS if row.normalize is not None]
-    values = {
-        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
-        for row in sorted(rows, key=lambda row: not row.normalize_first)
-    }
-    normalized = {row.key: values[row.key] for row in rows}
-    sensitive = frozenset(normalizing.sensitive)
-    return Desired(resource, normalized, spec_hash("Container", hashed_spec(normalized), resource.labels), sensitive)
+    `Desired.sensitive` names the env entries never printed. Env values from `.age` files (opened with `age`)
+    enter the spec hash as keyed hashes, so the hash label reveals nothing of them."""
+    normalized, sensitive, keyed = normalize_table_keyed(FIELDS, resource, age)
+    hashed = hashed_spec(normalized)
+    if keyed:
+        hashed["env"] = {**hashed["env"], **keyed}
+    return Desired(resource, normalized, spec_hash("Container", hashed, resource.labels), sensitive)
 
 
 def hashed_spec(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,14 +21,15 @@ Shared by the drivers that speak to the Docker engine, which may not import one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.safeio import tree_of
+from reconciler.core.agefiles import AgeOptions, is_encrypted
+from reconciler.core.safeio import manifest_root, tree_of
 from reconciler.drivers.engine.values import canonical_reference, clean_path, command_line, read_env_file
-from reconciler.model import Action, Desired, FieldChange
+from reconciler.model import Action, Desired, FieldChange, Resource
 
 
 @dataclass
@@ -40,9 +41,36 @@ class Normalizing:
     manifest: Path
     sensitive: set[str] = field(default_factory=set)
     root: Path | None = None  # the manifest directory: env files written inside it may not link out of it
+    age: AgeOptions = field(default_factory=AgeOptions)  # the identity opening `.age` env files (issue 22)
+    # env names whose value came from an encrypted file -> its keyed hash (what the spec hash covers instead)
+    keyed: dict[str, str] = field(default_factory=dict)
 
 
 Normalizer = Callable[[Normalizing], Any]
+
+
+def normalize_table(rows: Iterable[Any], resource: Resource) -> tuple[dict[str, Any], frozenset[str]]:
+    """A manifest through a field table: the canonical value of each row that has a normalizer, in table order
+    (rows marked `normalize_first` run first: an env file's problem is reported before the others), and the
+    paths whose values are never shown."""
+    normalized, sensitive, _ = normalize_table_keyed(rows, resource)
+    return normalized, sensitive
+
+
+def normalize_table_keyed(
+    rows: Iterable[Any], resource: Resource, age: AgeOptions | None = None
+) -> tuple[dict[str, Any], frozenset[str], dict[str, str]]:
+    """`normalize_table` with `.age` env files opened by `age` (issue 22), and the keyed hashes of their values
+    (env name -> hash), which the spec hash covers instead of the values."""
+    normalizing = Normalizing(
+        resource.spec,
+        resource.source.path,
+        root=manifest_root(resource.source.file, resource.source.path),
+        age=age or AgeOptions(),
+    )
+    kept = [row for row in rows if row.normalize is not None]
+    values = {row.key: row.normalize(normalizing) for row in sorted(kept, key=lambda row: not row.normalize_first)}
+    return {row.key: values[row.key] for row in kept}, frozenset(normalizing.sensitive), normalizing.keyed
 
 
 @dataclass(frozen=True)
@@ -67,17 +95,27 @@ class Shared:
 
 def normalize_env(n: Normalizing) -> dict[str, str]:
     """envFiles in order, then `env` on top (as Compose does), sorted by name; env-file values and sensitiveEnv
-    names are sensitive (never shown)."""
+    names are sensitive (never shown). Files ending `.age` are decrypted with `n.age`; their values' keyed hashes
+    go to `n.keyed` for the spec hash."""
     env: dict[str, str] = {}
     secret: set[str] = set()
     for i, name in enumerate(n.spec.get("envFiles") or []):
         path = Path(name)
         if not path.is_absolute():
             path = n.manifest.parent / path
-        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, n.root))
+        found = read_env_file(path, f"spec.envFiles.{i}", tree_of(path, n.root), n.age)
         env.update(found)
         secret.update(found)
-    env.update({str(k): str(v) for k, v in (n.spec.get("env") or {}).items()})
+        identities = n.age.identities() if is_encrypted(path) else None
+        for key, value in found.items():
+            if identities is not None:
+                n.keyed[key] = identities.keyed_hash(value.encode())
+            else:
+                n.keyed.pop(key, None)
+    plain = {str(k): str(v) for k, v in (n.spec.get("env") or {}).items()}
+    for key in plain:
+        n.keyed.pop(key, None)
+    env.update(plain)
     secret.update(n.spec.get("sensitiveEnv") or [])
     n.sensitive.update(f"env.{name}" for name in secret)
     return dict(sorted(env.items()))

@@ -10,7 +10,8 @@ import re
 import shlex
 from pathlib import Path
 
-from reconciler.core.safeio import UnsafeFile, read_env_text
+from reconciler.core.agefiles import AgeOptions, is_encrypted, read_maybe_encrypted_text
+from reconciler.core.safeio import ENV_FILE_LIMIT, UnsafeFile, read_env_text
 from reconciler.errors import SpecError
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
@@ -92,13 +93,21 @@ def canonical_reference(ref: str) -> str:
     return name + (at + digest if at else "")
 
 
-def read_env_file(path: Path, field: str, tree: Path | str | None = None) -> dict[str, str]:
+def read_env_file(
+    path: Path, field: str, tree: Path | str | None = None, age: AgeOptions | None = None
+) -> dict[str, str]:
     """`KEY=VALUE` lines; blank lines and `#` comments skipped, one pair of surrounding quotes removed. Read with
     the safe reader: a regular file of at most 1 MiB, not in /proc, /sys or /dev, never through a link out of
-    `tree` (the manifest directory, for a path written inside it)."""
+    `tree` (the manifest directory, for a path written inside it). A file ending `.age` is decrypted in memory with
+    the identity of `age` (issue 22); no identity, or one that does not open it, is a one-line error naming it."""
     try:
-        text = read_env_text(path, tree)
+        if is_encrypted(path):
+            text = read_maybe_encrypted_text(path, (age or AgeOptions()).identities(), ENV_FILE_LIMIT, tree)
+        else:
+            text = read_env_text(path, tree)
     except UnsafeFile as exc:
+        if exc.path != str(path):  # the identity file itself
+            raise SpecError(field, f"env file {path}: --age-identity {exc}") from None
         raise SpecError(field, f"env file {path}: {exc.reason}") from None
     env: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):

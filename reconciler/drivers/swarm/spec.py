@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
-from reconciler.drivers.engine.fields import Normalizing
+from reconciler.drivers.engine.fields import normalize_table
 from reconciler.drivers.swarm.fields import FIELDS
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
@@ -34,18 +34,9 @@ def _relative(value: str, manifest: Path) -> Path:
 def normalize_service(resource: Resource) -> Desired:
     """The canonical spec of a Service manifest (one key per row of fields.FIELDS kept in the spec);
     `Desired.sensitive` names the env entries never printed."""
-    normalizing = Normalizing(
-        resource.spec, resource.source.path, root=manifest_root(resource.source.file, resource.source.path)
-    )
-    rows = [row for row in FIELDS if row.normalize is not None]
-    values = {
-        row.key: row.normalize(normalizing)  # type: ignore[misc]  # rows: those with a normalizer
-        for row in sorted(rows, key=lambda row: not row.normalize_first)
-    }
-    normalized = {row.key: values[row.key] for row in rows}
+    normalized, sensitive = normalize_table(FIELDS, resource)
     if any(not c for c in normalized["placement"]["constraints"]):
         raise SpecError("spec.placement.constraints", "empty constraint")
-    sensitive = frozenset(normalizing.sensitive)
     return Desired(resource, normalized, spec_hash("Service", normalized, resource.labels), sensitive)
 
 
