@@ -12,6 +12,8 @@ class ReconcileError(Exception):
 
     retryable: bool = False
     delay: float | None = None  # seconds a retry should wait, when the failure knows
+    # the last lines a failing process printed (a container that crashed at start), secret values masked
+    log_tail: tuple[str, ...] = ()
 
 
 class TemporaryError(ReconcileError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,31 @@ class Desired:
     @property
     def key(self) -> tuple[str, str]:
         return self.resource.key
+
+    def secret_values(self) -> list[str]:
+        """The values never to print of this object (to mask in text it printed, like a crashed container's log)."""
+        return secret_values(self.spec, self.sensitive)
+
+
+def secret_values(spec: Any, sensitive: Iterable[str]) -> list[str]:
+    """The values of the env entries `sensitive` names (`env.NAME` paths of a `Desired`) in the normalized `spec`."""
+    env = spec.get("env") if isinstance(spec, Mapping) else None
+    if not isinstance(env, Mapping):
+        return []
+    values = (env.get(p.removeprefix("env.")) for p in sensitive if p.startswith("env."))
+    return [str(v) for v in values if v not in (None, "")]
+
+
+MASK = "(sensitive)"
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by "(sensitive)", longest first (no value is left half-masked), also
+    where it was quoted with escapes (JSON, Python repr)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        for form in {secret, secret.encode("unicode_escape").decode(), json.dumps(secret)[1:-1]}:
+            text = text.replace(form, MASK)
+    return text
 
 
 @dataclass(frozen=True)
@@ -235,6 +261,7 @@ class Result:
     seconds: float = 0.0
     error_class: ErrorClass | None = None  # set for FAILED
     retry_after: float | None = None  # seconds the failing driver suggests waiting, if it said
+    log_tail: tuple[str, ...] = ()  # the failing container's last output lines (masked), when the driver had them
 
 
 LABEL_PREFIX = "io.reconciler."

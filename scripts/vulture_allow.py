@@ -68,17 +68,4 @@ _.update_message
 # Issue 24, defect 2: reads a Secret/Config `file`; its call site is drivers/swarm/spec.py normalize_data, left to
 # the lead's merge (that package was being restructured): remove this line once it is called there.
 _.read_data_file
-# issue 22: wired by the watch (pending): the webhook gate, the notifier and their counters are built and tested
-# (tests/unit/test_webhooks.py, test_notify.py); the watch's command line and controller (rewritten on other
-# branches) construct them: HookGate(load_secret(--webhook-secret-file), trigger).handle as serve(webhook=...),
-# Notifier.for_urls(--notify URLs, project) in a NotifyObserver among the controller's observers, and
-# commit_refused from the git poller.
-_.load_secret  # issue 22: wired by the watch (pending)
-_.HookGate  # issue 22: wired by the watch (pending)
-_.handle  # issue 22: wired by the watch (pending)
-_.for_urls  # issue 22: wired by the watch (pending)
-_.NotifyObserver  # issue 22: wired by the watch (pending)
-_.commit_refused  # issue 22: wired by the watch (pending)
-_.delivered  # issue 22: wired by the watch (pending): notification counters for /metrics
 _.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request
-_.kick  # issue 22: wired by the watch (pending): watch/gitpoll.py, the trigger of the webhook gate

@@ -82,8 +82,10 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
     engine_type = engine_class()
     engine_options = next(o for o in options if isinstance(o, engine_type.options_type))
 
+    as_host = getattr(args, "as_host", None)
+
     def runner(host: HostSpec | None) -> ProjectRunner:
-        if host is None:
+        if host is None or as_host is not None:  # pull mode: the Host is this machine, whatever its spec.engine
             engine = engine_type(engine_options)  # type: ignore[call-arg]  # the Engine protocol names no constructor
         else:
             engine = engine_type.for_host(host.engine, host.tls, engine_options)
@@ -240,6 +242,7 @@ def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dic
                 "lastError": (failure or {}).get("error"),
                 "errorClass": (failure or {}).get("errorClass"),
                 "nextRetry": (failure or {}).get("nextRetry"),
+                "logTail": (failure or {}).get("logTail") or [],
             }
         )
     return rows
@@ -294,6 +297,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(_revision_line(revision))
         for row in rows:
             print(_status_line(row))
+            tail = row["logTail"] if row["status"] != "in sync" else []
+            for line in tail if isinstance(tail, list) else []:
+                print(f"          | {line}")
         for host in down:
             print(f"{'unreachable':<8}  Host/{host['host']}  ({host['error']})")
     return EXIT_OK if not down and all(r["status"] == "in sync" for r in rows) else EXIT_CHANGES
@@ -304,6 +310,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from reconciler.watch.run import GitWatch, WatchRun, run_watch
 
     limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
+    if args.webhook_secret_file is not None and not (args.git and args.metrics_addr):
+        raise ReconcileError("--webhook-secret-file needs --git (what to fetch) and --metrics-addr (where to listen)")
     source = _git_source(args)
     try:
         git = None if source is None else GitWatch(source, args.poll)
@@ -311,7 +319,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
             _first_sync(args, source)
         where = _targets(args)
         options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
-        run = WatchRun(options, wait=args.wait, metrics_addr=args.metrics_addr, progress=args.progress, git=git)
+        run = WatchRun(
+            options,
+            wait=args.wait,
+            metrics_addr=args.metrics_addr,
+            progress=args.progress,
+            git=git,
+            webhook_secret=args.webhook_secret_file,
+            notify=tuple(args.notify),
+        )
         return run_watch(where.runners, run)
     finally:
         if source is not None:
@@ -351,7 +367,18 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from reconciler.compose import run_import
 
-    return run_import(args.files, args.out, args.project, args.profile, sys.stdout, sys.stderr).exit_code
+    outcome = run_import(
+        args.files,
+        args.out,
+        args.project,
+        args.profile,
+        sys.stdout,
+        sys.stderr,
+        grants=not args.no_grants,
+        secret_env=args.secret_env,
+        verbose=args.verbose,
+    )
+    return outcome.exit_code
 
 
 COMMANDS = {

@@ -20,6 +20,7 @@ from reconciler.cli.completion import SHELLS
 from reconciler.cli.exits import EXIT_ERROR
 from reconciler.contract import CliFlag, NoOptions, cli_flags
 from reconciler.core.plugins import driver_classes, engine_class
+from reconciler.errors import PermanentError
 from reconciler.fleet.run import Selection
 from reconciler.output.liveview import MODES
 
@@ -140,6 +141,12 @@ def _command_options(parser: argparse.ArgumentParser, types: list[type], command
     then the global options in a group of their own."""
     if command in ENGINE_COMMANDS:
         _fleet_options(parser)
+        parser.add_argument(
+            "--as-host",
+            metavar="NAME",
+            help="pull mode: apply to this machine's engine (--docker-host) what the tree places on Host NAME; "
+            "its spec.engine is not used",
+        )
     for dest, fld, flag in _typed_flags(types):
         if flag.scope != "global" and command in SCOPES[flag.scope]:
             _add_typed(parser, dest, fld, flag)
@@ -167,6 +174,12 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
     if watch:
         git.add_argument(
             "--poll", type=float, default=60.0, metavar="SECONDS", help="seconds between fetches (default 60)"
+        )
+        git.add_argument(
+            "--webhook-secret-file",
+            type=Path,
+            metavar="FILE",
+            help="with --metrics-addr: POST /hooks/git signed with this secret (GitHub, Gitea, GitLab) fetches at once",
         )
 
 
@@ -238,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): live lines for each pass that changes something when stdout is a terminal; tty; plain",
     )
+    watch.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="tell this apprise URL (json://, ntfy://, mailto://...) of new revisions, failures, held objects, "
+        "drift repaired and engine outages (repeatable)",
+    )
     for name in ("plan", "apply", "watch"):
         _git_options(commands[name], watch=name == "watch")
     for name, p in commands.items():
@@ -251,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("-p", "--project", default=argparse.SUPPRESS, metavar="NAME", help="the Compose project name")
     compose.add_argument(
         "--profile", action="append", default=[], metavar="NAME", help="activate a Compose profile (repeatable)"
+    )
+    compose.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the value of this environment entry (or variable) is secret: into the 0600 env file (repeatable)",
+    )
+    compose.add_argument("-v", "--verbose", action="store_true", help="list every report line, not one example per key")
+    compose.add_argument(
+        "--no-grants",
+        action="store_true",
+        help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
     )
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
@@ -277,5 +311,11 @@ def typed_options(args: argparse.Namespace) -> list[object]:
 
 
 def selection(args: argparse.Namespace) -> Selection:
-    """`--host` and `--selector`: the Hosts of a fleet the command works on."""
-    return Selection(tuple(getattr(args, "host", ())), tuple(getattr(args, "selector", ())))
+    """`--host` and `--selector`: the Hosts of a fleet the command works on; `--as-host NAME`: that Host only."""
+    hosts, selectors = tuple(getattr(args, "host", ())), tuple(getattr(args, "selector", ()))
+    as_host = getattr(args, "as_host", None)
+    if as_host is not None:
+        if hosts or selectors:
+            raise PermanentError("--as-host works on one Host: it takes no --host or --selector")
+        return Selection((as_host,), ())
+    return Selection(hosts, selectors)

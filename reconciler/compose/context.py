@@ -17,6 +17,7 @@ NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 NETWORK_DRIVERS = ("bridge", "overlay", "macvlan", "ipvlan")
 RESERVED_LABEL_PREFIX = "io.reconciler."
+SECRETS_DIR = ".secrets"  # secret env values, one file per container: 0700 directory, 0600 files, git-ignored
 
 
 def compose_project_name(raw: str) -> str:
@@ -35,6 +36,7 @@ class Manifest:
     spec: dict[str, Any]
     origin: Loc
     labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # a Container's secret env values (never in `spec`)
 
     def document(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": self.name}
@@ -60,6 +62,9 @@ class Context:
     containers: dict[str, str] = field(default_factory=dict)  # service -> Container name
     all_services: set[str] = field(default_factory=set)  # every service of the file, imported or not
     interpolated: dict[tuple[str, int, str], frozenset[str]] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)  # the shell over .env (ComposeProject.variables)
+    grants: bool = True  # False with --no-grants: what needs an opt-in is left out (and reported) instead
+    secret_env: frozenset[str] = frozenset()  # --secret-env NAME: env names or variables whose values are secret
 
     def variables_in(self, loc: Loc, key: str, value: str) -> frozenset[str]:
         """The shell or .env variables whose values make up `key`'s `value` written at `loc` (empty: none); a list

@@ -1,8 +1,11 @@
 """`${VAR}` interpolation as `docker compose` does it, and the `.env` file it reads variables from.
 
 Supported: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`,
-`${VAR:+replacement}`, `${VAR+replacement}` (defaults may nest `${...}`), and `$$` for a literal `$`.
+`${VAR:+replacement}`, `${VAR+replacement}` (defaults may nest `${...}`), and `$$` for a literal `$`; a `$`
+followed by neither a name nor `{` stays as it is (`$(seq 1 60)`), as Compose leaves it.
 A variable that is unset and has no default becomes "" with a warning, as Compose does.
+A mapping value that held a variable is typed after interpolation, as Compose types it: `privileged: ${PRIV}`
+with PRIV=true is the boolean true and `retries: $RETRIES` a number (the text is kept for string keys).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.compose.source import ComposeError, Loc, Map, Override, Seq
+from reconciler.compose.source import ComposeError, Loc, Map, Override, Seq, plain_scalar
 
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
@@ -41,6 +44,11 @@ class Interpolator:
             out = Map(value.loc)
             for key, item in value.items():
                 sub = self.tree(item, value.at(key))
+                if isinstance(item, str) and "$" in item and isinstance(sub, str):
+                    typed = plain_scalar(sub)  # the key's text stays the interpolated string (Map.text)
+                    if typed is not None and not isinstance(typed, str):
+                        out.put(key, typed, value.at(key), sub)
+                        continue
                 out.put(key, sub, value.at(key), value.raw.get(key) if not isinstance(sub, str) else None)
             return out
         if isinstance(value, Seq):
@@ -77,7 +85,9 @@ class Interpolator:
                 continue
             match = _NAME.match(text, i + 1)
             if not match:
-                raise ComposeError(loc.file, loc.line, f"invalid interpolation {text!r}: write '$$' for a literal '$'")
+                out.append(char)  # Compose leaves a `$` that starts no variable as it is
+                i += 1
+                continue
             out.append(self._lookup(match.group(), loc))
             i = match.end()
         return "".join(out)

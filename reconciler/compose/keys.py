@@ -89,6 +89,8 @@ MAPPED_BY_HAND = frozenset(
 
 
 CONTAINER_FIELDS = "reconciler.drivers.container.fields:FIELDS"
+# The capabilities validation refuses without allowPrivileged (they hand a container nearly the host).
+DANGEROUS_CAPS: frozenset[str] = frozenset(load("reconciler.drivers.container.checks:DANGEROUS_CAPS"))
 
 
 def container_fields() -> tuple[Any, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.compose.source import ComposeError, Map, Seq, scalar_text
+from reconciler.compose.source import ComposeError, Map, Seq, compose_bool, compose_int, scalar_text
 
 if TYPE_CHECKING:
     from reconciler.compose.service import ServiceMapper
@@ -20,9 +20,12 @@ def map_healthcheck(m: ServiceMapper) -> None:
     health = m.service.get("healthcheck")
     if not isinstance(health, Map):
         return
-    if health.get("disable") is True:
+    disable = compose_bool(health.get("disable"))
+    if disable is True:
         m.spec["healthcheck"] = {"disable": True}
         return
+    if disable is False and all(k == "disable" or k.startswith("x-") for k in health):
+        return  # `disable: false` alone changes nothing: the image's healthcheck runs, as without the key
     out: dict[str, Any] = {}
     test = health.get("test")
     if isinstance(test, Seq):
@@ -50,8 +53,8 @@ def map_healthcheck(m: ServiceMapper) -> None:
             else:
                 m.lost(f"healthcheck.{key}", f"{text!r} is not a duration", health.at(key))
     if "retries" in health:
-        retries = health["retries"]
-        if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1:
+        retries = compose_int(health["retries"])
+        if retries is not None and retries >= 1:
             out["retries"] = retries
         else:
             m.lost("healthcheck.retries", "reconciler needs a whole number >= 1", health.at("retries"))
@@ -130,8 +133,8 @@ def map_resources(m: ServiceMapper) -> None:
     if s.get("cpus") is not None:
         _cpus(m, s, "cpus", resources, "cpus")
     if s.get("cpu_shares") is not None:
-        shares = s["cpu_shares"]
-        if isinstance(shares, int) and 2 <= shares <= 262144:
+        shares = compose_int(s["cpu_shares"])
+        if shares is not None and 2 <= shares <= 262144:
             resources["cpuShares"] = shares
         else:
             m.lost("cpu_shares", "reconciler takes 2 to 262144")
@@ -161,8 +164,8 @@ def _cpus(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], wh
 
 
 def _pids(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], where: str) -> None:
-    value = source[key]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    value = compose_int(source[key])
+    if value is not None and value >= 1:
         resources["pidsLimit"] = value
     elif value in (0, -1):
         pass  # Compose reads 0 and -1 as "no limit", which is reconciler's default

@@ -24,6 +24,7 @@ class ComposeProject:
     directory: Path  # relative paths in every file are relative to this: the first file's directory
     profiles: frozenset[str]
     interpolated: dict[tuple[str, int, str], frozenset[str]]  # see Interpolator.sources
+    variables: Mapping[str, str]  # the shell over .env: what `- NAME` in environment takes its value from
 
 
 def _shown(path: Path) -> str:
@@ -128,4 +129,4 @@ def load_project(
         raise ComposeError(_shown(files[0]), 0, "no project name can be derived: pass --project NAME")
     active = set(profiles)
     active.update(p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip())
-    return ComposeProject(model, name, directory, frozenset(active), interpolator.sources)
+    return ComposeProject(model, name, directory, frozenset(active), interpolator.sources, env)

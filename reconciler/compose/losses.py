@@ -3,6 +3,8 @@ second look (an opt-in it had to set, a value it copied that may be secret)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -10,8 +12,10 @@ from reconciler.compose.source import Loc
 
 
 class Severity(Enum):
+    GRANT = "grant"  # mapped with an opt-in (allowPrivileged, allowSensitive, allowExternalContext) to review
     NOT_MAPPED = "not mapped"
-    FLAGGED = "flagged"  # mapped, with an opt-in or a caveat the user must know about
+    FLAGGED = "flagged"  # mapped, with a caveat the user must know about
+    SECRET = "secret"  # mapped into the git-ignored secret env file, not into a manifest
 
 
 @dataclass(frozen=True, order=True)
@@ -40,6 +44,12 @@ class LossReport:
     def flag(self, loc: Loc, key: str, why: str) -> None:
         self._add(Loss(loc.file, loc.line, key, why, Severity.FLAGGED))
 
+    def secret(self, loc: Loc, key: str, why: str) -> None:
+        self._add(Loss(loc.file, loc.line, key, why, Severity.SECRET))
+
+    def grant(self, loc: Loc, key: str, why: str) -> None:
+        self._add(Loss(loc.file, loc.line, key, why, Severity.GRANT))
+
     def _add(self, loss: Loss) -> None:
         self._entries.setdefault((loss.file, loss.line, loss.key, loss.why), loss)
 
@@ -50,3 +60,48 @@ class LossReport:
     @property
     def anything_lost(self) -> bool:
         return any(e.severity is Severity.NOT_MAPPED for e in self._entries.values())
+
+    @property
+    def grants(self) -> list[Loss]:
+        return [e for e in self.entries if e.severity is Severity.GRANT]
+
+
+_HEADINGS = {
+    Severity.GRANT: "Grants to review (opt-ins the Compose file asks for; each gives a container part of the host)",
+    Severity.NOT_MAPPED: "Not mapped (set in the Compose file, not carried over)",
+    Severity.SECRET: "Secret values kept out of the manifests",
+    Severity.FLAGGED: "Flagged (carried over or left out as Compose does, with a caveat)",
+}
+_INDEX = re.compile(r"\[\d+\]|:[^.]*$")
+
+
+def group_of(key: str) -> str:
+    """The key a report line is grouped under: the service key without service name, index or entry name
+    (`services.web.volumes[2]:z` -> `services.*.volumes`), or a top-level section (`networks.*`)."""
+    parts = key.split(".")
+    if parts[0] == "services" and len(parts) >= 3:
+        return "services.*." + _INDEX.sub("", parts[2])
+    if parts[0] == "services":
+        return "services.*"
+    return f"{parts[0]}.*" if len(parts) > 1 else key
+
+
+def render(entries: Sequence[Loss], verbose: bool = False) -> list[str]:
+    """The report as lines: grants first, every one of them; then losses, secrets and flags, each grouped by key
+    with a count and one example (`verbose`: every line)."""
+    lines: list[str] = []
+    for severity in _HEADINGS:
+        items = [e for e in entries if e.severity is severity]
+        if not items:
+            continue
+        if verbose or severity is Severity.GRANT:
+            lines.append(f"{_HEADINGS[severity]}: {len(items)}")
+            lines.extend(f"  {e}" for e in items)
+            continue
+        groups: dict[str, list[Loss]] = {}
+        for e in items:
+            groups.setdefault(group_of(e.key), []).append(e)
+        lines.append(f"{_HEADINGS[severity]}: {len(items)} (by key; --verbose lists every line)")
+        for group, members in groups.items():
+            lines.append(f"  {group} ({len(members)}), e.g. {members[0]}")
+    return lines

@@ -7,7 +7,7 @@ services), then every selected service; images are shared between services that 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def selected_services(services: Map, active: Collection[str], report: LossReport
             chosen.append(name)
             continue
         shown = ", ".join(profiles)
-        report.lost(
+        report.flag(  # nothing is lost: `docker compose up` leaves it out too
             services.at(name),
             f"services.{name}",
             f"only in profiles [{shown}], none active: left out as `docker compose up` leaves it out "
@@ -86,7 +86,7 @@ def _report_unused_file_objects(top: Map, kind: str, services: Map, chosen: list
     section = top.get(kind) or Map(top.loc)
     for name in section:
         if name not in used:
-            report.lost(
+            report.flag(  # nothing is lost: no service Compose runs mounts it
                 section.at(name),
                 f"{kind}.{name}",
                 f"no imported service uses it; only services' file-based {kind} are mapped (as read-only bind mounts)",
@@ -101,20 +101,33 @@ def build_manifests(
     active_profiles: Collection[str],
     report: LossReport,
     interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
+    variables: Mapping[str, str] | None = None,
+    grants: bool = True,
+    secret_env: Collection[str] = (),
 ) -> list[Manifest]:
     """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
-    came from the shell or `.env` (Interpolator.sources)."""
+    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s; `grants`
+    False leaves out what would need an opt-in (--no-grants); `secret_env` names more secret values (--secret-env)."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
-    ctx = Context(project, project_dir, out_dir, report, interpolated=dict(interpolated or {}))
+    ctx = Context(
+        project,
+        project_dir,
+        out_dir,
+        report,
+        interpolated=dict(interpolated or {}),
+        variables=dict(variables or {}),
+        grants=grants,
+        secret_env=frozenset(secret_env),
+    )
     ctx.all_services = set(services)
     chosen = selected_services(services, active_profiles, report)
     if not chosen:
         raise ComposeError(top.loc.file, top.loc.line, "no service is selected by the active profiles")
     taken: dict[str, str] = {}
     for name in chosen:
-        container, renamed = container_name(name, services[name], project)
+        container = container_name(name, services[name], project)
         if container in taken:
             at = services.at(name)
             raise ComposeError(
@@ -124,8 +137,6 @@ def build_manifests(
             )
         taken[container] = name
         ctx.containers[name] = container
-        if renamed:
-            report.flag(services.at(name), f"services.{name}", renamed)
     for kind in ("secrets", "configs"):
         _check_file_objects(top, kind)
     manifests: list[Manifest] = []
@@ -133,7 +144,7 @@ def build_manifests(
     used = _used_networks(services, chosen, declared_networks)
     for key in declared_networks:
         if key not in used:
-            report.lost(
+            report.flag(  # nothing is lost: Compose does not create it either
                 declared_networks.at(key),
                 f"networks.{key}",
                 "no imported service uses it; Compose does not create it either",

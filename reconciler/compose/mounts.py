@@ -12,7 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, compose_bool, scalar_text
 from reconciler.core.safeio import sensitive_host_paths
 
 if TYPE_CHECKING:
@@ -92,7 +92,9 @@ class MountMapper:
         if kind not in ("volume", "bind", "tmpfs"):
             raise ComposeError(at.file, at.line, f"{where}: unknown type {kind!r}")
         target = self._target(volume, at, where)
-        read_only = volume.get("read_only") is True
+        read_only = compose_bool(volume.get("read_only")) is True
+        if volume.get("read_only") is not None and compose_bool(volume["read_only"]) is None:
+            self.m.lost(f"{key}.read_only", f"{volume.text('read_only')!r} is not a boolean", volume.at("read_only"))
         for option in volume:
             if option in ("type", "source", "target", "read_only") or option.startswith("x-"):
                 continue
@@ -152,8 +154,10 @@ class MountMapper:
                 continue  # the engine's default
             self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler", options.at(option))
 
-    def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc) -> None:
-        """A bind mount of a Compose host path; left out (and reported) when the source does not exist."""
+    def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc, file_ref: bool = False) -> None:
+        """A bind mount of a Compose host path; left out (and reported) when the source does not exist. A
+        sensitive source needs allowSensitive: a grant to review for a volume, never granted for a secret or
+        config file (`file_ref`): a Compose file naming /etc/shadow as a secret is not a request to trust."""
         path = self.m.ctx.host_path(source)
         if not path.exists():
             self.m.lost(
@@ -167,9 +171,13 @@ class MountMapper:
         if read_only:
             mount["readOnly"] = True
         reason = sensitive_reason(str(path))
+        if reason and file_ref:
+            self.m.lost(key, f"{reason}: the import never grants allowSensitive to a secret or config; left out", at)
+            return
         if reason:
+            if not self.m.grant(key, "allowSensitive", reason, at):
+                return
             mount["allowSensitive"] = True
-            self.m.flag(key, f"{reason}: carried over with allowSensitive: true", at)
         self._add(mount, at)
 
     def _tmpfs(self, target: str, options: Any, key: str, at: Loc) -> None:
@@ -222,7 +230,7 @@ class MountMapper:
                     entry.at(option),
                 )
         if declared.get("file") is not None:
-            self.bind(declared.text("file"), target, True, key, at)
+            self.bind(declared.text("file"), target, True, key, at, file_ref=True)
             return
         how = next((k for k in ("environment", "content", "external") if declared.get(k) is not None), "definition")
         why = {

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.compose import ports as port_mapping
-from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, Context, Manifest, string_map
+from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, SECRETS_DIR, Context, Manifest, string_map
 from reconciler.compose.envfiles import env_file_problem
-from reconciler.compose.keys import HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
+from reconciler.compose.keys import DANGEROUS_CAPS, HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
 from reconciler.compose.mounts import MountMapper
 from reconciler.compose.networking import map_depends_on, map_networking
-from reconciler.compose.source import ComposeError, Loc, Map, Seq, scalar_text
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, compose_bool, scalar_text
 from reconciler.core.safeio import inside, sensitive_reason
 
-SENSITIVE_ENV_NAME = re.compile(r"PASSW|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|ACCESS_?KEY", re.IGNORECASE)
+SENSITIVE_ENV_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|PRIVATE|CREDENTIAL|AUTH", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")  # scheme://user:password@host
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 _USER = re.compile(r"^[^:\s]+(:[^:\s]+)?$")
@@ -56,9 +57,11 @@ class ImageNeed:
     origin: Loc
 
 
-def looks_secret(name: str, variables: frozenset[str] = frozenset()) -> bool:
-    """Whether an env or arg name (or a variable feeding it) looks like it holds a secret; `*_FILE` names a path."""
-    return any(SENSITIVE_ENV_NAME.search(n) and not n.upper().endswith("_FILE") for n in (name, *variables))
+def looks_secret(name: str, variables: frozenset[str] = frozenset(), value: str = "") -> bool:
+    """Whether an env or arg name (or a variable feeding it) looks like it holds a secret (`*_FILE` names a
+    path), or the value is a URL with a password."""
+    named = any(SENSITIVE_ENV_NAME.search(n) and not n.upper().endswith("_FILE") for n in (name, *variables))
+    return named or bool(_URL_PASSWORD.search(value))
 
 
 def duration_seconds(text: str) -> float:
@@ -79,6 +82,7 @@ class ServiceMapper:
         self.labels: dict[str, str] = {}
         self.container_name = ctx.containers[name]
         self.image: ImageNeed | None = None
+        self.secrets: dict[str, str] = {}  # env values kept out of the manifest, for SECRETS_DIR/<container>.env
 
     def _where(self, key: str, loc: Loc | None) -> Loc:
         return loc or self.service.at(re.split(r"[.\[:]", key)[0])
@@ -88,6 +92,16 @@ class ServiceMapper:
 
     def flag(self, key: str, why: str, loc: Loc | None = None) -> None:
         self.ctx.report.flag(self._where(key, loc), f"services.{self.name}.{key}", why)
+
+    def grant(self, key: str, opt_in: str, why: str, loc: Loc | None = None) -> bool:
+        """Whether to carry over what needs `opt_in`: yes, listed under "grants to review" (the import exits 2);
+        with --no-grants no, reported as left out."""
+        where, full = self._where(key, loc), f"services.{self.name}.{key}"
+        if self.ctx.grants:
+            self.ctx.report.grant(where, full, f"{why}: carried over with {opt_in}: true")
+            return True
+        self.ctx.report.lost(where, full, f"{why}: left out (--no-grants); it needs {opt_in}: true")
+        return False
 
     def run(self) -> Manifest:
         s = self.service
@@ -118,8 +132,9 @@ class ServiceMapper:
         map_resources(self)
         self._process()
         self._copied()
+        self._isolation_grants()
         self._labels()
-        return Manifest("Container", self.container_name, self.spec, s.loc, self.labels)
+        return Manifest("Container", self.container_name, self.spec, s.loc, self.labels, self.secrets)
 
     # --- image and build -------------------------------------------------------------------------------------
 
@@ -168,20 +183,35 @@ class ServiceMapper:
             at = build.at("context")
             raise ComposeError(at.file, at.line, f"services.{self.name}.build.context: {path} is not a directory")
         out["context"] = self.ctx.manifest_path(context)
-        # validation asks for these opt-ins: a context outside the output directory (and a sensitive one) is sent
-        # to the engine and may end up in a pushed image, so the import sets them and says so
+        # a context outside the output directory is sent to the engine and may end up in a pushed image:
+        # validation asks for allowExternalContext, a grant to review; one at a sensitive host path (or a
+        # Dockerfile there) would bake host secrets into an image: the import never grants that
+        context_at = build.at("context") if "context" in build else None
         real = os.path.realpath(path)
-        if not inside(real, os.path.realpath(self.ctx.out_dir)):
+        out_root = os.path.realpath(self.ctx.out_dir)
+        dockerfile_raw = build.text("dockerfile") if "dockerfile" in build else "Dockerfile"
+        dockerfile_real = os.path.realpath(path / dockerfile_raw)  # an absolute Dockerfile is itself
+        context_external = not inside(real, out_root)
+        dockerfile_external = not inside(dockerfile_real, real) and not inside(dockerfile_real, out_root)
+        if context_external or dockerfile_external:
+            for candidate, key, external in (
+                (str(path), "context", context_external),
+                (dockerfile_real, "dockerfile", dockerfile_external),
+            ):
+                reason = sensitive_reason(candidate) if external else None
+                if reason:
+                    self.lost(
+                        f"build.{key}",
+                        f"{reason}: the import never grants allowSensitive to a build (host files would be sent to "
+                        "the engine and may end up in the image); build left out, so the image is pulled",
+                        build.at(key) if key in build else context_at,
+                    )
+                    return None
+            outside = real if context_external else dockerfile_real
+            why = f"{outside} is outside the output directory"
+            if not self.grant("build.context", "allowExternalContext", why, context_at):
+                return None
             out["allowExternalContext"] = True
-            self.flag(
-                "build.context",
-                f"{real} is outside the output directory: carried over with allowExternalContext: true",
-                build.at("context") if "context" in build else None,
-            )
-            reason = sensitive_reason(str(path))
-            if reason:
-                out["allowSensitive"] = True
-                self.flag("build.context", f"{reason}: carried over with allowSensitive: true")
         for key in build:
             at = build.at(key)
             if key == "context" or key.startswith("x-"):
@@ -203,7 +233,7 @@ class ServiceMapper:
                         continue
                     arg_at = build["args"].at(arg)
                     variables = self.ctx.variables_in(arg_at, arg, build["args"].text(arg))
-                    if variables and looks_secret(arg, variables):
+                    if variables and looks_secret(arg, variables, build["args"].text(arg)):
                         self.lost(
                             f"build.args.{arg}",
                             "the value comes from the shell or .env and may be a secret: not copied",
@@ -275,31 +305,24 @@ class ServiceMapper:
         environment = s.get("environment") or Map(s.loc)
         for key, value in environment.items():
             at = environment.at(key)
-            if value is None:
-                self.lost(
-                    f"environment.{key}",
-                    "the value comes from the shell that runs `docker compose`; not copied (it may be a secret): "
-                    "put it in an env file",
-                    at,
-                )
-                continue
             if isinstance(value, Map | Seq):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment.{key} must be a string")
             if not key or "=" in key or any(c.isspace() for c in key):
                 raise ComposeError(at.file, at.line, f"services.{self.name}.environment: invalid name {key!r}")
-            value_text = environment.text(key)
-            variables = self.ctx.variables_in(at, key, value_text)
-            if variables and looks_secret(key, variables):
-                shown = ", ".join(f"${{{v}}}" for v in sorted(variables))
-                self.lost(
-                    f"environment.{key}",
-                    f"the value comes from {shown} in the shell or .env, not from the Compose file, and may be a "
-                    "secret: not copied; put it in an env file",
-                    at,
-                )
+            if value is None:
+                # `- NAME`: the value of NAME in the shell or .env, as Compose v2 takes it; nothing when set nowhere
+                if key not in self.ctx.variables:
+                    continue
+                value_text, variables = self.ctx.variables[key], frozenset({key})
+            else:
+                value_text = environment.text(key)
+                variables = self.ctx.variables_in(at, key, value_text)
+            marked = key in self.ctx.secret_env or bool(variables & self.ctx.secret_env)
+            if marked or (variables and looks_secret(key, variables, value_text)):
+                self._secret(key, value_text, variables, at)
                 continue
             env[key] = value_text
-            if looks_secret(key):
+            if looks_secret(key, value=value_text):
                 sensitive.append(key)
                 self.flag(
                     f"environment.{key}",
@@ -311,6 +334,26 @@ class ServiceMapper:
             self.spec["env"] = env
         if sensitive:
             self.spec["sensitiveEnv"] = sensitive
+        if self.secrets:  # last: as `environment` in Compose, it wins over the service's own env files
+            self.spec["envFiles"] = [*env_files, f"./{SECRETS_DIR}/{self.container_name}.env"]
+
+    def _secret(self, key: str, value: str, variables: frozenset[str], at: Loc) -> None:
+        """A secret env value: into this container's env file beside the manifests, never into a manifest."""
+        origin = ", ".join(f"${{{v}}}" for v in sorted(variables)) or "the Compose file"
+        if "\n" in value or "\r" in value or "\0" in value:
+            self.lost(
+                f"environment.{key}",
+                f"the value (from {origin}) may be a secret and spans lines, which an env file cannot hold: not copied",
+                at,
+            )
+            return
+        self.secrets[key] = value
+        self.ctx.report.secret(
+            at,
+            f"services.{self.name}.environment.{key}",
+            f"the value (from {origin}) is in {SECRETS_DIR}/{self.container_name}.env (mode 0600, git-ignored), "
+            "not in a manifest",
+        )
 
     def _process(self) -> None:
         s = self.service
@@ -342,15 +385,26 @@ class ServiceMapper:
                 text = scalar_text(cap)
                 if not _CAPABILITY.match(text):
                     self.lost(f"{key}[{i}]", f"{text!r} is not a capability name", s[key].at(i))
-                elif text not in caps:
+                elif text in caps:
+                    continue
+                elif key == "cap_add" and text.upper().removeprefix("CAP_") in DANGEROUS_CAPS:
+                    why = f"capability {text} gives the container (nearly) the host"
+                    if self.grant(f"{key}[{i}]", "allowPrivileged", why, s[key].at(i)):
+                        caps.append(text)
+                        self.spec["allowPrivileged"] = True
+                else:
                     caps.append(text)
             if caps:
                 self.spec[field] = caps
-        if s.get("privileged") is True:
+        for key in ("privileged", "read_only"):
+            if s.get(key) is not None and compose_bool(s[key]) is None:
+                self.lost(key, f"{s.text(key)!r} is not a boolean (true or false)")
+        if compose_bool(s.get("privileged")) is True and self.grant(
+            "privileged", "allowPrivileged", "privileged: true gives the container the host"
+        ):
             self.spec["privileged"] = True
             self.spec["allowPrivileged"] = True
-            self.flag("privileged", "carried over with allowPrivileged: true; the container has the host")
-        if "read_only" in s and s["read_only"] is True:
+        if compose_bool(s.get("read_only")) is True:
             self.spec["readOnlyRootfs"] = True
         if "stop_grace_period" in s:
             text = s.text("stop_grace_period")
@@ -371,6 +425,35 @@ class ServiceMapper:
                     continue
                 self.spec[row.key] = _plain(self.service[key])
 
+    def _isolation_grants(self) -> None:
+        """Copied run options that take away the container's isolation (`pid: host`, `ipc: host`, an unconfined
+        `security_opt`) need allowPrivileged, as validation says: a grant to review, or left out (--no-grants)."""
+        fields = {key: row.key for row in container_fields() for key in row.compose}
+        for key in ("pid", "ipc"):
+            field = fields.get(key)
+            if field and self.spec.get(field) == "host":
+                why = f"{key}: host shares the host's {key.upper()} namespace with the container"
+                if self.grant(key, "allowPrivileged", why):
+                    self.spec["allowPrivileged"] = True
+                else:
+                    del self.spec[field]
+        field = fields.get("security_opt")
+        if not field or not isinstance(self.spec.get(field), list):
+            return
+        kept = []
+        for i, opt in enumerate(self.spec[field]):
+            name, _, value = str(opt).replace(":", "=", 1).partition("=")
+            if value == "unconfined" or (name == "label" and value == "disable"):
+                why = f"security_opt {opt} lifts a protection of the host from the container"
+                if not self.grant(f"security_opt[{i}]", "allowPrivileged", why, self.service["security_opt"].at(i)):
+                    continue
+                self.spec["allowPrivileged"] = True
+            kept.append(opt)
+        if kept:
+            self.spec[field] = kept
+        else:
+            del self.spec[field]
+
     def _labels(self) -> None:
         labels = self.service.get("labels")
         if isinstance(labels, Map):
@@ -389,18 +472,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def container_name(service: str, raw: Map, project: str) -> tuple[str, str | None]:
-    """The Container name for a service: `container_name`, else the service name; with the reason when the
-    service name is not a valid engine name and the Compose v2 name `<project>-<service>-1` is used."""
+def container_name(service: str, raw: Map, project: str) -> str:
+    """The Container name for a service as Compose v2 names it: `container_name`, else `<project>-<service>-1`
+    (so two projects with a `db` each can run on one engine; the service name stays a network alias)."""
     if raw.get("container_name") is not None:
         name = raw.text("container_name")
         if not NAME.match(name) or len(name) < 2:
             at = raw.at("container_name")
             raise ComposeError(at.file, at.line, f"services.{service}.container_name: {name!r} is not a valid name")
-        return name, None
-    if NAME.match(service) and len(service) >= 2:
-        return service, None
-    fallback = f"{project}-{service}-1"
-    if not NAME.match(fallback):
-        raise ComposeError(raw.loc.file, raw.loc.line, f"services.{service}: no valid container name can be made")
-    return fallback, f"{service!r} is not a valid reconciler Container name; named {fallback!r} as Compose v2 does"
+        return name
+    name = f"{project}-{service}-1"
+    if not NAME.match(name):
+        raise ComposeError(
+            raw.loc.file,
+            raw.loc.line,
+            f"services.{service}: the Compose name {name!r} is not a valid Container name (at most 63 of "
+            "a-z A-Z 0-9 _ . -): set container_name",
+        )
+    return name

@@ -120,6 +120,11 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     text = node.value
     if not _plain(node) or node.tag == "tag:yaml.org,2002:str":  # quoted, block or !!str: a string
         return text
+    return plain_scalar(text)
+
+
+def plain_scalar(text: str) -> Any:
+    """What a plain (unquoted) YAML 1.2 scalar with this text is: None, a boolean, a number, or the text."""
     if _NULL.match(text):
         return None
     if text in _BOOL:
@@ -250,3 +255,29 @@ def parse_compose(text: str, shown: str) -> Map:
     if not isinstance(value, Map):
         raise ComposeError(shown, nodes[0].start_mark.line + 1, "a Compose file must be a mapping at the top level")
     return value
+
+
+_YES, _NO = frozenset({"y", "yes", "true", "on"}), frozenset({"n", "no", "false", "off"})
+_WHOLE = re.compile(r"^[-+]?[0-9]+$")
+
+
+def compose_bool(value: Any) -> bool | None:
+    """A boolean key's value as Compose reads it: a YAML boolean, or text Compose casts (`true`/`yes`/`on`/`y`
+    and their opposites, any case: `privileged: "${PRIV}"` with PRIV=yes); None when it is no boolean."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return True if text in _YES else False if text in _NO else None
+    return None
+
+
+def compose_int(value: Any) -> int | None:
+    """A whole-number key's value as Compose reads it: a YAML integer or its text (`retries: "3"`); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _WHOLE.match(value.strip()):
+        return int(value.strip())
+    return None

@@ -27,7 +27,8 @@ def _apply_one(driver: Driver, change: Change) -> Result:
     try:
         driver.apply(change)
     except ReconcileError as exc:
-        return Result(change, Outcome.FAILED, str(exc), time.monotonic() - started, classify(exc), exc.delay)
+        seconds = time.monotonic() - started
+        return Result(change, Outcome.FAILED, str(exc), seconds, classify(exc), exc.delay, exc.log_tail)
     except Exception as exc:  # a driver bug must not take the other changes down with it
         log.exception("change.crashed", subject=change.subject)
         return Result(change, Outcome.FAILED, f"internal error: {exc!r}", time.monotonic() - started, classify(exc))

@@ -31,6 +31,7 @@ def record_failures(project: str, engine: str, results: list[Result]) -> None:
             "status": "failing" if r.outcome is Outcome.FAILED else "blocked",
             "error": r.error,
             "nextRetry": None,
+            **({"logTail": list(r.log_tail)} if r.log_tail else {}),
         }
         for r in results
         if r.outcome in (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED)

@@ -76,7 +76,7 @@ def targets(runner_for: Callable[[HostSpec | None], ProjectRunner], selection: S
     loaded = runner.load_valid()
     if not loaded.hosts:
         if selection.hosts or selection.selectors:
-            raise PermanentError("--host/--selector need a tree with Host manifests; this one has none")
+            raise PermanentError("--host, --selector and --as-host need a tree with Host manifests; this one has none")
         return Targets(loaded, [runner])
     hosts, errors = select_hosts(loaded.hosts, selection.hosts, selection.selectors)
     if errors:

@@ -67,6 +67,7 @@ class Retry:
     desired: str | None = None  # fingerprint of the manifest's spec when it failed
     seen: object = None  # fingerprint of what was observed in the first pass after the failure (or FIRST_LOOK)
     watch_object: bool = False  # whether a change of the observed object releases it (failures, not storms)
+    log_tail: tuple[str, ...] = ()  # the failing container's last output lines (masked)
 
     @property
     def next_retry_iso(self) -> str | None:
@@ -230,6 +231,7 @@ class FailureMemory(Generic[K]):
         permanent: bool = False,
         desired: str | None = None,
         watch_object: bool = True,
+        log_tail: tuple[str, ...] = (),
     ) -> Retry:
         """Record one more failure of `key` while the manifest asked for `desired`; `delay` (e.g. a
         TemporaryError's own) overrides the computed one, never beyond the policy's cap. A `permanent` failure
@@ -244,7 +246,7 @@ class FailureMemory(Generic[K]):
             wait = delay if delay is not None else self.policy.delay(failures)
             wait = min(wait, self.policy.cap)
             retry = Retry(failures, error, self.clock() + wait, self.wall() + wait, reason)
-        retry.desired = desired
+        retry.desired, retry.log_tail = desired, log_tail
         if watch_object:
             retry.seen, retry.watch_object = FIRST_LOOK, True
         elif previous is not None:

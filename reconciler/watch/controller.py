@@ -415,6 +415,7 @@ class Controller:
                     result.retry_after,
                     permanent=permanent,
                     desired=_fingerprint(change.desired),
+                    log_tail=result.log_tail,
                 )
                 log.warning(
                     "object.held" if permanent else "object.retry_scheduled",
@@ -460,6 +461,7 @@ class Controller:
                 "reason": retry.reason,
                 "errorClass": "permanent" if retry.permanent else "temporary",
                 "nextRetry": retry.next_retry_iso if running else None,
+                **({"logTail": list(retry.log_tail)} if retry.log_tail else {}),
             }
         for key, reason in sorted(self.blocked.items()):
             state.setdefault(_subject(key), {"status": "blocked", "error": reason, "nextRetry": None})

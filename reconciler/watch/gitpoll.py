@@ -25,10 +25,17 @@ log = structlog.get_logger()
 class GitPoller:
     """Polls `source` every `interval` seconds; `request(reason)` is called when a new commit is in force."""
 
-    def __init__(self, source: GitSource, interval: float, request: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        source: GitSource,
+        interval: float,
+        request: Callable[[str], None],
+        on_refused: Callable[[Rejection], None] | None = None,
+    ) -> None:
         self.source = source
         self.interval = interval
         self.request = request
+        self.on_refused = on_refused  # told once per refused commit (notifications)
         self.record = AppliedRecord(source.directory)
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -72,6 +79,8 @@ class GitPoller:
         if result.rejected != self._rejected:
             if result.rejected is not None:
                 log.error("git.commit_refused", commit=result.rejected.commit[:12], reason=result.rejected.reason)
+                if self.on_refused is not None:
+                    self.on_refused(result.rejected)
             self._rejected = result.rejected
             self.record.refused(result.rejected)
         if result.changed and result.in_force is not None:

@@ -47,6 +47,8 @@ class Metrics:
         self.engine_up = 0
         self.last_tick = time.monotonic()
         self.webhooks: dict[int, int] = {}  # answers to POST /hooks/git by status code (issue 22)
+        # with --notify: the notifier's counts by outcome (delivered, failed, dropped, suppressed)
+        self.notifications: Callable[[], Mapping[str, int]] | None = None
 
     def pass_done(self, result: str, seconds: float, when: float | None = None) -> None:
         with self._lock:
@@ -136,6 +138,10 @@ class Metrics:
                 head("reconcile_webhook_requests_total", "counter", "Answers to POST /hooks/git, by status code.")
                 for code, n in sorted(self.webhooks.items()):
                     out.append(f'reconcile_webhook_requests_total{{code="{code}"}} {n}')
+            if self.notifications is not None:
+                head("reconcile_notifications_total", "counter", "Notifications, by what became of them.")
+                for outcome, n in sorted(self.notifications().items()):
+                    out.append(f'reconcile_notifications_total{{outcome="{outcome}"}} {n}')
             return "\n".join(out) + "\n"
 
 

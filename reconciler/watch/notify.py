@@ -24,12 +24,11 @@ Layer: watch. Imports apprise lazily (only when `--notify` is given) and no engi
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ import structlog
 
 from reconciler.errors import PermanentError
 from reconciler.gitsource import Rejection, Revision
-from reconciler.model import Action, ErrorClass, Outcome, Plan, Result
+from reconciler.model import Action, ErrorClass, Outcome, Plan, Result, mask
 from reconciler.output.render import summary
 
 log = structlog.get_logger()
@@ -50,27 +49,8 @@ BURST = 10
 RATE_PER_MINUTE = 10.0
 DRIFT_REPEAT = 3600.0
 ENGINE_DOWN_AFTER = 120.0
-MASK = "(sensitive)"
 # how a failed replace says it put the old object back (container/apply.py, swarm/apply.py)
 ROLLED_BACK = ("old container was restored", "rolled back")
-
-
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced by "(sensitive)", longest first (no value is left half-masked), also
-    where it was quoted with escapes (JSON, Python repr)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        for form in {secret, secret.encode("unicode_escape").decode(), json.dumps(secret)[1:-1]}:
-            text = text.replace(form, MASK)
-    return text
-
-
-def sensitive_values(spec: Any, sensitive: Iterable[str]) -> list[str]:
-    """The values of the env entries `sensitive` names (`env.NAME` paths of a `Desired`) in the normalized `spec`."""
-    env = spec.get("env") if isinstance(spec, Mapping) else None
-    if not isinstance(env, Mapping):
-        return []
-    values = (env.get(p.removeprefix("env.")) for p in sensitive if p.startswith("env."))
-    return [str(v) for v in values if v not in (None, "")]
 
 
 @dataclass(frozen=True)
@@ -137,6 +117,7 @@ class Notifier:
         self._tokens = float(burst)
         self._stamp = clock()
         self.suppressed = 0  # held back by the rate limit since the last message
+        self.suppressed_total = 0
         self.dropped = 0  # lost to a full queue
         self.failures = 0
         self.delivered = 0
@@ -151,6 +132,15 @@ class Notifier:
     def for_urls(cls, urls: Sequence[str], project: str, **kwargs: Any) -> Notifier:
         """The notifier of `--notify URL...` (checked now: a bad URL stops the watch before it starts)."""
         return cls(apprise_sender(urls), project, **kwargs)
+
+    def counts(self) -> dict[str, int]:
+        """What became of the notifications so far (`/metrics`)."""
+        return {
+            "delivered": self.delivered,
+            "failed": self.failures,
+            "dropped": self.dropped,
+            "suppressed": self.suppressed_total,
+        }
 
     # -- events ----------------------------------------------------------------------------------------------
     def revision_applied(self, revision: Revision, summary: str) -> None:
@@ -250,6 +240,7 @@ class Notifier:
             self._stamp = now
             if self._tokens < 1.0:
                 self.suppressed += 1  # not remembered as told: the same event later is told then
+                self.suppressed_total += 1
                 return
             self._tokens -= 1.0
             if dedup:
@@ -366,7 +357,7 @@ class NotifyObserver:
             return
         if result.outcome is not Outcome.FAILED or result.error_class is ErrorClass.UNAVAILABLE:
             return  # skipped and blocked changes are told by the failure that caused them; the engine by pass_failed
-        secrets = sensitive_values(change.desired.spec, change.desired.sensitive) if change.desired else []
+        secrets = change.desired.secret_values() if change.desired else []
         error = result.error or "failed"
         if result.error_class is ErrorClass.PERMANENT:
             self.notifier.held(subject, error, secrets)

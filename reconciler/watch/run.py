@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,14 +18,16 @@ import structlog
 from reconciler.core.lock import ProjectLock
 from reconciler.core.project import ProjectRunner
 from reconciler.errors import ReconcileError
-from reconciler.gitsource import GitSource
-from reconciler.gitsource.applied import in_force, revision_status
+from reconciler.gitsource import GitSource, Rejection
+from reconciler.gitsource.applied import AppliedRecord, in_force, revision_status
 from reconciler.output.liveview import WatchLiveView, wants_live
 from reconciler.watch.controller import Controller, PassObserver, WatchOptions
 from reconciler.watch.gitpoll import GitPoller, RevisionObserver
 from reconciler.watch.metrics import Metrics, MetricsServer, serve
+from reconciler.watch.notify import Notifier, NotifyObserver
 from reconciler.watch.statuspage import StatusBoard
 from reconciler.watch.triggers import DirectoryWatcher, EventReader, absolute_dir
+from reconciler.watch.webhooks import HookGate, load_secret
 
 log = structlog.get_logger()
 
@@ -49,6 +52,8 @@ class WatchRun:
     metrics_addr: str | None = None  # serve the status page and metrics on this loopback HOST:PORT
     progress: str = "plain"  # the live view: auto, tty or plain (see output.liveview.wants_live)
     git: GitWatch | None = None  # the manifests come from a git source, fetched every `poll` seconds
+    webhook_secret: Path | None = None  # `POST /hooks/git` signed with this secret fetches at once (with `git`)
+    notify: tuple[str, ...] = ()  # apprise URLs told of new revisions, failures, held objects, drift, outages
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -102,13 +107,43 @@ def _revision_observers(run: WatchRun) -> list[PassObserver]:
     return [RevisionObserver(directory, functools.partial(in_force, directory))]
 
 
+def _poller(run: WatchRun, controllers: list[Controller], notifiers: list[Notifier]) -> GitPoller | None:
+    """With a git source: the trigger that fetches and asks every controller for a pass on a new commit."""
+    if run.git is None:
+        return None
+
+    def request_all(reason: str) -> None:
+        for controller in controllers:
+            controller.request(reason)
+
+    def refused(rejection: Rejection) -> None:
+        for notifier in notifiers:
+            notifier.commit_refused(rejection)
+
+    return GitPoller(run.git.source, run.git.poll, request_all, on_refused=refused)
+
+
+def _notify_observer(notifier: Notifier, run: WatchRun, controllers: list[Controller], index: int) -> NotifyObserver:
+    """Notifications of one controller's passes; `controllers[index]` is that controller once it is made."""
+    directory = run.git.source.directory if run.git is not None else None
+    return NotifyObserver(
+        notifier,
+        in_force=functools.partial(in_force, directory) if directory is not None else None,
+        engine_up=lambda: controllers[index].engine_failures == 0,
+        log_lines=lambda result: result.log_tail,
+        applied_commit=AppliedRecord(directory).read().get("commit") if directory is not None else None,
+    )
+
+
 def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
     options = dataclasses.replace(run.options, resync=max(MIN_RESYNC, float(run.options.resync)))
     fleet = len(runners) > 1 or runners[0].host is not None
-    if fleet and run.metrics_addr:
-        raise ReconcileError("--metrics-addr serves one engine's metrics; it is not supported with a fleet yet")
+    if len(runners) > 1 and run.metrics_addr:
+        raise ReconcileError(
+            "--metrics-addr serves one engine's metrics; with several Hosts it is not supported yet (--host NAME)"
+        )
     for runner in runners:
         # `watch .`: name DIR by its absolute path from now on, so a replaced DIR (or switched symlink) is followed
         runner.manifest_dir = runner.ctx.manifest_dir = absolute_dir(runner.manifest_dir)
@@ -132,17 +167,25 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     finally:
         for sig, handler in waiting.items():
             signal.signal(sig, handler)
-    controllers = [
-        Controller(
-            r,
-            r.ctx.engine_url or "",
-            options,
-            Metrics(),
-            board=_board(r, run) if run.metrics_addr else None,
-            observers=[*_live_views(run.progress, r), *_revision_observers(run)],
+    notifiers = [Notifier.for_urls(run.notify, r.project, host=r.host) for r in runners] if run.notify else []
+    controllers: list[Controller] = []
+    for index, r in enumerate(runners):
+        observers = [*_live_views(run.progress, r), *_revision_observers(run)]
+        if notifiers:
+            observers.append(_notify_observer(notifiers[index], run, controllers, index))
+        controllers.append(
+            Controller(
+                r,
+                r.ctx.engine_url or "",
+                options,
+                Metrics(),
+                board=_board(r, run) if run.metrics_addr else None,
+                observers=observers,
+            )
         )
-        for r in runners
-    ]
+    poller = _poller(run, controllers, notifiers)
+    if notifiers:
+        controllers[0].metrics.notifications = notifiers[0].counts  # the metrics server serves one engine
 
     def stop_all(*_: object) -> None:
         for controller in controllers:
@@ -150,10 +193,16 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
 
     previous = install_signals(stop_all)
     triggers: list[Any] = []
+    closing: list[Callable[[], None]] = [n.close for n in notifiers]
     try:
         if run.metrics_addr:
-            server = serve(run.metrics_addr, controllers[0].metrics, controllers[0].board)
-            log.info("metrics.serving", addr=run.metrics_addr)
+            gate = None
+            if run.webhook_secret is not None and poller is not None:
+                gate = HookGate(load_secret(run.webhook_secret), lambda forge: poller.kick())
+                closing.append(gate.close)
+            webhook = gate.handle if gate is not None else None
+            server = serve(run.metrics_addr, controllers[0].metrics, controllers[0].board, webhook=webhook)
+            log.info("metrics.serving", addr=run.metrics_addr, webhook=webhook is not None)
         for runner, controller in zip(runners, controllers, strict=True):
             if runner.engine is None:
                 raise ReconcileError("internal error: watch needs an engine")
@@ -168,13 +217,8 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
                 resync=options.resync,
                 **({"host": runner.host} if runner.host else {}),
             )
-        if run.git is not None:
-
-            def request_all(reason: str) -> None:
-                for controller in controllers:
-                    controller.request(reason)
-
-            triggers.append(GitPoller(run.git.source, run.git.poll, request_all))
+        if poller is not None:
+            triggers.append(poller)
         for trigger in triggers:
             trigger.start()
         _await_event_streams(triggers)
@@ -197,6 +241,8 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
             server.close()
         for controller in controllers:
             controller.close()
+        for close in closing:
+            close()
         for lock in held:
             lock.release()
         for sig, handler in previous.items():

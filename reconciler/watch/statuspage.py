@@ -71,6 +71,7 @@ class StatusBoard:
                     "lastError": None,
                     "errorClass": None,
                     "nextRetry": None,
+                    "logTail": [],
                     "lastChange": previous.get("lastChange"),
                 }
             self.objects = objects
@@ -109,6 +110,7 @@ class StatusBoard:
                     status="failing",
                     lastError=result.error,
                     errorClass=result.error_class.value if result.error_class else None,
+                    logTail=list(result.log_tail),
                 )
             elif result.outcome in (Outcome.BLOCKED, Outcome.SKIPPED):
                 row.update(status="blocked", blocked=result.error)
@@ -127,6 +129,7 @@ class StatusBoard:
                         lastError=failure.get("error"),
                         errorClass=failure.get("errorClass"),
                         nextRetry=failure.get("nextRetry"),
+                        logTail=failure.get("logTail") or row["logTail"],
                     )
                 else:
                     row.update(status="blocked", blocked=row["blocked"] or failure.get("error"))
@@ -214,12 +217,14 @@ def _object_detail(row: dict[str, Any]) -> str:
         parts.append(f'<span class="err">last error{cls}: {_e(row["lastError"])}</span>')
     if row["nextRetry"]:
         parts.append(f"next retry {row['nextRetry']}")
+    if row.get("logTail") and row["status"] != "in sync":
+        parts.append(f'<pre class="logtail">{_e(chr(10).join(row["logTail"]))}</pre>')
     last = row.get("lastChange")
     if last:
         fields = f" ({', '.join(last['fields'])})" if last["fields"] else ""
         text = f"last change: {last['action']} {last['outcome']} {last['time']}{fields}"
         parts.append(f'<span class="muted">{_e(text)}</span>')
-    return "<br>".join(p if p.startswith("<span") else _e(p) for p in parts)
+    return "<br>".join(p if p.startswith(("<span", "<pre")) else _e(p) for p in parts)
 
 
 def _pass_html(last: dict[str, Any] | None, prefix: str) -> str:

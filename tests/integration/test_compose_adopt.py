@@ -78,6 +78,9 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
 ):
     p = project_name
     volume = f"{p}_data"
+    # the import names containers as Compose v2 does (`<project>-<service>-1`); docker-compose 1.29 named these
+    # `<project>_<service>_1`: adoption finds them by Compose's own labels (project, service, number)
+    web, store_name = f"{p}-{p}-web-1", f"{p}-{p}-store-1"
     # data written while Compose runs the project: it must survive the takeover
     store = api.containers(
         filters={"label": [f"com.docker.compose.project={p}", f"com.docker.compose.service={p}-store"]}
@@ -110,7 +113,7 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
     changes = {c["name"]: c for c in json.loads(planned.stdout)["changes"]}
     assert changes[volume]["action"] == "update" and changes[volume]["fields"][0]["path"] == "owner"
     assert any("its data is kept" in s for s in changes[volume]["steps"])
-    assert changes[f"{p}-web"]["action"] == "replace" and changes[f"{p}-store"]["action"] == "replace"
+    assert changes[web]["action"] == "replace" and changes[store_name]["action"] == "replace"
     assert changes[f"{p}_default"]["action"] == "replace"
     assert [f["path"] for f in changes[f"{p}_default"]["fields"]] == ["owner", "labels"]
 
@@ -126,7 +129,7 @@ def test_adopt_takes_over_a_compose_project_without_losing_data(
             assert time.monotonic() < deadline, "the adopted web container does not answer"
             time.sleep(0.3)
     assert served.strip() == "precious"  # same volume, same data, now served by the project's own container
-    for name in (f"{p}-web", f"{p}-store"):
+    for name in (web, store_name):
         labels = api.inspect_container(name)["Config"]["Labels"]
         assert labels["io.reconciler.project"] == p and "com.docker.compose.project" not in labels
     assert api.inspect_network(f"{p}_default")["Labels"]["io.reconciler.project"] == p

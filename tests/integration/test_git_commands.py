@@ -4,8 +4,12 @@ test_gitsource.py), the containers are real, and so are the ssh signatures."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,8 @@ import pytest
 import yaml
 
 from tests.gitrepo import GIT_ENV, Upstream
-from tests.helpers import doc, sleeper, wait_for
+from tests.helpers import doc, free_port, sleeper, wait_for
+from tests.receiver import Receiver
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -131,3 +136,62 @@ def test_watch_follows_new_commits_and_keeps_the_last_verified_one(
     found = revision()
     assert found["commit"] == second and found["rejected"]["commit"] == unsigned and found["appliedAt"]
     assert w.stop() == 0
+
+
+def test_a_signed_webhook_fetches_at_once_and_the_revision_is_notified(
+    api: Any,
+    watch: Callable[..., Any],
+    project_name: str,
+    base_image: str,
+    upstream: Upstream,
+    tmp_path: Path,
+) -> None:
+    """A push told by a forge's webhook reaches the host long before the next poll (an hour away here); a hook
+    with a wrong signature is refused and fetches nothing; each applied revision is sent to the --notify URL."""
+    name = f"{project_name}-app"
+    upstream.commit({"app.yaml": manifests(project_name, base_image, "one")}, "web: level one")
+    secret = tmp_path / "hook-secret"
+    secret.write_text("hook-secret-value\n")
+    port = free_port()
+    receiver = Receiver()
+    try:
+        w = watch(
+            tmp_path / "state",
+            "--git",
+            upstream.url,
+            "--poll",
+            "3600",
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+            "--webhook-secret-file",
+            str(secret),
+            "--notify",
+            receiver.url,
+        )
+        wait_for(lambda: api.containers(filters={"name": f"^{name}$"}), 60, "the first commit to be applied")
+        posts = receiver.wait_posts(1, timeout=30)
+        assert "web: level one" in json.dumps(posts[0])
+
+        second = upstream.commit({"app.yaml": manifests(project_name, base_image, "two")}, "web: level two")
+        body = json.dumps({"ref": "refs/heads/main", "after": second}).encode()
+        assert hook(port, body, b"not-the-secret") == 401
+        assert hook(port, body, b"hook-secret-value") == 202
+        wait_for(lambda: "LEVEL=two" in env_of(api, name), 30, "the hooked commit to reach the container")
+        posts = receiver.wait_posts(2, timeout=30)
+        assert "web: level two" in json.dumps(posts[1])
+        assert w.stderr().count("git.revision ") == 2  # the bad hook fetched nothing
+        assert w.stop() == 0
+    finally:
+        receiver.close()
+
+
+def hook(port: int, body: bytes, secret: bytes) -> int:
+    """POST /hooks/git signed as GitHub signs it."""
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/git", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

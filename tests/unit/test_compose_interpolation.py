@@ -55,7 +55,6 @@ def test_unset_variable_is_empty_with_a_warning():
         ("${SET", "c.yml:7: invalid interpolation"),
         ("${1A}", "c.yml:7: invalid interpolation"),
         ("${SET!x}", "c.yml:7: invalid interpolation"),
-        ("cost $5", "c.yml:7: invalid interpolation"),
     ],
 )
 def test_errors(text, message):
@@ -63,6 +62,21 @@ def test_errors(text, message):
     with pytest.raises(ComposeError) as err:
         Interpolator(ENV, lambda loc, msg: None).text(text, HERE)
     assert str(err.value).startswith(message)
+
+
+def test_a_dollar_that_starts_no_variable_stays_as_written():
+    """Compose leaves `$(...)`, `$5`, a lone `$` as they are; `$$` is still an escape."""
+    run = Interpolator(ENV, lambda loc, msg: None).text
+    assert run("for i in $(seq 1 60); do $$x; done", HERE) == "for i in $(seq 1 60); do $x; done"
+    assert run("cost $5 or $", HERE) == "cost $5 or $"
+
+
+def test_values_are_typed_after_interpolation_as_compose_types_them():
+    """`privileged: ${PRIV}` is a boolean once PRIV=true; a number stays a number; the text is kept for strings."""
+    top = parse_compose("a: ${T}\nb: $N\nc: '${V}'\nd: x${T}\nl: [$N]\n", "c.yml")
+    out = Interpolator({"T": "true", "N": "5", "V": "1.10"}, lambda loc, msg: None).tree(top, top.loc)
+    assert out["a"] is True and out["b"] == 5 and out["d"] == "xtrue" and out["l"] == ["5"]
+    assert out["c"] == 1.1 and out.text("c") == "1.10" and out.text("a") == "true"
 
 
 def test_tree_interpolates_values_not_keys_and_keeps_lines():

@@ -27,9 +27,21 @@ def imported(tmp_path: Path, text: str, profiles=(), environ=None, project=None)
         [tmp_path / "compose.yml"], project, profiles, report, lambda loc, msg: None, environ=environ or {}
     )
     manifests = build_manifests(
-        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+        compose.model,
+        compose.name,
+        compose.directory,
+        tmp_path / "out",
+        compose.profiles,
+        report,
+        compose.interpolated,
+        compose.variables,
     )
-    return {(m.kind, m.name): m for m in manifests}, report
+    found = {(m.kind, m.name): m for m in manifests}
+    # containers (and their images) are named `<project>-<service>-1`: tests also find them by service name
+    for m in manifests:
+        if m.kind in ("Container", "Image") and m.name.startswith(f"{compose.name}-") and m.name.endswith("-1"):
+            found.setdefault((m.kind, m.name[len(compose.name) + 1 : -2]), m)
+    return found, report
 
 
 def lost_keys(report: LossReport) -> set[str]:
@@ -39,22 +51,26 @@ def lost_keys(report: LossReport) -> set[str]:
 def test_image_defaults_are_never_invented(tmp_path):
     """A service with only an image gets only an image (and Compose's default network): nothing else."""
     found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n")
-    assert found[("Container", "app")].spec == {"image": "busybox", "networks": [{"name": f"{tmp_path.name}_default"}]}
+    assert found[("Container", "app")].spec == {
+        "image": "busybox",
+        "networks": [{"name": f"{tmp_path.name}_default", "aliases": ["app"]}],
+    }
     assert found[("Image", "app")].spec == {"reference": "busybox"}
     assert found[("Network", f"{tmp_path.name}_default")].spec == {}
     assert report.entries == []
 
 
 def test_names_follow_compose_so_adoption_finds_the_data(tmp_path):
-    """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are the service."""
+    """Volumes and networks are `<project>_<name>` unless `name:` says otherwise; containers are
+    `<project>-<service>-1` as Compose v2 names them, so two projects with a `db` each can run on one engine."""
     found, _ = imported(
         tmp_path,
         "name: Shop.App\nservices:\n  db:\n    image: x\n    volumes: [data:/d, logs:/l]\n"
         "    networks: [back]\nvolumes:\n  data: {}\n  logs: {name: shared-logs}\n"
         "networks:\n  back: {name: backbone}\n",
     )
-    assert {k for k in found if k[0] != "Image"} == {
-        ("Container", "db"),
+    assert {(m.kind, m.name) for m in found.values() if m.kind != "Image"} == {
+        ("Container", "shopapp-db-1"),
         ("Volume", "shopapp_data"),
         ("Volume", "shared-logs"),
         ("Network", "backbone"),
@@ -73,8 +89,16 @@ def test_project_name_sources_in_order(tmp_path):
 
 def test_container_name_keeps_the_service_name_reachable(tmp_path):
     """A container_name renames the container; the service name stays a DNS alias on each network."""
-    found, _ = imported(tmp_path, "services:\n  web:\n    image: x\n    container_name: front\n")
+    found, _ = imported(
+        tmp_path,
+        "services:\n  web:\n    image: x\n    container_name: front\n"
+        "  app:\n    image: x\n    depends_on: [web]\n    network_mode: service:web\n",
+        project="p",
+    )
     assert found[("Container", "front")].spec["networks"][0]["aliases"] == ["web"]
+    # references follow the names: depends_on and network_mode name the containers
+    assert found[("Container", "p-app-1")].spec["dependsOn"] == [{"name": "front"}]
+    assert found[("Container", "p-app-1")].spec["networkMode"] == "container:front"
 
 
 @pytest.mark.parametrize(
@@ -99,8 +123,10 @@ def test_container_name_keeps_the_service_name_reachable(tmp_path):
 def test_depends_on_conditions(tmp_path, depends, expected, lost):
     """started/healthy map one to one; what reconciler cannot wait for is reported, never dropped silently."""
     found, report = imported(
-        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n"
+        tmp_path, f"services:\n  db:\n    image: x\n  app:\n    image: x\n    depends_on: {depends}\n", project="p"
     )
+    for dep in expected or []:
+        dep["name"] = f"p-{dep['name']}-1"
     assert found[("Container", "app")].spec.get("dependsOn") == expected
     assert lost_keys(report) == lost
 
@@ -177,10 +203,12 @@ def test_network_mode_forms(tmp_path):
 
 
 def test_profiles_select_services(tmp_path):
-    """Services in inactive profiles are left out and reported; --profile and `*` bring them in."""
+    """Services in inactive profiles are left out and flagged (no loss: `docker compose up` leaves them out too);
+    --profile and `*` bring them in."""
     text = "services:\n  sa:\n    image: x\n  sb:\n    image: x\n    profiles: [debug]\n"
     found, report = imported(tmp_path, text)
-    assert ("Container", "sb") not in found and lost_keys(report) == {"services.sb"}
+    assert ("Container", "sb") not in found and not report.anything_lost
+    assert [e.key for e in report.entries] == ["services.sb"]
     found, _ = imported(tmp_path, text, profiles=["debug"])
     assert ("Container", "sb") in found
     found, _ = imported(tmp_path, text, environ={"COMPOSE_PROFILES": "*"})
@@ -215,14 +243,14 @@ def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
     assert lost_keys(report) == {"services.sa.volumes[2]"}
 
 
-def test_sensitive_binds_and_privileged_carry_their_opt_in_and_a_flag(tmp_path):
-    """Validated output needs the opt-ins; the user needs to know they were set."""
+def test_sensitive_binds_and_privileged_carry_their_opt_in_as_a_grant(tmp_path):
+    """Validated output needs the opt-ins; the user reviews them (grants)."""
     found, report = imported(
         tmp_path, "services:\n  sa:\n    image: x\n    privileged: true\n    volumes: [/etc/hosts:/h]\n"
     )
     spec = found[("Container", "sa")].spec
     assert spec["allowPrivileged"] is True and spec["mounts"][0]["allowSensitive"] is True
-    assert {e.severity for e in report.entries} == {Severity.FLAGGED} and len(report.entries) == 2
+    assert {e.severity for e in report.entries} == {Severity.GRANT} and len(report.grants) == 2
     assert not report.anything_lost
 
 
@@ -253,13 +281,25 @@ def test_build_without_image_is_tagged_as_compose_tags_it(tmp_path):
     assert found[("Container", "App")].spec["image"] == "p-app"
 
 
-def test_environment_from_the_shell_is_never_copied(tmp_path):
-    """A bare name takes its value from the shell at `up`: reported, not copied (it may be a secret)."""
+def test_a_bare_environment_name_takes_its_value_from_the_shell_or_dotenv(tmp_path):
+    """`- NAME` is NAME's value in the shell (which wins) or .env, as Compose v2 passes it; a name set nowhere is
+    passed by Compose as nothing, so it is left out with no report line; a secret-looking one is never copied."""
+    (tmp_path / ".env").write_text("FROM_DOTENV=d\nBOTH=dotenv\n")
     found, report = imported(
-        tmp_path, "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1]\n", environ={"TOKEN": "s3cret"}
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    environment: [TOKEN, A=1, FROM_DOTENV, BOTH, NOWHERE]\n",
+        environ={"TOKEN": "s3cret", "BOTH": "shell"},
     )
-    assert found[("Container", "sa")].spec["env"] == {"A": "1"}
-    assert lost_keys(report) == {"services.sa.environment.TOKEN"}
+    assert found[("Container", "sa")].spec["env"] == {"A": "1", "FROM_DOTENV": "d", "BOTH": "shell"}
+    assert "s3cret" not in str(found[("Container", "sa")].spec)
+    assert found[("Container", "sa")].secrets == {"TOKEN": "s3cret"}
+    assert "services.sa.environment.NOWHERE" not in {e.key for e in report.entries}
+
+
+def test_a_healthcheck_disable_false_is_no_loss(tmp_path):
+    """immich's `healthcheck: {disable: false}` changes nothing: nothing is written, nothing reported."""
+    found, report = imported(tmp_path, "services:\n  sa:\n    image: x\n    healthcheck: {disable: false}\n")
+    assert "healthcheck" not in found[("Container", "sa")].spec and report.entries == []
 
 
 def test_unknown_keys_are_errors_and_extensions_are_ignored(tmp_path):
@@ -354,8 +394,9 @@ def test_waiting_for_health_that_is_disabled_is_reported(tmp_path):
         tmp_path,
         "services:\n  db:\n    image: x\n    healthcheck: {disable: true}\n"
         "  app:\n    image: x\n    depends_on: {db: {condition: service_healthy}}\n",
+        project="p",
     )
-    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "db"}]
+    assert found[("Container", "app")].spec["dependsOn"] == [{"name": "p-db-1"}]
     assert lost_keys(report) == {"services.app.depends_on.db.condition"}
 
 
@@ -383,33 +424,65 @@ def test_dependency_cycles_are_errors(tmp_path):
         "services:\n  sa:\n    image: x\n    depends_on: [sb, sc]\n  sb:\n    image: x\n"
         "    depends_on: [sc]\n  sc:\n    image: x\n",
     )
-    assert len(found) == 5  # a diamond is no cycle: three containers, one image, one network
+    assert len({id(m) for m in found.values()}) == 5  # a diamond is no cycle: three containers, one image, one network
 
 
-def test_secrets_from_the_shell_or_dotenv_are_never_copied(tmp_path):
-    """A secret-looking value that interpolation took from .env or the shell stays out of the manifest; values
-    written in the Compose file itself (or its defaults) are copied, marked sensitive and flagged."""
-    (tmp_path / ".env").write_text("DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\n")
+def test_secrets_from_the_shell_or_dotenv_go_to_the_secret_env_file(tmp_path):
+    """A secret-looking value that interpolation took from .env or the shell (by its name, its variable's, or a URL
+    with a password) goes to the container's secret env file, never into the manifest; values written in the
+    Compose file itself (or its defaults) are copied, marked sensitive and flagged; build args are not copied."""
+    (tmp_path / ".env").write_text(
+        "DB_PASSWORD=from-dotenv\nMY_TOKEN=tok\nURL=http://x\nPOSTGRES_PASS=pw\nDSN=postgres://u:pw@db/x\n"
+    )
     found, report = imported(
         tmp_path,
         "services:\n  sa:\n    image: x\n    environment:\n"
         "      DB_PASSWORD: ${DB_PASSWORD}\n      PLAIN: ${MY_TOKEN}\n      API_URL: ${URL}\n"
-        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n"
+        "      ADMIN_PASSWORD: ${UNSET:-changeme}\n      POSTGRESQL_PASS: ${POSTGRES_PASS:-zammad}\n"
+        "      DATABASE: $DSN\n      CACHE: redis://:literal@cache\n"
         '    build:\n      context: .\n      args: ["NPM_TOKEN=${MY_TOKEN}", "V=${URL}"]\n'
         '  sb:\n    image: y\n    environment: ["DB_PASSWORD=${DB_PASSWORD}"]\n',
+        project="p",
     )
-    spec = found[("Container", "sa")].spec
-    assert spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme"}
-    assert spec["sensitiveEnv"] == ["ADMIN_PASSWORD"]
+    sa = found[("Container", "sa")]
+    assert sa.spec["env"] == {"API_URL": "http://x", "ADMIN_PASSWORD": "changeme", "CACHE": "redis://:literal@cache"}
+    assert sa.spec["sensitiveEnv"] == ["ADMIN_PASSWORD", "CACHE"]  # written in the Compose file: kept, flagged
+    assert sa.spec["envFiles"] == ["./.secrets/p-sa-1.env"]
+    assert sa.secrets == {
+        "DB_PASSWORD": "from-dotenv",
+        "PLAIN": "tok",
+        "POSTGRESQL_PASS": "pw",
+        "DATABASE": "postgres://u:pw@db/x",
+    }
+    assert found[("Container", "sb")].secrets == {"DB_PASSWORD": "from-dotenv"}
     assert found[("Image", "sa")].spec["build"]["args"] == {"V": "http://x"}
-    assert "env" not in found[("Container", "sb")].spec
-    assert lost_keys(report) == {
+    assert lost_keys(report) == {"services.sa.build.args.NPM_TOKEN"}
+    assert {e.key for e in report.entries if e.severity is Severity.SECRET} == {
         "services.sa.environment.DB_PASSWORD",
         "services.sa.environment.PLAIN",
-        "services.sa.build.args.NPM_TOKEN",
+        "services.sa.environment.POSTGRESQL_PASS",
+        "services.sa.environment.DATABASE",
         "services.sb.environment.DB_PASSWORD",
     }
-    assert all("from-dotenv" not in e.why and "tok" not in e.why.replace("TOKEN", "") for e in report.entries)
+    assert all(v not in e.why for e in report.entries for v in ("from-dotenv", "pw@", "=tok"))
+
+
+def test_secret_env_marks_more_values_secret(tmp_path):
+    """--secret-env NAME: the entry NAME, or any entry fed by variable NAME, goes to the secret env file."""
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  sa:\n    image: x\n    environment: [FROM_SHELL, 'A=${OTHER}', B=literal, C=1]\n"
+    )
+    report = LossReport()
+    compose = load_project(
+        [tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={"FROM_SHELL": "s", "OTHER": "o"}
+    )
+    manifests = build_manifests(
+        compose.model, "p", compose.directory, tmp_path / "out", (), report, compose.interpolated,
+        compose.variables, secret_env=["FROM_SHELL", "OTHER", "B"],
+    )  # fmt: skip
+    container = next(m for m in manifests if m.kind == "Container")
+    assert container.spec["env"] == {"C": "1"}
+    assert container.secrets == {"FROM_SHELL": "s", "A": "o", "B": "literal"}
 
 
 def test_extends_merges_the_base_service(tmp_path):
@@ -475,3 +548,120 @@ def test_a_key_added_to_a_row_is_imported_as_written(tmp_path, monkeypatch):
     found, report = imported(tmp_path, "services:\n  app:\n    image: busybox\n    init: true\n")
     assert found[("Container", "app")].spec["init"] is True
     assert "services.app.init" not in lost_keys(report)
+
+
+def test_booleans_and_numbers_from_variables_are_typed_as_compose_types_them(tmp_path):
+    """`privileged: ${PRIV}`, `read_only: ${RO}`, a bind's `read_only: ${VRO}`, `retries: $RETRIES`: no silent drop,
+    no false refusal; a value that is no boolean is reported."""
+    (tmp_path / "d").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  sa:\n    image: x\n    privileged: ${PRIV}\n    read_only: ${RO}\n"
+        "    volumes:\n      - type: bind\n        source: ./d\n        target: /d\n        read_only: ${VRO}\n"
+        "    healthcheck:\n      test: [CMD, 'true']\n      retries: $RETRIES\n      interval: ${IV}\n"
+        "    stop_grace_period: ${GRACE}\n    mem_limit: ${MEM}\n"
+        "  sb:\n    image: x\n    privileged: ${BAD}\n"
+        "  sc:\n    image: x\n    privileged: ${YES}\n    read_only: 'on'\n"
+        "    healthcheck: {test: 'true', retries: '2'}\n",
+        environ={"PRIV": "true", "RO": "true", "VRO": "true", "RETRIES": "5", "IV": "10s", "GRACE": "3", "MEM": "1g",
+                 "BAD": "sure", "YES": "yes"},
+    )  # fmt: skip
+    spec = found[("Container", "sa")].spec
+    assert spec["privileged"] is True and spec["readOnlyRootfs"] is True
+    assert spec["mounts"][0]["readOnly"] is True
+    assert spec["healthcheck"]["retries"] == 5 and spec["healthcheck"]["interval"] == "10s"
+    assert spec["stopTimeout"] == 3 and spec["resources"]["memory"] == "1g"
+    sc = found[("Container", "sc")].spec  # text Compose casts: yes/no, on/off, y/n, true/false; "2"
+    assert sc["privileged"] is True and sc["readOnlyRootfs"] is True and sc["healthcheck"]["retries"] == 2
+    assert lost_keys(report) == {"services.sb.privileged"}
+
+
+GRANTING = (
+    "services:\n  sa:\n    image: x\n    privileged: true\n    cap_add: [ALL, NET_ADMIN]\n"
+    "    volumes: ['/:/host']\n    secrets: [shadow]\n"
+    "  wg:\n    image: x\n    cap_add: [SYS_MODULE]\n"
+    "  b:\n    build: {context: /etc, dockerfile: /etc/shadow}\n"
+    "  c:\n    build: ../ctx\nsecrets:\n  shadow: {file: /etc/shadow}\n"
+)
+
+
+def test_grants_are_never_silent(tmp_path):
+    """Every opt-in the import writes is a grant to review; a secret file or build context at a sensitive host
+    path is never granted (a loss line instead); wg-easy's SYS_MODULE is carried with allowPrivileged."""
+    (tmp_path.parent / "ctx").mkdir(exist_ok=True)
+    found, report = imported(tmp_path, GRANTING, project="p")
+    sa, wg = found[("Container", "sa")].spec, found[("Container", "wg")].spec
+    assert sa["privileged"] is True and sa["allowPrivileged"] is True and sa["capAdd"] == ["ALL", "NET_ADMIN"]
+    assert sa["mounts"] == [{"type": "bind", "source": "/", "target": "/host", "allowSensitive": True}]
+    assert wg["capAdd"] == ["SYS_MODULE"] and wg["allowPrivileged"] is True
+    assert "build" not in found[("Image", "b")].spec
+    assert found[("Image", "c")].spec["build"]["allowExternalContext"] is True
+    grants = {e.key for e in report.grants}
+    assert grants == {
+        "services.sa.privileged",
+        "services.sa.cap_add[0]",
+        "services.sa.volumes[0]",
+        "services.wg.cap_add[0]",
+        "services.c.build.context",
+    }
+    assert {"services.sa.secrets[0]", "services.b.build.context"} <= lost_keys(report)
+
+
+def test_no_grants_leaves_them_all_out_and_says_so(tmp_path):
+    """--no-grants: nothing needing an opt-in is written, and each is a loss line naming the opt-in."""
+    (tmp_path.parent / "ctx").mkdir(exist_ok=True)
+    (tmp_path / "compose.yml").write_text(GRANTING)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={})
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", (), report, grants=False
+    )
+    assert not any(k.startswith("allow") for m in manifests for k in m.spec)
+    assert not any(
+        "allow" in str(m.spec.get("mounts", "")) or "allow" in str(m.spec.get("build", "")) for m in manifests
+    )
+    assert report.grants == []
+    left_out = {e.key for e in report.entries if "--no-grants" in e.why}
+    assert left_out == {
+        "services.sa.privileged",
+        "services.sa.cap_add[0]",
+        "services.sa.volumes[0]",
+        "services.wg.cap_add[0]",
+        "services.c.build.context",
+    }
+
+
+def test_copied_run_options_that_take_away_isolation_are_grants(tmp_path, monkeypatch):
+    """Once the field table has pid, ipc and securityOpt rows: `pid: host`, `ipc: host` and an unconfined
+    security_opt are carried with allowPrivileged (as validation asks) and listed as grants; --no-grants drops
+    them."""
+    import dataclasses
+
+    from reconciler.compose import keys, service
+
+    [row] = [r for r in keys.container_fields() if r.key == "readOnlyRootfs"]
+    rows = tuple(
+        dataclasses.replace(row, key=k, compose=(c,))
+        for k, c in (("pid", "pid"), ("ipc", "ipc"), ("securityOpt", "security_opt"))
+    )
+    monkeypatch.setattr(service, "container_fields", lambda: (*keys.container_fields(), *rows))
+    monkeypatch.setattr(service, "HANDLED", keys.HANDLED | {"pid", "ipc", "security_opt"})
+    text = (
+        "services:\n  app:\n    image: x\n    pid: host\n    ipc: shareable\n"
+        "    security_opt: [no-new-privileges:true, 'seccomp:unconfined']\n"
+    )
+    found, report = imported(tmp_path, text)
+    spec = found[("Container", "app")].spec
+    assert (spec["pid"], spec["ipc"], spec["allowPrivileged"]) == ("host", "shareable", True)
+    assert spec["securityOpt"] == ["no-new-privileges:true", "seccomp:unconfined"]
+    assert {e.key for e in report.grants} == {"services.app.pid", "services.app.security_opt[1]"}
+    (tmp_path / "compose.yml").write_text(text)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], "p", (), report, lambda loc, msg: None, environ={})
+    [container] = [
+        m
+        for m in build_manifests(compose.model, "p", tmp_path, tmp_path / "out", (), report, grants=False)
+        if m.kind == "Container"
+    ]
+    assert "pid" not in container.spec and "allowPrivileged" not in container.spec
+    assert container.spec["securityOpt"] == ["no-new-privileges:true"]

@@ -48,7 +48,7 @@ def _create_change() -> Change:
 def test_a_create_runs_the_steps_its_plan_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     import reconciler.drivers.container.driver as module
 
-    monkeypatch.setattr(module, "settle", lambda inspect, cid: None)
+    monkeypatch.setattr(module, "settle", lambda inspect, cid, output=None: None)
     change = _create_change()
     assert list(change.steps) == ["create web", "start web"]
     api = RecordingApi()
@@ -62,7 +62,7 @@ def test_apply_does_not_do_a_step_the_plan_does_not_show(monkeypatch: pytest.Mon
 
     import reconciler.drivers.container.driver as module
 
-    monkeypatch.setattr(module, "settle", lambda inspect, cid: None)
+    monkeypatch.setattr(module, "settle", lambda inspect, cid, output=None: None)
     change = _create_change()
     change = dataclasses.replace(change, steps=tuple(s for s in change.steps if s.op != "start"))
     api = RecordingApi()

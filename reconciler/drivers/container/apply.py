@@ -5,7 +5,7 @@ remove the old). The driver's `apply` maps each step to one of them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler.drivers.container.fields import FIELDS, CreateCall
@@ -13,9 +13,11 @@ from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
-from reconciler.model import LABEL_PROJECT, Desired
+from reconciler.model import LABEL_PROJECT, Desired, mask
 
 POLL_SECONDS = 0.25
+LOG_TAIL_LINES = 20  # a crashed container's last output lines kept with its error (status, notifications)
+LOG_LINE_CHARS = 500
 # How long a freshly started replacement must keep running before the old container is removed: a command
 # that exits at once (bad flag, missing file) is caught here and the old container is restored.
 SETTLE_SECONDS = 1.5
@@ -92,6 +94,7 @@ def settle(
     cid: str,
     seconds: float = SETTLE_SECONDS,
     poll: float = SETTLE_POLL_SECONDS,
+    output: Callable[[str], tuple[str, ...]] | None = None,
 ) -> None:
     """Raise when a just-started container stops (or restarts) within `seconds`.
 
@@ -119,7 +122,10 @@ def settle(
                 # most likely someone's `docker kill`/`docker stop` that fell in the window: nothing says the
                 # spec is wrong, so watch tries again after a backoff instead of holding it until it is edited
                 raise TemporaryError(f"the new container was stopped by a signal right after starting ({reason})")
-            raise PermanentError(f"the new container stopped right after starting ({reason})")
+            error = PermanentError(f"the new container stopped right after starting ({reason})")
+            if output is not None:  # what it said is gone once a replace rolls it back: keep it with the error
+                error.log_tail = output(cid)
+            raise error
         left = deadline - time.monotonic()
         if left <= 0:
             return
@@ -318,7 +324,21 @@ def _failure(what: str, exc: BaseException) -> ReconcileError:
         or isinstance(exc, lazy.requests.RequestException)
     )
     text = f"{what}: {_said(exc)}"
-    return TemporaryError(text) if temporary else PermanentError(text)
+    error = TemporaryError(text) if temporary else PermanentError(text)
+    if isinstance(exc, ReconcileError):
+        error.log_tail = exc.log_tail
+    return error
+
+
+def output_tail(api: Any, cid: str, secrets: Iterable[str], lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
+    """The last `lines` lines container `cid` printed (stdout and stderr), `secrets` masked; none when the engine
+    cannot say (a logging driver without read-back, the container gone)."""
+    try:
+        raw = api.logs(cid, stdout=True, stderr=True, tail=lines)
+    except Exception:  # the error being reported matters more than its context
+        return ()
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    return tuple(mask(line, secrets)[:LOG_LINE_CHARS] for line in text.splitlines()[-lines:])
 
 
 def _project_of(info: Mapping[str, Any]) -> str | None:

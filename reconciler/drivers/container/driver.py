@@ -18,6 +18,7 @@ from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
     ensure_image,
+    output_tail,
     post_update,
     settle,
     wait_for,
@@ -198,7 +199,10 @@ class ContainerDriver(DockerDriver):
                 labels = summary.get("Labels") or {}
                 if compose_project(labels) != self.project:
                     continue
-                for key in (summary["Names"][0].lstrip("/"), labels.get(COMPOSE_SERVICE)):
+                service, number = labels.get(COMPOSE_SERVICE), labels.get(COMPOSE_NUMBER)
+                # `import compose` names a container `<project>-<service>-<number>`, as Compose v2 does (v1: `_`)
+                keys = (summary["Names"][0].lstrip("/"), f"{self.project}-{service}-{number}", service)
+                for key in keys:
                     if key in missing and key not in candidates:
                         candidates[key] = summary["Id"]
                         break
@@ -386,7 +390,8 @@ class ContainerDriver(DockerDriver):
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        settle(self.api.inspect_container, cid)
+        secrets = desired.secret_values()
+        settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
         desired = change.desired
