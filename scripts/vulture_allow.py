@@ -68,4 +68,5 @@ _.update_message
 # Issue 24, defect 2: reads a Secret/Config `file`; its call site is drivers/swarm/spec.py normalize_data, left to
 # the lead's merge (that package was being restructured): remove this line once it is called there.
 _.read_data_file
+
 _.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request
