@@ -66,7 +66,7 @@ def load_project(
     directory = Path(os.path.abspath(files[0])).parent
     env: dict[str, str] = {}
     dotenv = directory / ".env"
-    if dotenv.is_file():
+    if os.path.lexists(dotenv):  # a link to /dev/zero or a FIFO is reported by the reader, not skipped unsaid
         env.update(parse_dotenv(read_text(dotenv, _shown(dotenv)), _shown(dotenv)))
     env.update(os.environ if environ is None else environ)  # the shell wins over .env, as in Compose
     interpolator = Interpolator(env, warn)

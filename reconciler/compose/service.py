@@ -289,11 +289,15 @@ class ServiceMapper:
                         "reconciler reads env files as KEY=VALUE lines only",
                         entry.at(option),
                     )
-            if not path.is_file():
+            if not path.exists():
                 if required:
                     raise ComposeError(at.file, at.line, f"services.{self.name}.env_file: {path} does not exist")
                 continue  # Compose skips it too
             problem = env_file_problem(path)
+            if not path.is_file():  # /dev/zero, a FIFO, a directory: it exists, it is just no file to read
+                raise ComposeError(
+                    at.file, at.line, f"services.{self.name}.env_file: {path}: {problem or 'not a file'}"
+                )
             if problem:
                 self.lost(f"env_file[{i}]", f"{raw}: {problem}; convert it to plain KEY=VALUE lines", at)
                 continue

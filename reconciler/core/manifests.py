@@ -352,8 +352,33 @@ def _schema(error: ValidationError) -> Mapping[str, Any]:
     return cast(Mapping[str, Any], error.schema)
 
 
+def _looks_numeric(text: str) -> bool:
+    if not any(ch.isdigit() for ch in text):  # `nan`, `inf`: no number was meant
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bound(error: ValidationError) -> str | None:
+    """A size or count bound, said without the value (it may be a secret, or megabytes long)."""
+    instance, limit = error.instance, error.validator_value
+    if error.validator == "maxLength" and isinstance(instance, str):
+        return f"{len(instance):,} characters; at most {limit:,}"
+    if error.validator == "maxProperties" and isinstance(instance, dict):
+        return f"{len(instance):,} entries; at most {limit:,}"
+    if error.validator == "maxItems" and isinstance(instance, list) and limit:
+        return f"{len(instance):,} items; at most {limit:,}"
+    return None
+
+
 def _message(error: ValidationError, path: str) -> str:
-    """jsonschema's message, except where it would print a secret or a raw regex."""
+    """jsonschema's message, except where it would print a secret, a raw regex or a huge value."""
+    bound = _bound(error)
+    if bound is not None:
+        return bound
     if path.startswith("spec.env.") or path.startswith("spec.env"):
         if error.validator == "type":
             return "must be a string (quote it)"
@@ -361,7 +386,11 @@ def _message(error: ValidationError, path: str) -> str:
     if error.validator == "type":
         expected = cast(str | list[str], error.validator_value)
         wanted = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"must be {_ARTICLE.get(wanted, '')}{wanted}, not {_yaml_type(error.instance)}"
+        said = f"must be {_ARTICLE.get(wanted, '')}{wanted}, not {_yaml_type(error.instance)}"
+        if wanted == "number" and isinstance(error.instance, str) and _looks_numeric(error.instance):
+            # YAML 1.1 reads `1e-12` (an exponent without a dot) as text
+            return f"{said}: YAML reads {error.instance[:40]} as text; write a number with a dot (1.0e-3, 0.001)"
+        return said
     if error.validator in ("pattern", "not", "const", "maxItems") and _schema(error).get("description"):
         return f"invalid value: {_schema(error)['description']}"
     return error.message

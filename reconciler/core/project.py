@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,9 @@ from reconciler.core.manifests import load_directory, register_schema
 from reconciler.core.placement import HostSpec
 from reconciler.core.planner import observe_all, plan_changes
 from reconciler.core.plugins import driver_classes
-from reconciler.errors import PermanentError, Problem, ValidationFailed
-from reconciler.model import Plan, Resource, Result
+from reconciler.delays import APPLY_ROUND
+from reconciler.errors import PermanentError, Problem, ReconcileError, ValidationFailed
+from reconciler.model import ErrorClass, Outcome, Plan, Resource, Result
 
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
@@ -68,6 +71,7 @@ class ProjectRunner:
     classes: dict[str, Callable[[DriverContext], Driver]] | None = None
     host: str | None = None  # in a fleet: the Host this runner converges (its share of the tree)
     drivers: dict[str, Driver] = field(init=False)
+    _planned_with: tuple[Catalog, bool, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.ctx = DriverContext(
@@ -131,11 +135,66 @@ class ProjectRunner:
     def plan(self, catalog: Catalog, prune: bool, keep_reason: str = "kept because of --no-prune") -> Plan:
         """Start a pass: fresh drivers observe, diff and plan."""
         drivers = self._pass_drivers = self.new_drivers()
+        self._planned_with = (catalog, prune, keep_reason)
         observed = observe_all(catalog, drivers)
         return plan_changes(catalog, drivers, self.project, observed, prune=prune, keep_reason=keep_reason)
 
-    def apply(self, plan: Plan, stop: Any = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-        """Finish the pass `plan` started, with the drivers that planned it."""
+    def apply(
+        self,
+        plan: Plan,
+        stop: Any = None,
+        on_result: Callable[[Result], None] | None = None,
+        rounds: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[Result]:
+        """Finish the pass `plan` started, with the drivers that planned it.
+
+        With `rounds` above 1 (a command's `apply`; `watch` has its own per-object retries), what failed for a
+        temporary reason (a lost answer, a 5xx the request's retries did not outlast, a step that may not be
+        repeated blindly) is observed and planned again and the new plan applied, up to `rounds` passes in all
+        (waits: APPLY_ROUND): one result per object of `plan`, the last word on each."""
+        results = self._execute(plan, stop, on_result)
+        final = {r.change.key: r for r in results}
+        for round_number in range(1, rounds):
+            retry = [r for r in final.values() if _worth_another_round(r)]
+            if not retry or (stop is not None and stop.is_set()):
+                break
+            wait = APPLY_ROUND.delay(round_number)
+            self.ctx.log.info("apply.round", round=round_number + 1, objects=len(retry), after=round(wait, 2))
+            sleep(wait)
+            catalog, prune, keep_reason = self._planned_with
+            try:
+                again = self.plan(catalog, prune=prune, keep_reason=keep_reason)
+            except ReconcileError as exc:  # the engine went meanwhile: the first round's results stand
+                self._pass_drivers = None
+                self.ctx.log.warning("apply.round_failed", error=str(exc))
+                break
+            retried = {r.change.key for r in retry}
+            pending = {c.key for c in again.changes if c.pending or c.blocked is not None}
+            for key in retried - pending:  # done after all: the answer of the first attempt was lost
+                first = final[key]
+                final[key] = Result(first.change, Outcome.APPLIED, None, first.seconds)
+            # only what failed temporarily (or waited for it) runs again: anything else still pending (a
+            # permanent failure) is held, so what depends on it is skipped again rather than run without it
+            held = tuple(
+                c
+                if c.key in retried or not c.pending
+                else dataclasses.replace(c, blocked=(final[c.key].error if c.key in final else None) or "not retried")
+                for c in again.changes
+            )
+            for result in self._execute(dataclasses.replace(again, changes=held), stop, on_result):
+                if result.change.key in retried and result.outcome is not Outcome.UNCHANGED:
+                    final[result.change.key] = Result(
+                        final[result.change.key].change,
+                        result.outcome,
+                        result.error,
+                        result.seconds,
+                        result.error_class,
+                        result.retry_after,
+                    )
+        return [final[r.change.key] for r in results]
+
+    def _execute(self, plan: Plan, stop: Any, on_result: Callable[[Result], None] | None) -> list[Result]:
         drivers, self._pass_drivers = self._pass_drivers, None
         if drivers is None:
             raise PermanentError("internal error: apply without a plan of the same pass")
@@ -156,3 +215,10 @@ class ProjectRunner:
     def reset_engine(self) -> None:
         """Forget the engine connection, so the next use reconnects (after the engine restarted)."""
         self.ctx.reset_engine()
+
+
+def _worth_another_round(result: Result) -> bool:
+    """A failure another observe and plan may cure (a temporary one), or a change skipped because of one."""
+    if result.outcome is Outcome.FAILED:
+        return result.error_class is ErrorClass.TEMPORARY
+    return result.outcome is Outcome.SKIPPED

@@ -34,8 +34,8 @@ def sensitive_host_paths() -> tuple[str, ...]:
     return (*HOST_PATHS, *engine_class().sensitive_paths)
 
 
-# Kernel pseudo file systems: no env file lives there, and /proc/self/environ would hand reconcile's own
-# environment to a container.
+# Kernel pseudo file systems: no input file lives there, and /proc/self/environ would hand reconcile's own
+# environment to a container or a swarm secret. `read_bytes` refuses what it opened there.
 PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
 
 
@@ -100,6 +100,11 @@ def _opened_path(fd: int, fallback: str) -> str:
         return os.path.realpath(fallback)
 
 
+def _refuse_pseudo(name: str, real: str, roots: tuple[str, ...] = PSEUDO_FILE_SYSTEMS) -> None:
+    if any(inside(real, root) for root in roots):
+        raise UnsafeFile(name, f"{real} is in a kernel pseudo file system; never read")
+
+
 def read_bytes(
     path: str | os.PathLike[str],
     limit: int,
@@ -107,8 +112,10 @@ def read_bytes(
     follow_out: bool = False,
 ) -> bytes:
     """The content of the regular file `path`, at most `limit` bytes. With `tree`, a path whose links lead out
-    of `tree` is refused unless `follow_out` (an explicit, documented opt-in of the caller)."""
+    of `tree` is refused unless `follow_out` (an explicit, documented opt-in of the caller). A file of a kernel
+    pseudo file system (/proc, /sys, /dev: what was opened, whatever the path said) is never read."""
     name = str(path)
+    _refuse_pseudo(name, os.path.realpath(name), ("/proc", "/sys"))  # not even opened (/dev's are devices)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(name, flags)
@@ -122,8 +129,9 @@ def read_bytes(
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeFile(name, "not a regular file")
+        real = _opened_path(fd, name)
+        _refuse_pseudo(name, real)  # again on what was opened (a link swapped meanwhile)
         if tree is not None and not follow_out:
-            real = _opened_path(fd, name)
             real_tree = os.path.realpath(tree)
             if not inside(real, real_tree):
                 raise UnsafeFile(name, f"a symbolic link leads out of {tree} (to {real}); not followed")
@@ -170,3 +178,24 @@ def read_env_text(path: str | os.PathLike[str], tree: str | os.PathLike[str] | N
     if any(inside(real, root) for root in PSEUDO_FILE_SYSTEMS):
         raise UnsafeFile(path, f"{real} is in a kernel pseudo file system, not an env file")
     return read_text(path, ENV_FILE_LIMIT, tree=tree)
+
+
+def read_data_file(
+    path: str | os.PathLike[str],
+    limit: int,
+    manifest_dir: str | os.PathLike[str] | None,
+    allow_sensitive: bool = False,
+) -> bytes:
+    """The bytes of a file whose content goes to the engine as a value (a swarm Secret's or Config's `file`):
+    `read_bytes` within its tree (tree_of; never from a kernel pseudo file system), and, outside the manifest
+    directory, never from a sensitive host path (`/etc/shadow`, the engine's data root: sensitive_host_paths()),
+    as written or reached through links, unless the manifest opts in with `allowSensitive` (as a bind mount's)."""
+    lexical = os.path.normpath(os.path.abspath(path))
+    tree = tree_of(path, manifest_dir)
+    outside = manifest_dir is None or not inside(lexical, os.path.normpath(os.path.abspath(manifest_dir)))
+    pseudo = any(inside(p, root) for p in (lexical, os.path.realpath(path)) for root in PSEUDO_FILE_SYSTEMS)
+    if outside and not allow_sensitive and not pseudo:  # read_bytes refuses pseudo files in its own words
+        why = sensitive_reason(lexical)
+        if why is not None:
+            raise UnsafeFile(path, f"{why}; set allowSensitive: true to read it")
+    return read_bytes(path, limit, tree=tree)

@@ -390,3 +390,23 @@ def test_common_shapes_import_and_validate(shape, name, file, code, lost):
     assert {m["key"] for m in report_lines(run.stderr) if m["severity"] == "not mapped"} == lost
     valid = cli("--project", name, "validate", "out", cwd=d)
     assert valid.returncode == 0, valid.stderr
+
+
+def test_inputs_that_are_no_files_are_named_for_what_they_are(tmp_path):
+    """Issue 24, defect 10: an env_file that is /dev/zero or a FIFO was said not to exist, and a `.env` linked to
+    /dev/zero was silently ignored."""
+    os.mkfifo(tmp_path / "fifo")
+    cases = [
+        ("services:\n  web:\n    image: busybox\n    env_file: /dev/zero\n", "4: services.web.env_file: /dev/zero: "),
+        ("services:\n  web:\n    image: busybox\n    env_file: ./fifo\n", "not a regular file"),
+    ]
+    for text, said in cases:
+        (tmp_path / "compose.yaml").write_text(text)
+        run = cli("import", "compose", "compose.yaml", "--out", "out", cwd=tmp_path)
+        assert run.returncode == 1 and len(run.stderr.splitlines()) == 1, run.stderr
+        assert said in run.stderr and "does not exist" not in run.stderr, run.stderr
+        assert not (tmp_path / "out").exists()
+    (tmp_path / ".env").symlink_to("/dev/zero")
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    run = cli("import", "compose", "compose.yaml", "--out", "out", cwd=tmp_path)
+    assert run.returncode == 1 and run.stderr.strip().endswith(".env: not a regular file"), run.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -257,3 +258,120 @@ def test_watch_repairs_drift_on_one_host(fleet_tree, project_name):
     assert repaired, out[-4000:]
     assert proc.returncode == 0, out[-4000:]
     assert "host=db-b" in out
+
+
+def test_an_ssh_engine_lost_mid_apply_is_one_line_per_object(fleet_tree, cli, project_name, tmp_path):
+    """Issue 24, defect 5: the dockerd behind an `ssh://` Host stopped during apply printed up to 28 tracebacks,
+    every object failing with `internal error: ValueError('I/O operation on closed file.')`. Now: no traceback,
+    no internal error, each failure a line naming the Host; the next apply, with the engine back, converges."""
+    from tests import fleetenv
+
+    fleet, tree = fleet_tree
+    p = project_name
+    many = "".join(
+        f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {p}-c{i}}}\n"
+        f"spec: {{image: {fleet.base_image}, command: [sleep, '3600'], stopTimeout: 1}}\n"
+        for i in range(16)
+    )
+    host = "apiVersion: reconciler/v1\nkind: Host\nmetadata: {name: db-b}\n"
+    host += f"spec: {{engine: {fleet['b'].ssh}, default: true}}\n"
+    (tree / "hosts.yaml").write_text(host + many)
+    (tree / "objects.yaml").unlink()
+    pid_file = fleetenv.RUN_DIR / "b" / "docker.pid"
+    dockerd = int(pid_file.read_text().strip())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "--project", p, "apply", str(tree), "--parallel", "2"],
+        cwd=REPO,
+        env=fleet.ssh_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(names_on(fleet, "b", p)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "apply ended before the engine could be stopped"
+        os.kill(dockerd, 15)
+        out, err = proc.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{dockerd}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        restarted = fleetenv.run_script("up")
+        assert restarted.returncode == 0, restarted.stderr[-3000:]
+    text = out + err
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text and "internal error" not in text, text
+    assert "Host db-b" in out, text
+    failed = [line for line in out.splitlines() if line.strip().startswith(f"! Container/{p}-")]
+    assert failed, text
+    assert all(len(line) < 300 for line in failed), failed
+    # nothing but log lines on stderr: no ssh or dial-stdio chatter ("failed to open the raw stream connection")
+    noise = [line for line in err.splitlines() if line.strip() and not re.match(r"^\d{4}-\d\d-\d\dT", line)]
+    assert not noise, noise
+    print("\n".join(failed))
+    again = cli("apply", tree)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_tls_and_ssh_refusals_are_sentences(fleet_tree, cli, tmp_path):
+    """Issue 24, outcome 3: a wrong CA, a key that is not the certificate's, a client certificate the engine does
+    not trust and an unknown ssh host key each give one line per Host in words (it was urllib3's
+    `HTTPSConnectionPool(...): Max retries exceeded ... KEY_VALUES_MISMATCH`)."""
+    fleet, tree = fleet_tree
+    for src, dst in (
+        (fleet.rogue_ca, "rogue-ca.pem"),
+        (fleet.rogue_cert, "rogue-cert.pem"),
+        (fleet.rogue_key, "rogue-key.pem"),
+    ):
+        shutil.copy(src, tree / "pki" / dst)
+
+    def host(name: str, ca: str, cert: str, key: str) -> str:
+        return (
+            f"apiVersion: reconciler/v1\nkind: Host\nmetadata: {{name: {name}}}\n"
+            f"spec: {{engine: {fleet['a'].tcp}, default: true,\n"
+            f"       tls: {{ca: pki/{ca}, cert: pki/{cert}, key: pki/{key}}}}}\n"
+        )
+
+    (tree / "hosts.yaml").write_text(
+        "---\n".join(
+            [
+                host("wrong-ca", "rogue-ca.pem", "cert.pem", "key.pem"),
+                host("wrong-key", "ca.pem", "cert.pem", "rogue-key.pem"),
+                host("foreign-cert", "ca.pem", "rogue-cert.pem", "rogue-key.pem"),
+            ]
+        )
+    )
+    (tree / "objects.yaml").write_text("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: vv}\nspec: {}\n")
+    plan = cli("plan", tree)
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 1, text
+    assert "Traceback" not in text and "Max retries" not in text and "HTTPSConnectionPool" not in text, text
+    for host_name, said in (
+        ("wrong-ca", "TLS: the engine's certificate is not signed by the Host's CA"),
+        ("wrong-key", "TLS: the client key does not belong to the client certificate"),
+        ("foreign-cert", "TLS: the engine (refused|does not trust|closed the connection)"),
+    ):
+        assert re.search(rf"^Host {host_name} \(.*: failed: .*{said}", plan.stdout, re.MULTILINE), (host_name, text)
+
+    # ssh: a host key the client does not know (StrictHostKeyChecking, an empty known_hosts)
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {fleet.ssh_path}/ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    (tree / "hosts.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Host\nmetadata: {name: ssh-b}\n"
+        f"spec: {{engine: {fleet['b'].ssh}, default: true}}\n"
+    )
+    plan = cli("plan", tree, env={"PATH": f"{wrapper.parent}:{os.environ['PATH']}"})
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 1, text
+    assert "the Host's host key is unknown or changed; add it to known_hosts" in text, text
+    assert "Traceback" not in text, text

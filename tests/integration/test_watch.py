@@ -119,6 +119,23 @@ def test_watch_follows_manifest_edits_and_refuses_a_second_writer(
     assert "watch.stopped" in w.stderr()
 
 
+def test_no_spelling_of_the_engine_socket_bypasses_the_lock(project_name, tmp_manifests, watch, reconcile, lock_env):
+    """Issue 24, defect 3: with watch on `unix:///run/x.sock`, an apply on `unix:/run/x.sock` or
+    `unix://run/x.sock` (the same socket to docker-py) took a lock of its own and ran at once."""
+    host = configured_docker_host() or ""
+    if not host.startswith("unix:///"):
+        pytest.fail(f"this test needs the test engine on a unix socket, not {host!r}")
+    socket_path = host[len("unix://") :]
+    tmp_manifests("v.yaml", volume_manifest(f"{project_name}-data"))
+    w = watch(tmp_manifests.dir, "--resync", "30", docker_host=f"unix://{socket_path}")
+    w.wait_log("pass.done", timeout=START_TIMEOUT)
+    for spelling in (f"unix:{socket_path}", f"unix://{socket_path.lstrip('/')}", f"unix://{socket_path}/"):
+        refused = reconcile("apply", str(tmp_manifests.dir), env={**lock_env, "DOCKER_HOST": spelling}, timeout=60)
+        assert refused.returncode == 1, (spelling, refused.stderr)
+        assert f"PID {w.pid}" in refused.stderr, (spelling, refused.stderr)
+    assert w.stop() == 0
+
+
 def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watch):
     """Removing every manifest (a failed checkout) leaves the objects in place without --allow-empty."""
     name = f"{project_name}-data"

@@ -187,3 +187,22 @@ def test_an_idle_or_ended_ssh_connection_is_not_used_again(fake_ssh, monkeypatch
         assert dials(fake_ssh) == before + 2
     finally:
         client.close()
+
+
+def test_an_ssh_connection_closed_under_a_request_is_a_lost_connection(fake_ssh):
+    """Issue 24, defect 5: a pipe closed under a response (the engine behind an ssh Host went) raised ValueError
+    ("I/O operation on closed file"), which no layer took for a connection error: every object failed with
+    `internal error` and a traceback. Now it is a lost connection, which a read retries on a new one."""
+    client = connect("ssh://deploy@fake-host")
+    try:
+        client.inspect_container("c0")
+        from reconciler.drivers.engine import ssh
+
+        (conn,) = [c for c in client._custom_adapter.pools.get(ssh._ONE_POOL).pool.queue if c is not None]
+        conn.sock.proc.stdout.close()
+        assert client.inspect_container("c1")["Id"] == "sha256:0"  # retried on a new connection
+        (conn,) = [c for c in client._custom_adapter.pools.get(ssh._ONE_POOL).pool.queue if c is not None]
+        conn.sock.proc.stdin.close()
+        assert client.inspect_container("c2")["Id"] == "sha256:0"
+    finally:
+        client.close()

@@ -133,3 +133,10 @@ def test_requests_are_bounded_but_waiting_stops_take_no_slot(tmp_path: Path) -> 
         server.server_close()
     assert active["most"] == 1
     assert active["stop_overlapped"]
+
+
+@pytest.mark.parametrize("url", ["ssh://root@10.213.0.12:99999", "ssh://root@[::1", "tcp://h:99999"])
+def test_a_malformed_engine_address_is_one_line_never_a_traceback(url: str) -> None:
+    """Issue 24, defect 6: `plan -H ssh://root@10.213.0.12:99999` printed a traceback (`Port out of range`)."""
+    with pytest.raises(PermanentError, match="invalid engine address"):
+        connect(url)

@@ -99,10 +99,19 @@ def test_a_read_is_retried_after_5xx_and_dropped_connections_then_succeeds() -> 
 
 
 def test_attempts_are_bounded_and_the_last_answer_is_returned() -> None:
-    result, script, sleeps = run(prepared("GET", "/info"), *(response(503) for _ in range(4)))
+    start = "/containers/x/start"
+    result, script, sleeps = run(prepared("POST", start), *(response(503) for _ in range(4)))
     assert result.status_code == 503 and script.calls == 4 and len(sleeps) == 3
     with pytest.raises(requests.ConnectionError):
-        run(prepared("GET", "/info"), *(dropped() for _ in range(4)))
+        run(prepared("POST", start), *(dropped() for _ in range(4)))
+
+
+def test_a_read_that_was_sent_is_repeated_eight_times() -> None:
+    """Issue 24, defect 9: at 30 % faults a read failing four times in a row ended the whole apply."""
+    result, script, sleeps = run(prepared("GET", "/info"), *(response(503) for _ in range(8)))
+    assert result.status_code == 503 and script.calls == 8 and len(sleeps) == 7
+    with pytest.raises(requests.ConnectionError):
+        run(prepared("GET", "/info"), *(dropped() for _ in range(8)))
 
 
 def test_delays_double_are_jittered_and_capped() -> None:

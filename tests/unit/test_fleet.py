@@ -123,6 +123,42 @@ def test_tcp_needs_tls_and_tls_files_must_exist(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("engine", "said"),
+    [
+        ("ssh://root@10.213.0.12:99999", "the port must be a number from 1 to 65535"),
+        ("ssh://root@edge:0", "the port must be a number from 1 to 65535"),
+        ("ssh://root@edge:22x", "the port must be a number from 1 to 65535"),
+        ("ssh://-oProxyCommand=touch@edge", "the ssh user must be letters"),
+        ("ssh://root@edge;reboot", "the host must be a DNS name or an IP address"),
+        ("ssh://root@$(id)", "the host must be a DNS name or an IP address"),
+        ("ssh://root@-edge", "the host must be a DNS name or an IP address"),
+        ("ssh://root@[::1", "an IPv6 address is written [address]:port"),
+        ("unix:///run/../etc/docker.sock", "a unix:// engine is an absolute socket path"),
+        ("unix:///run/x;rm.sock", "a unix:// engine is an absolute socket path"),
+    ],
+)
+def test_host_urls_are_validated(tmp_path: Path, engine: str, said: str) -> None:
+    """Issue 24, defect 6: `engine: ssh://root@10.213.0.12:99999` passed `validate` and `plan` printed a
+    traceback; every Host URL is now checked at validation, one line naming the field."""
+    (tmp_path / "hosts.yaml").write_text(
+        f"apiVersion: reconciler/v1\nkind: Host\nmetadata: {{name: h}}\nspec: {{engine: '{engine}', default: true}}\n"
+    )
+    (problem,) = problems(ProjectRunner("p", tmp_path).load())
+    assert problem.startswith(f"hosts.yaml:4: Host/h: spec.engine: {engine!r}: {said}"), problem
+
+
+@pytest.mark.parametrize(
+    "engine",
+    ["ssh://root@edge-1.example", "ssh://deploy.bot@10.0.0.1:2222", "ssh://u@[fd00::1]:22", "unix:///run/x.sock"],
+)
+def test_good_host_urls_pass(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "hosts.yaml").write_text(
+        f"apiVersion: reconciler/v1\nkind: Host\nmetadata: {{name: h}}\nspec: {{engine: '{engine}', default: true}}\n"
+    )
+    assert problems(ProjectRunner("p", tmp_path).load()) == []
+
+
 def test_firewall_lists_only_go_to_local_hosts(tmp_path: Path) -> None:
     fw = (
         "apiVersion: reconciler/v1\nkind: FirewallAllowList\nmetadata: {name: office}\n"

@@ -16,6 +16,7 @@ from textwrap import dedent
 import pytest
 
 from reconciler.core.lock import ProjectLock, lock_path
+from reconciler.core.safeio import UnsafeFile, read_bytes
 from reconciler.errors import LockHeld
 
 TIMEOUT = 60
@@ -236,6 +237,69 @@ def test_numbers_out_of_the_engine_range_are_one_line(tmp_path: Path, spec: str,
     assert line.startswith("c.yaml:6: Container/web: ") and where in line and words in line, line
 
 
+def _many(template: str, count: int) -> str:
+    return "[" + ", ".join(template.format(i=i + 1) for i in range(count)) + "]"
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "words"),
+    [
+        ("env: {A: " + "y" * 200_000 + "}", "spec.env.A", "200,000 characters; at most 130,000"),
+        ("env: {" + ", ".join(f"V{i}: x" for i in range(1001)) + "}", "spec.env", "1,001 entries; at most 1,000"),
+        ("env:\n  ? " + "N" * 1025 + "\n  : x", "spec.env", "1,025 characters; at most 1,024"),  # a long key: `? `
+        ("ports: " + _many("{{containerPort: {i}}}", 1025), "spec.ports", "1,025 items; at most 1,024"),
+        ("mounts: " + _many("{{type: tmpfs, target: /t{i}}}", 257), "spec.mounts", "257 items; at most 256"),
+        ("resources: {cpus: 1e-12}", "spec.resources.cpus", "YAML reads 1e-12 as text; write a number with a dot"),
+        ("resources: {cpus: 1.0e-12}", "spec.resources.cpus", "less than the minimum of 0.01"),
+    ],
+    # short ids: the id is in PYTEST_CURRENT_TEST, which the validate subprocess inherits
+    ids=["env-value", "env-count", "env-name", "ports", "mounts", "cpus-text", "cpus-tiny"],
+)
+def test_counts_and_sizes_are_bounded_at_validation(tmp_path: Path, spec: str, where: str, words: str) -> None:
+    """Issue 24, defect 8 (and 10's `cpus: 1e-12`, which said only "must be a number, not a string"; written
+    1.0e-12 it passed and became no CPU limit at all): one short line each, never the value itself."""
+    write(tmp_path, "c.yaml", container(spec))
+    line = one_error(validate(tmp_path))
+    assert line.startswith(f"c.yaml:6: Container/web: {where}") and words in line, line
+    assert len(line) < 300, line
+
+
+def test_labels_and_replicas_are_bounded_at_validation(tmp_path: Path) -> None:
+    """Issue 24, defect 8: `replicas: 1000000000` planned as a create; a 2 MB label value and 20,000 labels
+    were accepted."""
+    labels = "\n".join(f"    k{i}: v" for i in range(20_000))
+    write(
+        tmp_path,
+        "many.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata:\n  name: many\n  labels:\n{labels}\n",
+    )
+    write(
+        tmp_path,
+        "big.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata: {{name: big, labels: {{b: {'x' * 2_000_000}}}}}\n",
+    )
+    write(
+        tmp_path,
+        "key.yaml",
+        f"apiVersion: reconciler/v1\nkind: Volume\nmetadata:\n  name: key\n  labels:\n    ? {'k' * 1025}\n    : v\n",
+    )
+    write(
+        tmp_path,
+        "svc.yaml",
+        "apiVersion: reconciler/v1\nkind: Service\nmetadata: {name: svc}\n"
+        f"spec: {{image: {IMAGE}, replicas: 1000000000}}\n",
+    )
+    proc = validate(tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = sorted(proc.stderr.splitlines()[:-1])
+    assert lines == [
+        "big.yaml:3: Volume/big: metadata.labels.b: 2,000,000 characters; at most 65,536",
+        "key.yaml:5: Volume/key: metadata.labels: 1,025 characters; at most 1,024",
+        "many.yaml:5: Volume/many: metadata.labels: 20,000 entries; at most 1,000",
+        "svc.yaml:4: Service/svc: spec.replicas: 1000000000 is greater than the maximum of 10000",
+    ], lines
+
+
 @pytest.mark.parametrize("cap", ["ALL", "all", "SYS_ADMIN", "cap_sys_module", "SYS_PTRACE"])
 def test_dangerous_capabilities_need_allow_privileged(tmp_path: Path, cap: str) -> None:
     """`capAdd: [ALL]` was accepted without the privileged opt-in."""
@@ -279,6 +343,30 @@ def test_two_spellings_of_one_socket_take_one_lock(lock_dir: Path, tmp_path: Pat
             ProjectLock("p", f"unix://{tmp_path}/link/x/docker.sock").acquire()
     with ProjectLock("p", f"unix://{tmp_path}/run/x/./docker.sock"):
         pass
+
+
+def test_every_url_spelling_of_one_socket_takes_one_lock(lock_dir: Path, tmp_path: Path) -> None:
+    """Issue 24, defect 3: with `watch` on `unix:///run/x.sock`, an `apply` on `unix:/run/x.sock` or
+    `unix://run/x.sock` (docker-py's legacy spelling of the same socket) took its own lock and ran at once."""
+    sock = f"{tmp_path}/docker.sock"
+    relative = sock.lstrip("/")
+    spellings = (f"unix:{sock}", f"unix://{relative}", f"unix:{relative}", f"http+unix://{relative}", sock)
+    with ProjectLock("p", f"unix://{sock}"):
+        for other in spellings:
+            with pytest.raises(LockHeld):
+                ProjectLock("p", other).acquire()
+    for other in spellings:
+        assert lock_path("p", other) == lock_path("p", f"unix://{sock}"), other
+
+
+def test_the_unix_socket_path_is_the_one_docker_py_connects_to() -> None:
+    from reconciler.drivers.engine.policy import unix_socket_path
+
+    assert unix_socket_path("unix://run/x.sock") == "/run/x.sock"
+    assert unix_socket_path("unix://Run/x.sock") == "/run/x.sock"  # docker-py's URL parser lowers the host part
+    assert unix_socket_path("unix:/run/x.sock") == "/run/x.sock"
+    assert unix_socket_path("unix://") == "/var/run/docker.sock"
+    assert unix_socket_path("tcp://run:2375") is None
 
 
 @pytest.mark.parametrize(
@@ -437,6 +525,53 @@ def test_secret_and_config_files_are_read_safely(tmp_path: Path) -> None:
         with pytest.raises(SpecError) as err:
             normalize(kind, file)
         assert err.value.field == "spec.file" and words in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("kind", ["Secret", "Config"])
+@pytest.mark.parametrize(
+    "file", ["/proc/self/environ", "/proc/1/environ", "/sys/kernel/mm/transparent_hugepage/enabled"]
+)
+def test_secret_and_config_files_under_proc_and_sys_are_refused(tmp_path: Path, kind: str, file: str) -> None:
+    """Issue 24, defect 2: `spec: {file: /proc/self/environ}` made a swarm secret of reconcile's own environment."""
+    from reconciler.drivers.swarm.spec import normalize_data
+    from reconciler.errors import SpecError
+    from reconciler.model import Resource, Source
+
+    (tmp_path / "link.txt").symlink_to(file)
+    for spelled in (file, str(tmp_path / "link.txt")):
+        with pytest.raises(SpecError) as err:
+            normalize_data(Resource(kind, "data", {"file": spelled}, {}, Source("s.yaml", 1, tmp_path / "s.yaml")))
+        assert err.value.field == "spec.file"
+        assert "kernel pseudo file system" in err.value.message or "symbolic link leads out" in err.value.message
+
+
+def test_the_reader_never_reads_a_pseudo_file_system(tmp_path: Path) -> None:
+    """Every reader, not only env files': what was opened counts, whatever the path said."""
+    (tmp_path / "environ").symlink_to("/proc/self/environ")
+    for path in ("/proc/self/environ", tmp_path / "environ"):
+        with pytest.raises(UnsafeFile, match="kernel pseudo file system"):
+            read_bytes(path, 1 << 20)
+
+
+def test_a_data_file_at_a_sensitive_host_path_needs_the_opt_in(tmp_path: Path) -> None:
+    """Issue 24, defect 2: a direct `file: /etc/shadow` was read without the sensitive-path opt-in (a symlink to
+    it was refused). The same list as a bind mount's (sensitive_host_paths), outside the manifest directory."""
+    from reconciler.core.safeio import read_data_file
+
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    write(manifests, "ok.txt", "fine\n")
+    (tmp_path / "elsewhere").symlink_to("/etc/hostname")
+    for path in ("/etc/hostname", "/etc/../etc/hostname", tmp_path / "elsewhere"):
+        with pytest.raises(UnsafeFile, match="sensitive host path /etc; set allowSensitive"):
+            read_data_file(path, 1 << 20, manifests)
+    with pytest.raises(UnsafeFile, match="kernel pseudo file system"):
+        read_data_file("/proc/self/environ", 1 << 20, manifests, allow_sensitive=True)
+    assert read_data_file("/etc/hostname", 1 << 20, manifests, allow_sensitive=True)
+    assert read_data_file(manifests / "ok.txt", 1 << 20, manifests) == b"fine\n"
+    (manifests / "shadow").symlink_to("/etc/hostname")  # inside the manifest directory: a link out, as before
+    with pytest.raises(UnsafeFile, match="symbolic link leads out"):
+        read_data_file(manifests / "shadow", 1 << 20, manifests)
 
 
 @pytest.mark.parametrize(

@@ -660,7 +660,7 @@ INVALID: list[tuple[str, str, Any, list[tuple[str, str]]]] = [
         "container-cpus-zero",
         "Container",
         {"image": "b", "resources": {"cpus": 0}},
-        [("spec.resources.cpus", "exclusiveMinimum")],
+        [("spec.resources.cpus", "minimum")],
     ),
     (
         "container-cpu-shares",

@@ -26,26 +26,49 @@ def explain(exc: lazy.APIError) -> str:
     return str(text or exc).strip()
 
 
+# The transport's words (OpenSSL's, urllib3's, http.client's) and what they mean, first match wins: the more
+# specific before the general ("certificate has expired" is also a CERTIFICATE_VERIFY_FAILED).
 _TLS_REASONS = (
-    ("CERTIFICATE_VERIFY_FAILED", "TLS: the engine's certificate is not signed by the Host's CA"),
+    ("certificate has expired", "TLS: the engine's certificate has expired"),
+    ("certificate expired", "TLS: the engine refused the client certificate: it has expired"),
     ("hostname mismatch", "TLS: the engine's certificate is not for this address"),
     ("IP address mismatch", "TLS: the engine's certificate is not for this address"),
-    ("unknown ca", "TLS: the engine does not trust the client certificate"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS: the engine's certificate is not signed by the Host's CA"),
+    ("KEY_VALUES_MISMATCH", "TLS: the client key does not belong to the client certificate (spec.tls.key)"),
+    ("PEM lib", "TLS: a client certificate or key file is not PEM"),
+    ("unknown ca", "TLS: the engine does not trust the client certificate (signed by another CA)"),
     ("bad certificate", "TLS: the engine refused the client certificate"),
+    ("certificate unknown", "TLS: the engine refused the client certificate"),
     ("certificate required", "TLS: the engine wants a client certificate"),
     ("WRONG_VERSION_NUMBER", "TLS: the engine does not speak TLS on this port"),
+    ("EOF occurred in violation of protocol", "TLS: the engine closed the connection during the handshake"),
+)
+_TRANSPORT_REASONS = (
+    ("Read timed out", "the engine did not answer in time"),
+    ("timed out", "timed out"),
+    ("Connection refused", "connection refused"),
+    ("No such file or directory", "no such file or directory"),
+    ("Permission denied", "permission denied"),
+    ("RemoteDisconnected", "the engine closed the connection without answering"),
+    ("Remote end closed connection", "the engine closed the connection without answering"),
+    ("ssh connection to the engine", "the ssh connection to the engine was closed"),
+    ("Connection reset", "the connection was reset"),
+    ("Broken pipe", "the connection was closed"),
+    ("BrokenPipeError", "the connection was closed"),
+    ("Name or service not known", "unknown host name"),
+    ("No route to host", "no route to host"),
+    ("Network is unreachable", "network unreachable"),
 )
 
 
 def reason(exc: BaseException) -> str:
-    """A short reason for a transport failure."""
+    """A short reason for a transport failure: a sentence for what TLS or the connection said, never urllib3's
+    `HTTPSConnectionPool(...): Max retries exceeded ...`."""
     text = str(exc)
-    for marker, said in _TLS_REASONS:
-        if marker.lower() in text.lower():
+    lowered = text.lower()
+    for marker, said in _TLS_REASONS + _TRANSPORT_REASONS:
+        if marker.lower() in lowered:
             return said
-    for marker in ("Connection refused", "No such file or directory", "Permission denied", "timed out"):
-        if marker in text:
-            return marker.lower()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 

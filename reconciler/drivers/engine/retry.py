@@ -4,7 +4,8 @@ An engine answers 5xx now and then (a busy containerd, a daemon restarting) and 
 failure must not fail a whole `apply`. Every request the drivers make goes through `RetryingAPIClient.send`,
 which repeats a failed request a bounded number of times with exponential backoff and jitter (4 attempts:
 after ~0.2 s, ~0.4 s, ~0.8 s; each delay jittered to 50-100 % of its nominal value, capped at 2 s: the numbers
-are `ENGINE_REQUEST` in reconciler/delays.py), **but only when repeating it cannot do harm**:
+are `ENGINE_REQUEST` in reconciler/delays.py; a read that was sent and failed, 8 attempts, since one read failing
+four times in a row ended a whole `apply` at 30 % faults), **but only when repeating it cannot do harm**:
 
 What is repeated after a 5xx answer or a lost connection, and why that is safe:
 
@@ -48,7 +49,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.delays import ENGINE_REQUEST, ENGINE_REQUEST_ATTEMPTS, Exponential
+from reconciler.delays import ENGINE_READ_ATTEMPTS, ENGINE_REQUEST, ENGINE_REQUEST_ATTEMPTS, Exponential
 from reconciler.drivers.engine import lazy
 
 log = structlog.get_logger()
@@ -137,6 +138,7 @@ class RetryPolicy:
 
     attempts: int = ENGINE_REQUEST_ATTEMPTS
     delays: Exponential = ENGINE_REQUEST
+    read_attempts: int = ENGINE_READ_ATTEMPTS  # a GET/HEAD that was sent and failed (not a refused connection)
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -163,16 +165,18 @@ def send_with_retries(
 ) -> Any:
     """`send(request, **kwargs)`, repeated as the policy and the request's safety allow."""
     safety = safety_of(request) if _replayable(request) else Safety.NEVER
+    read = (request.method or "").upper() in ("GET", "HEAD")
     attempt = 0
     while True:
         attempt += 1
-        last = attempt >= policy.attempts
+        last = attempt >= (policy.read_attempts if read else policy.attempts)
         try:
             response = send(request, **kwargs)
         except lazy.requests.exceptions.ReadTimeout:
             raise
         except lazy.requests.ConnectionError as exc:
-            if last or not (safety is not Safety.NEVER or never_sent(exc)):
+            refused = never_sent(exc)  # nothing answers: an engine down is said after the usual attempts
+            if (attempt >= policy.attempts if refused else last) or not (safety is not Safety.NEVER or refused):
                 raise
             _note(request, attempt, f"connection: {_first_line(exc)}")
             sleep(policy.delay(attempt))

@@ -11,6 +11,8 @@ make a connection serve request after request, and reap what ends.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -30,12 +32,16 @@ def preflight(url: str, timeout: float) -> None:
     """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
     there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
     password prompt."""
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port
+    except ValueError as exc:  # a port out of range, an unclosed IPv6 bracket
+        raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     if not parsed.hostname:
         raise PermanentError(f"invalid engine address {url!r}: no host")
     command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
-    if parsed.port:
-        command += ["-p", str(parsed.port)]
+    if port:
+        command += ["-p", str(port)]
     if parsed.username:
         command += ["-l", parsed.username]
     command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
@@ -46,11 +52,46 @@ def preflight(url: str, timeout: float) -> None:
     except FileNotFoundError:
         raise PermanentError(f"cannot reach the Docker engine at {url}: no ssh client on this machine") from None
     except subprocess.TimeoutExpired:
-        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh timed out") from None
+        raise EngineUnavailable(
+            f"cannot reach the Docker engine at {url}: ssh: no answer within {timeout * 3:g} s"
+        ) from None
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         said = lines[-1] if lines else f"ssh exited with {done.returncode}"
-        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {said[:200]}")
+        raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {ssh_reason(done.stderr, said)}")
+
+
+# What ssh (and the remote shell) say, as sentences; the line ssh printed follows in parentheses.
+_SSH_REASONS = (
+    ("permission denied while trying to connect to the Docker daemon", "this user may not use the Host's engine"),
+    ("Cannot connect to the Docker daemon", "the Host's Docker engine is not running"),
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "the Host's host key changed (a new machine, or someone between)"),
+    ("Host key verification failed", "the Host's host key is unknown or changed; add it to known_hosts"),
+    ("No matching host key type", "the Host offers no host key type this client accepts"),
+    ("Permission denied", "the Host refused the login (key not authorized for this user)"),
+    ("Too many authentication failures", "the Host refused the login (too many keys tried)"),
+    ("Connection timed out", "timed out connecting to the Host"),
+    ("Operation timed out", "timed out connecting to the Host"),
+    ("Connection refused", "nothing listens on the Host's ssh port"),
+    ("Could not resolve hostname", "unknown host name"),
+    ("No route to host", "no route to the Host"),
+    ("Connection closed by", "the Host closed the connection"),
+    ("command not found", "no docker CLI on the Host"),
+)
+
+
+def ssh_reason(stderr: str, last: str) -> str:
+    """One sentence for ssh's failure: a known one, else its last line (at most 200 characters)."""
+    for marker, said in _SSH_REASONS:  # first match wins: the remote docker's words before ssh's own
+        if marker.lower() in stderr.lower():
+            return f"{said} ({last[:120]})"
+    return last[:200]
+
+
+# The reads http.client makes of a response's file (and the flush of its close): once the pipe is closed they
+# raise ValueError ("I/O operation on closed file"), which no layer above takes for a connection error; a read
+# raises ConnectionAbortedError instead, a flush does nothing.
+_READS = frozenset({"read", "read1", "readinto", "readinto1", "readline", "readlines", "peek", "flush"})
 
 
 class _KeptPipe:
@@ -63,7 +104,19 @@ class _KeptPipe:
         self.channel = channel  # docker-py finds the socket of an attach stream through this
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipe, name)
+        found = getattr(self._pipe, name)
+        if name not in _READS:
+            return found
+        if name == "flush":  # a response closing over a closed pipe: nothing is left to flush
+            return lambda: None if self._pipe.closed else found()
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return found(*args, **kwargs)
+            except ValueError:  # the pipe was closed under the response: the ssh process ended (the engine went)
+                raise ConnectionAbortedError("the ssh connection to the engine was closed") from None
+
+        return read
 
     def close(self) -> None:
         pass  # the connection closes the pipe (SSHSocket.close)
@@ -98,9 +151,48 @@ def patch_transport() -> None:
                     pipe.close()
         socket.socket.close(self)
 
+    def write(self: Any, data: bytes) -> int:
+        # docker-py raised a bare Exception for a connection already closed, and ValueError came from a pipe closed
+        # meanwhile: both are a lost connection (OSError), which urllib3 and requests report as one
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.stdin.closed:
+            raise BrokenPipeError("the ssh connection to the engine is closed")
+        try:
+            written = int(proc.stdin.write(data))
+            proc.stdin.flush()
+        except ValueError:
+            raise BrokenPipeError("the ssh connection to the engine is closed") from None
+        return written
+
+    def connect(self: Any, **_: Any) -> None:
+        # docker-py's, with the process's stderr to /dev/null: when the engine goes, every connection's
+        # `docker system dial-stdio` printed "failed to open the raw stream connection: ..." on reconcile's
+        # stderr; the failure is reported once per object instead (preflight words ssh's own refusals)
+        args = ["ssh"]
+        if self.user:
+            args += ["-l", self.user]
+        if self.port:
+            args += ["-p", self.port]
+        args += ["--", self.host, "docker system dial-stdio"]
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+            preexec_fn=_ignore_sigint,
+        )
+
     close._reaps = True  # type: ignore[attr-defined]
     sshconn.SSHSocket.makefile = makefile  # type: ignore[method-assign]  # patched on purpose (see the module's text)
     sshconn.SSHSocket.close = close  # type: ignore[method-assign]
+    sshconn.SSHSocket._write = write  # type: ignore[attr-defined]
+    sshconn.SSHSocket.connect = connect  # type: ignore[method-assign]
+
+
+def _ignore_sigint() -> None:
+    """In the ssh child: a Ctrl-C at the terminal is reconcile's to handle (it finishes the change in flight)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def keep_connections(client: Any) -> None:
