@@ -65,8 +65,4 @@ _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 _.update_state
 _.update_message
 
-# Issue 24, defect 2: reads a Secret/Config `file`; its call site is drivers/swarm/spec.py normalize_data, left to
-# the lead's merge (that package was being restructured): remove this line once it is called there.
-_.read_data_file
-
 _.close_connection  # watch/metrics.py: read by BaseHTTPRequestHandler after each request

@@ -591,3 +591,15 @@ def test_service_numbers_are_bounded_too(tmp_path: Path, spec: str, where: str) 
     )
     line = one_error(validate(tmp_path))
     assert line.startswith("s.yaml:6: Service/web: ") and where in line, line
+
+
+@pytest.mark.parametrize("kind", ["Secret", "Config"])
+def test_secret_and_config_at_a_sensitive_host_path_need_allow_sensitive(tmp_path: Path, kind: str) -> None:
+    """Issue 24, defect 2: a direct `file: /etc/shadow` was accepted without the opt-in (a link to it was not)."""
+    doc = f"apiVersion: reconciler/v1\nkind: {kind}\nmetadata: {{name: data}}\nspec: {{file: /etc/hostname"
+    write(tmp_path, "s.yaml", doc + "}\n")
+    line = one_error(validate(tmp_path))
+    assert line.startswith(f"s.yaml:4: {kind}/data: spec.file: /etc/hostname: /etc/hostname is inside the sensitive")
+    assert "set allowSensitive: true" in line
+    write(tmp_path, "s.yaml", doc + ", allowSensitive: true}\n")
+    assert validate(tmp_path).returncode == 0

@@ -13,8 +13,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from reconciler.core.agefiles import Identities, is_encrypted, read_decrypted
-from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, tree_of
+from reconciler.core.agefiles import NO_IDENTITY, Identities, is_encrypted
+from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, read_data_file
 from reconciler.drivers.engine.fields import normalize_table
 from reconciler.drivers.swarm.fields import FIELDS
 from reconciler.errors import SpecError
@@ -56,11 +56,19 @@ def engine_name(name: str, digest: str) -> str:
     return f"{name}-{digest[:HASH_CHARS]}"
 
 
-def _read(path: Path, limit: int, tree: str | Path | None, identities: Identities | None) -> bytes:
-    """The file's bytes, or with a name ending `.age` its plaintext, decrypted in memory."""
-    if is_encrypted(path):
-        return read_decrypted(path, identities, tree, limit * 2 + 4096)  # armor grows it by a third
-    return read_bytes(path, limit, tree=tree)
+def _read(
+    path: Path, limit: int, root: Path | None, identities: Identities | None, allow_sensitive: bool = False
+) -> bytes:
+    """The file's bytes, or with a name ending `.age` its plaintext, decrypted in memory. With the manifest
+    directory `root` (planning), regular files only, at most the engine's limit, never through a link out of the
+    manifest directory, never from /proc or /sys, and never from a sensitive host path outside the manifest
+    directory without `allowSensitive`."""
+    encrypted = is_encrypted(path)
+    if encrypted and identities is None:
+        raise UnsafeFile(str(path), NO_IDENTITY)
+    size = limit * 2 + 4096 if encrypted else limit  # armor grows a file by a third
+    raw = read_data_file(path, size, root, allow_sensitive) if root is not None else read_bytes(path, size)
+    return identities.decrypt(path, raw) if identities is not None and encrypted else raw
 
 
 def _digest(kind: str, name: str, data: bytes, encrypted: bool, identities: Identities | None) -> str:
@@ -75,7 +83,7 @@ def read_data(desired: Desired, identities: Identities | None = None) -> bytes:
     """The bytes of a Secret/Config, read again at apply; refused when they no longer match the plan's hash."""
     path = Path(desired.spec["file"])
     try:
-        data = _read(path, MAX_DATA_BYTES[desired.kind], None, identities)  # the hash below is the plan's
+        data = _read(path, MAX_DATA_BYTES[desired.kind], None, identities)  # checked at plan; the hash is the plan's
     except UnsafeFile as exc:
         raise SpecError("spec.file", f"{path} {exc.reason}" if exc.reason == "does not exist" else str(exc)) from None
     if _digest(desired.kind, desired.name, data, is_encrypted(path), identities) != desired.spec["hash"]:
@@ -92,10 +100,9 @@ def normalize_data(resource: Resource, identities: Identities | None = None) -> 
         raise SpecError("spec.file", "required")
     path = _relative(str(raw), resource.source.path)
     limit = MAX_DATA_BYTES[resource.kind]
-    # regular files only, at most the engine's limit, never through a link out of the manifest directory
-    tree = tree_of(path, manifest_root(resource.source.file, resource.source.path))
+    root = manifest_root(resource.source.file, resource.source.path)
     try:
-        data = _read(path, limit, tree, identities)
+        data = _read(path, limit, root, identities, allow_sensitive=bool(resource.spec.get("allowSensitive")))
     except UnsafeFile as exc:
         if os.path.isdir(path):
             raise SpecError("spec.file", f"{path} is a directory") from None
