@@ -64,10 +64,8 @@ def _git_once(args: argparse.Namespace) -> Iterator[Revision | None]:
         result = source.sync()
         AppliedRecord(args.dir).refused(result.rejected)
         if result.rejected is not None:
-            raise ReconcileError(
-                f"{args.git}: commit {result.rejected.commit[:12]} is refused: {result.rejected.reason}; "
-                "nothing was changed"
-            )
+            reason = result.rejected.reason
+            raise ReconcileError(f"{args.git}: the newest commit is refused: {reason}; nothing was changed")
         assert result.in_force is not None and result.tree is not None
         log_revision("git.revision", result.in_force)
         args.tree, args.revision = result.tree, result.in_force.commit
@@ -352,8 +350,8 @@ def _first_sync(args: argparse.Namespace, source: GitSource) -> None:
             log.error("git.commit_refused", commit=result.rejected.commit[:12], reason=result.rejected.reason)
             if result.tree is None:
                 raise ReconcileError(
-                    f"{args.git}: commit {result.rejected.commit[:12]} is refused ({result.rejected.reason}) and "
-                    "no earlier commit was ever applied from it; nothing to watch"
+                    f"{args.git}: the newest commit is refused ({result.rejected.reason}) and no earlier commit was "
+                    "ever applied from it; nothing to watch"
                 )
     revision = source.in_force()
     if revision is not None:

@@ -100,7 +100,8 @@ def test_an_unsigned_commit_is_refused_and_changes_nothing(
     for command in ("plan", "apply"):
         run = reconcile(command, state, *git)
         assert run.returncode == 1, run.stdout + run.stderr
-        assert f"commit {unsigned[:12]} is refused" in run.stderr and "nothing was changed" in run.stderr
+        assert f"the newest commit is refused: commit {unsigned[:12]} is not signed" in run.stderr
+        assert "nothing was changed" in run.stderr
     assert "LEVEL=one" in env_of(api, f"{project_name}-app")
     revision = json.loads(reconcile("status", state, "-o", "json").stdout)["revision"]
     assert revision["commit"] == signed and revision["rejected"]["commit"] == unsigned
