@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from reconciler.contract import Catalog
 from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
+from reconciler.drivers.container.runoptions import UNCONFINED
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 
@@ -37,6 +38,24 @@ DANGEROUS_CAPS = frozenset(
         "BPF",
     }
 )
+
+
+def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The run options that take away the container's isolation, each refused without allowPrivileged."""
+    for key in ("pid", "ipc"):
+        if spec[key] == "host":
+            yield (
+                f"spec.{key}",
+                f"{key}: host shares the host's {key.upper()} namespace with the container; "
+                "set allowPrivileged: true to allow it",
+            )
+    for opt in spec["securityOpt"] or []:
+        if opt in UNCONFINED:
+            yield (
+                "spec.securityOpt",
+                f"securityOpt {opt} lifts a protection of the host from the container; "
+                "set allowPrivileged: true to allow it",
+            )
 
 
 def _inside(path: str, root: str) -> bool:
@@ -153,6 +172,7 @@ def check_container(
                     f"capAdd {name} gives the container (nearly) the host, as privileged: true does; "
                     "set allowPrivileged: true to allow it",
                 )
+        yield from _isolation_opt_ins(spec)
     raw_mounts = raw.get("mounts") or []
     for i, mount in enumerate(raw_mounts):
         field = f"spec.mounts.{i}"

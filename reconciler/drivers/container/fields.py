@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -179,6 +180,9 @@ class Field:
     # imported; one no mapper of its own knows is copied as written, and checked with the rest of the manifest)
     compose: tuple[str, ...] = ()
     doc: str = ""
+    # left out of the spec hash while undeclared (None): a field added to the table after containers were created
+    # changes no existing container's hash (the run options)
+    hashed_when_set: bool = False
 
     @property
     def hashed(self) -> bool:
@@ -768,6 +772,74 @@ def _normalize_depends_on(n: Normalizing) -> list[dict[str, Any]]:
     ]
 
 
+# --- run options (canonical forms in runoptions.py) ---------------------------------------------------------------
+
+
+def _spec_value(key: str, convert: Callable[[Any], Any]) -> Normalizer:
+    """Normalizer: `spec.<key>` through `convert` (None when undeclared)."""
+    return lambda n: convert(n.spec.get(key))
+
+
+def _spec_checked(key: str, convert: Callable[[Any, str], Any]) -> Normalizer:
+    """Normalizer: `spec.<key>` through `convert`, which names the field in its errors."""
+    return lambda n: convert(n.spec.get(key), f"spec.{key}")
+
+
+def _from_host(name: str, convert: Callable[[Any], Any]) -> Reader:
+    return lambda info, names: convert(_host(info).get(name))
+
+
+def _from_config(name: str, convert: Callable[[Any], Any]) -> Reader:
+    return lambda info, names: convert(_config(info).get(name))
+
+
+def to_host_raw(name: str, convert: Callable[[Any], Any] = _identity) -> Writer:
+    """Writer: HostConfig key `name` as the engine API spells it (left out when undeclared)."""
+
+    def write(value: Any, call: CreateCall) -> None:
+        if value is not None:
+            call.host_raw[name] = convert(value)
+
+    return write
+
+
+def _expect_logging(value: Mapping[str, Any] | None, ctx: Comparing) -> Any:
+    """Undeclared: the daemon's default driver and options, whatever it is configured with (never drift); a
+    declared driver-less `options`: the daemon's driver with these options."""
+    have = ctx.have.get("logging") or {}
+    if value is None:
+        return ctx.have.get("logging")
+    return {**value, "driver": value["driver"] or have.get("driver")}
+
+
+def _write_logging(value: Mapping[str, Any] | None, call: CreateCall) -> None:
+    if value is not None:
+        call.host_raw["LogConfig"] = {"Type": value["driver"] or "", "Config": dict(value["options"])}
+
+
+def _expect_ipc(value: str | None, ctx: Comparing) -> str | None:
+    """Undeclared: the daemon's default-ipc-mode, `private` or `shareable` (Docker 20.10 from Debian: private)."""
+    if value is not None:
+        return value
+    have = ctx.have.get("ipc")
+    return have if have in runoptions.DAEMON_IPC_MODES else "private"
+
+
+def _expect_stop_signal(value: str | None, ctx: Comparing) -> str | None:
+    return value if value is not None else ctx.facts.defaults.stop_signal
+
+
+def _expect_exposed(value: list[str] | None, ctx: Comparing) -> list[str] | None:
+    """The engine exposes the declared ports, the image's EXPOSE and every published port."""
+    published = [f"{p['containerPort']}/{p['protocol']}" for p in ctx.desired.spec["ports"]]
+    return runoptions.exposed([*(value or []), *ctx.facts.defaults.exposed, *published])
+
+
+def _write_expose(value: list[str] | None, call: CreateCall) -> None:
+    if value:
+        call.kwargs["ports"] = [*(call.kwargs.get("ports") or []), *runoptions.engine_ports(value)]
+
+
 # --- labels -----------------------------------------------------------------------------------------------------
 
 
@@ -787,6 +859,13 @@ def _write_labels(value: Any, call: CreateCall) -> None:
 # --- the table --------------------------------------------------------------------------------------------------
 
 REPLACE, UPDATE, NONE = Action.REPLACE, Action.UPDATE, Action.NONE
+
+
+def _run_option(key: str, **columns: Any) -> Field:
+    """A run option's row: replaced when changed (the engine's update API changes none of them), hashed only
+    when declared."""
+    return Field(key, (f"spec.{key}",), action=REPLACE, hashed_when_set=True, **columns)
+
 
 FIELDS: tuple[Field, ...] = (
     Field(
@@ -998,6 +1077,162 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("stop_timeout"),
         compose=("stop_grace_period",),
+    ),
+    _run_option(
+        "logging",
+        normalize=_spec_value("logging", runoptions.logging),
+        read=_from_host("LogConfig", runoptions.read_logging),
+        create=_write_logging,
+        expect=_expect_logging,
+        compose=("logging",),
+        doc="undeclared: the daemon's driver and options (never drift); option values are strings",
+    ),
+    _run_option(
+        "ulimits",
+        normalize=_spec_checked("ulimits", runoptions.ulimits),
+        read=_from_host("Ulimits", runoptions.read_ulimits),
+        create=to_host_raw("Ulimits", runoptions.engine_ulimits),
+        compose=("ulimits",),
+        doc="`{name: {soft, hard}}`; a single number is both",
+    ),
+    _run_option(
+        "shmSize",
+        normalize=lambda n: (
+            parse_bytes(n.spec["shmSize"], "spec.shmSize") if n.spec.get("shmSize") is not None else None
+        ),
+        read=_from_host("ShmSize", runoptions.nonzero),
+        create=to_host_raw("ShmSize"),
+        expect=lambda value, ctx: value if value is not None else runoptions.DEFAULT_SHM_SIZE,
+        show=shown_size,
+        compose=("shm_size",),
+        doc="bytes; undeclared: the engine's 64m",
+    ),
+    _run_option(
+        "sysctls",
+        normalize=_spec_value("sysctls", runoptions.sysctls),
+        read=_from_host("Sysctls", runoptions.sysctls),
+        create=to_host_raw("Sysctls"),
+        compose=("sysctls",),
+    ),
+    _run_option(
+        "init",
+        normalize=lambda n: None if n.spec.get("init") is None else bool(n.spec["init"]),
+        read=lambda info, names: _host(info).get("Init"),
+        create=to_host_raw("Init"),
+        compose=("init",),
+        doc="true/false/None as the engine keeps it (None: the daemon's default)",
+    ),
+    _run_option(
+        "securityOpt",
+        normalize=_spec_value("securityOpt", runoptions.security_opt),
+        read=_from_host("SecurityOpt", runoptions.security_opt),
+        create=to_host_raw("SecurityOpt"),
+        compare=as_set,
+        compose=("security_opt",),
+        doc="`name=value`, sorted; unconfined seccomp/apparmor/systempaths need allowPrivileged",
+    ),
+    _run_option(
+        "stopSignal",
+        normalize=_spec_value("stopSignal", runoptions.stop_signal),
+        read=_from_config("StopSignal", runoptions.stop_signal),
+        create=to_create("stop_signal"),
+        expect=_expect_stop_signal,
+        compose=("stop_signal",),
+        doc="`SIG` + upper-case name, or a number; undeclared: the image's STOPSIGNAL",
+    ),
+    _run_option(
+        "extraHosts",
+        normalize=_spec_value("extraHosts", runoptions.extra_hosts),
+        read=_from_host("ExtraHosts", runoptions.extra_hosts),
+        create=to_host_raw("ExtraHosts"),
+        compose=("extra_hosts",),
+        doc="`name:address`, sorted",
+    ),
+    _run_option(
+        "dns",
+        normalize=_spec_value("dns", runoptions.text_list),
+        read=_from_host("Dns", runoptions.text_list),
+        create=to_host_raw("Dns"),
+        compose=("dns",),
+        doc="in order (tried in order)",
+    ),
+    _run_option(
+        "dnsSearch",
+        normalize=_spec_value("dnsSearch", runoptions.text_list),
+        read=_from_host("DnsSearch", runoptions.text_list),
+        create=to_host_raw("DnsSearch"),
+        compose=("dns_search",),
+    ),
+    _run_option(
+        "dnsOptions",
+        normalize=_spec_value("dnsOptions", runoptions.text_list),
+        read=_from_host("DnsOptions", runoptions.text_list),
+        create=to_host_raw("DnsOptions"),
+        compose=("dns_opt",),
+    ),
+    _run_option(
+        "groupAdd",
+        normalize=_spec_value("groupAdd", runoptions.group_add),
+        read=_from_host("GroupAdd", runoptions.group_add),
+        create=to_host_raw("GroupAdd"),
+        compose=("group_add",),
+        doc="names or IDs as strings, sorted",
+    ),
+    _run_option(
+        "oomScoreAdj",
+        normalize=_spec_value("oomScoreAdj", runoptions.nonzero),
+        read=_from_host("OomScoreAdj", runoptions.nonzero),
+        create=to_host_raw("OomScoreAdj"),
+        compose=("oom_score_adj",),
+        doc="0 (the engine's default) is None",
+    ),
+    _run_option(
+        "tty",
+        normalize=_spec_value("tty", runoptions.true_or_none),
+        read=_from_config("Tty", runoptions.true_or_none),
+        create=to_create("tty"),
+        compose=("tty",),
+        doc="true or None (false is the engine's only value otherwise)",
+    ),
+    _run_option(
+        "stdinOpen",
+        normalize=_spec_value("stdinOpen", runoptions.true_or_none),
+        read=_from_config("OpenStdin", runoptions.true_or_none),
+        create=to_create("stdin_open"),
+        compose=("stdin_open",),
+    ),
+    _run_option(
+        "ipc",
+        normalize=_spec_value("ipc", runoptions.mode),
+        read=_from_host("IpcMode", runoptions.mode),
+        create=to_host_raw("IpcMode"),
+        expect=_expect_ipc,
+        compose=("ipc",),
+        doc="undeclared: the daemon's default-ipc-mode (private or shareable); host needs allowPrivileged",
+    ),
+    _run_option(
+        "pid",
+        normalize=_spec_value("pid", runoptions.mode),
+        read=_from_host("PidMode", runoptions.mode),
+        create=to_host_raw("PidMode"),
+        compose=("pid",),
+        doc="host needs allowPrivileged",
+    ),
+    _run_option(
+        "uts",
+        normalize=_spec_value("uts", runoptions.mode),
+        read=_from_host("UTSMode", runoptions.mode),
+        create=to_host_raw("UTSMode"),
+        compose=("uts",),
+    ),
+    _run_option(
+        "expose",
+        normalize=_spec_checked("expose", runoptions.expose),
+        read=lambda info, names: runoptions.exposed(_config(info).get("ExposedPorts") or ()),
+        create=_write_expose,
+        expect=_expect_exposed,
+        compose=("expose",),
+        doc="`port/proto`, ranges expanded; the engine adds the image's EXPOSE and the published ports",
     ),
     Field(
         "dependsOn",
