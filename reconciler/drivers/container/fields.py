@@ -825,6 +825,15 @@ def _expect_ipc(value: str | None, ctx: Comparing) -> str | None:
     return have if have in runoptions.DAEMON_IPC_MODES else "private"
 
 
+def _compare_security_opt(row: Field, want: Any, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """As a set; without the `label=disable` the engine adds (SELinux) to a container sharing the host's IPC or PID
+    namespace or privileged (Docker 20.10 daemon/create.go, generateSecurityOpt), unless a `label` option is
+    declared: it follows those fields, which are compared themselves."""
+    if not any(opt.startswith("label=") for opt in want or []):
+        have = [opt for opt in have or [] if opt != runoptions.LABEL_DISABLE] or None
+    return as_set(row, want, have, ctx)
+
+
 def _expect_stop_signal(value: str | None, ctx: Comparing) -> str | None:
     return value if value is not None else ctx.facts.defaults.stop_signal
 
@@ -1127,9 +1136,10 @@ FIELDS: tuple[Field, ...] = (
         normalize=_spec_value("securityOpt", runoptions.security_opt),
         read=_from_host("SecurityOpt", runoptions.security_opt),
         create=to_host_raw("SecurityOpt"),
-        compare=as_set,
+        compare=_compare_security_opt,
         compose=("security_opt",),
-        doc="`name=value`, sorted; unconfined seccomp/apparmor/systempaths need allowPrivileged",
+        doc="`name=value`, sorted; the engine adds label=disable beside host namespaces; unconfined ones need "
+        "allowPrivileged",
     ),
     _run_option(
         "stopSignal",

@@ -92,6 +92,7 @@ def security_opt(value: Iterable[str] | None) -> list[str] | None:
     return sorted(out) or None
 
 
+LABEL_DISABLE = "label=disable"
 # security options that take isolation away: refused without allowPrivileged
 UNCONFINED = ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
 
