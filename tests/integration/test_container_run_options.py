@@ -42,6 +42,11 @@ RUN_OPTIONS: dict[str, Any] = {
     "pid": "host",
     "uts": "host",
     "expose": [8080, "9000-9001/udp"],
+    "devices": ["/dev/null:/dev/mynull"],
+    "deviceCgroupRules": ["c 1:3 mr"],
+    "macAddress": "02:42:AC:11:FE:01",
+    "runtime": "io.containerd.runc.v2",
+    "cgroupParent": "/docker",  # the cgroupfs driver's own parent: no cgroup is left behind
 }
 # another value of each (what the engine reads back differently)
 CHANGED: dict[str, Any] = {
@@ -64,6 +69,11 @@ CHANGED: dict[str, Any] = {
     "pid": None,
     "uts": None,
     "expose": [8080],
+    "devices": ["/dev/zero:/dev/myzero:r"],
+    "deviceCgroupRules": ["c 1:5 r"],
+    "macAddress": "02:42:ac:11:fe:02",
+    "runtime": "runc",
+    "cgroupParent": None,
 }
 
 
@@ -99,6 +109,7 @@ def test_run_options_round_trip_and_each_change_replaces(
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert host["ShmSize"] == 128 * 1024**2 and host["Init"] is True and host["PidMode"] == "host"
     assert info["Config"]["StopSignal"] == "SIGQUIT" and info["Config"]["Tty"] is True
+    assert info["NetworkSettings"]["MacAddress"] == "02:42:ac:11:fe:01" and host["Runtime"] == "io.containerd.runc.v2"
     plain = api.inspect_container(f"{p}-plain")
     assert plain["HostConfig"]["ShmSize"] == 64 * 1024**2, "the plain container has the engine's defaults"
     ids = {name: api.inspect_container(f"{p}-{name}")["Id"] for name in ("opts", "plain")}

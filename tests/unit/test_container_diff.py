@@ -91,6 +91,7 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "Labels": {**img.get("Labels", {}), **ownership_labels(desired, "p")},
             "StopTimeout": spec["stopTimeout"],
             "StopSignal": spec["stopSignal"],
+            "MacAddress": spec["macAddress"],
             "Tty": bool(spec["tty"]),
             "OpenStdin": bool(spec["stdinOpen"]),
             # the engine exposes the published ports too
@@ -143,6 +144,13 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "IpcMode": spec["ipc"] or "private",
             "PidMode": spec["pid"] or "",
             "UTSMode": spec["uts"] or "",
+            "Devices": [
+                dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
+                for d in spec["devices"] or []
+            ],
+            "DeviceCgroupRules": spec["deviceCgroupRules"],
+            "Runtime": spec["runtime"] or "runc",
+            "CgroupParent": spec["cgroupParent"] or "",
         },
         "State": {"Running": spec["state"] == "running", "Status": "running"},
         "NetworkSettings": {"Networks": networks},

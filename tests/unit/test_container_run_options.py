@@ -9,19 +9,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
+from reconciler.contract import DriverContext
+from reconciler.core.catalog import build_catalog
 from reconciler.drivers.container import runoptions
+from reconciler.drivers.container.apply import create_config
 from reconciler.drivers.container.diff import diff_container
+from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.fields import BY_KEY
 from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_SPEC_HASH, Action, Desired, Observed, Resource, Source
-from tests.unit.test_container_checks import problems, res
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
 RUN_OPTIONS = [row.key for row in BY_KEY.values() if row.hashed_when_set]
+
+
+def problems(spec: dict[str, Any], directory: Path) -> list[str]:
+    """The problems loading a Container manifest with `spec` finds (schema and checks)."""
+    resource = Resource("Container", "web", spec, {}, Source("web.yaml", 1, directory / "web.yaml"), {"spec": 4})
+    _, found = build_catalog([resource], {"Container": ContainerDriver(DriverContext("p", Path(".")))})
+    return [f"{p.subject}: {p.field}: {p.message}" for p in found]
 
 
 def desired_of(spec: dict[str, Any]) -> Desired:
@@ -49,6 +60,10 @@ PLAIN = {
         "IpcMode": "private",
         "PidMode": "",
         "UTSMode": "",
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "Runtime": "runc",
+        "CgroupParent": "",
     },
     "State": {},
     "NetworkSettings": {},
@@ -57,11 +72,13 @@ PLAIN = {
 # --ulimit nproc=512 --shm-size 128m --sysctl net.ipv4.ip_forward=1 --init --security-opt no-new-privileges=true
 # --stop-signal SIGINT --add-host foo:10.0.0.1 --dns 1.1.1.1 --dns-search example.com --dns-option ndots:2
 # --group-add 1234 --group-add audio --oom-score-adj 100 -t -i --ipc shareable --uts host --expose 8080
-# --expose 9000-9001/udp`
+# --expose 9000-9001/udp --device /dev/null:/dev/mynull --device-cgroup-rule 'c 1:3 mr' --runtime
+# io.containerd.runc.v2 --cgroup-parent /runopts-probe` (and the API's MacAddress)
 FULL = {
     "Id": "d" * 64,
     "Config": {
         "StopSignal": "SIGINT",
+        "MacAddress": "02:42:AC:11:00:99",
         "Tty": True,
         "OpenStdin": True,
         "ExposedPorts": {"8080/tcp": {}, "9000/udp": {}, "9001/udp": {}},
@@ -82,6 +99,10 @@ FULL = {
         "IpcMode": "shareable",
         "PidMode": "",
         "UTSMode": "host",
+        "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "rwm"}],
+        "DeviceCgroupRules": ["c 1:3 mr"],
+        "Runtime": "io.containerd.runc.v2",
+        "CgroupParent": "/runopts-probe",
     },
     "State": {},
     "NetworkSettings": {},
@@ -106,6 +127,12 @@ FULL_MANIFEST = {
     "ipc": "shareable",
     "uts": "host",
     "expose": ["9000-9001/udp", 8080],
+    "devices": ["/dev/null:/dev/mynull"],
+    "deviceCgroupRules": ["c 1:3 mr"],
+    "macAddress": "02:42:ac:11:00:99",
+    "runtime": "io.containerd.runc.v2",
+    "cgroupParent": "/runopts-probe",
+    "allowPrivileged": True,
 }
 
 
@@ -130,8 +157,8 @@ def test_declared_reads_back_as_declared() -> None:
     assert diff_against(FULL, desired_of(FULL_MANIFEST)) == []
 
 
-# undeclared, logging is the daemon's and ipc may be either daemon default: removing them is no change (below)
-@pytest.mark.parametrize("key", [k for k in FULL_MANIFEST if k not in ("logging", "ipc")])
+# undeclared, logging and runtime are the daemon's and ipc either daemon default: removing them is no change
+@pytest.mark.parametrize("key", [k for k in FULL_MANIFEST if k not in ("logging", "ipc", "runtime", "allowPrivileged")])
 def test_removing_one_is_a_replace_named_by_it(key: str) -> None:
     manifest = {k: v for k, v in FULL_MANIFEST.items() if k != key}
     [change] = diff_against(FULL, desired_of(manifest))
@@ -195,7 +222,7 @@ def test_the_label_the_engine_adds_beside_host_namespaces_is_not_drift() -> None
         (runoptions.text_list, "1.1.1.1", ["1.1.1.1"]),
         (runoptions.text_list, ["9.9.9.9", "1.1.1.1", "9.9.9.9"], ["9.9.9.9", "1.1.1.1"]),
         (runoptions.text_list, [], None),
-        (runoptions.group_add, [1234, "audio", "1234"], ["1234", "audio"]),
+        (runoptions.sorted_texts, [1234, "audio", "1234"], ["1234", "audio"]),
         (runoptions.nonzero, 0, None),
         (runoptions.true_or_none, False, None),
         (runoptions.mode, "", None),
@@ -232,10 +259,8 @@ def test_shm_size_is_bytes_shown_in_units() -> None:
 
 
 def test_create_call_sends_the_canonical_forms() -> None:
-    from reconciler.drivers.container.apply import create_config
-    from tests.unit.test_container_fields import BuilderApi
-
-    config = create_config(BuilderApi(), desired_of(FULL_MANIFEST), {})
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")  # its config builders only
+    config = create_config(api, desired_of(FULL_MANIFEST), {})
     host = config["host_config"]
     assert host["LogConfig"] == FULL["HostConfig"]["LogConfig"]
     assert host["Ulimits"] == [
@@ -246,7 +271,7 @@ def test_create_call_sends_the_canonical_forms() -> None:
     assert host["ShmSize"] == 134217728 and host["Init"] is True and host["IpcMode"] == "shareable"
     assert config["stop_signal"] == "SIGINT" and config["tty"] is True and config["stdin_open"] is True
     assert sorted(config["ports"]) == [(8080, "tcp"), (9000, "udp"), (9001, "udp")]
-    plain = create_config(BuilderApi(), desired_of({}), {})
+    plain = create_config(api, desired_of({}), {})
     assert not {"LogConfig", "Ulimits", "ShmSize", "IpcMode", "Init"} & set(plain["host_config"])
 
 
@@ -258,15 +283,18 @@ def test_create_call_sends_the_canonical_forms() -> None:
         ({"securityOpt": ["seccomp=unconfined"]}, "spec.securityOpt"),
         ({"securityOpt": ["apparmor:unconfined"]}, "spec.securityOpt"),
         ({"securityOpt": ["systempaths=unconfined"]}, "spec.securityOpt"),
+        ({"devices": ["/dev/fuse"]}, "spec.devices"),
+        ({"deviceCgroupRules": ["a *:* rwm"]}, "spec.deviceCgroupRules"),
+        ({"runtime": "io.containerd.runc.v2"}, "spec.runtime"),
     ],
 )
 def test_isolation_weakening_options_need_allow_privileged(tmp_path: Path, spec: dict, field: str) -> None:
-    found = problems([res("Container", "web", {"image": IMAGE, **spec}, tmp_path)])
+    found = problems({"image": IMAGE, **spec}, tmp_path)
     assert any(f": {field}: " in p and "allowPrivileged" in p for p in found), found
     allowed = {"image": IMAGE, **spec, "allowPrivileged": True}
-    assert problems([res("Container", "web", allowed, tmp_path)]) == []
+    assert problems(allowed, tmp_path) == []
 
 
 def test_harmless_options_need_no_opt_in(tmp_path: Path) -> None:
-    spec = {"image": IMAGE, "ipc": "shareable", "securityOpt": ["no-new-privileges", "apparmor=docker-default"]}
-    assert problems([res("Container", "web", spec, tmp_path)]) == []
+    spec = {"image": IMAGE, "ipc": "shareable", "runtime": "runc", "securityOpt": ["no-new-privileges"]}
+    assert problems(spec, tmp_path) == []

@@ -192,6 +192,11 @@ RUN_OPTIONS = (
     "pid",
     "uts",
     "expose",
+    "devices",
+    "deviceCgroupRules",
+    "macAddress",
+    "runtime",
+    "cgroupParent",
 )
 CONTAINER_FIELDS = (
     "image",
@@ -240,6 +245,7 @@ def expected_container(field: str, want: Desired, info: Mapping[str, Any]) -> An
         "logging": {"driver": "json-file", "options": {}},  # the test daemon's default driver
         "shmSize": 64 * 1024**2,  # the engine's
         "ipc": "private",  # the test daemon's default-ipc-mode
+        "runtime": "runc",  # the test daemon's default runtime
         "stopSignal": runoptions.stop_signal(image.get("StopSignal")),
         "expose": runoptions.exposed(
             [*(image.get("ExposedPorts") or {}), *(f"{p['containerPort']}/{p['protocol']}" for p in spec["ports"])]

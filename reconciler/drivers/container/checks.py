@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.contract import Catalog
 from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
-from reconciler.drivers.container.runoptions import UNCONFINED
+from reconciler.drivers.container.runoptions import DEFAULT_RUNTIME, UNCONFINED
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 
@@ -49,6 +49,18 @@ def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 f"{key}: host shares the host's {key.upper()} namespace with the container; "
                 "set allowPrivileged: true to allow it",
             )
+    for key, what in (
+        ("devices", "host devices"),
+        ("deviceCgroupRules", "access to host devices"),
+    ):
+        if spec[key]:
+            yield f"spec.{key}", f"{key} gives the container {what}; set allowPrivileged: true to allow it"
+    if spec["runtime"] not in (None, DEFAULT_RUNTIME):
+        yield (
+            "spec.runtime",
+            f"runtime {spec['runtime']} is not the default runtime ({DEFAULT_RUNTIME}); "
+            "set allowPrivileged: true to allow it",
+        )
     for opt in spec["securityOpt"] or []:
         if opt in UNCONFINED:
             yield (

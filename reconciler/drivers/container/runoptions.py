@@ -1,5 +1,6 @@
 """Canonical forms of a Container's run options (logging, ulimits, shmSize, sysctls, init, securityOpt, stopSignal,
-extraHosts, dns, dnsSearch, dnsOptions, groupAdd, oomScoreAdj, tty, stdinOpen, ipc, pid, uts, expose).
+extraHosts, dns, dnsSearch, dnsOptions, groupAdd, oomScoreAdj, tty, stdinOpen, ipc, pid, uts, expose, devices,
+deviceCgroupRules, macAddress, runtime, cgroupParent).
 
 Each option has one canonical form, made the same way from the manifest and from `docker inspect`, so a value read
 back compares equal to the value declared. Undeclared (or declared as the engine's default, such as `tty: false`
@@ -93,6 +94,8 @@ def security_opt(value: Iterable[str] | None) -> list[str] | None:
 
 
 LABEL_DISABLE = "label=disable"
+# the runtime a daemon runs containers with unless told otherwise; any other needs allowPrivileged
+DEFAULT_RUNTIME = "runc"
 # security options that take isolation away: refused without allowPrivileged
 UNCONFINED = ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
 
@@ -130,8 +133,8 @@ def text_list(value: str | Iterable[Any] | None) -> list[str] | None:
     return list(dict.fromkeys(items)) or None
 
 
-def group_add(value: Iterable[Any] | None) -> list[str] | None:
-    """Group names or IDs as strings, sorted and unique (the order of supplementary groups means nothing)."""
+def sorted_texts(value: Iterable[Any] | None) -> list[str] | None:
+    """Strings (group names or IDs, device cgroup rules), sorted and unique (their order means nothing)."""
     return sorted({str(v) for v in value or []}) or None
 
 
@@ -178,3 +181,36 @@ def nonzero(value: Any) -> int | None:
 def mode(value: Any) -> str | None:
     """A namespace mode: "" (the engine's none) is None."""
     return str(value) if value else None
+
+
+def devices(value: Iterable[str] | None) -> list[str] | None:
+    """`/dev/x`, `/dev/x:/dev/y`, `/dev/x:rw`, `/dev/x:/dev/y:mrw` -> `host:container:permissions` (the container
+    path defaults to the host's, the permissions to `rwm`, written in the order r, w, m), sorted and unique."""
+    out = set()
+    for raw in value or []:
+        parts = str(raw).split(":")
+        host = parts[0]
+        inside = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+        perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+        out.add(f"{host}:{inside}:{''.join(p for p in 'rwm' if p in perms)}")
+    return sorted(out) or None
+
+
+def read_devices(items: Iterable[Mapping[str, Any]] | None) -> list[str] | None:
+    return devices(
+        f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
+        for d in items or []
+    )
+
+
+def engine_devices(value: Iterable[str]) -> list[dict[str, str]]:
+    out = []
+    for entry in value:
+        host, inside, perms = entry.split(":")
+        out.append({"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms})
+    return out
+
+
+def lower(value: Any) -> str | None:
+    """A MAC address in lower case ("" is None)."""
+    return str(value).lower() if value else None
