@@ -23,7 +23,6 @@ UNMAPPED: dict[str, str] = {
     "cpu_quota": "reconciler's Container has only `resources.cpus`",
     "cpu_rt_period": "reconciler's Container has no realtime CPU settings",
     "cpu_rt_runtime": "reconciler's Container has no realtime CPU settings",
-    "cpuset": "reconciler's Container has no cpuset",
     "credential_spec": "Windows only",
     "develop": "`docker compose watch` settings have no meaning outside Compose",
     "domainname": "reconciler's Container has no domain name",
@@ -59,7 +58,7 @@ MAPPED_BY_HAND = frozenset(
         "image", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "tmpfs", "secrets",
         "configs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
         "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir", "hostname",
-        "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels",
+        "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels", "cpuset",
     }
 )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """The Container run options against the real engine (Docker 20.10 from Debian): a container declaring every one
 is created, read back and in sync (by hash, and field by field as after a normalizer upgrade); a container declaring
 none is in sync against the engine's own defaults; changing any one of them is found, named by itself, and replaces
-the container (the engine's update call changes none of them)."""
+the container (the engine's update call changes none of them); `resources.cpuset` changes in place."""
 
 from __future__ import annotations
 
@@ -77,8 +77,9 @@ CHANGED: dict[str, Any] = {
 }
 
 
-def manifests(p: str, image: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+def manifests(p: str, image: str, options: dict[str, Any], cpuset: str = "0") -> list[dict[str, Any]]:
     every = {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1, "allowPrivileged": True}
+    every["resources"] = {"cpuset": cpuset}
     every.update({k: v for k, v in options.items() if v is not None})
     plain = {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1}
     return [doc("Container", f"{p}-opts", every), doc("Container", f"{p}-plain", plain)]
@@ -125,6 +126,17 @@ def test_run_options_round_trip_and_each_change_replaces(
         [change] = changes
         assert change["action"] == "replace", key
         assert {f["path"] for f in change["fields"]} == {key}, (key, change["fields"])
+
+    # resources.cpuset changes in place (the same container)
+    if api.info()["NCPU"] >= 2:
+        write(tmp_manifests, manifests(p, base_image, RUN_OPTIONS, cpuset="1,0"))
+        rc, plan = plan_json(reconcile, directory)
+        [change] = [c for c in plan["changes"] if c["action"] != "none"]
+        assert change["action"] == "update" and [f["path"] for f in change["fields"]] == ["resources.cpuset"]
+        apply_ok(reconcile, directory)
+        in_sync(reconcile, directory)
+        info = api.inspect_container(f"{p}-opts")
+        assert info["Id"] == ids["opts"] and info["HostConfig"]["CpusetCpus"] == "0-1"
 
     # all of them at once: applied by a replace (a new container), then in sync again
     write(tmp_manifests, manifests(p, base_image, CHANGED))

@@ -124,6 +124,7 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "MemoryReservation": res["memoryReservation"] or 0,
             "NanoCpus": res["cpus"] or 0,
             "CpuShares": res["cpuShares"] or 0,
+            "CpusetCpus": res["cpuset"] or "",
             "PidsLimit": res["pidsLimit"],
             # the run options as Docker 20.10 reports them, its defaults where undeclared
             "LogConfig": {

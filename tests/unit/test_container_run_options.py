@@ -298,3 +298,91 @@ def test_isolation_weakening_options_need_allow_privileged(tmp_path: Path, spec:
 def test_harmless_options_need_no_opt_in(tmp_path: Path) -> None:
     spec = {"image": IMAGE, "ipc": "shareable", "runtime": "runc", "securityOpt": ["no-new-privileges"]}
     assert problems(spec, tmp_path) == []
+
+
+# --- resources.cpuset: in place -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"), [("0", "0"), ("3,1,2", "1-3"), ("0-2,5,4", "0-2,4-5"), ("7,0-1", "0-1,7"), ("", None)]
+)
+def test_cpu_lists_are_sorted_ranges(raw: str, canonical: str | None) -> None:
+    assert runoptions.cpu_list(raw) == canonical
+
+
+@pytest.mark.parametrize("bad", ["a", "2-1", "1,,2", "-1"])
+def test_a_bad_cpu_list_names_the_field(bad: str) -> None:
+    with pytest.raises(SpecError, match="CPU list"):
+        desired_of({"resources": {"cpuset": bad}})
+
+
+def test_cpuset_changes_in_place_and_its_removal_replaces() -> None:
+    from reconciler.drivers.container.fields import in_place_body
+
+    info = {**PLAIN, "HostConfig": {**PLAIN["HostConfig"], "CpusetCpus": "0"}}
+    info["Config"] = {**PLAIN["Config"], "Image": IMAGE, "StopTimeout": 10}
+    info["State"] = {"Running": True}
+    facts = ContainerFacts(info["Id"], "web", "sha256:a", "sha256:a", ImageDefaults())
+    observed = Observed("Container", "web", info["Id"], {}, observed_spec(info), raw=facts)
+    want = desired_of({"resources": {"cpuset": "1,0"}})
+    change = diff_container(want, observed)
+    assert change.action is Action.UPDATE
+    assert [(f.path, f.old, f.new) for f in change.fields] == [("resources.cpuset", "0", "0-1")]
+    assert in_place_body(want.spec, {"resources": ["cpuset"]}) == {"CpusetCpus": "0-1"}
+    removed = diff_container(desired_of({}), observed)
+    assert removed.action is Action.REPLACE and removed.fields[0].path == "resources.cpuset"
+    assert diff_container(desired_of({"resources": {"cpuset": "0"}}), observed).action is Action.NONE
+
+
+# --- the import: each row's Compose key ---------------------------------------------------------------------------
+
+COMPOSE = """\
+services:
+  db:
+    image: postgres:16
+    logging: {driver: json-file, options: {max-size: 10m, max-file: "3"}}
+    ulimits: {nofile: {soft: 20000, hard: 40000}, nproc: 65535}
+    shm_size: 256m
+    sysctls: [net.core.somaxconn=1024]
+    init: true
+    security_opt: ["no-new-privileges:true"]
+    stop_signal: SIGINT
+    extra_hosts: ["host.docker.internal:host-gateway"]
+    dns: 1.1.1.1
+    dns_search: example.com
+    dns_opt: [ndots:2]
+    group_add: [mail]
+    oom_score_adj: 500
+    tty: true
+    stdin_open: true
+    uts: host
+    expose: ["5432"]
+    mac_address: 02:42:ac:11:00:99
+    cgroup_parent: /docker
+    cpuset: 0-1
+"""
+
+
+def test_compose_keys_are_imported_as_run_options(tmp_path: Path) -> None:
+    from reconciler.compose.loading import load_project
+    from reconciler.compose.losses import LossReport
+    from reconciler.compose.mapping import build_manifests
+
+    (tmp_path / "compose.yml").write_text(COMPOSE)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], None, (), report, lambda loc, msg: None, environ={})
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+    )
+    [container] = [m for m in manifests if m.kind == "Container"]
+    assert report.entries == []
+    assert [p for p in problems(container.spec, tmp_path) if "undeclared Network" not in p] == []
+    spec = desired_of(container.spec).spec
+    assert spec["logging"] == {"driver": "json-file", "options": {"max-file": "3", "max-size": "10m"}}
+    assert spec["ulimits"]["nproc"] == {"soft": 65535, "hard": 65535} and spec["shmSize"] == 256 * 1024**2
+    assert spec["sysctls"] == {"net.core.somaxconn": "1024"} and spec["securityOpt"] == ["no-new-privileges=true"]
+    assert spec["extraHosts"] == ["host.docker.internal:host-gateway"] and spec["dns"] == ["1.1.1.1"]
+    assert (spec["init"], spec["tty"], spec["stdinOpen"], spec["uts"]) == (True, True, True, "host")
+    assert spec["expose"] == ["5432/tcp"] and spec["groupAdd"] == ["mail"] and spec["oomScoreAdj"] == 500
+    assert spec["macAddress"] == "02:42:ac:11:00:99" and spec["cgroupParent"] == "/docker"
+    assert spec["resources"]["cpuset"] == "0-1" and spec["stopSignal"] == "SIGINT"

@@ -639,6 +639,7 @@ LIMITS = (
     Limit("cpus", "NanoCpus", "nano_cpus", shown_cpus),  # kept as NanoCpus; shown as CPUs, as written
     Limit("cpuShares", "CpuShares", "cpu_shares"),
     Limit("pidsLimit", "PidsLimit", "pids_limit", removable_in_place=True),  # lifted with -1
+    Limit("cpuset", "CpusetCpus", "cpuset_cpus"),  # a CPU list, as sorted ranges (runoptions.cpu_list)
 )
 LIMITS_BY_KEY = {limit.key: limit for limit in LIMITS}
 
@@ -667,6 +668,7 @@ def _normalize_resources(n: Normalizing) -> dict[str, Any]:
         "cpus": round(float(cpus) * 10**9) if cpus is not None else None,  # NanoCpus
         "cpuShares": value.get("cpuShares"),
         "pidsLimit": value.get("pidsLimit"),
+        "cpuset": runoptions.cpu_list(value.get("cpuset"), f"{field}.cpuset"),
     }
 
 
@@ -677,6 +679,8 @@ def _read_resources(info: Mapping[str, Any], names: Mapping[str, str]) -> dict[s
         value = host.get(limit.engine)
         if limit.key == "memorySwap" and value == -1:
             out[limit.key] = -1  # unlimited swap
+        elif limit.key == "cpuset":
+            out[limit.key] = runoptions.cpu_list(value)
         else:
             out[limit.key] = value if value and value > 0 else None  # 0 / -1: no limit
     return out
@@ -721,7 +725,7 @@ def _update_resources(res: Mapping[str, Any], changed: list[str], body: dict[str
             body["Memory"] = res["memory"]
             # sent together: raising memory above the current swap limit fails otherwise
             body["MemorySwap"] = res["memorySwap"] if res["memorySwap"] is not None else 2 * res["memory"]
-    for key in ("memoryReservation", "cpus", "cpuShares"):
+    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset"):
         if key in changed and res[key] is not None:
             body[LIMITS_BY_KEY[key].engine] = res[key]
     if "pidsLimit" in changed:
@@ -1000,7 +1004,16 @@ FIELDS: tuple[Field, ...] = (
         update=InPlace(1, _resource_steps, body=_update_resources),
         expect=_expect_resources,
         compare=_compare_resources,
-        compose=("mem_limit", "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "deploy"),
+        compose=(
+            "mem_limit",
+            "mem_reservation",
+            "memswap_limit",
+            "cpus",
+            "cpu_shares",
+            "cpuset",
+            "pids_limit",
+            "deploy",
+        ),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
     Field(

@@ -214,3 +214,22 @@ def engine_devices(value: Iterable[str]) -> list[dict[str, str]]:
 def lower(value: Any) -> str | None:
     """A MAC address in lower case ("" is None)."""
     return str(value).lower() if value else None
+
+
+def cpu_list(value: Any, field: str = "spec.resources.cpuset") -> str | None:
+    """A CPU list (`0-2,5`, `3,1,2`) as sorted ranges (`1-3`); "" is None. The engine keeps it as written."""
+    if value is None or value == "":
+        return None
+    cpus: set[int] = set()
+    for part in str(value).split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()) or int(last or first) < int(first):
+            raise SpecError(field, f"{value!r} is not a CPU list such as 0-2,5")
+        cpus.update(range(int(first), int(last or first) + 1))
+    ranges: list[str] = []
+    for cpu in sorted(cpus):
+        if ranges and cpu - 1 in cpus:
+            ranges[-1] = f"{ranges[-1].split('-')[0]}-{cpu}"
+        else:
+            ranges.append(str(cpu))
+    return ",".join(ranges)
