@@ -1,7 +1,8 @@
 """The Container run options against the real engine (Docker 20.10 from Debian): a container declaring every one
 is created, read back and in sync (by hash, and field by field as after a normalizer upgrade); a container declaring
 none is in sync against the engine's own defaults; changing any one of them is found, named by itself, and replaces
-the container (the engine's update call changes none of them); `resources.cpuset` changes in place."""
+the container (the engine's update call changes none of them), as does a mount option (a volume's noCopy, a
+bind's propagation); `resources.cpuset` changes in place."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ RUN_OPTIONS: dict[str, Any] = {
     "macAddress": "02:42:AC:11:FE:01",
     "runtime": "io.containerd.runc.v2",
     "cgroupParent": "/docker",  # the cgroupfs driver's own parent: no cgroup is left behind
+    # the mount options (VOLUME: the project's volume)
+    "mounts": [
+        {"type": "volume", "source": "VOLUME", "target": "/data", "noCopy": True},
+        {"type": "bind", "source": "./conf", "target": "/conf", "propagation": "private"},
+    ],
 }
 # another value of each (what the engine reads back differently)
 CHANGED: dict[str, Any] = {
@@ -74,6 +80,10 @@ CHANGED: dict[str, Any] = {
     "macAddress": "02:42:ac:11:fe:02",
     "runtime": "runc",
     "cgroupParent": None,
+    "mounts": [
+        {"type": "volume", "source": "VOLUME", "target": "/data"},
+        {"type": "bind", "source": "./conf", "target": "/conf", "propagation": "rprivate"},
+    ],
 }
 
 
@@ -81,8 +91,13 @@ def manifests(p: str, image: str, options: dict[str, Any], cpuset: str = "0") ->
     every = {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1, "allowPrivileged": True}
     every["resources"] = {"cpuset": cpuset}
     every.update({k: v for k, v in options.items() if v is not None})
+    every["mounts"] = [{**m, "source": f"{p}-data"} if m["source"] == "VOLUME" else m for m in every["mounts"]]
     plain = {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1}
-    return [doc("Container", f"{p}-opts", every), doc("Container", f"{p}-plain", plain)]
+    return [
+        doc("Volume", f"{p}-data", {}),
+        doc("Container", f"{p}-opts", every),
+        doc("Container", f"{p}-plain", plain),
+    ]
 
 
 def full_comparison_finds_nothing(project: str, directory: Path, engine_host: str) -> None:
@@ -100,6 +115,7 @@ def test_run_options_round_trip_and_each_change_replaces(
     reconcile: Any, tmp_manifests: Any, project_name: str, base_image: str, engine_host: str, api: Any
 ) -> None:
     p = project_name
+    tmp_manifests("conf/app.conf", "x=1\n")
     directory = write(tmp_manifests, manifests(p, base_image, RUN_OPTIONS))
     apply_ok(reconcile, directory)
     in_sync(reconcile, directory)
@@ -110,6 +126,9 @@ def test_run_options_round_trip_and_each_change_replaces(
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert host["ShmSize"] == 128 * 1024**2 and host["Init"] is True and host["PidMode"] == "host"
     assert info["Config"]["StopSignal"] == "SIGQUIT" and info["Config"]["Tty"] is True
+    mounts = {m["Target"]: m for m in host["Mounts"]}
+    assert mounts["/data"]["VolumeOptions"] == {"NoCopy": True}
+    assert mounts["/conf"]["BindOptions"] == {"Propagation": "private"}
     assert info["NetworkSettings"]["MacAddress"] == "02:42:ac:11:fe:01" and host["Runtime"] == "io.containerd.runc.v2"
     plain = api.inspect_container(f"{p}-plain")
     assert plain["HostConfig"]["ShmSize"] == 64 * 1024**2, "the plain container has the engine's defaults"

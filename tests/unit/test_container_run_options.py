@@ -386,3 +386,40 @@ def test_compose_keys_are_imported_as_run_options(tmp_path: Path) -> None:
     assert spec["expose"] == ["5432/tcp"] and spec["groupAdd"] == ["mail"] and spec["oomScoreAdj"] == 500
     assert spec["macAddress"] == "02:42:ac:11:00:99" and spec["cgroupParent"] == "/docker"
     assert spec["resources"]["cpuset"] == "0-1" and spec["stopSignal"] == "SIGINT"
+
+
+# --- mount options ------------------------------------------------------------------------------------------------
+
+MOUNTS = [
+    {"type": "volume", "source": "data", "target": "/data", "noCopy": True},
+    {"type": "bind", "source": "/srv/conf", "target": "/conf", "propagation": "rslave"},
+]
+
+
+def test_mount_options_round_trip() -> None:
+    """noCopy and propagation go into the create call and read back as declared."""
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    desired = desired_of({"mounts": MOUNTS})
+    created = create_config(api, desired, {})["host_config"]["Mounts"]
+    assert created[1]["VolumeOptions"] == {"NoCopy": True}
+    assert created[0]["BindOptions"] == {"Propagation": "rslave"}
+    info = {**PLAIN, "HostConfig": {**PLAIN["HostConfig"], "Mounts": created}}
+    assert observed_spec(info)["mounts"] == [
+        {"type": "bind", "source": "/srv/conf", "target": "/conf", "readOnly": False, "propagation": "rslave"},
+        {"type": "volume", "source": "data", "target": "/data", "readOnly": False, "noCopy": True},
+    ]
+    assert [m for m in desired.spec["mounts"]] == [
+        {**observed_spec(info)["mounts"][0], "allowSensitive": False},
+        observed_spec(info)["mounts"][1],
+    ]
+
+
+def test_mount_defaults_are_left_out() -> None:
+    """`noCopy: false` and `propagation: rprivate` (the engine's) are the canonical form of saying nothing, so
+    manifests without mount options hash as before they existed."""
+    plain = [{"type": "volume", "source": "data", "target": "/data"}, {"type": "bind", "source": "/s", "target": "/c"}]
+    spelled = [{**plain[0], "noCopy": False}, {**plain[1], "propagation": "rprivate"}]
+    assert desired_of({"mounts": plain}).spec_hash == desired_of({"mounts": spelled}).spec_hash
+    engine = [{"Type": "bind", "Source": "/s", "Target": "/c", "BindOptions": {"Propagation": "rprivate"}}]
+    info = {**PLAIN, "HostConfig": {**PLAIN["HostConfig"], "Mounts": engine}}
+    assert "propagation" not in observed_spec(info)["mounts"][0]

@@ -74,6 +74,7 @@ from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange,
 MAX_CPUS = 1 << 20  # the schema's bound: NanoCpus fit int64 well before, the engine refuses more than the host has
 
 BUILTIN_MODES = ("bridge", "host", "none")
+DEFAULT_PROPAGATION = "rprivate"  # a bind mount's, when none is declared
 
 
 # --- what the row functions get ---------------------------------------------------------------------------------
@@ -328,13 +329,17 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "source": entry["source"],
             "target": entry["target"],
             "readOnly": bool(entry.get("readOnly", False)),
+            **({"noCopy": True} if entry.get("noCopy") else {}),  # only when set: earlier hashes stay
         }
     if kind == "bind":
+        propagation = entry.get("propagation")
         return {
             "type": "bind",
             "source": resolve_host_path(entry["source"], manifest),
             "target": entry["target"],
             "readOnly": bool(entry.get("readOnly", False)),
+            # only when not the engine's default (rprivate): earlier hashes stay
+            **({"propagation": propagation} if propagation not in (None, DEFAULT_PROPAGATION) else {}),
             "allowSensitive": bool(entry.get("allowSensitive", False)),
         }
     if kind == "tmpfs":
@@ -376,9 +381,18 @@ def _read_mounts(info: Mapping[str, Any], names: Mapping[str, str]) -> list[dict
                 }
             )
         else:
-            out.append(
-                {"type": kind, "source": m.get("Source"), "target": m["Target"], "readOnly": bool(m.get("ReadOnly"))}
-            )
+            mount = {
+                "type": kind,
+                "source": m.get("Source"),
+                "target": m["Target"],
+                "readOnly": bool(m.get("ReadOnly")),
+            }
+            if (m.get("VolumeOptions") or {}).get("NoCopy"):
+                mount["noCopy"] = True
+            propagation = (m.get("BindOptions") or {}).get("Propagation")
+            if propagation not in (None, "", DEFAULT_PROPAGATION):
+                mount["propagation"] = propagation
+            out.append(mount)
     return sorted(out, key=lambda m: m["target"])
 
 
@@ -392,8 +406,16 @@ def _write_mounts(value: list[Mapping[str, Any]], call: CreateCall) -> None:
     for m in value:
         if m["type"] == "tmpfs":
             mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
+        elif m["type"] == "volume":
+            mounts.append(
+                lazy.Mount(m["target"], m["source"], type="volume", read_only=m["readOnly"], no_copy="noCopy" in m)
+            )
         else:
-            mounts.append(lazy.Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
+            mounts.append(
+                lazy.Mount(
+                    m["target"], m["source"], type=m["type"], read_only=m["readOnly"], propagation=m.get("propagation")
+                )
+            )
     call.host["mounts"] = mounts or None
 
 
