@@ -28,7 +28,6 @@ UNMAPPED: dict[str, str] = {
     "domainname": "reconciler's Container has no domain name",
     "driver_opts": "reconciler's Container has no per-network driver options",
     "external_links": "links are legacy; use a shared network",
-    "gpus": "reconciler's Container has no GPU requests",
     "isolation": "Windows only",
     "label_file": "reconciler reads labels only from the manifest",
     "links": "links are legacy; services on a shared network reach each other by name",

@@ -87,7 +87,11 @@ CHANGED: dict[str, Any] = {
 }
 
 
-def manifests(p: str, image: str, options: dict[str, Any], cpuset: str = "0") -> list[dict[str, Any]]:
+# GPUs: the test engine has no device driver, so the container declaring them is created, never started
+GPUS: Any = [{"driver": "nvidia", "deviceIds": ["0"], "capabilities": ["gpu", "compute"], "options": {"a": "b"}}]
+
+
+def manifests(p: str, image: str, options: dict[str, Any], cpuset: str = "0", gpus: Any = GPUS) -> list[dict[str, Any]]:
     every = {"image": image, "command": ["sh", "-c", SLEEPER], "stopTimeout": 1, "allowPrivileged": True}
     every["resources"] = {"cpuset": cpuset}
     every.update({k: v for k, v in options.items() if v is not None})
@@ -97,6 +101,7 @@ def manifests(p: str, image: str, options: dict[str, Any], cpuset: str = "0") ->
         doc("Volume", f"{p}-data", {}),
         doc("Container", f"{p}-opts", every),
         doc("Container", f"{p}-plain", plain),
+        doc("Container", f"{p}-gpu", {"image": image, "state": "stopped", "gpus": gpus}),
     ]
 
 
@@ -145,6 +150,13 @@ def test_run_options_round_trip_and_each_change_replaces(
         [change] = changes
         assert change["action"] == "replace", key
         assert {f["path"] for f in change["fields"]} == {key}, (key, change["fields"])
+
+    # gpus: found, named by itself, a replace
+    write(tmp_manifests, manifests(p, base_image, RUN_OPTIONS, gpus="all"))
+    rc, plan = plan_json(reconcile, directory)
+    [change] = [c for c in plan["changes"] if c["action"] != "none"]
+    assert (change["name"], change["action"]) == (f"{p}-gpu", "replace")
+    assert [f["path"] for f in change["fields"]] == ["gpus"]
 
     # resources.cpuset changes in place (the same container)
     if api.info()["NCPU"] >= 2:

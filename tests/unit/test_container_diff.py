@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.diff import diff_container, follow_upstream, leftover_of, prune_container
 from reconciler.drivers.container.fields import IMAGE_FOLLOW, IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
@@ -150,6 +151,7 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
                 for d in spec["devices"] or []
             ],
             "DeviceCgroupRules": spec["deviceCgroupRules"],
+            "DeviceRequests": runoptions.engine_gpus(spec["gpus"]) if spec["gpus"] else None,
             "Runtime": spec["runtime"] or "runc",
             "CgroupParent": spec["cgroupParent"] or "",
         },

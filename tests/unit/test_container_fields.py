@@ -84,6 +84,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "expose": ({}, {"expose": [8080, "9000-9001/udp"]}),
     "devices": ({}, {"devices": ["/dev/null:/dev/mynull"], "allowPrivileged": True}),
     "deviceCgroupRules": ({}, {"deviceCgroupRules": ["c 1:3 mr"], "allowPrivileged": True}),
+    "gpus": ({"gpus": "all"}, {"gpus": [{"deviceIds": ["0"], "capabilities": ["gpu", "compute"]}]}),
     "macAddress": ({}, {"macAddress": "02:42:AC:11:00:99"}),
     "runtime": ({"runtime": "runc"}, {"runtime": "io.containerd.runc.v2", "allowPrivileged": True}),
     "cgroupParent": ({}, {"cgroupParent": "/reconciler"}),

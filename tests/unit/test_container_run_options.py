@@ -423,3 +423,22 @@ def test_mount_defaults_are_left_out() -> None:
     engine = [{"Type": "bind", "Source": "/s", "Target": "/c", "BindOptions": {"Propagation": "rprivate"}}]
     info = {**PLAIN, "HostConfig": {**PLAIN["HostConfig"], "Mounts": engine}}
     assert "propagation" not in observed_spec(info)["mounts"][0]
+
+
+def test_gpus_read_back_as_declared() -> None:
+    """Device requests as Docker 20.10 reports them (captured: null DeviceIDs and Options, Count 0 with IDs)."""
+    engine = [
+        {"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": None},
+        {
+            "Driver": "nvidia",
+            "Count": 0,
+            "DeviceIDs": ["0"],
+            "Capabilities": [["compute", "gpu"]],
+            "Options": {"a": "b"},
+        },
+    ]
+    info = {**PLAIN, "HostConfig": {**PLAIN["HostConfig"], "DeviceRequests": engine}}
+    nvidia = {"driver": "nvidia", "deviceIds": ["0"], "capabilities": ["gpu", "compute"], "options": {"a": "b"}}
+    want = runoptions.gpus([{"count": "all"}, nvidia])
+    assert observed_spec(info)["gpus"] == want
+    assert runoptions.engine_gpus(want)[0] == {**engine[0], "DeviceIDs": None, "Options": None}

@@ -194,6 +194,7 @@ RUN_OPTIONS = (
     "expose",
     "devices",
     "deviceCgroupRules",
+    "gpus",
     "macAddress",
     "runtime",
     "cgroupParent",

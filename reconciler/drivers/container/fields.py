@@ -1296,6 +1296,14 @@ FIELDS: tuple[Field, ...] = (
         doc="sorted; needs allowPrivileged",
     ),
     _run_option(
+        "gpus",
+        normalize=_spec_value("gpus", runoptions.gpus),
+        read=_from_host("DeviceRequests", runoptions.read_gpus),
+        create=to_host_raw("DeviceRequests", runoptions.engine_gpus),
+        compose=("gpus",),
+        doc="the engine's device requests: count -1 is all, capabilities one set",
+    ),
+    _run_option(
         "macAddress",
         normalize=_spec_value("macAddress", runoptions.lower),
         read=_from_config("MacAddress", runoptions.lower),

@@ -1,6 +1,6 @@
 """Canonical forms of a Container's run options (logging, ulimits, shmSize, sysctls, init, securityOpt, stopSignal,
 extraHosts, dns, dnsSearch, dnsOptions, groupAdd, oomScoreAdj, tty, stdinOpen, ipc, pid, uts, expose, devices,
-deviceCgroupRules, macAddress, runtime, cgroupParent).
+deviceCgroupRules, gpus, macAddress, runtime, cgroupParent).
 
 Each option has one canonical form, made the same way from the manifest and from `docker inspect`, so a value read
 back compares equal to the value declared. Undeclared (or declared as the engine's default, such as `tty: false`
@@ -233,3 +233,55 @@ def cpu_list(value: Any, field: str = "spec.resources.cpuset") -> str | None:
         else:
             ranges.append(str(cpu))
     return ",".join(ranges)
+
+
+def gpus(value: Any) -> list[dict[str, Any]] | None:
+    """`all`, a count, or a list of requests `{driver, count, deviceIds, capabilities, options}` -> the engine's
+    device requests: count -1 is all (also when neither a count nor device IDs are given), capabilities one set,
+    default `[gpu]`."""
+    if value is None:
+        return None
+    if value == "all" or isinstance(value, int):
+        value = [{"count": value}]
+    out = []
+    for request in value:
+        ids = [str(i) for i in request.get("deviceIds") or []]
+        count = request.get("count")
+        count = -1 if count == "all" or (count is None and not ids) else int(count or 0)
+        out.append(
+            {
+                "driver": request.get("driver") or "",
+                "count": count,
+                "deviceIds": ids,
+                "capabilities": [sorted({str(c) for c in request.get("capabilities") or ["gpu"]})],
+                "options": {str(k): str(v) for k, v in sorted((request.get("options") or {}).items())},
+            }
+        )
+    return out or None
+
+
+def read_gpus(items: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    out = [
+        {
+            "driver": r.get("Driver") or "",
+            "count": int(r.get("Count") or 0),
+            "deviceIds": list(r.get("DeviceIDs") or []),
+            "capabilities": [sorted(caps) for caps in r.get("Capabilities") or []],
+            "options": dict(sorted((r.get("Options") or {}).items())),
+        }
+        for r in items or []
+    ]
+    return out or None
+
+
+def engine_gpus(value: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Driver": r["driver"],
+            "Count": r["count"],
+            "DeviceIDs": r["deviceIds"] or None,
+            "Capabilities": r["capabilities"],
+            "Options": r["options"] or None,
+        }
+        for r in value
+    ]
