@@ -370,6 +370,10 @@ class ServiceMapper:
                 if key in MAPPED_BY_HAND or key not in self.service or row.key in self.spec:
                     continue
                 self.spec[row.key] = _plain(self.service[key])
+                why = row.opt_in(self.spec[row.key]) if row.opt_in is not None else None
+                if why:  # as for privileged: the explicit request is carried with its opt-in, flagged
+                    self.spec["allowPrivileged"] = True
+                    self.flag(key, f"carried over with allowPrivileged: true; {key}: {why}")
 
     def _labels(self) -> None:
         labels = self.service.get("labels")

@@ -442,3 +442,23 @@ def test_gpus_read_back_as_declared() -> None:
     want = runoptions.gpus([{"count": "all"}, nvidia])
     assert observed_spec(info)["gpus"] == want
     assert runoptions.engine_gpus(want)[0] == {**engine[0], "DeviceIDs": None, "Options": None}
+
+
+def test_the_import_carries_an_isolation_opt_in_flagged(tmp_path: Path) -> None:
+    """`pid: host` (node-exporter), `devices` and the like: imported with allowPrivileged, each flagged."""
+    from reconciler.compose.loading import load_project
+    from reconciler.compose.losses import LossReport
+    from reconciler.compose.mapping import build_manifests
+
+    text = "services:\n  agent:\n    image: busybox\n    pid: host\n    devices: [/dev/fuse]\n"
+    (tmp_path / "compose.yml").write_text(text)
+    report = LossReport()
+    compose = load_project([tmp_path / "compose.yml"], None, (), report, lambda loc, msg: None, environ={})
+    manifests = build_manifests(
+        compose.model, compose.name, compose.directory, tmp_path / "out", compose.profiles, report, compose.interpolated
+    )
+    [container] = [m for m in manifests if m.kind == "Container"]
+    assert container.spec["allowPrivileged"] is True and container.spec["pid"] == "host"
+    assert [p for p in problems(container.spec, tmp_path) if "undeclared Network" not in p] == []
+    flagged = {e.key for e in report.entries}
+    assert {"services.agent.pid", "services.agent.devices"} <= flagged

@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.contract import Catalog
 from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
-from reconciler.drivers.container.runoptions import DEFAULT_RUNTIME, UNCONFINED
+from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 
@@ -41,33 +41,12 @@ DANGEROUS_CAPS = frozenset(
 
 
 def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """The run options that take away the container's isolation, each refused without allowPrivileged."""
-    for key in ("pid", "ipc"):
-        if spec[key] == "host":
-            yield (
-                f"spec.{key}",
-                f"{key}: host shares the host's {key.upper()} namespace with the container; "
-                "set allowPrivileged: true to allow it",
-            )
-    for key, what in (
-        ("devices", "host devices"),
-        ("deviceCgroupRules", "access to host devices"),
-    ):
-        if spec[key]:
-            yield f"spec.{key}", f"{key} gives the container {what}; set allowPrivileged: true to allow it"
-    if spec["runtime"] not in (None, DEFAULT_RUNTIME):
-        yield (
-            "spec.runtime",
-            f"runtime {spec['runtime']} is not the default runtime ({DEFAULT_RUNTIME}); "
-            "set allowPrivileged: true to allow it",
-        )
-    for opt in spec["securityOpt"] or []:
-        if opt in UNCONFINED:
-            yield (
-                "spec.securityOpt",
-                f"securityOpt {opt} lifts a protection of the host from the container; "
-                "set allowPrivileged: true to allow it",
-            )
+    """The run options that take the container's isolation away (each row's `opt_in`), refused without
+    allowPrivileged."""
+    for row in FIELDS:
+        why = row.opt_in(spec[row.key]) if row.opt_in is not None else None
+        if why:
+            yield f"spec.{row.key}", f"{row.key}: {why}; set allowPrivileged: true to allow it"
 
 
 def _inside(path: str, root: str) -> bool:

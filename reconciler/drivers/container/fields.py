@@ -181,6 +181,9 @@ class Field:
     # imported; one no mapper of its own knows is copied as written, and checked with the rest of the manifest)
     compose: tuple[str, ...] = ()
     doc: str = ""
+    # (value, canonical or as written in a manifest) -> why it takes isolation away and needs allowPrivileged, or
+    # None: read by the checks and by the import (which carries the opt-in over, flagged)
+    opt_in: Callable[[Any], str | None] | None = None
     # left out of the spec hash while undeclared (None): a field added to the table after containers were created
     # changes no existing container's hash (the run options)
     hashed_when_set: bool = False
@@ -1168,6 +1171,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "securityOpt",
+        opt_in=runoptions.security_opt_in,
         normalize=_spec_value("securityOpt", runoptions.security_opt),
         read=_from_host("SecurityOpt", runoptions.security_opt),
         create=to_host_raw("SecurityOpt"),
@@ -1248,6 +1252,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "ipc",
+        opt_in=runoptions.host_namespace_opt_in("IPC"),
         normalize=_spec_value("ipc", runoptions.mode),
         read=_from_host("IpcMode", runoptions.mode),
         create=to_host_raw("IpcMode"),
@@ -1257,6 +1262,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "pid",
+        opt_in=runoptions.host_namespace_opt_in("PID"),
         normalize=_spec_value("pid", runoptions.mode),
         read=_from_host("PidMode", runoptions.mode),
         create=to_host_raw("PidMode"),
@@ -1281,6 +1287,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "devices",
+        opt_in=lambda value: "it gives the container host devices" if value else None,
         normalize=_spec_value("devices", runoptions.devices),
         read=_from_host("Devices", runoptions.read_devices),
         create=to_host_raw("Devices", runoptions.engine_devices),
@@ -1289,6 +1296,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "deviceCgroupRules",
+        opt_in=lambda value: "it gives the container access to host devices" if value else None,
         normalize=_spec_value("deviceCgroupRules", runoptions.sorted_texts),
         read=_from_host("DeviceCgroupRules", runoptions.sorted_texts),
         create=to_host_raw("DeviceCgroupRules"),
@@ -1313,6 +1321,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     _run_option(
         "runtime",
+        opt_in=runoptions.runtime_opt_in,
         normalize=_spec_value("runtime", runoptions.mode),
         read=_from_host("Runtime", runoptions.mode),
         create=to_host_raw("Runtime"),

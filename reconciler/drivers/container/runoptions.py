@@ -13,7 +13,7 @@ Pure functions: nothing here touches the engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler.errors import SpecError
@@ -285,3 +285,21 @@ def engine_gpus(value: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for r in value
     ]
+
+
+def security_opt_in(value: Iterable[str] | None) -> str | None:
+    unconfined = [opt for opt in security_opt(value) or [] if opt in UNCONFINED]
+    return f"{', '.join(unconfined)} lifts a protection of the host from the container" if unconfined else None
+
+
+def host_namespace_opt_in(namespace: str) -> Callable[[Any], str | None]:
+    def opt_in(value: Any) -> str | None:
+        return f"host shares the host's {namespace} namespace with the container" if value == "host" else None
+
+    return opt_in
+
+
+def runtime_opt_in(value: Any) -> str | None:
+    if value in (None, DEFAULT_RUNTIME):
+        return None
+    return f"runtime {value} is not the default runtime ({DEFAULT_RUNTIME})"
