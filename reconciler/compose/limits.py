@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
 _BYTES = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
 _RESTART = {"no", "always", "unless-stopped", "on-failure"}
+_CPU_LIST = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")  # the Container schema's resources.cpuset
 
 
 def map_healthcheck(m: ServiceMapper) -> None:
@@ -138,6 +139,11 @@ def map_resources(m: ServiceMapper) -> None:
             resources["cpuShares"] = shares
         else:
             m.lost("cpu_shares", "reconciler takes 2 to 262144")
+    if s.get("cpuset") is not None:
+        if _CPU_LIST.match(str(s["cpuset"])):
+            resources["cpuset"] = str(s["cpuset"])
+        else:
+            m.lost("cpuset", "reconciler takes a CPU list such as 0-2,5")
     if s.get("pids_limit") is not None:
         _pids(m, s, "pids_limit", resources, "pids_limit")
     deploy = s.get("deploy")

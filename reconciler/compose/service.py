@@ -428,6 +428,14 @@ class ServiceMapper:
                 if key in MAPPED_BY_HAND or key not in self.service or row.key in self.spec:
                     continue
                 self.spec[row.key] = _plain(self.service[key])
+                if key in ISOLATION_KEYS:  # judged value by value in _isolation_grants
+                    continue
+                why = row.opt_in(self.spec[row.key]) if row.opt_in is not None else None
+                if why:  # the row's own rule (checks.py asks the same): a grant to review, or left out
+                    if self.grant(key, "allowPrivileged", f"{key}: {why}"):
+                        self.spec["allowPrivileged"] = True
+                    else:
+                        del self.spec[row.key]
 
     def _isolation_grants(self) -> None:
         """Copied run options that take away the container's isolation (`pid: host`, `ipc: host`, an unconfined
@@ -465,6 +473,11 @@ class ServiceMapper:
         for key in list(self.labels):
             if key.startswith(RESERVED_LABEL_PREFIX):
                 del self.labels[key]
+
+
+# Copied keys whose values take isolation away one by one (`pid: host`, one unconfined `security_opt` entry):
+# _isolation_grants keeps the safe values and asks for a grant for the others.
+ISOLATION_KEYS = frozenset({"pid", "ipc", "security_opt"})
 
 
 def _plain(value: Any) -> Any:

@@ -280,12 +280,20 @@ class Notifier:
                 self.delivered += 1
                 if self._failing:
                     self._failing = False
-                    log.info("notify.recovered")
+                    log.info("notify.recovered", **self._who())
             else:
                 self.failures += 1
                 if not self._failing:
                     self._failing = True
-                    log.warning("notify.failed", error=error, detail="logged once until a notification is delivered")
+                    log.warning(
+                        "notify.failed",
+                        error=error,
+                        detail="logged once until a notification is delivered",
+                        **self._who(),
+                    )
+
+    def _who(self) -> dict[str, str]:
+        return {"project": self.project, **({"host": self.host} if self.host else {})}
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued, waiting at most `timeout` seconds (a hanging service is left to its daemon

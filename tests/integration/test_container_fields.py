@@ -52,6 +52,7 @@ def every_field(p: str, image: str, port: int, subnet: str) -> list[dict[str, An
                     "memoryReservation": "32m",
                     "cpus": 0.5,
                     "cpuShares": 512,
+                    "cpuset": "0",
                     "pidsLimit": 50,
                 },
                 "user": "65534:65534",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.diff import diff_container, follow_upstream, leftover_of, prune_container
 from reconciler.drivers.container.fields import IMAGE_FOLLOW, IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
@@ -90,6 +91,16 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "WorkingDir": spec["workingDir"] or "",
             "Labels": {**img.get("Labels", {}), **ownership_labels(desired, "p")},
             "StopTimeout": spec["stopTimeout"],
+            "StopSignal": spec["stopSignal"],
+            "MacAddress": spec["macAddress"],
+            "Tty": bool(spec["tty"]),
+            "OpenStdin": bool(spec["stdinOpen"]),
+            # the engine exposes the published ports too
+            "ExposedPorts": {
+                **{e: {} for e in spec["expose"] or []},
+                **{f"{p['containerPort']}/{p['protocol']}": {} for p in spec["ports"]},
+            }
+            or None,
             "Healthcheck": None
             if health is None
             else {
@@ -114,7 +125,35 @@ def engine_inspect(desired: Desired, image: dict = IMAGE_DOC) -> dict:
             "MemoryReservation": res["memoryReservation"] or 0,
             "NanoCpus": res["cpus"] or 0,
             "CpuShares": res["cpuShares"] or 0,
+            "CpusetCpus": res["cpuset"] or "",
             "PidsLimit": res["pidsLimit"],
+            # the run options as Docker 20.10 reports them, its defaults where undeclared
+            "LogConfig": {
+                "Type": (spec["logging"] or {}).get("driver") or "json-file",
+                "Config": (spec["logging"] or {}).get("options") or {},
+            },
+            "Ulimits": [{"Name": k, "Soft": v["soft"], "Hard": v["hard"]} for k, v in (spec["ulimits"] or {}).items()],
+            "ShmSize": spec["shmSize"] or 64 * 1024**2,
+            "Sysctls": spec["sysctls"],
+            "Init": spec["init"],
+            "SecurityOpt": spec["securityOpt"],
+            "ExtraHosts": spec["extraHosts"],
+            "Dns": spec["dns"] or [],
+            "DnsSearch": spec["dnsSearch"] or [],
+            "DnsOptions": spec["dnsOptions"] or [],
+            "GroupAdd": spec["groupAdd"],
+            "OomScoreAdj": spec["oomScoreAdj"] or 0,
+            "IpcMode": spec["ipc"] or "private",
+            "PidMode": spec["pid"] or "",
+            "UTSMode": spec["uts"] or "",
+            "Devices": [
+                dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
+                for d in spec["devices"] or []
+            ],
+            "DeviceCgroupRules": spec["deviceCgroupRules"],
+            "DeviceRequests": runoptions.engine_gpus(spec["gpus"]) if spec["gpus"] else None,
+            "Runtime": spec["runtime"] or "runc",
+            "CgroupParent": spec["cgroupParent"] or "",
         },
         "State": {"Running": spec["state"] == "running", "Status": "running"},
         "NetworkSettings": {"Networks": networks},

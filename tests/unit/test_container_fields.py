@@ -60,6 +60,34 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "allowPrivileged": ({}, {"allowPrivileged": True}),
     "readOnlyRootfs": ({}, {"readOnlyRootfs": True}),
     "stopTimeout": ({}, {"stopTimeout": 3}),
+    "logging": (
+        {"logging": {"driver": "json-file"}},
+        {"logging": {"driver": "json-file", "options": {"max-size": "10m"}}},
+    ),
+    "ulimits": ({}, {"ulimits": {"nofile": 1024}}),
+    "shmSize": ({}, {"shmSize": "128m"}),
+    "sysctls": ({}, {"sysctls": {"net.core.somaxconn": 1024}}),
+    "init": ({}, {"init": True}),
+    "securityOpt": ({}, {"securityOpt": ["no-new-privileges"]}),
+    "stopSignal": ({}, {"stopSignal": "quit"}),
+    "extraHosts": ({}, {"extraHosts": {"db": "10.0.0.2"}}),
+    "dns": ({"dns": "1.1.1.1"}, {"dns": ["1.1.1.1", "9.9.9.9"]}),
+    "dnsSearch": ({}, {"dnsSearch": "example.com"}),
+    "dnsOptions": ({}, {"dnsOptions": ["ndots:2"]}),
+    "groupAdd": ({}, {"groupAdd": [1234, "audio"]}),
+    "oomScoreAdj": ({}, {"oomScoreAdj": 500}),
+    "tty": ({}, {"tty": True}),
+    "stdinOpen": ({}, {"stdinOpen": True}),
+    "ipc": ({}, {"ipc": "shareable"}),
+    "pid": ({}, {"pid": "host", "allowPrivileged": True}),
+    "uts": ({}, {"uts": "host"}),
+    "expose": ({}, {"expose": [8080, "9000-9001/udp"]}),
+    "devices": ({}, {"devices": ["/dev/null:/dev/mynull"], "allowPrivileged": True}),
+    "deviceCgroupRules": ({}, {"deviceCgroupRules": ["c 1:3 mr"], "allowPrivileged": True}),
+    "gpus": ({"gpus": "all"}, {"gpus": [{"deviceIds": ["0"], "capabilities": ["gpu", "compute"]}]}),
+    "macAddress": ({}, {"macAddress": "02:42:AC:11:00:99"}),
+    "runtime": ({"runtime": "runc"}, {"runtime": "io.containerd.runc.v2", "allowPrivileged": True}),
+    "cgroupParent": ({}, {"cgroupParent": "/reconciler"}),
     "dependsOn": ({}, {"dependsOn": [{"name": "db", "condition": "healthy"}]}),
     "sensitiveEnv": ({"env": {"A": "1"}}, {"env": {"A": "1"}, "sensitiveEnv": ["A"]}),
     "labels": ({}, {"metadata.labels": {"team": "a"}}),
@@ -152,7 +180,20 @@ def test_observed_spec_has_one_key_per_engine_state_row() -> None:
 
 def test_hash_covers_exactly_the_replace_fields() -> None:
     hashed = set(hashed_spec(desired_of({}).spec))
-    assert hashed == {row.key for row in FIELDS if row.action is Action.REPLACE and row.normalize is not None}
+    replace = {row.key for row in FIELDS if row.action is Action.REPLACE and row.normalize is not None}
+    added = {row.key for row in FIELDS if row.hashed_when_set}
+    assert hashed == replace - added, "a run option left undeclared is not hashed"
+    everything = {key: value for sample in SAMPLES.values() for key, value in sample[1].items()}
+    everything.pop("metadata.labels")
+    everything.pop("networks")  # not with networkMode
+    assert set(hashed_spec(desired_of(everything).spec)) == replace, "a declared one is"
+
+
+def test_a_manifest_without_run_options_hashes_as_before() -> None:
+    """The run options were added to the table after containers were created: none of those is recreated (the
+    hash main computed for this manifest before they existed)."""
+    spec = {"image": IMAGE, "command": "sleep 1", "resources": {"memory": "64m"}}
+    assert desired_of(spec).spec_hash == "v1-b26704e9406e618fadc92920a4e2ef0b"
 
 
 # --- each row's columns say what the code does, checked on its samples ------------------------------------------

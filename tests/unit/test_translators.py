@@ -21,6 +21,7 @@ from docker.errors import ImageNotFound, NotFound
 
 from reconciler.contract import DriverContext
 from reconciler.core.manifests import load_directory
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
@@ -169,6 +170,35 @@ def test_fixtures_are_of_the_manifests_project_and_names() -> None:
 
 # --- containers --------------------------------------------------------------------------------------------------
 
+# the run options: the fixtures declare none, so these check the engine's defaults read back as undeclared (each
+# declared value is read back against the real engine in tests/integration/test_container_run_options.py)
+RUN_OPTIONS = (
+    "logging",
+    "ulimits",
+    "shmSize",
+    "sysctls",
+    "init",
+    "securityOpt",
+    "stopSignal",
+    "extraHosts",
+    "dns",
+    "dnsSearch",
+    "dnsOptions",
+    "groupAdd",
+    "oomScoreAdj",
+    "tty",
+    "stdinOpen",
+    "ipc",
+    "pid",
+    "uts",
+    "expose",
+    "devices",
+    "deviceCgroupRules",
+    "gpus",
+    "macAddress",
+    "runtime",
+    "cgroupParent",
+)
 CONTAINER_FIELDS = (
     "image",
     "command",
@@ -190,6 +220,7 @@ CONTAINER_FIELDS = (
     "privileged",
     "readOnlyRootfs",
     "stopTimeout",
+    *RUN_OPTIONS,
     "labels",
 )
 
@@ -212,6 +243,14 @@ def expected_container(field: str, want: Desired, info: Mapping[str, Any]) -> An
         "workingDir": image.get("WorkingDir") or "",
         "hostname": info["Id"][:12],  # the engine names the host after the container's short ID
         "healthcheck": None,  # neither image has a healthcheck of its own
+        "logging": {"driver": "json-file", "options": {}},  # the test daemon's default driver
+        "shmSize": 64 * 1024**2,  # the engine's
+        "ipc": "private",  # the test daemon's default-ipc-mode
+        "runtime": "runc",  # the test daemon's default runtime
+        "stopSignal": runoptions.stop_signal(image.get("StopSignal")),
+        "expose": runoptions.exposed(
+            [*(image.get("ExposedPorts") or {}), *(f"{p['containerPort']}/{p['protocol']}" for p in spec["ports"])]
+        ),
     }
     return engine_defaults[field] if spec[field] is None and field in engine_defaults else spec[field]
 
@@ -245,7 +284,8 @@ def test_container_fields_read_back_as_the_manifest_said(name: str) -> None:
 def test_container_fixture_covers_the_fields_worth_reading() -> None:
     """The running fixture declares every field that has a non-default reading (so a mis-read shows above)."""
     declared = set(resources()[("Container", "rcfx-web")].spec)
-    assert declared >= set(CONTAINER_FIELDS) - {"image", "entrypoint", "networkMode", "state", "privileged", "labels"}
+    left = {"image", "entrypoint", "networkMode", "state", "privileged", "labels", *RUN_OPTIONS}
+    assert declared >= set(CONTAINER_FIELDS) - left
     stopped = desired("Container", "rcfx-idle")
     assert stopped.spec["state"] == "stopped" and stopped.spec["command"] is None and stopped.spec["hostname"] is None
 

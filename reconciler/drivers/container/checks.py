@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from reconciler.contract import Catalog
 from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
+from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
 from reconciler.model import Desired, Reference
 
@@ -37,6 +38,15 @@ DANGEROUS_CAPS = frozenset(
         "BPF",
     }
 )
+
+
+def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The run options that take the container's isolation away (each row's `opt_in`), refused without
+    allowPrivileged."""
+    for row in FIELDS:
+        why = row.opt_in(spec[row.key]) if row.opt_in is not None else None
+        if why:
+            yield f"spec.{row.key}", f"{row.key}: {why}; set allowPrivileged: true to allow it"
 
 
 def _inside(path: str, root: str) -> bool:
@@ -153,6 +163,7 @@ def check_container(
                     f"capAdd {name} gives the container (nearly) the host, as privileged: true does; "
                     "set allowPrivileged: true to allow it",
                 )
+        yield from _isolation_opt_ins(spec)
     raw_mounts = raw.get("mounts") or []
     for i, mount in enumerate(raw_mounts):
         field = f"spec.mounts.{i}"

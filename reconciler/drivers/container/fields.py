@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -73,6 +74,7 @@ from reconciler.model import LABEL_PREFIX, Action, Change, Desired, FieldChange,
 MAX_CPUS = 1 << 20  # the schema's bound: NanoCpus fit int64 well before, the engine refuses more than the host has
 
 BUILTIN_MODES = ("bridge", "host", "none")
+DEFAULT_PROPAGATION = "rprivate"  # a bind mount's, when none is declared
 
 
 # --- what the row functions get ---------------------------------------------------------------------------------
@@ -179,6 +181,12 @@ class Field:
     # imported; one no mapper of its own knows is copied as written, and checked with the rest of the manifest)
     compose: tuple[str, ...] = ()
     doc: str = ""
+    # (value, canonical or as written in a manifest) -> why it takes isolation away and needs allowPrivileged, or
+    # None: read by the checks and by the import (which carries the opt-in over, flagged)
+    opt_in: Callable[[Any], str | None] | None = None
+    # left out of the spec hash while undeclared (None): a field added to the table after containers were created
+    # changes no existing container's hash (the run options)
+    hashed_when_set: bool = False
 
     @property
     def hashed(self) -> bool:
@@ -324,13 +332,17 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "source": entry["source"],
             "target": entry["target"],
             "readOnly": bool(entry.get("readOnly", False)),
+            **({"noCopy": True} if entry.get("noCopy") else {}),  # only when set: earlier hashes stay
         }
     if kind == "bind":
+        propagation = entry.get("propagation")
         return {
             "type": "bind",
             "source": resolve_host_path(entry["source"], manifest),
             "target": entry["target"],
             "readOnly": bool(entry.get("readOnly", False)),
+            # only when not the engine's default (rprivate): earlier hashes stay
+            **({"propagation": propagation} if propagation not in (None, DEFAULT_PROPAGATION) else {}),
             "allowSensitive": bool(entry.get("allowSensitive", False)),
         }
     if kind == "tmpfs":
@@ -372,9 +384,18 @@ def _read_mounts(info: Mapping[str, Any], names: Mapping[str, str]) -> list[dict
                 }
             )
         else:
-            out.append(
-                {"type": kind, "source": m.get("Source"), "target": m["Target"], "readOnly": bool(m.get("ReadOnly"))}
-            )
+            mount = {
+                "type": kind,
+                "source": m.get("Source"),
+                "target": m["Target"],
+                "readOnly": bool(m.get("ReadOnly")),
+            }
+            if (m.get("VolumeOptions") or {}).get("NoCopy"):
+                mount["noCopy"] = True
+            propagation = (m.get("BindOptions") or {}).get("Propagation")
+            if propagation not in (None, "", DEFAULT_PROPAGATION):
+                mount["propagation"] = propagation
+            out.append(mount)
     return sorted(out, key=lambda m: m["target"])
 
 
@@ -388,8 +409,16 @@ def _write_mounts(value: list[Mapping[str, Any]], call: CreateCall) -> None:
     for m in value:
         if m["type"] == "tmpfs":
             mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
+        elif m["type"] == "volume":
+            mounts.append(
+                lazy.Mount(m["target"], m["source"], type="volume", read_only=m["readOnly"], no_copy="noCopy" in m)
+            )
         else:
-            mounts.append(lazy.Mount(m["target"], m["source"], type=m["type"], read_only=m["readOnly"]))
+            mounts.append(
+                lazy.Mount(
+                    m["target"], m["source"], type=m["type"], read_only=m["readOnly"], propagation=m.get("propagation")
+                )
+            )
     call.host["mounts"] = mounts or None
 
 
@@ -635,6 +664,7 @@ LIMITS = (
     Limit("cpus", "NanoCpus", "nano_cpus", shown_cpus),  # kept as NanoCpus; shown as CPUs, as written
     Limit("cpuShares", "CpuShares", "cpu_shares"),
     Limit("pidsLimit", "PidsLimit", "pids_limit", removable_in_place=True),  # lifted with -1
+    Limit("cpuset", "CpusetCpus", "cpuset_cpus"),  # a CPU list, as sorted ranges (runoptions.cpu_list)
 )
 LIMITS_BY_KEY = {limit.key: limit for limit in LIMITS}
 
@@ -663,6 +693,7 @@ def _normalize_resources(n: Normalizing) -> dict[str, Any]:
         "cpus": round(float(cpus) * 10**9) if cpus is not None else None,  # NanoCpus
         "cpuShares": value.get("cpuShares"),
         "pidsLimit": value.get("pidsLimit"),
+        "cpuset": runoptions.cpu_list(value.get("cpuset"), f"{field}.cpuset"),
     }
 
 
@@ -673,6 +704,8 @@ def _read_resources(info: Mapping[str, Any], names: Mapping[str, str]) -> dict[s
         value = host.get(limit.engine)
         if limit.key == "memorySwap" and value == -1:
             out[limit.key] = -1  # unlimited swap
+        elif limit.key == "cpuset":
+            out[limit.key] = runoptions.cpu_list(value)
         else:
             out[limit.key] = value if value and value > 0 else None  # 0 / -1: no limit
     return out
@@ -717,7 +750,7 @@ def _update_resources(res: Mapping[str, Any], changed: list[str], body: dict[str
             body["Memory"] = res["memory"]
             # sent together: raising memory above the current swap limit fails otherwise
             body["MemorySwap"] = res["memorySwap"] if res["memorySwap"] is not None else 2 * res["memory"]
-    for key in ("memoryReservation", "cpus", "cpuShares"):
+    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset"):
         if key in changed and res[key] is not None:
             body[LIMITS_BY_KEY[key].engine] = res[key]
     if "pidsLimit" in changed:
@@ -768,6 +801,83 @@ def _normalize_depends_on(n: Normalizing) -> list[dict[str, Any]]:
     ]
 
 
+# --- run options (canonical forms in runoptions.py) ---------------------------------------------------------------
+
+
+def _spec_value(key: str, convert: Callable[[Any], Any]) -> Normalizer:
+    """Normalizer: `spec.<key>` through `convert` (None when undeclared)."""
+    return lambda n: convert(n.spec.get(key))
+
+
+def _spec_checked(key: str, convert: Callable[[Any, str], Any]) -> Normalizer:
+    """Normalizer: `spec.<key>` through `convert`, which names the field in its errors."""
+    return lambda n: convert(n.spec.get(key), f"spec.{key}")
+
+
+def _from_host(name: str, convert: Callable[[Any], Any]) -> Reader:
+    return lambda info, names: convert(_host(info).get(name))
+
+
+def _from_config(name: str, convert: Callable[[Any], Any]) -> Reader:
+    return lambda info, names: convert(_config(info).get(name))
+
+
+def to_host_raw(name: str, convert: Callable[[Any], Any] = _identity) -> Writer:
+    """Writer: HostConfig key `name` as the engine API spells it (left out when undeclared)."""
+
+    def write(value: Any, call: CreateCall) -> None:
+        if value is not None:
+            call.host_raw[name] = convert(value)
+
+    return write
+
+
+def _expect_logging(value: Mapping[str, Any] | None, ctx: Comparing) -> Any:
+    """Undeclared: the daemon's default driver and options, whatever it is configured with (never drift); a
+    declared driver-less `options`: the daemon's driver with these options."""
+    have = ctx.have.get("logging") or {}
+    if value is None:
+        return ctx.have.get("logging")
+    return {**value, "driver": value["driver"] or have.get("driver")}
+
+
+def _write_logging(value: Mapping[str, Any] | None, call: CreateCall) -> None:
+    if value is not None:
+        call.host_raw["LogConfig"] = {"Type": value["driver"] or "", "Config": dict(value["options"])}
+
+
+def _expect_ipc(value: str | None, ctx: Comparing) -> str | None:
+    """Undeclared: the daemon's default-ipc-mode, `private` or `shareable` (Docker 20.10 from Debian: private)."""
+    if value is not None:
+        return value
+    have = ctx.have.get("ipc")
+    return have if have in runoptions.DAEMON_IPC_MODES else "private"
+
+
+def _compare_security_opt(row: Field, want: Any, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """As a set; without the `label=disable` the engine adds (SELinux) to a container sharing the host's IPC or PID
+    namespace or privileged (Docker 20.10 daemon/create.go, generateSecurityOpt), unless a `label` option is
+    declared: it follows those fields, which are compared themselves."""
+    if not any(opt.startswith("label=") for opt in want or []):
+        have = [opt for opt in have or [] if opt != runoptions.LABEL_DISABLE] or None
+    return as_set(row, want, have, ctx)
+
+
+def _expect_stop_signal(value: str | None, ctx: Comparing) -> str | None:
+    return value if value is not None else ctx.facts.defaults.stop_signal
+
+
+def _expect_exposed(value: list[str] | None, ctx: Comparing) -> list[str] | None:
+    """The engine exposes the declared ports, the image's EXPOSE and every published port."""
+    published = [f"{p['containerPort']}/{p['protocol']}" for p in ctx.desired.spec["ports"]]
+    return runoptions.exposed([*(value or []), *ctx.facts.defaults.exposed, *published])
+
+
+def _write_expose(value: list[str] | None, call: CreateCall) -> None:
+    if value:
+        call.kwargs["ports"] = [*(call.kwargs.get("ports") or []), *runoptions.engine_ports(value)]
+
+
 # --- labels -----------------------------------------------------------------------------------------------------
 
 
@@ -787,6 +897,13 @@ def _write_labels(value: Any, call: CreateCall) -> None:
 # --- the table --------------------------------------------------------------------------------------------------
 
 REPLACE, UPDATE, NONE = Action.REPLACE, Action.UPDATE, Action.NONE
+
+
+def _run_option(key: str, **columns: Any) -> Field:
+    """A run option's row: replaced when changed (the engine's update API changes none of them), hashed only
+    when declared."""
+    return Field(key, (f"spec.{key}",), action=REPLACE, hashed_when_set=True, **columns)
+
 
 FIELDS: tuple[Field, ...] = (
     Field(
@@ -912,7 +1029,16 @@ FIELDS: tuple[Field, ...] = (
         update=InPlace(1, _resource_steps, body=_update_resources),
         expect=_expect_resources,
         compare=_compare_resources,
-        compose=("mem_limit", "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "deploy"),
+        compose=(
+            "mem_limit",
+            "mem_reservation",
+            "memswap_limit",
+            "cpus",
+            "cpu_shares",
+            "cpuset",
+            "pids_limit",
+            "deploy",
+        ),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
     Field(
@@ -998,6 +1124,217 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=to_create("stop_timeout"),
         compose=("stop_grace_period",),
+    ),
+    _run_option(
+        "logging",
+        normalize=_spec_value("logging", runoptions.logging),
+        read=_from_host("LogConfig", runoptions.read_logging),
+        create=_write_logging,
+        expect=_expect_logging,
+        compose=("logging",),
+        doc="undeclared: the daemon's driver and options (never drift); option values are strings",
+    ),
+    _run_option(
+        "ulimits",
+        normalize=_spec_checked("ulimits", runoptions.ulimits),
+        read=_from_host("Ulimits", runoptions.read_ulimits),
+        create=to_host_raw("Ulimits", runoptions.engine_ulimits),
+        compose=("ulimits",),
+        doc="`{name: {soft, hard}}`; a single number is both",
+    ),
+    _run_option(
+        "shmSize",
+        normalize=lambda n: (
+            parse_bytes(n.spec["shmSize"], "spec.shmSize") if n.spec.get("shmSize") is not None else None
+        ),
+        read=_from_host("ShmSize", runoptions.nonzero),
+        create=to_host_raw("ShmSize"),
+        expect=lambda value, ctx: value if value is not None else runoptions.DEFAULT_SHM_SIZE,
+        show=shown_size,
+        compose=("shm_size",),
+        doc="bytes; undeclared: the engine's 64m",
+    ),
+    _run_option(
+        "sysctls",
+        normalize=_spec_value("sysctls", runoptions.sysctls),
+        read=_from_host("Sysctls", runoptions.sysctls),
+        create=to_host_raw("Sysctls"),
+        compose=("sysctls",),
+    ),
+    _run_option(
+        "init",
+        normalize=lambda n: None if n.spec.get("init") is None else bool(n.spec["init"]),
+        read=lambda info, names: _host(info).get("Init"),
+        create=to_host_raw("Init"),
+        compose=("init",),
+        doc="true/false/None as the engine keeps it (None: the daemon's default)",
+    ),
+    _run_option(
+        "securityOpt",
+        opt_in=runoptions.security_opt_in,
+        normalize=_spec_value("securityOpt", runoptions.security_opt),
+        read=_from_host("SecurityOpt", runoptions.security_opt),
+        create=to_host_raw("SecurityOpt"),
+        compare=_compare_security_opt,
+        compose=("security_opt",),
+        doc="`name=value`, sorted; the engine adds label=disable beside host namespaces; unconfined ones need "
+        "allowPrivileged",
+    ),
+    _run_option(
+        "stopSignal",
+        normalize=_spec_value("stopSignal", runoptions.stop_signal),
+        read=_from_config("StopSignal", runoptions.stop_signal),
+        create=to_create("stop_signal"),
+        expect=_expect_stop_signal,
+        compose=("stop_signal",),
+        doc="`SIG` + upper-case name, or a number; undeclared: the image's STOPSIGNAL",
+    ),
+    _run_option(
+        "extraHosts",
+        normalize=_spec_value("extraHosts", runoptions.extra_hosts),
+        read=_from_host("ExtraHosts", runoptions.extra_hosts),
+        create=to_host_raw("ExtraHosts"),
+        compose=("extra_hosts",),
+        doc="`name:address`, sorted",
+    ),
+    _run_option(
+        "dns",
+        normalize=_spec_value("dns", runoptions.text_list),
+        read=_from_host("Dns", runoptions.text_list),
+        create=to_host_raw("Dns"),
+        compose=("dns",),
+        doc="in order (tried in order)",
+    ),
+    _run_option(
+        "dnsSearch",
+        normalize=_spec_value("dnsSearch", runoptions.text_list),
+        read=_from_host("DnsSearch", runoptions.text_list),
+        create=to_host_raw("DnsSearch"),
+        compose=("dns_search",),
+    ),
+    _run_option(
+        "dnsOptions",
+        normalize=_spec_value("dnsOptions", runoptions.text_list),
+        read=_from_host("DnsOptions", runoptions.text_list),
+        create=to_host_raw("DnsOptions"),
+        compose=("dns_opt",),
+    ),
+    _run_option(
+        "groupAdd",
+        normalize=_spec_value("groupAdd", runoptions.sorted_texts),
+        read=_from_host("GroupAdd", runoptions.sorted_texts),
+        create=to_host_raw("GroupAdd"),
+        compose=("group_add",),
+        doc="names or IDs as strings, sorted",
+    ),
+    _run_option(
+        "oomScoreAdj",
+        normalize=_spec_value("oomScoreAdj", runoptions.nonzero),
+        read=_from_host("OomScoreAdj", runoptions.nonzero),
+        create=to_host_raw("OomScoreAdj"),
+        compose=("oom_score_adj",),
+        doc="0 (the engine's default) is None",
+    ),
+    _run_option(
+        "tty",
+        normalize=_spec_value("tty", runoptions.true_or_none),
+        read=_from_config("Tty", runoptions.true_or_none),
+        create=to_create("tty"),
+        compose=("tty",),
+        doc="true or None (false is the engine's only value otherwise)",
+    ),
+    _run_option(
+        "stdinOpen",
+        normalize=_spec_value("stdinOpen", runoptions.true_or_none),
+        read=_from_config("OpenStdin", runoptions.true_or_none),
+        create=to_create("stdin_open"),
+        compose=("stdin_open",),
+    ),
+    _run_option(
+        "ipc",
+        opt_in=runoptions.host_namespace_opt_in("IPC"),
+        normalize=_spec_value("ipc", runoptions.mode),
+        read=_from_host("IpcMode", runoptions.mode),
+        create=to_host_raw("IpcMode"),
+        expect=_expect_ipc,
+        compose=("ipc",),
+        doc="undeclared: the daemon's default-ipc-mode (private or shareable); host needs allowPrivileged",
+    ),
+    _run_option(
+        "pid",
+        opt_in=runoptions.host_namespace_opt_in("PID"),
+        normalize=_spec_value("pid", runoptions.mode),
+        read=_from_host("PidMode", runoptions.mode),
+        create=to_host_raw("PidMode"),
+        compose=("pid",),
+        doc="host needs allowPrivileged",
+    ),
+    _run_option(
+        "uts",
+        normalize=_spec_value("uts", runoptions.mode),
+        read=_from_host("UTSMode", runoptions.mode),
+        create=to_host_raw("UTSMode"),
+        compose=("uts",),
+    ),
+    _run_option(
+        "expose",
+        normalize=_spec_checked("expose", runoptions.expose),
+        read=lambda info, names: runoptions.exposed(_config(info).get("ExposedPorts") or ()),
+        create=_write_expose,
+        expect=_expect_exposed,
+        compose=("expose",),
+        doc="`port/proto`, ranges expanded; the engine adds the image's EXPOSE and the published ports",
+    ),
+    _run_option(
+        "devices",
+        opt_in=lambda value: "it gives the container host devices" if value else None,
+        normalize=_spec_value("devices", runoptions.devices),
+        read=_from_host("Devices", runoptions.read_devices),
+        create=to_host_raw("Devices", runoptions.engine_devices),
+        compose=("devices",),
+        doc="`host:container:permissions`, sorted; needs allowPrivileged",
+    ),
+    _run_option(
+        "deviceCgroupRules",
+        opt_in=lambda value: "it gives the container access to host devices" if value else None,
+        normalize=_spec_value("deviceCgroupRules", runoptions.sorted_texts),
+        read=_from_host("DeviceCgroupRules", runoptions.sorted_texts),
+        create=to_host_raw("DeviceCgroupRules"),
+        compose=("device_cgroup_rules",),
+        doc="sorted; needs allowPrivileged",
+    ),
+    _run_option(
+        "gpus",
+        normalize=_spec_value("gpus", runoptions.gpus),
+        read=_from_host("DeviceRequests", runoptions.read_gpus),
+        create=to_host_raw("DeviceRequests", runoptions.engine_gpus),
+        compose=("gpus",),
+        doc="the engine's device requests: count -1 is all, capabilities one set",
+    ),
+    _run_option(
+        "macAddress",
+        normalize=_spec_value("macAddress", runoptions.lower),
+        read=_from_config("MacAddress", runoptions.lower),
+        create=to_create("mac_address"),
+        compose=("mac_address",),
+        doc="lower case; undeclared: assigned by the engine (not in Config, never drift)",
+    ),
+    _run_option(
+        "runtime",
+        opt_in=runoptions.runtime_opt_in,
+        normalize=_spec_value("runtime", runoptions.mode),
+        read=_from_host("Runtime", runoptions.mode),
+        create=to_host_raw("Runtime"),
+        expect=lambda value, ctx: value if value is not None else ctx.have.get("runtime"),
+        compose=("runtime",),
+        doc="undeclared: the daemon's default runtime (never drift); another than runc needs allowPrivileged",
+    ),
+    _run_option(
+        "cgroupParent",
+        normalize=_spec_value("cgroupParent", runoptions.mode),
+        read=_from_host("CgroupParent", runoptions.mode),
+        create=to_host_raw("CgroupParent"),
+        compose=("cgroup_parent",),
     ),
     Field(
         "dependsOn",

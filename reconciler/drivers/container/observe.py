@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.fields import FIELDS, health_spec
 from reconciler.drivers.container.spec import ASIDE_SUFFIX
 from reconciler.drivers.container.values import env_dict
@@ -25,6 +26,8 @@ class ImageDefaults:
     working_dir: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     healthcheck: Mapping[str, Any] | None = None
+    stop_signal: str | None = None  # canonical (runoptions.stop_signal)
+    exposed: tuple[str, ...] = ()  # `port/proto` entries of the image's EXPOSE
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:
         working_dir=config.get("WorkingDir") or "",
         labels=dict(config.get("Labels") or {}),
         healthcheck=health_spec(config.get("Healthcheck")),
+        stop_signal=runoptions.stop_signal(config.get("StopSignal")),
+        exposed=tuple(config.get("ExposedPorts") or ()),
     )
 
 

@@ -35,8 +35,13 @@ def normalize_container(resource: Resource, age: AgeOptions | None = None) -> De
 def hashed_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The part of the canonical spec whose change needs a new container (what the spec-hash label covers): the
     REPLACE fields, each in its `hash_form`. In-place fields and what is no engine state are left out, so editing
-    them can never recreate a container."""
-    return {row.key: row.hash_form(spec[row.key]) for row in FIELDS if row.hashed}
+    them can never recreate a container. A run option left undeclared is left out (`hashed_when_set`), so manifests
+    hash as they did before the run options existed."""
+    return {
+        row.key: row.hash_form(spec[row.key])
+        for row in FIELDS
+        if row.hashed and not (row.hashed_when_set and spec[row.key] is None)
+    }
 
 
 def sensitive_env_label(desired: Desired) -> dict[str, str]:
