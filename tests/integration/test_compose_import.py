@@ -369,7 +369,8 @@ SHAPES = [
             "networks.proxy",
         },
     ),
-    ("v2-format", "docker-compose.yml", 0, set()),  # its init: true is a Container run option
+    # its init: true is a Container run option; exit 2: its build context, beside the output, is a grant to review
+    ("v2-format", "docker-compose.yml", 2, set()),
 ]
 
 
