@@ -147,6 +147,17 @@ class Engine(Protocol):
         ...
 
     @classmethod
+    def address_problems(cls, address: str, tls: bool) -> list[tuple[str, str]]:
+        """(field, message) for each reason a Host's `spec.engine` (with `spec.tls` or not) cannot be used, found at
+        `validate`: no contact."""
+        ...
+
+    @classmethod
+    def is_local(cls, address: str) -> bool:
+        """Whether the engine is reached through a socket of this machine (local firewall rules apply to it)."""
+        ...
+
+    @classmethod
     def for_host(cls, address: str, tls: TlsFiles | None, options: Any = None) -> Engine:
         """The engine of one Host of a fleet (`unix://`, `tcp://` with TLS, `ssh://`); does not connect. `options`
         (of `options_type`) are the command's engine flags (`--parallel`, ...), the address and TLS replaced."""

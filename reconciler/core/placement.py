@@ -10,8 +10,6 @@ dependency graph: an object may only go where everything it refers to goes too.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,16 +18,11 @@ from reconciler.contract import Driver, TlsFiles
 from reconciler.core.catalog import Catalog
 from reconciler.core.graph import Key
 from reconciler.core.manifests import display_path
+from reconciler.core.plugins import engine_class
 from reconciler.errors import Problem
 from reconciler.model import Resource
 
 HOST_KIND = "Host"
-LOCAL_SCHEMES = ("unix://",)
-# A host name as DNS has it (labels of letters, digits and inner hyphens), an ssh user name as useradd allows
-# (no leading `-`: it would be an option to ssh); nothing else ever reaches a command line or a connection.
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
-_SOCKET_PATH = re.compile(r"/[A-Za-z0-9_./@+-]*")
 
 
 @dataclass(frozen=True)
@@ -46,57 +39,11 @@ class HostSpec:
     @property
     def local(self) -> bool:
         """Reached through a socket of this machine (what firewall rules written here can apply to)."""
-        return self.engine.startswith(LOCAL_SCHEMES)
+        return bool(engine_class().is_local(self.engine))
 
 
 def _problem(resource: Resource, path: str, message: str) -> Problem:
     return Problem(resource.source.file, resource.line_of(path), resource.subject, display_path(path), message)
-
-
-def engine_address_problem(engine: str) -> str | None:
-    """Why `engine` is not a Host address reconcile can use, or None: the scheme, a host name or IP address, a
-    port in 1-65535, an ssh user that is not an option, no shell metacharacters, paths, queries or passwords."""
-    scheme, sep, rest = engine.partition("://")
-    if not sep or scheme not in ("unix", "tcp", "ssh"):
-        return f"{engine!r}: the scheme must be unix://, tcp:// or ssh://"
-    if scheme == "unix":
-        if not _SOCKET_PATH.fullmatch(rest) or "/../" in f"{rest}/":
-            return (
-                f"{engine!r}: a unix:// engine is an absolute socket path of letters, digits and _ . / @ + - (no `..`)"
-            )
-        return None
-    user, at, location = rest.rpartition("@")
-    if scheme == "ssh":
-        if not at:
-            return f"{engine!r}: an ssh:// engine names its user: ssh://user@host[:port]"
-        if not _USER.fullmatch(user):
-            return f"{engine!r}: the ssh user must be letters, digits, _ . - (not first) and at most 32 characters"
-    elif at:
-        return f"{engine!r}: a tcp:// engine names no user"
-    if location.startswith("["):  # [IPv6]:port
-        address, bracket, port_text = location[1:].partition("]")
-        if not bracket or (port_text and not port_text.startswith(":")):
-            return f"{engine!r}: an IPv6 address is written [address]:port"
-        port_text = port_text[1:]
-        try:
-            ipaddress.IPv6Address(address)
-        except ValueError:
-            return f"{engine!r}: {address!r} is not an IPv6 address"
-        host_ok = True
-    else:
-        host, colon, port_text = location.partition(":")
-        if colon and not port_text:
-            return f"{engine!r}: the port is empty"
-        host_ok = bool(_HOSTNAME.fullmatch(host))
-    if not host_ok:
-        return f"{engine!r}: the host must be a DNS name or an IP address (letters, digits, - and .)"
-    if not port_text:
-        if scheme == "tcp":
-            return f"{engine!r}: a tcp:// engine needs its port (tcp://host:2376)"
-        return None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        return f"{engine!r}: the port must be a number from 1 to 65535"
-    return None
 
 
 def is_fleet(resources: Iterable[Resource]) -> bool:
@@ -117,9 +64,6 @@ def host_specs(resources: Iterable[Resource]) -> tuple[list[HostSpec], list[Prob
             )
             continue
         engine = str(res.spec["engine"])
-        address_problem = engine_address_problem(engine)
-        if address_problem is not None:
-            problems.append(_problem(res, "spec.engine", address_problem))
         tls = None
         if res.spec.get("tls"):
             base = res.source.path.parent
@@ -128,12 +72,8 @@ def host_specs(resources: Iterable[Resource]) -> tuple[list[HostSpec], list[Prob
                 if not path.is_file():
                     problems.append(_problem(res, f"spec.tls.{key}", f"{path} is not a readable file"))
             tls = TlsFiles(files["ca"], files["cert"], files["key"])
-        if engine.startswith("tcp://") and tls is None:
-            problems.append(
-                _problem(res, "spec.engine", "a tcp:// engine needs spec.tls (engines are never reached unverified)")
-            )
-        if tls is not None and not engine.startswith("tcp://"):
-            problems.append(_problem(res, "spec.tls", "tls applies to tcp:// engines only"))
+        for field, message in engine_class().address_problems(engine, tls is not None):
+            problems.append(_problem(res, field, message))
         hosts[res.name] = HostSpec(res.name, dict(res.labels), engine, tls, bool(res.spec.get("default")), res)
     return [hosts[n] for n in sorted(hosts)], problems
 

@@ -1,12 +1,14 @@
 """What the core asks of the Docker engine through the contract's `Engine` (reconciler/contract.py), without
-knowing Docker: which host paths hand the engine over (`sensitive_paths`), and one spelling per engine address
-(`canonical_address`: the lock and the failure state are per engine, so two spellings of one engine must agree).
+knowing Docker: which host paths hand the engine over (`sensitive_paths`), one spelling per engine address
+(`canonical_address`: the lock and the failure state are per engine, so two spellings of one engine must agree),
+which Host addresses can be used (`address_problems`, at `validate`) and which are this machine's (`is_local`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from urllib.parse import urlsplit
 
 # The engine's data root and its usual sockets: whoever reads or bind-mounts one of them (or a directory holding
@@ -67,3 +69,76 @@ def unix_socket_path(address: str) -> str | None:
             host, slash, tail = rest.partition("/")
             rest = "/" + host.lower() + slash + tail
     return rest if rest.startswith("/") else "/" + rest  # docker-py's unix adapter roots a relative path at /
+
+
+LOCAL_SCHEMES = ("unix://",)
+# A host name as DNS has it (labels of letters, digits and inner hyphens), an ssh user name as useradd allows
+# (no leading `-`: it would be an option to ssh); nothing else ever reaches a command line or a connection.
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+_SOCKET_PATH = re.compile(r"/[A-Za-z0-9_./@+-]*")
+
+
+def _address_problem(engine: str) -> str | None:
+    """Why `engine` is not a Host address reconcile can use, or None: the scheme, a host name or IP address, a
+    port in 1-65535, an ssh user that is not an option, no shell metacharacters, paths, queries or passwords."""
+    scheme, sep, rest = engine.partition("://")
+    if not sep or scheme not in ("unix", "tcp", "ssh"):
+        return f"{engine!r}: the scheme must be unix://, tcp:// or ssh://"
+    if scheme == "unix":
+        if not _SOCKET_PATH.fullmatch(rest) or "/../" in f"{rest}/":
+            return (
+                f"{engine!r}: a unix:// engine is an absolute socket path of letters, digits and _ . / @ + - (no `..`)"
+            )
+        return None
+    user, at, location = rest.rpartition("@")
+    if scheme == "ssh":
+        if not at:
+            return f"{engine!r}: an ssh:// engine names its user: ssh://user@host[:port]"
+        if not _USER.fullmatch(user):
+            return f"{engine!r}: the ssh user must be letters, digits, _ . - (not first) and at most 32 characters"
+    elif at:
+        return f"{engine!r}: a tcp:// engine names no user"
+    if location.startswith("["):  # [IPv6]:port
+        address, bracket, port_text = location[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            return f"{engine!r}: an IPv6 address is written [address]:port"
+        port_text = port_text[1:]
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return f"{engine!r}: {address!r} is not an IPv6 address"
+        host_ok = True
+    else:
+        host, colon, port_text = location.partition(":")
+        if colon and not port_text:
+            return f"{engine!r}: the port is empty"
+        host_ok = bool(_HOSTNAME.fullmatch(host))
+    if not host_ok:
+        return f"{engine!r}: the host must be a DNS name or an IP address (letters, digits, - and .)"
+    if not port_text:
+        if scheme == "tcp":
+            return f"{engine!r}: a tcp:// engine needs its port (tcp://host:2376)"
+        return None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        return f"{engine!r}: the port must be a number from 1 to 65535"
+    return None
+
+
+def address_problems(engine: str, tls: bool) -> list[tuple[str, str]]:
+    """(field, message) for each reason `engine` (a Host's `spec.engine`, with or without `spec.tls`) cannot be
+    used: its form, and TLS exactly for tcp:// (an engine is never reached unverified)."""
+    problems = []
+    problem = _address_problem(engine)
+    if problem is not None:
+        problems.append(("spec.engine", problem))
+    if engine.startswith("tcp://") and not tls:
+        problems.append(("spec.engine", "a tcp:// engine needs spec.tls (engines are never reached unverified)"))
+    if tls and not engine.startswith("tcp://"):
+        problems.append(("spec.tls", "tls applies to tcp:// engines only"))
+    return problems
+
+
+def is_local(engine: str) -> bool:
+    """Reached through a socket of this machine."""
+    return engine.startswith(LOCAL_SCHEMES)

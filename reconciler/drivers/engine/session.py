@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from reconciler.contract import EngineEvent, TlsFiles, option
 from reconciler.drivers.engine.client import connect, engine_url
 from reconciler.drivers.engine.errors import engine_errors, reason
-from reconciler.drivers.engine.policy import SENSITIVE_PATHS, canonical_address
+from reconciler.drivers.engine.policy import SENSITIVE_PATHS, address_problems, canonical_address, is_local
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.errors import EngineUnavailable
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT
@@ -67,6 +67,14 @@ class DockerEngine:
     @classmethod
     def canonical_address(cls, address: str) -> str:
         return canonical_address(address)
+
+    @classmethod
+    def address_problems(cls, address: str, tls: bool) -> list[tuple[str, str]]:
+        return address_problems(address, tls)
+
+    @classmethod
+    def is_local(cls, address: str) -> bool:
+        return is_local(address)
 
     @classmethod
     def for_host(cls, address: str, tls: TlsFiles | None, options: EngineOptions | None = None) -> DockerEngine:
