@@ -9,13 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from reconciler.delays import ENGINE_READ_ATTEMPTS, ENGINE_REQUEST_ATTEMPTS
 from tests.faultproxy import FaultProxy
 from tests.helpers import LABEL_PROJECT, configured_docker_host
 
 pytestmark = pytest.mark.engine
 
 SLEEPER = 'trap "exit 0" TERM; while :; do sleep 1; done'
-RETRIES = 4  # attempts the engine client makes of a request it may repeat
+RETRIES = ENGINE_REQUEST_ATTEMPTS  # attempts the engine client makes of a request it may repeat
+READ_RETRIES = ENGINE_READ_ATTEMPTS  # ... and of a read that was sent
 
 # step -> (method, path pattern (OLD: the old container's ID), failures in a row, matching requests let through)
 STEPS = {
@@ -23,7 +25,7 @@ STEPS = {
     "rename": ("POST", r"^/containers/OLD/rename", RETRIES, 0),  # the Replacer looks, then tries again
     "create": ("POST", r"^/containers/create", RETRIES, 0),
     "start": ("POST", r"^/containers/(?!OLD)[0-9a-f]{64}/start", RETRIES, 0),
-    "settle": ("GET", r"^/containers/(?!OLD)[0-9a-f]{64}/json", RETRIES, 0),
+    "settle": ("GET", r"^/containers/(?!OLD)[0-9a-f]{64}/json", READ_RETRIES, 0),
     "remove-old": ("DELETE", r"^/containers/OLD", RETRIES, 0),
 }
 
