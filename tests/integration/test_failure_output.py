@@ -21,7 +21,8 @@ def test_a_crashed_replacement_leaves_its_last_lines_in_status(
     assert reconcile("apply", directory).returncode == 0
     old_id = api.inspect_container(name)["Id"]
 
-    script = 'for i in $(seq 1 30); do echo "line $i"; done; echo "boom: token is $TOKEN" >&2; exit 3'
+    # one stream: the engine copies stdout and stderr apart, so their lines may interleave in either order
+    script = 'exec 1>&2; for i in $(seq 1 30); do echo "line $i"; done; echo "boom: token is $TOKEN"; exit 3'
     crashing = {**good, "command": ["sh", "-c", script]}
     write(tmp_manifests, [doc("Container", name, crashing)])
     applied = reconcile("apply", directory)

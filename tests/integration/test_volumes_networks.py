@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from docker.errors import NotFound
@@ -381,6 +382,41 @@ spec:
     info = api.inspect_container(ctr)
     assert info["Id"] != old_id and info["State"]["Running"]
     assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+
+
+def test_a_delete_policy_survives_the_volume_being_mounted(api, project_name, reconcile, tmp_manifests, base_image):
+    """The local driver reports CreatedAt from a stat of the data directory, so a tmpfs volume's CreatedAt moves
+    when a container mounts it. Its recorded Delete policy must not move with it: the manifest gone, the volume is
+    pruned, not kept as Retain."""
+    vol, ctr = f"{project_name}-mv", f"{project_name}-mc"
+    tmpfs = "driverOpts: {type: tmpfs, device: tmpfs, o: size=4m}"
+    tmp_manifests("v.yaml", textwrap.dedent(volume(vol, "Delete", tmpfs)))
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    created_at = api.inspect_volume(vol)["CreatedAt"]
+    time.sleep(1.1)  # CreatedAt has whole seconds: let one pass, so the mount shows in it
+    tmp_manifests(
+        "c.yaml",
+        f"""
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {ctr}}}
+spec:
+  image: {base_image}
+  command: [sleep, "300"]
+  networkMode: none
+  stopTimeout: 0
+  mounts: [{{type: volume, source: {vol}, target: /data}}]
+""",
+    )
+    assert reconcile("apply", str(tmp_manifests.dir)).returncode == 0
+    assert api.inspect_volume(vol)["CreatedAt"] != created_at  # the engine fact this test is about
+    assert reconcile("plan", str(tmp_manifests.dir)).returncode == 0
+    (tmp_manifests.dir / "v.yaml").unlink()
+    (tmp_manifests.dir / "c.yaml").unlink()
+    proc = reconcile("apply", "--allow-empty", str(tmp_manifests.dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with pytest.raises(NotFound):
+        api.inspect_volume(vol)
 
 
 def test_removing_a_network_label_or_ip_range_is_a_replace(api, project_name, reconcile, tmp_manifests, free_subnet):

@@ -4,17 +4,19 @@ the policy and adoption records."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.volume.spec import LABEL_RECLAIM
+from reconciler.drivers.volume.spec import LABEL_INSTANCE, LABEL_RECLAIM
 from reconciler.model import Desired, ownership_labels
 
 
 def create_volume(api: Any, desired: Desired, project: str, revision: str | None = None) -> Mapping[str, Any]:
-    """Create the volume; returns the engine's record of it (its CreatedAt binds the policy record)."""
+    """Create the volume; returns the engine's record of it (its instance label binds the policy record)."""
     labels = ownership_labels(desired, project, revision=revision)
     labels[LABEL_RECLAIM] = desired.spec["reclaimPolicy"]
+    labels[LABEL_INSTANCE] = uuid.uuid4().hex
     return api.create_volume(
         name=desired.name,
         driver=desired.spec["driver"],

@@ -41,7 +41,7 @@ class VolumeDriver(DockerDriver):
 
     def _observed(self, vol: Mapping[str, Any]) -> Observed:
         labels = vol.get("Labels") or {}
-        spec = observed_spec(vol, self.policies.effective(dict(vol), self._records, labels.get(LABEL_RECLAIM, RETAIN)))
+        spec = observed_spec(vol, self.policies.effective(vol, self._records, labels.get(LABEL_RECLAIM, RETAIN)))
         adopted = self.adopted.holds(self.kind, vol["Name"], vol.get("CreatedAt"))
         if adopted or adopting(self.adopt, labels, self.project):
             # a Compose volume: the project's once adopted (labels cannot change), compared without Compose's labels
@@ -142,7 +142,7 @@ class VolumeDriver(DockerDriver):
         created = change.observed.raw.get("CreatedAt")
         try:
             self.adopted.record(self.kind, change.name, str(created))
-            self.policies.record(change.name, created, change.desired.spec["reclaimPolicy"])
+            self.policies.record(change.name, change.observed.raw, change.desired.spec["reclaimPolicy"])
         except OSError as exc:
             raise PermanentError(f"volume {change.name}: cannot record the adoption: {exc}") from None
         self.log.info("volume.adopted", name=change.name, compose_project=self.project)
@@ -150,7 +150,7 @@ class VolumeDriver(DockerDriver):
     def _record_delete(self, name: str, created: Mapping[str, Any]) -> None:
         """Only a recorded Delete lets a volume go; unrecorded, it counts as Retain and the next plan says so."""
         try:
-            self.policies.record(name, created.get("CreatedAt"), DELETE)
+            self.policies.record(name, created, DELETE)
         except OSError as exc:
             self.log.warning("volume.policy_not_recorded", name=name, error=str(exc))
 
@@ -162,7 +162,7 @@ class VolumeDriver(DockerDriver):
         if change.action is Action.UPDATE:  # only the reclaim policy changes in place
             assert change.desired is not None and change.observed is not None
             try:
-                self.policies.record(name, change.observed.raw.get("CreatedAt"), change.desired.spec["reclaimPolicy"])
+                self.policies.record(name, change.observed.raw, change.desired.spec["reclaimPolicy"])
             except OSError as exc:
                 raise PermanentError(f"volume {name}: cannot record reclaimPolicy: {exc}") from None
             self.log.info("volume.policy_recorded", name=name, policy=change.desired.spec["reclaimPolicy"])

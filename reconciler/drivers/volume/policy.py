@@ -2,16 +2,19 @@
 when a prune decides, so a changed policy is recorded here: `<state dir>/<project>/volume-policies.json`
 (state dir as for images: `$RECONCILER_STATE_DIR`, else /var/lib/reconciler for root).
 
-Entries are keyed by volume name and bound to the volume's creation time, so a record never outlives the volume
-it was made for. A volume created with Delete is recorded too, and its label alone never allows a removal: when
-the record is missing (another state dir, a wiped /var/lib) or the file cannot be read, the volume counts as
-Retain: unsure means keep the data. Applying its manifest again records the policy anew."""
+Entries are keyed by volume name and bound to the volume they were made for, so a record never outlives it: by the
+instance label reconcile sets when it creates a volume, else (an adopted Compose volume, a volume created before
+that label) by the engine's CreatedAt. A volume created with Delete is recorded too, and its label alone never
+allows a removal: when the record is missing (another state dir, a wiped /var/lib) or the file cannot be read,
+the volume counts as Retain: unsure means keep the data. Applying its manifest again records the policy anew."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+from reconciler.drivers.volume.spec import LABEL_INSTANCE
 from reconciler.statefile import read_json, state_dir, write_json
 
 RETAIN, DELETE = "Retain", "Delete"
@@ -30,21 +33,22 @@ class VolumePolicies:
         data = read_json(self.path)
         return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else None
 
-    def effective(self, volume: dict[str, Any], records: dict[str, dict[str, Any]] | None, label: str) -> str:
+    def effective(self, volume: Mapping[str, Any], records: dict[str, dict[str, Any]] | None, label: str) -> str:
         """The policy in force for an engine volume: its recorded change, else its label."""
         if records is None:
             return RETAIN
         record = records.get(volume["Name"])
-        if record and record.get("createdAt") == volume.get("CreatedAt"):
+        if record and record == {**record, **_identity(volume)}:
             return str(record.get("policy", RETAIN))
         return RETAIN if label == DELETE else label
 
-    def record(self, name: str, created_at: str | None, policy: str) -> None:
+    def record(self, name: str, volume: Mapping[str, Any], policy: str) -> None:
+        """Record `policy` for the engine volume `volume` (an inspect or create answer) named `name`."""
         with self._lock:
             records = self.load()
             if records is None:
                 raise OSError(f"{self.path} cannot be read; not overwriting it")
-            records[name] = {"policy": policy, "createdAt": created_at}
+            records[name] = {"policy": policy, **_identity(volume)}
             self._write(records)
 
     def forget(self, name: str) -> None:
@@ -56,3 +60,8 @@ class VolumePolicies:
 
     def _write(self, records: dict[str, dict[str, Any]]) -> None:
         write_json(self.path, records)
+
+
+def _identity(volume: Mapping[str, Any]) -> dict[str, Any]:
+    instance = (volume.get("Labels") or {}).get(LABEL_INSTANCE)
+    return {"instance": instance} if instance else {"createdAt": volume.get("CreatedAt")}

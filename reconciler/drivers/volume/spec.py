@@ -8,6 +8,10 @@ from reconciler.spechash import spec_hash
 
 # The volume label recording the reclaim policy it was created with (volume labels cannot change later).
 LABEL_RECLAIM = "io.reconciler.reclaim-policy"
+# A token set when reconcile creates a volume: it binds the policy record to this volume and no later one of the
+# same name. The engine's CreatedAt cannot: for the local driver it is a stat of the data directory, which a
+# tmpfs mount or the first container's copy-up changes.
+LABEL_INSTANCE = "io.reconciler.volume-instance"
 
 
 def normalize_volume(resource: Resource) -> Desired:
