@@ -137,3 +137,27 @@ def test_an_encrypted_bind_source_end_to_end(
 
     for output in outputs:
         assert "mounted-secret" not in output
+
+
+def test_a_container_printing_its_mounted_secret_as_it_crashes_is_masked(
+    reconcile: Any, project_name: str, tmp_manifests: Any, base_image: str, api: Any, tmp_path: Path
+) -> None:
+    """The output tail kept with the failure (apply's error, `status`) masks the plaintext of the mount."""
+    ident = tmp_path / "key.txt"
+    recipient = keygen(ident)
+    manifest = tmp_manifests(
+        "app.yaml",
+        "apiVersion: reconciler/v1\nkind: Container\n"
+        f"metadata:\n  name: {project_name}-crash\n"
+        f"spec:\n  image: {base_image}\n  command: [sh, -c, 'echo key=$(cat {TARGET}); exit 3']\n"
+        f"  stopTimeout: 1\n  mounts:\n    - {{type: bind, source: ./token.age, target: {TARGET}}}\n",
+    )
+    encrypt(recipient, "crash-printed-secret", manifest.parent / "token.age")
+    with memory_run_dir() as run:
+        env = {"RECONCILER_RUN_DIR": str(run)}
+        proc = reconcile("apply", manifest.parent, "--age-identity", ident, env=env)
+        status = reconcile("status", manifest.parent, "--age-identity", ident, "--output", "json", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "key=(sensitive)" in proc.stdout + proc.stderr + status.stdout
+    for output in (proc.stdout, proc.stderr, status.stdout, status.stderr):
+        assert "crash-printed-secret" not in output

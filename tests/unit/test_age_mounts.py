@@ -16,7 +16,7 @@ from reconciler.drivers.container import agemounts
 from reconciler.drivers.container.agemounts import AgeMounts, PlaintextDir, file_system_type, write_private
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.errors import PermanentError, SpecError
-from reconciler.model import Action, Change, FieldChange, Observed, Resource, Source
+from reconciler.model import Action, Change, FieldChange, Observed, Resource, Source, mask
 from tests.agekeys import encrypt, keygen
 
 MOUNTINFO = """\
@@ -261,3 +261,20 @@ def test_an_engine_of_another_machine_is_refused_at_validate(
     ((line, field, message),) = problems
     assert (line, field) == (7, "spec.mounts[0].source")
     assert f"the engine of {engine} (reached over tcp) cannot see" in message
+
+
+def test_a_crashed_container_printing_its_mounted_secret_is_masked(
+    tmp_path: Path, key: tuple[Path, str], on_tmpfs: Path
+) -> None:
+    """The plaintext written this pass is among the values masked in the container's output tail."""
+    ident, recipient = key
+    age = AgeOptions(str(ident))
+    where = PlaintextDir.of("p", None, on_tmpfs)
+    encrypt(recipient, "-----BEGIN KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n}\n", tmp_path / "token.age")
+    desired = normalize_container(container(tmp_path, age_mount()), age, where)
+    mounts = AgeMounts(where, age)
+    assert mounts.secret_values("app") == []
+    mounts.write(desired)
+    printed = "loading -----BEGIN KEY-----\nkey c2VjcmV0LWtleS1ieXRlcw== is bad }"
+    shown = mask(printed, mounts.secret_values("app"))
+    assert "c2VjcmV0LWtleS1ieXRlcw==" not in shown and "BEGIN KEY" not in shown and shown.endswith("is bad }")

@@ -42,6 +42,7 @@ RUN_DIR_ENV = "RECONCILER_RUN_DIR"
 DEFAULT_RUN_DIR = "/run/reconciler"
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
 MOUNTINFO = "/proc/self/mountinfo"
+MASKED_LINE = 6  # shorter lines of a plaintext (`}`, `---`) are not masked on their own in a container's output
 REWRITE_NOTE = "the decrypted file is gone from the run directory (a reboot clears it): written again"
 
 
@@ -221,6 +222,7 @@ class AgeMounts:
         self._missing: dict[str, list[str]] = {}  # container -> targets whose file is gone (seen in observe)
         self._known: set[str] = set()  # declared or existing containers (their directories are kept)
         self._collected = False
+        self._written: dict[str, list[bytes]] = {}  # container -> the plaintexts written this pass (to mask)
 
     def observed(self, desired: Iterable[Desired], found: Mapping[str, Observed]) -> None:
         """Reads the run directory (no change): which declared containers lost a file they mount."""
@@ -275,6 +277,7 @@ class AgeMounts:
             except UnsafeFile as exc:
                 raise PermanentError(str(exc)) from None
             assert identities is not None
+            self._written.setdefault(desired.name, []).append(plaintext)
             path = self.where.path_for(desired.name, entry["target"], identities.keyed_hash(plaintext))
             if str(path) != paths.get(entry["target"]):
                 raise PermanentError(f"{source}: changed since the plan was made; the next apply uses it")
@@ -282,6 +285,16 @@ class AgeMounts:
                 write_private(path, plaintext)
             except OSError as exc:
                 raise PermanentError(f"{path}: cannot write the decrypted {source}: {exc.strerror}") from None
+
+    def secret_values(self, name: str) -> list[str]:
+        """What to mask in the output of container `name` (a crash log tail): each plaintext written for it this
+        pass, whole and line by line (a program printing its key file prints lines)."""
+        values: set[str] = set()
+        for plaintext in self._written.get(name, []):
+            text = plaintext.decode(errors="replace")
+            values.update(v for v in (text, text.strip()) if v.strip())
+            values.update(line.strip() for line in text.splitlines() if len(line.strip()) >= MASKED_LINE)
+        return sorted(values, key=len, reverse=True)
 
     def keep_only(self, desired: Desired) -> None:
         """After the container's change succeeded: its files of earlier plaintexts go."""

@@ -408,7 +408,7 @@ class ContainerDriver(DockerDriver):
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        secrets = desired.secret_values()
+        secrets = [*desired.secret_values(), *self._age_mounts.secret_values(desired.name)]
         settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
