@@ -156,7 +156,9 @@ def test_directories_of_containers_that_are_gone_are_collected_once(tmp_path: Pa
     for name in ("declared", "existing", "gone"):
         write_private(where.container_dir(name) / "f", b"x")
     mounts = AgeMounts(where, AgeOptions())
-    mounts._known = {"declared", "existing"}
+    mounts.collect()  # before observe nothing is known: nothing is collected
+    assert sorted(os.listdir(where.root)) == ["declared", "existing", "gone"]
+    mounts.observed([], {n: Observed("Container", n, "id", {}, {"mounts": []}) for n in ("declared", "existing")})
     mounts.collect()
     assert sorted(os.listdir(where.root)) == ["declared", "existing"]
     write_private(where.container_dir("gone") / "f", b"x")

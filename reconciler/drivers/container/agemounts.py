@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,8 +221,9 @@ class AgeMounts:
         self.where = where
         self.age = age
         self._missing: dict[str, list[str]] = {}  # container -> targets whose file is gone (seen in observe)
-        self._known: set[str] = set()  # declared or existing containers (their directories are kept)
+        self._known: set[str] | None = None  # declared or existing containers (their directories are kept)
         self._collected = False
+        self._collect_lock = threading.Lock()  # changes are applied on several threads
         self._written: dict[str, list[bytes]] = {}  # container -> the plaintexts written this pass (to mask)
 
     def observed(self, desired: Iterable[Desired], found: Mapping[str, Observed]) -> None:
@@ -308,9 +310,10 @@ class AgeMounts:
     def collect(self) -> None:
         """Once per pass, on the first change applied: the directories of containers that neither exist nor
         are declared (removed by hand, or while reconcile was not running)."""
-        if self._collected:
-            return
-        self._collected = True
+        with self._collect_lock:
+            if self._collected or self._known is None:  # nothing observed: nothing known to keep
+                return
+            self._collected = True
         known = {_component(n, 255) for n in self._known}
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for entry in os.scandir(self.where.root):
