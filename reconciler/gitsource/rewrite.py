@@ -28,6 +28,7 @@ from reconciler.updates import ImageUpdate
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 SUFFIXES = (".yaml", ".yml")  # as reconciler.core.manifests reads them
+IMAGE_USERS = ("Container", "Service")  # the kinds whose `spec.image` runs an image
 # What an image reference is made of (name, registry port, tag, `@sha256:` digest): never anything YAML quotes.
 REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 
@@ -110,11 +111,11 @@ def _site(file: str, subject: str, field: str, node: ScalarNode) -> Site:
 
 
 def image_sites(text: str, file: str, reference: str) -> list[Site]:
-    """Every `spec.image` of `text` that is exactly `reference` (an alias counts once: at its anchor)."""
+    """Every `spec.image` of a Container or Service in `text` that is exactly `reference` (an alias counts once: at its anchor)."""
     found: dict[int, Site] = {}
     for kind, name, doc in _documents(text):
         node = _get(_get(doc, "spec"), "image")
-        if kind != "Image" and isinstance(node, ScalarNode) and _string(node) == reference:
+        if kind in IMAGE_USERS and isinstance(node, ScalarNode) and _string(node) == reference:
             found.setdefault(node.start_mark.index, _site(file, f"{kind}/{name}", "spec.image", node))
     return sorted(found.values(), key=lambda site: site.start)
 
