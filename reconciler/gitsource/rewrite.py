@@ -111,7 +111,8 @@ def _site(file: str, subject: str, field: str, node: ScalarNode) -> Site:
 
 
 def image_sites(text: str, file: str, reference: str) -> list[Site]:
-    """Every `spec.image` of a Container or Service in `text` that is exactly `reference` (an alias counts once: at its anchor)."""
+    """Every `spec.image` of a Container or Service in `text` that is exactly `reference` (an alias counts once:
+    at its anchor)."""
     found: dict[int, Site] = {}
     for kind, name, doc in _documents(text):
         node = _get(_get(doc, "spec"), "image")

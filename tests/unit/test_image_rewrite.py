@@ -109,7 +109,7 @@ def test_the_same_reference_in_several_files() -> None:
     """Every manifest file naming the reference changes; a file that does not is left out of the result."""
     images = f"kind: Image\nmetadata: {{name: api}}\nspec:\n  reference: {OLD}\n"
     web = f"kind: Container\nmetadata: {{name: web}}\nspec:\n  image: {OLD}  # follows the Image\n"
-    swarm = f"kind: Service\nmetadata: {{name: api}}\nspec:\n  image: \"{OLD}\"\n  replicas: 2\n"
+    swarm = f'kind: Service\nmetadata: {{name: api}}\nspec:\n  image: "{OLD}"\n  replicas: 2\n'
     other = "kind: Network\nmetadata: {name: backend}\nspec: {}\n"
     files = {"images.yaml": images, "apps/web.yml": web, "swarm/api.yaml": swarm, "net.yaml": other}
     result = rewrite_tree(files, update())
