@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from reconciler.gitsource import GitAuth, GitSource
 from reconciler.gitsource.propose import commit_updates
 from reconciler.updates import ImageUpdate
+from reconciler.watch.run import GitWatch
 from tests.gitrepo import BACKEND, GIT_ENV, GitHTTP, Served, git
 
 OLD = "127.0.0.1:5000/team/api:1.2.0"
@@ -96,14 +97,15 @@ def test_round_trip_to_the_tracked_branch(served: Served, state: Path) -> None:
 
 def test_update_branch_is_made_from_the_tracked_branch_and_stacks(served: Served, state: Path) -> None:
     """With --update-branch the tracked branch is untouched; the branch is created from it, and a later update
-    of another Image goes on top of the first. A report-mode update is not committed at all; a custom author
-    signs the commits."""
+    of another Image goes on top of the first. A report-mode update is not committed at all; the watch's options
+    (`--update-branch`, `--git-author`) reach the commits."""
     head = served.head()
     served.push({"hosts/web/cache.yaml": "kind: Image\nmetadata: {name: cache}\nspec: {reference: redis:7.2.1}\n"}, "+")
     head = served.head()
     report = ImageUpdate("api", "images.yaml", 6, "report", OLD, NEW, "1.2.0", "1.3.1")
     with source_of(served.url, state) as source:
-        results = commit_updates(source, [report, update()], branch="reconcile/images", author="Bot <bot@ex.org>")
+        watching = GitWatch(source, update_branch="reconcile/images", author="Bot <bot@ex.org>")  # as watch calls it
+        results = watching.commit_updates([report, update()])
         assert [r.outcome for r in results] == ["pushed"] and results[0].branch == "reconcile/images"
         assert served.head() == head
         assert commit_of(served, "reconcile/images")["parents"] == head
