@@ -158,8 +158,11 @@ def test_update_commit_options_are_watch_options_that_need_a_git_source(
     """--update-branch, --git-signing-key and --git-author are watch's; without --git, with a branch name git would
     refuse, an author that is not `Name <email>` or a key that cannot be read, watch stops before it starts (exit
     1, one line naming the option)."""
+    import structlog
+
     from reconciler.cli.main import main
 
+    saved = structlog.get_config()  # main() configures logging for the process: give later tests theirs back
     for flag in ("--update-branch", "--git-signing-key", "--git-author"):
         assert flag in flags_of("watch")
         assert not {flag} & (flags_of("plan") | flags_of("apply") | flags_of("status"))
@@ -174,7 +177,10 @@ def test_update_commit_options_are_watch_options_that_need_a_git_source(
         (["--git", "file:///x", "--git-author", "bot"], "--git-author 'bot': expected `Name <email>`"),
         (["--git", "file:///x", "--git-signing-key", str(tmp_path / "nope")], "cannot read the --git-signing-key"),
     ]
-    for extra, expected in cases:
-        assert main(["watch", str(tmp_path / "state"), *extra]) == 1
-        assert expected in capsys.readouterr().err
+    try:
+        for extra, expected in cases:
+            assert main(["watch", str(tmp_path / "state"), *extra]) == 1
+            assert expected in capsys.readouterr().err
+    finally:
+        structlog.configure(**saved)
     assert not (tmp_path / "state").exists()  # stopped before the git source made its directory
