@@ -163,8 +163,8 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
     git.add_argument(
         "--verify-signatures",
         type=Path,
-        metavar="ALLOWED_SIGNERS",
-        help="apply only commits signed by a key in this ssh allowed-signers file",
+        metavar="FILE",
+        help="apply only commits signed by a key in this file (an ssh allowed-signers file or a GPG public keyring)",
     )
     git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="the deploy key for ssh URLs")
     git.add_argument(

@@ -19,12 +19,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.errors import LockHeld
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Limits, SourceInvalid
-from tests.gitrepo import BACKEND, GitHTTP, Upstream, git
+from tests.gitrepo import BACKEND, GitHTTP, GpgKey, Upstream, git
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,6 +240,68 @@ def test_only_commits_signed_by_an_allowed_key_run(upstream: Upstream, state: Pa
         assert result.changed and result.rejected is None and result.in_force.commit == better
     with pytest.raises(SourceInvalid, match="allowed signers"):
         GitSource(upstream.url, state, verify_signatures=keys["allowed"].with_name("missing"))
+
+
+@pytest.fixture
+def gpg_keys(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Two GPG signing keys made here; `keyring` holds only the first's public key."""
+    made: dict[str, Any] = {"trusted": GpgKey.make("trusted"), "stranger": GpgKey.make("stranger")}
+    made["keyring"] = made["trusted"].export(tmp_path / "trusted.asc")
+    try:
+        yield made
+    finally:
+        made["trusted"].remove()
+        made["stranger"].remove()
+
+
+def test_with_a_keyring_only_commits_gpg_signed_by_its_keys_run(
+    upstream: Upstream, state: Path, keys: dict[str, Path], gpg_keys: dict[str, Any]
+) -> None:
+    """`verify_signatures` naming an OpenPGP keyring: a commit GPG-signed by a key in it is in force; unsigned,
+    signed by another GPG key, or ssh-signed: refused with the reason, the last verified commit stays."""
+    good = upstream.commit({"a.yaml": "good\n"}, "gpg-signed", key=gpg_keys["trusted"])
+    with GitSource(upstream.url, state, verify_signatures=gpg_keys["keyring"]) as source:
+        assert source.sync().in_force.commit == good
+        foreign = upstream.commit({"a.yaml": "foreign\n"}, "signed by a stranger", key=gpg_keys["stranger"])
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == foreign
+        assert (
+            result.rejected.reason
+            == f"commit {foreign[:12]} is not signed by an allowed key: its key is not in the keyring"
+        )
+        assert result.in_force.commit == good and files_of(result.tree) == {"a.yaml": "good\n"}
+        ssh_signed = upstream.commit({"a.yaml": "ssh\n"}, "ssh-signed", key=keys["trusted"])
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == ssh_signed
+        assert "names an OpenPGP keyring" in result.rejected.reason
+        unsigned = upstream.commit({"a.yaml": "unsigned\n"}, "unsigned")
+        assert source.sync().rejected.reason == f"commit {unsigned[:12]} is not signed"
+        better = upstream.commit({"a.yaml": "better\n"}, "gpg-signed again", key=gpg_keys["trusted"])
+        result = source.sync()
+        assert result.changed and result.rejected is None and result.in_force.commit == better
+
+
+def test_a_gpg_signed_commit_is_refused_by_an_allowed_signers_file(
+    upstream: Upstream, state: Path, keys: dict[str, Path], gpg_keys: dict[str, Any]
+) -> None:
+    """An ssh allowed-signers file never lets a GPG signature through (nor the user's own ~/.gnupg)."""
+    signed = upstream.commit({"a.yaml": "x\n"}, "gpg-signed", key=gpg_keys["trusted"])
+    with GitSource(upstream.url, state, verify_signatures=keys["allowed"]) as source:
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == signed
+        assert "names an ssh allowed-signers file" in result.rejected.reason
+
+
+def test_a_file_that_looks_like_a_keyring_but_holds_no_key_is_refused(
+    upstream: Upstream, state: Path, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "bogus.asc"
+    bogus.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot a key\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    upstream.commit({"a.yaml": "x\n"}, "first")
+    with pytest.raises(SourceInvalid, match="not a usable OpenPGP keyring"):
+        GitSource(upstream.url, state, verify_signatures=bogus)
+    with GitSource(upstream.url, state) as source:  # the failed attempt let go of the state directory
+        assert source.sync().in_force is not None
 
 
 # ---------------------------------------------------------------------------------------------------- smart HTTP
