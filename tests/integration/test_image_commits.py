@@ -5,6 +5,7 @@ is in test_image_commit_roundtrip.py)."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -253,3 +254,26 @@ def test_an_unreachable_remote_fails_every_update_and_leaves_no_repository(serve
         results = commit_updates(source, [update(), update(image="cache")])
     assert [r.outcome for r in results] == ["failed", "failed"]
     assert not (state / "propose.git").exists()
+
+
+def test_the_push_uses_the_sources_credentials(served: Served, state: Path, tmp_path: Path) -> None:
+    """Over https-like smart HTTP that wants a token for everything: the push authenticates with the source's
+    --git-credentials-file (no prompt, no token on a command line); a source without it fails the update with
+    git's reason and pushes nothing."""
+    if not BACKEND.exists():
+        pytest.fail("git http-backend is missing (Debian's git package installs it)")
+    token = "tok-" + secrets.token_hex(8)
+    cred = tmp_path / "token"
+    cred.write_text(f"bot:{token}\n")
+    server = GitHTTP(served.path.parent, token=token)
+    head = served.head()
+    try:
+        url = f"{server.base}/ops.git"
+        with GitSource(url, state / "anon", path="hosts/web", auth=GitAuth(user_helpers=False)) as anonymous:
+            [refused] = commit_updates(anonymous, [update()])
+        assert refused.outcome == "failed" and served.head() == head
+        with GitSource(url, state / "bot", path="hosts/web", auth=GitAuth(credentials_file=cred)) as source:
+            [pushed] = commit_updates(source, [update()])
+        assert pushed.outcome == "pushed" and served.head() == pushed.commit
+    finally:
+        server.close()
