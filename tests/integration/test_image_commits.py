@@ -277,3 +277,33 @@ def test_the_push_uses_the_sources_credentials(served: Served, state: Path, tmp_
         assert pushed.outcome == "pushed" and served.head() == pushed.commit
     finally:
         server.close()
+
+
+def test_a_user_push_landing_during_reconciles_push_is_kept(served: Served, state: Path, http: GitHTTP) -> None:
+    """Two pushes at once: the user's lands while the server is receiving reconcile's (a pre-receive hook pushes
+    it), so the server cannot move the branch from the head reconcile built on. That refusal is a moved branch too:
+    reconcile redoes the update on top of the user's commit."""
+    user = served.user
+    hook = served.path / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"[ -e {served.path}/user-pushed ] && exit 0\n"
+        f"touch {served.path}/user-pushed\n"
+        "unset $(env | sed -n 's/^\\(GIT_[A-Z_]*\\)=.*/\\1/p')\n"
+        "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null\n"
+        f"cd {user} && git fetch -q origin && git checkout -q -B main origin/main\n"
+        "echo '# the user was here' > hosts/web/notes.yaml && git add -A\n"
+        "git -c user.name=Dev -c user.email=dev@example.org commit -q -m 'user: during the push'\n"
+        "git push -q origin HEAD:refs/heads/main >&2\n"
+    )
+    hook.chmod(0o755)
+    with source_of(f"{http.base}/ops.git", state) as source, capture_logs() as logs:
+        [result] = commit_updates(source, [update()])
+    assert result.outcome == "pushed", result
+    retries = [e for e in logs if e["event"] == "git.update_retry"]
+    assert len(retries) == 1, logs
+    assert "failed to update ref" in retries[0]["reason"]  # not "fetch first": the branch moved mid-push
+    assert served.subjects()[:2] == ["Image api: 1.2.0 -> 1.3.1", "user: during the push"]
+    assert served.read("hosts/web/notes.yaml") == b"# the user was here\n"
