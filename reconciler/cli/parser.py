@@ -181,6 +181,23 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
             metavar="FILE",
             help="with --metrics-addr: POST /hooks/git signed with this secret (GitHub, Gitea, GitLab) fetches at once",
         )
+        git.add_argument(
+            "--update-branch",
+            metavar="NAME",
+            help="Images with `update: {mode: commit}`: push their update commits to this branch (made from the "
+            "tracked one when missing) for review, instead of to the tracked branch",
+        )
+        git.add_argument(
+            "--git-signing-key",
+            type=Path,
+            metavar="FILE",
+            help="sign update commits with this ssh private key (so --verify-signatures accepts them)",
+        )
+        git.add_argument(
+            "--git-author",
+            metavar="'NAME <EMAIL>'",
+            help="author and committer of update commits (default: reconcile <reconcile@HOSTNAME>)",
+        )
 
 
 def _output(parser: argparse.ArgumentParser) -> None:

@@ -563,6 +563,16 @@ class GitSource:
 
     # -- running git --------------------------------------------------------------------------------------------
 
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a git process that talks to this source's remote: its one transport, credentials
+        and deploy key (reconciler.gitsource.propose pushes with it)."""
+        return git_environment(
+            allow_protocols=[self._remote.scheme],
+            config=self._remote.config,
+            ssh_command=self._remote.ssh_command,
+            extra=extra,
+        )
+
     def _git(
         self,
         *args: str,
@@ -571,12 +581,7 @@ class GitSource:
         extra_env: dict[str, str] | None = None,
         watchdog: Callable[[], str | None] | None = None,
     ) -> GitResult:
-        env = git_environment(
-            allow_protocols=[self._remote.scheme],
-            config=self._remote.config,
-            ssh_command=self._remote.ssh_command,
-            extra=extra_env,
-        )
+        env = self.environment(extra_env)
         argv = ["--git-dir", str(self._git_dir.resolve()), *args] if git_dir else list(args)
         return run_git(argv, env=env, timeout=self.limits.fetch_timeout, cwd=cwd or self.directory, watchdog=watchdog)
 

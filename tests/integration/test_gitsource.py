@@ -8,7 +8,6 @@ not know."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import secrets
@@ -17,23 +16,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from reconciler.errors import LockHeld
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Limits, SourceInvalid
-from tests.gitrepo import GpgKey, Upstream, git
+from tests.gitrepo import BACKEND, GitHTTP, GpgKey, Upstream, git
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-BACKEND = Path("/usr/lib/git-core/git-http-backend")
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the git source runs git")
 
@@ -89,102 +84,6 @@ def checkouts(state: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ smart HTTP server
-
-
-class GitHTTP:
-    """git http-backend behind a threaded CGI server on 127.0.0.1. With `token`, every request needs HTTP basic auth
-    with that password (401 otherwise). With `stall_after` bytes, a pack response stops after that many bytes
-    until `release` is set (a fetch in progress that can be killed or timed out)."""
-
-    def __init__(self, root: Path, token: str | None = None) -> None:
-        self.root = root
-        self.token = token
-        self.stall_after: int | None = None
-        self.stalled = threading.Event()
-        self.release = threading.Event()
-        self.authorizations: list[str | None] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.serve(self)
-
-            def do_POST(self) -> None:
-                outer.serve(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def serve(self, handler: BaseHTTPRequestHandler) -> None:
-        auth = handler.headers.get("Authorization")
-        self.authorizations.append(auth)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        if self.token is not None:
-            given = ""
-            if auth and auth.startswith("Basic "):
-                given = base64.b64decode(auth[6:]).decode().partition(":")[2]
-            if not secrets.compare_digest(given, self.token):
-                handler.send_response(401)
-                handler.send_header("WWW-Authenticate", 'Basic realm="git"')
-                handler.send_header("Content-Length", "0")
-                handler.end_headers()
-                return
-        parts = urlsplit(handler.path)
-        env = {
-            "PATH": os.environ["PATH"],
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": parts.path,
-            "QUERY_STRING": parts.query,
-            "REQUEST_METHOD": handler.command,
-            "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_ADDR": "127.0.0.1",
-            "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
-        }
-        out = subprocess.run([str(BACKEND)], input=body, env=env, capture_output=True, timeout=60).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, []
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            elif name.lower() not in ("content-length", "transfer-encoding"):
-                headers.append((name, value))
-        handler.send_response(status)
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        stall = self.stall_after
-        if stall is not None and len(payload) > stall:
-            handler.wfile.write(payload[:stall])
-            handler.wfile.flush()
-            self.stalled.set()
-            self.release.wait(60)
-            handler.close_connection = True
-            return  # the rest never comes: the client sees the connection close short
-        handler.wfile.write(payload)
 
 
 @pytest.fixture
