@@ -58,6 +58,7 @@ MAPPED_BY_HAND = frozenset(
         "configs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
         "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir", "hostname",
         "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels", "cpuset",
+        "gpus",
     }
 )  # fmt: skip
 

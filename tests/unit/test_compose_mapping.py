@@ -665,3 +665,89 @@ def test_copied_run_options_that_take_away_isolation_are_grants(tmp_path, monkey
     ]
     assert "pid" not in container.spec and "allowPrivileged" not in container.spec
     assert container.spec["securityOpt"] == ["no-new-privileges:true"]
+
+
+def test_volume_nocopy_and_bind_propagation_become_mount_fields(tmp_path):
+    """`volume.nocopy` (and the short `:nocopy`) -> noCopy; `bind.propagation` (and a short `:rslave`) ->
+    propagation, the engine's default rprivate written nowhere; nothing reported (the differential test found
+    Compose sends them)."""
+    (tmp_path / "d").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    volumes:\n"
+        "      - {type: volume, source: data, target: /a, volume: {nocopy: true}}\n"
+        "      - data:/b:nocopy\n"
+        "      - {type: bind, source: ./d, target: /c, bind: {propagation: rslave}}\n"
+        "      - ./d:/e:ro,shared\n"
+        "      - {type: bind, source: ./d, target: /f, bind: {propagation: rprivate}}\n"
+        "      - {type: volume, source: data, target: /g, volume: {nocopy: false}}\n"
+        "volumes:\n  data: {}\n",
+    )
+    mounts = {m["target"]: m for m in found[("Container", "app")].spec["mounts"]}
+    assert mounts["/a"]["noCopy"] is True and mounts["/b"]["noCopy"] is True
+    assert mounts["/c"]["propagation"] == "rslave"
+    assert mounts["/e"] == {"type": "bind", "source": "../d", "target": "/e", "readOnly": True, "propagation": "shared"}
+    assert "propagation" not in mounts["/f"] and "noCopy" not in mounts["/g"]
+    assert report.entries == []
+    # a value neither Compose nor the engine takes is reported, and no field written
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    volumes:\n"
+        "      - {type: bind, source: ./d, target: /c, bind: {propagation: sideways}}\n"
+        "      - {type: volume, source: data, target: /a, volume: {nocopy: maybe}}\n"
+        "volumes:\n  data: {}\n",
+    )
+    assert lost_keys(report) == {"services.app.volumes[0].bind.propagation", "services.app.volumes[1].volume.nocopy"}
+    assert all("propagation" not in m and "noCopy" not in m for m in found[("Container", "app")].spec["mounts"])
+
+
+def test_deploy_restart_policy_wins_over_restart_as_in_compose(tmp_path):
+    """Compose (1.29 and v2) takes deploy.restart_policy when both are set (the differential test showed it):
+    the import did the opposite. `restart` is reported as not carried over."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    restart: on-failure:3\n    deploy: {restart_policy: {condition: any}}\n",
+    )
+    assert found[("Container", "app")].spec["restartPolicy"] == {"name": "always"}
+    assert lost_keys(report) == {"services.app.restart"}
+
+
+@pytest.mark.parametrize("key", ["ipc", "pid"])
+def test_joining_another_containers_namespace_is_reported_not_written(tmp_path, key):
+    """`ipc: service:x` has no Container field: it was copied as written and failed validation."""
+    found, report = imported(tmp_path, f"services:\n  a:\n    image: x\n  b:\n    image: x\n    {key}: service:a\n")
+    assert key not in found[("Container", "b")].spec
+    assert lost_keys(report) == {f"services.b.{key}"}
+
+
+def test_gpus_and_reserved_devices_become_device_requests(tmp_path):
+    """`gpus` and `deploy.resources.reservations.devices` (device_ids, count, capabilities, options) -> gpus in
+    the manifest's spelling; they were copied as written (`device_ids`) or reported lost."""
+    found, report = imported(
+        tmp_path,
+        "services:\n"
+        "  a:\n    image: x\n    gpus: all\n"
+        "  b:\n    image: x\n    gpus:\n"
+        "      - {driver: nvidia, device_ids: ['0', '3'], capabilities: [gpu, utility]}\n"
+        "  c:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          devices:\n"
+        "            - {driver: nvidia, count: 2, capabilities: [gpu], options: {virtualization: false}}\n"
+        "            - {capabilities: [gpu], count: all}\n",
+    )
+    assert found[("Container", "a")].spec["gpus"] == "all"
+    assert found[("Container", "b")].spec["gpus"] == [
+        {"driver": "nvidia", "deviceIds": ["0", "3"], "capabilities": ["gpu", "utility"]}
+    ]
+    assert found[("Container", "c")].spec["gpus"] == [
+        {"driver": "nvidia", "count": 2, "capabilities": ["gpu"], "options": {"virtualization": "false"}},
+        {"count": "all", "capabilities": ["gpu"]},
+    ]
+    assert report.entries == []
+
+
+def test_a_device_request_the_engine_would_refuse_is_reported(tmp_path):
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: x\n    gpus:\n      - {count: 1, device_ids: ['0']}\n      - {count: 0}\n",
+    )
+    assert "gpus" not in found[("Container", "a")].spec
+    assert lost_keys(report) == {"services.a.gpus[0]", "services.a.gpus[1].count"}
