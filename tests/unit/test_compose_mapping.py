@@ -751,3 +751,17 @@ def test_a_device_request_the_engine_would_refuse_is_reported(tmp_path):
     )
     assert "gpus" not in found[("Container", "a")].spec
     assert lost_keys(report) == {"services.a.gpus[0]", "services.a.gpus[1].count"}
+
+
+def test_spellings_of_one_image_make_one_image_manifest(tmp_path):
+    """`nginx` and `docker.io/library/nginx:latest`, `x:1@sha256:...` and `x@sha256:...` are one image to the
+    drivers (canonical_reference): one Image each, which every such container links to."""
+    digest = "sha256:" + "a" * 64
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: nginx\n  b:\n    image: docker.io/library/nginx:latest\n"
+        f"  c:\n    image: 'reg.example/x:1@{digest}'\n  d:\n    image: 'reg.example/x@{digest}'\n",
+    )
+    images = sorted(m.spec["reference"] for (kind, _), m in found.items() if kind == "Image")
+    assert sorted(set(images)) == ["nginx", f"reg.example/x:1@{digest}"]
+    assert report.entries == []
