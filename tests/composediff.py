@@ -149,6 +149,7 @@ class Side:
 
     project: str
     subnets: dict[str, str]  # variable -> the /24 this side uses
+    docker_host: str  # the test engine (tests.helpers.configured_docker_host: maybe only in .testenv/env)
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> inspect
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # Compose key -> inspect
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)  # Compose key -> inspect
@@ -156,7 +157,7 @@ class Side:
     def env(self, image: str) -> dict[str, str]:
         """The variables the stack files interpolate: the image, and this side's subnets (with their
         `<NAME>_PREFIX`, the first three octets, for static addresses)."""
-        out = {"IMAGE": image}
+        out = {"IMAGE": image, "DOCKER_HOST": self.docker_host}
         for name, subnet in self.subnets.items():
             out[f"{name}_SUBNET"] = subnet
             out[f"{name}_PREFIX"] = subnet.rsplit(".", 1)[0]
@@ -232,15 +233,13 @@ def _user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in sorted((labels or {}).items()) if not own_label(k)}
 
 
-def _placeholders(side: Side, names: Mapping[str, str]) -> list[tuple[str, str]]:
+def _placeholders(side: Side) -> list[tuple[str, str]]:
     """(text, placeholder) pairs, longest text first: container IDs and names, then the project, then subnets."""
     pairs: list[tuple[str, str]] = []
     for service, info in side.containers.items():
         pairs.append((info["Id"], f"<{service}-id>"))
         pairs.append((info["Id"][:12], f"<{service}-id>"))
         pairs.append((info["Name"].lstrip("/"), f"<{service}>"))
-    for _, text in names.items():
-        pairs.append((text, text))
     pairs.append((side.project, "<project>"))
     for name, subnet in side.subnets.items():
         pairs.append((subnet.rsplit(".", 1)[0] + ".", f"<{name.lower()}>."))
@@ -248,10 +247,15 @@ def _placeholders(side: Side, names: Mapping[str, str]) -> list[tuple[str, str]]
 
 
 def _replace(value: Any, pairs: list[tuple[str, str]]) -> Any:
-    text = json.dumps(value, sort_keys=True)
-    for old, new in pairs:
-        text = text.replace(old, new)
-    return json.loads(text)
+    """`value` with the placeholders put into every string in it, keys too (networks are keyed by name)."""
+    if isinstance(value, dict):
+        return {_replace(k, pairs): _replace(v, pairs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, pairs) for v in value]
+    if isinstance(value, str):
+        for old, new in pairs:
+            value = value.replace(old, new)
+    return value
 
 
 def _bytes(text: str) -> int:
@@ -338,7 +342,7 @@ def volume_view(info: Mapping[str, Any]) -> dict[str, Any]:
 
 def views(side: Side) -> dict[str, Any]:
     """Every object of a side as `kind:key` -> its normalised view."""
-    pairs = _placeholders(side, {})
+    pairs = _placeholders(side)
     out: dict[str, Any] = {}
     for service, info in side.containers.items():
         out[f"container:{service}"] = _replace(container_view(info), pairs)
