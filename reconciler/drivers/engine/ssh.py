@@ -5,7 +5,8 @@ per connection and speaks HTTP over the process's pipes. As shipped (docker-py 7
 adapter makes a new pool for every request, and a response closing its file closes the process's stdout, so a
 connection could not have served a second request anyway. Every request paid an ssh handshake and left an ssh
 process to the garbage collector, whose close never waited for it. `patch_transport` and `keep_connections`
-make a connection serve request after request, and reap what ends.
+make a connection serve request after request, and reap what ends. All of a Host's ssh processes share one
+connection to it (sshmux).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import urllib.parse
 from functools import lru_cache
 from typing import Any
 
-from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine import lazy, sshmux
 from reconciler.errors import EngineUnavailable, PermanentError
 
-POOL = 4  # connections kept per engine; each is an ssh process here and a session on the Host
+POOL = 4  # connections kept per engine; each is an ssh process here and a session of its one connection
 IDLE_SECONDS = 30.0  # a kept connection idle longer than this is closed rather than used (see _kept_pool_class)
 _ONE_POOL = "http+docker://localhost"
 
@@ -39,7 +40,8 @@ def preflight(url: str, timeout: float) -> None:
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     if not parsed.hostname:
         raise PermanentError(f"invalid engine address {url!r}: no host")
-    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
+    # the first ssh to the Host: it becomes the master whose connection every later one shares (sshmux)
+    command = ["ssh", *sshmux.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
     if port:
         command += ["-p", str(port)]
     if parsed.username:
@@ -168,7 +170,7 @@ def patch_transport() -> None:
         # docker-py's, with the process's stderr to /dev/null: when the engine goes, every connection's
         # `docker system dial-stdio` printed "failed to open the raw stream connection: ..." on reconcile's
         # stderr; the failure is reported once per object instead (preflight words ssh's own refusals)
-        args = ["ssh"]
+        args = ["ssh", *sshmux.options()]  # a session over the Host's one connection (sshmux)
         if self.user:
             args += ["-l", self.user]
         if self.port:
