@@ -78,7 +78,8 @@ def connect(
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
     DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
-    config, agent and jump hosts apply; all ssh to one Host share one connection: sshmux). `remembered` is told of every write the client makes."""
+    config, agent and jump hosts apply; all ssh to one Host share one connection: sshmux). `remembered` is told
+    of every write the client makes."""
     url = engine_url(docker_host)
     if tls is not None:
         kwargs: dict[str, Any] = {
