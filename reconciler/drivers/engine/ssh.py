@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,10 +30,15 @@ IDLE_SECONDS = 30.0  # a kept connection idle longer than this is closed rather 
 _ONE_POOL = "http+docker://localhost"
 
 
-def preflight(url: str, timeout: float) -> None:
+_API_VERSION = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def preflight(url: str, timeout: float) -> str | None:
     """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
     there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
-    password prompt."""
+    password prompt. Returns the engine's API version as the Host's docker CLI said it (None if it said
+    something else), so that no connection of its own is needed to ask: each is a `docker system dial-stdio`,
+    a docker CLI started on the Host."""
     try:
         parsed = urllib.parse.urlsplit(url)
         port = parsed.port
@@ -61,6 +67,8 @@ def preflight(url: str, timeout: float) -> None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         said = lines[-1] if lines else f"ssh exited with {done.returncode}"
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {ssh_reason(done.stderr, said)}")
+    said = done.stdout.strip()
+    return said if _API_VERSION.fullmatch(said) else None
 
 
 # What ssh (and the remote shell) say, as sentences; the line ssh printed follows in parentheses.
