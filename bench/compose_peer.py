@@ -300,11 +300,13 @@ class Bench:
         """The engine alone on the same stack (bench/engine_floor.py), from `--floor` threads."""
         k = n if self.args.floor == "N" else int(self.args.floor)
         project = f"floor-{secrets.token_hex(4)}"
+        api = docker.APIClient(base_url=self.host, version="auto", timeout=300, max_pool_size=max(256, k))
         try:
-            up = engine_floor.converge(self.api, project, n, k)
-            down = engine_floor.teardown(self.api, project, k)
+            up = engine_floor.converge(api, project, n, k)
+            down = engine_floor.teardown(api, project, k)
         finally:
-            engine_floor.cleanup(self.api, project)
+            engine_floor.cleanup(api, project)
+            api.close()
         samples["converge"]["floor"].append(Run(up, 0, 0.0))
         samples["teardown"]["floor"].append(Run(down, 0, 0.0))
 
