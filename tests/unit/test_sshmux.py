@@ -46,3 +46,14 @@ def test_at_exit_each_master_is_told_to_end_and_the_directory_goes(fresh):
     assert not directory.exists()
     assert fresh.read_text().splitlines() == [f"-o ControlPath={directory}/0123abcd -O exit reconcile-control"]
     sshmux.close_all()  # twice is harmless (atexit after an explicit close)
+
+
+def test_a_long_tmpdir_gives_way_to_tmp(fresh, monkeypatch, tmp_path):
+    """A unix socket's path is at most 104-108 bytes: under a long TMPDIR, %C (40 characters) would not fit."""
+    deep = tmp_path / ("x" * 60)
+    deep.mkdir()
+    monkeypatch.setattr(sshmux.tempfile, "tempdir", str(deep))
+    directory = control_path(sshmux.options()).parent
+    assert directory.parent == Path("/tmp")
+    assert len(str(directory / ("0" * 40))) < 104
+    sshmux.close_all()

@@ -30,6 +30,7 @@ PERSIST_SECONDS = 30  # as ssh.IDLE_SECONDS: a master outlives its last session 
 # notices within interval x count and ends, and the next ssh becomes a new master.
 ALIVE_INTERVAL = 10
 ALIVE_COUNT = 3
+_MAX_PARENT = 40  # + "/rcssh-XXXXXXXX/" + 40 hex digits stays under 104 bytes
 _lock = threading.Lock()
 _directory: Path | None = None
 
@@ -54,8 +55,11 @@ def _control_directory() -> Path:
     global _directory
     with _lock:
         if _directory is None:
-            # short: a unix socket's path has at most 108 bytes, and %C adds 40
-            _directory = Path(tempfile.mkdtemp(prefix="rcssh-"))  # mode 0700
+            # a unix socket's path has at most 104-108 bytes, and %C adds 41: a long TMPDIR (macOS's) gives way
+            parent = tempfile.gettempdir()
+            if len(parent) > _MAX_PARENT and os.path.isdir("/tmp"):
+                parent = "/tmp"
+            _directory = Path(tempfile.mkdtemp(prefix="rcssh-", dir=parent))  # mode 0700
             atexit.register(close_all)
         return _directory
 
