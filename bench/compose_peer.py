@@ -482,7 +482,7 @@ def report(args: argparse.Namespace, bench: Bench, info: dict[str, Any], started
 def _num(value: float | None, spec: str, unit: str = "") -> str:
     """`value` formatted by `spec` (e.g. 8.2f) and `unit`, or a dash of the same width."""
     if value is None:
-        return "-".rjust(int(spec.split(".")[0]) + len(unit))
+        return "-".rjust(int(spec.split(".")[0] or 0) + len(unit))
     return f"{value:{spec}}{unit}"
 
 
