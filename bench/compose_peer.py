@@ -25,7 +25,7 @@ of engine requests, counted by bench/counting_proxy.py (reconcile talks to the e
 directly, so the proxy's small cost is on reconcile's side).
 
 Usage:  .venv/bin/python bench/compose_peer.py [--sizes 10,50,200] [--reps 3] [--large-reps 2] [--json] [--out F]
-                [--floor N|K|0] [--watch-idle S (0: no watch scenario)] [--compose-max N]
+                [--floor N|K|0] [--watch-idle S (0: no watch scenario)] [--compose-max N] [--command-timeout S]
 Needs the engine of scripts/testenv.sh (DOCKER_HOST or .testenv/env); docker-compose is installed with apt when
 missing. Every object belongs to one of the run's unique projects and is removed at the end (`down -v` for
 Compose, a prune for reconcile); nothing else is touched. A measurement, not a test: nothing is asserted.
@@ -179,11 +179,17 @@ class Proxy:
         self.proc.wait(timeout=10)
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
-    """Wall clock, exit status and peak RSS (ru_maxrss of the child) of one command."""
+COMMAND_TIMEOUT = 3600.0  # a command still running after this is ended (SIGTERM) and counted as failed
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT) -> Run:
+    """Wall clock, exit status and peak RSS (ru_maxrss of the child) of one command; one that runs longer than
+    `timeout` seconds (Compose 1.29 can hang for good) is ended, so an unattended run goes on."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
+    overdue = threading.Timer(timeout, proc.terminate)
+    overdue.start()
     try:
         err = proc.stderr.read()  # the child exits only once its stderr is read (a pipe may fill)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -191,6 +197,8 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
         proc.terminate()
         proc.wait()
         raise
+    finally:
+        overdue.cancel()
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stderr.close()
@@ -220,7 +228,7 @@ class Bench:
         before = len(self.proxy.lines()) if self.proxy else 0
         parallel = ["--parallel", str(self.args.parallel)] if self.args.parallel and args[0] == "apply" else []
         cmd = [sys.executable, "-m", "reconciler.cli", "--project", project, *args[:1], *parallel, *args[1:]]
-        result = run(cmd, REPO, self.env_reconcile)
+        result = run(cmd, REPO, self.env_reconcile, self.args.command_timeout)
         if self.proxy:
             lines = self.proxy.lines()[before:]
             result.requests = len(lines)
@@ -233,7 +241,7 @@ class Bench:
         # an outer task waiting for an inner one and `up` hangs for good. A limit above the number of services
         # avoids that (it is then as parallel as it is below 64 services).
         env = {**self.env_direct, "COMPOSE_PARALLEL_LIMIT": str(max(64, 2 * services + 8))}
-        return run([self.compose, "-p", project, *args], directory, env)
+        return run([self.compose, "-p", project, *args], directory, env, self.args.command_timeout)
 
     def running(self, label: str) -> int:
         return len(self.api.containers(filters={"label": [label], "status": ["running"]}))
@@ -440,6 +448,9 @@ def main() -> int:
         "--watch-idle", type=float, default=5, help="seconds watch idles before its resync (0: no watch scenario)"
     )
     parser.add_argument("--compose-max", type=int, default=10**6, help="no Compose runs above this N")
+    parser.add_argument(
+        "--command-timeout", type=float, default=COMMAND_TIMEOUT, help="seconds before a command is ended"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     compile_reconciler()
