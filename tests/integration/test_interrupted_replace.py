@@ -53,6 +53,8 @@ ADOPT_KILLS = [
     ("POST", 8, False),
     ("DELETE", 2, True),
 ]
+# and after these many seconds, wherever the apply is then (the issue's kills fell at 1.4-2.8 s)
+ADOPT_DELAYS = [1.4, 2.1, 2.8]
 
 
 def compose(project: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,8 +75,11 @@ def proxy() -> Iterator[FaultProxy]:
         yield running
 
 
-def killed_apply(proxy: FaultProxy, project: str, directory: Path, kill: tuple[str, int, bool], *args: str) -> str:
-    """`apply DIR ARGS` through the proxy, SIGKILLed at the given request; what the proxy saw it reach."""
+def killed_apply(
+    proxy: FaultProxy, project: str, directory: Path, kill: tuple[str, int, bool] | float, *args: str
+) -> str:
+    """`apply DIR ARGS` through the proxy, SIGKILLed at the given request (or after so many seconds, unless it
+    ended before); where it was killed."""
     proxy.clear()
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler.cli", "--project", project, "apply", str(directory), *args],
@@ -85,6 +90,14 @@ def killed_apply(proxy: FaultProxy, project: str, directory: Path, kill: tuple[s
         stderr=subprocess.PIPE,
         text=True,
     )
+    if isinstance(kill, float):
+        try:
+            _, err = process.communicate(timeout=kill)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate(timeout=60)
+        assert process.returncode in (0, -9), err[-2000:]
+        return f"after {kill}s (exit {process.returncode}, {len(proxy.requests)} requests)"
     method, n, before = kill
     rule = proxy.arm_kill(process.pid, n, method=method, before=before)
     _, err = process.communicate(timeout=300)
@@ -112,7 +125,8 @@ def test_an_interrupted_adopt_is_finished_or_undone_by_the_next_apply(
         imported = reconcile("import", "compose", source / "docker-compose.yml", "--out", out)
         assert imported.returncode == 0, imported.stderr
         names = [f"{p}-{p}-store-1", f"{p}-{p}-web-1"]
-        for number, kill in enumerate(ADOPT_KILLS):
+        kills: list[tuple[str, int, bool] | float] = [*ADOPT_KILLS, *ADOPT_DELAYS]
+        for number, kill in enumerate(kills):
             if number:  # each round starts from the Compose project again (same volume, same network)
                 for name in names:
                     api.remove_container(name, force=True)
