@@ -49,6 +49,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "networkMode": ({"networkMode": "host"}, {"networkMode": "none"}),
     "restartPolicy": ({}, {"restartPolicy": {"name": "on-failure", "maximumRetryCount": 3}}),
     "state": ({}, {"state": "stopped"}),
+    "completionTimeout": ({"state": "completed"}, {"state": "completed", "completionTimeout": "30s"}),
     "healthcheck": ({"healthcheck": {"test": "true"}}, {"healthcheck": {"test": "true", "interval": "5s"}}),
     "resources": ({"resources": {"memory": "64m"}}, {"resources": {"memory": "128m", "pidsLimit": 10}}),
     "user": ({}, {"user": "1000:1000"}),

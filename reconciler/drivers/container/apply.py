@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler.drivers.container.fields import FIELDS, CreateCall
+from reconciler.drivers.container.oneshot import completion_reached
 from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
@@ -55,8 +56,8 @@ def wait_for(
     timeout_ns: int,
     sleep: Callable = time.sleep,
 ) -> None:
-    """Block until container `name` is running (`started`) or healthy (`healthy`); raise a clear error when it
-    turns unhealthy, exits, or the bounded timeout runs out."""
+    """Block until container `name` is running (`started`), healthy (`healthy`) or exited 0 (`completed`); raise a
+    clear error when it turns unhealthy, exits (non-zero, for `completed`), or the bounded timeout runs out."""
     deadline = time.monotonic() + timeout_ns / 1e9
     last = "not found"
     while True:
@@ -69,6 +70,13 @@ def wait_for(
             health = health_status(info)
             if condition == "started" and state.get("Running"):
                 return
+            if condition == "completed":
+                if completion_reached(name, info):
+                    return
+                last = state.get("Status") or "unknown"
+                if time.monotonic() < deadline:
+                    sleep(POLL_SECONDS)
+                    continue
             if condition == "healthy":
                 if state.get("Running") and health == "healthy":
                     return

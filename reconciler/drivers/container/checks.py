@@ -196,6 +196,12 @@ def check_container(
     yield from _check_addresses(desired, catalog)
     yield from _check_ports(desired, catalog)
     yield from _check_dependencies(desired, catalog)
+    if spec["state"] == "completed" and spec["restartPolicy"]["name"] in ("always", "unless-stopped"):
+        yield (
+            "spec.restartPolicy.name",
+            f"restartPolicy {spec['restartPolicy']['name']} restarts a container that ran to completion; "
+            "`state: completed` takes `no` or `on-failure`",
+        )
 
 
 def _check_addresses(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]]:
@@ -249,7 +255,21 @@ def _check_dependencies(desired: Desired, catalog: Catalog) -> Iterator[tuple[st
             yield f"spec.dependsOn.{i}.name", "a container cannot depend on itself"
             continue
         other = catalog.get("Container", dep["name"])
-        if other is None or dep["condition"] != "healthy":
+        if other is None:
+            continue
+        one_shot = other.spec["state"] == "completed"
+        if dep["condition"] == "completed" and not one_shot:
+            yield (
+                f"spec.dependsOn.{i}.condition",
+                f"Container/{dep['name']} is not declared `state: completed`; it is not meant to exit",
+            )
+        elif one_shot and dep["condition"] != "completed":
+            yield (
+                f"spec.dependsOn.{i}.condition",
+                f"Container/{dep['name']} runs to completion (`state: completed`): wait for it with "
+                "`condition: completed`",
+            )
+        if dep["condition"] != "healthy":
             continue
         if other.spec["healthcheck"] == {"test": ["NONE"]}:
             yield f"spec.dependsOn.{i}.condition", f"Container/{dep['name']} has its healthcheck disabled"

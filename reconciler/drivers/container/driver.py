@@ -45,6 +45,8 @@ from reconciler.drivers.container.observe import (
     is_aside,
     observed_spec,
 )
+from reconciler.drivers.container.oneshot import COMPLETED, run_to_completion
+from reconciler.drivers.container.oneshot import outcome as exit_outcome
 from reconciler.drivers.container.spec import (
     ASIDE_SUFFIX,
     normalize_container,
@@ -238,6 +240,7 @@ class ContainerDriver(DockerDriver):
             engine_name=engine_name(info),
             image_id=info["Image"],
             current_image_id=current["Id"] if current else None,
+            outcome=exit_outcome(info),
             defaults=image_defaults(images.get(info["Image"])),
             aside=aside,
             renamed=renamed,
@@ -288,7 +291,8 @@ class ContainerDriver(DockerDriver):
                     # a command that exits at once fails the create here, not as drift in the next plan
                     run_steps(change, {"wait": wait, "create": create, "start": start})
                 except Exception:
-                    self._discard_failed_create(name)
+                    if desired.spec["state"] != COMPLETED:  # a failed one-shot is kept: its logs, its re-run
+                        self._discard_failed_create(name)
                     raise
             return
         assert change.observed is not None
@@ -387,10 +391,16 @@ class ContainerDriver(DockerDriver):
 
     def _start(self, desired: Desired, cid: str) -> None:
         self.ctx.progress(desired.key, "starting", "")
+        secrets = desired.secret_values()
+        if desired.spec["state"] == COMPLETED:  # a one-shot: started once, waited for until it exits 0
+            self.ctx.progress(desired.key, "waiting", "for it to complete")
+            tail = lambda c: output_tail(self.api, c, secrets)  # noqa: E731
+            run_to_completion(self.api, cid, desired.spec["completionTimeout"], tail)
+            self.log.info("container.completed", name=desired.name)
+            return
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        secrets = desired.secret_values()
         settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
@@ -413,8 +423,16 @@ class ContainerDriver(DockerDriver):
             post_update(self.api, facts.id, body)
             self.log.info("container.updated", name=name, fields=sorted(body))
         had = change.observed.spec if change.observed else {}
+        secrets = desired.secret_values()
         updating = Updating(
-            self.api, self.log, name, facts.id, desired, had, partial(self._wait_for_dependencies, desired)
+            self.api,
+            self.log,
+            name,
+            facts.id,
+            desired,
+            had,
+            partial(self._wait_for_dependencies, desired),
+            tail=lambda c: output_tail(self.api, c, secrets),
         )
         for row in IN_PLACE:
             mine = row.changes_of(fields)

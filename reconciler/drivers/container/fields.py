@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.container import runoptions
+from reconciler.drivers.container import oneshot, runoptions
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -580,11 +580,34 @@ def dependency_waits(desired: Desired) -> list[Step]:
     ]
 
 
+def _compare_state(row: Field, want: str, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """`completed` is met by a container that exited 0 after a start (never drift); one that runs is waited for,
+    one that failed or never ran is run (again). The other states compare as they read."""
+    if want != oneshot.COMPLETED or have == want:
+        return exact(row, want, have, ctx)
+    ended = getattr(ctx.facts, "outcome", None)
+    if have == "stopped" and ended == oneshot.COMPLETED:
+        return []
+    note = "it runs: apply waits for it to complete" if have == "running" else ended or ""
+    return [FieldChange(row.key, have, want, Action.UPDATE, note=note if have != "paused" else "")]
+
+
+def _completion_steps(old: Any, desired: Desired) -> list[Any]:
+    name = desired.name
+    if old == "paused":
+        return [f"unpause {name}", f"wait for {name} to complete"]
+    if old == "running":
+        return [f"wait for {name} to complete"]
+    return [*dependency_waits(desired), f"run {name} to completion"]
+
+
 def _state_steps(fields: list[FieldChange], desired: Desired) -> list[str]:
     name = desired.name
     steps = []
     for f in fields:
-        if f.old == "paused":
+        if f.new == oneshot.COMPLETED:
+            steps += _completion_steps(f.old, desired)
+        elif f.old == "paused":
             steps += [f"unpause {name}", *([f"stop {name}"] if f.new == "stopped" else [])]
         else:
             steps += [*dependency_waits(desired), f"start {name}"] if f.new == "running" else [f"stop {name}"]
@@ -1006,7 +1029,21 @@ FIELDS: tuple[Field, ...] = (
         read=_read_state,
         action=UPDATE,
         update=InPlace(4, _state_steps, run=run_state),
-        doc="no part of the create call: the driver starts a container declared running after creating it",
+        compare=_compare_state,
+        doc="no part of the create call: the driver starts a container declared running after creating it; "
+        "`completed` is met by an exit 0 (oneshot.py)",
+    ),
+    Field(
+        "completionTimeout",
+        ("spec.completionTimeout",),
+        normalize=lambda n: (
+            parse_duration(n.spec["completionTimeout"], "spec.completionTimeout")
+            if n.spec.get("completionTimeout") is not None
+            else oneshot.DEFAULT_COMPLETION_TIMEOUT_NS
+        ),
+        read=None,
+        action=NONE,
+        doc="how long apply waits for a `state: completed` container to exit, no engine state",
     ),
     Field(
         "healthcheck",

@@ -42,6 +42,7 @@ class ContainerFacts:
     aside: bool = False
     renamed: bool = False  # renamed by hand: its engine name is not its io.reconciler.name label
     adopted: bool = False  # a container of the Compose project being adopted (--adopt): replaced by our own
+    outcome: str | None = None  # how it ended when not running (oneshot.outcome): `completed` meets state completed
 
 
 def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:
