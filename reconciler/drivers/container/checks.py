@@ -216,8 +216,8 @@ def _check_addresses(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, 
             yield field, f"invalid IPv4 address: {exc}"
             continue
         network = catalog.get("Network", net["name"])
-        if network is None:
-            continue  # reported as an undeclared reference
+        if network is None or network.spec.get("external"):
+            continue  # reported as an undeclared reference; an external network's subnets are not declared
         subnets = []
         for entry in (network.spec.get("ipam") or {}).get("config") or []:
             try:

@@ -134,7 +134,8 @@ class ServiceDriver(DockerDriver):
                 yield "spec.placement.maxReplicasPerNode", "applies to mode replicated only"
         for i, net in enumerate(spec["networks"]):
             declared = catalog.get("Network", net["name"])
-            if declared is not None and declared.spec.get("driver") != "overlay":
+            # an external network's driver is whoever made it's (the engine refuses a non-overlay one)
+            if declared is not None and declared.spec.get("driver") != "overlay" and not declared.spec.get("external"):
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
         if spec["rollback"]["failureAction"] == "rollback":
             yield "spec.rollback.failureAction", "a rollback cannot itself roll back: pause or continue"
