@@ -89,6 +89,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "macAddress": ({}, {"macAddress": "02:42:AC:11:00:99"}),
     "runtime": ({"runtime": "runc"}, {"runtime": "io.containerd.runc.v2", "allowPrivileged": True}),
     "cgroupParent": ({}, {"cgroupParent": "/reconciler"}),
+    "platform": ({}, {"platform": "linux/arm64"}),
     "dependsOn": ({}, {"dependsOn": [{"name": "db", "condition": "healthy"}]}),
     "sensitiveEnv": ({"env": {"A": "1"}}, {"env": {"A": "1"}, "sensitiveEnv": ["A"]}),
     "labels": ({}, {"metadata.labels": {"team": "a"}}),

@@ -198,6 +198,7 @@ RUN_OPTIONS = (
     "macAddress",
     "runtime",
     "cgroupParent",
+    "platform",  # read back from the image (compared in the diff), so None here
 )
 CONTAINER_FIELDS = (
     "image",

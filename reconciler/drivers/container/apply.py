@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from reconciler.drivers.container.discarded import refuse_discarded
 from reconciler.drivers.container.fields import FIELDS, CreateCall
 from reconciler.drivers.container.oneshot import completion_reached
 from reconciler.drivers.container.spec import aside_name
@@ -42,7 +43,8 @@ def create_config(api: Any, desired: Desired, labels: Mapping[str, str]) -> dict
 def post_update(api: Any, container: str, body: Mapping[str, Any]) -> None:
     """docker-py's update_container knows neither NanoCpus nor PidsLimit: post the documented body directly."""
     result = api._post_json(api._url("/containers/{0}/update", container), data=dict(body))
-    api._result(result, True)
+    answer = api._result(result, True)
+    refuse_discarded((answer or {}).get("Warnings") if isinstance(answer, dict) else None, "update")
 
 
 def health_status(info: Mapping[str, Any]) -> str | None:

@@ -36,6 +36,7 @@ from reconciler.drivers.container.diff import (
     prune_container,
     steps_for,
 )
+from reconciler.drivers.container.discarded import refuse_discarded
 from reconciler.drivers.container.fields import IMAGE_FOLLOW, IN_PLACE, in_place_body
 from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
@@ -374,7 +375,13 @@ class ContainerDriver(DockerDriver):
             **sensitive_env_label(desired),
         }
         config = create_config(self.api, desired, labels)
-        cid = self.api.create_container(**config)["Id"]
+        response = self.api.create_container(**config)
+        cid = response["Id"]
+        try:
+            refuse_discarded(response.get("Warnings"), "create")
+        except PermanentError:
+            self.api.remove_container(cid, v=False, force=True)  # never started: nothing of it is lost
+            raise
         self.log.info("container.created", name=desired.name, id=cid[:12])
         connect_extra_networks(self.api, cid, desired.spec)
         return cid

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.container import oneshot, runoptions
+from reconciler.drivers.container import mountopts, oneshot, platform, runoptions
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -343,6 +343,7 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "readOnly": bool(entry.get("readOnly", False)),
             # only when not the engine's default (rprivate): earlier hashes stay
             **({"propagation": propagation} if propagation not in (None, DEFAULT_PROPAGATION) else {}),
+            **({"selinux": entry["selinux"]} if entry.get("selinux") else {}),  # only when set: earlier hashes stay
             "allowSensitive": bool(entry.get("allowSensitive", False)),
         }
     if kind == "tmpfs":
@@ -351,6 +352,7 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "target": entry["target"],
             "size": parse_bytes(entry["size"], f"{field}.size") if entry.get("size") is not None else None,
             "mode": int(entry["mode"], 8) if entry.get("mode") is not None else None,
+            **({"exec": True} if entry.get("exec") else {}),  # noexec is the engine's default: earlier hashes stay
         }
     if kind == "npipe":
         raise SpecError(f"{field}.type", "npipe mounts exist only on Windows engines; this is a Linux engine")
@@ -396,6 +398,9 @@ def _read_mounts(info: Mapping[str, Any], names: Mapping[str, str]) -> list[dict
             if propagation not in (None, "", DEFAULT_PROPAGATION):
                 mount["propagation"] = propagation
             out.append(mount)
+    # the mounts only the option strings can describe (mountopts.py): relabelled binds, executable tmpfs
+    out += filter(None, (mountopts.read_bind(entry) for entry in _host(info).get("Binds") or []))
+    out += (mountopts.read_tmpfs(target, opts or "") for target, opts in (_host(info).get("Tmpfs") or {}).items())
     return sorted(out, key=lambda m: m["target"])
 
 
@@ -407,7 +412,11 @@ def _show_mounts(mounts: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]
 def _write_mounts(value: list[Mapping[str, Any]], call: CreateCall) -> None:
     mounts = []
     for m in value:
-        if m["type"] == "tmpfs":
+        if mountopts.needs_binds(m):
+            call.host_raw.setdefault("Binds", []).append(mountopts.bind_string(m))
+        elif mountopts.needs_tmpfs(m):
+            call.host_raw.setdefault("Tmpfs", {})[m["target"]] = mountopts.tmpfs_options(m)
+        elif m["type"] == "tmpfs":
             mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
         elif m["type"] == "volume":
             mounts.append(
@@ -688,6 +697,7 @@ LIMITS = (
     Limit("cpuShares", "CpuShares", "cpu_shares"),
     Limit("pidsLimit", "PidsLimit", "pids_limit", removable_in_place=True),  # lifted with -1
     Limit("cpuset", "CpusetCpus", "cpuset_cpus"),  # a CPU list, as sorted ranges (runoptions.cpu_list)
+    Limit("blkioWeight", "BlkioWeight", "blkio_weight"),  # 0 read back: none (or discarded: engine_warnings.py)
 )
 LIMITS_BY_KEY = {limit.key: limit for limit in LIMITS}
 
@@ -717,6 +727,7 @@ def _normalize_resources(n: Normalizing) -> dict[str, Any]:
         "cpuShares": value.get("cpuShares"),
         "pidsLimit": value.get("pidsLimit"),
         "cpuset": runoptions.cpu_list(value.get("cpuset"), f"{field}.cpuset"),
+        "blkioWeight": value.get("blkioWeight"),
     }
 
 
@@ -773,7 +784,7 @@ def _update_resources(res: Mapping[str, Any], changed: list[str], body: dict[str
             body["Memory"] = res["memory"]
             # sent together: raising memory above the current swap limit fails otherwise
             body["MemorySwap"] = res["memorySwap"] if res["memorySwap"] is not None else 2 * res["memory"]
-    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset"):
+    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset", "blkioWeight"):
         if key in changed and res[key] is not None:
             body[LIMITS_BY_KEY[key].engine] = res[key]
     if "pidsLimit" in changed:
@@ -901,6 +912,14 @@ def _write_expose(value: list[str] | None, call: CreateCall) -> None:
         call.kwargs["ports"] = [*(call.kwargs.get("ports") or []), *runoptions.engine_ports(value)]
 
 
+def _compare_platform(row: Field, want: str | None, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """Against the platform of the image the container runs (the engine keeps only the OS on the container)."""
+    image = ctx.facts.defaults.platform
+    if want is None or platform.matches(want, image):
+        return []
+    return [FieldChange(row.key, image or None, want, row.action, note="the image the container runs")]
+
+
 # --- labels -----------------------------------------------------------------------------------------------------
 
 
@@ -986,7 +1005,8 @@ FIELDS: tuple[Field, ...] = (
         show=_show_mounts,
         hash_form=engine_mounts,
         compose=("volumes", "tmpfs", "secrets", "configs"),
-        doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift); allowSensitive is no state",
+        doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift), and Binds / Tmpfs for the "
+        "options only their strings carry (SELinux relabel, tmpfs exec: mountopts.py); allowSensitive is no state",
     ),
     Field(
         "networks",
@@ -1372,6 +1392,14 @@ FIELDS: tuple[Field, ...] = (
         read=_from_host("CgroupParent", runoptions.mode),
         create=to_host_raw("CgroupParent"),
         compose=("cgroup_parent",),
+    ),
+    _run_option(
+        "platform",
+        normalize=_spec_value("platform", platform.platform),
+        read=lambda info, names: None,  # the image's, compared by _compare_platform
+        create=to_create("platform"),
+        compare=_compare_platform,
+        doc="`os/arch[/variant]`, lower case; read back from the image the container runs (declared parts compared)",
     ),
     Field(
         "dependsOn",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.drivers.container import runoptions
+from reconciler.drivers.container import platform, runoptions
 from reconciler.drivers.container.fields import FIELDS, health_spec
 from reconciler.drivers.container.spec import ASIDE_SUFFIX
 from reconciler.drivers.container.values import env_dict
@@ -28,6 +28,7 @@ class ImageDefaults:
     healthcheck: Mapping[str, Any] | None = None
     stop_signal: str | None = None  # canonical (runoptions.stop_signal)
     exposed: tuple[str, ...] = ()  # `port/proto` entries of the image's EXPOSE
+    platform: str = ""  # `os/architecture[/variant]` of the image the container runs (platform.of_image)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:
         healthcheck=health_spec(config.get("Healthcheck")),
         stop_signal=runoptions.stop_signal(config.get("StopSignal")),
         exposed=tuple(config.get("ExposedPorts") or ()),
+        platform=platform.of_image(image),
     )
 
 
