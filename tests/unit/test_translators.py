@@ -21,10 +21,10 @@ from docker.errors import ImageNotFound, NotFound
 
 from reconciler.contract import DriverContext
 from reconciler.core.manifests import load_directory
-from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
+from reconciler.drivers.engine import runoptions
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.image.diff import input_changes, label_changes

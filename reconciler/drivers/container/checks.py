@@ -15,6 +15,7 @@ from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
+from reconciler.drivers.engine import runoptions
 from reconciler.model import Desired, Reference
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
@@ -24,20 +25,7 @@ SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount 
 
 
 # Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.
-DANGEROUS_CAPS = frozenset(
-    {
-        "ALL",
-        "SYS_ADMIN",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_PTRACE",
-        "SYS_BOOT",
-        "DAC_READ_SEARCH",
-        "MAC_ADMIN",
-        "MAC_OVERRIDE",
-        "BPF",
-    }
-)
+DANGEROUS_CAPS = runoptions.DANGEROUS_CAPS  # one list, shared with the Service checks
 
 
 def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

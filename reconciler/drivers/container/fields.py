@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.container import mountopts, oneshot, platform, runoptions
+from reconciler.drivers.container import mountopts, oneshot, platform
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -53,7 +53,7 @@ from reconciler.drivers.container.values import (
     shown_cpus,
     shown_size,
 )
-from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine import lazy, runoptions
 from reconciler.drivers.engine.common import user_labels
 from reconciler.drivers.engine.fields import (
     COMMAND,
@@ -835,7 +835,7 @@ def _normalize_depends_on(n: Normalizing) -> list[dict[str, Any]]:
     ]
 
 
-# --- run options (canonical forms in runoptions.py) ---------------------------------------------------------------
+# --- run options (canonical forms in drivers/engine/runoptions.py) -----------------------------------------------
 
 
 def _spec_value(key: str, convert: Callable[[Any], Any]) -> Normalizer:

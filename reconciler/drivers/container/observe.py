@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.drivers.container import platform, runoptions
+from reconciler.drivers.container import platform
 from reconciler.drivers.container.fields import FIELDS, health_spec
 from reconciler.drivers.container.spec import ASIDE_SUFFIX
 from reconciler.drivers.container.values import env_dict
+from reconciler.drivers.engine import runoptions
 
 
 @dataclass(frozen=True)
