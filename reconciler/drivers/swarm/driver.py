@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reconciler.contract import Catalog, EngineEvent, Key, input_path, option
+from reconciler.core.agefiles import SERVICE_BIND, encrypted_binds
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
@@ -140,6 +141,7 @@ class ServiceDriver(DockerDriver):
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
         yield from logging_problems(spec)
         yield from capability_problems(spec)
+        yield from ((f"spec.mounts.{i}.source", SERVICE_BIND) for i, _ in encrypted_binds(raw.get("mounts")))
         if spec["rollback"]["failureAction"] == "rollback":
             yield "spec.rollback.failureAction", "a rollback cannot itself roll back: pause or continue"
         if spec["endpointMode"] == "dnsrr" and any(p["publishMode"] == "ingress" for p in spec["ports"]):
