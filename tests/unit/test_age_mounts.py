@@ -280,3 +280,24 @@ def test_a_crashed_container_printing_its_mounted_secret_is_masked(
     printed = "loading -----BEGIN KEY-----\nkey c2VjcmV0LWtleS1ieXRlcw== is bad }"
     shown = mask(printed, mounts.secret_values("app"))
     assert "c2VjcmV0LWtleS1ieXRlcw==" not in shown and "BEGIN KEY" not in shown and shown.endswith("is bad }")
+
+
+def test_without_a_configured_run_dir_a_host_whose_run_is_on_disk_uses_dev_shm(tmp_path, monkeypatch) -> None:
+    """Some hosts keep /run on disk: the default falls back to /dev/shm when that is a tmpfs, and stays /run
+    (refused with the reason) when neither is."""
+    from reconciler.drivers.container import agemounts
+
+    monkeypatch.delenv(agemounts.RUN_DIR_ENV, raising=False)
+    mountinfo = tmp_path / "mountinfo"
+    monkeypatch.setattr(agemounts, "MOUNTINFO", str(mountinfo))
+    cases = {
+        "tmpfs": ("/run/reconciler", "25 1 0:23 / /run rw - tmpfs tmpfs rw\n"),
+        "ext4": ("/dev/shm/reconciler", "30 1 0:27 / /dev/shm rw - tmpfs tmpfs rw\n"),
+        "neither": ("/run/reconciler", ""),
+    }
+    for run_fs, (expected, extra) in cases.items():
+        root = "1 0 8:1 / / rw - ext4 /dev/vda rw\n"
+        mountinfo.write_text(root + extra)
+        agemounts._default_run_dir.cache_clear()
+        assert str(agemounts.run_dir()) == expected, run_fs
+    agemounts._default_run_dir.cache_clear()

@@ -1,8 +1,9 @@
 """Bind mounts of `.age` files (issue 22, item 6): the engine bind-mounts a file, so the plaintext must be one.
 
 A Container's `type: bind` mount whose source ends `.age` is decrypted in memory (core/agefiles.py) and its
-plaintext written mode 0600 (owner root) under a tmpfs run directory (`$RECONCILER_RUN_DIR`, default
-/run/reconciler), which is what the engine bind-mounts (read-only unless the mount says `readOnly: false`):
+plaintext written mode 0600 (owner root) under a tmpfs run directory (`$RECONCILER_RUN_DIR`, else /run/reconciler
+when /run is a tmpfs, else /dev/shm/reconciler: some hosts keep /run on disk), which is what the engine
+bind-mounts (read-only unless the mount says `readOnly: false`):
 
     <run dir>/mounts/<project>-<engine digest>/<container>/<target name>-<target digest>.<keyed hash>
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -41,6 +43,7 @@ from reconciler.model import Action, Change, Desired, FieldChange, Observed, Res
 
 RUN_DIR_ENV = "RECONCILER_RUN_DIR"
 DEFAULT_RUN_DIR = "/run/reconciler"
+FALLBACK_RUN_DIR = "/dev/shm/reconciler"
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
 MOUNTINFO = "/proc/self/mountinfo"
 MASKED_LINE = 6  # shorter lines of a plaintext (`}`, `---`) are not masked on their own in a container's output
@@ -48,7 +51,18 @@ REWRITE_NOTE = "the decrypted file is gone from the run directory (a reboot clea
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+    configured = os.environ.get(RUN_DIR_ENV)
+    return Path(configured) if configured else _default_run_dir()
+
+
+@functools.cache
+def _default_run_dir() -> Path:
+    """/run/reconciler where /run is a tmpfs (it is on most hosts), else /dev/shm/reconciler where that is one; if
+    neither is, /run/reconciler, which the memory check then refuses with its reason."""
+    for candidate in (DEFAULT_RUN_DIR, FALLBACK_RUN_DIR):
+        if memory_backed_problem(Path(candidate)) is None:
+            return Path(candidate)
+    return Path(DEFAULT_RUN_DIR)
 
 
 def _unescape(field: str) -> str:
