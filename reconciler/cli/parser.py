@@ -286,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
     )
+    images = sub.add_parser("images", help="questions about the declared images")
+    questions = images.add_subparsers(dest="question", required=True, metavar="QUESTION", parser_class=_Parser)
+    outdated = questions.add_parser(
+        "outdated",
+        help="list what each Image's update policy (spec.update) would change now; exit 2 when something is outdated",
+        description="List what each Image's update policy (spec.update) would change now. Exit 0: nothing is "
+        "outdated; 2: something is; 1: an error (a registry that could not be asked, and nothing found).",
+    )
+    outdated.add_argument("dir", type=Path, metavar="DIR", help="the manifest directory")
+    _output(outdated)
+    _global_options(outdated.add_argument_group(GLOBAL_GROUP), types, on_command=True)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser
