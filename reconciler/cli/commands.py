@@ -372,6 +372,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             git=git,
             webhook_secret=args.webhook_secret_file,
             notify=tuple(args.notify),
+            update_interval=args.update_interval,
         )
         return run_watch(where.runners, run)
     finally:

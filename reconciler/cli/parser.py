@@ -259,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="tell this apprise URL (json://, ntfy://, mailto://...) of new revisions, failures, held objects, "
         "drift repaired and engine outages (repeatable)",
     )
+    watch.add_argument(
+        "--update-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds between checks of the Images' update policies (spec.update) against their registries "
+        "(default 3600)",
+    )
     for name in ("plan", "apply", "watch"):
         _git_options(commands[name], watch=name == "watch")
     for name, p in commands.items():

@@ -21,12 +21,14 @@ from reconciler.errors import ReconcileError
 from reconciler.gitsource import GitSource, Rejection
 from reconciler.gitsource.applied import AppliedRecord, in_force, revision_status
 from reconciler.output.liveview import WatchLiveView, wants_live
+from reconciler.updates import ImageUpdate
 from reconciler.watch.controller import Controller, PassObserver, WatchOptions
 from reconciler.watch.gitpoll import GitPoller, RevisionObserver
 from reconciler.watch.metrics import Metrics, MetricsServer, serve
 from reconciler.watch.notify import Notifier, NotifyObserver
 from reconciler.watch.statuspage import StatusBoard
 from reconciler.watch.triggers import DirectoryWatcher, EventReader, absolute_dir
+from reconciler.watch.updates import DEFAULT_INTERVAL, UpdateChecker, update_rows
 from reconciler.watch.webhooks import HookGate, load_secret
 
 log = structlog.get_logger()
@@ -54,6 +56,9 @@ class WatchRun:
     git: GitWatch | None = None  # the manifests come from a git source, fetched every `poll` seconds
     webhook_secret: Path | None = None  # `POST /hooks/git` signed with this secret fetches at once (with `git`)
     notify: tuple[str, ...] = ()  # apprise URLs told of new revisions, failures, held objects, drift, outages
+    update_interval: float = DEFAULT_INTERVAL  # seconds between image update checks (watch/updates.py)
+    # `mode: commit` updates found by a check, handed to the git source's writer (None: announced like `report`)
+    commit_updates: Callable[[list[ImageUpdate]], None] | None = None
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -140,6 +145,21 @@ def _notify_observer(notifier: Notifier, run: WatchRun, controllers: list[Contro
     )
 
 
+def update_checker(controller: Controller, notifier: Notifier | None, run: WatchRun) -> UpdateChecker:
+    """The image update checks of one controller: every `run.update_interval` seconds on the manifests of its last
+    pass; findings to its status page, report-mode ones to a notification once, commit-mode ones to
+    `run.commit_updates`."""
+    board = controller.board
+    return UpdateChecker(
+        controller.runner,
+        lambda: controller.catalog,
+        run.update_interval,
+        board=(lambda check: board.updates_found(update_rows(check.found))) if board is not None else None,
+        announce=notifier.update_available if notifier is not None else None,
+        commit=run.commit_updates,
+    )
+
+
 def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
@@ -222,6 +242,8 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
                 resync=options.resync,
                 **({"host": runner.host} if runner.host else {}),
             )
+        for index, controller in enumerate(controllers):
+            triggers.append(update_checker(controller, notifiers[index] if notifiers else None, run))
         if poller is not None:
             triggers.append(poller)
         for trigger in triggers:
