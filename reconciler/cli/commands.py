@@ -434,7 +434,8 @@ def cmd_images(args: argparse.Namespace) -> int:
             where = f"{u.file}:{u.line}"
             print(f"Image/{u.image}  {u.old_version} -> {u.new_version}  {u.new_reference}  ({where}, {u.mode})")
         if not check.found:
-            print("No image is outdated." if not check.problems else "No image is outdated of those checked.")
+            unchecked = f"; {len(check.problems)} could not be checked (see the warnings)" if check.problems else ""
+            print(f"No image is outdated{unchecked}.")
     if check.found:
         return EXIT_CHANGES
     return EXIT_ERROR if check.problems else EXIT_OK
