@@ -16,6 +16,7 @@ import pytest
 from tests.authregistry import PASSWORD, USER, AuthRegistry
 from tests.helpers import cli, free_port, image_manifest, wait_for
 from tests.receiver import Receiver
+from tests.tokenregistry import TokenRegistry
 
 pytestmark = pytest.mark.engine
 LABEL_PROJECT = "io.reconciler.project"
@@ -173,6 +174,34 @@ def test_a_registry_that_requires_basic_auth_is_asked_with_the_docker_config_cre
     assert proc.returncode == 2, proc.stderr
     assert [u["newReference"] for u in json.loads(proc.stdout)["outdated"]] == [f"{repository}:1.1.0"]
     assert PASSWORD not in proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def token_registry() -> Iterator[TokenRegistry]:
+    front = TokenRegistry(REGISTRY)
+    yield front
+    front.close()
+
+
+def test_a_registry_that_requires_bearer_tokens_gets_one_from_its_token_service(
+    api, base_image, tmp_manifests, tmp_path, reconcile, token_registry, repository
+):
+    """The tags are the loopback registry's, reached through a front that wants a token from its `/token`."""
+    push_tags(api, base_image, repository, ["2.0.0", "2.1.0", "3.0.0"])
+    path = repository.split("/", 1)[1]
+    tmp_manifests("img.yaml", updating("app", f"{token_registry.address}/{path}:2.0.0", '{semver: "^2"}'))
+    code, found, _ = outdated(cli(reconcile, tmp_path), tmp_manifests.dir)
+    assert code == 1 and "refused access" in found["unchecked"][0]["error"]  # no credentials for the token service
+    assert token_registry.issued == 0
+
+    config = token_registry.docker_config(tmp_path / "docker-config")
+    env = {"RECONCILER_STATE_DIR": str(tmp_path / "state"), "DOCKER_CONFIG": str(config)}
+    proc = reconcile("images", "outdated", tmp_manifests.dir, "-o", "json", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert [u["newReference"] for u in json.loads(proc.stdout)["outdated"]] == [
+        f"{token_registry.address}/{path}:2.1.0"
+    ]
+    assert token_registry.issued >= 1
 
 
 def test_a_registry_that_is_down_is_a_warning_and_changes_no_exit_code(
