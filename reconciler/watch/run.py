@@ -69,8 +69,6 @@ class WatchRun:
     webhook_secret: Path | None = None  # `POST /hooks/git` signed with this secret fetches at once (with `git`)
     notify: tuple[str, ...] = ()  # apprise URLs told of new revisions, failures, held objects, drift, outages
     update_interval: float = DEFAULT_INTERVAL  # seconds between image update checks (watch/updates.py)
-    # `mode: commit` updates found by a check, handed to the git source's writer (None: announced like `report`)
-    commit_updates: Callable[[list[ImageUpdate]], None] | None = None
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -157,18 +155,30 @@ def _notify_observer(notifier: Notifier, run: WatchRun, controllers: list[Contro
     )
 
 
-def update_checker(controller: Controller, notifier: Notifier | None, run: WatchRun) -> UpdateChecker:
+def update_checker(
+    controller: Controller, notifier: Notifier | None, run: WatchRun, poller: GitPoller | None
+) -> UpdateChecker:
     """The image update checks of one controller: every `run.update_interval` seconds on the manifests of its last
-    pass; findings to its status page, report-mode ones to a notification once, commit-mode ones to
-    `run.commit_updates`."""
+    pass; findings to its status page, `mode: report` ones to a notification once, `mode: commit` ones with a git
+    source to `GitWatch.commit_updates` (then fetched at once, so the pushed commit is applied without waiting for
+    the poll). Without a git source, commit mode never gets this far (a validation error)."""
     board = controller.board
+    commit: Callable[[list[ImageUpdate]], None] | None = None
+    git = run.git
+    if git is not None:
+
+        def commit(updates: list[ImageUpdate]) -> None:
+            results = git.commit_updates(updates)
+            if poller is not None and any(r.outcome == "pushed" for r in results):
+                poller.kick()
+
     return UpdateChecker(
         controller.runner,
         lambda: controller.catalog,
         run.update_interval,
         board=(lambda check: board.updates_found(update_rows(check.found))) if board is not None else None,
         announce=notifier.update_available if notifier is not None else None,
-        commit=run.commit_updates,
+        commit=commit,
     )
 
 
@@ -255,7 +265,7 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
                 **({"host": runner.host} if runner.host else {}),
             )
         for index, controller in enumerate(controllers):
-            triggers.append(update_checker(controller, notifiers[index] if notifiers else None, run))
+            triggers.append(update_checker(controller, notifiers[index] if notifiers else None, run, poller))
         if poller is not None:
             triggers.append(poller)
         for trigger in triggers:

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from docker.errors import NotFound
 
 from tests.authregistry import PASSWORD, USER, AuthRegistry
-from tests.helpers import cli, free_port, image_manifest, wait_for
+from tests.gitrepo import Served
+from tests.helpers import cli, doc, free_port, image_manifest, sleeper, wait_for
 from tests.receiver import Receiver
 from tests.tokenregistry import TokenRegistry
 
@@ -270,3 +273,44 @@ def test_watch_announces_each_new_version_once_across_restarts(
         ]
     finally:
         receiver.close()
+
+
+def test_watch_commits_a_commit_mode_update_and_the_container_follows(
+    api, watch, project_name, base_image, tmp_path, local_refs
+):
+    """`watch --git` with `mode: commit`: the update check itself commits the new tag into both manifests (the
+    Image and the Container naming the same reference), pushes, fetches at once, and the container is replaced by
+    one running the new image."""
+    repository = f"{REGISTRY}/{project_name}/api"
+    old, new = f"{repository}:1.0.0", f"{repository}:1.1.0"
+    local_refs.extend([old, new])
+    push_tags(api, base_image, repository, ["1.0.0"])
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base_image}\nLABEL version=1.1.0\n")
+    for item in api.build(path=str(ctx), tag=new, labels={LABEL_PROJECT: project_name}, rm=True, decode=True):
+        assert "error" not in item, item
+    push_tags(api, new, repository, ["1.1.0"])  # pushed, and the local tag gone: the host has to pull it
+    name = f"{project_name}-api"
+    image = "# bumped by reconcile\n" + yaml.safe_dump(
+        doc("Image", "api", {"reference": old, "update": {"semver": "^1.0", "mode": "commit"}}), sort_keys=False
+    )
+    container = yaml.safe_dump(doc("Container", name, sleeper(old)), sort_keys=False)
+    served = Served(tmp_path / "forge")
+    served.push({"hosts/web/images.yaml": image, "hosts/web/api.yaml": container}, "web: api 1.0.0")
+
+    w = watch(tmp_path / "state", "--git", served.url, "--path", "hosts/web", "--poll", "30", "--update-interval", "1")
+
+    def running_image() -> str:
+        try:
+            return str(api.inspect_container(name)["Config"]["Image"])
+        except NotFound:  # absent for a moment while it is replaced
+            return ""
+
+    wait_for(lambda: running_image() in (old, new), 120, "the container")
+    wait_for(lambda: running_image() == new, 180, "the container on the committed new image")
+    assert served.read("hosts/web/images.yaml").decode() == image.replace(old, new)
+    assert served.read("hosts/web/api.yaml").decode() == container.replace(old, new)
+    assert "git.update_pushed" in w.stderr()
+    assert api.inspect_container(name)["State"]["Running"]
+    assert w.stop() == 0
