@@ -45,11 +45,13 @@ class Announced:
         data = read_json(self.path)
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
-    def fresh(self, updates: Sequence[ImageUpdate]) -> list[ImageUpdate]:
-        """The updates not announced yet; remembers them, and forgets Images with no update now."""
+    def fresh(self, updates: Sequence[ImageUpdate], unchecked: Iterable[str] = ()) -> list[ImageUpdate]:
+        """The updates not announced yet; remembers them, and forgets Images with no update now, except those this
+        check could not ask about (`unchecked`: a registry down for an hour must not make its update news again)."""
         told = self._load()
         new = [u for u in updates if told.get(u.image) != u.new_reference]
-        now = {u.image: u.new_reference for u in updates}
+        kept = {name: told[name] for name in unchecked if name in told}
+        now = kept | {u.image: u.new_reference for u in updates}
         if now != told:
             try:
                 write_json(self.path, now)
@@ -102,7 +104,8 @@ class UpdateChecker:
             except Exception:  # the writer's failure is its own to report; the check goes on at the next interval
                 log.exception("updates.commit_crashed")
         told = [u for u in check.found if u not in to_commit]
-        for update in self.announced.fresh(told):
+        unchecked = [name for (kind, name), _ in check.problems if kind == "Image"]
+        for update in self.announced.fresh(told, unchecked):
             log.info("update.available", image=update.image, old=update.old_version, new=update.new_version)
             if self.announce is not None:
                 self.announce(update)

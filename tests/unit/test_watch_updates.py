@@ -58,6 +58,17 @@ def test_each_new_version_is_announced_once_even_after_a_restart(tmp_path: Path)
     assert told_again == [update(new="1.4.0")] * 2
 
 
+def test_a_registry_down_for_a_while_does_not_make_a_told_version_news_again(tmp_path: Path) -> None:
+    runner = Runner(UpdateCheck((update(),)))
+    made, told = checker(runner, tmp_path / "s.json")
+    made.check_now()
+    runner.check = UpdateCheck(problems=((("Image", "web"), "cannot check for updates: registry x is unreachable"),))
+    made.check_now()
+    runner.check = UpdateCheck((update(),))
+    made.check_now()
+    assert told == [update()]
+
+
 def test_commit_mode_updates_go_to_the_writer_and_are_not_announced(tmp_path: Path) -> None:
     commit_one, report_one = update("api", mode="commit"), update("web")
     handed: list[list[ImageUpdate]] = []
