@@ -176,7 +176,11 @@ def update_checker(
         controller.runner,
         lambda: controller.catalog,
         run.update_interval,
-        board=(lambda check: board.updates_found(update_rows(check.found))) if board is not None else None,
+        board=(
+            (lambda check: board.updates_found(update_rows(check.found), [key for key, _ in check.problems]))
+            if board is not None
+            else None
+        ),
         announce=notifier.update_available if notifier is not None else None,
         commit=commit,
     )

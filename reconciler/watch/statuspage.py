@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,10 +159,14 @@ class StatusBoard:
                 self.last_pass, self.current = self.current, None
             self.error = error
 
-    def updates_found(self, found: dict[tuple[str, str], dict[str, str]]) -> None:
-        """The last update check's findings (watch/updates.py), shown until the next check."""
+    def updates_found(
+        self, found: dict[tuple[str, str], dict[str, str]], unchecked: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """The last update check's findings (watch/updates.py), shown until the next check; what an earlier check
+        found for objects this one could not ask about (a registry down) stays."""
         with self._lock:
-            self.updates = dict(found)
+            kept = {key: self.updates[key] for key in unchecked if key in self.updates}
+            self.updates = kept | dict(found)
 
     # --- the page's side -------------------------------------------------------------------------------
 

@@ -118,6 +118,10 @@ def test_the_status_page_shows_the_updates_found() -> None:
     ]
     page = render_html(snap)
     assert "update available: 1.2.0 -&gt; 1.3.1" in page and "<table id=updates>" in page
+    board.updates_found({}, unchecked=[("Image", "web")])  # the registry down at the next check: still shown
+    assert board.snapshot()["objects"][0]["updateAvailable"] is not None
+    board.updates_found({})  # asked, and nothing newer any more
+    assert board.snapshot()["objects"][0]["updateAvailable"] is None
 
 
 def test_the_notification_names_the_image_the_versions_and_the_manifest() -> None:
