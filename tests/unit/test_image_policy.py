@@ -10,8 +10,8 @@ import semantic_version
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.drivers.engine.reference import ImageRef
 from reconciler.drivers.image.policy import Written, best_tag, short_digest, version_of
-from reconciler.drivers.image.reference import ImageRef
 from reconciler.drivers.image.spec import normalize_image
 from reconciler.drivers.image.updates import Registry, find_update, update_problems
 from reconciler.errors import SpecError

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from reconciler.drivers.image.reference import parse_reference
+from reconciler.drivers.engine.reference import parse_reference
 from reconciler.drivers.image.registry import (
     AuthRefused,
     Credentials,

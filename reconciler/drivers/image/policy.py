@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import semantic_version
 
-from reconciler.drivers.image.reference import parse_repository_tag
+from reconciler.drivers.engine.reference import parse_repository_tag
 
 
 def version_of(tag: str) -> semantic_version.Version | None:

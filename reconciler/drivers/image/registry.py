@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.delays import REGISTRY_ATTEMPTS, REGISTRY_REQUEST
 from reconciler.drivers.engine import lazy
-from reconciler.drivers.image.reference import ImageRef
+from reconciler.drivers.engine.reference import ImageRef
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 
 if TYPE_CHECKING:

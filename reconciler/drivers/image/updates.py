@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from reconciler.drivers.engine.reference import ImageRef, parse_reference
 from reconciler.drivers.image.policy import Written, best_tag, short_digest
-from reconciler.drivers.image.reference import ImageRef, parse_reference
 from reconciler.model import Desired
 from reconciler.updates import ImageUpdate
 
