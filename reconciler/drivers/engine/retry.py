@@ -194,12 +194,29 @@ def send_with_retries(
                     "the engine may have done the create whose answer was lost (the name is taken now); "
                     "it is re-planned from what is there",
                 )
-        if response.status_code in RETRY_STATUSES and safety is not Safety.NEVER and not last:
+        if (
+            response.status_code in RETRY_STATUSES
+            and safety is not Safety.NEVER
+            and not last
+            and not _standing(response)
+        ):
             _note(request, attempt, f"HTTP {response.status_code}")
             response.close()
             sleep(policy.delay(attempt))
             continue
         return response
+
+
+# What a swarm request gets from an engine that is no swarm manager (a plain engine, a worker): a 503 saying so.
+# That is the engine's standing state, not a failure of the moment, and the swarm drivers take it for "no swarm
+# here" (drivers/swarm/values.list_on_manager); repeating it cost every plan on a plain engine 7 repeats of each
+# of the services, secrets and configs listings, ~7 s.
+_NOT_A_MANAGER = b"not a swarm manager"
+
+
+def _standing(response: Any) -> bool:
+    """A 503 that repeating cannot change (see _NOT_A_MANAGER)."""
+    return response.status_code == 503 and _NOT_A_MANAGER in (response.content or b"").lower()
 
 
 def _note(request: Any, attempt: int, why: str) -> None:
