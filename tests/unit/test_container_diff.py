@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.diff import diff_container, follow_upstream, leftover_of, prune_container
 from reconciler.drivers.container.fields import IMAGE_FOLLOW, IMAGE_MOVED
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container, sensitive_env_label
+from reconciler.drivers.engine import runoptions
 from reconciler.model import Action, Change, Desired, Observed, Resource, Source, ownership_labels
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"

@@ -1,4 +1,4 @@
-"""The Container run options (reconciler/drivers/container/runoptions.py and their rows in fields.py): each
+"""The Container run options (reconciler/drivers/engine/runoptions.py and their rows in fields.py): each
 normalized to one canonical form, read back from an inspect document (as Docker 20.10 reports it) into exactly that
 form, undeclared equal to the engine's default, a change a replace, and the isolation-weakening ones refused
 without allowPrivileged. The two-sample checks every row gets are in test_container_fields.py; the real engine's
@@ -14,13 +14,13 @@ import pytest
 
 from reconciler.contract import DriverContext
 from reconciler.core.catalog import build_catalog
-from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.apply import create_config
 from reconciler.drivers.container.diff import diff_container
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.fields import BY_KEY
 from reconciler.drivers.container.observe import ContainerFacts, ImageDefaults, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
+from reconciler.drivers.engine import runoptions
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_SPEC_HASH, Action, Desired, Observed, Resource, Source
 

@@ -21,10 +21,10 @@ from docker.errors import ImageNotFound, NotFound
 
 from reconciler.contract import DriverContext
 from reconciler.core.manifests import load_directory
-from reconciler.drivers.container import runoptions
 from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
+from reconciler.drivers.engine import runoptions
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.reference import parse_reference, repo_digest
 from reconciler.drivers.engine.remembered import Remembered
@@ -198,6 +198,7 @@ RUN_OPTIONS = (
     "macAddress",
     "runtime",
     "cgroupParent",
+    "platform",  # read back from the image (compared in the diff), so None here
 )
 CONTAINER_FIELDS = (
     "image",

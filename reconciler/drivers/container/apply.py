@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from reconciler.drivers.container.discarded import refuse_discarded
 from reconciler.drivers.container.fields import FIELDS, CreateCall
+from reconciler.drivers.container.oneshot import completion_reached
 from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
@@ -41,7 +43,8 @@ def create_config(api: Any, desired: Desired, labels: Mapping[str, str]) -> dict
 def post_update(api: Any, container: str, body: Mapping[str, Any]) -> None:
     """docker-py's update_container knows neither NanoCpus nor PidsLimit: post the documented body directly."""
     result = api._post_json(api._url("/containers/{0}/update", container), data=dict(body))
-    api._result(result, True)
+    answer = api._result(result, True)
+    refuse_discarded((answer or {}).get("Warnings") if isinstance(answer, dict) else None, "update")
 
 
 def health_status(info: Mapping[str, Any]) -> str | None:
@@ -55,8 +58,8 @@ def wait_for(
     timeout_ns: int,
     sleep: Callable = time.sleep,
 ) -> None:
-    """Block until container `name` is running (`started`) or healthy (`healthy`); raise a clear error when it
-    turns unhealthy, exits, or the bounded timeout runs out."""
+    """Block until container `name` is running (`started`), healthy (`healthy`) or exited 0 (`completed`); raise a
+    clear error when it turns unhealthy, exits (non-zero, for `completed`), or the bounded timeout runs out."""
     deadline = time.monotonic() + timeout_ns / 1e9
     last = "not found"
     while True:
@@ -69,6 +72,13 @@ def wait_for(
             health = health_status(info)
             if condition == "started" and state.get("Running"):
                 return
+            if condition == "completed":
+                if completion_reached(name, info):
+                    return
+                last = state.get("Status") or "unknown"
+                if time.monotonic() < deadline:
+                    sleep(POLL_SECONDS)
+                    continue
             if condition == "healthy":
                 if state.get("Running") and health == "healthy":
                     return

@@ -15,6 +15,7 @@ from reconciler.core.indexes import per_catalog
 from reconciler.core.safeio import sensitive_host_paths
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import canonical_reference, resolve_host_path
+from reconciler.drivers.engine import runoptions
 from reconciler.model import Desired, Reference
 
 # Host paths whose bind mount hands the container the host (or the engine): refused without allowSensitive.
@@ -24,20 +25,7 @@ SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount 
 
 
 # Capabilities that hand a container (nearly) the host, as `privileged` does: refused without allowPrivileged.
-DANGEROUS_CAPS = frozenset(
-    {
-        "ALL",
-        "SYS_ADMIN",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_PTRACE",
-        "SYS_BOOT",
-        "DAC_READ_SEARCH",
-        "MAC_ADMIN",
-        "MAC_OVERRIDE",
-        "BPF",
-    }
-)
+DANGEROUS_CAPS = runoptions.DANGEROUS_CAPS  # one list, shared with the Service checks
 
 
 def _isolation_opt_ins(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -196,6 +184,12 @@ def check_container(
     yield from _check_addresses(desired, catalog)
     yield from _check_ports(desired, catalog)
     yield from _check_dependencies(desired, catalog)
+    if spec["state"] == "completed" and spec["restartPolicy"]["name"] in ("always", "unless-stopped"):
+        yield (
+            "spec.restartPolicy.name",
+            f"restartPolicy {spec['restartPolicy']['name']} restarts a container that ran to completion; "
+            "`state: completed` takes `no` or `on-failure`",
+        )
 
 
 def _check_addresses(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]]:
@@ -210,8 +204,8 @@ def _check_addresses(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, 
             yield field, f"invalid IPv4 address: {exc}"
             continue
         network = catalog.get("Network", net["name"])
-        if network is None:
-            continue  # reported as an undeclared reference
+        if network is None or network.spec.get("external"):
+            continue  # reported as an undeclared reference; an external network's subnets are not declared
         subnets = []
         for entry in (network.spec.get("ipam") or {}).get("config") or []:
             try:
@@ -249,7 +243,21 @@ def _check_dependencies(desired: Desired, catalog: Catalog) -> Iterator[tuple[st
             yield f"spec.dependsOn.{i}.name", "a container cannot depend on itself"
             continue
         other = catalog.get("Container", dep["name"])
-        if other is None or dep["condition"] != "healthy":
+        if other is None:
+            continue
+        one_shot = other.spec["state"] == "completed"
+        if dep["condition"] == "completed" and not one_shot:
+            yield (
+                f"spec.dependsOn.{i}.condition",
+                f"Container/{dep['name']} is not declared `state: completed`; it is not meant to exit",
+            )
+        elif one_shot and dep["condition"] != "completed":
+            yield (
+                f"spec.dependsOn.{i}.condition",
+                f"Container/{dep['name']} runs to completion (`state: completed`): wait for it with "
+                "`condition: completed`",
+            )
+        if dep["condition"] != "healthy":
             continue
         if other.spec["healthcheck"] == {"test": ["NONE"]}:
             yield f"spec.dependsOn.{i}.condition", f"Container/{dep['name']} has its healthcheck disabled"

@@ -68,8 +68,16 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts
     """The engine operations a change will make, in order, as shown in the plan."""
     name = desired.name
     waits = dependency_waits(desired)
-    start = desired.spec["state"] == "running"
-    create, starting = Step(f"create {name}", "create"), [Step(f"start {name}", "start")] if start else []
+    state = desired.spec["state"]
+    create = Step(f"create {name}", "create")
+    # a one-shot's start waits for its exit 0 (the same op: the driver's start knows it by the state)
+    starting = (
+        [Step(f"start {name}", "start")]
+        if state == "running"
+        else [Step(f"run {name} to completion", "start")]
+        if state == "completed"
+        else []
+    )
     if action is Action.CREATE:
         return [*waits, create, *starting]
     discard = [] if facts is None or facts.discard is None else [discard_step(name, facts.discard)]

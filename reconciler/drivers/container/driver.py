@@ -37,6 +37,7 @@ from reconciler.drivers.container.diff import (
     prune_container,
     steps_for,
 )
+from reconciler.drivers.container.discarded import refuse_discarded
 from reconciler.drivers.container.fields import IMAGE_FOLLOW, IN_PLACE, in_place_body
 from reconciler.drivers.container.inplace import Updating, connect_extra_networks
 from reconciler.drivers.container.observe import (
@@ -46,6 +47,8 @@ from reconciler.drivers.container.observe import (
     is_aside,
     observed_spec,
 )
+from reconciler.drivers.container.oneshot import COMPLETED, run_to_completion
+from reconciler.drivers.container.oneshot import outcome as exit_outcome
 from reconciler.drivers.container.parked import base_name, compose_name, resume_interrupted
 from reconciler.drivers.container.spec import (
     ASIDE_SUFFIX,
@@ -276,6 +279,7 @@ class ContainerDriver(DockerDriver):
             engine_name=engine_name(info),
             image_id=info["Image"],
             current_image_id=current["Id"] if current else None,
+            outcome=exit_outcome(info),
             defaults=image_defaults(images.get(info["Image"])),
             aside=aside,
             renamed=renamed,
@@ -335,7 +339,8 @@ class ContainerDriver(DockerDriver):
                     # a command that exits at once fails the create here, not as drift in the next plan
                     run_steps(change, {"wait": wait, "create": create, "start": start})
                 except Exception:
-                    self._discard_failed_create(name)
+                    if desired.spec["state"] != COMPLETED:  # a failed one-shot is kept: its logs, its re-run
+                        self._discard_failed_create(name)
                     raise
             return
         assert change.observed is not None
@@ -425,7 +430,13 @@ class ContainerDriver(DockerDriver):
             **sensitive_env_label(desired),
         }
         config = create_config(self.api, desired, labels)
-        cid = self.api.create_container(**config)["Id"]
+        response = self.api.create_container(**config)
+        cid = response["Id"]
+        try:
+            refuse_discarded(response.get("Warnings"), "create")
+        except PermanentError:
+            self.api.remove_container(cid, v=False, force=True)  # never started: nothing of it is lost
+            raise
         self.log.info("container.created", name=desired.name, id=cid[:12])
         connect_extra_networks(self.api, cid, desired.spec)
         return cid
@@ -442,10 +453,16 @@ class ContainerDriver(DockerDriver):
 
     def _start(self, desired: Desired, cid: str) -> None:
         self.ctx.progress(desired.key, "starting", "")
+        secrets = [*desired.secret_values(), *self._age_mounts.secret_values(desired.name)]
+        if desired.spec["state"] == COMPLETED:  # a one-shot: started once, waited for until it exits 0
+            self.ctx.progress(desired.key, "waiting", "for it to complete")
+            tail = lambda c: output_tail(self.api, c, secrets)  # noqa: E731
+            run_to_completion(self.api, cid, desired.spec["completionTimeout"], tail)
+            self.log.info("container.completed", name=desired.name)
+            return
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        secrets = [*desired.secret_values(), *self._age_mounts.secret_values(desired.name)]
         settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:
@@ -470,8 +487,16 @@ class ContainerDriver(DockerDriver):
             post_update(self.api, facts.id, body)
             self.log.info("container.updated", name=name, fields=sorted(body))
         had = change.observed.spec if change.observed else {}
+        secrets = [*desired.secret_values(), *self._age_mounts.secret_values(desired.name)]
         updating = Updating(
-            self.api, self.log, name, facts.id, desired, had, partial(self._wait_for_dependencies, desired)
+            self.api,
+            self.log,
+            name,
+            facts.id,
+            desired,
+            had,
+            partial(self._wait_for_dependencies, desired),
+            tail=lambda c: output_tail(self.api, c, secrets),
         )
         for row in IN_PLACE:
             mine = row.changes_of(fields)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.container import runoptions
+from reconciler.drivers.container import mountopts, oneshot, platform
 from reconciler.drivers.container.inplace import (
     Updating,
     run_networks,
@@ -53,7 +53,7 @@ from reconciler.drivers.container.values import (
     shown_cpus,
     shown_size,
 )
-from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine import lazy, runoptions
 from reconciler.drivers.engine.common import user_labels
 from reconciler.drivers.engine.fields import (
     COMMAND,
@@ -343,6 +343,7 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "readOnly": bool(entry.get("readOnly", False)),
             # only when not the engine's default (rprivate): earlier hashes stay
             **({"propagation": propagation} if propagation not in (None, DEFAULT_PROPAGATION) else {}),
+            **({"selinux": entry["selinux"]} if entry.get("selinux") else {}),  # only when set: earlier hashes stay
             "allowSensitive": bool(entry.get("allowSensitive", False)),
         }
     if kind == "tmpfs":
@@ -351,6 +352,7 @@ def _mount(entry: Mapping[str, Any], manifest: Path, field: str) -> dict[str, An
             "target": entry["target"],
             "size": parse_bytes(entry["size"], f"{field}.size") if entry.get("size") is not None else None,
             "mode": int(entry["mode"], 8) if entry.get("mode") is not None else None,
+            **({"exec": True} if entry.get("exec") else {}),  # noexec is the engine's default: earlier hashes stay
         }
     if kind == "npipe":
         raise SpecError(f"{field}.type", "npipe mounts exist only on Windows engines; this is a Linux engine")
@@ -396,6 +398,9 @@ def _read_mounts(info: Mapping[str, Any], names: Mapping[str, str]) -> list[dict
             if propagation not in (None, "", DEFAULT_PROPAGATION):
                 mount["propagation"] = propagation
             out.append(mount)
+    # the mounts only the option strings can describe (mountopts.py): relabelled binds, executable tmpfs
+    out += filter(None, (mountopts.read_bind(entry) for entry in _host(info).get("Binds") or []))
+    out += (mountopts.read_tmpfs(target, opts or "") for target, opts in (_host(info).get("Tmpfs") or {}).items())
     return sorted(out, key=lambda m: m["target"])
 
 
@@ -407,7 +412,11 @@ def _show_mounts(mounts: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]
 def _write_mounts(value: list[Mapping[str, Any]], call: CreateCall) -> None:
     mounts = []
     for m in value:
-        if m["type"] == "tmpfs":
+        if mountopts.needs_binds(m):
+            call.host_raw.setdefault("Binds", []).append(mountopts.bind_string(m))
+        elif mountopts.needs_tmpfs(m):
+            call.host_raw.setdefault("Tmpfs", {})[m["target"]] = mountopts.tmpfs_options(m)
+        elif m["type"] == "tmpfs":
             mounts.append(lazy.Mount(m["target"], None, type="tmpfs", tmpfs_size=m["size"], tmpfs_mode=m["mode"]))
         elif m["type"] == "volume":
             mounts.append(
@@ -580,11 +589,34 @@ def dependency_waits(desired: Desired) -> list[Step]:
     ]
 
 
+def _compare_state(row: Field, want: str, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """`completed` is met by a container that exited 0 after a start (never drift); one that runs is waited for,
+    one that failed or never ran is run (again). The other states compare as they read."""
+    if want != oneshot.COMPLETED or have == want:
+        return exact(row, want, have, ctx)
+    ended = getattr(ctx.facts, "outcome", None)
+    if have == "stopped" and ended == oneshot.COMPLETED:
+        return []
+    note = "it runs: apply waits for it to complete" if have == "running" else ended or ""
+    return [FieldChange(row.key, have, want, Action.UPDATE, note=note if have != "paused" else "")]
+
+
+def _completion_steps(old: Any, desired: Desired) -> list[Any]:
+    name = desired.name
+    if old == "paused":
+        return [f"unpause {name}", f"wait for {name} to complete"]
+    if old == "running":
+        return [f"wait for {name} to complete"]
+    return [*dependency_waits(desired), f"run {name} to completion"]
+
+
 def _state_steps(fields: list[FieldChange], desired: Desired) -> list[str]:
     name = desired.name
     steps = []
     for f in fields:
-        if f.old == "paused":
+        if f.new == oneshot.COMPLETED:
+            steps += _completion_steps(f.old, desired)
+        elif f.old == "paused":
             steps += [f"unpause {name}", *([f"stop {name}"] if f.new == "stopped" else [])]
         else:
             steps += [*dependency_waits(desired), f"start {name}"] if f.new == "running" else [f"stop {name}"]
@@ -665,6 +697,7 @@ LIMITS = (
     Limit("cpuShares", "CpuShares", "cpu_shares"),
     Limit("pidsLimit", "PidsLimit", "pids_limit", removable_in_place=True),  # lifted with -1
     Limit("cpuset", "CpusetCpus", "cpuset_cpus"),  # a CPU list, as sorted ranges (runoptions.cpu_list)
+    Limit("blkioWeight", "BlkioWeight", "blkio_weight"),  # 0 read back: none (or discarded: engine_warnings.py)
 )
 LIMITS_BY_KEY = {limit.key: limit for limit in LIMITS}
 
@@ -694,6 +727,7 @@ def _normalize_resources(n: Normalizing) -> dict[str, Any]:
         "cpuShares": value.get("cpuShares"),
         "pidsLimit": value.get("pidsLimit"),
         "cpuset": runoptions.cpu_list(value.get("cpuset"), f"{field}.cpuset"),
+        "blkioWeight": value.get("blkioWeight"),
     }
 
 
@@ -750,7 +784,7 @@ def _update_resources(res: Mapping[str, Any], changed: list[str], body: dict[str
             body["Memory"] = res["memory"]
             # sent together: raising memory above the current swap limit fails otherwise
             body["MemorySwap"] = res["memorySwap"] if res["memorySwap"] is not None else 2 * res["memory"]
-    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset"):
+    for key in ("memoryReservation", "cpus", "cpuShares", "cpuset", "blkioWeight"):
         if key in changed and res[key] is not None:
             body[LIMITS_BY_KEY[key].engine] = res[key]
     if "pidsLimit" in changed:
@@ -801,7 +835,7 @@ def _normalize_depends_on(n: Normalizing) -> list[dict[str, Any]]:
     ]
 
 
-# --- run options (canonical forms in runoptions.py) ---------------------------------------------------------------
+# --- run options (canonical forms in drivers/engine/runoptions.py) -----------------------------------------------
 
 
 def _spec_value(key: str, convert: Callable[[Any], Any]) -> Normalizer:
@@ -876,6 +910,14 @@ def _expect_exposed(value: list[str] | None, ctx: Comparing) -> list[str] | None
 def _write_expose(value: list[str] | None, call: CreateCall) -> None:
     if value:
         call.kwargs["ports"] = [*(call.kwargs.get("ports") or []), *runoptions.engine_ports(value)]
+
+
+def _compare_platform(row: Field, want: str | None, have: Any, ctx: Comparing) -> list[FieldChange]:
+    """Against the platform of the image the container runs (the engine keeps only the OS on the container)."""
+    image = ctx.facts.defaults.platform
+    if want is None or platform.matches(want, image):
+        return []
+    return [FieldChange(row.key, image or None, want, row.action, note="the image the container runs")]
 
 
 # --- labels -----------------------------------------------------------------------------------------------------
@@ -963,7 +1005,8 @@ FIELDS: tuple[Field, ...] = (
         show=_show_mounts,
         hash_form=engine_mounts,
         compose=("volumes", "tmpfs", "secrets", "configs"),
-        doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift); allowSensitive is no state",
+        doc="HostConfig.Mounts (anonymous image VOLUMEs are not there: never drift), and Binds / Tmpfs for the "
+        "options only their strings carry (SELinux relabel, tmpfs exec: mountopts.py); allowSensitive is no state",
     ),
     Field(
         "networks",
@@ -1006,7 +1049,21 @@ FIELDS: tuple[Field, ...] = (
         read=_read_state,
         action=UPDATE,
         update=InPlace(4, _state_steps, run=run_state),
-        doc="no part of the create call: the driver starts a container declared running after creating it",
+        compare=_compare_state,
+        doc="no part of the create call: the driver starts a container declared running after creating it; "
+        "`completed` is met by an exit 0 (oneshot.py)",
+    ),
+    Field(
+        "completionTimeout",
+        ("spec.completionTimeout",),
+        normalize=lambda n: (
+            parse_duration(n.spec["completionTimeout"], "spec.completionTimeout")
+            if n.spec.get("completionTimeout") is not None
+            else oneshot.DEFAULT_COMPLETION_TIMEOUT_NS
+        ),
+        read=None,
+        action=NONE,
+        doc="how long apply waits for a `state: completed` container to exit, no engine state",
     ),
     Field(
         "healthcheck",
@@ -1335,6 +1392,14 @@ FIELDS: tuple[Field, ...] = (
         read=_from_host("CgroupParent", runoptions.mode),
         create=to_host_raw("CgroupParent"),
         compose=("cgroup_parent",),
+    ),
+    _run_option(
+        "platform",
+        normalize=_spec_value("platform", platform.platform),
+        read=lambda info, names: None,  # the image's, compared by _compare_platform
+        create=to_create("platform"),
+        compare=_compare_platform,
+        doc="`os/arch[/variant]`, lower case; read back from the image the container runs (declared parts compared)",
     ),
     Field(
         "dependsOn",

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.drivers.container import oneshot
 from reconciler.drivers.engine import lazy
 from reconciler.model import Desired, FieldChange
 
@@ -26,6 +27,8 @@ class Updating:
     desired: Desired
     had: Mapping[str, Any]
     wait_for_dependencies: Callable[[], None]
+    # a container's last output lines (secrets masked), kept with the error of a one-shot that failed
+    tail: Callable[[str], tuple[str, ...]] = lambda cid: ()
 
 
 def connect_extra_networks(api: Any, cid: str, spec: Mapping[str, Any]) -> None:
@@ -90,7 +93,9 @@ def run_networks(u: Updating, fields: list[FieldChange]) -> None:
 def run_state(u: Updating, fields: list[FieldChange]) -> None:
     state = fields[0]
     stop_timeout = u.desired.spec["stopTimeout"]
-    if state.old == "paused":
+    if state.new == oneshot.COMPLETED:
+        _complete(u, state)
+    elif state.old == "paused":
         u.api.unpause(u.cid)  # running again; a stop from paused would skip the graceful signal
         u.log.info("container.unpaused", name=u.name)
         if state.new == "stopped":
@@ -103,3 +108,16 @@ def run_state(u: Updating, fields: list[FieldChange]) -> None:
     else:
         u.api.stop(u.cid, timeout=stop_timeout)
         u.log.info("container.stopped", name=u.name)
+
+
+def _complete(u: Updating, state: FieldChange) -> None:
+    """A one-shot that has not completed for this spec: unpaused or waited for when it runs, run (again) once
+    its dependencies are met when it failed or never ran."""
+    running = state.old in ("running", "paused")
+    if state.old == "paused":
+        u.api.unpause(u.cid)
+        u.log.info("container.unpaused", name=u.name)
+    if not running:
+        u.wait_for_dependencies()
+    oneshot.run_to_completion(u.api, u.cid, u.desired.spec["completionTimeout"], u.tail, start=not running)
+    u.log.info("container.completed", name=u.name)

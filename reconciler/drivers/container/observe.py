@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.drivers.container import runoptions
+from reconciler.drivers.container import platform
 from reconciler.drivers.container.fields import FIELDS, health_spec
 from reconciler.drivers.container.spec import ASIDE_SUFFIX
 from reconciler.drivers.container.values import env_dict
+from reconciler.drivers.engine import runoptions
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ImageDefaults:
     healthcheck: Mapping[str, Any] | None = None
     stop_signal: str | None = None  # canonical (runoptions.stop_signal)
     exposed: tuple[str, ...] = ()  # `port/proto` entries of the image's EXPOSE
+    platform: str = ""  # `os/architecture[/variant]` of the image the container runs (platform.of_image)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class ContainerFacts:
     # parked by an interrupted replace whose new container never ran: that one's ID, removed before this one is
     # put back (drivers/container/parked.py)
     discard: str | None = None
+    outcome: str | None = None  # how it ended when not running (oneshot.outcome): `completed` meets state completed
 
 
 def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:
@@ -59,6 +62,7 @@ def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:
         healthcheck=health_spec(config.get("Healthcheck")),
         stop_signal=runoptions.stop_signal(config.get("StopSignal")),
         exposed=tuple(config.get("ExposedPorts") or ()),
+        platform=platform.of_image(image),
     )
 
 

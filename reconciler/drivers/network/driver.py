@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.contract import Catalog, EngineEvent, Key, run_steps
 from reconciler.core.indexes import per_catalog
 from reconciler.diffing import diff_specs, overall_action
+from reconciler.drivers.engine import external
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name
@@ -44,6 +45,9 @@ class NetworkDriver(DockerDriver):
         return normalize_network(resource)
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        if external.is_external(desired):
+            yield from external.problems(desired.resource)
+            return
         yield from check_network(desired.spec)
         index = per_catalog(catalog, "network.subnets", lambda c: SubnetIndex(c.of_kind(self.kind)))
         clashes: list[tuple[str, int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
@@ -82,6 +86,10 @@ class NetworkDriver(DockerDriver):
         found = self.observe_named(
             owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_network)(n))
         )
+        for d in desired:  # used, never claimed: observed as the project's, spec {external: true}
+            if external.is_external(d) and d.name in found and d.name not in owned:
+                net = found[d.name].raw
+                found[d.name] = external.observed(self.kind, d.name, self.project, net, net["Id"])
         return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
 
     host_routes: list[HostRoute] | None = None  # None: not read (a remote engine, or no subnet to check)
@@ -166,6 +174,8 @@ class NetworkDriver(DockerDriver):
         return None
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        if external.is_external(desired):
+            return external.diff(desired, observed)
         blocked = None
         if desired.spec["driver"] == "overlay" and (observed is None or observed.spec["driver"] != "overlay"):
             if not self.swarm_active:

@@ -98,6 +98,9 @@ def normalize_network(resource: Resource) -> Desired:
     }
     # hashed only when set, so the hashes of networks made before `encrypted` existed stay the same
     hashed = {k: v for k, v in normalized.items() if k != "encrypted" or v}
+    if spec.get("external"):  # made outside the project (drivers/engine/external.py): nothing else is declared
+        normalized["external"] = True
+        hashed = {"external": True}
     return Desired(resource, normalized, spec_hash("Network", hashed, resource.labels))
 
 

@@ -31,6 +31,7 @@ from reconciler.drivers.swarm.diff import (
     with_data_versions,
 )
 from reconciler.drivers.swarm.observe import observed_service
+from reconciler.drivers.swarm.runfields import capability_problems, logging_problems
 from reconciler.drivers.swarm.spec import normalize_service
 from reconciler.drivers.swarm.values import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
 from reconciler.errors import PermanentError, ReconcileError
@@ -135,8 +136,11 @@ class ServiceDriver(DockerDriver):
                 yield "spec.placement.maxReplicasPerNode", "applies to mode replicated only"
         for i, net in enumerate(spec["networks"]):
             declared = catalog.get("Network", net["name"])
-            if declared is not None and declared.spec.get("driver") != "overlay":
+            # an external network's driver is whoever made it's (the engine refuses a non-overlay one)
+            if declared is not None and declared.spec.get("driver") != "overlay" and not declared.spec.get("external"):
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
+        yield from logging_problems(spec)
+        yield from capability_problems(spec)
         yield from ((f"spec.mounts.{i}.source", SERVICE_BIND) for i, _ in encrypted_binds(raw.get("mounts")))
         if spec["rollback"]["failureAction"] == "rollback":
             yield "spec.rollback.failureAction", "a rollback cannot itself roll back: pause or continue"

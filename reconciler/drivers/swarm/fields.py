@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reconciler.drivers.engine import runoptions
 from reconciler.drivers.engine.fields import (
     COMMAND,
     ENTRYPOINT,
@@ -45,6 +46,7 @@ from reconciler.drivers.engine.fields import (
     shown_env,
 )
 from reconciler.drivers.engine.values import clean_path, parse_bytes, parse_duration
+from reconciler.drivers.swarm import runfields
 from reconciler.drivers.swarm.values import show_duration, split_digest
 from reconciler.errors import SpecError
 from reconciler.model import LABEL_PREFIX, Action, Desired, FieldChange
@@ -136,6 +138,15 @@ def set_or_drop(target: dict[str, Any], key: str, value: Any) -> None:
         target.pop(key, None)
     else:
         target[key] = value
+
+
+def to_container_converted(engine_key: str, convert: Callable[[Any], Any]) -> Writer:
+    """Writer: the value through `convert` as ContainerSpec key `engine_key` (dropped when unset)."""
+
+    def write(value: Any, b: Building) -> None:
+        set_or_drop(b.container, engine_key, convert(value) if value is not None else None)
+
+    return write
 
 
 def to_container(engine_key: str) -> Writer:
@@ -698,6 +709,116 @@ def _write_update(engine_key: str) -> Writer:
 
 # --- the table --------------------------------------------------------------------------------------------------
 
+
+def _run_option(key: str, normalize: Normalizer, read: Reader, write: Writer, doc: str = "") -> ServiceField:
+    """A run option shared with Container (runfields.py): in the task template, so a change rolls the tasks."""
+    return ServiceField(key, (f"spec.{key}",), normalize=normalize, read=read, part="task", write=write, doc=doc)
+
+
+def _from_spec(key: str, convert: Callable[[Any], Any]) -> Normalizer:
+    return lambda n: convert(n.spec.get(key))
+
+
+def _dns_row(key: str) -> ServiceField:
+    def write(value: Any, b: Building) -> None:
+        runfields.write_dns(key, value, b.doc)
+
+    return _run_option(
+        key,
+        _from_spec(key, runoptions.text_list),
+        lambda r: runoptions.text_list((r.container.get("DNSConfig") or {}).get(runfields.DNS[key])),
+        write,
+        doc=f"ContainerSpec.DNSConfig.{runfields.DNS[key]}",
+    )
+
+
+RUN_OPTIONS: tuple[ServiceField, ...] = (
+    ServiceField(
+        "logging",
+        ("spec.logging",),
+        normalize=_from_spec("logging", runoptions.logging),
+        read=lambda r: runfields.read_logging(r.task),
+        part="task",
+        write=runfields.write_logging,
+        expect=lambda value, observed: value if value is not None else observed.get("logging"),
+        doc="TaskTemplate.LogDriver; a service names its driver; undeclared: whatever the service has (never drift,"
+        " kept), as a container's daemon default",
+    ),
+    _run_option(
+        "ulimits",
+        lambda n: runoptions.ulimits(n.spec.get("ulimits"), "spec.ulimits"),
+        lambda r: runoptions.read_ulimits(r.container.get("Ulimits")),
+        to_container_converted("Ulimits", runoptions.engine_ulimits),
+    ),
+    _run_option(
+        "sysctls",
+        _from_spec("sysctls", runoptions.sysctls),
+        lambda r: runoptions.sysctls(r.container.get("Sysctls")),
+        to_container("Sysctls"),
+    ),
+    _run_option(
+        "init",
+        _from_spec("init", runoptions.true_or_none),
+        lambda r: runoptions.true_or_none(r.container.get("Init")),
+        runfields.write_init,
+        doc="true or None: the docker CLI writes Init false, the daemon's default (kept)",
+    ),
+    _run_option(
+        "stopSignal",
+        _from_spec("stopSignal", runoptions.stop_signal),
+        lambda r: runoptions.stop_signal(r.container.get("StopSignal")),
+        to_container("StopSignal"),
+        doc="undeclared: the image's STOPSIGNAL (the engine leaves the spec's empty)",
+    ),
+    _run_option(
+        "extraHosts",
+        _from_spec("extraHosts", runoptions.extra_hosts),
+        lambda r: runfields.read_hosts(r.container.get("Hosts")),
+        to_container_converted("Hosts", runfields.engine_hosts),
+        doc="ContainerSpec.Hosts, `ADDRESS NAME` lines; canonical `name:address` as a container's",
+    ),
+    _dns_row("dns"),
+    _dns_row("dnsSearch"),
+    _dns_row("dnsOptions"),
+    _run_option(
+        "groupAdd",
+        _from_spec("groupAdd", runoptions.sorted_texts),
+        lambda r: runoptions.sorted_texts(r.container.get("Groups")),
+        to_container("Groups"),
+    ),
+    _run_option(
+        "capAdd",
+        _from_spec("capAdd", runfields.capabilities),
+        lambda r: runfields.capabilities(r.container.get("CapabilityAdd")),
+        to_container_converted("CapabilityAdd", runfields.engine_capabilities),
+        doc="API 1.41; upper case without CAP_",
+    ),
+    _run_option(
+        "capDrop",
+        _from_spec("capDrop", runfields.capabilities),
+        lambda r: runfields.capabilities(r.container.get("CapabilityDrop")),
+        to_container_converted("CapabilityDrop", runfields.engine_capabilities),
+    ),
+    _run_option(
+        "readOnlyRootfs",
+        _from_spec("readOnlyRootfs", runoptions.true_or_none),
+        lambda r: runoptions.true_or_none(r.container.get("ReadOnly")),
+        to_container("ReadOnly"),
+    ),
+    _run_option(
+        "tty",
+        _from_spec("tty", runoptions.true_or_none),
+        lambda r: runoptions.true_or_none(r.container.get("TTY")),
+        to_container("TTY"),
+    ),
+    _run_option(
+        "stdinOpen",
+        _from_spec("stdinOpen", runoptions.true_or_none),
+        lambda r: runoptions.true_or_none(r.container.get("OpenStdin")),
+        to_container("OpenStdin"),
+    ),
+)
+
 FIELDS: tuple[ServiceField, ...] = (
     ServiceField(
         **IMAGE.columns(),
@@ -888,6 +1009,7 @@ FIELDS: tuple[ServiceField, ...] = (
         write=_write_labels,
         doc="kept on the Resource (hashed with the spec); written with the ownership labels stamped",
     ),
+    *RUN_OPTIONS,
 )
 BY_KEY = {row.key: row for row in FIELDS}
 # Manifest keys that are no field of the canonical spec.

@@ -16,6 +16,7 @@ from pathlib import Path
 from reconciler.core.agefiles import NO_IDENTITY, Identities, is_encrypted
 from reconciler.core.safeio import UnsafeFile, manifest_root, read_bytes, read_data_file
 from reconciler.drivers.engine.fields import normalize_table
+from reconciler.drivers.swarm import runfields
 from reconciler.drivers.swarm.fields import FIELDS
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
@@ -38,7 +39,9 @@ def normalize_service(resource: Resource) -> Desired:
     normalized, sensitive = normalize_table(FIELDS, resource)
     if any(not c for c in normalized["placement"]["constraints"]):
         raise SpecError("spec.placement.constraints", "empty constraint")
-    return Desired(resource, normalized, spec_hash("Service", normalized, resource.labels), sensitive)
+    # run options left undeclared are not hashed: services made before they existed keep their hash
+    hashed = {k: v for k, v in normalized.items() if not (k in runfields.KEYS and v is None)}
+    return Desired(resource, normalized, spec_hash("Service", hashed, resource.labels), sensitive)
 
 
 def content_digest(kind: str, name: str, data: bytes) -> str:

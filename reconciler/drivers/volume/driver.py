@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reconciler.contract import DriverContext, EngineEvent, Key, run_steps
+from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, run_steps
 from reconciler.diffing import overall_action
+from reconciler.drivers.engine import external
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name
@@ -39,6 +40,9 @@ class VolumeDriver(DockerDriver):
     def normalize(self, resource: Resource) -> Desired:
         return normalize_volume(resource)
 
+    def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
+        return external.problems(desired.resource) if external.is_external(desired) else ()
+
     def _observed(self, vol: Mapping[str, Any]) -> Observed:
         labels = vol.get("Labels") or {}
         spec = observed_spec(vol, self.policies.effective(vol, self._records, labels.get(LABEL_RECLAIM, RETAIN)))
@@ -64,9 +68,14 @@ class VolumeDriver(DockerDriver):
         found = self.observe_named(
             owned, declared | adopted, lambda n: self._observed(by_name(self.api.inspect_volume)(n))
         )
+        for d in desired:  # used, never claimed: observed as the project's, spec {external: true}
+            if external.is_external(d) and d.name in found and d.name not in owned:
+                found[d.name] = external.observed(self.kind, d.name, self.project, found[d.name].raw, d.name)
         return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
+        if external.is_external(desired):
+            return external.diff(desired, observed)
         if observed is None:
             return Change(self.kind, desired.name, Action.CREATE, desired=desired)
         fields = field_changes(desired, observed, self.policies.path)

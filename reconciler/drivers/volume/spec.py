@@ -24,4 +24,7 @@ def normalize_volume(resource: Resource) -> Desired:
     # changing it never asks for a (data-destroying) replace.
     policy = spec.get("reclaimPolicy", "Retain")
     full = {**normalized, "reclaimPolicy": policy}
+    if spec.get("external"):  # made outside the project (drivers/engine/external.py): nothing else is declared
+        full["external"] = True
+        normalized = {"external": True}
     return Desired(resource, full, spec_hash("Volume", normalized, resource.labels))

@@ -1,6 +1,7 @@
-"""Canonical forms of a Container's run options (logging, ulimits, shmSize, sysctls, init, securityOpt, stopSignal,
-extraHosts, dns, dnsSearch, dnsOptions, groupAdd, oomScoreAdj, tty, stdinOpen, ipc, pid, uts, expose, devices,
-deviceCgroupRules, gpus, macAddress, runtime, cgroupParent).
+"""Canonical forms of the run options of a Container and, where swarm has them, of a Service (swarm/runfields.py):
+logging, ulimits, shmSize, sysctls, init, securityOpt, stopSignal, extraHosts, dns, dnsSearch, dnsOptions,
+groupAdd, oomScoreAdj, tty, stdinOpen, ipc, pid, uts, expose, devices, deviceCgroupRules, gpus, macAddress, runtime,
+cgroupParent.
 
 Each option has one canonical form, made the same way from the manifest and from `docker inspect`, so a value read
 back compares equal to the value declared. Undeclared (or declared as the engine's default, such as `tty: false`
@@ -18,6 +19,22 @@ from typing import Any
 
 from reconciler.errors import SpecError
 
+# Capabilities that hand a container (nearly) the host, as `privileged` does: a Container needs allowPrivileged
+# for them, a Service (which has no such opt-in) cannot have them.
+DANGEROUS_CAPS = frozenset(
+    {
+        "ALL",
+        "SYS_ADMIN",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_PTRACE",
+        "SYS_BOOT",
+        "DAC_READ_SEARCH",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "BPF",
+    }
+)
 # ShmSize the engine gives a container that declares none (`docker inspect` reports it, 64m)
 DEFAULT_SHM_SIZE = 64 * 1024**2
 # the IPC modes a daemon may be configured to give a container that declares none (`default-ipc-mode`)
