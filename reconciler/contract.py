@@ -62,6 +62,7 @@ import structlog
 from reconciler.errors import PermanentError
 from reconciler.model import Change, Desired, Observed, Reference, Resource
 from reconciler.model import Step as Step  # drivers build plan steps with it
+from reconciler.updates import ImageUpdate
 
 Key = tuple[str, str]
 T = TypeVar("T")
@@ -274,6 +275,18 @@ class DriverContext:
             self.engine_handle.reset()
 
 
+@dataclass(frozen=True)
+class UpdateCheck:
+    """What an `updates` hook found: the updates its policies offer, and per object why it could not ask
+    (`"cannot check for updates: registry ... is unreachable"`), a temporary condition reported as a warning."""
+
+    found: tuple[ImageUpdate, ...] = ()
+    problems: tuple[tuple[Key, str], ...] = ()
+
+    def __add__(self, other: UpdateCheck) -> UpdateCheck:
+        return UpdateCheck(self.found + other.found, self.problems + other.problems)
+
+
 class Catalog(Protocol):
     """Read access to every desired object of the project (for cross-object checks)."""
 
@@ -390,6 +403,13 @@ class Driver(Protocol):
     def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
         """Revise `change` once every change of the plan is known. Default: unchanged."""
         return change
+
+    def updates(self, desired: Sequence[Desired]) -> UpdateCheck:
+        """The newer references the update policies of `desired` (this kind's declared objects) find now
+        (`spec.update` of an Image: a registry's tags or digest). Asks outside services, never changes the host;
+        called once per `plan`/`status`/`images outdated` and on watch's `--update-interval`, not every pass.
+        Never raises for an unreachable service: that is a problem of the check. Default: nothing to offer."""
+        return UpdateCheck()
 
     # -- changes the host ------------------------------------------------------------------------------------
     def apply(self, change: Change) -> None:

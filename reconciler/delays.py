@@ -12,6 +12,8 @@ jittered (a fraction of it random, so many clients failing together do not retry
 - `ENGINE_DOWN`: `watch` running the whole pass again when the engine was unreachable (watch/controller.py):
   1 s, 2 s, 4 s, ... 30 s.
 - `EVENT_STREAM`: `watch` reconnecting the engine's event stream (watch/triggers.py): 1 s, 2 s, 4 s, ... 30 s.
+- `REGISTRY_REQUEST`: one registry request of an image update check repeated while the registry is unreachable
+  (drivers/image/registry.py): ~0.5 s, ~1 s, jittered, `REGISTRY_ATTEMPTS` tries in all.
 - `spread`: the periodic resync, +-10 % (`RESYNC_SPREAD`).
 
 Pure arithmetic over an injectable random source; drivers and the core both import it (it imports nothing of
@@ -69,3 +71,7 @@ ENGINE_READ_ATTEMPTS = 8
 APPLY_ROUND = Exponential(base=0.5, cap=4.0, jitter=0.5)
 APPLY_ROUNDS = 6
 RESYNC_SPREAD = 0.1
+# An update check is never urgent: a registry that is down for three tries is reported and asked again at the
+# next check, not waited for (a plan or a watch pass must not hang on it).
+REGISTRY_REQUEST = Exponential(base=0.5, cap=2.0, jitter=0.5)
+REGISTRY_ATTEMPTS = 3

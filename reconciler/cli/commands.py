@@ -16,13 +16,14 @@ import structlog
 from reconciler.cli.completion import script as completion_script
 from reconciler.cli.exits import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.parser import build_parser, selection, typed_options
+from reconciler.contract import UpdateCheck
 from reconciler.core.executor import succeeded
 from reconciler.core.failures import read_failures, record_failures
 from reconciler.core.placement import HostSpec
 from reconciler.core.plugins import engine_class
-from reconciler.core.project import Loaded, ProjectRunner, check_project_name, default_project
+from reconciler.core.project import Loaded, ProjectRunner, check_project_name, default_project, update_notes
 from reconciler.delays import APPLY_ROUNDS
-from reconciler.errors import ReconcileError
+from reconciler.errors import Problem, ReconcileError, ValidationFailed
 from reconciler.fleet.run import HostRun, Targets, for_each, parse_rollout, targets
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Revision
 from reconciler.gitsource.applied import AppliedRecord, is_source_dir, revision_status, stable_tree
@@ -30,6 +31,7 @@ from reconciler.gitsource.propose import check_branch_name, parse_author
 from reconciler.model import Plan, Result
 from reconciler.output import render
 from reconciler.output.liveview import LiveView, wants_live
+from reconciler.updates import ImageUpdate
 from reconciler.watch.allocator import limit_malloc_arenas
 from reconciler.watch.gitpoll import log_revision
 from reconciler.watch.statuspage import status_of
@@ -128,13 +130,38 @@ def _planner(args: argparse.Namespace) -> Callable[[ProjectRunner, Loaded], Plan
     return make_plan
 
 
-def _plans(args: argparse.Namespace, where: Targets) -> list[HostRun]:
+def _plans(args: argparse.Namespace, where: Targets, updates: dict[str, UpdateCheck] | None = None) -> list[HostRun]:
+    """Plan every target; with `updates` (plan, status) also ask the update policies once, keeping what they found
+    per Host name ("" for the one engine) and noting it on the plan."""
     make_plan = _planner(args)
 
     def work(run: HostRun, runner: ProjectRunner, loaded: Loaded) -> None:
         run.plan = make_plan(runner, loaded)
+        if updates is not None:
+            check = updates[runner.host or ""] = runner.updates(loaded.catalog)
+            run.plan = update_notes(run.plan, check)
 
     return for_each(where, work)
+
+
+def _refuse_commit_mode(args: argparse.Namespace, loaded: Loaded) -> None:
+    """`mode: commit` rewrites manifests through the git source: without `--git`, apply and watch refuse it
+    (reconcile never rewrites a plain directory behind its user's back)."""
+    if getattr(args, "git", None):
+        return
+    problems = [
+        Problem(
+            r.source.file,
+            r.line_of("spec.update.mode"),
+            r.subject,
+            "spec.update.mode",
+            "`commit` needs the git source (--git): reconcile never rewrites a plain directory; use `report`",
+        )
+        for r in loaded.resources
+        if isinstance(r.spec.get("update"), dict) and r.spec["update"].get("mode") == "commit"
+    ]
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def _in_source_dir(args: argparse.Namespace) -> dict[str, object] | None:
@@ -159,7 +186,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     where = _targets(args)
-    runs = _plans(args, where)
+    runs = _plans(args, where, updates={})
     if where.fleet:
         project = where.runners[0].project
         print(render.fleet_plan_json(project, runs) if args.output == "json" else render.fleet_plan_text(runs))
@@ -183,6 +210,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     where = _targets(args)  # bad input stops before the lock or the engine are touched
+    _refuse_commit_mode(args, where.loaded)
     batch = parse_rollout(args.rollout) if where.fleet else None
     make_plan = _planner(args)
     live = not where.fleet and args.output == "text" and wants_live(args.progress)
@@ -221,7 +249,10 @@ def _apply_live(runner: ProjectRunner, plan: Plan) -> list[Result]:
         runner.ctx.progress_sink = None
 
 
-def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dict[str, object]]:
+def _status_rows(
+    plan: Plan, failures: dict[str, dict[str, object]], check: UpdateCheck | None = None
+) -> list[dict[str, object]]:
+    offered = {u.image: u for u in (check.found if check is not None else ())}
     rows = []
     for change in plan.changes:
         if change.desired is None:
@@ -245,9 +276,17 @@ def _status_rows(plan: Plan, failures: dict[str, dict[str, object]]) -> list[dic
                 "errorClass": (failure or {}).get("errorClass"),
                 "nextRetry": (failure or {}).get("nextRetry"),
                 "logTail": (failure or {}).get("logTail") or [],
+                "updateAvailable": _update_field(offered.get(change.name) if change.kind == "Image" else None),
             }
         )
     return rows
+
+
+def _update_field(update: ImageUpdate | None) -> dict[str, str] | None:
+    """`status -o json`'s `updateAvailable` of an Image: the versions for people and the reference to write."""
+    if update is None:
+        return None
+    return {"from": update.old_version, "to": update.new_version, "reference": update.new_reference}
 
 
 def _status_line(row: dict[str, object]) -> str:
@@ -257,6 +296,10 @@ def _status_line(row: dict[str, object]) -> str:
         detail = f"{detail} last error{kind}: {row['lastError']}".strip()
     if row["nextRetry"]:
         detail = f"{detail}; next retry {row['nextRetry']}"
+    offered = row.get("updateAvailable")
+    if isinstance(offered, dict):
+        update = f"update available: {offered['from']} -> {offered['to']}"
+        detail = f"{detail}; {update}" if detail else update
     where = f"  @{row['host']}" if "host" in row else ""
     return f"{row['status']:<8}  {row['kind']}/{row['name']}{where}" + (f"  ({detail})" if detail else "")
 
@@ -274,12 +317,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     revision = _in_source_dir(args)
     where = _targets(args)
     project = where.runners[0].project
-    runs = _plans(args, where)
+    checks: dict[str, UpdateCheck] = {}
+    runs = _plans(args, where, updates=checks)
     rows = []
     for run in runs:
         if run.plan is None:
             continue
-        found = _status_rows(run.plan, read_failures(project, run.engine))
+        check = checks.get("" if run.host is None else run.host.name)
+        found = _status_rows(run.plan, read_failures(project, run.engine), check)
         rows += found if run.host is None else [{**row, "host": run.host.name} for row in found]
     report: dict[str, object] = {"project": project, "objects": rows}
     if revision is not None:
@@ -329,6 +374,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if source is not None:
             _first_sync(args, source)
         where = _targets(args)
+        _refuse_commit_mode(args, where.loaded)
         options = WatchOptions(prune=not args.no_prune, allow_empty=args.allow_empty, resync=args.resync)
         run = WatchRun(
             options,
@@ -338,6 +384,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             git=git,
             webhook_secret=args.webhook_secret_file,
             notify=tuple(args.notify),
+            update_interval=args.update_interval,
         )
         return run_watch(where.runners, run)
     finally:
@@ -393,6 +440,42 @@ def _first_sync(args: argparse.Namespace, source: GitSource) -> None:
     args.tree = stable_tree(args.dir)
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    """`images outdated DIR`: what each update policy would change now, for scripts (exit 2: something is)."""
+    runner = runner_for(args)(None)
+    loaded = runner.load_valid()
+    check = runner.updates(loaded.catalog)
+    if args.output == "json":
+        doc = {
+            "project": runner.project,
+            "outdated": [
+                {
+                    "image": u.image,
+                    "file": u.file,
+                    "line": u.line,
+                    "mode": u.mode,
+                    "from": u.old_version,
+                    "to": u.new_version,
+                    "oldReference": u.old_reference,
+                    "newReference": u.new_reference,
+                }
+                for u in check.found
+            ],
+            "unchecked": [{"kind": k, "name": n, "error": e} for (k, n), e in check.problems],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for u in check.found:
+            where = f"{u.file}:{u.line}"
+            print(f"Image/{u.image}  {u.old_version} -> {u.new_version}  {u.new_reference}  ({where}, {u.mode})")
+        if not check.found:
+            unchecked = f"; {len(check.problems)} could not be checked (see the warnings)" if check.problems else ""
+            print(f"No image is outdated{unchecked}.")
+    if check.found:
+        return EXIT_CHANGES
+    return EXIT_ERROR if check.problems else EXIT_OK
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     print(completion_script(args.shell, build_parser()), end="")
     return EXIT_OK
@@ -422,5 +505,6 @@ COMMANDS = {
     "status": cmd_status,
     "watch": cmd_watch,
     "import": cmd_import,
+    "images": cmd_images,
     "completion": cmd_completion,
 }

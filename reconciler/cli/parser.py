@@ -276,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="tell this apprise URL (json://, ntfy://, mailto://...) of new revisions, failures, held objects, "
         "drift repaired and engine outages (repeatable)",
     )
+    watch.add_argument(
+        "--update-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds between checks of the Images' update policies (spec.update) against their registries "
+        "(default 3600)",
+    )
     for name in ("plan", "apply", "watch"):
         _git_options(commands[name], watch=name == "watch")
     for name, p in commands.items():
@@ -303,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
     )
+    images = sub.add_parser("images", help="questions about the declared images")
+    questions = images.add_subparsers(dest="question", required=True, metavar="QUESTION", parser_class=_Parser)
+    outdated = questions.add_parser(
+        "outdated",
+        help="list what each Image's update policy (spec.update) would change now; exit 2 when something is outdated",
+        description="List what each Image's update policy (spec.update) would change now. Exit 0: nothing is "
+        "outdated; 2: something is; 1: an error (a registry that could not be asked, and nothing found).",
+    )
+    outdated.add_argument("dir", type=Path, metavar="DIR", help="the manifest directory")
+    _output(outdated)
+    _global_options(outdated.add_argument_group(GLOBAL_GROUP), types, on_command=True)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser

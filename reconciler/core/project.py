@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.contract import Driver, DriverContext, Engine
+from reconciler.contract import Driver, DriverContext, Engine, UpdateCheck
 from reconciler.core import placement as fleet
 from reconciler.core.catalog import Catalog, build_catalog
 from reconciler.core.executor import DEFAULT_WORKERS, execute
@@ -221,6 +221,26 @@ class ProjectRunner:
             on_start=lambda change: self.ctx.progress(change.key, "applying", ""),
         )
 
+    def updates(self, catalog: Catalog) -> UpdateCheck:
+        """What the update policies of the declared objects find now (each driver's `updates` hook, fresh
+        drivers: not part of a pass). A driver that fails is a problem of the check, logged, never raised: an
+        update check must not stop a plan or a watch."""
+        check = UpdateCheck()
+        for kind, driver in self.new_drivers().items():
+            desired = catalog.of_kind(kind)
+            if not desired:
+                continue
+            try:
+                check += driver.updates(desired)
+            except ReconcileError as exc:
+                self.ctx.log.warning("updates.unchecked", kind=kind, error=str(exc))
+                check += UpdateCheck(
+                    problems=tuple(((kind, d.name), f"cannot check for updates: {exc}") for d in desired)
+                )
+            except Exception:  # a driver's bug: the plan goes on without its updates
+                self.ctx.log.exception("updates.crashed", kind=kind)
+        return check
+
     def forget_observations(self) -> None:
         """The next pass observes every object afresh, whatever the engine remembers (the resync)."""
         if self.engine is not None:
@@ -229,6 +249,13 @@ class ProjectRunner:
     def reset_engine(self) -> None:
         """Forget the engine connection, so the next use reconnects (after the engine restarted)."""
         self.ctx.reset_engine()
+
+
+def update_notes(plan: Plan, check: UpdateCheck) -> Plan:
+    """`plan` with a note per update found (`Image/web: update available: 1.2.0 -> 1.3.1  (images.yaml:4)`): an
+    available update is no change, so the plan's actions and its in-sync verdict stay as they are."""
+    notes = tuple(f"Image/{u.image}: {u.summary}  ({u.file}:{u.line})" for u in check.found)
+    return dataclasses.replace(plan, notes=plan.notes + notes) if notes else plan
 
 
 def _worth_another_round(results: Iterable[Result]) -> set[Key]:

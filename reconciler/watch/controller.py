@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import structlog
 
 from reconciler.contract import EngineEvent
+from reconciler.core.catalog import Catalog
 from reconciler.core.failures import write_failures
 from reconciler.core.project import Loaded, ProjectRunner
 from reconciler.delays import ENGINE_DOWN, RESYNC_SPREAD, spread
@@ -96,6 +97,7 @@ class Controller:
         self.inputs: frozenset[Path] = frozenset()  # files besides the manifests that the documents are read from
         self.on_inputs: Callable[[frozenset[Path]], None] | None = None  # told when `inputs` change
         self.passes = 0
+        self.catalog: Catalog | None = None  # the last valid manifests a pass planned (the update checks read it)
         self._known: set[Key] = set()
         self._known_lock = threading.Lock()
         self._reported: tuple[frozenset[Problem], tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
@@ -329,6 +331,7 @@ class Controller:
             self._board_failed("no consistent set of manifests; nothing was changed (see the log)")
             return []
         prune, keep_reason = self._prune_decision(assembly)
+        self.catalog = loaded.catalog
         plan = self.runner.plan(loaded.catalog, prune=prune, keep_reason=keep_reason)
         self._engine_up()
         with self._known_lock:

@@ -3,7 +3,8 @@ services (Slack, Matrix, Discord, ntfy, e-mail, a generic JSON webhook: `json://
 
 Events: a new revision applied (with its plan summary), an apply that failed or rolled back (the object, the error
 and the failing container's last log lines, secret values masked), an object held as a permanent failure, drift
-repaired, the engine unreachable longer than a threshold (and reachable again), a commit refused.
+repaired, the engine unreachable longer than a threshold (and reachable again), a commit refused, an image update
+available (issue 23; once per new version, see watch/updates.py).
 
 What a notifier must never do is hold up reconciling, so:
 - the controller's calls only format a message and put it on a bounded queue (a full queue drops the message and
@@ -38,6 +39,7 @@ from reconciler.errors import PermanentError
 from reconciler.gitsource import Rejection, Revision
 from reconciler.model import Action, ErrorClass, Outcome, Plan, Result, mask
 from reconciler.output.render import summary
+from reconciler.updates import ImageUpdate
 
 log = structlog.get_logger()
 
@@ -188,6 +190,13 @@ class Notifier:
         self._emit(
             obj, "drift", detail, Message(f"drift repaired: {obj}", f"changed outside reconcile: {detail}", "warning")
         )
+
+    def update_available(self, update: ImageUpdate) -> None:
+        """An Image's update policy found a newer version (`mode: report`); told once per new reference."""
+        obj = f"Image/{update.image}"
+        where = f"{update.file}:{update.line}"
+        body = f"{update.summary}\n{update.old_reference} -> {update.new_reference}\ndeclared in {where}"
+        self._emit(obj, "update", update.new_reference, Message(f"{update.summary}: {obj}", body, "info"))
 
     def commit_refused(self, rejection: Rejection) -> None:
         """The newest commit was refused (unsigned, wrongly signed, invalid); the commit in force stays."""

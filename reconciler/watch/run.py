@@ -29,6 +29,7 @@ from reconciler.watch.metrics import Metrics, MetricsServer, serve
 from reconciler.watch.notify import Notifier, NotifyObserver
 from reconciler.watch.statuspage import StatusBoard
 from reconciler.watch.triggers import DirectoryWatcher, EventReader, absolute_dir
+from reconciler.watch.updates import DEFAULT_INTERVAL, UpdateChecker, update_rows
 from reconciler.watch.webhooks import HookGate, load_secret
 
 log = structlog.get_logger()
@@ -67,6 +68,7 @@ class WatchRun:
     git: GitWatch | None = None  # the manifests come from a git source, fetched every `poll` seconds
     webhook_secret: Path | None = None  # `POST /hooks/git` signed with this secret fetches at once (with `git`)
     notify: tuple[str, ...] = ()  # apprise URLs told of new revisions, failures, held objects, drift, outages
+    update_interval: float = DEFAULT_INTERVAL  # seconds between image update checks (watch/updates.py)
 
 
 def install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -153,6 +155,37 @@ def _notify_observer(notifier: Notifier, run: WatchRun, controllers: list[Contro
     )
 
 
+def update_checker(
+    controller: Controller, notifier: Notifier | None, run: WatchRun, poller: GitPoller | None
+) -> UpdateChecker:
+    """The image update checks of one controller: every `run.update_interval` seconds on the manifests of its last
+    pass; findings to its status page, `mode: report` ones to a notification once, `mode: commit` ones with a git
+    source to `GitWatch.commit_updates` (then fetched at once, so the pushed commit is applied without waiting for
+    the poll). Without a git source, commit mode never gets this far (a validation error)."""
+    board = controller.board
+    commit: Callable[[list[ImageUpdate]], None] | None = None
+    git = run.git
+    if git is not None:
+
+        def commit(updates: list[ImageUpdate]) -> None:
+            results = git.commit_updates(updates)
+            if poller is not None and any(r.outcome == "pushed" for r in results):
+                poller.kick()
+
+    return UpdateChecker(
+        controller.runner,
+        lambda: controller.catalog,
+        run.update_interval,
+        board=(
+            (lambda check: board.updates_found(update_rows(check.found), [key for key, _ in check.problems]))
+            if board is not None
+            else None
+        ),
+        announce=notifier.update_available if notifier is not None else None,
+        commit=commit,
+    )
+
+
 def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
     """The `watch` command: hold the project lock (of every Host, in a fleet) for life, start the triggers, loop
     until SIGINT/SIGTERM. A fleet runs one controller per Host, each with its own passes, backoff and state."""
@@ -235,6 +268,8 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
                 resync=options.resync,
                 **({"host": runner.host} if runner.host else {}),
             )
+        for index, controller in enumerate(controllers):
+            triggers.append(update_checker(controller, notifiers[index] if notifiers else None, run, poller))
         if poller is not None:
             triggers.append(poller)
         for trigger in triggers:

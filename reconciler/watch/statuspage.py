@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ class StatusBoard:
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.error: str | None = None  # why the last pass made no plan (engine away, inconsistent manifests)
         self.revision: Callable[[], dict[str, Any] | None] | None = None  # with a git source: the commit in force
+        self.updates: dict[tuple[str, str], dict[str, str]] = {}  # what the last update check found, per object
 
     # --- the controller's side -------------------------------------------------------------------------
 
@@ -158,12 +159,21 @@ class StatusBoard:
                 self.last_pass, self.current = self.current, None
             self.error = error
 
+    def updates_found(
+        self, found: dict[tuple[str, str], dict[str, str]], unchecked: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """The last update check's findings (watch/updates.py), shown until the next check; what an earlier check
+        found for objects this one could not ask about (a registry down) stays."""
+        with self._lock:
+            kept = {key: self.updates[key] for key in unchecked if key in self.updates}
+            self.updates = kept | dict(found)
+
     # --- the page's side -------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page shows, as the JSON of `/status.json`."""
         with self._lock:
-            objects = [dict(self.objects[k]) for k in sorted(self.objects)]
+            objects = [dict(self.objects[k], updateAvailable=self.updates.get(k)) for k in sorted(self.objects)]
             counts: dict[str, int] = {}
             for row in objects:
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -176,6 +186,7 @@ class StatusBoard:
                 "running": dict(self.current) if self.current else None,
                 "summary": counts,
                 "objects": objects,
+                "updates": [{"kind": k[0], "name": k[1], **u} for k, u in sorted(self.updates.items())],
                 "lastPass": dict(self.last_pass) if self.last_pass else None,
                 "lastPassWithChanges": dict(self.last_changes) if self.last_changes else None,
                 "history": list(self.history),
@@ -194,7 +205,7 @@ vertical-align:top} th{background:#f4f4f4}
 .s-failing,.s-failed{background:#fde0e0;color:#9b1c1c} .s-applied{background:#dff5e1;color:#1a6b2a}
 .s-blocked{background:#e8e0f8;color:#4b2a8a}
 pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap} td.subject{white-space:nowrap}
-.muted{color:#777} .err{color:#9b1c1c}
+.muted{color:#777} .err{color:#9b1c1c} .update{color:#1d4f91}
 """
 
 
@@ -217,6 +228,10 @@ def _object_detail(row: dict[str, Any]) -> str:
         parts.append(f'<span class="err">last error{cls}: {_e(row["lastError"])}</span>')
     if row["nextRetry"]:
         parts.append(f"next retry {row['nextRetry']}")
+    update = row.get("updateAvailable")
+    if update:
+        text = f"update available: {update['from']} -> {update['to']}"
+        parts.append(f'<span class="update" title="{_e(update["reference"])}">{_e(text)}</span>')
     if row.get("logTail") and row["status"] != "in sync":
         parts.append(f'<pre class="logtail">{_e(chr(10).join(row["logTail"]))}</pre>')
     last = row.get("lastChange")
@@ -225,6 +240,21 @@ def _object_detail(row: dict[str, Any]) -> str:
         text = f"last change: {last['action']} {last['outcome']} {last['time']}{fields}"
         parts.append(f'<span class="muted">{_e(text)}</span>')
     return "<br>".join(p if p.startswith(("<span", "<pre")) else _e(p) for p in parts)
+
+
+def _updates_html(updates: list[dict[str, Any]]) -> str:
+    """The images whose update policy found something newer in the last check (none: no section)."""
+    if not updates:
+        return ""
+    rows = "\n".join(
+        f"<tr><td class=subject>{_e(u['kind'])}/{_e(u['name'])}</td><td>{_e(u['from'])}</td><td>{_e(u['to'])}</td>"
+        f"<td>{_e(u['reference'])}</td></tr>"
+        for u in updates
+    )
+    return (
+        "<h2>Updates available</h2>\n<table id=updates><tr><th>image</th><th>now</th><th>available</th>"
+        f"<th>reference</th></tr>\n{rows}\n</table>\n"
+    )
 
 
 def _pass_html(last: dict[str, Any] | None, prefix: str) -> str:
@@ -282,6 +312,7 @@ def render_html(snap: dict[str, Any]) -> str:
     )
     problem = f'<p class="err" id=problem>{_e(snap["error"])}</p>' if snap["error"] else ""
     problem = _revision_html(snap.get("revision")) + problem
+    updates = _updates_html(snap.get("updates") or [])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
@@ -295,7 +326,7 @@ def render_html(snap: dict[str, Any]) -> str:
 <table id=objects><tr><th>object</th><th>status</th><th>detail</th><th>manifest</th></tr>
 {rows}
 </table>
-<h2>Last pass</h2>
+{updates}<h2>Last pass</h2>
 {last_html}
 <h2>Recent changes</h2>
 <table id=history><tr><th>time</th><th>object</th><th>action</th><th>outcome</th><th>fields / error</th></tr>

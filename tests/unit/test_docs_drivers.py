@@ -10,7 +10,7 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from reconciler.contract import ATTRIBUTES, HOOKS, BaseDriver, DriverContext
+from reconciler.contract import ATTRIBUTES, HOOKS, BaseDriver, DriverContext, UpdateCheck
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "drivers.md"
 
@@ -48,6 +48,8 @@ def _hook_default(name: str, tmp_path: Path) -> str:
         return "`None`"
     if result is first:
         return "unchanged"
+    if isinstance(result, UpdateCheck):  # `updates`: nothing found and no problem
+        result = [*result.found, *result.problems]
     assert list(result) == [], name
     return "none"
 

@@ -17,11 +17,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler.contract import Catalog, DriverContext, Step, input_path, run_steps
+from reconciler.contract import Catalog, DriverContext, Step, UpdateCheck, input_path, run_steps
 from reconciler.core.indexes import per_catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
-from reconciler.drivers.engine.reference import parse_reference
+from reconciler.drivers.engine.reference import ImageRef, parse_reference, repo_digest
 from reconciler.drivers.image import apply as image_apply
 from reconciler.drivers.image.diff import REMOVE_STEP, diff_build, diff_pull
 from reconciler.drivers.image.observe import (
@@ -34,13 +34,14 @@ from reconciler.drivers.image.observe import (
     pulled_by_us,
 )
 from reconciler.drivers.image.pulled import PulledImages, pulled_path
-from reconciler.drivers.image.registry import RegistryError, is_insecure, remote_digest
+from reconciler.drivers.image.registry import RegistryError, is_insecure, list_tags, remote_digest, with_retries
 from reconciler.drivers.image.spec import (
     build_labels,
     context_warning,
     normalize_image,
 )
-from reconciler.errors import PermanentError
+from reconciler.drivers.image.updates import Registry, find_update, update_problems
+from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import (
     LABEL_NAME,
     Action,
@@ -51,6 +52,7 @@ from reconciler.model import (
     Resource,
     ownership_labels,
 )
+from reconciler.updates import ImageUpdate
 
 
 def _by_reference(catalog: Catalog) -> dict[str, list[str]]:
@@ -98,6 +100,7 @@ class ImageDriver(DockerDriver):
                 yield "spec.reference", f"{spec['reference']} is also declared by Image/{other}"
         if spec["build"] is not None and ref.digest:
             yield "spec.reference", "a built image needs a name:tag reference, not a digest"
+        yield from update_problems(desired)
 
     # ---- observe (reads only) ------------------------------------------------------------------------------
     @cached_property
@@ -122,6 +125,49 @@ class ImageDriver(DockerDriver):
             return remote_digest(ref, insecure=is_insecure(ref.registry, index, cidrs)), None
         except RegistryError as exc:
             return None, str(exc)
+
+    def _insecure(self, ref: ImageRef) -> bool:
+        """Plain HTTP as the engine would allow it; without an engine to ask, its default (loopback only)."""
+        try:
+            index, cidrs = self._registry_config
+        except ReconcileError:
+            index, cidrs = {}, ["127.0.0.0/8"]
+        return is_insecure(ref.registry, index, cidrs)
+
+    # ---- update policies (not part of a pass: asked once per plan/status, on watch's update interval) -------
+    def updates(self, desired: Sequence[Desired]) -> UpdateCheck:
+        """What each `spec.update` policy finds in its registry now; a registry that cannot answer is a problem
+        of this check ("cannot check for updates: ..."), never an error of the Image."""
+        registry = Registry(
+            tags=lambda ref: with_retries(lambda: list_tags(ref, insecure=self._insecure(ref))),
+            digest=lambda ref: with_retries(lambda: remote_digest(ref, insecure=self._insecure(ref))),
+        )
+        followed = {d.name: d for d in desired if d.spec.get("update") is not None and not list(update_problems(d))}
+
+        def check(name: str) -> tuple[ImageUpdate | None, str | None]:
+            d = followed[name]
+            try:
+                return find_update(d, registry, lambda: self._local_digest(d)), None
+            except RegistryError as exc:
+                return None, f"cannot check for updates: {exc}"
+
+        found: list[ImageUpdate] = []
+        problems: list[tuple[tuple[str, str], str]] = []
+        for name, (update, problem) in sorted(concurrently(check, followed).items()):
+            if problem is not None:
+                self.log.warning("image.update.unchecked", name=name, detail=problem)
+                problems.append(((self.kind, name), problem))
+            elif update is not None:
+                found.append(update)
+        return UpdateCheck(tuple(found), tuple(problems))
+
+    def _local_digest(self, desired: Desired) -> str | None:
+        """The registry digest the engine recorded for the reference when it pulled it (None when it has none)."""
+        reference = desired.spec["reference"]
+        try:
+            return repo_digest(dict(self.api.inspect_image(reference)), parse_reference(reference))
+        except Exception:  # absent, or no engine to ask: the written tag is then the old version
+            return None
 
     def _needs_registry(self, desired: Desired, present: bool) -> bool:
         spec = desired.spec

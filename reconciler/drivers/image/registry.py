@@ -1,4 +1,5 @@
-"""The distribution API, for one question: which digest does a registry hold for `repo:tag` right now?
+"""The distribution API, for two questions: which digest does a registry hold for `repo:tag` right now, and which
+tags does a repository have (the update policies of reconciler.drivers.image.updates)?
 
 A manifest HEAD (a GET only when the registry leaves out `Docker-Content-Digest`), never a pull. Credentials come
 from the user's Docker client configuration (`~/.docker/config.json` or `DOCKER_CONFIG`, credential helpers
@@ -12,10 +13,13 @@ import hashlib
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Mapping
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from reconciler.delays import REGISTRY_ATTEMPTS, REGISTRY_REQUEST
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.reference import ImageRef
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
@@ -23,6 +27,7 @@ from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 if TYPE_CHECKING:
     import requests
 
+T = TypeVar("T")
 TIMEOUT = 10.0
 # Lists/indexes first: `docker pull` records the digest of what the registry serves for the tag, which for a
 # multi-platform image is the list's digest.
@@ -143,6 +148,8 @@ class _Client:
         self.session = lazy.requests.Session()
         self.session.trust_env = False  # a proxy from the environment must not see registry credentials
         self.scheme = "https"
+        self.answered = False
+        self.authorization: str | None = None  # the header that answered the registry's challenge, once known
 
     @property
     def where(self) -> str:
@@ -164,19 +171,22 @@ class _Client:
             reason = "connection refused" if "refused" in text.lower() else _short(exc)
             raise RegistryUnreachable(f"{self.where} is unreachable: {reason}") from None
 
-    def request(self, method: str, path: str, headers: dict[str, str]) -> requests.Response:
-        """`method` on `path`, falling back to plain HTTP for registries the engine treats as insecure."""
-        schemes = ["https", "http"] if self.insecure else ["https"]
+    def request(
+        self, method: str, path: str, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> requests.Response:
+        """`method` on `path`, falling back to plain HTTP for registries the engine treats as insecure (once one
+        scheme answered, the client stays with it)."""
+        schemes = [self.scheme] if self.answered else ["https", "http"] if self.insecure else ["https"]
         last: RegistryError | None = None
         for scheme in schemes:
             try:
-                resp = self._send(method, f"{scheme}://{self.ref.api_host}{path}", headers=headers)
+                resp = self._send(method, f"{scheme}://{self.ref.api_host}{path}", headers=headers, params=params)
             except UnknownRegistryHost:
                 raise
             except RegistryUnreachable as exc:
                 last = exc
                 continue
-            self.scheme = scheme
+            self.scheme, self.answered = scheme, True
             return resp
         assert last is not None
         raise last
@@ -219,23 +229,31 @@ class _Client:
         )
         return f"{self.where} refused access to {self.ref.path} (HTTP {status}, {creds})"
 
-    def manifest(self, method: str) -> requests.Response:
-        path = f"/v2/{self.ref.path}/manifests/{self.ref.selector}"
-        headers = {"Accept": ACCEPT}
-        resp = self.request(method, path, headers)
+    def authorized(
+        self, method: str, path: str, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> requests.Response:
+        """`method` on `path`, answering the registry's auth challenge once; the authorization is kept for the
+        client's later requests (the pages of a tag list)."""
+        if self.authorization:
+            headers = {**headers, "Authorization": self.authorization}
+        resp = self.request(method, path, headers, params)
         if resp.status_code == 401:
-            scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+            scheme, params_ = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             if scheme == "bearer":
-                headers["Authorization"] = f"Bearer {self.token(params)}"
+                self.authorization = f"Bearer {self.token(params_)}"
             elif scheme == "basic" and self.creds.present:
-                token = lazy.requests.auth._basic_auth_str(self.creds.username or "", self.creds.password or "")
-                headers["Authorization"] = token
+                self.authorization = lazy.requests.auth._basic_auth_str(
+                    self.creds.username or "", self.creds.password or ""
+                )
             else:
                 raise AuthRefused(self._refused(401))
-            resp = self.request(method, path, headers)
+            resp = self.request(method, path, {**headers, "Authorization": self.authorization}, params)
         if resp.status_code in (401, 403):
             raise AuthRefused(self._refused(resp.status_code))
         return resp
+
+    def manifest(self, method: str) -> requests.Response:
+        return self.authorized(method, f"/v2/{self.ref.path}/manifests/{self.ref.selector}", {"Accept": ACCEPT})
 
 
 def _short(exc: BaseException) -> str:
@@ -278,3 +296,69 @@ def remote_digest(
     if resp.status_code != 200:
         raise RegistryProtocolError(f"{client.where} answered HTTP {resp.status_code} for {ref.path}:{ref.selector}")
     return "sha256:" + hashlib.sha256(resp.content).hexdigest()
+
+
+TAGS_PAGE = 100  # tags asked for per page; the registry may send fewer, and says where the next page is
+
+
+def list_tags(
+    ref: ImageRef,
+    insecure: bool = False,
+    creds: Credentials | None = None,
+    timeout: float = TIMEOUT,
+    page_size: int = TAGS_PAGE,
+    max_pages: int = 1000,
+) -> list[str]:
+    """Every tag of `ref`'s repository (`GET /v2/<name>/tags/list`), page by page as the registry's `Link` header
+    leads (`n` and `last`), in the registry's order. Raises a RegistryError subclass with a one-line message."""
+    client = _Client(ref, creds if creds is not None else credentials_for(ref.registry), insecure, timeout)
+    path = f"/v2/{ref.path}/tags/list"
+    params: dict[str, str] | None = {"n": str(page_size)}
+    tags: list[str] = []
+    for _ in range(max_pages):  # a registry whose Link leads in a circle must not keep us forever
+        resp = client.authorized("GET", path, {"Accept": "application/json"}, params)
+        if resp.status_code == 404:
+            raise _not_found(client, resp)
+        if resp.status_code >= 500:
+            raise RegistryUnreachable(f"{client.where} answered HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            raise RegistryProtocolError(
+                f"{client.where} answered HTTP {resp.status_code} listing the tags of {ref.path}"
+            )
+        try:
+            body = resp.json()
+            page = body.get("tags") or []
+            if not isinstance(page, list):
+                raise ValueError(page)
+        except (ValueError, AttributeError):
+            raise RegistryProtocolError(f"{client.where} answered garbage listing the tags of {ref.path}") from None
+        tags.extend(str(tag) for tag in page)
+        following = resp.links.get("next", {}).get("url")
+        if not following:
+            return tags
+        path, params = _next_page(following, client.ref.api_host)
+    raise RegistryProtocolError(f"{client.where}: more than {max_pages} pages of tags for {ref.path}")
+
+
+def _next_page(link: str, api_host: str) -> tuple[str, dict[str, str]]:
+    """The path and query of a `Link: <...>; rel="next"` target; a link to another host is refused (the client's
+    credentials must not follow it)."""
+    parts = urllib.parse.urlsplit(link)
+    if parts.netloc and parts.netloc != api_host:
+        raise RegistryProtocolError(f"registry {api_host} sent a next-page link to another host ({parts.netloc})")
+    return parts.path, dict(urllib.parse.parse_qsl(parts.query))
+
+
+def with_retries(
+    call: Callable[[], T], attempts: int = REGISTRY_ATTEMPTS, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """`call()`, repeated after a backoff (delays.REGISTRY_REQUEST) while the registry is unreachable; a permanent
+    answer (refused credentials, unknown repository) is not repeated."""
+    for failure in range(1, attempts + 1):
+        try:
+            return call()
+        except RegistryUnreachable:
+            if failure == attempts:
+                raise
+            sleep(REGISTRY_REQUEST.delay(failure))
+    raise AssertionError("unreachable")

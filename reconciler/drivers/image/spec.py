@@ -12,6 +12,7 @@ from typing import Any
 from reconciler.core.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
 from reconciler.drivers.engine.reference import canonical_reference
 from reconciler.drivers.image.context import build_inputs, dockerfile_path
+from reconciler.drivers.image.policy import range_problem
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
@@ -95,6 +96,7 @@ def normalize_image(resource: Resource, manifest_dir: Path | None = None) -> Des
     }
     if spec.get("build") is not None:
         normalized["build"] = _normalize_build(resource, spec["build"], manifest_dir)
+    normalized["update"] = normalize_update(spec.get("update"))
     # What the image *is*: pullPolicy and push say how to get and publish it, so changing them never rebuilds.
     build = normalized["build"]
     identity = {
@@ -102,6 +104,27 @@ def normalize_image(resource: Resource, manifest_dir: Path | None = None) -> Des
         "build": None if build is None else {"inputHash": build["inputHash"]},
     }
     return Desired(resource, normalized, spec_hash("Image", identity, resource.labels))
+
+
+def normalize_update(update: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`spec.update` with its default mode; exactly one policy (the schema checks the types). Not part of the
+    image's identity: a policy says how to find a newer reference, the reference says what to run."""
+    if update is None:
+        return None
+    policies = [name for name in ("semver", "digest") if update.get(name) is not None]
+    if len(policies) != 1:
+        found = " and ".join(policies) or "neither"
+        raise SpecError("spec.update", f"needs exactly one policy, `semver: RANGE` or `digest: true` (found {found})")
+    semver = update.get("semver")
+    if semver is not None:
+        problem = range_problem(str(semver))
+        if problem:
+            raise SpecError("spec.update.semver", f"{str(semver)!r} is {problem}")
+    return {
+        "semver": None if semver is None else str(semver),
+        "digest": bool(update.get("digest")),
+        "mode": update.get("mode") or "report",
+    }
 
 
 def _normalize_build(resource: Resource, build: Mapping[str, Any], manifest_dir: Path | None) -> dict[str, Any]:
