@@ -211,11 +211,14 @@ class ServiceDriver(DockerDriver):
             networks = {n["Id"]: n["Name"] for n in self.api.networks(filters={"driver": "overlay"})}
             secrets = self._versions(self.api.secrets(filters=project_filter(self.project, "Secret")))
             configs = self._versions(self.api.configs(filters=project_filter(self.project, "Config")))
+            # the tasks meant to run, to tell a service below its replicas (one listing for all)
+            ids = sorted(s["ID"] for s in infos.values())
+            tasks = self.api.tasks(filters={"service": ids, "desired-state": "running"}) if ids else []
         tags = {d.spec["image"] for d in desired if "@" not in d.spec["image"]}
         self._digests = {ref: digest for ref, digest in concurrently(self._registry_digest, tags).items() if digest}
         found = {}
         for name, info in infos.items():
-            spec, facts = observed_service(info, networks, secrets, configs)
+            spec, facts = observed_service(info, networks, secrets, configs, tasks)
             labels = info["Spec"].get("Labels") or {}
             found[name] = Observed(self.kind, name, info["ID"], labels, spec, raw=facts)
         return found
