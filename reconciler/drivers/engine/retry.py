@@ -28,7 +28,9 @@ Each repeat is logged at debug level (`engine.request_retried`): an engine that 
 line, not the retries before it.
 
 Requests whose body is a stream (a build context) are never repeated: it was consumed by the first attempt.
-A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited).
+A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited),
+nor a 503 saying "This node is not a swarm manager" (a swarm worker's or a lone engine's answer to a swarm
+listing: it will not change, and the swarm drivers understand it).
 
 urllib3's `Retry` (mounted through requests' HTTPAdapter) cannot express this table: its allow-list is by
 method only, so it cannot tell a repeatable `POST .../start` from a `POST .../rename`, nor turn a repeated
@@ -194,12 +196,29 @@ def send_with_retries(
                     "the engine may have done the create whose answer was lost (the name is taken now); "
                     "it is re-planned from what is there",
                 )
-        if response.status_code in RETRY_STATUSES and safety is not Safety.NEVER and not last:
+        if (
+            response.status_code in RETRY_STATUSES
+            and safety is not Safety.NEVER
+            and not last
+            and not _settled(response)
+        ):
             _note(request, attempt, f"HTTP {response.status_code}")
             response.close()
             sleep(policy.delay(attempt))
             continue
         return response
+
+
+def _settled(response: Any) -> bool:
+    """A 5xx that no repeat changes: a swarm worker's (or a lone engine's) 503 "This node is not a swarm manager"
+    to a swarm listing. Said at once, it is understood at once (the swarm drivers block their objects with it)."""
+    if response.status_code != 503:
+        return False
+    try:
+        text = response.content.decode(errors="replace")
+    except Exception:  # a body that cannot be read: treat it as the usual transient 503
+        return False
+    return "not a swarm manager" in text.lower()
 
 
 def _note(request: Any, attempt: int, why: str) -> None:

@@ -15,6 +15,7 @@ from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, with
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.engine.swarmnode import worker_problem
 from reconciler.drivers.network import apply as network_apply
 from reconciler.drivers.network.diff import RULES, adoption, comparable, replace_steps
 from reconciler.drivers.network.observe import observed_spec
@@ -42,6 +43,11 @@ class NetworkDriver(DockerDriver):
         if resource.name in BUILTIN_NETWORKS:
             raise SpecError("metadata.name", f"{resource.name!r} is a built-in engine network; do not declare it")
         return normalize_network(resource)
+
+    def cluster_wide(self, desired: Desired) -> bool:
+        """An attachable overlay network made on a swarm manager: containers on every node of that swarm (workers
+        too) can attach to it by name."""
+        return desired.spec["driver"] == "overlay" and bool(desired.spec.get("attachable"))
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         yield from check_network(desired.spec)
@@ -137,11 +143,15 @@ class NetworkDriver(DockerDriver):
         return first_conflict(subnets_of(desired.spec), self.host_routes, own)
 
     @cached_property
-    def swarm_active(self) -> bool:
+    def swarm(self) -> dict[str, Any]:
+        """The engine's `info()["Swarm"]`: whether it is a swarm manager, a worker, or in no swarm."""
         with self.errors("*", "info"):
             info = self.api.info()
-        swarm = info.get("Swarm") or {}
-        return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+        return dict(info.get("Swarm") or {})
+
+    @property
+    def swarm_active(self) -> bool:
+        return self.swarm.get("LocalNodeState") == "active" and bool(self.swarm.get("ControlAvailable"))
 
     @cached_property
     def all_subnets(self) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -169,7 +179,9 @@ class NetworkDriver(DockerDriver):
         blocked = None
         if desired.spec["driver"] == "overlay" and (observed is None or observed.spec["driver"] != "overlay"):
             if not self.swarm_active:
-                blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
+                blocked = worker_problem(self.swarm, "overlay networks") or (
+                    "overlay networks need swarm mode; run `docker swarm init` on this engine first"
+                )
         if observed is None:
             return Change(
                 self.kind,

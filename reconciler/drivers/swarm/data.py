@@ -23,7 +23,7 @@ from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
 from reconciler.drivers.swarm.diff import sends_update
 from reconciler.drivers.swarm.spec import normalize_data, read_data
-from reconciler.drivers.swarm.values import NOT_A_MANAGER, list_on_manager
+from reconciler.drivers.swarm.values import list_on_manager, not_a_manager
 from reconciler.errors import SpecError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
@@ -51,7 +51,7 @@ class SwarmDataDriver(DockerDriver):
         super().__init__(ctx)
         # engine ID -> [(service, its project, "current" or "previous": which of its specs refers to it)]
         self._users: dict[str, list[tuple[str, str | None, str]]] = {}
-        self._not_a_manager = False
+        self._not_a_manager: str | None = None  # why this engine cannot hold secrets or configs
 
     # -- engine calls, per kind --------------------------------------------------------------------------------
     def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -83,8 +83,8 @@ class SwarmDataDriver(DockerDriver):
             yield input_path(resource, str(resource.spec["file"]))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        if self._not_a_manager:
-            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
+        if self._not_a_manager is not None:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=self._not_a_manager)
         if observed is None:
             return Change(
                 self.kind,
@@ -169,7 +169,7 @@ class SwarmDataDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = list_on_manager(lambda: self._list(project_filter(self.project, self.kind)))
         if listed is None:
-            self._not_a_manager = bool(wanted)
+            self._not_a_manager = not_a_manager(self.api, f"{self.noun}s") if wanted else None
             return {}
         if any(self._observed(i).spec["engineName"] not in wanted for i in listed):  # something may be pruned
             with self.errors("*", "list services"):

@@ -31,7 +31,7 @@ from reconciler.drivers.swarm.diff import (
 )
 from reconciler.drivers.swarm.observe import observed_service
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.drivers.swarm.values import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
+from reconciler.drivers.swarm.values import canonical_reference, list_on_manager, not_a_manager, scrub
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import (
     LABEL_NAME,
@@ -72,7 +72,7 @@ class ServiceDriver(DockerDriver):
         super().__init__(ctx)
         self.options = ctx.options_for(ServiceOptions)
         self._digests: dict[str, str] = {}
-        self._not_a_manager = False
+        self._not_a_manager: str | None = None  # why this engine cannot hold services
         # service -> "secrets"/"configs" -> declared name -> engine name of the version this pass wants
         self._wanted: dict[str, dict[str, dict[str, str]]] = {}
 
@@ -156,8 +156,8 @@ class ServiceDriver(DockerDriver):
                 targets.add(ref["target"])
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        if self._not_a_manager:
-            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
+        if self._not_a_manager is not None:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=self._not_a_manager)
         return diff_service(desired, observed, self._digests.get(desired.spec["image"]), self.wait)
 
     def prune(self, observed: Observed) -> Change:
@@ -201,7 +201,7 @@ class ServiceDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = list_on_manager(lambda: self.api.services(filters=project_filter(self.project, self.kind)))
         if listed is None:
-            self._not_a_manager = bool(declared)
+            self._not_a_manager = not_a_manager(self.api, "services") if declared else None
             return {}
         if not listed and not declared:
             return {}

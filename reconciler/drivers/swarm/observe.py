@@ -28,7 +28,6 @@ class ServiceFacts:
     config_versions: Mapping[str, str] = field(default_factory=dict)
     update_state: str | None = None  # UpdateStatus.State (paused, rollback_completed, ...)
     update_message: str = ""
-    update_started: str = ""  # UpdateStatus.StartedAt (RFC 3339): failures of a found update count from then
     # tasks running / tasks wanted (replicas; a global service: its tasks meant to run); None: not looked at
     tasks: tuple[int, int] | None = None
 
@@ -65,7 +64,6 @@ def observed_service(
         config_versions=reading.versions.get("configs", {}),
         update_state=status.get("State"),
         update_message=status.get("Message", ""),
-        update_started=status.get("StartedAt", ""),
         tasks=None if tasks is None else task_counts(info, tasks),
     )
     return normalized, facts
