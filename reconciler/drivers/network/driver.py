@@ -82,6 +82,10 @@ class NetworkDriver(DockerDriver):
         self.__dict__.pop("all_subnets", None)  # per plan: other networks come and go
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
+        if any(n.get("Scope") == "swarm" for n in listed) and not self.swarm_active:
+            # a worker lists a manager's overlay (with its labels) once a container here uses it: the manager's
+            # Host owns it, never this one
+            listed = [n for n in listed if n.get("Scope") != "swarm"]
         owned = {n["Name"]: self._observed(n) for n in listed}
         self.host_routes = self._read_routes(desired)
         adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
