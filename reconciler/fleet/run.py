@@ -233,7 +233,9 @@ def for_each(
 
     def on_host(run: HostRun) -> None:
         runner = runners[_host_name(run)]
-        _guarded(run, lambda: one(run, runner, lambda: runner.load(resources=where.loaded.resources)))
+        # every line logged on this Host's thread (the core's change.* lines too) says which Host (`host=`)
+        with structlog.contextvars.bound_contextvars(host=_host_name(run)):
+            _guarded(run, lambda: one(run, runner, lambda: runner.load(resources=where.loaded.resources)))
 
     size = len(runs) if batch is None else batch
     for start in range(0, len(order), max(1, size)):

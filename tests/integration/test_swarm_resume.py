@@ -183,3 +183,24 @@ def test_interrupted_rollouts_are_resumed_never_reported_healthy(
         check_secrets_exist(api, name)
         rc, row = status_of(p, directory, name)
         assert rc == 0 and row.startswith("in sync"), f"{point}: status says {row!r}"
+
+
+def test_scaling_to_zero_waits_until_the_tasks_are_gone(
+    api: Any, swarm_project: str, tmp_manifests: Any, base_image: str
+) -> None:
+    """Issue 24, defect 10: a scale to 0 returned while 3 tasks still ran; apply waits after a replicas change,
+    so when it returns no task container of the service runs (these ignore SIGTERM: they stop after the grace
+    period)."""
+    name = f"{swarm_project}-scaled"
+    spec = {"image": base_image, "command": ["sleep", "3600"], "stopGracePeriod": "4s", "replicas": 3}
+    directory = write(tmp_manifests, [doc("Service", name, spec)])
+    proc = cli(swarm_project, "apply", directory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(running_tasks(api, name)) == 3
+    directory = write(tmp_manifests, [doc("Service", name, {**spec, "replicas": 0})])
+    proc = cli(swarm_project, "apply", directory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = api.containers(filters={"label": f"com.docker.swarm.service.name={name}"})
+    assert left == [], f"{len(left)} task container(s) still run after apply returned"
+    rc, row = status_of(swarm_project, directory, name)
+    assert rc == 0 and row.startswith("in sync"), row
