@@ -356,6 +356,12 @@ class Driver(Protocol):
         the fleet checks the membership on the engines and applies its Hosts first. Default: no."""
         return False
 
+    def local_fields(self, desired: Desired) -> Iterable[tuple[str, str]]:
+        """(dotted field path, what) for each part of the object that acts on the machine reconcile runs on (a
+        file written here for the engine to bind-mount): it may only go to an engine reached through a local
+        socket, which validation checks. Default: none."""
+        return ()
+
     def event_keys(self, event: EngineEvent, project: str, known: set[Key]) -> Iterable[Key]:
         """The objects (of this kind) an engine event is about; `known` holds the keys of the last plan.
         Pure, called from the event thread. Default: none."""

@@ -100,9 +100,10 @@ install_packages() {
 	local missing=() pkg
 	# chromium + chromium-driver: the status page's browser test; tmux: the live view's terminal test;
 	# docker-compose: the Compose adoption test; zsh: the zsh completion test; git, openssh-client/-server: the git
-	# source's tests (http-backend, ssh signing keys, an sshd on 127.0.0.1); age: encrypted files made by the real tool
+	# source's tests (http-backend, ssh signing keys, an sshd on 127.0.0.1); gnupg: GPG-signed commits; age: encrypted
+	# files made by the real tool
 	for pkg in docker.io docker-registry busybox-static iptables nftables iproute2 ca-certificates \
-		chromium chromium-driver tmux docker-compose zsh git openssh-client openssh-server age; do
+		chromium chromium-driver tmux docker-compose zsh git openssh-client openssh-server gnupg age; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 	done
 	command -v python3 >/dev/null 2>&1 || missing+=(python3)

@@ -56,7 +56,6 @@ _.NOT_FIELDS
 
 # Read only by the tests (kept as the tested surface of their module).
 _.hits  # drivers/engine/remembered.py: answers served from memory (tests/unit/test_remembered.py)
-_.normalize_reference  # drivers/image/reference.py (tests/unit/test_image_reference.py; docs/images.md)
 _.enforced_view  # drivers/firewall/observe.py (tests/unit/test_firewall_rules.py)
 _.list_name  # drivers/firewall/rules.py (tests/unit/test_firewall_rules.py)
 

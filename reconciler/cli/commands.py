@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from reconciler.errors import ReconcileError
 from reconciler.fleet.run import HostRun, Targets, for_each, parse_rollout, targets
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Revision
 from reconciler.gitsource.applied import AppliedRecord, is_source_dir, revision_status, stable_tree
+from reconciler.gitsource.propose import check_branch_name, parse_author
 from reconciler.model import Plan, Result
 from reconciler.output import render
 from reconciler.output.liveview import LiveView, wants_live
@@ -311,9 +313,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
     limit_malloc_arenas()  # before any thread: see reconciler/watch/allocator.py
     if args.webhook_secret_file is not None and not (args.git and args.metrics_addr):
         raise ReconcileError("--webhook-secret-file needs --git (what to fetch) and --metrics-addr (where to listen)")
+    _check_commit_options(args)
     source = _git_source(args)
     try:
-        git = None if source is None else GitWatch(source, args.poll)
+        git = None
+        if source is not None:
+            git = GitWatch(
+                source,
+                args.poll,
+                update_branch=args.update_branch,
+                signing_key=args.git_signing_key,
+                author=args.git_author,
+            )
         if source is not None:
             _first_sync(args, source)
         where = _targets(args)
@@ -331,6 +342,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if source is not None:
             source.close()
+
+
+def _check_commit_options(args: argparse.Namespace) -> None:
+    """`--update-branch`, `--git-signing-key` and `--git-author` say where and how update commits are pushed: only
+    a git source has somewhere to push them. Checked before anything is fetched."""
+    given = [
+        flag
+        for flag, value in (
+            ("--update-branch", args.update_branch),
+            ("--git-signing-key", args.git_signing_key),
+            ("--git-author", args.git_author),
+        )
+        if value is not None
+    ]
+    if given and not args.git:
+        raise ReconcileError(f"{given[0]} needs --git: update commits are pushed to the git source's repository")
+    if args.update_branch is not None:
+        check_branch_name(args.update_branch)
+    if args.git_author is not None:
+        parse_author(args.git_author)
+    key = args.git_signing_key
+    if key is not None and not (key.is_file() and os.access(key, os.R_OK)):
+        raise ReconcileError(f"{key}: cannot read the --git-signing-key file")
 
 
 def _first_sync(args: argparse.Namespace, source: GitSource) -> None:

@@ -163,8 +163,8 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
     git.add_argument(
         "--verify-signatures",
         type=Path,
-        metavar="ALLOWED_SIGNERS",
-        help="apply only commits signed by a key in this ssh allowed-signers file",
+        metavar="FILE",
+        help="apply only commits signed by a key in this file (an ssh allowed-signers file or a GPG public keyring)",
     )
     git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="the deploy key for ssh URLs")
     git.add_argument(
@@ -180,6 +180,23 @@ def _git_options(parser: argparse.ArgumentParser, watch: bool) -> None:
             type=Path,
             metavar="FILE",
             help="with --metrics-addr: POST /hooks/git signed with this secret (GitHub, Gitea, GitLab) fetches at once",
+        )
+        git.add_argument(
+            "--update-branch",
+            metavar="NAME",
+            help="Images with `update: {mode: commit}`: push their update commits to this branch (made from the "
+            "tracked one when missing) for review, instead of to the tracked branch",
+        )
+        git.add_argument(
+            "--git-signing-key",
+            type=Path,
+            metavar="FILE",
+            help="sign update commits with this ssh private key (so --verify-signatures accepts them)",
+        )
+        git.add_argument(
+            "--git-author",
+            metavar="'NAME <EMAIL>'",
+            help="author and committer of update commits (default: reconcile <reconcile@HOSTNAME>)",
         )
 
 

@@ -7,6 +7,7 @@ more than a copy (MAPPED_BY_HAND)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.core.plugins import load
@@ -58,6 +59,7 @@ MAPPED_BY_HAND = frozenset(
         "configs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
         "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir", "hostname",
         "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels", "cpuset",
+        "gpus",
     }
 )  # fmt: skip
 
@@ -65,6 +67,10 @@ MAPPED_BY_HAND = frozenset(
 CONTAINER_FIELDS = "reconciler.drivers.container.fields:FIELDS"
 # The capabilities validation refuses without allowPrivileged (they hand a container nearly the host).
 DANGEROUS_CAPS: frozenset[str] = frozenset(load("reconciler.drivers.container.checks:DANGEROUS_CAPS"))
+
+
+# The one spelling of an image reference, by which the drivers link a Container to its Image (loaded by name too)
+canonical_reference: Callable[[str], str] = load("reconciler.drivers.engine.reference:canonical_reference")
 
 
 def container_fields() -> tuple[Any, ...]:

@@ -70,10 +70,14 @@ def map_healthcheck(m: ServiceMapper) -> None:
 
 
 def map_restart(m: ServiceMapper) -> None:
-    """`restart`, else `deploy.restart_policy` -> `spec.restartPolicy`."""
+    """`deploy.restart_policy`, else `restart` -> `spec.restartPolicy`: as in Compose (1.29 and v2 alike), the
+    deploy policy wins when both are set."""
     s = m.service
     policy: dict[str, Any] | None = None
-    name: str | None  # from `restart`, else from deploy.restart_policy's condition
+    deploy = s.get("deploy")
+    restart = deploy.get("restart_policy") if isinstance(deploy, Map) else None
+    if isinstance(restart, Map):
+        policy = _deploy_restart(m, restart)
     if "restart" in s:
         raw = s.text("restart")
         name, _, count = raw.partition(":")
@@ -81,31 +85,34 @@ def map_restart(m: ServiceMapper) -> None:
             raise ComposeError(
                 s.at("restart").file, s.at("restart").line, f"services.{m.name}.restart: invalid value {raw!r}"
             )
-        policy = {"name": name}
-        if count:
-            policy["maximumRetryCount"] = int(count)
-    deploy = s.get("deploy")
-    restart = deploy.get("restart_policy") if isinstance(deploy, Map) else None
-    if isinstance(restart, Map) and policy is None:
-        condition = restart.text("condition") if "condition" in restart else "any"
-        name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(condition)
-        if name is None:
-            m.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}", restart.at("condition"))
+        if isinstance(restart, Map):
+            m.lost("restart", "deploy.restart_policy is set too and wins, as in Compose")
         else:
             policy = {"name": name}
-            if name == "on-failure" and isinstance(restart.get("max_attempts"), int):
-                policy["maximumRetryCount"] = restart["max_attempts"]
-        for key in restart:
-            if key not in ("condition", "max_attempts") or (key == "max_attempts" and name != "on-failure"):
-                m.lost(
-                    f"deploy.restart_policy.{key}",
-                    "reconciler's restartPolicy has a name and a maximumRetryCount (on-failure) only",
-                    restart.at(key),
-                )
-    elif isinstance(restart, Map):
-        m.lost("deploy.restart_policy", "`restart` is set too and wins, as in Compose", s.at("deploy"))
+            if count:
+                policy["maximumRetryCount"] = int(count)
     if policy is not None:
         m.spec["restartPolicy"] = policy
+
+
+def _deploy_restart(m: ServiceMapper, restart: Map) -> dict[str, Any] | None:
+    condition = restart.text("condition") if "condition" in restart else "any"
+    name = {"none": "no", "any": "always", "on-failure": "on-failure"}.get(condition)
+    policy: dict[str, Any] | None = None
+    if name is None:
+        m.lost("deploy.restart_policy.condition", f"unknown condition {condition!r}", restart.at("condition"))
+    else:
+        policy = {"name": name}
+        if name == "on-failure" and isinstance(restart.get("max_attempts"), int):
+            policy["maximumRetryCount"] = restart["max_attempts"]
+    for key in restart:
+        if key not in ("condition", "max_attempts") or (key == "max_attempts" and name != "on-failure"):
+            m.lost(
+                f"deploy.restart_policy.{key}",
+                "reconciler's restartPolicy has a name and a maximumRetryCount (on-failure) only",
+                restart.at(key),
+            )
+    return policy
 
 
 def map_resources(m: ServiceMapper) -> None:
@@ -200,6 +207,8 @@ def _deploy(m: ServiceMapper, deploy: Map, resources: dict[str, Any], size: Any)
                         _pids(m, values, item, resources, where)
                     elif part == "reservations" and item == "memory":
                         size(item, "memoryReservation", values, where)
+                    elif part == "reservations" and item == "devices":
+                        continue  # device requests: the Container's gpus (devices.py)
                     else:
                         m.lost(
                             where,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.compose.context import Context, Manifest
+from reconciler.compose.keys import canonical_reference
 from reconciler.compose.losses import LossReport
 from reconciler.compose.objects import network_manifest, volume_manifest
 from reconciler.compose.service import ImageNeed, ServiceMapper, container_name
@@ -232,12 +233,14 @@ def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) 
 
 
 def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifest]:
-    """One Image per reference: a build wins over a pull of the same reference, as `docker compose up` builds."""
+    """One Image per reference (spelled as the drivers link them: `nginx` and `docker.io/library/nginx:latest`
+    are one image): a build wins over a pull of the same reference, as `docker compose up` builds."""
     by_reference: dict[str, ImageNeed] = {}
     policies: dict[str, str] = {}
     for need in needs:
+        key = canonical_reference(need.reference)
         if need.pull_policy is not None:
-            chosen = policies.setdefault(need.reference, need.pull_policy)
+            chosen = policies.setdefault(key, need.pull_policy)
             if chosen != need.pull_policy:
                 report.lost(
                     need.origin,
@@ -245,9 +248,9 @@ def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifes
                     f"another service pulls "
                     f"{need.reference!r} with pullPolicy {chosen}, which the one Image manifest keeps",
                 )
-        first = by_reference.get(need.reference)
+        first = by_reference.get(key)
         if first is None or (first.build is None and need.build is not None):
-            by_reference[need.reference] = need
+            by_reference[key] = need
         elif need.build is not None and first.build is not None and need.build != first.build:
             report.lost(
                 need.origin,
@@ -255,12 +258,12 @@ def _image_manifests(needs: list[ImageNeed], report: LossReport) -> list[Manifes
                 f"service {first.service!r} builds the same image {need.reference!r} differently; its build is used",
             )
     out = []
-    for reference, need in by_reference.items():
-        spec: dict[str, Any] = {"reference": reference}
+    for key, need in by_reference.items():
+        spec: dict[str, Any] = {"reference": need.reference}  # as the file spells it
         if need.build is not None:
             spec["build"] = need.build
-        elif reference in policies:
-            spec["pullPolicy"] = policies[reference]
+        elif key in policies:
+            spec["pullPolicy"] = policies[key]
         out.append(Manifest("Image", need.manifest_name, spec, need.origin))
     return out
 

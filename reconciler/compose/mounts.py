@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # The sensitive host paths validation checks (the same list as the Container driver and the safe reader):
 # the import sets allowSensitive exactly where validation will ask for it.
 SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount check (reconciler.core.safeio)
+# a bind's propagation modes (the Container schema's bindMount.propagation; rprivate is the engine's default)
+PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
 
 
@@ -95,13 +97,21 @@ class MountMapper:
         read_only = compose_bool(volume.get("read_only")) is True
         if volume.get("read_only") is not None and compose_bool(volume["read_only"]) is None:
             self.m.lost(f"{key}.read_only", f"{volume.text('read_only')!r} is not a boolean", volume.at("read_only"))
+        extra: dict[str, Any] = {}  # noCopy, propagation
         for option in volume:
             if option in ("type", "source", "target", "read_only") or option.startswith("x-"):
                 continue
             if option == kind and isinstance(volume[option], Map):
-                self._sub_options(kind, volume[option], key, at)
+                extra.update(self._sub_options(kind, volume[option], key, at))
             elif option == "flags":
                 for flag in volume["flags"]:
+                    if kind == "volume" and flag == "nocopy":  # `name:/target:nocopy`
+                        extra["noCopy"] = True
+                        continue
+                    if kind == "bind" and flag in PROPAGATIONS:  # `./dir:/target:rslave`
+                        if flag != "rprivate":
+                            extra["propagation"] = flag
+                        continue
                     why = "SELinux relabelling is not supported" if flag in ("z", "Z") else "not supported"
                     if flag in ("cached", "delegated", "consistent"):
                         why = "a Docker Desktop consistency hint"
@@ -137,24 +147,49 @@ class MountMapper:
             mount: dict[str, Any] = {"type": "volume", "source": declared, "target": target}
             if read_only:
                 mount["readOnly"] = True
-            self._add(mount, at)
+            self._add({**mount, **extra}, at)
             return
         if source is None:
             raise ComposeError(at.file, at.line, f"{where}: a bind mount needs a source")
-        self.bind(source, target, read_only, key, at)
+        self.bind(source, target, read_only, key, at, extra=extra)
 
-    def _sub_options(self, kind: str, options: Map, key: str, at: Loc) -> None:
+    def _sub_options(self, kind: str, options: Map, key: str, at: Loc) -> dict[str, Any]:
+        """The mount fields `volume:`/`bind:`/`tmpfs:` options make (`noCopy`, `propagation`); the others lost."""
+        fields: dict[str, Any] = {}
         for option in options:
             value = options[option]
+            oat = options.at(option)
             if kind == "bind" and option == "create_host_path":
                 continue  # handled where the source is checked
             if kind == "tmpfs" and option in ("size", "mode"):
                 continue
-            if kind == "bind" and option == "propagation" and value == "rprivate":
-                continue  # the engine's default
-            self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler", options.at(option))
+            if kind == "volume" and option == "nocopy":
+                nocopy = compose_bool(value)
+                if nocopy is None:
+                    self.m.lost(f"{key}.volume.nocopy", f"{scalar_text(value)!r} is not a boolean", oat)
+                elif nocopy:
+                    fields["noCopy"] = True
+                continue
+            if kind == "bind" and option == "propagation":
+                text = scalar_text(value)
+                if text not in PROPAGATIONS:
+                    self.m.lost(f"{key}.bind.propagation", f"{text!r} is not one of {', '.join(PROPAGATIONS)}", oat)
+                elif text != "rprivate":  # the engine's default: nothing to declare
+                    fields["propagation"] = text
+                continue
+            self.m.lost(f"{key}.{kind}.{option}", f"not a setting of a {kind} mount in reconciler", oat)
+        return fields
 
-    def bind(self, source: str, target: str, read_only: bool, key: str, at: Loc, file_ref: bool = False) -> None:
+    def bind(
+        self,
+        source: str,
+        target: str,
+        read_only: bool,
+        key: str,
+        at: Loc,
+        file_ref: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """A bind mount of a Compose host path; left out (and reported) when the source does not exist. A
         sensitive source needs allowSensitive: a grant to review for a volume, never granted for a secret or
         config file (`file_ref`): a Compose file naming /etc/shadow as a secret is not a request to trust."""
@@ -170,6 +205,7 @@ class MountMapper:
         mount: dict[str, Any] = {"type": "bind", "source": self.m.ctx.manifest_path(source), "target": target}
         if read_only:
             mount["readOnly"] = True
+        mount.update(extra or {})
         reason = sensitive_reason(str(path))
         if reason and file_ref:
             self.m.lost(key, f"{reason}: the import never grants allowSensitive to a secret or config; left out", at)

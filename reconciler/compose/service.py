@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.compose import ports as port_mapping
 from reconciler.compose.context import NAME, RESERVED_LABEL_PREFIX, SECRETS_DIR, Context, Manifest, string_map
+from reconciler.compose.devices import map_gpus
 from reconciler.compose.envfiles import env_file_problem
 from reconciler.compose.keys import DANGEROUS_CAPS, HANDLED, MAPPED_BY_HAND, UNMAPPED, container_fields
 from reconciler.compose.limits import DURATION, map_healthcheck, map_resources, map_restart
@@ -130,6 +131,7 @@ class ServiceMapper:
         map_healthcheck(self)
         map_restart(self)
         map_resources(self)
+        map_gpus(self)
         self._process()
         self._copied()
         self._isolation_grants()
@@ -443,6 +445,12 @@ class ServiceMapper:
         fields = {key: row.key for row in container_fields() for key in row.compose}
         for key in ("pid", "ipc"):
             field = fields.get(key)
+            if field and str(self.spec.get(field, "")).startswith(("service:", "container:")):
+                self.lost(
+                    key,
+                    f"{self.spec.pop(field)!r}: reconciler's Container cannot join another container's "
+                    f"{key.upper()} namespace (its own, or the host's)",
+                )
             if field and self.spec.get(field) == "host":
                 why = f"{key}: host shares the host's {key.upper()} namespace with the container"
                 if self.grant(key, "allowPrivileged", why):

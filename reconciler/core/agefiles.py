@@ -19,7 +19,9 @@ import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.contract import option
 from reconciler.core.safeio import UnsafeFile, read_bytes, read_text
@@ -148,3 +150,14 @@ def read_maybe_encrypted_text(
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnsafeFile(str(path), f"decrypted content is not UTF-8 text (byte {exc.start})") from None
+
+
+# a Service's bind source is read on whichever node runs its task, not where reconcile decrypted it
+SERVICE_BIND = "a Service cannot bind-mount an .age file (its tasks may run on another node): use a Secret with file:"
+
+
+def encrypted_binds(mounts: Iterable[Mapping[str, Any]] | None) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(index, entry) of each `type: bind` mount of a manifest whose source is an age file."""
+    for i, entry in enumerate(mounts or []):
+        if entry.get("type") == "bind" and is_encrypted(str(entry.get("source") or "")):
+            yield i, entry

@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import structlog
+
 from reconciler.core.plugins import engine_class
 from reconciler.errors import LockHeld
+
+log = structlog.get_logger()
 
 LOCK_DIR_ENV = "RECONCILER_LOCK_DIR"
 
@@ -68,6 +72,7 @@ class ProjectLock:
     def _take(self, path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        announced = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -81,6 +86,9 @@ class ProjectLock:
                         f"project {self.project} is being changed by another reconcile "
                         f"(PID {holder}, lock {path}); use --wait to wait for it"
                     ) from None
+                if not announced:  # once: a waiting writer is otherwise silent, and people ask why nothing happens
+                    log.info("lock.waiting", project=self.project, holder=self._holder(path), lock=str(path))
+                    announced = True
                 time.sleep(self.poll)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -23,7 +23,7 @@ from reconciler.core.graph import Key
 from reconciler.core.manifests import display_path
 from reconciler.core.plugins import engine_class
 from reconciler.errors import Problem
-from reconciler.model import Resource
+from reconciler.model import Desired, Resource
 
 HOST_KIND = "Host"
 
@@ -158,6 +158,9 @@ def place(
                         "place it on a Host reached through a local unix:// socket",
                     )
                 )
+        desired = catalog.desired.get(res.key)
+        if driver is not None and desired is not None:
+            problems += local_problems(desired, driver, [(n, by_name[n].engine) for n in chosen])
     for key, refs in sorted(catalog.references.items()):
         where = placement.get(key, frozenset())
         for ref in refs:
@@ -198,6 +201,25 @@ def cluster_uses(
             for host in sorted(placement.get(key, frozenset()) - providers):
                 uses.append(ClusterUse(host, f"{key[0]}/{key[1]}", target, providers))
     return uses
+
+
+def local_problems(desired: Desired, driver: Driver, engines: Iterable[tuple[str, str]]) -> list[Problem]:
+    """The object's parts that act on this machine (`Driver.local_fields`) refused on each engine, (name,
+    address), that is not reached through a local socket: whatever is written here, that engine cannot see."""
+    remote = [(name, address) for name, address in engines if not engine_class().is_local(address)]
+    if not remote:
+        return []
+    names = ", ".join(name for name, _ in remote)
+    over = remote[0][1].split("://")[0]
+    return [
+        _problem(
+            desired.resource,
+            path,
+            f"{what}, which the engine of {names} (reached over {over}) cannot see; "
+            "use an engine reached through a local unix:// socket",
+        )
+        for path, what in driver.local_fields(desired)
+    ]
 
 
 def for_host(catalog: Catalog, placement: Mapping[Key, frozenset[str]], host: str) -> Catalog:

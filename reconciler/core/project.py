@@ -116,6 +116,11 @@ class ProjectRunner:
                 for r in placed
             ]
             catalog, more = build_catalog([fleet.without_hosts(r) for r in found], self.drivers)
+            if self.engine is not None:  # what is written on this machine for the engine (a decrypted bind source)
+                engine = [(self.engine.url, self.engine.url)]
+                more += [
+                    p for d in catalog.desired.values() for p in fleet.local_problems(d, self.drivers[d.kind], engine)
+                ]
             return Loaded(found, catalog, sorted(set(problems + more)))
         hosts, host_problems = fleet.host_specs(found)
         others = [r for r in found if r.kind != fleet.HOST_KIND]

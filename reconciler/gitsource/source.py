@@ -26,10 +26,11 @@ Why it is built this way:
 - **Old checkouts go**, except the one in force and the one before it (a reader that resolved the old path a
   moment ago still finds its files).
 
-Signatures are ssh signatures checked by `git verify-commit` against an allowed-signers file (the format of
-`ssh-keygen -Y verify`, with `gpg.format=ssh`). GPG and X.509 are not supported: their programs are set to `false`,
-so such a commit is refused rather than verified against whatever keyring the user has. The signature checked is
-the commit's own; a signed annotated tag is not checked.
+Signatures are checked by `git verify-commit`: ssh signatures against an allowed-signers file (the format of
+`ssh-keygen -Y verify`, with `gpg.format=ssh`), GPG signatures against an OpenPGP public keyring when that is what
+`verify_signatures` names (openpgp.py; a GnuPG home of the source's own, never the user's). X.509 is not
+supported: its program is set to `false`, so such a commit is refused. The signature checked is the commit's own;
+a signed annotated tag is not checked.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from reconciler.errors import LockHeld
 from reconciler.gitsource import credentials
 from reconciler.gitsource.errors import FetchFailed, SourceInvalid
 from reconciler.gitsource.gitcmd import GitResult, first_error_line, git_environment, redact, run_git
+from reconciler.gitsource.openpgp import Keyring, is_keyring, refusal
 
 FETCHED_REF = "refs/reconciler/fetched"
 IN_FORCE_REF = "refs/reconciler/in-force"
@@ -254,6 +256,13 @@ class GitSource:
         self._current = self.directory / "current"
         self._lock_fd: int | None = None
         self._open()
+        self._keyring: Keyring | None = None
+        if verify_signatures is not None and is_keyring(verify_signatures):
+            try:
+                self._keyring = Keyring(verify_signatures, self.directory / "gnupg")
+            except BaseException:
+                self.close()
+                raise
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -446,8 +455,12 @@ class GitSource:
         headers = raw.stdout.split("\n\n", 1)[0]
         if "\ngpgsig " not in f"\n{headers}" and "\ngpgsig-sha256 " not in f"\n{headers}":
             return f"commit {commit[:12]} is not signed"
+        if "BEGIN PGP SIGNATURE" in headers:
+            return self._gpg_signature_problem(commit)
         if "BEGIN SSH SIGNATURE" not in headers:
-            return f"commit {commit[:12]} has a GPG or X.509 signature; only ssh signatures are verified"
+            return f"commit {commit[:12]} has an X.509 signature; only ssh and GPG signatures are verified"
+        if self._keyring is not None:
+            return f"commit {commit[:12]} has an ssh signature; --verify-signatures names an OpenPGP keyring"
         result = self._git(
             "-c",
             "gpg.format=ssh",
@@ -467,6 +480,16 @@ class GitSource:
         else:
             why = "the signature does not verify"
         return f"commit {commit[:12]} is not signed by an allowed key: {why}"
+
+    def _gpg_signature_problem(self, commit: str) -> str | None:
+        if self._keyring is None:
+            return f"commit {commit[:12]} has a GPG signature; --verify-signatures names an ssh allowed-signers file"
+        result = self._git(
+            *self._keyring.config(), "verify-commit", "--raw", commit, extra_env=self._keyring.environment
+        )
+        if result.returncode == 0:
+            return None
+        return f"commit {commit[:12]} is not signed by an allowed key: {refusal(result.stderr)}"
 
     def _describe(self, commit: str, ref_name: str) -> Revision:
         result = self._git("show", "-s", "--no-show-signature", "--format=%an <%ae>%x00%cI%x00%B", commit)
@@ -540,6 +563,16 @@ class GitSource:
 
     # -- running git --------------------------------------------------------------------------------------------
 
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a git process that talks to this source's remote: its one transport, credentials
+        and deploy key (reconciler.gitsource.propose pushes with it)."""
+        return git_environment(
+            allow_protocols=[self._remote.scheme],
+            config=self._remote.config,
+            ssh_command=self._remote.ssh_command,
+            extra=extra,
+        )
+
     def _git(
         self,
         *args: str,
@@ -548,12 +581,7 @@ class GitSource:
         extra_env: dict[str, str] | None = None,
         watchdog: Callable[[], str | None] | None = None,
     ) -> GitResult:
-        env = git_environment(
-            allow_protocols=[self._remote.scheme],
-            config=self._remote.config,
-            ssh_command=self._remote.ssh_command,
-            extra=extra_env,
-        )
+        env = self.environment(extra_env)
         argv = ["--git-dir", str(self._git_dir.resolve()), *args] if git_dir else list(args)
         return run_git(argv, env=env, timeout=self.limits.fetch_timeout, cwd=cwd or self.directory, watchdog=watchdog)
 

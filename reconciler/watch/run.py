@@ -20,7 +20,9 @@ from reconciler.core.project import ProjectRunner
 from reconciler.errors import ReconcileError
 from reconciler.gitsource import GitSource, Rejection
 from reconciler.gitsource.applied import AppliedRecord, in_force, revision_status
+from reconciler.gitsource.propose import CommitResult, commit_updates
 from reconciler.output.liveview import WatchLiveView, wants_live
+from reconciler.updates import ImageUpdate
 from reconciler.watch.controller import Controller, PassObserver, WatchOptions
 from reconciler.watch.gitpoll import GitPoller, RevisionObserver
 from reconciler.watch.metrics import Metrics, MetricsServer, serve
@@ -37,10 +39,21 @@ MIN_RESYNC = 0.5
 
 @dataclass(frozen=True)
 class GitWatch:
-    """`watch --git`: the source (already synced once, its tree in force) and how often to fetch."""
+    """`watch --git`: the source (already synced once, its tree in force) and how often to fetch; where and how
+    the updates of Images in `mode: commit` are pushed (`--update-branch`, `--git-signing-key`, `--git-author`)."""
 
     source: GitSource
     poll: float = 60.0
+    update_branch: str | None = None  # None: the tracked branch
+    signing_key: Path | None = None
+    author: str | None = None  # `Name <email>`; None: reconcile <reconcile@HOSTNAME>
+
+    def commit_updates(self, updates: Sequence[ImageUpdate]) -> list[CommitResult]:
+        """Commit and push the `mode: commit` updates of one update check (one commit per Image; see
+        reconciler.gitsource.propose). Runs git for a while (fetch, push, retries): call it off the pass."""
+        return commit_updates(
+            self.source, updates, branch=self.update_branch, signing_key=self.signing_key, author=self.author, log=log
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from docker.errors import NotFound
 
 from tests.gitrepo import GIT_ENV, Upstream
 from tests.helpers import doc, free_port, sleeper, wait_for
@@ -30,7 +31,11 @@ def manifests(project: str, image: str, level: str) -> str:
 
 
 def env_of(api: Any, name: str) -> list[str]:
-    return api.inspect_container(name)["Config"]["Env"]
+    """The container's environment; empty while it does not exist (a replace removes the old one first)."""
+    try:
+        return api.inspect_container(name)["Config"]["Env"]
+    except NotFound:
+        return []
 
 
 def revision_label(api: Any, name: str) -> str | None:

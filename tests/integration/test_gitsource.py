@@ -8,7 +8,6 @@ not know."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import secrets
@@ -17,22 +16,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
 
 from reconciler.errors import LockHeld
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Limits, SourceInvalid
-from tests.gitrepo import Upstream, git
+from tests.gitrepo import BACKEND, GitHTTP, GpgKey, Upstream, git
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-BACKEND = Path("/usr/lib/git-core/git-http-backend")
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the git source runs git")
 
@@ -88,102 +84,6 @@ def checkouts(state: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ smart HTTP server
-
-
-class GitHTTP:
-    """git http-backend behind a threaded CGI server on 127.0.0.1. With `token`, every request needs HTTP basic auth
-    with that password (401 otherwise). With `stall_after` bytes, a pack response stops after that many bytes
-    until `release` is set (a fetch in progress that can be killed or timed out)."""
-
-    def __init__(self, root: Path, token: str | None = None) -> None:
-        self.root = root
-        self.token = token
-        self.stall_after: int | None = None
-        self.stalled = threading.Event()
-        self.release = threading.Event()
-        self.authorizations: list[str | None] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.serve(self)
-
-            def do_POST(self) -> None:
-                outer.serve(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def serve(self, handler: BaseHTTPRequestHandler) -> None:
-        auth = handler.headers.get("Authorization")
-        self.authorizations.append(auth)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        if self.token is not None:
-            given = ""
-            if auth and auth.startswith("Basic "):
-                given = base64.b64decode(auth[6:]).decode().partition(":")[2]
-            if not secrets.compare_digest(given, self.token):
-                handler.send_response(401)
-                handler.send_header("WWW-Authenticate", 'Basic realm="git"')
-                handler.send_header("Content-Length", "0")
-                handler.end_headers()
-                return
-        parts = urlsplit(handler.path)
-        env = {
-            "PATH": os.environ["PATH"],
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": parts.path,
-            "QUERY_STRING": parts.query,
-            "REQUEST_METHOD": handler.command,
-            "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_ADDR": "127.0.0.1",
-            "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
-        }
-        out = subprocess.run([str(BACKEND)], input=body, env=env, capture_output=True, timeout=60).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, []
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(": ")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            elif name.lower() not in ("content-length", "transfer-encoding"):
-                headers.append((name, value))
-        handler.send_response(status)
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        stall = self.stall_after
-        if stall is not None and len(payload) > stall:
-            handler.wfile.write(payload[:stall])
-            handler.wfile.flush()
-            self.stalled.set()
-            self.release.wait(60)
-            handler.close_connection = True
-            return  # the rest never comes: the client sees the connection close short
-        handler.wfile.write(payload)
 
 
 @pytest.fixture
@@ -340,6 +240,68 @@ def test_only_commits_signed_by_an_allowed_key_run(upstream: Upstream, state: Pa
         assert result.changed and result.rejected is None and result.in_force.commit == better
     with pytest.raises(SourceInvalid, match="allowed signers"):
         GitSource(upstream.url, state, verify_signatures=keys["allowed"].with_name("missing"))
+
+
+@pytest.fixture
+def gpg_keys(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Two GPG signing keys made here; `keyring` holds only the first's public key."""
+    made: dict[str, Any] = {"trusted": GpgKey.make("trusted"), "stranger": GpgKey.make("stranger")}
+    made["keyring"] = made["trusted"].export(tmp_path / "trusted.asc")
+    try:
+        yield made
+    finally:
+        made["trusted"].remove()
+        made["stranger"].remove()
+
+
+def test_with_a_keyring_only_commits_gpg_signed_by_its_keys_run(
+    upstream: Upstream, state: Path, keys: dict[str, Path], gpg_keys: dict[str, Any]
+) -> None:
+    """`verify_signatures` naming an OpenPGP keyring: a commit GPG-signed by a key in it is in force; unsigned,
+    signed by another GPG key, or ssh-signed: refused with the reason, the last verified commit stays."""
+    good = upstream.commit({"a.yaml": "good\n"}, "gpg-signed", key=gpg_keys["trusted"])
+    with GitSource(upstream.url, state, verify_signatures=gpg_keys["keyring"]) as source:
+        assert source.sync().in_force.commit == good
+        foreign = upstream.commit({"a.yaml": "foreign\n"}, "signed by a stranger", key=gpg_keys["stranger"])
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == foreign
+        assert (
+            result.rejected.reason
+            == f"commit {foreign[:12]} is not signed by an allowed key: its key is not in the keyring"
+        )
+        assert result.in_force.commit == good and files_of(result.tree) == {"a.yaml": "good\n"}
+        ssh_signed = upstream.commit({"a.yaml": "ssh\n"}, "ssh-signed", key=keys["trusted"])
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == ssh_signed
+        assert "names an OpenPGP keyring" in result.rejected.reason
+        unsigned = upstream.commit({"a.yaml": "unsigned\n"}, "unsigned")
+        assert source.sync().rejected.reason == f"commit {unsigned[:12]} is not signed"
+        better = upstream.commit({"a.yaml": "better\n"}, "gpg-signed again", key=gpg_keys["trusted"])
+        result = source.sync()
+        assert result.changed and result.rejected is None and result.in_force.commit == better
+
+
+def test_a_gpg_signed_commit_is_refused_by_an_allowed_signers_file(
+    upstream: Upstream, state: Path, keys: dict[str, Path], gpg_keys: dict[str, Any]
+) -> None:
+    """An ssh allowed-signers file never lets a GPG signature through (nor the user's own ~/.gnupg)."""
+    signed = upstream.commit({"a.yaml": "x\n"}, "gpg-signed", key=gpg_keys["trusted"])
+    with GitSource(upstream.url, state, verify_signatures=keys["allowed"]) as source:
+        result = source.sync()
+        assert result.rejected is not None and result.rejected.commit == signed
+        assert "names an ssh allowed-signers file" in result.rejected.reason
+
+
+def test_a_file_that_looks_like_a_keyring_but_holds_no_key_is_refused(
+    upstream: Upstream, state: Path, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "bogus.asc"
+    bogus.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot a key\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    upstream.commit({"a.yaml": "x\n"}, "first")
+    with pytest.raises(SourceInvalid, match="not a usable OpenPGP keyring"):
+        GitSource(upstream.url, state, verify_signatures=bogus)
+    with GitSource(upstream.url, state) as source:  # the failed attempt let go of the state directory
+        assert source.sync().in_force is not None
 
 
 # ---------------------------------------------------------------------------------------------------- smart HTTP

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -150,34 +149,36 @@ def test_emptied_directory_prunes_nothing(api, project_name, tmp_manifests, watc
     assert w.stop() == 0
 
 
-def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_manifests, watch, lock_env):
+def test_second_writer_with_wait_runs_after_watch_ends(api, project_name, tmp_manifests, watch, lock_env, tmp_path):
     """`apply --wait` blocks while watch holds the lock, proceeds once watch exits on SIGTERM, and applies the
     directory as it is then (an edit made while it waited), never the one it saw when it started."""
     tmp_manifests("v.yaml", volume_manifest(f"{project_name}-data"))
     w = watch(tmp_manifests.dir, "--resync", "30")
     w.wait_log("pass.done", timeout=START_TIMEOUT)
     env = {**os.environ, **lock_env, "DOCKER_HOST": configured_docker_host() or ""}
+    errors = (tmp_path / "apply.stderr").open("w+")
     waiting = subprocess.Popen(
         [sys.executable, "-m", "reconciler.cli", "--project", project_name, "apply", "--wait", str(tmp_manifests.dir)],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
         text=True,
     )
     try:
-        time.sleep(1.5)
+        wait_for(lambda: "lock.waiting" in (tmp_path / "apply.stderr").read_text(), START_TIMEOUT, "apply to wait")
         assert waiting.poll() is None, "apply --wait did not wait for watch"
         tmp_manifests("v.yaml", volume_manifest(f"{project_name}-edited"))
         assert w.stop() == 0
-        _out, err = waiting.communicate(timeout=60)
-        assert waiting.returncode == 0, err
+        waiting.wait(timeout=60)
+        assert waiting.returncode == 0, (tmp_path / "apply.stderr").read_text()
         assert volume_exists(api, f"{project_name}-edited") and not volume_exists(api, f"{project_name}-data")
     finally:
         if waiting.poll() is None:
             waiting.kill()
             waiting.wait(timeout=10)
+        errors.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -187,7 +188,7 @@ def test_a_watch_waiting_for_the_lock_exits_0_on_a_signal(project_name, tmp_mani
     holder = watch(tmp_manifests.dir, "--resync", "30")
     holder.wait_log("pass.done", timeout=START_TIMEOUT)
     waiting = watch(tmp_manifests.dir, "--wait", "--resync", "30")
-    time.sleep(1.5)
+    waiting.wait_log("lock.waiting", timeout=START_TIMEOUT)  # its signal handlers are in place from here on
     assert waiting.proc.poll() is None, "watch --wait did not wait for the lock"
     assert waiting.stop(sig) == 0, waiting.stderr()
     assert "stopped while waiting for the lock" in waiting.stderr()

@@ -150,3 +150,37 @@ def test_the_option_table_in_docs_cli_md_matches_the_parser() -> None:
         named = {c.strip() for c in offered_by.split(",")}
         for flag in re.findall(r"`(--?[a-z-]+)", options):
             assert {c for c in commands if flag in flags_of(c)} == named, flag
+
+
+def test_update_commit_options_are_watch_options_that_need_a_git_source(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--update-branch, --git-signing-key and --git-author are watch's; without --git, with a branch name git would
+    refuse, an author that is not `Name <email>` or a key that cannot be read, watch stops before it starts (exit
+    1, one line naming the option)."""
+    import structlog
+
+    from reconciler.cli.main import main
+
+    saved = structlog.get_config()  # main() configures logging for the process: give later tests theirs back
+    for flag in ("--update-branch", "--git-signing-key", "--git-author"):
+        assert flag in flags_of("watch")
+        assert not {flag} & (flags_of("plan") | flags_of("apply") | flags_of("status"))
+    args = parse("watch", "d", "--git", "file:///x", "--update-branch", "bump", "--git-signing-key", "k")
+    assert args.update_branch == "bump" and str(args.git_signing_key) == "k"
+    key = tmp_path / "key"
+    key.write_text("k")
+    cases = [
+        (["--update-branch", "bump"], "--update-branch needs --git"),
+        (["--git-signing-key", str(key)], "--git-signing-key needs --git"),
+        (["--git", "file:///x", "--update-branch", "a..b"], "--update-branch 'a..b' is not a valid branch name"),
+        (["--git", "file:///x", "--git-author", "bot"], "--git-author 'bot': expected `Name <email>`"),
+        (["--git", "file:///x", "--git-signing-key", str(tmp_path / "nope")], "cannot read the --git-signing-key"),
+    ]
+    try:
+        for extra, expected in cases:
+            assert main(["watch", str(tmp_path / "state"), *extra]) == 1
+            assert expected in capsys.readouterr().err
+    finally:
+        structlog.configure(**saved)
+    assert not (tmp_path / "state").exists()  # stopped before the git source made its directory

@@ -97,3 +97,17 @@ def test_secret_env_files_never_follow_a_link(tmp_path, monkeypatch):
     assert outcome.exit_code == 1 and "not a directory of its own" in err
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert (tmp_path / "out" / "container-p-a-1.yaml").exists()
+
+
+def test_imported_device_requests_and_mount_options_validate(tmp_path):
+    """What the importer writes for gpus, noCopy and propagation passes the Container schema and checks."""
+    (tmp_path / "d").mkdir()
+    outcome, _, err = run(
+        tmp_path,
+        "services:\n  a:\n    image: x\n    gpus: [{driver: nvidia, device_ids: ['0'], capabilities: [gpu]}]\n"
+        "    volumes: ['data:/a:nocopy', './d:/b:rslave']\n  b:\n    image: x\n    gpus: all\n"
+        "volumes:\n  data: {}\n",
+    )
+    assert outcome.exit_code == 0, err
+    text = (tmp_path / "out" / "container-p-a-1.yaml").read_text()
+    assert "deviceIds:" in text and "noCopy: true" in text and "propagation: rslave" in text

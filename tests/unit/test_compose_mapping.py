@@ -5,6 +5,7 @@ Pure: a Compose file in a temporary directory goes through loading and mapping; 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -360,13 +361,35 @@ def test_env_files_reconciler_reads_differently_are_detected(tmp_path, text, pro
     assert (found is None) if problem is None else (found is not None and found.startswith(problem))
 
 
-def test_every_service_key_is_in_the_mapping_table():
-    """docs/migrating.md names every Compose service key the import knows, mapped or not."""
+def _service_table_keys() -> set[str]:
+    """The Compose keys the first column of docs/migrating.md's Services table names: each backquoted name
+    outside parentheses (`build.dockerfile` names `build`; `(string or `context`)` is a remark)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "migrating.md").read_text()
+    section = text.split("\n### Services\n", 1)[1].split("\n### ", 1)[0]
+    keys: set[str] = set()
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith(("| Compose key", "| ---")):
+            continue
+        first = re.sub(r"\([^)]*\)", "", line.split(" | ")[0])
+        for token in re.findall(r"`([^`]+)`", first):
+            if re.fullmatch(r"[a-z_]+(\.[a-z_*]+)*", token):
+                keys.add(token.split(".")[0])
+    return keys
+
+
+def test_the_mapping_table_lists_exactly_the_keys_the_import_knows():
+    """docs/migrating.md's Services table names every service key the import maps or reports (and no other),
+    and the import knows every service key of the Compose Specification (tests/unit/data)."""
     from reconciler.compose.keys import HANDLED, UNMAPPED
 
-    table = (Path(__file__).resolve().parents[2] / "docs" / "migrating.md").read_text()
-    missing = sorted(k for k in set(UNMAPPED) | set(HANDLED) if f"`{k}`" not in table)
-    assert missing == []
+    known = set(HANDLED) | set(UNMAPPED)
+    table = _service_table_keys()
+    assert sorted(known - table) == []
+    assert sorted(table - known) == []
+    spec = Path(__file__).resolve().parent / "data" / "compose_spec_service_keys.txt"
+    spec_keys = {line for line in spec.read_text().splitlines() if line and not line.startswith("#")}
+    assert len(spec_keys) > 80
+    assert sorted(spec_keys - known) == []
 
 
 @pytest.mark.parametrize(
@@ -665,3 +688,103 @@ def test_copied_run_options_that_take_away_isolation_are_grants(tmp_path, monkey
     ]
     assert "pid" not in container.spec and "allowPrivileged" not in container.spec
     assert container.spec["securityOpt"] == ["no-new-privileges:true"]
+
+
+def test_volume_nocopy_and_bind_propagation_become_mount_fields(tmp_path):
+    """`volume.nocopy` (and the short `:nocopy`) -> noCopy; `bind.propagation` (and a short `:rslave`) ->
+    propagation, the engine's default rprivate written nowhere; nothing reported (the differential test found
+    Compose sends them)."""
+    (tmp_path / "d").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    volumes:\n"
+        "      - {type: volume, source: data, target: /a, volume: {nocopy: true}}\n"
+        "      - data:/b:nocopy\n"
+        "      - {type: bind, source: ./d, target: /c, bind: {propagation: rslave}}\n"
+        "      - ./d:/e:ro,shared\n"
+        "      - {type: bind, source: ./d, target: /f, bind: {propagation: rprivate}}\n"
+        "      - {type: volume, source: data, target: /g, volume: {nocopy: false}}\n"
+        "volumes:\n  data: {}\n",
+    )
+    mounts = {m["target"]: m for m in found[("Container", "app")].spec["mounts"]}
+    assert mounts["/a"]["noCopy"] is True and mounts["/b"]["noCopy"] is True
+    assert mounts["/c"]["propagation"] == "rslave"
+    assert mounts["/e"] == {"type": "bind", "source": "../d", "target": "/e", "readOnly": True, "propagation": "shared"}
+    assert "propagation" not in mounts["/f"] and "noCopy" not in mounts["/g"]
+    assert report.entries == []
+    # a value neither Compose nor the engine takes is reported, and no field written
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    volumes:\n"
+        "      - {type: bind, source: ./d, target: /c, bind: {propagation: sideways}}\n"
+        "      - {type: volume, source: data, target: /a, volume: {nocopy: maybe}}\n"
+        "volumes:\n  data: {}\n",
+    )
+    assert lost_keys(report) == {"services.app.volumes[0].bind.propagation", "services.app.volumes[1].volume.nocopy"}
+    assert all("propagation" not in m and "noCopy" not in m for m in found[("Container", "app")].spec["mounts"])
+
+
+def test_deploy_restart_policy_wins_over_restart_as_in_compose(tmp_path):
+    """Compose (1.29 and v2) takes deploy.restart_policy when both are set (the differential test showed it):
+    the import did the opposite. `restart` is reported as not carried over."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    restart: on-failure:3\n    deploy: {restart_policy: {condition: any}}\n",
+    )
+    assert found[("Container", "app")].spec["restartPolicy"] == {"name": "always"}
+    assert lost_keys(report) == {"services.app.restart"}
+
+
+@pytest.mark.parametrize("key", ["ipc", "pid"])
+def test_joining_another_containers_namespace_is_reported_not_written(tmp_path, key):
+    """`ipc: service:x` has no Container field: it was copied as written and failed validation."""
+    found, report = imported(tmp_path, f"services:\n  a:\n    image: x\n  b:\n    image: x\n    {key}: service:a\n")
+    assert key not in found[("Container", "b")].spec
+    assert lost_keys(report) == {f"services.b.{key}"}
+
+
+def test_gpus_and_reserved_devices_become_device_requests(tmp_path):
+    """`gpus` and `deploy.resources.reservations.devices` (device_ids, count, capabilities, options) -> gpus in
+    the manifest's spelling; they were copied as written (`device_ids`) or reported lost."""
+    found, report = imported(
+        tmp_path,
+        "services:\n"
+        "  a:\n    image: x\n    gpus: all\n"
+        "  b:\n    image: x\n    gpus:\n"
+        "      - {driver: nvidia, device_ids: ['0', '3'], capabilities: [gpu, utility]}\n"
+        "  c:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          devices:\n"
+        "            - {driver: nvidia, count: 2, capabilities: [gpu], options: {virtualization: false}}\n"
+        "            - {capabilities: [gpu], count: all}\n",
+    )
+    assert found[("Container", "a")].spec["gpus"] == "all"
+    assert found[("Container", "b")].spec["gpus"] == [
+        {"driver": "nvidia", "deviceIds": ["0", "3"], "capabilities": ["gpu", "utility"]}
+    ]
+    assert found[("Container", "c")].spec["gpus"] == [
+        {"driver": "nvidia", "count": 2, "capabilities": ["gpu"], "options": {"virtualization": "false"}},
+        {"count": "all", "capabilities": ["gpu"]},
+    ]
+    assert report.entries == []
+
+
+def test_a_device_request_the_engine_would_refuse_is_reported(tmp_path):
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: x\n    gpus:\n      - {count: 1, device_ids: ['0']}\n      - {count: 0}\n",
+    )
+    assert "gpus" not in found[("Container", "a")].spec
+    assert lost_keys(report) == {"services.a.gpus[0]", "services.a.gpus[1].count"}
+
+
+def test_spellings_of_one_image_make_one_image_manifest(tmp_path):
+    """`nginx` and `docker.io/library/nginx:latest`, `x:1@sha256:...` and `x@sha256:...` are one image to the
+    drivers (canonical_reference): one Image each, which every such container links to."""
+    digest = "sha256:" + "a" * 64
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: nginx\n  b:\n    image: docker.io/library/nginx:latest\n"
+        f"  c:\n    image: 'reg.example/x:1@{digest}'\n  d:\n    image: 'reg.example/x@{digest}'\n",
+    )
+    images = sorted(m.spec["reference"] for (kind, _), m in found.items() if kind == "Image")
+    assert sorted(set(images)) == ["nginx", f"reg.example/x:1@{digest}"]
+    assert report.entries == []

@@ -156,6 +156,21 @@ def test_image_manifest_is_a_dependency(tmp_path: Path) -> None:
     assert catalog.dependencies(("Container", "web")) == {("Image", "base")}
 
 
+@pytest.mark.parametrize("tag", [":1.35", ""])
+def test_a_digest_pinned_image_links_to_its_image(tmp_path: Path, tag: str) -> None:
+    """`repo:tag@sha256:...` on both sides (the real Image driver): the Image spelled it `repo@sha256:...` and the
+    Container kept the tag, so the container did not depend on its Image (issue 21)."""
+    from reconciler.drivers.image.driver import ImageDriver
+
+    ctx = DriverContext("p", Path("."))
+    pinned = f"127.0.0.1:5000/reconciler/busybox{tag}@sha256:" + "a" * 64
+    image = res("Image", "base", {"reference": pinned}, tmp_path)
+    web = res("Container", "web", {"image": pinned}, tmp_path)
+    catalog, found = build_catalog([image, web], {"Container": ContainerDriver(ctx), "Image": ImageDriver(ctx)})
+    assert found == []
+    assert catalog.dependencies(("Container", "web")) == {("Image", "base")}
+
+
 def test_npipe_mount_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     """An npipe mount fails schema validation saying npipe is Windows-only (not a bare enum listing)."""
     from reconciler.core.manifests import load_directory

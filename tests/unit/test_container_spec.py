@@ -54,6 +54,7 @@ def test_byte_sizes(text: str | int, size: int) -> None:
         ("127.0.0.1:5000/x/y", "127.0.0.1:5000/x/y:latest"),
         ("127.0.0.1:5000/x/y:2", "127.0.0.1:5000/x/y:2"),
         ("busybox@sha256:" + "a" * 64, "busybox@sha256:" + "a" * 64),
+        ("busybox:1.35@sha256:" + "a" * 64, "busybox@sha256:" + "a" * 64),  # as the Image spells it: linked
     ],
 )
 def test_canonical_reference(ref: str, canonical: str) -> None:

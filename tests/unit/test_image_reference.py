@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.drivers.image.reference import normalize_reference, parse_reference, repo_digest
+from reconciler.drivers.engine.reference import canonical_reference, parse_reference, repo_digest
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -26,7 +26,7 @@ DIGEST = "sha256:" + "a" * 64
 )
 def test_canonical_spelling(given: str, canonical: str) -> None:
     """Defaults filled and Docker Hub prefixes dropped, as the engine spells RepoTags."""
-    assert normalize_reference(given) == canonical
+    assert canonical_reference(given) == canonical
 
 
 def test_parts_for_the_registry_api() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.image.reference import parse_reference
+from reconciler.drivers.engine.reference import parse_reference
 from reconciler.drivers.image.registry import (
     AuthRefused,
     Credentials,

@@ -26,10 +26,10 @@ from reconciler.drivers.container.driver import ContainerDriver
 from reconciler.drivers.container.observe import ContainerFacts, image_defaults, observed_spec
 from reconciler.drivers.container.spec import normalize_container
 from reconciler.drivers.engine.client import project_filter
+from reconciler.drivers.engine.reference import parse_reference, repo_digest
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.image.diff import input_changes, label_changes
 from reconciler.drivers.image.driver import BUILT, ImageDriver
-from reconciler.drivers.image.reference import parse_reference, repo_digest
 from reconciler.drivers.image.spec import INPUT_FIELDS, normalize_image, stamped_inputs
 from reconciler.drivers.network.driver import NetworkDriver
 from reconciler.drivers.network.spec import normalize_network

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from reconciler.contract import Catalog, DriverContext, EngineEvent, Key, input_path, run_steps
-from reconciler.core.agefiles import AgeOptions
+from reconciler.core.agefiles import AgeOptions, is_encrypted
+from reconciler.drivers.container import agemounts
 from reconciler.drivers.container.apply import (
     Replacer,
     create_config,
@@ -91,12 +92,15 @@ class ContainerDriver(DockerDriver):
         self._images_ready: set[str] = set()
         self._image_locks: dict[str, threading.Lock] = {}
         self._image_locks_guard = threading.Lock()
+        # `.age` bind sources: their plaintext files for this project and engine (agemounts.py)
+        self._plaintexts = agemounts.PlaintextDir.of(self.project, ctx.engine_url)
+        self._age_mounts = agemounts.AgeMounts(self._plaintexts, ctx.options_for(AgeOptions))
 
     # -- pure ------------------------------------------------------------------------------------------------
     def normalize(self, resource: Resource) -> Desired:
         if resource.name.endswith(ASIDE_SUFFIX):
             raise SpecError("metadata.name", f"names ending in {ASIDE_SUFFIX} are reserved for replacements")
-        return normalize_container(resource, self.ctx.options_for(AgeOptions))
+        return normalize_container(resource, self.ctx.options_for(AgeOptions), self._plaintexts)
 
     def references(self, desired: Desired) -> Iterable[Reference]:
         return container_references(desired)
@@ -106,7 +110,8 @@ class ContainerDriver(DockerDriver):
         for name in resource.spec.get("envFiles") or []:
             yield input_path(resource, str(name))
         for mount in resource.spec.get("mounts") or []:
-            if mount.get("type") == "bind" and mount.get("readOnly") and mount.get("source"):
+            readonly = mount.get("readOnly", is_encrypted(str(mount.get("source"))))  # an .age file: by default
+            if mount.get("type") == "bind" and readonly and mount.get("source"):
                 yield input_path(resource, str(mount["source"]))
 
     def catalog_references(self, desired: Desired, catalog: Catalog) -> Iterable[Reference]:
@@ -115,11 +120,14 @@ class ContainerDriver(DockerDriver):
         if image is not None:
             yield Reference("Image", image.name, "spec.image", required=False)
 
+    def local_fields(self, desired: Desired) -> Iterable[tuple[str, str]]:
+        return agemounts.local_fields(desired.resource)
+
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         return check_container(desired, catalog, engine_paths(self.ctx.engine_url))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        change = diff_container(desired, observed)
+        change = self._age_mounts.diff(diff_container(desired, observed))
         if observed is not None and isinstance(observed.raw, ContainerFacts) and observed.raw.adopted:
             return self._adoption(change, desired, observed.raw)
         return change
@@ -182,6 +190,7 @@ class ContainerDriver(DockerDriver):
             found[name] = self._observed(info, {}, names, False, name)
         if self.ctx.options_for(EngineOptions).adopt:
             found.update(self._compose_containers(declared, found))
+        self._age_mounts.observed(desired, found)
         return found
 
     def _compose_containers(self, declared: set[str], found: Mapping[str, Observed]) -> dict[str, Observed]:
@@ -259,15 +268,24 @@ class ContainerDriver(DockerDriver):
             raise clone from None
 
     def _apply(self, change: Change) -> None:
-        """The steps the plan showed (create, replace, delete); an in-place update runs its fields' rows."""
+        """The steps the plan showed (create, replace, delete); an in-place update runs its fields' rows. The
+        plaintext of `.age` bind sources is written first and removed with the container (agemounts.py)."""
         name = change.name
+        self._age_mounts.collect()
         if change.action is Action.DELETE:
             assert change.observed is not None
             with self.errors(name, "remove"):
                 self._remove(change)
+            self._age_mounts.removed(change.observed.name)
             return
         desired = change.desired
         assert desired is not None
+        self._age_mounts.write(desired)
+        self._apply_to(change, desired)
+        self._age_mounts.keep_only(desired)
+
+    def _apply_to(self, change: Change, desired: Desired) -> None:
+        name = change.name
         created: dict[str, str] = {}
 
         def wait(dependency: str, condition: str, timeout: int) -> None:
@@ -390,7 +408,7 @@ class ContainerDriver(DockerDriver):
         self.api.start(cid)
         self.log.info("container.started", name=desired.name)
         self.ctx.progress(desired.key, "settling", "checking it stays up")
-        secrets = desired.secret_values()
+        secrets = [*desired.secret_values(), *self._age_mounts.secret_values(desired.name)]
         settle(self.api.inspect_container, cid, output=lambda c: output_tail(self.api, c, secrets))
 
     def _update(self, change: Change, facts: ContainerFacts) -> None:

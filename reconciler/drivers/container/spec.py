@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.core.agefiles import AgeOptions
+from reconciler.drivers.container.agemounts import PlaintextDir, place_encrypted
 from reconciler.drivers.container.fields import FIELDS
 from reconciler.drivers.container.values import LABEL_SENSITIVE_ENV
 from reconciler.drivers.engine.fields import normalize_table_keyed
@@ -21,11 +22,16 @@ from reconciler.spechash import spec_hash
 ASIDE_SUFFIX = "__reconciler_old"
 
 
-def normalize_container(resource: Resource, age: AgeOptions | None = None) -> Desired:
+def normalize_container(
+    resource: Resource, age: AgeOptions | None = None, plaintexts: PlaintextDir | None = None
+) -> Desired:
     """The canonical spec of a Container manifest (one key per field of FIELDS that is kept in the spec);
     `Desired.sensitive` names the env entries never printed. Env values from `.age` files (opened with `age`)
-    enter the spec hash as keyed hashes, so the hash label reveals nothing of them."""
+    enter the spec hash as keyed hashes, so the hash label reveals nothing of them; `.age` bind sources are
+    their plaintext's path under `plaintexts` (agemounts.py)."""
     normalized, sensitive, keyed = normalize_table_keyed(FIELDS, resource, age)
+    if plaintexts is not None:
+        normalized["mounts"] = place_encrypted(normalized["mounts"], resource, age or AgeOptions(), plaintexts)
     hashed = hashed_spec(normalized)
     if keyed:
         hashed["env"] = {**hashed["env"], **keyed}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reconciler.core.agefiles import AgeOptions, is_encrypted, read_maybe_encrypted_text
 from reconciler.core.safeio import ENV_FILE_LIMIT, UnsafeFile, read_env_text
+from reconciler.drivers.engine.reference import canonical_reference as canonical_reference  # one spelling
 from reconciler.errors import SpecError
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
@@ -78,19 +79,6 @@ def clean_path(path: str | None) -> str | None:
     if not path or not path.startswith("/"):
         return path
     return "/" + posixpath.normpath(path).lstrip("/")
-
-
-def canonical_reference(ref: str) -> str:
-    """The short form of an image reference: default registry and `library/` dropped, `:latest` added."""
-    name, at, digest = ref.partition("@")
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last and not at:
-        name += ":latest"
-    return name + (at + digest if at else "")
 
 
 def read_env_file(

@@ -12,8 +12,8 @@ from typing import Any
 
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
+from reconciler.drivers.engine.reference import parse_reference
 from reconciler.drivers.image.progress import BuildProgress, LayerProgress, Report, StreamFailed
-from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import PermanentError
 
 

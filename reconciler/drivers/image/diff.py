@@ -12,8 +12,8 @@ from typing import Any
 
 from reconciler.contract import Step
 from reconciler.diffing import Compare, Rule, diff_specs
+from reconciler.drivers.engine.reference import parse_reference
 from reconciler.drivers.image.observe import ABSENT
-from reconciler.drivers.image.reference import parse_reference
 from reconciler.drivers.image.spec import INPUT_FIELDS, LABEL_INPUT_HASH, stamped_inputs
 from reconciler.model import LABEL_PROJECT, LABEL_SPEC_HASH, Action, Desired, FieldChange, Observed
 from reconciler.spechash import NORMALIZER_VERSION, hash_version

@@ -21,6 +21,7 @@ from reconciler.contract import Catalog, DriverContext, Step, input_path, run_st
 from reconciler.core.indexes import per_catalog
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
+from reconciler.drivers.engine.reference import parse_reference
 from reconciler.drivers.image import apply as image_apply
 from reconciler.drivers.image.diff import REMOVE_STEP, diff_build, diff_pull
 from reconciler.drivers.image.observe import (
@@ -33,7 +34,6 @@ from reconciler.drivers.image.observe import (
     pulled_by_us,
 )
 from reconciler.drivers.image.pulled import PulledImages, pulled_path
-from reconciler.drivers.image.reference import parse_reference
 from reconciler.drivers.image.registry import RegistryError, is_insecure, remote_digest
 from reconciler.drivers.image.spec import (
     build_labels,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.image.reference import parse_reference, repo_digest
+from reconciler.drivers.engine.reference import parse_reference, repo_digest
 from reconciler.model import LABEL_KIND, LABEL_NAME, LABEL_PROJECT, LABEL_SOURCE, Observed
 
 KIND = "Image"

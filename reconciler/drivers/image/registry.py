@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler.drivers.engine import lazy
-from reconciler.drivers.image.reference import ImageRef
+from reconciler.drivers.engine.reference import ImageRef
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.safeio import UnsafeFile, inside, manifest_root, sensitive_reason
+from reconciler.drivers.engine.reference import canonical_reference
 from reconciler.drivers.image.context import build_inputs, dockerfile_path
-from reconciler.drivers.image.reference import parse_reference
 from reconciler.errors import SpecError
 from reconciler.model import Desired, Resource
 from reconciler.spechash import spec_hash
@@ -86,7 +86,7 @@ def normalize_image(resource: Resource, manifest_dir: Path | None = None) -> Des
     """The canonical spec of an Image. Raises SpecError for a context or Dockerfile that cannot be read, or
     that lies outside the manifest directory without the opt-in."""
     spec = resource.spec
-    reference = parse_reference(str(spec["reference"])).canonical
+    reference = canonical_reference(str(spec["reference"]))
     normalized: dict[str, Any] = {
         "reference": reference,
         "pullPolicy": spec.get("pullPolicy") or "IfNotPresent",

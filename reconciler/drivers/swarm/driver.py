@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reconciler.contract import Catalog, EngineEvent, Key, input_path, option
+from reconciler.core.agefiles import SERVICE_BIND, encrypted_binds
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, concurrently
@@ -136,6 +137,7 @@ class ServiceDriver(DockerDriver):
             declared = catalog.get("Network", net["name"])
             if declared is not None and declared.spec.get("driver") != "overlay":
                 yield f"spec.networks.{i}.name", f"Network/{net['name']} is not an overlay network (driver: overlay)"
+        yield from ((f"spec.mounts.{i}.source", SERVICE_BIND) for i, _ in encrypted_binds(raw.get("mounts")))
         if spec["rollback"]["failureAction"] == "rollback":
             yield "spec.rollback.failureAction", "a rollback cannot itself roll back: pause or continue"
         if spec["endpointMode"] == "dnsrr" and any(p["publishMode"] == "ingress" for p in spec["ports"]):

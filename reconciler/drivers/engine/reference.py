@@ -2,8 +2,9 @@
 
 The canonical form is what the engine itself reports in `RepoTags`: Docker Hub's `docker.io/library/` prefix
 dropped, `:latest` added when neither a tag nor a digest is given, and a tag dropped when a digest pins the image
-(the engine resolves `name:tag@digest` by the digest alone). The Container driver compares its `image` with an
-Image's `reference` through `normalize_reference`, so both sides agree on what "the same image" means.
+(the engine resolves `name:tag@digest` by the digest alone). `canonical_reference` is the one spelling every side
+uses: the Image's `reference`, a Container's or Service's `image` (so a container finds its Image: a pinned
+`repo:tag@sha256:...` once kept its tag on the Container side only and was not linked), and `import compose`.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def parse_reference(reference: str) -> ImageRef:
     return ImageRef(registry, path, tag, digest)
 
 
-def normalize_reference(reference: str) -> str:
-    """The canonical spelling of `reference` (`busybox` -> `busybox:latest`, `docker.io/library/x:1` -> `x:1`)."""
+def canonical_reference(reference: str) -> str:
+    """The canonical spelling of `reference` (`busybox` -> `busybox:latest`, `docker.io/library/x:1` -> `x:1`,
+    `x:1@sha256:...` -> `x@sha256:...`)."""
     return parse_reference(reference).canonical
 
 
