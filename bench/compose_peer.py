@@ -11,6 +11,13 @@ both); each tool has its own unique project. Scenarios, each timed as the wall c
                Compose recreates it; the downtime of that name (no running container under it, polled on the
                engine every few ms) is measured for both
   teardown     manifests gone: `reconcile apply --allow-empty` (prune) vs `docker-compose down -v -t 1`
+  watch resync `reconcile watch --resync S` on the converged stack (no Compose peer): its startup pass, then
+               S seconds with no event (the CPU it uses meanwhile, as a share of one core), then the resync
+               pass (its duration as watch logs it, its engine requests); RSS is the watch's peak (VmHWM)
+
+With `--floor K` (default N) each repetition also runs bench/engine_floor.py's converge and teardown of the same
+stack from K threads (the engine alone: no tool, no settle window), just before the two tools, and reports
+reconcile's time over that floor (the median of the per-repetition ratios) beside the ratio to Compose.
 
 Printed per N and scenario: medians of both tools, the median of the per-repetition reconcile/compose ratios
 (each from an adjacent pair of runs), reconcile's peak RSS (the child's ru_maxrss from os.wait4) and its number
@@ -18,6 +25,7 @@ of engine requests, counted by bench/counting_proxy.py (reconcile talks to the e
 directly, so the proxy's small cost is on reconcile's side).
 
 Usage:  .venv/bin/python bench/compose_peer.py [--sizes 10,50,200] [--reps 3] [--large-reps 2] [--json] [--out F]
+                [--floor N|K|0] [--watch-idle S (0: no watch scenario)] [--compose-max N] [--command-timeout S]
 Needs the engine of scripts/testenv.sh (DOCKER_HOST or .testenv/env); docker-compose is installed with apt when
 missing. Every object belongs to one of the run's unique projects and is removed at the end (`down -v` for
 Compose, a prune for reconcile); nothing else is touched. A measurement, not a test: nothing is asserted.
@@ -44,13 +52,16 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import engine_floor
 from docker.errors import NotFound
 from engine_address import REPO, compile_reconciler, docker_host
+from watchproc import start_watch
 
 IMAGE = "127.0.0.1:5000/reconciler/busybox:1.35"
 HERE = Path(__file__).resolve().parent
 POLL = 0.005
-SCENARIOS = ("converge", "no-op", "no-op plan", "env change", "teardown")
+SCENARIOS = ("converge", "no-op", "no-op plan", "env change", "watch resync", "teardown")
+TOOLS = ("reconcile", "compose", "floor")
 
 
 def ensure_compose() -> str:
@@ -97,6 +108,7 @@ class Run:
     requests: int | None = None
     downtime: float | None = None
     calls: Counter[str] = field(default_factory=Counter)
+    idle_cpu: float | None = None  # watch: CPU seconds per second while no pass ran
 
 
 class Downtime:
@@ -167,11 +179,17 @@ class Proxy:
         self.proc.wait(timeout=10)
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
-    """Wall clock, exit status and peak RSS (ru_maxrss of the child) of one command."""
+COMMAND_TIMEOUT = 3600.0  # a command still running after this is ended (SIGTERM) and counted as failed
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT) -> Run:
+    """Wall clock, exit status and peak RSS (ru_maxrss of the child) of one command; one that runs longer than
+    `timeout` seconds (Compose 1.29 can hang for good) is ended, so an unattended run goes on."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
+    overdue = threading.Timer(timeout, proc.terminate)
+    overdue.start()
     try:
         err = proc.stderr.read()  # the child exits only once its stderr is read (a pipe may fill)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -179,6 +197,8 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Run:
         proc.terminate()
         proc.wait()
         raise
+    finally:
+        overdue.cancel()
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stderr.close()
@@ -208,7 +228,7 @@ class Bench:
         before = len(self.proxy.lines()) if self.proxy else 0
         parallel = ["--parallel", str(self.args.parallel)] if self.args.parallel and args[0] == "apply" else []
         cmd = [sys.executable, "-m", "reconciler.cli", "--project", project, *args[:1], *parallel, *args[1:]]
-        result = run(cmd, REPO, self.env_reconcile)
+        result = run(cmd, REPO, self.env_reconcile, self.args.command_timeout)
         if self.proxy:
             lines = self.proxy.lines()[before:]
             result.requests = len(lines)
@@ -221,7 +241,7 @@ class Bench:
         # an outer task waiting for an inner one and `up` hangs for good. A limit above the number of services
         # avoids that (it is then as parallel as it is below 64 services).
         env = {**self.env_direct, "COMPOSE_PARALLEL_LIMIT": str(max(64, 2 * services + 8))}
-        return run([self.compose, "-p", project, *args], directory, env)
+        return run([self.compose, "-p", project, *args], directory, env, self.args.command_timeout)
 
     def running(self, label: str) -> int:
         return len(self.api.containers(filters={"label": [label], "status": ["running"]}))
@@ -232,7 +252,7 @@ class Bench:
         rdir.mkdir()
         cdir.mkdir()
         self.created.append((rp, cp, rdir, cdir))
-        samples: dict[str, dict[str, list[Run]]] = {s: {"reconcile": [], "compose": []} for s in SCENARIOS}
+        samples: dict[str, dict[str, list[Run]]] = {s: {t: [] for t in TOOLS} for s in SCENARIOS}
         self.samples[n] = samples
 
         def both(scenario: str, order: list[str], ours: tuple[str, ...], theirs: tuple[str, ...], watch: bool) -> None:
@@ -257,25 +277,71 @@ class Bench:
         for rep in range(reps):
             order = ["reconcile", "compose"] if rep % 2 == 0 else ["compose", "reconcile"]
             print(f"N={n} repetition {rep + 1}/{reps} ({' then '.join(order)})", file=sys.stderr, flush=True)
+            if self.args.floor != "0":
+                self.floor(n, samples)
             write_reconcile(rdir, rp, n, rev=0)
             write_compose(cdir, cp, n, rev=0)
-            both("converge", order, ("apply", str(rdir)), ("up", "-d"), False)
+            compose_too = n <= self.args.compose_max
+            both("converge", order if compose_too else ["reconcile"], ("apply", str(rdir)), ("up", "-d"), False)
             for tool, label in (
                 ("reconcile", f"io.reconciler.project={rp}"),
-                ("compose", f"com.docker.compose.project={cp}"),
+                *([("compose", f"com.docker.compose.project={cp}")] if compose_too else []),
             ):
                 if self.running(label) != n:
                     print(
                         f"  ! {tool}: {self.running(label)} of {n} containers running after converge", file=sys.stderr
                     )
+            if not compose_too:
+                order = ["reconcile"]
             for _ in range(self.args.noop_reps):
                 both("no-op", order, ("apply", str(rdir)), ("up", "-d"), False)
                 samples["no-op plan"]["reconcile"].append(self.reconcile(rp, "plan", str(rdir)))
+            if self.args.watch_idle > 0:
+                samples["watch resync"]["reconcile"].append(self.watch_resync(rp, rdir, n))
             write_reconcile(rdir, rp, n, rev=rep + 1)
             write_compose(cdir, cp, n, rev=rep + 1)
             both("env change", order, ("apply", str(rdir)), ("up", "-d"), True)
             (rdir / "stack.yaml").unlink()
             both("teardown", order, ("apply", "--allow-empty", str(rdir)), ("down", "-v", "-t", "1"), False)
+
+    def floor(self, n: int, samples: dict[str, dict[str, list[Run]]]) -> None:
+        """The engine alone on the same stack (bench/engine_floor.py), from `--floor` threads."""
+        k = n if self.args.floor == "N" else int(self.args.floor)
+        project = f"floor-{secrets.token_hex(4)}"
+        api = docker.APIClient(base_url=self.host, version="auto", timeout=300, max_pool_size=max(256, k))
+        try:
+            up = engine_floor.converge(api, project, n, k)
+            down = engine_floor.teardown(api, project, k)
+        finally:
+            engine_floor.cleanup(api, project)
+            api.close()
+        samples["converge"]["floor"].append(Run(up, 0, 0.0))
+        samples["teardown"]["floor"].append(Run(down, 0, 0.0))
+
+    def watch_resync(self, project: str, directory: Path, n: int) -> Run:
+        """`reconcile watch` on the converged stack: idle for --watch-idle seconds, then its resync pass."""
+        idle = self.args.watch_idle
+        log = self.root / f"watch-{project}-{secrets.token_hex(2)}.log"
+        watch = start_watch(project, directory, self.env_reconcile, log, "--resync", str(idle))
+        slow = 60 + n * 0.2  # a pass over N containers on a busy engine
+        try:
+            watch.wait_passes(1, timeout=slow)
+            watch.wait_log("engine.events_connected", timeout=slow)
+            before = len(self.proxy.lines()) if self.proxy else 0
+            cpu, since = watch.cpu_seconds(), time.perf_counter()
+            watch.wait_log("pass.started", 2, timeout=idle * 1.2 + slow)
+            idle_cpu = (watch.cpu_seconds() - cpu) / (time.perf_counter() - since)
+            watch.wait_passes(2, timeout=slow)
+            reasons, seconds = watch.reasons(), watch.pass_seconds()
+            got = Run(seconds[1], 0 if reasons[1] == "resync" else 1, watch.peak_rss_mib(), idle_cpu=idle_cpu)
+            if reasons[1] != "resync":
+                print(f"  ! watch's second pass was asked for by {reasons[1]}, not the resync", file=sys.stderr)
+            if self.proxy:
+                lines = self.proxy.lines()[before:]
+                got.requests, got.calls = len(lines), Counter(lines)
+            return got
+        finally:
+            watch.stop()
 
     def leftovers(self, rp: str, cp: str) -> None:
         """Retry the networks of this run's projects that are still there, then name any that stay.
@@ -330,11 +396,17 @@ def summarize(samples: dict[int, dict[str, dict[str, list[Run]]]]) -> dict[str, 
             if scenario == "no-op plan":
                 c = scenarios["no-op"]["compose"]  # Compose's no-op `up -d` is the peer of a plan
             pairs = [a.seconds / b.seconds for a, b in zip(r, c, strict=False)]
+            f = tools["floor"]
+            floor_pairs = [a.seconds / b.seconds for a, b in zip(r, f, strict=False)]
             rows[scenario] = {
                 "reconcile_s": med([x.seconds for x in r]),
                 "compose_s": med([x.seconds for x in c]),
                 "ratio": med(pairs),
                 "ratio_range": [min(pairs), max(pairs)] if pairs else None,
+                "floor_s": med([x.seconds for x in f]),
+                "ratio_floor": med(floor_pairs),
+                "ratio_floor_range": [min(floor_pairs), max(floor_pairs)] if floor_pairs else None,
+                "watch_idle_cpu_pct": med([x.idle_cpu * 100 for x in r if x.idle_cpu is not None]),
                 "reconcile_rss_mib": max((x.rss_mib for x in r), default=None),
                 "compose_rss_mib": max((x.rss_mib for x in c), default=None),
                 "reconcile_requests": med([x.requests for x in r if x.requests is not None]),
@@ -342,7 +414,11 @@ def summarize(samples: dict[int, dict[str, dict[str, list[Run]]]]) -> dict[str, 
                 "reconcile_downtime_s": med([x.downtime for x in r if x.downtime is not None]),
                 "compose_downtime_s": med([x.downtime for x in c if x.downtime is not None]),
                 "failures": sum(x.code not in (0, 2) for x in r + c),
-                "samples": {"reconcile": [x.seconds for x in r], "compose": [x.seconds for x in c]},
+                "samples": {
+                    "reconcile": [x.seconds for x in r],
+                    "compose": [x.seconds for x in c],
+                    "floor": [x.seconds for x in f],
+                },
             }
         out[str(n)] = rows
     return out
@@ -367,6 +443,14 @@ def main() -> int:
     parser.add_argument("--no-count", action="store_true", help="reconcile talks to the engine directly")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--floor", default="N", help="threads of the engine-alone floor: N (the size), K, 0 (none)")
+    parser.add_argument(
+        "--watch-idle", type=float, default=5, help="seconds watch idles before its resync (0: no watch scenario)"
+    )
+    parser.add_argument("--compose-max", type=int, default=10**6, help="no Compose runs above this N")
+    parser.add_argument(
+        "--command-timeout", type=float, default=COMMAND_TIMEOUT, help="seconds before a command is ended"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     compile_reconciler()
@@ -406,25 +490,37 @@ def report(args: argparse.Namespace, bench: Bench, info: dict[str, Any], started
     print_tables(result, result["sizes"], sys.stdout)
 
 
+def _num(value: float | None, spec: str, unit: str = "") -> str:
+    """`value` formatted by `spec` (e.g. 8.2f) and `unit`, or a dash of the same width."""
+    if value is None:
+        return "-".rjust(int(spec.split(".")[0] or 0) + len(unit))
+    return f"{value:{spec}}{unit}"
+
+
 def print_tables(result: dict[str, Any], sizes: dict[str, Any], out: Any) -> None:
     print(
         f"{result['machine']}\n{result['engine']}, docker-compose {result['compose']}, {result['minutes']} min",
         file=out,
     )
-    head = f"{'N':>4} {'scenario':<11} {'reconcile':>9} {'compose':>9} {'r/c':>6} {'r/c range':>11} {'RSS':>6}"
-    print(head + f" {'requests':>8} {'downtime r / c':>16}", file=out)
+    head = f"{'N':>5} {'scenario':<12} {'reconcile':>9} {'compose':>9} {'r/c':>6} {'r/c range':>11} {'floor':>8}"
+    print(head + f" {'r/floor':>7} {'RSS':>6} {'requests':>8} {'downtime r / c':>16}", file=out)
     for n, rows in sizes.items():
         for scenario, row in rows.items():
+            if not row["samples"]["reconcile"]:
+                continue
             rng = row["ratio_range"]
             down = (
-                f"{row['reconcile_downtime_s']:.2f}s / {row['compose_downtime_s']:.2f}s"
+                f"{row['reconcile_downtime_s']:.2f}s / {_num(row['compose_downtime_s'], '.2f', 's')}"
                 if row["reconcile_downtime_s"] is not None
                 else ""
             )
+            idle = row["watch_idle_cpu_pct"]
             print(
-                f"{n:>4} {scenario:<11} {row['reconcile_s']:>8.2f}s {row['compose_s']:>8.2f}s {row['ratio']:>5.2f}x "
-                f"{rng[0]:>5.2f}-{rng[1]:<5.2f} {row['reconcile_rss_mib']:>5.0f}M "
-                f"{row['reconcile_requests'] or 0:>8.0f} {down:>16}"
+                f"{n:>5} {scenario:<12} {_num(row['reconcile_s'], '8.2f', 's')} {_num(row['compose_s'], '8.2f', 's')} "
+                f"{_num(row['ratio'], '5.2f', 'x')} {f'{rng[0]:.2f}-{rng[1]:.2f}' if rng else '-':>11} "
+                f"{_num(row['floor_s'], '7.2f', 's')} {_num(row['ratio_floor'], '6.2f', 'x')} "
+                f"{_num(row['reconcile_rss_mib'], '5.0f', 'M')} {row['reconcile_requests'] or 0:>8.0f} {down:>16}"
+                + (f"  idle CPU {idle:.2f} % of a core" if idle is not None else "")
                 + (f"  ({row['failures']} failed runs)" if row["failures"] else ""),
                 file=out,
                 flush=True,

@@ -6,7 +6,7 @@ times the two phases. No settle window, no checks, no Python start-up: a floor u
 teardown on this engine. Run for K = 8 (reconcile's default `--parallel`) and K = N (every container at once,
 as Compose does with its parallel limit above N).
 
-Usage:  .venv/bin/python bench/engine_floor.py [--sizes 50] [--reps 3] [--concurrency 8,N] [--json]
+Usage:  .venv/bin/python bench/engine_floor.py [--sizes 50] [--reps 3] [--concurrency 8,N] [--json] [--out FILE]
 Needs the engine of scripts/testenv.sh (DOCKER_HOST or .testenv/env). Everything belongs to a unique project
 label `floor-<hex>` and is removed at the end. A measurement, not a test: nothing is asserted.
 """
@@ -19,6 +19,7 @@ import secrets
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--concurrency", default="8,N", help="thread counts; N means the size")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     api = docker.APIClient(base_url=docker_host(), version="auto", timeout=300, max_pool_size=256)
     rows = []
@@ -94,6 +96,8 @@ def main() -> None:
                 finally:
                     cleanup(api, project)
             rows.append({"n": n, "threads": k, "converge": up, "teardown": down})
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
     if args.json:
         print(json.dumps(rows, indent=2))
         return

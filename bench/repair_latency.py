@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +29,9 @@ from pathlib import Path
 
 import docker
 from docker.errors import NotFound
-from engine_address import REPO, docker_host
+from engine_address import docker_host
 from watch_latency import report
+from watchproc import start_watch
 
 POLL = 0.005
 TIMEOUT = 60.0
@@ -67,18 +66,11 @@ def wait_new(api: docker.APIClient, name: str, old: str | None) -> tuple[str, fl
         time.sleep(POLL)
 
 
-def wait_log(path: Path, text: str, count: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while path.read_text(errors="replace").count(text) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {count}x {text!r} in {path}")
-        time.sleep(0.05)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10, help="repetitions (default 10)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
     host = docker_host()
@@ -92,27 +84,19 @@ def main() -> int:
     (manifests / "web.yaml").write_text(manifest(names))
     log_path = workdir / "watch.log"
     env = {**os.environ, "DOCKER_HOST": host, "RECONCILER_LOCK_DIR": str(workdir / "locks")}
-    log = log_path.open("w")
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(manifests), "--resync", "600"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    watch = start_watch(project, manifests, env, log_path, "--resync", "600")
     through_watch: list[float] = []
     engine_only: list[float] = []
     try:
         ids = [wait_new(api, name, None)[0] for name in names]
-        wait_log(log_path, "pass.done", 1)  # converged: the creates' settle window is over
+        watch.wait_passes(1)  # converged: the creates' settle window is over
         time.sleep(1.0)  # and the passes the new containers' own events ask for
         for rep, (name, cid) in enumerate(zip(names, ids, strict=True), 1):
             started = time.monotonic()
             api.remove_container(name, force=True)
             _, done = wait_new(api, name, cid)
             through_watch.append(done - started)
-            wait_log(log_path, "object.repaired", rep)
+            watch.wait_log("object.repaired", rep)
             time.sleep(1.0)  # the passes the new container's own events ask for are over before the next removal
 
         create = {"command": ["sleep", "3600"], "labels": labels, "network_disabled": True}
@@ -123,12 +107,7 @@ def main() -> int:
             api.start(api.create_container(IMAGE, name=direct, **create)["Id"])
             engine_only.append(time.monotonic() - started)
     finally:
-        watch.send_signal(signal.SIGTERM)
-        try:
-            watch.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-        log.close()
+        watch.stop()
         for c in api.containers(all=True, filters={"label": f"io.reconciler.project={project}"}):
             api.remove_container(c["Id"], force=True)
         api.close()

@@ -3,7 +3,7 @@
 Each tree holds one Network and N Containers, one manifest file per container in 100 sub-directories; every
 container has `env`, a network, a memory limit and a restart policy. No engine is needed (validate touches none).
 
-Usage:  .venv/bin/python bench/validate_scale.py [-n 1000 5000 20000] [--runs 3] [--json] [--profile N]
+Usage:  .venv/bin/python bench/validate_scale.py [-n 1000 5000 20000] [--runs 3] [--json] [--out F] [--profile N]
 Each figure is the median of `--runs` runs of the whole command in a subprocess (Python start-up included); peak
 RSS is the child's maximum resident set size. `--profile N` prints a cProfile summary of one run at N instead.
 A measurement, not a test: nothing is asserted.
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, nargs="+", default=[1000, 5000, 20000], help="tree sizes")
     parser.add_argument("--runs", type=int, default=3, help="runs per size (the median is reported)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--profile", type=int, metavar="N", help="print a cProfile summary of one run at N")
     args = parser.parse_args()
     compile_reconciler()
@@ -115,6 +116,8 @@ def main() -> None:
             write_tree(tree, n)
             figures = measure(tree, args.runs)
             rows.append({"n": n, **figures, "per_object_ms": figures["median_s"] / n * 1000})
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=2))
         if args.json:
             print(json.dumps(rows, indent=2))
             return

@@ -16,9 +16,7 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,8 @@ from pathlib import Path
 
 import docker
 from docker.errors import NotFound
-from engine_address import REPO, docker_host
+from engine_address import docker_host
+from watchproc import start_watch
 
 POLL = 0.005
 TIMEOUT = 30.0
@@ -87,6 +86,8 @@ def report(
     }
     overhead = summary(values)["median"] - summary(engine_only)["median"]
     result["median_overhead"] = overhead
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -103,6 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="repetitions (default 20)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
     host = docker_host()
@@ -115,15 +117,7 @@ def main() -> int:
     path = manifests / "volume.yaml"
     save(path, manifest(name, 0))
     env = {**os.environ, "DOCKER_HOST": host, "RECONCILER_LOCK_DIR": str(workdir / "locks")}
-    log = (workdir / "watch.log").open("w")
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "--project", project, "watch", str(manifests), "--resync", "600"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    watch = start_watch(project, manifests, env, workdir / "watch.log", "--resync", "600")
     through_watch: list[float] = []
     engine_only: list[float] = []
     try:
@@ -143,12 +137,7 @@ def main() -> int:
             api.create_volume(name=direct, labels={**labels, "rev": str(rev)})
             engine_only.append(time.monotonic() - started)
     finally:
-        watch.send_signal(signal.SIGTERM)
-        try:
-            watch.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-        log.close()
+        watch.stop()
         for vol in api.volumes(filters={"label": [f"io.reconciler.project={project}"]}).get("Volumes") or []:
             api.remove_volume(vol["Name"], force=True)
         api.close()

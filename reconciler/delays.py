@@ -6,8 +6,8 @@ jittered (a fraction of it random, so many clients failing together do not retry
 - `ENGINE_REQUEST`: one engine request repeated inside a pass (drivers/engine/retry.py, which also decides
   *which* requests may be repeated): ~0.2 s, ~0.4 s, ~0.8 s, each jittered to 50-100 %, at most 2 s.
   Reads that were sent are repeated up to `ENGINE_READ_ATTEMPTS` times.
-- `APPLY_ROUND`: `apply` planning again what failed temporarily (core/project.py): ~0.5 s, ~1 s, ~2 s, ~4 s,
-  jittered (not used by the command yet).
+- `APPLY_ROUND`: `apply` planning again what an engine fault failed (core/project.py): ~0.5 s, ~1 s, ~2 s, ~4 s,
+  jittered, `APPLY_ROUNDS` passes in all.
 - `OBJECT_RETRY`: `watch` trying one failed object again (watch/backoff.py): 1 s, 2 s, 4 s, ... 300 s.
 - `ENGINE_DOWN`: `watch` running the whole pass again when the engine was unreachable (watch/controller.py):
   1 s, 2 s, 4 s, ... 30 s.
@@ -64,8 +64,8 @@ ENGINE_REQUEST_ATTEMPTS = 4
 # A read that was sent and failed (a 5xx, a lost answer) is repeated more: doing it again costs nothing, and one
 # read failing four times in a row ended a whole `apply` at 30 % faults. Refused connections keep the 4 above.
 ENGINE_READ_ATTEMPTS = 8
-# `apply` observing and planning again what failed temporarily (core/project.py, `rounds`). Not used by the
-# command yet: a re-plan took a swarm update that timed out for converged, and a replace that rolled back after a
-# fault for done (tests/integration/test_swarm_fleet.py, test_replace_faults.py); see docs/guarantees.md.
+# `apply` observing and planning again what an engine fault failed (core/project.py, `rounds`), at most
+# APPLY_ROUNDS passes. Outcomes (a swarm update that did not converge, a replace rolled back) are never re-planned.
 APPLY_ROUND = Exponential(base=0.5, cap=4.0, jitter=0.5)
+APPLY_ROUNDS = 6
 RESYNC_SPREAD = 0.1

@@ -11,6 +11,11 @@ class ReconcileError(Exception):
     """Base of every expected failure; the CLI prints its message without a traceback."""
 
     retryable: bool = False
+    # A later round of the same `apply` may observe and plan this again (core/project.py): only a fault of the
+    # engine or of the connection to it, after which a fresh plan shows whether the work was done. An outcome (a
+    # rollout that did not converge, a replace rolled back, a container that stopped in its settle window) is
+    # not, even when temporary: a re-plan can find the spec applied and call it done while it did not work.
+    replannable: bool = False
     delay: float | None = None  # seconds a retry should wait, when the failure knows
     # the last lines a failing process printed (a container that crashed at start), secret values masked
     log_tail: tuple[str, ...] = ()
@@ -30,7 +35,14 @@ class PermanentError(ReconcileError):
     """A failure that repeats until the manifest or the host changes: do not retry blindly."""
 
 
-class EngineUnavailable(TemporaryError):
+class EngineFault(TemporaryError):
+    """A transient fault of the engine or of the connection to it (a 5xx the request's retries did not outlast, an
+    answer lost after the request was sent): whatever the engine did, a fresh plan sees it."""
+
+    replannable = True
+
+
+class EngineUnavailable(EngineFault):
     """The Docker engine cannot be reached."""
 
 

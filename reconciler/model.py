@@ -262,6 +262,7 @@ class Result:
     error_class: ErrorClass | None = None  # set for FAILED
     retry_after: float | None = None  # seconds the failing driver suggests waiting, if it said
     log_tail: tuple[str, ...] = ()  # the failing container's last output lines (masked), when the driver had them
+    replannable: bool = False  # FAILED by an engine fault: a later round of the same apply may plan it again
 
 
 LABEL_PREFIX = "io.reconciler."

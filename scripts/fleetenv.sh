@@ -15,7 +15,8 @@
 # Runs as root on Debian 12. Writes <repo>/.testenv/fleet.env. Addresses: 10.213.0.0/24 between the host
 # (10.213.0.1 on `rfleet0`) and the engines (a = 10.213.0.11, b = .12, ...); engine i's docker0 is
 # 10.214.i.1/24 and its other networks come from 10.215.(16*i).0/20. Environment: RECONCILER_FLEET_ENGINES
-# (N, 1-8, default 2), RECONCILER_FLEET_RUN_DIR / RECONCILER_FLEET_LIB_DIR (state directories),
+# (N, 1-12, default 2; bench/fleet_scale.py uses 12), RECONCILER_FLEET_RUN_DIR / RECONCILER_FLEET_LIB_DIR (state
+# directories),
 # RECONCILER_FLEET_STARTED_BY (who `up` records as the starter: tests/fleetenv.py says "pytest"; by hand "manual").
 set -euo pipefail
 
@@ -61,7 +62,7 @@ need_root() {
 	[[ $(id -u) -eq 0 ]] || die "$1 needs root (run as root or with sudo)"
 }
 
-[[ $ENGINES =~ ^[1-8]$ ]] || die "RECONCILER_FLEET_ENGINES must be 1..8, not '$ENGINES'"
+[[ $ENGINES =~ ^([1-9]|1[0-2])$ ]] || die "RECONCILER_FLEET_ENGINES must be 1..12, not '$ENGINES'"
 
 # ---------------------------------------------------------------------------------------------- naming
 # Engine i (1-based) is named by a letter: a, b, c, ...

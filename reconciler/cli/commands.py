@@ -21,6 +21,7 @@ from reconciler.core.failures import read_failures, record_failures
 from reconciler.core.placement import HostSpec
 from reconciler.core.plugins import engine_class
 from reconciler.core.project import Loaded, ProjectRunner, check_project_name, default_project
+from reconciler.delays import APPLY_ROUNDS
 from reconciler.errors import ReconcileError
 from reconciler.fleet.run import HostRun, Targets, for_each, parse_rollout, targets
 from reconciler.gitsource import FetchFailed, GitAuth, GitSource, Revision
@@ -191,7 +192,7 @@ def _apply(args: argparse.Namespace) -> int:
         if args.output == "text":
             heading = "" if run.host is None else f"Host {run.host.name} ({run.engine}):\n"
             print(f"{heading}{render.plan_text(run.plan)}", flush=True)
-        run.results = _apply_live(runner, run.plan) if live else runner.apply(run.plan)
+        run.results = _apply_live(runner, run.plan) if live else runner.apply(run.plan, rounds=APPLY_ROUNDS)
         record_failures(runner.project, run.engine, run.results)
 
     runs = for_each(where, work, lock=True, wait=args.wait, batch=batch, name_order=True)
@@ -214,7 +215,7 @@ def _apply_live(runner: ProjectRunner, plan: Plan) -> list[Result]:
     runner.ctx.progress_sink = view.progress
     view.begin(plan)
     try:
-        return runner.apply(plan, on_result=view.result)
+        return runner.apply(plan, on_result=view.result, rounds=APPLY_ROUNDS)
     finally:
         view.end()
         runner.ctx.progress_sink = None

@@ -28,7 +28,9 @@ def _apply_one(driver: Driver, change: Change) -> Result:
         driver.apply(change)
     except ReconcileError as exc:
         seconds = time.monotonic() - started
-        return Result(change, Outcome.FAILED, str(exc), seconds, classify(exc), exc.delay, exc.log_tail)
+        return Result(
+            change, Outcome.FAILED, str(exc), seconds, classify(exc), exc.delay, exc.log_tail, exc.replannable
+        )
     except Exception as exc:  # a driver bug must not take the other changes down with it
         log.exception("change.crashed", subject=change.subject)
         return Result(change, Outcome.FAILED, f"internal error: {exc!r}", time.monotonic() - started, classify(exc))

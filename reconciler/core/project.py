@@ -23,7 +23,7 @@ from reconciler.core.planner import observe_all, plan_changes
 from reconciler.core.plugins import driver_classes
 from reconciler.delays import APPLY_ROUND
 from reconciler.errors import PermanentError, Problem, ReconcileError, ValidationFailed
-from reconciler.model import ErrorClass, Outcome, Plan, Resource, Result
+from reconciler.model import Outcome, Plan, Resource, Result
 
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
@@ -154,14 +154,18 @@ class ProjectRunner:
     ) -> list[Result]:
         """Finish the pass `plan` started, with the drivers that planned it.
 
-        With `rounds` above 1 (a command's `apply`; `watch` has its own per-object retries), what failed for a
-        temporary reason (a lost answer, a 5xx the request's retries did not outlast, a step that may not be
-        repeated blindly) is observed and planned again and the new plan applied, up to `rounds` passes in all
-        (waits: APPLY_ROUND): one result per object of `plan`, the last word on each."""
+        With `rounds` above 1 (a command's `apply`; `watch` has its own per-object retries), what an engine fault
+        failed (a 5xx the request's retries did not outlast, an answer lost after the engine acted: the error is
+        `replannable`) is observed and planned again and the new plan applied, up to `rounds` passes in all (waits:
+        APPLY_ROUND). Outcomes are never re-planned, even temporary ones (a rollout that did not converge, a
+        replace rolled back): a fresh plan could find their spec applied and call them done. One result per object
+        of `plan`, the last word on each, then the results of what only a later plan had (a parked container a
+        failed removal left, say)."""
         results = self._execute(plan, stop, on_result)
         final = {r.change.key: r for r in results}
+        extra: dict[Key, Result] = {}
         for round_number in range(1, rounds):
-            retry = [r for r in final.values() if _worth_another_round(r)]
+            retry = _worth_another_round([*final.values(), *extra.values()])
             if not retry or (stop is not None and stop.is_set()):
                 break
             wait = APPLY_ROUND.delay(round_number)
@@ -174,30 +178,35 @@ class ProjectRunner:
                 self._pass_drivers = None
                 self.ctx.log.warning("apply.round_failed", error=str(exc))
                 break
-            retried = {r.change.key for r in retry}
             pending = {c.key for c in again.changes if c.pending or c.blocked is not None}
-            for key in retried - pending:  # done after all: the answer of the first attempt was lost
-                first = final[key]
-                final[key] = Result(first.change, Outcome.APPLIED, None, first.seconds)
-            # only what failed temporarily (or waited for it) runs again: anything else still pending (a
-            # permanent failure) is held, so what depends on it is skipped again rather than run without it
+            for key in retry - pending:  # done after all: the answer of the first attempt was lost
+                first = final.get(key) or extra[key]
+                done = Result(first.change, Outcome.APPLIED, None, first.seconds)
+                (final if key in final else extra)[key] = done
+            # only what a fault failed (or what waited for it) runs again, and what no earlier round planned (a
+            # leftover of a step a fault interrupted); anything else still pending (a permanent failure, an
+            # outcome) is held, so what depends on it is skipped again rather than run without it
+            runs = {c.key for c in again.changes if c.key in retry or (c.key not in final and c.key not in extra)}
             held = tuple(
                 c
-                if c.key in retried or not c.pending
+                if c.key in runs or not c.pending
                 else dataclasses.replace(c, blocked=(final[c.key].error if c.key in final else None) or "not retried")
                 for c in again.changes
             )
-            for result in self._execute(dataclasses.replace(again, changes=held), stop, on_result):
-                if result.change.key in retried and result.outcome is not Outcome.UNCHANGED:
-                    final[result.change.key] = Result(
-                        final[result.change.key].change,
-                        result.outcome,
-                        result.error,
-                        result.seconds,
-                        result.error_class,
-                        result.retry_after,
-                    )
-        return [final[r.change.key] for r in results]
+
+            def told(result: Result, runs: set[Key] = runs) -> None:
+                if on_result is not None and result.change.key in runs and result.outcome is not Outcome.UNCHANGED:
+                    on_result(result)
+
+            for result in self._execute(dataclasses.replace(again, changes=held), stop, told):
+                key = result.change.key
+                if key not in runs or result.outcome is Outcome.UNCHANGED:
+                    continue
+                if key in final:
+                    final[key] = dataclasses.replace(result, change=final[key].change)
+                else:
+                    extra[key] = result
+        return [*(final[r.change.key] for r in results), *extra.values()]
 
     def _execute(self, plan: Plan, stop: Any, on_result: Callable[[Result], None] | None) -> list[Result]:
         drivers, self._pass_drivers = self._pass_drivers, None
@@ -222,8 +231,12 @@ class ProjectRunner:
         self.ctx.reset_engine()
 
 
-def _worth_another_round(result: Result) -> bool:
-    """A failure another observe and plan may cure (a temporary one), or a change skipped because of one."""
-    if result.outcome is Outcome.FAILED:
-        return result.error_class is ErrorClass.TEMPORARY
-    return result.outcome is Outcome.SKIPPED
+def _worth_another_round(results: Iterable[Result]) -> set[Key]:
+    """What another observe and plan may cure: failures of an engine fault, and changes skipped because of one
+    (nothing when every failure is an outcome or permanent: a round would only skip them again)."""
+    results = list(results)
+    if not any(r.outcome is Outcome.FAILED and r.replannable for r in results):
+        return set()
+    return {
+        r.change.key for r in results if (r.outcome is Outcome.FAILED and r.replannable) or r.outcome is Outcome.SKIPPED
+    }

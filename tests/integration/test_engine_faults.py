@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.helpers import LABEL_PROJECT, START_TIMEOUT, configured_docker_host, wait_for
+from tests.helpers import LABEL_PROJECT, START_TIMEOUT, configured_docker_host, remove_project_objects, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -152,6 +152,33 @@ def test_at_30_percent_the_next_apply_converges_and_nothing_is_duplicated(
         assert owned(api, p) == expected(p)
         assert in_sync(reconcile, tmp_manifests.dir)
     assert sum(proxy.faults.values()) >= 10, proxy.faults
+
+
+def test_one_apply_of_ten_containers_converges_at_30_percent_in_nine_runs_of_ten(
+    api, project_name, tmp_manifests, reconcile, base_image, proxy_factory
+) -> None:
+    """Issue 24, defect 9 and outcome 6: at 30 % faults no apply converged (0 of 10): a read failing four times in
+    a row ended the run, and every step that may not be repeated blindly failed it. Reads are now repeated more,
+    and `apply` observes and plans again what an engine fault failed (never an outcome). Each run starts from
+    nothing; a run that exits 0 must have converged (no false success)."""
+    p = project_name
+    apps = [f"app{i}" for i in range(10)]
+    write_stack(tmp_manifests, p, base_image, apps=apps)
+    proxy = proxy_factory(**faults(0.30, seed=1, reset_after=0.03))
+    converged = []
+    for run in range(10):
+        proxy.random.seed(1000 + run)
+        done = reconcile("apply", tmp_manifests.dir, env={"DOCKER_HOST": proxy.url})
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        seen = owned(api, p)
+        assert len(seen["containers"]) <= 2 * len(apps) and len(seen["networks"]) <= 1, seen  # never duplicated
+        ok = seen == expected(p, apps) and in_sync(reconcile, tmp_manifests.dir)
+        assert ok or done.returncode != 0, f"exit 0 without converging: {seen}"
+        converged.append((done.returncode == 0 and ok) or done.stdout[-1500:] + done.stderr[-1500:])
+        remove_project_objects(api, p)
+    print(f"converged in {sum(1 for c in converged if c is True)} of 10 runs")
+    assert sum(1 for c in converged if c is True) >= 9, [c for c in converged if c is not True]
+    assert sum(proxy.faults.values()) >= 100, proxy.faults
 
 
 def test_watch_stays_converged_at_a_10_percent_fault_rate(

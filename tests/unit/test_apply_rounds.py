@@ -1,24 +1,26 @@
-"""`apply` plans again what failed temporarily (issue 24, outcome 6): a lost answer or a step that may not be
-repeated blindly no longer ends the run; a permanent failure does, and `watch` (one round) is unchanged."""
+"""`apply` plans again what an engine fault failed (issue 24, outcome 6): a lost answer or a step that may not be
+repeated blindly no longer ends the run; a permanent failure does, so does an outcome (a rollout that did not
+converge, a replace rolled back) even when a fresh plan would call it done, and `watch` (one round) is unchanged."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from reconciler.core.project import ProjectRunner
-from reconciler.errors import PermanentError, TemporaryError
+from reconciler.errors import EngineFault, PermanentError, TemporaryError
 from reconciler.model import Action, Outcome
 from tests.unit.fakes import FakeDriver, resource
 
 
 class Flaky(FakeDriver):
-    """Fails the first `failures[name]` applies of a change (TemporaryError); `done_anyway`: the first failure
+    """Fails the first `failures[name]` applies of a change (EngineFault); `done_anyway`: the first failure
     happens after the object was made (the engine acted, its answer was lost)."""
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.failures: dict[str, int] = {}
         self.done_anyway: set[str] = set()
+        self.fail_with = EngineFault
 
     def apply(self, change):  # type: ignore[no-untyped-def]
         left = self.failures.get(change.name, 0)
@@ -95,7 +97,7 @@ def test_a_permanent_failure_is_not_repeated_when_others_are(tmp_path: Path) -> 
     def apply(change):  # type: ignore[no-untyped-def]
         if change.name == "b" and flaky_b["left"]:
             flaky_b["left"] -= 1
-            raise TemporaryError("b: lost")
+            raise EngineFault("b: lost")
         real_apply(change)
 
     driver.apply = apply  # type: ignore[method-assign]
@@ -104,3 +106,45 @@ def test_a_permanent_failure_is_not_repeated_when_others_are(tmp_path: Path) -> 
     assert by_name == {"a": Outcome.FAILED, "b": Outcome.APPLIED, "c": Outcome.APPLIED, "d": Outcome.SKIPPED}
     assert [n for n, _ in driver.applied].count("a") == 1
     assert "d" not in driver.objects
+
+
+def test_an_outcome_is_not_planned_again_even_when_a_fresh_plan_would_call_it_done(tmp_path: Path) -> None:
+    """A swarm update that did not converge, a replace rolled back: temporary (watch retries them) but no engine
+    fault. `a` is made, then fails as an outcome; a fresh plan would find it in sync, so a round would report it
+    applied: no round runs, and it stays failed (exit 1)."""
+    driver = Flaky("Volume")
+    driver.failures, driver.fail_with, driver.done_anyway = {"a": 1}, TemporaryError, {"a"}
+    runner, catalog = runner_for(tmp_path, driver)
+    waits: list[float] = []
+    results = runner.apply(runner.plan(catalog, prune=True), rounds=6, sleep=waits.append)
+    by_name = {r.change.name: r.outcome for r in results}
+    assert by_name == {"a": Outcome.FAILED, "b": Outcome.APPLIED, "c": Outcome.APPLIED, "d": Outcome.SKIPPED}
+    assert waits == [] and [n for n, _ in driver.applied].count("a") == 1
+    assert not results[0].replannable
+
+
+def test_what_only_a_later_plan_has_runs_and_is_reported(tmp_path: Path) -> None:
+    """A fault in the last step of `b` leaves a leftover (`b-old`, the parked container of a replace, say): the
+    next round's plan has it (a prune), runs it and reports it; `b` is done, so nothing is left."""
+    driver = Flaky("Volume")
+    runner, catalog = runner_for(tmp_path, driver)
+    real_apply = driver.apply
+    flaky_b = {"left": 1}
+
+    def apply(change):  # type: ignore[no-untyped-def]
+        real_apply(change)
+        if change.name == "b" and flaky_b["left"]:
+            flaky_b["left"] -= 1
+            driver.put("b-old")  # what the interrupted step leaves
+            raise EngineFault("b: remove-old: the connection to the engine was lost")
+
+    driver.apply = apply  # type: ignore[method-assign]
+    seen: list[str] = []
+    results = runner.apply(
+        runner.plan(catalog, prune=True), rounds=3, sleep=lambda _: None, on_result=lambda r: seen.append(r.change.name)
+    )
+    assert [(r.change.name, r.outcome) for r in results] == [
+        *((n, Outcome.APPLIED) for n in "abcd"),
+        ("b-old", Outcome.APPLIED),
+    ]
+    assert set(driver.objects) == set("abcd") and seen.count("b-old") == 1 and "a" not in seen[4:]

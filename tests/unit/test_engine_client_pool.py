@@ -164,7 +164,20 @@ def test_requests_to_an_ssh_engine_reuse_its_ssh_processes(fake_ssh):
             client.inspect_container(f"c{i}")
     finally:
         client.close()
-    assert dials(fake_ssh) <= 2  # the version probe's own client, and this one's single kept connection
+    assert dials(fake_ssh) == 1  # this one's single kept connection (the version came from the first contact)
+
+
+def test_an_ssh_engine_s_version_comes_from_the_first_contact_check(fake_ssh):
+    """Each connection to an ssh engine starts a docker CLI on the Host (`docker system dial-stdio`): the version
+    probe had one of its own, although the first-contact check had asked the Host's docker for the version."""
+    client = connect("ssh://deploy@fake-host")
+    try:
+        assert dials(fake_ssh) == 0
+        assert client.api_version == "1.41"
+        client.inspect_container("c0")
+        assert dials(fake_ssh) == 1
+    finally:
+        client.close()
 
 
 def test_an_idle_or_ended_ssh_connection_is_not_used_again(fake_ssh, monkeypatch):

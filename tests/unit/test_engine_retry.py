@@ -114,19 +114,6 @@ def test_a_read_that_was_sent_is_repeated_eight_times() -> None:
         run(prepared("GET", "/info"), *(dropped() for _ in range(8)))
 
 
-def test_a_swarm_workers_503_is_understood_at_once() -> None:
-    """Issue 24, defect 10: a worker's "This node is not a swarm manager" to /services was retried as if it
-    could change; it is the answer the swarm drivers read as "not a manager"."""
-    worker = (
-        b'{"message":"This node is not a swarm manager. Worker nodes can\'t be used to view or modify cluster state. '
-        b'Please run this command on a manager node or promote the current node to a manager."}'
-    )
-    result, script, sleeps = run(prepared("GET", "/services"), response(503, worker), response(200))
-    assert result.status_code == 503 and script.calls == 1 and sleeps == []
-    result, script, _ = run(prepared("GET", "/services"), response(503, b'{"message":"busy"}'), response(200))
-    assert result.status_code == 200 and script.calls == 2  # any other 503 is repeated as before
-
-
 def test_delays_double_are_jittered_and_capped() -> None:
     policy = RetryPolicy(attempts=10)  # the delays of reconciler.delays.ENGINE_REQUEST
     assert [policy.delay(n, rand=lambda: 1.0) for n in (1, 2, 3, 4, 5, 6)] == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]

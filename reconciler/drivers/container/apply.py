@@ -12,7 +12,7 @@ from reconciler.drivers.container.fields import FIELDS, CreateCall
 from reconciler.drivers.container.spec import aside_name
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.common import by_name
-from reconciler.errors import PermanentError, ReconcileError, TemporaryError
+from reconciler.errors import EngineFault, PermanentError, ReconcileError, TemporaryError
 from reconciler.model import LABEL_PROJECT, Desired, mask
 
 POLL_SECONDS = 0.25
@@ -202,10 +202,12 @@ class Replacer:
         try:
             self.api.remove_container(self.old_id, v=False, force=True)
         except Exception as exc:
+            # no rollback: the new container runs, and a fresh plan sees the parked one (a leftover to remove)
             raise _failure(
                 f"container {self.name}: replace failed at its remove-old step, the new container runs "
                 f"and the old one stays parked as {self.aside} until the next apply removes it",
                 exc,
+                replannable=True,
             ) from None
         self.log.info("container.replaced", name=self.name)
 
@@ -315,16 +317,21 @@ def _said(exc: BaseException | None) -> str:
     return str(exc) if isinstance(exc, ReconcileError) else repr(exc)
 
 
-def _failure(what: str, exc: BaseException) -> ReconcileError:
+def _failure(what: str, exc: BaseException, replannable: bool = False) -> ReconcileError:
     """`what` went wrong because of `exc`: temporary when the cause was (an engine 5xx, a lost connection, a
-    TemporaryError), so watch retries soon; permanent otherwise."""
-    temporary = (
-        (isinstance(exc, ReconcileError) and exc.retryable)
+    TemporaryError), so watch retries soon; permanent otherwise. A rolled-back replace is an outcome, never
+    planned again in the same apply (a fresh plan would find the old spec and replace it again, and a success
+    then would hide the failure); `replannable`: a step with no rollback, whose fault a fresh plan sees."""
+    fault = (
+        (isinstance(exc, ReconcileError) and exc.replannable)
         or (isinstance(exc, lazy.APIError) and (exc.status_code or 0) >= 500)
         or isinstance(exc, lazy.requests.RequestException)
     )
+    temporary = fault or (isinstance(exc, ReconcileError) and exc.retryable)
     text = f"{what}: {_said(exc)}"
-    error = TemporaryError(text) if temporary else PermanentError(text)
+    error = (
+        (EngineFault(text) if replannable and fault else TemporaryError(text)) if temporary else PermanentError(text)
+    )
     if isinstance(exc, ReconcileError):
         error.log_tail = exc.log_tail
     return error

@@ -72,20 +72,26 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], facts
     create, starting = Step(f"create {name}", "create"), [Step(f"start {name}", "start")] if start else []
     if action is Action.CREATE:
         return [*waits, create, *starting]
+    discard = [] if facts is None or facts.discard is None else [discard_step(name, facts.discard)]
     if action is Action.REPLACE:
         assert facts is not None
         old, aside = facts.engine_name, aside_name(name)
         stop = Step(f"stop {old}", "stop-old")
         parked = [stop] if facts.aside else [stop, Step(f"rename {old} to {aside}", "park")]
         drop = Step(f"remove {aside} (on failure: remove the new one, restore the old one)", "drop-old")
-        return [*waits, *parked, create, *starting, drop]
-    steps = [f"rename {f.old} to {f.new}" for f in fields if f.path == "name"]
+        return [*waits, *discard, *parked, create, *starting, drop]
+    steps: list[str] = [*discard, *(f"rename {f.old} to {f.new}" for f in fields if f.path == "name")]
     for row in IN_PLACE:
         assert row.update is not None
         mine = row.changes_of(fields)
         if mine:
             steps += row.update.steps(mine, desired)
     return steps
+
+
+def discard_step(name: str, cid: str) -> Step:
+    """Removing the new container an interrupted replace created and never ran, before the parked one is back."""
+    return Step(f"remove {name} ({cid[:12]}, created by an interrupted replace, never ran)", "discard", cid)
 
 
 def diff_container(desired: Desired, observed: Observed | None) -> Change:

@@ -46,6 +46,7 @@ from reconciler.drivers.container.observe import (
     is_aside,
     observed_spec,
 )
+from reconciler.drivers.container.parked import base_name, compose_name, resume_interrupted
 from reconciler.drivers.container.spec import (
     ASIDE_SUFFIX,
     normalize_container,
@@ -188,10 +189,43 @@ class ContainerDriver(DockerDriver):
             found[key] = self._observed(info, images, names, aside, key, renamed)
         for name, info in others.items():
             found[name] = self._observed(info, {}, names, False, name)
+        wanted = {d.name: d.spec["state"] for d in desired}
+        found = resume_interrupted(found, self._compose_parked(), wanted, self.project)
         if self.ctx.options_for(EngineOptions).adopt:
             found.update(self._compose_containers(declared, found))
         self._age_mounts.observed(desired, found)
         return found
+
+    def _compose_parked(self) -> dict[str, Observed]:
+        """Containers of the Compose project of this name that an interrupted `apply --adopt` parked, by engine
+        name, as this project's (it began taking them over): looked for with or without --adopt."""
+        with self.errors("*", "list parked containers"):
+            listed = self.api.containers(
+                all=True, filters={"name": [ASIDE_SUFFIX], "label": [f"{COMPOSE_PROJECT}={self.project}"]}
+            )
+        ids = [
+            c["Id"]
+            for c in listed
+            if compose_project(c.get("Labels")) == self.project and base_name(c["Names"][0].lstrip("/"))
+        ]
+        if not ids:
+            return {}
+        with self.errors("*", "inspect"):
+            infos = concurrently(self.api.inspect_container, ids)
+            refs = {i["Image"] for i in infos.values()} | {i["Config"].get("Image") or "" for i in infos.values()}
+            images = concurrently(self.inspect_image, refs - {""})
+        parked: dict[str, Observed] = {}
+        for info in infos.values():
+            engine = engine_name(info)
+            obs = self._observed(info, images, {info["Id"]: engine}, False, engine)
+            parked[engine] = self._as_adopted(obs, base_name(engine) or engine)
+        return parked
+
+    def _as_adopted(self, obs: Observed, name: str) -> Observed:
+        """A Compose container seen as this project's `name`, to be replaced by one of its own."""
+        labels = as_owned(obs.labels, self.kind, name, self.project)
+        spec = {**obs.spec, "labels": without_compose(obs.spec.get("labels"))}  # Compose's own are no news
+        return dataclasses.replace(obs, labels=labels, spec=spec, raw=dataclasses.replace(obs.raw, adopted=True))
 
     def _compose_containers(self, declared: set[str], found: Mapping[str, Observed]) -> dict[str, Observed]:
         """With --adopt: for each declared name that no container of this project holds, the container of the
@@ -206,8 +240,8 @@ class ContainerDriver(DockerDriver):
                 listed = self.api.containers(all=True, filters={"label": [f"{COMPOSE_PROJECT}={self.project}"]})
             for summary in sorted(listed, key=lambda c: ((c.get("Labels") or {}).get(COMPOSE_NUMBER, ""), c["Id"])):
                 labels = summary.get("Labels") or {}
-                if compose_project(labels) != self.project:
-                    continue
+                if compose_project(labels) != self.project or base_name(summary["Names"][0].lstrip("/")):
+                    continue  # parked ones were settled by resume_interrupted
                 service, number = labels.get(COMPOSE_SERVICE), labels.get(COMPOSE_NUMBER)
                 # `import compose` names a container `<project>-<service>-<number>`, as Compose v2 does (v1: `_`)
                 keys = (summary["Names"][0].lstrip("/"), f"{self.project}-{service}-{number}", service)
@@ -223,12 +257,7 @@ class ContainerDriver(DockerDriver):
         names = {i["Id"]: engine_name(i) for i in infos.values()}
         adopted: dict[str, Observed] = {}
         for name, cid in candidates.items():
-            obs = self._observed(infos[cid], images, names, False, name)
-            labels = as_owned(obs.labels, self.kind, name, self.project)
-            spec = {**obs.spec, "labels": without_compose(obs.spec.get("labels"))}  # Compose's own are no news
-            adopted[name] = dataclasses.replace(
-                obs, labels=labels, spec=spec, raw=dataclasses.replace(obs.raw, adopted=True)
-            )
+            adopted[name] = self._as_adopted(self._observed(infos[cid], images, names, False, name), name)
         return adopted
 
     def _observed(
@@ -313,16 +342,23 @@ class ContainerDriver(DockerDriver):
         facts = change.observed.raw
         assert isinstance(facts, ContainerFacts)
         if change.action is Action.REPLACE and self._replace_needed(change, facts):
+            # a parked old container was stopped by the replace that parked it: restored, it runs again as declared
+            running = change.observed.spec["state"] in ("running", "paused") or (
+                facts.aside and desired.spec["state"] == "running"
+            )
+            restore_as = None
+            if facts.adopted:
+                restore_as = compose_name(change.observed.labels, name) if facts.aside else facts.engine_name
             replacer = Replacer(
                 self.api,
                 self.log,
                 self.project,
                 name,
                 facts.id,
-                change.observed.spec["state"] in ("running", "paused"),
+                running,
                 change.observed.spec["stopTimeout"],
                 parked=facts.aside,
-                restore_as=facts.engine_name if facts.adopted else None,
+                restore_as=restore_as,
             )
             with self.errors(name, "replace"):
                 # the waits come first: a failed dependency never stops a healthy container
@@ -330,6 +366,7 @@ class ContainerDriver(DockerDriver):
                     change,
                     {
                         "wait": wait,
+                        "discard": self._discard,
                         "stop-old": replacer.stop_old,
                         "park": replacer.park,
                         "create": replacer.guarded(create),
@@ -415,6 +452,8 @@ class ContainerDriver(DockerDriver):
         desired = change.desired
         assert desired is not None
         name = change.name
+        if facts.discard is not None:
+            self._discard(facts.discard)
         # an update runs only when every field is in place (or is an image follow whose image did not move)
         fields = [f for f in change.fields if f.action is Action.UPDATE]
         if any(f.path == "name" for f in fields):
@@ -438,6 +477,12 @@ class ContainerDriver(DockerDriver):
             mine = row.changes_of(fields)
             if mine and row.update is not None and row.update.run is not None:
                 row.update.run(updating, mine)
+
+    def _discard(self, cid: str) -> None:
+        """Remove the new container an interrupted replace created and never ran (its volumes are kept)."""
+        with contextlib.suppress(lazy.NotFound):
+            self.api.remove_container(cid, v=False, force=True)
+        self.log.info("container.discarded", id=cid[:12])
 
     def _discard_failed_create(self, name: str) -> None:
         """A container created but not started leaves nothing behind: the next apply creates it afresh."""

@@ -42,6 +42,9 @@ class ContainerFacts:
     aside: bool = False
     renamed: bool = False  # renamed by hand: its engine name is not its io.reconciler.name label
     adopted: bool = False  # a container of the Compose project being adopted (--adopt): replaced by our own
+    # parked by an interrupted replace whose new container never ran: that one's ID, removed before this one is
+    # put back (drivers/container/parked.py)
+    discard: str | None = None
 
 
 def image_defaults(image: Mapping[str, Any] | None) -> ImageDefaults:

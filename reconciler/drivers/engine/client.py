@@ -78,8 +78,10 @@ def connect(
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
     DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
-    config, agent, jump hosts and ControlMaster apply). `remembered` is told of every write the client makes."""
+    config, agent and jump hosts apply; all ssh to one Host share one connection: sshmux). `remembered` is told
+    of every write the client makes."""
     url = engine_url(docker_host)
+    known: str | None = None  # the engine's API version, when the first contact told it
     if tls is not None:
         kwargs: dict[str, Any] = {
             "tls": lazy.docker.tls.TLSConfig(
@@ -88,7 +90,7 @@ def connect(
             "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
-        ssh.preflight(url, PING_TIMEOUT)
+        known = ssh.preflight(url, PING_TIMEOUT)
         kwargs = {"use_ssh_client": True, "max_pool_size": ssh.POOL}  # each pooled connection is an ssh process
         ssh.patch_transport()
     else:
@@ -100,12 +102,15 @@ def connect(
         # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
         # ssh: the probe's too, so that its close ends its ssh process (docker-py's own pool was let go)
         pooled = ssh.keep_connections if url.startswith("ssh://") else _one_pool
-        probe = _client(kwargs, MIN_API, PING_TIMEOUT)
-        pooled(probe)
-        try:
-            version = str(probe.version(api_version=False)["ApiVersion"])
-        finally:
-            probe.close()
+        if known is not None:  # ssh: the first-contact check asked the Host's docker for it already
+            version = known
+        else:
+            probe = _client(kwargs, MIN_API, PING_TIMEOUT)
+            pooled(probe)
+            try:
+                version = str(probe.version(api_version=False)["ApiVersion"])
+            finally:
+                probe.close()
         if _version_tuple(version) < _version_tuple(MIN_API):
             raise PermanentError(
                 f"the Docker engine at {url} speaks API {version}; reconcile needs {MIN_API} (Docker 19.03) or newer"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.retry import never_sent
-from reconciler.errors import EngineUnavailable, PermanentError, TemporaryError
+from reconciler.errors import EngineFault, EngineUnavailable, PermanentError, TemporaryError
 
 _RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
 _AUTH = ("unauthorized", "denied", "authentication required", "access to the resource")
@@ -106,7 +106,7 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
         if registry:
             raise registry_failure(what, message) from None
         if (exc.status_code or 0) >= 500 and "already" not in message:
-            raise TemporaryError(f"{what}: {message}") from None
+            raise EngineFault(f"{what}: {message}") from None
         if any(m in message for m in _BEING_REMOVED):  # the engine is busy with the object (a removal someone
             raise TemporaryError(f"{what}: {message}") from None  # started): the next pass sees it gone
         raise PermanentError(f"{what}: {message}") from None
@@ -117,7 +117,7 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
             and not never_sent(exc)
         ):
             # sent, then the connection dropped: the engine may have acted; the next pass observes and re-plans
-            raise TemporaryError(f"{what}: the connection to the engine was lost: {reason(exc)}") from None
+            raise EngineFault(f"{what}: the connection to the engine was lost: {reason(exc)}") from None
         raise EngineUnavailable(f"{what}: engine unreachable: {reason(exc)}") from None
     except lazy.DockerException as exc:
         raise PermanentError(f"{what}: {exc}") from None

@@ -200,7 +200,7 @@ def send_with_retries(
             response.status_code in RETRY_STATUSES
             and safety is not Safety.NEVER
             and not last
-            and not _settled(response)
+            and not _standing(response)
         ):
             _note(request, attempt, f"HTTP {response.status_code}")
             response.close()
@@ -209,16 +209,16 @@ def send_with_retries(
         return response
 
 
-def _settled(response: Any) -> bool:
-    """A 5xx that no repeat changes: a swarm worker's (or a lone engine's) 503 "This node is not a swarm manager"
-    to a swarm listing. Said at once, it is understood at once (the swarm drivers block their objects with it)."""
-    if response.status_code != 503:
-        return False
-    try:
-        text = response.content.decode(errors="replace")
-    except Exception:  # a body that cannot be read: treat it as the usual transient 503
-        return False
-    return "not a swarm manager" in text.lower()
+# What a swarm request gets from an engine that is no swarm manager (a plain engine, a worker): a 503 saying so.
+# That is the engine's standing state, not a failure of the moment, and the swarm drivers take it for "no swarm
+# here" (drivers/swarm/values.list_on_manager); repeating it cost every plan on a plain engine 7 repeats of each
+# of the services, secrets and configs listings, ~7 s.
+_NOT_A_MANAGER = b"not a swarm manager"
+
+
+def _standing(response: Any) -> bool:
+    """A 503 that repeating cannot change (see _NOT_A_MANAGER)."""
+    return response.status_code == 503 and _NOT_A_MANAGER in (response.content or b"").lower()
 
 
 def _note(request: Any, attempt: int, why: str) -> None:

@@ -5,13 +5,15 @@ per connection and speaks HTTP over the process's pipes. As shipped (docker-py 7
 adapter makes a new pool for every request, and a response closing its file closes the process's stdout, so a
 connection could not have served a second request anyway. Every request paid an ssh handshake and left an ssh
 process to the garbage collector, whose close never waited for it. `patch_transport` and `keep_connections`
-make a connection serve request after request, and reap what ends.
+make a connection serve request after request, and reap what ends. All of a Host's ssh processes share one
+connection to it (sshmux).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,18 +22,23 @@ import urllib.parse
 from functools import lru_cache
 from typing import Any
 
-from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine import lazy, sshmux
 from reconciler.errors import EngineUnavailable, PermanentError
 
-POOL = 4  # connections kept per engine; each is an ssh process here and a session on the Host
+POOL = 4  # connections kept per engine; each is an ssh process here and a session of its one connection
 IDLE_SECONDS = 30.0  # a kept connection idle longer than this is closed rather than used (see _kept_pool_class)
 _ONE_POOL = "http+docker://localhost"
 
 
-def preflight(url: str, timeout: float) -> None:
+_API_VERSION = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def preflight(url: str, timeout: float) -> str | None:
     """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
     there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
-    password prompt."""
+    password prompt. Returns the engine's API version as the Host's docker CLI said it (None if it said
+    something else), so that no connection of its own is needed to ask: each is a `docker system dial-stdio`,
+    a docker CLI started on the Host."""
     try:
         parsed = urllib.parse.urlsplit(url)
         port = parsed.port
@@ -39,7 +46,8 @@ def preflight(url: str, timeout: float) -> None:
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     if not parsed.hostname:
         raise PermanentError(f"invalid engine address {url!r}: no host")
-    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
+    # the first ssh to the Host: it becomes the master whose connection every later one shares (sshmux)
+    command = ["ssh", *sshmux.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
     if port:
         command += ["-p", str(port)]
     if parsed.username:
@@ -59,6 +67,8 @@ def preflight(url: str, timeout: float) -> None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         said = lines[-1] if lines else f"ssh exited with {done.returncode}"
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {ssh_reason(done.stderr, said)}")
+    said = done.stdout.strip()
+    return said if _API_VERSION.fullmatch(said) else None
 
 
 # What ssh (and the remote shell) say, as sentences; the line ssh printed follows in parentheses.
@@ -168,7 +178,7 @@ def patch_transport() -> None:
         # docker-py's, with the process's stderr to /dev/null: when the engine goes, every connection's
         # `docker system dial-stdio` printed "failed to open the raw stream connection: ..." on reconcile's
         # stderr; the failure is reported once per object instead (preflight words ssh's own refusals)
-        args = ["ssh"]
+        args = ["ssh", *sshmux.options()]  # a session over the Host's one connection (sshmux)
         if self.user:
             args += ["-l", self.user]
         if self.port:

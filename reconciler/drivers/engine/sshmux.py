@@ -1,0 +1,87 @@
+"""One ssh connection per Host, shared by every ssh process reconcile starts to it (OpenSSH connection sharing).
+
+A request to an `ssh://` engine goes through an `ssh HOST docker system dial-stdio` process (ssh.py keeps up to
+`ssh.POOL` of them), and the first contact is one more ssh (`ssh.preflight`). Each of them was its own TCP
+connection, key exchange and login on the Host: a fleet of ssh Hosts paid several handshakes per Host and command,
+and a Host counted that many logins. With the options below, the first ssh to a Host (the preflight) becomes the
+master of a control socket and every later one runs as a session over its connection, whatever the user's ssh
+config says (options given on the command line win over it; their other settings, keys and jump hosts still apply).
+
+The sockets live in a directory of this process's own (0700, made on first use), so no other user and no other
+reconcile process shares them; `ControlPersist` keeps a master for `PERSIST_SECONDS` after its last session, as
+ssh.py's kept connections are closed after the same quiet spell, so a long `watch` does not hold logins open
+while it idles. At exit every master is told to end and the directory is removed; a process killed outright
+leaves masters that end on their own after that spell.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+PERSIST_SECONDS = 30  # as ssh.IDLE_SECONDS: a master outlives its last session by that much, no more
+# A master's connection that the network dropped silently would hang every session started over it: ssh
+# notices within interval x count and ends, and the next ssh becomes a new master.
+ALIVE_INTERVAL = 10
+ALIVE_COUNT = 3
+_MAX_PARENT = 40  # + "/rcssh-XXXXXXXX/" + 40 hex digits stays under 104 bytes
+_lock = threading.Lock()
+_directory: Path | None = None
+
+
+def options() -> list[str]:
+    """The ssh options that make every ssh of this process to one Host share one connection."""
+    return [
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={_control_directory()}/%C",
+        "-o",
+        f"ControlPersist={PERSIST_SECONDS}",
+        "-o",
+        f"ServerAliveInterval={ALIVE_INTERVAL}",
+        "-o",
+        f"ServerAliveCountMax={ALIVE_COUNT}",
+    ]
+
+
+def _control_directory() -> Path:
+    global _directory
+    with _lock:
+        if _directory is None:
+            # a unix socket's path has at most 104-108 bytes, and %C adds 41: a long TMPDIR (macOS's) gives way
+            parent = tempfile.gettempdir()
+            if len(parent) > _MAX_PARENT and os.path.isdir("/tmp"):
+                parent = "/tmp"
+            _directory = Path(tempfile.mkdtemp(prefix="rcssh-", dir=parent))  # mode 0700
+            atexit.register(close_all)
+        return _directory
+
+
+def close_all() -> None:
+    """End every master this process started and remove their directory (at exit; safe to call twice)."""
+    global _directory
+    with _lock:
+        directory, _directory = _directory, None
+    if directory is None:
+        return
+    with contextlib.suppress(OSError):
+        for socket_path in directory.iterdir():
+            # the host name is not used to reach anything with -O: the socket is named exactly
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "reconcile-control"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=10,
+                    check=False,
+                    env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+                )
+    shutil.rmtree(directory, ignore_errors=True)
