@@ -185,6 +185,14 @@ class Engine(Protocol):
         """Drop the connection so the next `client()` connects afresh (after the engine restarted)."""
         ...
 
+    def cluster_node(self) -> str | None:
+        """This engine's node ID in the cluster it belongs to (a swarm, as manager or worker), or None; connects."""
+        ...
+
+    def cluster_nodes(self) -> frozenset[str]:
+        """The node IDs of the cluster this engine manages (empty unless it is a manager); connects."""
+        ...
+
     def forget(self) -> None:
         """Drop whatever is remembered of the engine's objects between passes, so the next pass observes
         everything afresh (the watch's resync). An engine that remembers nothing does nothing."""
@@ -354,6 +362,12 @@ class Driver(Protocol):
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         """Semantic problems beyond the schema, as (dotted field path, message). Default: none."""
         return ()
+
+    def cluster_wide(self, desired: Desired) -> bool:
+        """Whether the object, made on the Hosts it is placed on, is usable on every Host that is a node of the
+        same cluster (a swarm's attachable overlay network): objects on those Hosts may then refer to it, and
+        the fleet checks the membership on the engines and applies its Hosts first. Default: no."""
+        return False
 
     def local_fields(self, desired: Desired) -> Iterable[tuple[str, str]]:
         """(dotted field path, what) for each part of the object that acts on the machine reconcile runs on (a

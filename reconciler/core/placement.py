@@ -4,7 +4,10 @@ A tree without Host documents is one engine's, as it always was. With Hosts, eve
 Hosts its `spec.hosts` names (names, `{matchLabels: ...}`, or `all`); an object that names none goes to the Hosts
 marked `default: true`, and is an error when no Host is (Terraform's default provider, not "everywhere": a
 database declared once must not appear on every machine by accident). Placement is checked against the
-dependency graph: an object may only go where everything it refers to goes too.
+dependency graph: an object may only go where everything it refers to goes too, except what its driver calls
+`cluster_wide` (a swarm's attachable overlay network, declared once on a manager): objects on other Hosts may
+refer to it, and `cluster_uses` lists those uses so that the fleet checks, on the engines, that those Hosts are
+nodes of the same cluster, and applies the Hosts holding the object first.
 """
 
 from __future__ import annotations
@@ -23,6 +26,17 @@ from reconciler.errors import Problem
 from reconciler.model import Desired, Resource
 
 HOST_KIND = "Host"
+
+
+@dataclass(frozen=True)
+class ClusterUse:
+    """`subject` on Host `host` refers to `target`, placed on `providers` (not on `host`), which its driver calls
+    usable on every node of their cluster."""
+
+    host: str
+    subject: str
+    target: Key
+    providers: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,8 @@ def place(
             if target not in placement:
                 continue  # undeclared (a required one is reported by the catalog already)
             missing = sorted(where - placement[target])
+            if missing and placement[target] and _cluster_wide(target, catalog, drivers):
+                continue  # usable from the other nodes of its Hosts' cluster: checked on the engines (cluster_uses)
             if missing:
                 problems.append(
                     _problem(
@@ -163,6 +179,28 @@ def place(
                     )
                 )
     return placement, problems
+
+
+def _cluster_wide(target: Key, catalog: Catalog, drivers: Mapping[str, Driver]) -> bool:
+    desired = catalog.get(*target)
+    driver = drivers.get(target[0])
+    return desired is not None and driver is not None and bool(driver.cluster_wide(desired))
+
+
+def cluster_uses(
+    placement: Mapping[Key, frozenset[str]], catalog: Catalog, drivers: Mapping[str, Driver]
+) -> list[ClusterUse]:
+    """Every reference from an object on a Host to a cluster-wide object placed elsewhere (see `place`)."""
+    uses = []
+    for key, refs in sorted(catalog.references.items()):
+        for ref in refs:
+            target = (ref.kind, ref.name)
+            providers = placement.get(target, frozenset())
+            if not providers or not _cluster_wide(target, catalog, drivers):
+                continue
+            for host in sorted(placement.get(key, frozenset()) - providers):
+                uses.append(ClusterUse(host, f"{key[0]}/{key[1]}", target, providers))
+    return uses
 
 
 def local_problems(desired: Desired, driver: Driver, engines: Iterable[tuple[str, str]]) -> list[Problem]:

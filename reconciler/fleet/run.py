@@ -14,7 +14,7 @@ import structlog
 
 from reconciler.core.executor import succeeded
 from reconciler.core.lock import ProjectLock
-from reconciler.core.placement import HostSpec, select_hosts
+from reconciler.core.placement import ClusterUse, HostSpec, cluster_uses, select_hosts
 from reconciler.core.project import Loaded, ProjectRunner
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import Plan, Result
@@ -63,6 +63,8 @@ class Targets:
     loaded: Loaded  # the whole tree, valid
     runners: list[ProjectRunner]
     hosts: list[HostSpec] = field(default_factory=list)
+    # objects on one Host using a cluster-wide object of another (a worker's container on a manager's overlay)
+    cluster_uses: list[ClusterUse] = field(default_factory=list)
 
     @property
     def fleet(self) -> bool:
@@ -81,7 +83,8 @@ def targets(runner_for: Callable[[HostSpec | None], ProjectRunner], selection: S
     hosts, errors = select_hosts(loaded.hosts, selection.hosts, selection.selectors)
     if errors:
         raise PermanentError(errors[0])
-    return Targets(loaded, [runner_for(h) for h in hosts], hosts)
+    uses = cluster_uses(loaded.placement, loaded.catalog, runner.drivers)
+    return Targets(loaded, [runner_for(h) for h in hosts], hosts, uses)
 
 
 def _host_name(run: HostRun) -> str:
@@ -126,6 +129,49 @@ def check_distinct(runs: list[HostRun], runners: Mapping[str, ProjectRunner]) ->
             log.error("host.failed", host=name, engine=run.engine, error=run.error)
         else:
             seen[ident] = name
+
+
+def check_clusters(runs: list[HostRun], runners: Mapping[str, ProjectRunner], uses: list[ClusterUse]) -> None:
+    """A Host whose objects use a cluster-wide object of another Host (a manager's attachable overlay network)
+    must be a node of that Host's cluster, as the engines say: the manager's node list holds the node ID this
+    Host's engine reports (a worker sees no cluster ID of its own). Otherwise the Host fails, saying so. A
+    provider Host not selected (or unreachable) cannot be asked: its engine decides when the object is used."""
+    by_name = {_host_name(r): r for r in runs}
+    members: dict[str, frozenset[str]] = {}
+    nodes: dict[str, str | None] = {}
+    wanted = sorted({p for u in uses if u.host in by_name for p in u.providers if p in by_name})
+    askers = sorted({u.host for u in uses if u.host in by_name})
+
+    def ask(name: str) -> None:
+        engine = runners[name].engine
+        assert engine is not None
+        run = by_name[name]
+        if run.error is not None:
+            return
+
+        def work() -> None:
+            if name in askers:
+                nodes[name] = engine.cluster_node()
+            if name in wanted:
+                members[name] = engine.cluster_nodes()
+
+        _guarded(run, work)
+
+    concurrently(sorted(set(wanted) | set(askers)), ask)
+    for use in uses:
+        run = by_name.get(use.host)
+        if run is None or run.error is not None or use.host not in nodes:
+            continue
+        providers = sorted(p for p in use.providers if p in members)
+        if not providers or any(nodes[use.host] in members[p] for p in providers):
+            continue
+        kind, name = use.target
+        where = "is in no swarm" if nodes[use.host] is None else f"is not a node of the swarm {providers[0]} manages"
+        run.error = (
+            f"{use.subject} uses {kind}/{name} of Host {', '.join(providers)}, but Host {use.host} {where} "
+            f"(join it: `docker swarm join` with a token from {providers[0]})"
+        )
+        log.error("host.failed", host=use.host, engine=run.engine, error=run.error)
 
 
 def parse_rollout(text: str) -> int | None:
@@ -178,18 +224,27 @@ def for_each(
     hosts = sorted(where.hosts, key=lambda h: h.name) if name_order else where.hosts
     runs = [HostRun(h, runners[h.name].ctx.engine_url or "") for h in hosts]
     check_distinct(runs, runners)
+    if where.cluster_uses:
+        check_clusters(runs, runners, where.cluster_uses)
+    # the Hosts holding a cluster-wide object others use go first (a manager creates the overlay network its
+    # workers' containers attach to)
+    providers = {p for u in where.cluster_uses for p in u.providers}
+    order = sorted(runs, key=lambda r: _host_name(r) not in providers)  # stable: the report keeps `runs`' order
 
     def on_host(run: HostRun) -> None:
         runner = runners[_host_name(run)]
-        _guarded(run, lambda: one(run, runner, lambda: runner.load(resources=where.loaded.resources)))
+        # every line logged on this Host's thread (the core's change.* lines too) says which Host (`host=`)
+        with structlog.contextvars.bound_contextvars(host=_host_name(run)):
+            _guarded(run, lambda: one(run, runner, lambda: runner.load(resources=where.loaded.resources)))
 
     size = len(runs) if batch is None else batch
-    for start in range(0, len(runs), max(1, size)):
-        current = runs[start : start + size]
-        concurrently([r for r in current if r.error is None], on_host)
+    for start in range(0, len(order), max(1, size)):
+        current = order[start : start + size]
+        for phase in (True, False):
+            concurrently([r for r in current if r.error is None and (_host_name(r) in providers) is phase], on_host)
         failed = [_host_name(r) for r in current if r.failed]
         if failed and batch is not None:
-            for later in runs[start + size :]:
+            for later in order[start + size :]:
                 if later.error is None:  # one that failed already (its engine's identity) stays failed
                     later.skipped = f"not started: the rollout stopped after {', '.join(failed)} failed"
             break

@@ -260,7 +260,7 @@ def run_watch(runners: list[ProjectRunner], run: WatchRun) -> int:
             watcher = DirectoryWatcher(runner.manifest_dir, functools.partial(controller.request, "files"))
             controller.on_inputs = watcher.watch_inputs
             triggers.append(watcher)
-            triggers.append(EventReader(runner.engine, controller.event_keys, controller.request))
+            triggers.append(EventReader(runner.engine, controller.event_keys, controller.request, host=runner.host))
             log.info(
                 "watch.started",
                 project=runner.project,

@@ -370,8 +370,11 @@ class EventReader:
         keys_of: Callable[[EngineEvent], set[Key]],
         trigger: Callable[[str, set[Key] | None], None],
         max_delay: float | None = None,
+        host: str | None = None,
     ) -> None:
         self.engine = engine
+        # in a fleet every Host has its reader: its lines say which (`host=`)
+        self.log = log.bind(host=host) if host else log
         self.keys_of = keys_of
         self.trigger = trigger
         # the waits between connection attempts (reconciler/delays.py); `max_delay` lowers the cap (tests)
@@ -404,9 +407,9 @@ class EventReader:
             except Exception as exc:
                 failures += 1
                 delay = self.delays.delay(failures)
-                log.warning("engine.events_unavailable", error=_first_line(exc), retry_in=delay)
+                self.log.warning("engine.events_unavailable", error=_first_line(exc), retry_in=delay)
                 continue
-            log.info("engine.events_connected")
+            self.log.info("engine.events_connected")
             self.connected.set()
             if not first:
                 self.trigger("engine.reconnected", None)
@@ -420,18 +423,18 @@ class EventReader:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                log.warning("engine.events_lost", error=_first_line(exc))
+                self.log.warning("engine.events_lost", error=_first_line(exc))
             else:
                 if self._stop.is_set():
                     return
-                log.warning("engine.events_lost", error="stream ended")
+                self.log.warning("engine.events_lost", error="stream ended")
             self.connected.clear()
             failures = 1
             delay = self.delays.delay(failures)
 
     def _report(self, event: EngineEvent) -> None:
         for key in sorted(self.keys_of(event)):
-            log.info("engine.event", type=event.type, action=event.action, subject="/".join(key))
+            self.log.info("engine.event", type=event.type, action=event.action, subject="/".join(key))
             self.trigger(f"event:{event.action}", {key})
 
 

@@ -146,3 +146,125 @@ def test_a_service_placed_on_a_host_of_a_fleet(
     assert running_nodes(client, web)
     proc = reconcile("plan", tmp_manifests.dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def host_doc(name: str, url: str) -> dict[str, Any]:
+    return {"apiVersion": "reconciler/v1", "kind": "Host", "metadata": {"name": name}, "spec": {"engine": url}}
+
+
+def container_doc(name: str, image: str, network: str, host: str) -> dict[str, Any]:
+    spec = {"image": image, "command": ["sleep", "3600"], "networks": [{"name": network}], "hosts": [host]}
+    return {"apiVersion": "reconciler/v1", "kind": "Container", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture
+def fleet_containers(fleet_env: fleetenv.Fleet, project_name: str) -> Iterator[None]:
+    """The project's containers on every engine of the fleet are removed afterwards (before `manager` removes
+    its networks)."""
+    yield
+    for name in fleet_env.engines:
+        client = fleet_env.client(name)
+        for container in client.containers(all=True, filters={"label": f"io.reconciler.project={project_name}"}):
+            client.remove_container(container["Id"], force=True)
+        client.close()
+
+
+def test_containers_on_manager_and_worker_share_the_managers_overlay(
+    fleet_env: fleetenv.Fleet,
+    manager: tuple[Any, str],
+    fleet_containers: None,
+    project_name: str,
+    reconcile: Any,
+    tmp_manifests: Any,
+) -> None:
+    """The seed's scenario (issue 24, defect 7): an attachable overlay Network declared once on the swarm
+    manager's Host; a Container on the manager and one on the worker attached to it reach each other by name.
+    A Service or an overlay Network placed on the worker is blocked saying workers cannot create them."""
+    client, url = manager
+    assert fleet_env.swarm_manager is not None
+    worker = next(n for n in sorted(fleet_env.engines) if n != fleet_env.swarm_manager)
+    net, on_a, on_b = f"{project_name}-net", f"{project_name}-a", f"{project_name}-b"
+    image = fleet_env.base_image
+    docs = [
+        host_doc("mgr", url),
+        host_doc("wrk", fleet_env[worker].unix),
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Network",
+            "metadata": {"name": net},
+            "spec": {"driver": "overlay", "attachable": True, "hosts": ["mgr"]},
+        },
+        container_doc(on_a, image, net, "mgr"),
+        container_doc(on_b, image, net, "wrk"),
+    ]
+    tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    proc = reconcile("apply", tmp_manifests.dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    worker_client = fleet_env.client(worker)
+    try:
+        for here, there, other in ((worker_client, on_b, on_a), (client, on_a, on_b)):
+            deadline = time.monotonic() + 30
+            while True:
+                run = here.exec_create(there, ["ping", "-c1", "-W2", other])
+                output = here.exec_start(run["Id"]).decode()
+                if here.exec_inspect(run["Id"])["ExitCode"] == 0:
+                    break
+                assert time.monotonic() < deadline, f"{there} cannot reach {other} by name: {output}"
+                time.sleep(0.5)
+    finally:
+        worker_client.close()
+    proc = reconcile("plan", tmp_manifests.dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    # a Service and an overlay Network placed on the worker: blocked, naming the manager
+    docs += [
+        doc("Service", f"{project_name}-svc", {**service(image), "hosts": ["wrk"]}),
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Network",
+            "metadata": {"name": f"{project_name}-wnet"},
+            "spec": {"driver": "overlay", "hosts": ["wrk"]},
+        },
+    ]
+    tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    proc = reconcile("plan", tmp_manifests.dir)
+    manager_addr = f"manager at {fleet_env[fleet_env.swarm_manager].address}:"
+    for what in ("services", "overlay networks"):
+        line = f"this engine is a swarm worker, and workers cannot create {what}"
+        assert line in proc.stdout and manager_addr in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_host_outside_the_swarm_cannot_use_its_overlay(
+    fleet_env: fleetenv.Fleet,
+    manager: tuple[Any, str],
+    fleet_containers: None,
+    project_name: str,
+    reconcile: Any,
+    tmp_manifests: Any,
+    api: Any,
+) -> None:
+    """A Container on a Host that is no node of the manager's swarm (the test engine, manager of a swarm of its
+    own) attached to the manager's overlay: that Host fails, saying it is not a node of that swarm; the manager's
+    Host is applied."""
+    _, url = manager
+    from tests.conftest import configured_docker_host
+
+    net, outside = f"{project_name}-net", f"{project_name}-x"
+    docs = [
+        host_doc("mgr", url),
+        host_doc("other", configured_docker_host() or ""),
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Network",
+            "metadata": {"name": net},
+            "spec": {"driver": "overlay", "attachable": True, "hosts": ["mgr"]},
+        },
+        container_doc(outside, fleet_env.base_image, net, "other"),
+    ]
+    tmp_manifests("m.yaml", yaml.safe_dump_all(docs, sort_keys=False))
+    proc = reconcile("apply", tmp_manifests.dir)
+    assert proc.returncode == 1
+    assert f"Container/{outside} uses Network/{net} of Host mgr, but Host other is not a node of the swarm" in (
+        proc.stdout + proc.stderr
+    )
+    assert not api.containers(all=True, filters={"label": f"io.reconciler.project={project_name}"})

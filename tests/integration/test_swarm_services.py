@@ -51,7 +51,8 @@ def test_replicated_service_secret_rotation_noop_and_drift(
     api: Any, swarm_project: str, reconcile: Any, tmp_manifests: Any, base_image: str, free_subnet: Any
 ) -> None:
     """Create (overlay network, secret, 2 replicas); a no-op plan is empty and apply sends no update; a secret
-    rotation makes a new version, repoints the service and removes the old one; `docker service scale` is drift."""
+    rotation makes a new version and repoints the service, keeping the old one while the service's previous spec
+    (what a rollback returns to) refers to it; `docker service scale` is drift."""
     p = swarm_project
     net, secret, web = f"{p}-net", f"{p}-pw", f"{p}-web"
     tmp_manifests("pw.txt", "hunter2\n")
@@ -99,7 +100,7 @@ def test_replicated_service_secret_rotation_noop_and_drift(
     after = {t["ID"] for t in running_tasks(api, web)}
     assert len(after) == 2 and after <= before  # scaled back down: no task was restarted
 
-    # rotation: a new version, the service repointed (rolling), the old version removed
+    # rotation: a new version, the service repointed (rolling), the old version kept for a rollback
     old_version = api.inspect_service(web)["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"]
     tmp_manifests("pw.txt", "hunter3\n")
     rc, plan = plan_json(reconcile, directory)
@@ -107,14 +108,16 @@ def test_replicated_service_secret_rotation_noop_and_drift(
     assert changes_of(plan) == {
         ("Secret", secret): ("create", []),
         ("Service", web): ("update", [f"secrets.{secret}"]),
-        ("Secret", old_version): ("delete", []),
     }
     assert "hunter" not in json.dumps(plan)
     apply_ok(reconcile, directory)
     spec = api.inspect_service(web)["Spec"]["TaskTemplate"]["ContainerSpec"]
     new_version = spec["Secrets"][0]["SecretName"]
     assert new_version != old_version and new_version.startswith(f"{secret}-")
-    assert [s["Spec"]["Name"] for s in api.secrets(filters={"label": [f"{LABEL}={p}"]})] == [new_version]
+    kept = sorted(s["Spec"]["Name"] for s in api.secrets(filters={"label": [f"{LABEL}={p}"]}))
+    assert kept == sorted([new_version, old_version])
+    previous = api.inspect_service(web)["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert previous[0]["SecretName"] == old_version
     assert exec_output(api, task_container(api, web), "cat", "/run/secrets/pw") == "hunter3\n"
     assert plan_json(reconcile, directory)[0] == 0
 

@@ -234,3 +234,27 @@ def test_event_reader_reports_keys_and_resyncs_after_reconnecting() -> None:
     assert ("event:die", {("Container", "web")}) in calls
     assert ("engine.reconnected", None) in calls
     assert len(connects) >= 3 and streams[1].closed.is_set()
+
+
+def test_event_reader_lines_name_their_host() -> None:
+    """Issue 24, defect 10: in a fleet every Host has an event reader; its `engine.events_*` lines say which."""
+    import structlog
+
+    from reconciler.watch.triggers import EventReader
+
+    class Down:
+        def events(self):
+            raise ConnectionError("engine down")
+
+        def close_events(self):
+            pass
+
+    with structlog.testing.capture_logs() as logs:
+        reader = EventReader(Down(), lambda e: set(), lambda reason, keys: None, max_delay=0.05, host="b")
+        reader.start()
+        deadline = time.monotonic() + 10
+        while not any(line["event"] == "engine.events_unavailable" for line in logs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        reader.stop()
+    lines = [line for line in logs if line["event"] == "engine.events_unavailable"]
+    assert lines and all(line.get("host") == "b" for line in lines)

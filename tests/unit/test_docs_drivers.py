@@ -44,8 +44,8 @@ def _hook_default(name: str, tmp_path: Path) -> str:
         result = hook(*args)
     except NotImplementedError:
         return "—"  # must be overridden
-    if result is None:
-        return "`None`"
+    if result is None or isinstance(result, bool):
+        return f"`{result}`"
     if result is first:
         return "unchanged"
     if isinstance(result, UpdateCheck):  # `updates`: nothing found and no problem

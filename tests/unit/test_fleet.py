@@ -246,3 +246,80 @@ def test_the_one_engine_is_worked_on_directly_and_its_errors_are_the_commands() 
 
     with pytest.raises(EngineUnavailable):
         for_each(where, down)
+
+
+def overlay(name: str, hosts: str, attachable: bool = True) -> str:
+    return (
+        f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {name}}}\n"
+        f"spec: {{driver: overlay, attachable: {str(attachable).lower()}, hosts: {hosts}}}\n"
+    )
+
+
+def test_a_managers_attachable_overlay_is_usable_from_other_hosts(tmp_path: Path) -> None:
+    """Issue 24, defect 7: a container on another Host may attach to an attachable overlay placed on one Host
+    (the fleet checks on the engines that it is a node of that swarm); a plain overlay or bridge may not."""
+    from reconciler.core.placement import ClusterUse, cluster_uses
+
+    loaded = load(tmp_path, overlay("mesh", "[db]"), container("app", "[edge-1, db]", network="mesh"))
+    assert problems(loaded) == []
+    runner = ProjectRunner("p", tmp_path)
+    assert cluster_uses(loaded.placement, loaded.catalog, runner.drivers) == [
+        ClusterUse("edge-1", "Container/app", ("Network", "mesh"), frozenset({"db"}))
+    ]
+    loaded = load(tmp_path, overlay("mesh", "[db]", attachable=False), container("app", "[edge-1]", network="mesh"))
+    assert [p.split(": ", 2)[2] for p in problems(loaded)] == [
+        "spec.networks[0].name: placed on edge-1, where Network/mesh is not placed"
+    ]
+
+
+def test_a_host_using_a_managers_overlay_must_be_a_node_of_its_swarm_and_goes_after_it() -> None:
+    """The worker's node ID must be in the manager's node list (a worker sees no cluster ID); the manager's Host
+    is worked on first; every line logged on a Host's thread says `host=`."""
+    from types import SimpleNamespace
+
+    import structlog
+
+    from reconciler.core.placement import ClusterUse, HostSpec
+    from reconciler.fleet.run import Targets, for_each
+
+    def host(name: str) -> HostSpec:
+        return HostSpec(name, {}, f"unix:///run/{name}.sock", None, False, None)  # type: ignore[arg-type]
+
+    hosts = [host(n) for n in ("a-worker", "b-outside", "m-manager")]
+    engines = {
+        "a-worker": SimpleNamespace(identity=lambda: "a", cluster_node=lambda: "node-a", cluster_nodes=frozenset),
+        "b-outside": SimpleNamespace(identity=lambda: "b", cluster_node=lambda: "node-x", cluster_nodes=frozenset),
+        "m-manager": SimpleNamespace(
+            identity=lambda: "m", cluster_node=lambda: "node-m", cluster_nodes=lambda: frozenset({"node-a", "node-m"})
+        ),
+    }
+    runners = {h.name: SimpleNamespace(ctx=SimpleNamespace(engine_url=h.engine), engine=engines[h.name]) for h in hosts}
+    uses = [
+        ClusterUse(h, f"Container/{h}", ("Network", "mesh"), frozenset({"m-manager"}))
+        for h in ("a-worker", "b-outside")
+    ]
+    where = Targets(
+        loaded=SimpleNamespace(resources=[]), runners=[runners[h.name] for h in hosts], hosts=hosts, cluster_uses=uses
+    )  # type: ignore[arg-type]
+    order: list[str] = []
+
+    bound: list[object] = []
+
+    def work(run, runner, loaded) -> None:
+        order.append(run.host.name)
+        bound.append(structlog.contextvars.get_contextvars().get("host"))  # merged into every line logged here
+
+    for runner in runners.values():
+        runner.load = lambda resources: None
+    runs = for_each(where, work, name_order=True)  # type: ignore[arg-type]
+    assert [(r.host.name, r.error) for r in runs] == [
+        ("a-worker", None),
+        (
+            "b-outside",
+            "Container/b-outside uses Network/mesh of Host m-manager, but Host b-outside is not a node of the swarm "
+            "m-manager manages (join it: `docker swarm join` with a token from m-manager)",
+        ),
+        ("m-manager", None),
+    ]
+    assert order == ["m-manager", "a-worker"]
+    assert bound == ["m-manager", "a-worker"]

@@ -27,6 +27,7 @@ Pure: the engine operations of in-place changes (reconnect, start/stop) are in i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,6 +466,10 @@ def _read_network_mode(info: Mapping[str, Any], names: Mapping[str, str]) -> str
     return network_mode(_host(info).get("NetworkMode"), names)
 
 
+# swarm-scoped networks have swarmkit's IDs (25 characters of base 36); an engine's own, 64 hex digits
+_SWARM_ID = re.compile(r"[0-9a-z]{25}")
+
+
 def _read_networks(info: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
     mode = _read_network_mode(info, names)
     attached = (info.get("NetworkSettings") or {}).get("Networks") or {}
@@ -480,6 +485,8 @@ def _read_networks(info: Mapping[str, Any], names: Mapping[str, str]) -> list[di
             # never started container keeps its config without IDs too, and is connected again when started)
             continue
         ipam = endpoint.get("IPAMConfig") or {}
+        if _SWARM_ID.fullmatch(str(endpoint.get("NetworkID") or "")):
+            ipam = {}  # a swarm network's attachment: the engine writes the address the manager allocated there
         aliases = {a for a in endpoint.get("Aliases") or [] if a not in (short_id, info["Id"])}
         out.append({"name": name, "aliases": sorted(aliases), "ipv4Address": ipam.get("IPv4Address") or None})
     return sorted(out, key=lambda n: n["name"])

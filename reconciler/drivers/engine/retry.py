@@ -28,7 +28,9 @@ Each repeat is logged at debug level (`engine.request_retried`): an engine that 
 line, not the retries before it.
 
 Requests whose body is a stream (a build context) are never repeated: it was consumed by the first attempt.
-A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited).
+A read timeout is not repeated either (the engine is slow, not failing; the client's timeout already waited),
+nor a 503 saying "This node is not a swarm manager" (a swarm worker's or a lone engine's answer to a swarm
+listing: it will not change, and the swarm drivers understand it).
 
 urllib3's `Retry` (mounted through requests' HTTPAdapter) cannot express this table: its allow-list is by
 method only, so it cannot tell a repeatable `POST .../start` from a `POST .../rename`, nor turn a repeated

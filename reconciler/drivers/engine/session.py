@@ -113,6 +113,20 @@ class DockerEngine:
         # the ID alone is not enough: engines sharing /etc/docker (cloned machines, namespaced daemons) share it
         return " ".join(str(info.get(key) or "") for key in ("ID", "Name", "DockerRootDir"))
 
+    def cluster_node(self) -> str | None:
+        with engine_errors(f"engine {self.url}: info"):
+            swarm = self.client().info().get("Swarm") or {}
+        node = swarm.get("NodeID") if swarm.get("LocalNodeState") == "active" else None
+        return str(node) if node else None
+
+    def cluster_nodes(self) -> frozenset[str]:
+        with engine_errors(f"engine {self.url}: info"):
+            swarm = self.client().info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            return frozenset()  # a worker sees no node list (503): only a manager can say who belongs
+        with engine_errors(f"engine {self.url}: list swarm nodes"):
+            return frozenset(str(n["ID"]) for n in self.client().nodes())
+
     def reset(self) -> None:
         self.remembered.forget()
         with self._lock:

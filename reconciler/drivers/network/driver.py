@@ -16,6 +16,7 @@ from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, with
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
+from reconciler.drivers.engine.swarmnode import worker_problem
 from reconciler.drivers.network import apply as network_apply
 from reconciler.drivers.network.diff import RULES, adoption, comparable, replace_steps
 from reconciler.drivers.network.observe import observed_spec
@@ -43,6 +44,11 @@ class NetworkDriver(DockerDriver):
         if resource.name in BUILTIN_NETWORKS:
             raise SpecError("metadata.name", f"{resource.name!r} is a built-in engine network; do not declare it")
         return normalize_network(resource)
+
+    def cluster_wide(self, desired: Desired) -> bool:
+        """An attachable overlay network made on a swarm manager: containers on every node of that swarm (workers
+        too) can attach to it by name."""
+        return desired.spec["driver"] == "overlay" and bool(desired.spec.get("attachable"))
 
     def check(self, desired: Desired, catalog: Catalog) -> Iterable[tuple[str, str]]:
         if external.is_external(desired):
@@ -80,6 +86,10 @@ class NetworkDriver(DockerDriver):
         self.__dict__.pop("all_subnets", None)  # per plan: other networks come and go
         with self.errors("*", "list"):
             listed = self.api.networks(filters=project_filter(self.project, self.kind))
+        if any(n.get("Scope") == "swarm" for n in listed) and not self.swarm_active:
+            # a worker lists a manager's overlay (with its labels) once a container here uses it: the manager's
+            # Host owns it, never this one
+            listed = [n for n in listed if n.get("Scope") != "swarm"]
         owned = {n["Name"]: self._observed(n) for n in listed}
         self.host_routes = self._read_routes(desired)
         adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
@@ -145,11 +155,15 @@ class NetworkDriver(DockerDriver):
         return first_conflict(subnets_of(desired.spec), self.host_routes, own)
 
     @cached_property
-    def swarm_active(self) -> bool:
+    def swarm(self) -> dict[str, Any]:
+        """The engine's `info()["Swarm"]`: whether it is a swarm manager, a worker, or in no swarm."""
         with self.errors("*", "info"):
             info = self.api.info()
-        swarm = info.get("Swarm") or {}
-        return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+        return dict(info.get("Swarm") or {})
+
+    @property
+    def swarm_active(self) -> bool:
+        return self.swarm.get("LocalNodeState") == "active" and bool(self.swarm.get("ControlAvailable"))
 
     @cached_property
     def all_subnets(self) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -179,7 +193,9 @@ class NetworkDriver(DockerDriver):
         blocked = None
         if desired.spec["driver"] == "overlay" and (observed is None or observed.spec["driver"] != "overlay"):
             if not self.swarm_active:
-                blocked = "overlay networks need swarm mode; run `docker swarm init` on this engine first"
+                blocked = worker_problem(self.swarm, "overlay networks") or (
+                    "overlay networks need swarm mode; run `docker swarm init` on this engine first"
+                )
         if observed is None:
             return Change(
                 self.kind,

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
 from reconciler.drivers.swarm.converge import ServiceWaiter
-from reconciler.drivers.swarm.diff import IMAGE_FOLLOW
+from reconciler.drivers.swarm.diff import IMAGE_FOLLOW, MARKERS, ROLLOUT
 from reconciler.drivers.swarm.fields import FIELDS, Building, rolls_tasks
 from reconciler.drivers.swarm.observe import ServiceFacts
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
@@ -187,19 +187,76 @@ class ServiceSteps:
             raise reworded(exc, f"service {name}: created but did not converge ({exc}); removed again") from None
         self.log.info("service.converged", name=name)
 
+    def _settle(self, name: str, service_id: str, change: Change) -> None:
+        """Deal with where the plan found the service, under the rules of an update of our own: an update in
+        flight (an interrupted apply's) is waited for and rolled back when it fails, a paused one rolled back, a
+        rollback in flight waited for (each of those then fails: the declared spec did not converge), missing tasks
+        waited for. The state is read again: it may have moved on since the plan."""
+        more = any(f.path not in MARKERS for f in change.fields)
+        hint = "; the next apply updates it to the declared spec" if more else ""
+        found = any(f.path == ROLLOUT for f in change.fields)
+        with self.errors(name, "inspect"):
+            info = self.api.inspect_service(service_id)
+        status = info.get("UpdateStatus") or {}
+        state = status.get("State") or ""
+        waiter = ServiceWaiter(self.api, self.log, self.timeout())
+        started = status.get("StartedAt") or _now()
+        if state == "updating":
+            self.log.info("service.resuming", name=name, state=state, started=started)
+            try:
+                with self.errors(name, "wait"):
+                    waiter.wait(name, service_id, started)
+            except ReconcileError as exc:
+                outcome = self._roll_back(name, service_id)
+                raise PermanentError(
+                    f"service {name}: the update in flight (found {state}) failed: {exc}; {outcome}{hint}"
+                ) from None
+            self.log.info("service.converged", name=name)
+            return
+        if state == "paused":
+            with self.errors(name, "inspect tasks"):
+                why = waiter.look(service_id, started)[0].failure or f"update paused: {status.get('Message', '')}"
+            outcome = self._roll_back(name, service_id)
+            raise PermanentError(f"service {name}: found its {why}; {outcome}{hint}")
+        if state in ("rollback_started", "rollback_completed") and found:
+            outcome = self._roll_back(name, service_id)  # waits for a rollback in flight; sends none
+            raise PermanentError(
+                f"service {name}: the update found in flight was rolled back ({state}); {outcome}{hint}"
+            )
+        if state == "rollback_paused":
+            if more:
+                return  # the declared spec is sent next: it may run where both others did not
+            raise PermanentError(
+                f"service {name}: its rollback is paused ({status.get('Message') or 'no message'}): neither the "
+                "declared spec nor the previous one runs; change the manifest"
+            )
+        if more:
+            return  # the update sent next is waited for
+        try:
+            with self.errors(name, "wait"):
+                waiter.wait(name, service_id, _now())
+        except ReconcileError as exc:
+            raise reworded(exc, f"service {name}: {exc}") from None
+        self.log.info("service.converged", name=name)
+
     def _update(self, desired: Desired, change: Change) -> None:
         name = desired.name
         observed = change.observed
         assert observed is not None
+        if self.wait and any(f.path in MARKERS for f in change.fields):
+            self._settle(name, observed.id, change)
+        fields = [f for f in change.fields if f.path not in MARKERS]
+        if not fields:
+            return
         with self.errors(name, "inspect"):
             info = self.api.inspect_service(observed.id)
         current = info["Spec"]
-        rolling = any(rolls_tasks(f.path) for f in change.fields)
+        rolling = any(rolls_tasks(f.path) for f in fields)
         if rolling:
-            image_changed = any(f.path == "image" for f in change.fields)
+            image_changed = any(f.path == "image" for f in fields)
             running = current["TaskTemplate"]["ContainerSpec"]["Image"]
             image = self._resolve(desired) if image_changed else running
-            if image == running and all(f.note == IMAGE_FOLLOW for f in change.fields):
+            if image == running and all(f.note == IMAGE_FOLLOW for f in fields):
                 self.log.info("service.image_unchanged", name=name, image=image)
                 return  # the rebuilt image has the digest the service runs: nothing to send
             secret_ids, config_ids = self._data_ids(desired, change)
@@ -213,10 +270,10 @@ class ServiceSteps:
         with self.errors(name, "update"):
             url = self.api._url("/services/{0}/update", observed.id)
             self.api._result(self.api._post_json(url, data=body, params={"version": version}), True)
-        self.log.info("service.updated", name=name, rolling=rolling, fields=[f.path for f in change.fields])
+        self.log.info("service.updated", name=name, rolling=rolling, fields=[f.path for f in fields])
         if not self.wait:
             return
-        if not rolling and not any(f.path == "replicas" for f in change.fields):
+        if not rolling and not any(f.path == "replicas" for f in fields):
             return
         try:
             with self.errors(name, "wait"):

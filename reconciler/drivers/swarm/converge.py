@@ -16,6 +16,9 @@ from typing import Any
 from reconciler.errors import PermanentError, TemporaryError
 
 FAILED_STATES = frozenset({"failed", "rejected", "orphaned"})
+# a task swarm is taking away (scaled down, replaced) whose container still runs: not converged until it stopped
+STOPPING_DESIRED = frozenset({"shutdown", "remove"})
+STILL_UP = frozenset({"running", "starting"})
 FAILURE_LIMIT = 3  # failed tasks of the current template that mean "this spec does not run"
 POLL_SECONDS = 1.0
 UPDATE_START_SECONDS = 5.0  # swarm starts an update within milliseconds; none at all when no task is dirty
@@ -100,7 +103,14 @@ def judge(
     if stale:
         return Progress(False, None, f"{len(stale)} task(s) still on the previous spec")
     not_running = [t for t in wanted_running if t["Status"].get("State") != "running"]
+    stopping = [
+        t
+        for t in tasks
+        if t.get("DesiredState") in STOPPING_DESIRED and (t.get("Status") or {}).get("State") in STILL_UP
+    ]
     if len(running_current) >= want and not not_running:
+        if stopping:  # scaled down (to 0, say): done once the tasks taken away have stopped
+            return Progress(False, None, f"{len(stopping)} task(s) still stopping")
         return Progress(True, None, "")
     starting = ", ".join(sorted({t["Status"].get("State", "?") for t in not_running})) or "none scheduled yet"
     why = next((t["Status"]["Err"] for t in not_running if t["Status"].get("Err")), "")

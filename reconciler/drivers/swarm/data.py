@@ -15,15 +15,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from reconciler.contract import input_path
+from reconciler.contract import Key, input_path
 from reconciler.core.agefiles import AgeOptions, Identities, is_encrypted
 from reconciler.core.safeio import UnsafeFile
 from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, user_labels
+from reconciler.drivers.swarm.diff import sends_update
 from reconciler.drivers.swarm.spec import normalize_data, read_data
-from reconciler.drivers.swarm.values import NOT_A_MANAGER, list_on_manager
-from reconciler.errors import SpecError
+from reconciler.drivers.swarm.values import list_on_manager, not_a_manager
+from reconciler.errors import SpecError, TemporaryError
 from reconciler.model import (
     LABEL_NAME,
     LABEL_PROJECT,
@@ -48,8 +49,9 @@ class SwarmDataDriver(DockerDriver):
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self._users: dict[str, list[tuple[str, str | None]]] = {}  # engine ID -> [(service, its project)]
-        self._not_a_manager = False
+        # engine ID -> [(service, its project, "current" or "previous": which of its specs refers to it)]
+        self._users: dict[str, list[tuple[str, str | None, str]]] = {}
+        self._not_a_manager: str | None = None  # why this engine cannot hold secrets or configs
 
     # -- engine calls, per kind --------------------------------------------------------------------------------
     def _list(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -81,8 +83,8 @@ class SwarmDataDriver(DockerDriver):
             yield input_path(resource, str(resource.spec["file"]))
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        if self._not_a_manager:
-            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
+        if self._not_a_manager is not None:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=self._not_a_manager)
         if observed is None:
             return Change(
                 self.kind,
@@ -117,8 +119,9 @@ class SwarmDataDriver(DockerDriver):
 
     def prune(self, observed: Observed) -> Change:
         """An old version (or a version of a manifest that is gone): removed once no service uses it; kept, with
-        a note, while a service of another owner does."""
-        foreign = sorted(s for s, p in self._users.get(observed.id, []) if p != self.project)
+        a note, while a service of another owner does (in its current or its previous spec). after_plan keeps it
+        too while a service of the project will still refer to it."""
+        foreign = sorted({s for s, p, _ in self._users.get(observed.id, []) if p != self.project})
         if foreign:
             return Change(
                 self.kind,
@@ -135,6 +138,23 @@ class SwarmDataDriver(DockerDriver):
             steps=(f"remove {self.noun} {observed.spec['engineName']} once no service uses it",),
         )
 
+    def after_plan(self, change: Change, changes: Mapping[Key, Change]) -> Change:
+        """Keep an old version the project's services will still refer to once this plan is applied: one their
+        current spec uses (an update makes it the previous spec, what a rollback returns to), or their previous
+        spec unless this plan sends them a new spec (or removes them)."""
+        if change.action is not Action.DELETE or change.observed is None:
+            return change
+        for service, project, which in self._users.get(change.observed.id, []):
+            if project != self.project:
+                continue
+            theirs = changes.get(("Service", service))
+            if theirs is not None and theirs.action is Action.DELETE:
+                continue
+            if which == "previous" and theirs is not None and sends_update(theirs):
+                continue
+            return Change(self.kind, change.name, Action.NONE, observed=change.observed)
+        return change
+
     def leftover_of(self, observed: Observed) -> str | None:
         """An older version of a declared Secret/Config: replace state, removed even under --no-prune."""
         label = observed.labels.get(LABEL_NAME)
@@ -149,7 +169,7 @@ class SwarmDataDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = list_on_manager(lambda: self._list(project_filter(self.project, self.kind)))
         if listed is None:
-            self._not_a_manager = bool(wanted)
+            self._not_a_manager = not_a_manager(self.api, f"{self.noun}s") if wanted else None
             return {}
         if any(self._observed(i).spec["engineName"] not in wanted for i in listed):  # something may be pruned
             with self.errors("*", "list services"):
@@ -172,15 +192,30 @@ class SwarmDataDriver(DockerDriver):
         return found
 
     def _note_users(self, services: list[Mapping[str, Any]]) -> None:
-        """Which services (and of which project) use each version, for prune."""
+        """Which services (of which project, in which of their specs) use each version, for prune."""
         for service in services:
             spec = service.get("Spec") or {}
             project = (spec.get("Labels") or {}).get(LABEL_PROJECT)
-            container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            for which, engine_id in self._references(service):
+                self._users.setdefault(engine_id, []).append((spec.get("Name", ""), project, which))
+
+    def _references(self, service: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        """("current" or "previous", engine ID) for each version of this kind a service's specs refer to: the
+        previous spec is what `rollback` returns to, so its versions must outlive it."""
+        for which, key in (("current", "Spec"), ("previous", "PreviousSpec")):
+            container = ((service.get(key) or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
             for ref in container.get(self.ref_key.replace("Name", "s")) or []:
-                self._users.setdefault(ref.get(self.ref_key.replace("Name", "ID"), ""), []).append(
-                    (spec.get("Name", ""), project)
-                )
+                yield which, str(ref.get(self.ref_key.replace("Name", "ID"), ""))
+
+    def _still_used(self, engine_id: str) -> str | None:
+        """Which service refers to a version now (read at apply: the plan may be older than the last update)."""
+        with self.errors(engine_id[:12], "list services"):
+            services = self.api.services()
+        for service in services:
+            for which, ref in self._references(service):
+                if ref == engine_id:
+                    return f"the {which} spec of service {(service.get('Spec') or {}).get('Name', '?')} refers to it"
+        return None
 
     def _observed(self, item: Mapping[str, Any]) -> Observed:
         spec = item.get("Spec") or {}
@@ -199,6 +234,9 @@ class SwarmDataDriver(DockerDriver):
     def apply(self, change: Change) -> None:
         if change.action is Action.DELETE:
             assert change.observed is not None
+            used = self._still_used(change.observed.id)
+            if used is not None:
+                raise TemporaryError(f"{self.noun} {change.observed.spec['engineName']} kept: {used}; planned again")
             with self.errors(change.observed.spec["engineName"], "remove"):
                 try:
                     self._remove(change.observed.id)

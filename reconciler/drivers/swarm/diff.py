@@ -12,11 +12,57 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.drivers.swarm.fields import BY_KEY, FIELDS, ROLLS, note_for
+from reconciler.drivers.swarm.fields import BY_KEY, FIELDS, NO_ROLL, ROLLS, note_for
 from reconciler.drivers.swarm.observe import ServiceFacts
 from reconciler.model import Action, Change, Desired, FieldChange, Observed
 
 KIND = "Service"
+
+# Not fields of the spec: where the service stands. A plan shows them so that a service whose update is still
+# in flight, paused or rolling back, or that runs fewer tasks than it wants, is never "in sync"; apply waits for
+# (or rolls back) what it finds, under the rules of its own updates (apply.ServiceSteps).
+ROLLOUT = "rollout"
+TASKS = "tasks"
+MARKERS = frozenset({ROLLOUT, TASKS})
+IN_FLIGHT = frozenset({"updating", "rollback_started"})
+STALLED = frozenset({"paused", "rollback_paused"})
+_ROLLOUT_NOTES = {
+    "updating": "an update is in flight (an interrupted apply's, or one made by hand): apply waits for it as for "
+    "its own, and rolls it back if it fails",
+    "rollback_started": "a rollback is in flight: apply waits for it to finish (and fails: the update was rolled back)",
+    "paused": "the update is paused: apply rolls it back to the previous spec (and fails)",
+    "rollback_paused": "the rollback is paused: neither the declared nor the previous spec runs",
+}
+
+
+def sends_update(change: Change) -> bool:
+    """The change sends the service a new spec (so its previous spec becomes the current one)."""
+    if change.action is Action.REPLACE:
+        return True
+    return change.action is Action.UPDATE and any(f.path not in MARKERS for f in change.fields)
+
+
+def standing(facts: ServiceFacts, fields: list[FieldChange]) -> list[FieldChange]:
+    """The markers for where the service stands: an update in flight or stalled, or tasks missing (only when no
+    field changes: the update that change sends is waited for anyway)."""
+    state = facts.update_state or ""
+    if state in IN_FLIGHT or state in STALLED:
+        why = f": {facts.update_message}" if facts.update_message else ""
+        return [FieldChange(ROLLOUT, state, "completed", Action.UPDATE, note=f"{_ROLLOUT_NOTES[state]}{why}")]
+    if facts.tasks is None or any(f.path == "replicas" for f in fields) or fields:
+        return []
+    running, wanted = facts.tasks
+    if running >= wanted:
+        return []
+    return [
+        FieldChange(
+            TASKS,
+            f"{running}/{wanted} running",
+            f"{wanted}/{wanted} running",
+            Action.UPDATE,
+            note=f"{NO_ROLL}; apply waits until they run",
+        )
+    ]
 
 
 def expected_spec(desired: Desired, observed_spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,8 +103,31 @@ def digest_change(desired: Desired, observed: Observed, resolved: str | None) ->
     )
 
 
+_FOUND_STEPS = {
+    "updating": "wait for the update in flight to converge; on failure roll it back to the previous spec",
+    "rollback_started": "wait for the rollback in flight to finish",
+    "paused": "roll the paused update back to the previous spec",
+    "rollback_paused": "report the paused rollback",
+}
+
+
+def found_steps(fields: list[FieldChange], wait: bool) -> list[str]:
+    """What apply does about where the service stands (the MARKERS fields) before any update of its own."""
+    steps = []
+    for f in fields:
+        if f.path == ROLLOUT:
+            steps.append(_FOUND_STEPS[str(f.old)] if wait else f"leave the {f.old} update alone (--no-wait)")
+        elif f.path == TASKS and wait:
+            steps.append("wait until every task runs (and is healthy)")
+    return steps
+
+
 def steps_for(action: Action, desired: Desired, fields: list[FieldChange], wait: bool) -> list[str]:
     name = desired.name
+    found = found_steps(fields, wait) if action is Action.UPDATE else []
+    fields = [f for f in fields if f.path not in MARKERS]
+    if action is Action.UPDATE and not fields:
+        return found
     rolling = any(f.note.startswith(ROLLS) for f in fields)
     image = desired.spec["image"]
     resolve = [] if "@" in image else [f"resolve {image} to a digest in its registry"]
@@ -80,12 +149,14 @@ def steps_for(action: Action, desired: Desired, fields: list[FieldChange], wait:
         ]
     if rolling:
         return [
+            *found,
             *(resolve if any(f.path == "image" for f in fields) else []),
             f"update service {name}: rolls its tasks {order}, {par or 'all'} at a time",
             *waited,
         ]
     scaled = any(f.path == "replicas" for f in fields)
     return [
+        *found,
         f"update service {name} (no task restarts)",
         *(["wait until the new replica count runs"] if wait and scaled else []),
     ]
@@ -103,6 +174,8 @@ def diff_service(desired: Desired, observed: Observed | None, resolved: str | No
         moved = digest_change(desired, observed, resolved)
         if moved is not None:
             fields.append(moved)
+    if isinstance(observed.raw, ServiceFacts) and not any(f.action is Action.REPLACE for f in fields):
+        fields += standing(observed.raw, fields)
     action = (
         Action.REPLACE if any(f.action is Action.REPLACE for f in fields) else Action.UPDATE if fields else Action.NONE
     )

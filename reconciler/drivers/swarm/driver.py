@@ -33,7 +33,7 @@ from reconciler.drivers.swarm.diff import (
 from reconciler.drivers.swarm.observe import observed_service
 from reconciler.drivers.swarm.runfields import capability_problems, logging_problems
 from reconciler.drivers.swarm.spec import normalize_service
-from reconciler.drivers.swarm.values import NOT_A_MANAGER, canonical_reference, list_on_manager, scrub
+from reconciler.drivers.swarm.values import canonical_reference, list_on_manager, not_a_manager, scrub
 from reconciler.errors import PermanentError, ReconcileError
 from reconciler.model import (
     LABEL_NAME,
@@ -74,7 +74,7 @@ class ServiceDriver(DockerDriver):
         super().__init__(ctx)
         self.options = ctx.options_for(ServiceOptions)
         self._digests: dict[str, str] = {}
-        self._not_a_manager = False
+        self._not_a_manager: str | None = None  # why this engine cannot hold services
         # service -> "secrets"/"configs" -> declared name -> engine name of the version this pass wants
         self._wanted: dict[str, dict[str, dict[str, str]]] = {}
 
@@ -162,8 +162,8 @@ class ServiceDriver(DockerDriver):
                 targets.add(ref["target"])
 
     def diff(self, desired: Desired, observed: Observed | None) -> Change:
-        if self._not_a_manager:
-            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=NOT_A_MANAGER)
+        if self._not_a_manager is not None:
+            return Change(self.kind, desired.name, Action.CREATE, desired=desired, blocked=self._not_a_manager)
         return diff_service(desired, observed, self._digests.get(desired.spec["image"]), self.wait)
 
     def prune(self, observed: Observed) -> Change:
@@ -207,7 +207,7 @@ class ServiceDriver(DockerDriver):
         with self.errors("*", "list"):
             listed = list_on_manager(lambda: self.api.services(filters=project_filter(self.project, self.kind)))
         if listed is None:
-            self._not_a_manager = bool(declared)
+            self._not_a_manager = not_a_manager(self.api, "services") if declared else None
             return {}
         if not listed and not declared:
             return {}
@@ -217,11 +217,14 @@ class ServiceDriver(DockerDriver):
             networks = {n["Id"]: n["Name"] for n in self.api.networks(filters={"driver": "overlay"})}
             secrets = self._versions(self.api.secrets(filters=project_filter(self.project, "Secret")))
             configs = self._versions(self.api.configs(filters=project_filter(self.project, "Config")))
+            # the tasks meant to run, to tell a service below its replicas (one listing for all)
+            ids = sorted(s["ID"] for s in infos.values())
+            tasks = self.api.tasks(filters={"service": ids, "desired-state": "running"}) if ids else []
         tags = {d.spec["image"] for d in desired if "@" not in d.spec["image"]}
         self._digests = {ref: digest for ref, digest in concurrently(self._registry_digest, tags).items() if digest}
         found = {}
         for name, info in infos.items():
-            spec, facts = observed_service(info, networks, secrets, configs)
+            spec, facts = observed_service(info, networks, secrets, configs, tasks)
             labels = info["Spec"].get("Labels") or {}
             found[name] = Observed(self.kind, name, info["ID"], labels, spec, raw=facts)
         return found

@@ -28,6 +28,18 @@ class ServiceFacts:
     config_versions: Mapping[str, str] = field(default_factory=dict)
     update_state: str | None = None  # UpdateStatus.State (paused, rollback_completed, ...)
     update_message: str = ""
+    # tasks running / tasks wanted (replicas; a global service: its tasks meant to run); None: not looked at
+    tasks: tuple[int, int] | None = None
+
+
+def task_counts(info: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> tuple[int, int]:
+    """(running, wanted) for one service from its tasks meant to run (`desired-state=running`)."""
+    mine = [t for t in tasks if t.get("ServiceID") == info["ID"] and t.get("DesiredState") == "running"]
+    running = sum(1 for t in mine if (t.get("Status") or {}).get("State") == "running")
+    mode = (info.get("Spec") or {}).get("Mode") or {}
+    if "Replicated" in mode:
+        return running, int((mode["Replicated"] or {}).get("Replicas", 1))
+    return running, len(mine)
 
 
 def observed_service(
@@ -35,6 +47,7 @@ def observed_service(
     network_names: Mapping[str, str],
     secret_names: Mapping[str, str],
     config_names: Mapping[str, str],
+    tasks: list[Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], ServiceFacts]:
     """(canonical spec, facts) of one `inspect_service` document: each row of fields.FIELDS reads its field.
     `network_names` maps network IDs to names; `secret_names`/`config_names` map the engine names of the
@@ -51,5 +64,6 @@ def observed_service(
         config_versions=reading.versions.get("configs", {}),
         update_state=status.get("State"),
         update_message=status.get("Message", ""),
+        tasks=None if tasks is None else task_counts(info, tasks),
     )
     return normalized, facts

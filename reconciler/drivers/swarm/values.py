@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler.drivers.engine import lazy
+from reconciler.drivers.engine.swarmnode import worker_problem
 from reconciler.drivers.engine.values import ENV_LINE as _ENV_LINE  # noqa: F401 - read by compose's tests
 from reconciler.drivers.engine.values import (
     INT64_MAX as INT64_MAX,
@@ -32,6 +33,16 @@ from reconciler.drivers.engine.values import (
 )
 
 NOT_A_MANAGER = "this engine is not a swarm manager (run `docker swarm init` there, or point at a manager)"
+
+
+def not_a_manager(api: Any, creates: str) -> str:
+    """The reason a swarm kind is blocked on an engine that answered "not a swarm manager": a worker (named as
+    such, with its managers) or an engine in no swarm."""
+    try:
+        swarm = api.info().get("Swarm") or {}
+    except Exception:  # the reason is a courtesy: the listing's answer already said enough
+        return NOT_A_MANAGER
+    return worker_problem(swarm, creates) or NOT_A_MANAGER
 
 
 def show_duration(ns: int | None) -> str | None:
