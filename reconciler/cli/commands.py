@@ -97,6 +97,7 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
             engine=engine,
             options=options,
             host=None if host is None else host.name,
+            pull=host is not None and as_host is not None,
         )
         made.ctx.revision = getattr(args, "revision", None)  # plan/apply --git: the commit they work on
         return made

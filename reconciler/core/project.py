@@ -70,6 +70,9 @@ class ProjectRunner:
     engine: Engine | None = None
     classes: dict[str, Callable[[DriverContext], Driver]] | None = None
     host: str | None = None  # in a fleet: the Host this runner converges (its share of the tree)
+    # pull mode (`--as-host`): Host `host` is this machine, reached through `engine`; its spec.engine is not used,
+    # so what must stay on this machine (the firewall, decrypted bind sources) is allowed there
+    pull: bool = False
     drivers: dict[str, Driver] = field(init=False)
     _planned_with: tuple[Catalog, bool, str] = field(init=False, repr=False)
 
@@ -123,6 +126,9 @@ class ProjectRunner:
                 ]
             return Loaded(found, catalog, sorted(set(problems + more)))
         hosts, host_problems = fleet.host_specs(found)
+        if self.pull and self.engine is not None:
+            url = self.engine.url
+            hosts = [dataclasses.replace(h, engine=url, tls=None) if h.name == self.host else h for h in hosts]
         others = [r for r in found if r.kind != fleet.HOST_KIND]
         catalog, more = build_catalog([fleet.without_hosts(r) for r in others], self.drivers)
         placement, placement_problems = fleet.place(others, hosts, catalog, self.drivers)

@@ -301,3 +301,23 @@ def test_without_a_configured_run_dir_a_host_whose_run_is_on_disk_uses_dev_shm(t
         agemounts._default_run_dir.cache_clear()
         assert str(agemounts.run_dir()) == expected, run_fs
     agemounts._default_run_dir.cache_clear()
+
+
+def test_in_pull_mode_the_host_is_this_machine_whatever_its_engine(
+    tmp_path: Path, key: tuple[Path, str], on_tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--as-host edge`: Host edge is this machine (its spec.engine is not used), so its decrypted bind sources
+    are written here and allowed; the same tree is refused when a controller reaches edge over ssh."""
+    ident, recipient = key
+    monkeypatch.setenv(agemounts.RUN_DIR_ENV, str(on_tmpfs))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    encrypt(recipient, "x", tree / "token.age")
+    age_manifest(tree)
+    (tree / "hosts.yaml").write_text(FLEET.format(name="edge", engine="ssh://root@edge.example"))
+    local = engine_class().for_host("unix:///run/docker.sock", None)
+    options = [AgeOptions(str(ident))]
+    pulled = ProjectRunner("p", tree, options=options, engine=local, host="edge", pull=True).load()
+    assert pulled.problems == []
+    pushed = ProjectRunner("p", tree, options=options, engine=local, host="edge").load()
+    assert any("the engine of edge" in p.message for p in pushed.problems)
