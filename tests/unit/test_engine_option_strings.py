@@ -33,11 +33,28 @@ def test_a_relabelled_bind_reads_back_as_declared(mount: dict) -> None:
 
 
 def test_an_exec_tmpfs_reads_back_as_declared() -> None:
-    """`exec,size=…,mode=…` and back; the last of exec/noexec wins, a named volume in Binds is no bind."""
+    """`exec,size=…,mode=…` and back; the last of exec/noexec wins."""
     mount = {"type": "tmpfs", "target": "/x", "size": 8 * 1024**2, "mode": 0o750, "exec": True}
     assert mountopts.read_tmpfs("/x", mountopts.tmpfs_options(mount)) == mount
     assert "exec" not in mountopts.read_tmpfs("/x", "exec,noexec")
-    assert mountopts.read_bind("data:/data") is None
+
+
+def test_a_named_volume_in_binds_reads_as_a_volume_mount() -> None:
+    """Compose 1.29 (and `docker run -v`) put named volumes in HostConfig.Binds: an adopted container that mounts
+    its volume must not show `mounts: [] -> [...]`."""
+    assert mountopts.read_bind("proj_data:/data:rw") == {
+        "type": "volume",
+        "source": "proj_data",
+        "target": "/data",
+        "readOnly": False,
+    }
+    assert mountopts.read_bind("proj_data:/data:ro,nocopy") == {
+        "type": "volume",
+        "source": "proj_data",
+        "target": "/data",
+        "readOnly": True,
+        "noCopy": True,
+    }
 
 
 def test_platform_compares_the_declared_parts() -> None:

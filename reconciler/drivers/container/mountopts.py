@@ -50,7 +50,8 @@ def tmpfs_options(mount: Mapping[str, Any]) -> str:
 
 
 def read_bind(entry: str) -> dict[str, Any] | None:
-    """One HostConfig.Binds entry -> a canonical bind mount (None: a named volume, `name:dst`, not a host path)."""
+    """One HostConfig.Binds entry -> a canonical mount: a bind of a host path, or a named volume (`name:dst`: what
+    Compose 1.29 and `docker run -v` write, read so that an adopted container's volumes are no change)."""
     parts = entry.split(":")
     if len(parts) < 2:
         return None
@@ -58,8 +59,13 @@ def read_bind(entry: str) -> dict[str, Any] | None:
         source, target, options = ":".join(parts[:-2]), parts[-2], parts[-1].split(",")
     else:
         source, target, options = ":".join(parts[:-1]), parts[-1], []
-    if not source.startswith("/"):
+    if not source:
         return None
+    if not source.startswith("/"):
+        volume: dict[str, Any] = {"type": "volume", "source": source, "target": target, "readOnly": "ro" in options}
+        if "nocopy" in options:
+            volume["noCopy"] = True
+        return volume
     mount: dict[str, Any] = {"type": "bind", "source": source, "target": target, "readOnly": "ro" in options}
     propagation = next((o for o in options if o in PROPAGATIONS), None)
     if propagation not in (None, DEFAULT_PROPAGATION):
