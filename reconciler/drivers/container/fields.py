@@ -1095,6 +1095,7 @@ FIELDS: tuple[Field, ...] = (
             "cpuset",
             "pids_limit",
             "deploy",
+            "blkio_config",
         ),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
@@ -1399,6 +1400,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: None,  # the image's, compared by _compare_platform
         create=to_create("platform"),
         compare=_compare_platform,
+        compose=("platform",),
         doc="`os/arch[/variant]`, lower case; read back from the image the container runs (declared parts compared)",
     ),
     Field(
