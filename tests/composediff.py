@@ -140,6 +140,8 @@ NOT_IN_STACKS: dict[str, str] = {
     "container_name": "a fixed name cannot be used by both projects on one engine; the container's name is the "
     "one thing it sets",
     "configs": "Compose 1.29 ignores configs outside swarm (it warns); reconcile bind-mounts file-based ones",
+    "blkio_config": "the test engine (Docker 20.10, cgroup v1 without a weight controller) discards a block IO "
+    "weight: Compose's container would lack it and reconcile's create fails naming it, as designed",
 }
 
 

@@ -58,7 +58,8 @@ class Context:
     report: LossReport
     networks: dict[str, str | None] = field(default_factory=dict)  # compose name -> Network name (None: not declared)
     network_subnets: dict[str, list[str]] = field(default_factory=dict)
-    volumes: dict[str, str | None] = field(default_factory=dict)  # compose name -> Volume name (None: external)
+    external_networks: set[str] = field(default_factory=set)  # compose names: subnets unknown, the engine checks
+    volumes: dict[str, str | None] = field(default_factory=dict)  # compose name -> Volume name (None: not declared)
     containers: dict[str, str] = field(default_factory=dict)  # service -> Container name
     all_services: set[str] = field(default_factory=set)  # every service of the file, imported or not
     interpolated: dict[tuple[str, int, str], frozenset[str]] = field(default_factory=dict)

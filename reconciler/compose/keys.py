@@ -16,7 +16,6 @@ from reconciler.core.plugins import load
 UNMAPPED: dict[str, str] = {
     "annotations": "reconciler's Container has no annotations",
     "attach": "log attachment is a `docker compose up` console setting",
-    "blkio_config": "reconciler's Container has no block IO limits",
     "cgroup": "reconciler's Container has no cgroup namespace setting",
     "cpu_count": "reconciler's Container has no CPU count (Windows)",
     "cpu_percent": "reconciler's Container has no CPU percent (Windows)",
@@ -37,7 +36,6 @@ UNMAPPED: dict[str, str] = {
     "mem_swappiness": "reconciler's Container has no swappiness setting",
     "models": "AI model bindings are a Compose feature",
     "oom_kill_disable": "reconciler's Container has no OOM killer setting",
-    "platform": "reconciler builds and pulls for the engine's own platform",
     "post_start": "lifecycle hooks are a Compose feature",
     "pre_stop": "lifecycle hooks are a Compose feature",
     "provider": "provider services are a Compose feature",
@@ -59,7 +57,7 @@ MAPPED_BY_HAND = frozenset(
         "configs", "networks", "network_mode", "depends_on", "healthcheck", "restart", "deploy", "mem_limit",
         "mem_reservation", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "user", "working_dir", "hostname",
         "cap_add", "cap_drop", "privileged", "read_only", "stop_grace_period", "labels", "cpuset",
-        "gpus",
+        "gpus", "blkio_config",
     }
 )  # fmt: skip
 

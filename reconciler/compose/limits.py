@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.compose.source import ComposeError, Map, Seq, compose_bool, compose_int, scalar_text
+from reconciler.compose.source import ComposeError, Loc, Map, Seq, compose_bool, compose_int, scalar_text
 
 if TYPE_CHECKING:
     from reconciler.compose.service import ServiceMapper
@@ -153,6 +153,8 @@ def map_resources(m: ServiceMapper) -> None:
             m.lost("cpuset", "reconciler takes a CPU list such as 0-2,5")
     if s.get("pids_limit") is not None:
         _pids(m, s, "pids_limit", resources, "pids_limit")
+    if s.get("blkio_config") is not None:
+        _blkio(m, s["blkio_config"], s.at("blkio_config"), resources)
     deploy = s.get("deploy")
     if isinstance(deploy, Map):
         _deploy(m, deploy, resources, size)
@@ -184,6 +186,35 @@ def _pids(m: ServiceMapper, source: Map, key: str, resources: dict[str, Any], wh
         pass  # Compose reads 0 and -1 as "no limit", which is reconciler's default
     else:
         m.lost(where, "reconciler takes a whole number >= 1", source.at(key))
+
+
+def _blkio(m: ServiceMapper, blkio: Any, at: Loc, resources: dict[str, Any]) -> None:
+    """`blkio_config.weight` -> `resources.blkioWeight`; the per-device limits have no Container field."""
+    if not isinstance(blkio, Map):
+        raise ComposeError(at.file, at.line, f"services.{m.name}.blkio_config must be a mapping")
+    for key in blkio:
+        kat = blkio.at(key)
+        if key.startswith("x-"):
+            continue
+        if key != "weight":
+            m.lost(
+                f"blkio_config.{key}", "reconciler's Container has a block IO weight only (no per-device limits)", kat
+            )
+            continue
+        weight = compose_int(blkio[key])
+        if weight == 0:
+            continue  # Compose sends 0 as "unset", the engine's default
+        if weight is None or not 10 <= weight <= 1000:
+            m.lost("blkio_config.weight", "reconciler takes a whole number from 10 to 1000", kat)
+            continue
+        resources["blkioWeight"] = weight
+        # the one engine this project knows to discard it: say so before apply fails on it
+        m.flag(
+            "blkio_config.weight",
+            "an engine without a block IO weight controller (Docker 20.10 on cgroup v1 without CFQ/BFQ) discards "
+            "it: apply then fails naming resources.blkioWeight; remove it there if so",
+            kat,
+        )
 
 
 def _deploy(m: ServiceMapper, deploy: Map, resources: dict[str, Any], size: Any) -> None:

@@ -170,6 +170,7 @@ def build_manifests(
         _report_unused_file_objects(top, kind, services, chosen, report)
     manifests.extend(_image_manifests(images, report))
     _check_host_ports(manifests, services, ctx)
+    _one_shots(manifests, services, ctx)
     _check_health_waits(manifests, services, ctx)
     _check_cycles(manifests, services, ctx)
     return manifests
@@ -212,6 +213,43 @@ def _check_cycles(manifests: list[Manifest], services: Map, ctx: Context) -> Non
                 continue
             state[node] = 2
             path.pop()
+
+
+def _one_shots(manifests: list[Manifest], services: Map, ctx: Context) -> None:
+    """A service another waits for with `service_completed_successfully` runs to completion: `state: completed`.
+    A one-shot cannot restart (`always`/`unless-stopped` reported and dropped) and is waited for only with
+    `completed` (validation refuses started/healthy on it), so every other wait on it becomes one, flagged."""
+    containers = {m.name: m for m in manifests if m.kind == "Container"}
+    by_container = {v: k for k, v in ctx.containers.items()}
+    one_shots = {
+        dep["name"] for m in containers.values() for dep in m.spec.get("dependsOn", [])
+        if dep.get("condition") == "completed"
+    }  # fmt: skip
+    for name in sorted(one_shots):
+        spec = containers[name].spec
+        spec["state"] = "completed"
+        policy = spec.get("restartPolicy", {}).get("name")
+        if policy in ("always", "unless-stopped"):
+            del spec["restartPolicy"]
+            service = services[by_container[name]]
+            key = "restart" if "restart" in service else "deploy"
+            ctx.report.lost(
+                service.at(key),
+                f"services.{by_container[name]}.{key if key == 'restart' else 'deploy.restart_policy'}",
+                f"{policy}: a service others wait for with service_completed_successfully runs once to "
+                "completion and is never restarted (restart policies no and on-failure are kept)",
+            )
+    for manifest in containers.values():
+        for dep in manifest.spec.get("dependsOn", []):
+            if dep["name"] in one_shots and dep.get("condition") != "completed":
+                service, other = by_container[manifest.name], by_container[dep["name"]]
+                ctx.report.flag(
+                    services[service]["depends_on"].at(other),
+                    f"services.{service}.depends_on.{other}.condition",
+                    f"service {other!r} runs to completion (another service waits for it with "
+                    "service_completed_successfully): this one waits for it to complete too",
+                )
+                dep["condition"] = "completed"
 
 
 def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) -> None:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 SENSITIVE_PATHS = sensitive_host_paths()  # one list for every reader and mount check (reconciler.core.safeio)
 # a bind's propagation modes (the Container schema's bindMount.propagation; rprivate is the engine's default)
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
+# a bind's SELinux relabelling (`z` shared between containers, `Z` private to this one)
+SELINUX_LABELS = ("z", "Z")
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)? ?([bB]|[kKmMgGtTpP]([iI]?[bB])?)?$")
 
 
@@ -112,7 +114,10 @@ class MountMapper:
                         if flag != "rprivate":
                             extra["propagation"] = flag
                         continue
-                    why = "SELinux relabelling is not supported" if flag in ("z", "Z") else "not supported"
+                    if kind == "bind" and flag in SELINUX_LABELS:  # `./dir:/target:z`
+                        extra["selinux"] = flag
+                        continue
+                    why = "reconciler relabels bind sources only" if flag in SELINUX_LABELS else "not supported"
                     if flag in ("cached", "delegated", "consistent"):
                         why = "a Docker Desktop consistency hint"
                     self.m.lost(f"{key}:{flag}", why, at)
@@ -169,6 +174,13 @@ class MountMapper:
                     self.m.lost(f"{key}.volume.nocopy", f"{scalar_text(value)!r} is not a boolean", oat)
                 elif nocopy:
                     fields["noCopy"] = True
+                continue
+            if kind == "bind" and option == "selinux":
+                text = scalar_text(value)
+                if text in SELINUX_LABELS:
+                    fields["selinux"] = text
+                else:
+                    self.m.lost(f"{key}.bind.selinux", f"{text!r} is not z or Z", oat)
                 continue
             if kind == "bind" and option == "propagation":
                 text = scalar_text(value)
@@ -232,6 +244,8 @@ class MountMapper:
                     self.m.lost(f"{key}.tmpfs.mode", f"{mode!r} is not an octal mode", at)
                 else:
                     mount["mode"] = mount_mode[-4:] if len(mount_mode) > 4 else mount_mode
+            if options.get("exec") is True:  # noexec is the engine's default: nothing to declare
+                mount["exec"] = True
         self._add(mount, at)
 
     def _tmpfs_short(self, i: int, text: str, at: Loc) -> None:
@@ -243,8 +257,10 @@ class MountMapper:
             name, _, value = opt.partition("=")
             if name in ("size", "mode") and value:
                 options.put(name, value, at)
+            elif name in ("exec", "noexec") and not value:
+                options.put("exec", name == "exec", at)  # the last one wins, as in mount(8)
             else:
-                self.m.lost(f"tmpfs[{i}]:{name}", "reconciler's tmpfs mounts take size and mode only", at)
+                self.m.lost(f"tmpfs[{i}]:{name}", "reconciler's tmpfs mounts take size, mode and exec only", at)
         self._tmpfs(target.rstrip("/") or "/", options, f"tmpfs[{i}]", at)
 
     def _file_ref(self, kind: str, i: int, entry: Map, at: Loc) -> None:

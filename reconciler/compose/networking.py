@@ -90,7 +90,7 @@ def _static_address(m: ServiceMapper, key: str, address: str, entry: dict[str, A
             at.file, at.line, f"services.{m.name}.networks.{key}.ipv4_address: invalid address {address!r}"
         ) from None
     subnets = [ipaddress.ip_network(s, strict=False) for s in m.ctx.network_subnets.get(key, [])]
-    if not any(ip in net for net in subnets):
+    if key not in m.ctx.external_networks and not any(ip in net for net in subnets):
         m.lost(
             f"networks.{key}.ipv4_address",
             "a static address needs a subnet containing it in the "
@@ -102,7 +102,8 @@ def _static_address(m: ServiceMapper, key: str, address: str, entry: dict[str, A
 
 
 def map_depends_on(m: ServiceMapper) -> None:
-    """`depends_on` -> `spec.dependsOn`: service_started -> started, service_healthy -> healthy."""
+    """`depends_on` -> `spec.dependsOn`: service_started -> started, service_healthy -> healthy,
+    service_completed_successfully -> completed."""
     depends = m.service.get("depends_on")
     if not depends:
         return
@@ -122,12 +123,7 @@ def map_depends_on(m: ServiceMapper) -> None:
         if condition == "service_healthy":
             entry["condition"] = "healthy"
         elif condition == "service_completed_successfully":
-            m.lost(
-                f"depends_on.{other}.condition",
-                "reconciler waits for started or healthy only; mapped to "
-                "started (this container no longer waits for the other to finish)",
-                options.at("condition"),
-            )
+            entry["condition"] = "completed"  # the other becomes a one-shot (mapping.py's _one_shots)
         elif condition != "service_started":
             raise ComposeError(
                 at.file, at.line, f"services.{m.name}.depends_on.{other}: unknown condition {condition!r}"

@@ -2,8 +2,8 @@
 
 Engine names follow Compose (`<project>_<name>`, or the `name:` the file sets), so the objects a running Compose
 project made are the very ones these manifests name: a later adoption finds its volumes, and their data, under
-the same names. External networks and volumes belong to someone else: they get no manifest (reconcile would
-otherwise create them, or refuse because the name is taken), and every use of one is in the loss report.
+the same names. External networks and volumes belong to someone else: their manifests say `external: true` under
+the engine name (reconcile then only checks they exist, and never creates, changes or removes them).
 """
 
 from __future__ import annotations
@@ -48,6 +48,29 @@ def _is_external(definition: Map | None) -> bool:
     return bool(external) if not isinstance(external, Map) else True
 
 
+def _external(
+    kind: str, key: str, name: str, definition: Map | None, loc: Loc, ctx: Context, names: dict[str, str | None]
+) -> Manifest | None:
+    """An object made outside the project: a manifest saying only `external: true` under its engine name (no
+    labels: reconcile never labels it), so containers reference it as any other; what else the entry sets is
+    whoever made it's, reported."""
+    what = f"{kind.lower()}s.{key}"
+    if not NAME.match(name) or len(name) < 2 or (kind == "Network" and name in ("bridge", "host", "none")):
+        ctx.report.lost(loc, what, f"engine name {name!r} is not a valid reconciler {kind} name; uses left out")
+        return None
+    for option in definition or ():
+        if option not in ("external", "name") and not option.startswith("x-"):
+            ctx.report.lost(
+                definition.at(option) if definition is not None else loc,
+                f"{what}.{option}",
+                f"an external {kind.lower()} is configured by whoever made it; reconcile only uses it",
+            )
+    names[key] = name
+    if kind == "Network":
+        ctx.external_networks.add(key)
+    return Manifest(kind, name, {"external": True}, loc)
+
+
 def network_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | None:
     """The Network manifest of Compose network `key` (None when it is external or cannot be declared);
     records the chosen name in `ctx.networks`."""
@@ -56,13 +79,7 @@ def network_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | N
     name = _engine_name(key, definition, ctx, "network", loc)
     ctx.networks[key] = None
     if _is_external(definition):
-        ctx.report.lost(
-            loc,
-            what,
-            f"external network {name!r} is not owned by this project and reconcile only attaches containers to "
-            "networks it declares; the services' attachments to it are left out (each is listed)",
-        )
-        return None
+        return _external("Network", key, name, definition, loc, ctx, ctx.networks)
     if not NAME.match(name) or name in ("bridge", "host", "none"):
         ctx.report.lost(loc, what, f"engine name {name!r} is not a valid reconciler Network name")
         return None
@@ -159,13 +176,7 @@ def volume_manifest(key: str, raw: Any, loc: Loc, ctx: Context) -> Manifest | No
     name = _engine_name(key, definition, ctx, "volume", loc)
     ctx.volumes[key] = None
     if _is_external(definition):
-        ctx.report.lost(
-            loc,
-            what,
-            f"external volume {name!r} is not owned by this project: no Volume is declared for it, and mounts of "
-            "it are left out (each is listed) so reconcile never takes it over",
-        )
-        return None
+        return _external("Volume", key, name, definition, loc, ctx, ctx.volumes)
     if not NAME.match(name) or len(name) < 2:
         ctx.report.lost(loc, what, f"engine name {name!r} is not a valid reconciler Volume name; mounts left out")
         return None

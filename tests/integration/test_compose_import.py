@@ -9,11 +9,14 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers import remove_project_objects
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "tests" / "compose_files"
@@ -196,15 +199,11 @@ EXPECTED_LOSSES = {
     (19, "services.app.ports[1].app_protocol"),
     (19, "services.app.ports[1].name"),
     (21, "services.app.volumes[0]"),
-    (22, "services.app.volumes[1]"),
     (23, "services.app.volumes[2]"),
-    (24, "services.app.volumes[3]:z"),
     (34, "services.app.secrets[0]"),
     (36, "services.app.secrets[1].uid"),
     (37, "services.app.configs[0]"),
-    (40, "services.app.depends_on.init.condition"),
     (41, "services.app.depends_on.init.restart"),
-    (43, "services.app.networks.outside"),
     (45, "services.app.networks.inside.ipv6_address"),
     (46, "services.app.networks.inside.ipv4_address"),
     (49, "services.app.healthcheck.start_interval"),
@@ -213,9 +212,7 @@ EXPECTED_LOSSES = {
     (56, "services.init.entrypoint"),
     (64, "services.x.ports"),
     (65, "services.x.pull_policy"),
-    (68, "networks.outside"),
     (73, "networks.inside.ipam.config[0].aux_addresses"),
-    (77, "volumes.external_data"),
 }
 
 
@@ -243,10 +240,18 @@ def test_every_loss_is_reported_with_its_line_and_the_output_still_validates(sha
     assert valid.returncode == 0, valid.stderr
     docs = documents(d / "out")
     app = docs[("Container", "losses-app-1")]["spec"]
-    assert app["dependsOn"] == [{"name": "losses-init-1"}]  # completed_successfully kept as ordering (started)
-    assert app["networks"] == [{"name": "losses_inside", "aliases": ["app"]}]
+    assert app["dependsOn"] == [{"name": "losses-init-1", "condition": "completed"}]
+    assert docs[("Container", "losses-init-1")]["spec"]["state"] == "completed"
+    assert app["networks"] == [{"name": "outside", "aliases": ["app"]}, {"name": "losses_inside", "aliases": ["app"]}]
     assert ("Container", "losses-x-1") in docs and ("Container", "losses-cache-1") not in docs
-    assert not any(kind == "Volume" and name == "shared_data" for kind, name in docs)  # external: not owned
+    # external: not owned, declared as such under the engine name, no labels
+    assert docs[("Volume", "shared_data")] == {
+        "apiVersion": docs[("Volume", "shared_data")]["apiVersion"],
+        "kind": "Volume",
+        "metadata": {"name": "shared_data"},
+        "spec": {"external": True},
+    }
+    assert docs[("Network", "outside")]["spec"] == {"external": True}
 
 
 def test_secret_values_are_never_written_or_printed(shape):
@@ -363,9 +368,6 @@ SHAPES = [
         2,
         {
             "services.traefik.volumes[0]",  # where the socket does not exist (the test engine's is elsewhere)
-            "services.traefik.networks.proxy",
-            "services.whoami.networks.proxy",
-            "networks.proxy",
         },
     ),
     # its init: true is a Container run option; exit 2: its build context, beside the output, is a grant to review
@@ -405,3 +407,56 @@ def test_inputs_that_are_no_files_are_named_for_what_they_are(tmp_path):
     (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
     run = cli("import", "compose", "compose.yaml", "--out", "out", cwd=tmp_path)
     assert run.returncode == 1 and run.stderr.strip().endswith(".env: not a regular file"), run.stderr
+
+
+def _engine_time(text: str) -> datetime:
+    """The engine's RFC 3339 time (nanoseconds, trailing zeros trimmed) to microseconds."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
+
+
+@pytest.mark.engine
+def test_one_shots_external_objects_and_mount_flags_apply_on_the_engine(shape, engine_host, project_name, api):
+    """service_completed_successfully, external volumes and networks, `:z` and tmpfs `exec` imported and applied:
+    the one-shot exits 0 before its dependent starts, the flags reach HostConfig, and the external volume and
+    network (made here first) are used, never created, labelled or removed (not even when their manifests go)."""
+    import docker.errors
+
+    d = shape("oneshot")
+    ext = f"{project_name}-ext"
+    volume = api.create_volume(f"{ext}-data", labels={"made-by": "test"})["Name"]
+    network = api.create_network(f"{ext}-net", labels={"made-by": "test"})["Id"]
+    env = clean_env(DOCKER_HOST=engine_host, EXT=ext)
+    try:
+        run = cli("import", "compose", "compose.yml", "--project", project_name, "--out", "out", cwd=d, env=env)
+        assert run.returncode == 0, run.stderr
+        assert len(run.stderr.splitlines()) < 30
+        applied = cli("--project", project_name, "apply", "out", cwd=d, env=env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        init = api.inspect_container(f"{project_name}-init-1")
+        app = api.inspect_container(f"{project_name}-app-1")
+        assert (init["State"]["Status"], init["State"]["ExitCode"]) == ("exited", 0)
+        assert app["State"]["Running"] is True
+        assert _engine_time(app["State"]["StartedAt"]) > _engine_time(init["State"]["FinishedAt"])
+        assert any(b.endswith("/seed:/seed:ro,z") for b in init["HostConfig"]["Binds"]), init["HostConfig"]["Binds"]
+        assert set(app["HostConfig"]["Tmpfs"]["/scratch"].split(",")) >= {"exec", "size=1048576"}
+        assert [m["Name"] for m in app["Mounts"] if m["Type"] == "volume"] == [volume]
+        assert app["NetworkSettings"]["Networks"][f"{ext}-net"]["NetworkID"] == network
+        plan = cli("--project", project_name, "plan", "--output", "json", "out", cwd=d, env=env)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert json.loads(plan.stdout)["inSync"] is True
+        # the manifests of the containers and the external objects go: the containers are pruned, the rest stays
+        for path in (d / "out").glob("*.yaml"):
+            if not path.name.startswith("image-"):
+                path.unlink()
+        pruned = cli("--project", project_name, "apply", "out", cwd=d, env=env)
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        for name in (f"{project_name}-init-1", f"{project_name}-app-1"):
+            with pytest.raises(docker.errors.NotFound):
+                api.inspect_container(name)
+        assert api.inspect_volume(volume)["Labels"] == {"made-by": "test"}
+        assert api.inspect_network(network)["Labels"] == {"made-by": "test"}
+    finally:
+        remove_project_objects(api, project_name)  # its containers hold the network
+        api.remove_network(network)
+        api.remove_volume(volume)

@@ -111,3 +111,22 @@ def test_imported_device_requests_and_mount_options_validate(tmp_path):
     assert outcome.exit_code == 0, err
     text = (tmp_path / "out" / "container-p-a-1.yaml").read_text()
     assert "deviceIds:" in text and "noCopy: true" in text and "propagation: rslave" in text
+
+
+def test_imported_one_shots_external_objects_and_mount_flags_validate(tmp_path):
+    """What the importer writes for service_completed_successfully (the one-shot and every wait on it), external
+    volumes and networks, SELinux and tmpfs exec flags, platform and blkio weight passes validation."""
+    (tmp_path / "d").mkdir()
+    outcome, _, err = run(
+        tmp_path,
+        "services:\n  init:\n    image: x\n    restart: on-failure\n    volumes: ['./d:/d:z', 'data:/data']\n"
+        "    platform: linux/amd64\n    blkio_config: {weight: 500}\n"
+        "  app:\n    image: x\n    tmpfs: ['/t:exec,size=1m']\n    networks: [edge]\n"
+        "    depends_on: {init: {condition: service_completed_successfully}}\n"
+        "  web:\n    image: x\n    depends_on: [init]\n"
+        "volumes:\n  data: {external: true, name: shared-data}\nnetworks:\n  edge: {external: true}\n",
+    )
+    assert outcome.exit_code == 0, err
+    assert "state: completed" in (tmp_path / "out" / "container-p-init-1.yaml").read_text()
+    assert "external: true" in (tmp_path / "out" / "volume-shared-data.yaml").read_text()
+    assert "external: true" in (tmp_path / "out" / "network-edge.yaml").read_text()

@@ -110,8 +110,8 @@ def test_container_name_keeps_the_service_name_reachable(tmp_path):
         ("{db: {condition: service_healthy}}", [{"name": "db", "condition": "healthy"}], set()),
         (
             "{db: {condition: service_completed_successfully}}",
-            [{"name": "db"}],
-            {"services.app.depends_on.db.condition"},
+            [{"name": "db", "condition": "completed"}],
+            set(),
         ),
         (
             "{db: {condition: service_healthy, restart: true}}",
@@ -216,17 +216,30 @@ def test_profiles_select_services(tmp_path):
     assert ("Container", "sb") in found
 
 
-def test_external_networks_and_volumes_are_not_declared(tmp_path):
-    """Not owned: no manifest, uses reported; the file format 2 `external: {name:}` spelling is understood."""
+def test_external_networks_and_volumes_are_declared_external(tmp_path):
+    """Not owned: an `external: true` manifest under the engine name (no labels, nothing else), used by the
+    services as any other; the file format 2/3 `external: {name:}` and `name:` + `external: true` spellings are
+    understood; what else an external entry sets is whoever made it's (reported)."""
     found, report = imported(
         tmp_path,
-        "services:\n  sa:\n    image: x\n    networks: [ext]\n    volumes: [v:/v]\n"
-        "networks:\n  ext: {external: {name: proxy}}\nvolumes:\n  v: {external: true}\n",
+        "services:\n  sa:\n    image: x\n    networks: {ext: {ipv4_address: 10.9.0.5}, other: {}}\n"
+        "    volumes: [vol:/v, w:/w, x:/x]\n"
+        "networks:\n  ext: {external: {name: proxy}}\n  other: {external: true, name: shared-net}\n"
+        "volumes:\n  vol: {external: true, labels: {a: b}}\n  w: {external: {name: pg-data}}\n  x: {external: true}\n",
+        project="p",
     )
-    assert [k for k in found if k[0] in ("Network", "Volume")] == []
-    assert "networks" not in found[("Container", "sa")].spec and "mounts" not in found[("Container", "sa")].spec
-    assert lost_keys(report) == {"networks.ext", "volumes.v", "services.sa.networks.ext", "services.sa.volumes[0]"}
-    assert any("'proxy'" in e.why for e in report.entries)
+    for kind, name in (("Network", "proxy"), ("Network", "shared-net"), ("Volume", "vol"), ("Volume", "pg-data")):
+        assert found[(kind, name)].spec == {"external": True} and found[(kind, name)].labels == {}, name
+        assert found[(kind, name)].document()["metadata"] == {"name": name}
+    spec = found[("Container", "sa")].spec
+    # a static address on an external network: its subnets are not declared, the engine checks it
+    assert spec["networks"] == [
+        {"name": "proxy", "ipv4Address": "10.9.0.5", "aliases": ["sa"]},
+        {"name": "shared-net", "aliases": ["sa"]},
+    ]
+    assert [(m["source"], m["target"]) for m in spec["mounts"]] == [("vol", "/v"), ("pg-data", "/w")]
+    # a name reconciler cannot declare (a Volume name has two characters at least): the volume and its uses lost
+    assert lost_keys(report) == {"volumes.vol.labels", "volumes.x", "services.sa.volumes[2]"}
 
 
 def test_bind_paths_are_rewritten_relative_to_the_output(tmp_path):
@@ -788,3 +801,99 @@ def test_spellings_of_one_image_make_one_image_manifest(tmp_path):
     images = sorted(m.spec["reference"] for (kind, _), m in found.items() if kind == "Image")
     assert sorted(set(images)) == ["nginx", f"reg.example/x:1@{digest}"]
     assert report.entries == []
+
+
+def test_platform_is_copied_as_written(tmp_path):
+    found, report = imported(tmp_path, "services:\n  a:\n    image: x\n    platform: linux/arm64/v8\n")
+    assert found[("Container", "a")].spec["platform"] == "linux/arm64/v8"
+    assert report.entries == []
+
+
+def test_blkio_weight_becomes_resources_blkio_weight_and_device_limits_are_reported(tmp_path):
+    """`weight` -> blkioWeight, with a note that an engine without a weight controller refuses it at apply;
+    every per-device limit is reported by its own key; 0 is Compose's "unset"."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: x\n    blkio_config:\n      weight: 300\n"
+        "      weight_device: [{path: /dev/sda, weight: 400}]\n"
+        "      device_read_bps: [{path: /dev/sda, rate: 1mb}]\n"
+        "      device_write_iops: [{path: /dev/sda, rate: 10}]\n"
+        "  b:\n    image: x\n    blkio_config: {weight: 0}\n"
+        "  c:\n    image: x\n    blkio_config: {weight: 5}\n",
+    )
+    assert found[("Container", "a")].spec["resources"] == {"blkioWeight": 300}
+    assert "resources" not in found[("Container", "b")].spec and "resources" not in found[("Container", "c")].spec
+    assert lost_keys(report) == {
+        "services.a.blkio_config.weight_device",
+        "services.a.blkio_config.device_read_bps",
+        "services.a.blkio_config.device_write_iops",
+        "services.c.blkio_config.weight",
+    }
+    [note] = [e for e in report.entries if e.severity is Severity.FLAGGED]
+    assert note.key == "services.a.blkio_config.weight" and "resources.blkioWeight" in note.why
+
+
+def test_bind_selinux_flags_become_the_mount_selinux_field(tmp_path):
+    """`:z`/`:Z` (also beside `ro`) and the long `bind.selinux` -> `selinux`; on a named volume, reported."""
+    (tmp_path / "d").mkdir()
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n    volumes:\n"
+        "      - ./d:/a:z\n      - ./d:/b:ro,Z\n"
+        "      - {type: bind, source: ./d, target: /c, bind: {selinux: Z}}\n"
+        "      - {type: bind, source: ./d, target: /d, bind: {selinux: q}}\n"
+        "      - data:/e:z\n"
+        "volumes:\n  data: {}\n",
+    )
+    mounts = {m["target"]: m for m in found[("Container", "app")].spec["mounts"]}
+    assert mounts["/a"] == {"type": "bind", "source": "../d", "target": "/a", "selinux": "z"}
+    assert mounts["/b"] == {"type": "bind", "source": "../d", "target": "/b", "readOnly": True, "selinux": "Z"}
+    assert mounts["/c"]["selinux"] == "Z" and "selinux" not in mounts["/d"] and "selinux" not in mounts["/e"]
+    assert lost_keys(report) == {"services.app.volumes[3].bind.selinux", "services.app.volumes[4]:z"}
+
+
+def test_tmpfs_exec_size_and_mode_become_mount_fields(tmp_path):
+    """`exec` -> exec: true; `noexec` (the engine's default) writes nothing; the last of the two wins."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  app:\n    image: x\n"
+        "    tmpfs: [/a:exec, '/b:noexec,size=64m,mode=1777', '/c:exec,noexec', '/d:noexec,exec', '/e:uid=1']\n",
+    )
+    mounts = {m["target"]: m for m in found[("Container", "app")].spec["mounts"]}
+    assert mounts["/a"] == {"type": "tmpfs", "target": "/a", "exec": True}
+    assert mounts["/b"] == {"type": "tmpfs", "target": "/b", "size": "64m", "mode": "1777"}
+    assert mounts["/c"] == {"type": "tmpfs", "target": "/c"}
+    assert mounts["/d"]["exec"] is True
+    assert lost_keys(report) == {"services.app.tmpfs[4]:uid"}
+
+
+def test_waiting_for_completion_makes_the_other_a_one_shot(tmp_path):
+    """service_completed_successfully -> `condition: completed` and the other `state: completed`; a restart
+    policy a one-shot cannot have is reported and dropped (`on-failure` kept); every other wait on it (short
+    form included) becomes `completed`, flagged, since validation refuses started/healthy on a one-shot."""
+    found, report = imported(
+        tmp_path,
+        "services:\n"
+        "  migrate:\n    image: x\n    restart: always\n"
+        "  keys:\n    image: x\n    restart: on-failure\n"
+        "  app:\n    image: x\n    depends_on:\n"
+        "      migrate: {condition: service_completed_successfully}\n"
+        "      keys: {condition: service_completed_successfully}\n"
+        "  web:\n    image: x\n    depends_on: [migrate, app]\n",
+        project="p",
+    )
+    migrate, keys = found[("Container", "migrate")].spec, found[("Container", "keys")].spec
+    assert migrate["state"] == "completed" and "restartPolicy" not in migrate
+    assert keys["state"] == "completed" and keys["restartPolicy"] == {"name": "on-failure"}
+    assert found[("Container", "app")].spec["dependsOn"] == [
+        {"name": "p-migrate-1", "condition": "completed"},
+        {"name": "p-keys-1", "condition": "completed"},
+    ]
+    assert "state" not in found[("Container", "app")].spec
+    assert found[("Container", "web")].spec["dependsOn"] == [
+        {"name": "p-migrate-1", "condition": "completed"},
+        {"name": "p-app-1"},
+    ]
+    assert lost_keys(report) == {"services.migrate.restart"}
+    flagged = {e.key for e in report.entries if e.severity is Severity.FLAGGED}
+    assert flagged == {"services.web.depends_on.migrate.condition"}

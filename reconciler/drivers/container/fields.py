@@ -1102,6 +1102,7 @@ FIELDS: tuple[Field, ...] = (
             "cpuset",
             "pids_limit",
             "deploy",
+            "blkio_config",
         ),
         doc="compared per limit (`resources.memory`, see LIMITS); removing most limits is a replace",
     ),
@@ -1406,6 +1407,7 @@ FIELDS: tuple[Field, ...] = (
         read=lambda info, names: None,  # the image's, compared by _compare_platform
         create=to_create("platform"),
         compare=_compare_platform,
+        compose=("platform",),
         doc="`os/arch[/variant]`, lower case; read back from the image the container runs (declared parts compared)",
     ),
     Field(
