@@ -303,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
     )
+    compose.add_argument(
+        "--swarm",
+        action="store_true",
+        help="write Service, Secret and Config manifests as `docker stack deploy` would (deploy: is mapped)",
+    )
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=SHELLS, help="the shell it is for")
     return parser
