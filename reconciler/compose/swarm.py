@@ -390,6 +390,11 @@ class SwarmServiceMapper:
                 self.spec["replicas"] = replicas
         if deploy.get("endpoint_mode") is not None:
             endpoint = deploy.text("endpoint_mode")
+            if endpoint == "dnsrr" and any(
+                p.get("publishMode", "ingress") == "ingress" for p in self.spec.get("ports", [])
+            ):
+                at = deploy.at("endpoint_mode")  # the engine refuses the service, as at `docker stack deploy`
+                raise ComposeError(at.file, at.line, f"services.{self.name}: dnsrr cannot publish ingress ports")
             if endpoint in ("vip", "dnsrr"):
                 self.spec["endpointMode"] = endpoint
             else:
