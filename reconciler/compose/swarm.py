@@ -181,7 +181,13 @@ def build_swarm_manifests(
         _check_file_objects(top, kind)
     manifests: list[Manifest] = []
     declared_networks = top.get("networks") or Map(top.loc)
-    for key, loc in _used_networks(services, chosen, declared_networks).items():
+    used = _used_networks(services, chosen, declared_networks)
+    for key in declared_networks:
+        if key not in used:  # nothing is lost: stack deploy creates only the networks its services use
+            report.flag(
+                declared_networks.at(key), f"networks.{key}", "no imported service uses it; stack deploy skips it"
+            )
+    for key, loc in used.items():
         at = declared_networks.at(key) if key in declared_networks else loc
         manifest = network_manifest(key, _overlay(declared_networks.get(key), at), at, ctx)
         if manifest is not None:
@@ -235,11 +241,13 @@ class SwarmServiceMapper:
             raise ComposeError(
                 s.loc.file, s.loc.line, f"services.{self.name}: a swarm service needs `image` (no build in a stack)"
             )
-        mapper = ServiceMapper(self.name, self._run_options(), self.ctx, self.top)
-        container = mapper.run()
+        self.mapper = ServiceMapper(self.name, self._run_options(), self.ctx, self.top)
+        container = self.mapper.run()
         self.secrets = container.secrets  # secret env values: the same 0600 file beside the manifests
         fields = service_fields()
         for key, value in container.spec.items():
+            if key == "ports":
+                continue  # again below, with each entry's publish mode
             if key == "networks":
                 self.spec[key] = self._networks(value)
             elif key == "mounts":
@@ -278,7 +286,7 @@ class SwarmServiceMapper:
             for key in row.compose
             if key not in ("restart", "deploy", "stop_grace_period")
         }
-        own = {"deploy", "secrets", "configs", "ports", "stop_grace_period"}
+        own = {"deploy", "secrets", "configs", "stop_grace_period"}
         out = Map(s.loc)
         for key, value in s.items():
             if key in own:
@@ -329,7 +337,7 @@ class SwarmServiceMapper:
             return
         out = []
         for i, port in enumerate(ports):
-            for entry in port_entries(self, i, port):  # type: ignore[arg-type]
+            for entry in port_entries(self.mapper, i, port):
                 if entry.pop("hostIP", None) is not None:
                     self.lost(f"ports[{i}].host_ip", "swarm publishes on every address of the node")
                 mode = port.text("mode") if port.get("mode") is not None else "ingress"

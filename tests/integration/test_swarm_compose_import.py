@@ -117,7 +117,8 @@ def test_swarm_import_applies_converges_and_matches_stack_deploy(
 ) -> None:
     p = project_name
     (tmp_path / "pw.txt").write_text("hunter2\n")
-    text = _COMPOSE.format(image=base_image, sleeper=SLEEPER.replace('"', '\\"'), subnet=free_subnet())
+    subnet = free_subnet()
+    text = _COMPOSE.format(image=base_image, sleeper=SLEEPER.replace('"', '\\"'), subnet=subnet)
     (tmp_path / "compose.yml").write_text(text)
     out = tmp_path / "out"
     proc = reconcile("import", "compose", tmp_path / "compose.yml", "--swarm", "--out", out)
@@ -137,8 +138,13 @@ def test_swarm_import_applies_converges_and_matches_stack_deploy(
     assert reconcile("plan", out).returncode == 0  # in sync after apply
 
     # the same file through `docker stack deploy`: the services' main fields agree
-    deployed = _cli("stack", "deploy", "--resolve-image", "never", "-c", str(tmp_path / "compose.yml"), stack)
+    # (its own subnet: two overlay networks on one subnet are not what a user would run)
+    (tmp_path / "stack.yml").write_text(text.replace(subnet, free_subnet()))
+    deployed = _cli("stack", "deploy", "--resolve-image", "never", "-c", str(tmp_path / "stack.yml"), stack)
     assert deployed.returncode == 0, deployed.stderr
     for name in ("web", "agent"):
         ours, theirs = _main_fields(api, f"{p}_{name}"), _main_fields(api, f"{stack}_{name}")
         assert ours == theirs, name
+    ours_net, theirs_net = api.inspect_network(f"{p}_net"), api.inspect_network(f"{stack}_net")
+    for key in ("Driver", "Scope", "Attachable", "Internal", "EnableIPv6"):
+        assert ours_net[key] == theirs_net[key], key

@@ -225,3 +225,19 @@ def test_docs_swarm_table_lists_exactly_the_deploy_keys_mapped():
     top = {key.split(".")[0] for key in named}
     assert top == _DEPLOY_KEYS
     assert {key.split(".")[1] for key in named if key.startswith("update_config.")} == set(_UPDATE_KEYS)
+
+
+def test_secret_env_values_go_to_the_services_private_env_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    code, docs, err = run(tmp_path, "services:\n  a:\n    image: x\n    environment: {DB_PASSWORD: $DB_PASSWORD}\n")
+    assert code == 0, err
+    assert docs[("Service", "p_a")]["spec"]["envFiles"] == ["./.secrets/p_a.env"]
+    assert "hunter2" in (tmp_path / "out" / ".secrets" / "p_a.env").read_text()
+    assert "hunter2" not in (tmp_path / "out" / "service-p_a.yaml").read_text()
+
+
+def test_unused_network_is_flagged_and_not_written(tmp_path):
+    code, docs, err = run(tmp_path, "services:\n  a:\n    image: x\nnetworks:\n  spare: {}\n")
+    assert code == 0, err
+    assert ("Network", "p_spare") not in docs and ("Network", "p_default") in docs
+    assert "networks.spare: flagged: no imported service uses it" in err
