@@ -30,7 +30,10 @@ from reconciler.core.manifests import schema_dir
 from reconciler.core.safeio import inside, sensitive_reason
 
 _IGNORED_BY_STACK = "`docker stack deploy` ignores it: a swarm service has no such setting"
-# Service keys stack deploy ignores (it warns "Ignoring unsupported options"), or that only Compose reads.
+_REFUSED_BY_STACK = "`docker stack deploy` refuses it: set resource limits with deploy.resources"
+# Service keys stack deploy ignores (it warns "Ignoring unsupported options"), refuses (its ForbiddenProperties:
+# then the rest of the file is still imported, and the key reported), or that only Compose reads
+# (docker/cli cli/compose/types/types.go).
 STACK_IGNORES: dict[str, str] = {
     "build": "`docker stack deploy` does not build; the image must be in a registry the nodes can pull from",
     "container_name": "swarm names tasks itself (`<stack>_<service>.<slot>.<id>`)",
@@ -41,12 +44,12 @@ STACK_IGNORES: dict[str, str] = {
     "privileged": _IGNORED_BY_STACK,
     "restart": "mapped to restartPolicy only when deploy.restart_policy is absent",
     "pull_policy": "swarm pulls the image on every node that runs a task",
-    "mem_limit": "`docker stack deploy` reads deploy.resources.limits.memory only",
-    "memswap_limit": _IGNORED_BY_STACK,
+    "mem_limit": _REFUSED_BY_STACK,
+    "memswap_limit": _REFUSED_BY_STACK,
     "mem_reservation": "`docker stack deploy` reads deploy.resources.reservations.memory only",
     "cpus": "`docker stack deploy` reads deploy.resources.limits.cpus only",
-    "cpu_shares": _IGNORED_BY_STACK,
-    "cpuset": _IGNORED_BY_STACK,
+    "cpu_shares": _REFUSED_BY_STACK,
+    "cpuset": _REFUSED_BY_STACK,
     "pids_limit": "`docker stack deploy` reads deploy.resources.limits.pids only",
     "gpus": _IGNORED_BY_STACK,
     "labels": "a Service declares no labels on its containers; deploy.labels label the service",
@@ -508,8 +511,13 @@ class SwarmServiceMapper:
         """`restart:` without deploy.restart_policy, as stack deploy converts it."""
         text = self.service.text("restart")
         name, _, count = text.partition(":")
-        if name == "no":
-            self.spec["restartPolicy"] = {"condition": "none"}
+        if name == "no":  # stack deploy sets no policy: swarm's default (restart on any exit) applies
+            self.ctx.report.flag(
+                self.service.at("restart"),
+                f"services.{self.name}.restart",
+                "`no` leaves swarm's default (restart on any exit), as stack deploy does; "
+                "deploy.restart_policy.condition: none stops restarts",
+            )
         elif name in ("always", "unless-stopped"):
             self.spec["restartPolicy"] = {"condition": "any"}
         elif name == "on-failure" and (not count or count.isdigit()):

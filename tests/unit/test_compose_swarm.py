@@ -163,7 +163,7 @@ def test_environment_secret_is_reported_not_copied(tmp_path, monkeypatch):
         ("    depends_on: [b]\n", "depends_on", "no order"),
         ("    cap_add: [SYS_ADMIN]\n", "cap_add[0]", "a Service refuses it"),
         ("    labels: {a: b}\n", "labels", "deploy.labels label the service"),
-        ("    mem_limit: 64m\n", "mem_limit", "deploy.resources.limits.memory"),
+        ("    mem_limit: 64m\n", "mem_limit", "refuses it: set resource limits with deploy.resources"),
         ("    ports: ['127.0.0.1:80:80']\n", "ports[0].host_ip", "every address"),
         ("    deploy: {mode: replicated-job}\n", "deploy.mode", "replicated or global"),
         ("    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n",
@@ -234,6 +234,24 @@ def test_secret_env_values_go_to_the_services_private_env_file(tmp_path, monkeyp
     assert docs[("Service", "p_a")]["spec"]["envFiles"] == ["./.secrets/p_a.env"]
     assert "hunter2" in (tmp_path / "out" / ".secrets" / "p_a.env").read_text()
     assert "hunter2" not in (tmp_path / "out" / "service-p_a.yaml").read_text()
+
+
+def test_restart_no_leaves_swarms_default_as_stack_deploy_does(tmp_path):
+    code, docs, err = run(tmp_path, "services:\n  a:\n    image: x\n    restart: 'no'\n")
+    assert code == 0, err
+    assert "restartPolicy" not in docs[("Service", "p_a")]["spec"]
+    assert "services.a.restart: flagged: `no` leaves swarm's default" in err
+
+
+@pytest.mark.parametrize(
+    ("restart", "policy"),
+    [("always", {"condition": "any"}), ("unless-stopped", {"condition": "any"}),
+     ("on-failure:4", {"condition": "on-failure", "maxAttempts": 4}), ("on-failure", {"condition": "on-failure"})],
+)  # fmt: skip
+def test_restart_without_deploy_policy_is_converted_as_stack_deploy_does(tmp_path, restart, policy):
+    code, docs, err = run(tmp_path, f"services:\n  a:\n    image: x\n    restart: {restart}\n")
+    assert code == 0, err
+    assert docs[("Service", "p_a")]["spec"]["restartPolicy"] == policy
 
 
 def test_unused_network_is_flagged_and_not_written(tmp_path):
