@@ -495,6 +495,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         grants=not args.no_grants,
         secret_env=args.secret_env,
         verbose=args.verbose,
+        swarm=args.swarm,
     )
     return outcome.exit_code
 

@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out what needs allowPrivileged, allowSensitive or allowExternalContext (each is reported)",
     )
+    compose.add_argument(
+        "--swarm",
+        action="store_true",
+        help="write Service, Secret and Config manifests as `docker stack deploy` would (deploy: is mapped)",
+    )
     images = sub.add_parser("images", help="questions about the declared images")
     questions = images.add_subparsers(dest="question", required=True, metavar="QUESTION", parser_class=_Parser)
     outdated = questions.add_parser(

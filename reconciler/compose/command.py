@@ -16,6 +16,7 @@ from reconciler.compose.loading import load_project
 from reconciler.compose.losses import LossReport, Severity, render
 from reconciler.compose.mapping import build_manifests
 from reconciler.compose.source import ComposeError, Loc
+from reconciler.compose.swarm import build_swarm_manifests
 
 EXIT_OK, EXIT_ERROR, EXIT_LOSSES = 0, 1, 2
 
@@ -51,10 +52,12 @@ def run_import(
     grants: bool = True,
     secret_env: Sequence[str] = (),
     verbose: bool = False,
+    swarm: bool = False,
 ) -> ImportOutcome:
     """Import `files` into `out` (default `./<project>`); messages go to `stdout`/`stderr`. `grants` False
     (--no-grants) leaves out what needs an opt-in; `secret_env` names more secret values (--secret-env); `verbose`
-    lists every report line instead of one example per key."""
+    lists every report line instead of one example per key; `swarm` (--swarm) writes what `docker stack deploy`
+    would make (swarm.build_swarm_manifests)."""
     report = LossReport()
     warnings: list[str] = []
 
@@ -68,7 +71,7 @@ def run_import(
         compose = load_project(files, project, profiles, report, warn)
         out_dir = Path(out if out is not None else Path.cwd() / compose.name).absolute()
         stale = writing.check_out_dir(out_dir)
-        manifests = build_manifests(
+        manifests = (build_swarm_manifests if swarm else build_manifests)(
             compose.model,
             compose.name,
             compose.directory,
@@ -90,6 +93,7 @@ def run_import(
         + [a for p in sorted(compose.profiles) for a in ("--profile", p)]
         + [a for name in secret_env for a in ("--secret-env", name)]
         + ([] if grants else ["--no-grants"])
+        + (["--swarm"] if swarm else [])
     )
     texts = [(writing.file_name(m), writing.render_manifest(m, sources)) for m in manifests]
     texts.append(
