@@ -179,6 +179,21 @@ def test_failing_update_is_rolled_back_and_named(
     assert rc == 2 and changes_of(plan) == {("Service", web): ("update", ["command"])}
 
 
+def test_a_new_service_that_crashes_after_starting_is_not_converged(
+    api: Any, swarm_project: str, reconcile: Any, tmp_manifests: Any, base_image: str
+) -> None:
+    """A create has no update for swarm to monitor: tasks that run two seconds and exit read `running` first.
+    apply watches them for the service's monitor window, fails naming the exit, and removes the service again."""
+    web = f"{swarm_project}-crash"
+    spec = {**service(base_image), "command": ["sh", "-c", "sleep 2; exit 3"], "update": {"monitor": "4s"}}
+    directory = write(tmp_manifests, [doc("Service", web, spec)])
+    proc = reconcile("apply", directory)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "did not converge" in proc.stdout and "non-zero exit (3)" in proc.stdout
+    with pytest.raises(NotFound):
+        api.inspect_service(web)
+
+
 def test_no_wait_unresolvable_image_and_prune(
     api: Any, swarm_project: str, reconcile: Any, tmp_manifests: Any, base_image: str
 ) -> None:

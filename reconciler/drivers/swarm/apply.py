@@ -18,7 +18,7 @@ from reconciler.drivers.engine import lazy
 from reconciler.drivers.engine.errors import engine_errors, explain, registry_failure
 from reconciler.drivers.swarm.converge import ServiceWaiter
 from reconciler.drivers.swarm.diff import IMAGE_FOLLOW, MARKERS, ROLLOUT
-from reconciler.drivers.swarm.fields import FIELDS, Building, rolls_tasks
+from reconciler.drivers.swarm.fields import FIELDS, SECOND, Building, rolls_tasks
 from reconciler.drivers.swarm.observe import ServiceFacts
 from reconciler.errors import PermanentError, ReconcileError, TemporaryError
 from reconciler.model import Action, Change, Desired
@@ -178,7 +178,8 @@ class ServiceSteps:
             return
         try:
             with self.errors(name, "wait"):
-                ServiceWaiter(self.api, self.log, self.timeout()).wait(name, service_id, since)
+                settle = desired.spec["update"]["monitor"] / SECOND  # how long swarm itself watches a new task
+                ServiceWaiter(self.api, self.log, self.timeout()).wait(name, service_id, since, settle=settle)
         except ReconcileError as exc:
             # a service whose first tasks never run leaves nothing behind: the next apply creates it afresh
             with self.errors(name, "remove after a failed create"):

@@ -2,7 +2,9 @@
 
 A service has converged when its update (if one runs) completed and the tasks it wants running all run the
 current task template (a task with a healthcheck reads `running` only once healthy): the replica count for a
-replicated service, one per eligible node for a global one. It has failed when swarm paused or rolled back the
+replicated service, one per eligible node for a global one. A new service must then stay so for a settle window
+(its update monitor): swarm watches the tasks of an update, but nothing watches a create's, and a command that
+crashes after two seconds reads `running` first. It has failed when swarm paused or rolled back the
 update, when tasks of the current template keep failing, or when the timeout passes.
 """
 
@@ -153,8 +155,10 @@ class ServiceWaiter:
         since: str,
         expect_update: bool = False,
         on_progress: Callable[[str], None] | None = None,
+        settle: float = 0.0,
     ) -> None:
-        """Return once converged; raise PermanentError (failed) or TemporaryError (timed out) otherwise.
+        """Return once converged (for `settle` seconds, with the same running tasks: none crashed and was replaced
+        meanwhile); raise PermanentError (failed) or TemporaryError (timed out) otherwise.
 
         `expect_update`: the change rolls tasks. Until swarm's updater starts, the update status is empty and
         tasks whose endpoint (not template) is stale look current, so first wait (briefly) for it to start."""
@@ -164,10 +168,18 @@ class ServiceWaiter:
             while time.monotonic() < started and not self.api.inspect_service(service_id).get("UpdateStatus"):
                 time.sleep(self.poll / 4)
         last = ""
+        settled: tuple[float, frozenset[str]] | None = None  # since when converged, with which running tasks
         while True:
             progress, _, tasks, names = self.look(service_id, since)
             if progress.done:
-                return
+                running = frozenset(t["ID"] for t in tasks if (t.get("Status") or {}).get("State") == "running")
+                if settled is None or settled[1] != running:
+                    settled = (time.monotonic(), running)
+                if time.monotonic() - settled[0] >= settle:
+                    return
+                progress = Progress(False, None, f"tasks running, settling ({settle:g}s)")
+            else:
+                settled = None
             if progress.failure is not None:
                 raise PermanentError(progress.failure)
             if progress.waiting_for != last:
