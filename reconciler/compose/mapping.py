@@ -171,21 +171,24 @@ def build_manifests(
     manifests.extend(_image_manifests(images, report))
     _check_host_ports(manifests, services, ctx)
     _one_shots(manifests, services, ctx)
+    _shareable_ipc(manifests, services, ctx)
     _check_health_waits(manifests, services, ctx)
     _check_cycles(manifests, services, ctx)
     return manifests
 
 
 def _check_cycles(manifests: list[Manifest], services: Map, ctx: Context) -> None:
-    """A dependency cycle (depends_on, network_mode: service:) is refused by Compose too: one error naming it."""
+    """A dependency cycle (depends_on; network_mode, ipc, pid: service:) is refused by Compose too: one error
+    naming it."""
     edges: dict[str, list[str]] = {}
     for m in manifests:
         if m.kind != "Container":
             continue
         needs = [d["name"] for d in m.spec.get("dependsOn", [])]
-        mode = str(m.spec.get("networkMode", ""))
-        if mode.startswith("container:"):
-            needs.append(mode.partition(":")[2])
+        for key in ("networkMode", "ipc", "pid"):
+            mode = str(m.spec.get(key, ""))
+            if mode.startswith("container:"):
+                needs.append(mode.partition(":")[2])
         edges[m.name] = needs
     by_container = {v: k for k, v in ctx.containers.items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -250,6 +253,34 @@ def _one_shots(manifests: list[Manifest], services: Map, ctx: Context) -> None:
                     "service_completed_successfully): this one waits for it to complete too",
                 )
                 dep["condition"] = "completed"
+
+
+def _shareable_ipc(manifests: list[Manifest], services: Map, ctx: Context) -> None:
+    """A service whose IPC namespace another joins (`ipc: service:X`) gets `ipc: shareable` when it sets no ipc:
+    docker-compose 1.29 sets nothing there, and the engine's default-ipc-mode (private on Debian's 20.10) refuses
+    the join. One with another ipc mode cannot be joined: the joiner's ipc is reported and dropped."""
+    containers = {m.name: m for m in manifests if m.kind == "Container"}
+    by_container = {v: k for k, v in ctx.containers.items()}
+    for manifest in list(containers.values()):
+        mode = str(manifest.spec.get("ipc", ""))
+        target = containers.get(mode.partition(":")[2]) if mode.startswith("container:") else None
+        if target is None:
+            continue
+        joiner, other = by_container[manifest.name], by_container[target.name]
+        if "ipc" not in target.spec:
+            target.spec["ipc"] = "shareable"
+            ctx.report.flag(
+                services.at(other),
+                f"services.{other}.ipc",
+                f"set to shareable: service {joiner!r} joins its IPC namespace, which the engine allows only then",
+            )
+        elif target.spec["ipc"] != "shareable":
+            del manifest.spec["ipc"]
+            ctx.report.lost(
+                services[joiner].at("ipc"),
+                f"services.{joiner}.ipc",
+                f"service {other!r} has ipc {target.spec['ipc']}: its IPC namespace cannot be joined",
+            )
 
 
 def _check_health_waits(manifests: list[Manifest], services: Map, ctx: Context) -> None:

@@ -446,11 +446,7 @@ class ServiceMapper:
         for key in ("pid", "ipc"):
             field = fields.get(key)
             if field and str(self.spec.get(field, "")).startswith(("service:", "container:")):
-                self.lost(
-                    key,
-                    f"{self.spec.pop(field)!r}: reconciler's Container cannot join another container's "
-                    f"{key.upper()} namespace (its own, or the host's)",
-                )
+                self._shared_namespace(key, field)
             if field and self.spec.get(field) == "host":
                 why = f"{key}: host shares the host's {key.upper()} namespace with the container"
                 if self.grant(key, "allowPrivileged", why):
@@ -473,6 +469,21 @@ class ServiceMapper:
             self.spec[field] = kept
         else:
             del self.spec[field]
+
+    def _shared_namespace(self, key: str, field: str) -> None:
+        """`service:X` -> `container:<X's container>`; `container:NAME` kept when the import declares NAME (no
+        opt-in: a container of the project is not the host). Whoever's IPC is joined gets `ipc: shareable` later
+        (`shareable_ipc`)."""
+        mode = str(self.spec.pop(field))
+        kind, _, other = mode.partition(":")
+        if kind == "service" and other in self.ctx.containers:
+            self.spec[field] = f"container:{self.ctx.containers[other]}"
+        elif kind == "container" and other in self.ctx.containers.values():
+            self.spec[field] = mode
+        elif kind == "service":
+            self.lost(key, f"service {other!r} is not part of the import")
+        else:
+            self.lost(key, f"container {other!r} is not declared by the project")
 
     def _labels(self) -> None:
         labels = self.service.get("labels")

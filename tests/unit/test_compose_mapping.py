@@ -749,11 +749,37 @@ def test_deploy_restart_policy_wins_over_restart_as_in_compose(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["ipc", "pid"])
-def test_joining_another_containers_namespace_is_reported_not_written(tmp_path, key):
-    """`ipc: service:x` has no Container field: it was copied as written and failed validation."""
-    found, report = imported(tmp_path, f"services:\n  a:\n    image: x\n  b:\n    image: x\n    {key}: service:a\n")
-    assert key not in found[("Container", "b")].spec
-    assert lost_keys(report) == {f"services.b.{key}"}
+def test_joining_another_containers_namespace(tmp_path, key):
+    """`service:X` -> `container:<X's container>`, `container:NAME` as written when the import declares NAME (no
+    grant: a container of the project is not the host); a service or container outside the import is lost."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: x\n    container_name: aa\n    ipc: shareable\n"
+        f"  b:\n    image: x\n    {key}: service:a\n"
+        f"  c:\n    image: x\n    {key}: container:aa\n"
+        f"  d:\n    image: x\n    {key}: service:gone\n"
+        f"  e:\n    image: x\n    {key}: container:elsewhere\n",
+    )
+    assert found[("Container", "b")].spec[key] == "container:aa"
+    assert found[("Container", "c")].spec[key] == "container:aa"
+    assert "allowPrivileged" not in found[("Container", "b")].spec
+    assert key not in found[("Container", "d")].spec and key not in found[("Container", "e")].spec
+    assert lost_keys(report) == {f"services.d.{key}", f"services.e.{key}"}
+
+
+def test_the_ipc_namespace_joined_is_made_shareable(tmp_path):
+    """docker-compose sets nothing on `ipc: service:a`'s target and the engine's default (private) refuses the
+    join: the target gets `ipc: shareable`, flagged; one declared with another mode cannot be joined (lost)."""
+    found, report = imported(
+        tmp_path,
+        "services:\n  a:\n    image: x\n  b:\n    image: x\n    ipc: service:a\n"
+        "  c:\n    image: x\n    ipc: private\n  d:\n    image: x\n    ipc: service:c\n",
+    )
+    assert found[("Container", "a")].spec["ipc"] == "shareable"
+    assert found[("Container", "b")].spec["ipc"] == "container:" + found[("Container", "a")].name
+    assert "ipc" not in found[("Container", "d")].spec
+    assert lost_keys(report) == {"services.d.ipc"}
+    assert "services.a.ipc" in {e.key for e in report.entries if e.severity is Severity.FLAGGED}
 
 
 def test_gpus_and_reserved_devices_become_device_requests(tmp_path):

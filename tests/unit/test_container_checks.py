@@ -185,3 +185,28 @@ def test_npipe_mount_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         "c.yaml:7: Container/np: spec.mounts[0].type: invalid value: npipe mounts exist only on Windows engines; "
         "this is a Linux engine (use a bind mount of a unix socket instead)"
     ]
+
+
+@pytest.mark.parametrize("key", ["ipc", "pid"])
+def test_a_shared_ipc_or_pid_namespace_is_a_reference(tmp_path: Path, key: str) -> None:
+    """`container:NAME` orders the sharer after NAME; an undeclared NAME or the container itself is refused;
+    no allowPrivileged is asked (a container of the project is not the host)."""
+    db = res("Container", "db", {"image": IMAGE, "ipc": "shareable"}, tmp_path)
+    web = res("Container", "web", {"image": IMAGE, key: "container:db"}, tmp_path)
+    ctx = DriverContext("p", Path("."))
+    catalog, found = build_catalog([db, web], {"Container": ContainerDriver(ctx)})
+    assert found == []
+    assert ("Container", "db") in catalog.dependencies(("Container", "web"))
+    dangling = problems([res("Container", "web", {"image": IMAGE, key: "container:gone"}, tmp_path)])
+    assert dangling == [f"Container/web: spec.{key}: refers to undeclared Container 'gone'"]
+    own = problems([res("Container", "web", {"image": IMAGE, key: "container:web"}, tmp_path)])
+    assert f"Container/web: spec.{key}: a container cannot share its own {key.upper()} namespace" in own, own
+
+
+@pytest.mark.parametrize("mode", [None, "private", "none"])
+def test_joining_an_ipc_namespace_needs_a_shareable_one(tmp_path: Path, mode: str | None) -> None:
+    """The engine refuses to join a non-shareable IPC namespace: refused at validation, naming the field."""
+    db = res("Container", "db", {"image": IMAGE, **({"ipc": mode} if mode else {})}, tmp_path)
+    found = problems([db, res("Container", "web", {"image": IMAGE, "ipc": "container:db"}, tmp_path)])
+    assert len(found) == 1 and found[0].startswith("Container/web: spec.ipc: container db does not share"), found
+    assert "ipc: shareable" in found[0]

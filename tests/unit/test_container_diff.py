@@ -364,6 +364,23 @@ def test_follow_replaces_a_container_sharing_a_replaced_namespace() -> None:
     assert diff_container(desired_of(spec), observed).action is Action.REPLACE
 
 
+@pytest.mark.parametrize(("key", "host_key"), [("ipc", "IpcMode"), ("pid", "PidMode")])
+def test_a_shared_ipc_or_pid_namespace_reads_back_by_name_and_follows(key: str, host_key: str) -> None:
+    """The engine stores `container:<id>`: read back as `container:<name>` (names map), so in sync; a replaced
+    target replaces the sharer after it; an ID that no longer names the target is a change by itself."""
+    spec = {"image": IMAGE, key: "container:db"}
+    info = engine_inspect(desired_of(spec))
+    info["HostConfig"][host_key] = "container:" + "d" * 64
+    observed = observed_of(info)
+    observed = dataclasses.replace(observed, spec=observed_spec(info, {"d" * 64: "db"}))
+    named = diff_container(desired_of(spec), observed)
+    assert named.action is Action.NONE, named.fields
+    followed = follow_upstream(named, [Change("Container", "db", Action.REPLACE)])
+    assert followed.action is Action.REPLACE and [f.path for f in followed.fields] == [key]
+    assert diff_container(desired_of(spec), observed_of(info)).action is Action.REPLACE
+    assert named.desired.spec[key] == "container:db" and observed.spec[key] == "container:db"
+
+
 def test_image_built_by_reconcile_adds_no_label_diff() -> None:
     """A container of an image carrying reconcile's own labels (a built image) shows only the real change."""
     built = {

@@ -269,6 +269,7 @@ VALID: list[tuple[str, str, Any]] = [
     ),
     ("container-mode-none", "Container", {"image": "busybox", "networkMode": "none"}),
     ("container-mode-container", "Container", {"image": "busybox", "networkMode": "container:db"}),
+    ("container-ipc-pid-container", "Container", {"image": "b", "ipc": "container:db", "pid": "container:db.1"}),
     (
         "container-port-udp-ipv6",
         "Container",
@@ -583,6 +584,12 @@ INVALID: list[tuple[str, str, Any, list[tuple[str, str]]]] = [
         "Container",
         {"image": "b", "networkMode": "container:"},
         [("spec.networkMode", "pattern")],
+    ),
+    (
+        "container-ipc-pid-container-bad",
+        "Container",
+        {"image": "b", "ipc": "container:", "pid": "private"},
+        [("spec.ipc", "pattern"), ("spec.pid", "pattern")],
     ),
     (
         "container-network-mode-default",

@@ -108,9 +108,10 @@ def container_references(desired: Desired) -> Iterator[Reference]:
     for i, mount in enumerate(desired.resource.spec.get("mounts") or []):
         if mount.get("type") == "volume":
             yield Reference("Volume", mount["source"], f"spec.mounts.{i}.source")
-    mode = spec["networkMode"] or ""
-    if mode.startswith("container:"):
-        yield Reference("Container", mode.partition(":")[2], "spec.networkMode")
+    for key in NAMESPACE_KEYS:
+        mode = str(spec[key] or "")
+        if mode.startswith("container:"):
+            yield Reference("Container", mode.partition(":")[2], f"spec.{key}")
     for i, dep in enumerate(desired.resource.spec.get("dependsOn") or []):
         yield Reference("Container", dep["name"], f"spec.dependsOn.{i}.name", condition=dep.get("condition", "started"))
 
@@ -179,8 +180,7 @@ def check_container(
         yield "spec.networks", f"networks cannot be combined with networkMode: {mode}"
     if raw.get("ports") and mode and mode != "bridge":
         yield "spec.ports", f"ports cannot be published with networkMode: {mode}"
-    if mode and mode.startswith("container:") and mode.partition(":")[2] == desired.name:
-        yield "spec.networkMode", "a container cannot share its own network namespace"
+    yield from _check_shared_namespaces(desired, catalog)
     yield from _check_addresses(desired, catalog)
     yield from _check_ports(desired, catalog)
     yield from _check_dependencies(desired, catalog)
@@ -190,6 +190,31 @@ def check_container(
             f"restartPolicy {spec['restartPolicy']['name']} restarts a container that ran to completion; "
             "`state: completed` takes `no` or `on-failure`",
         )
+
+
+# the fields that can name another Container of the project as `container:<name>`, with the namespace each shares
+NAMESPACE_KEYS = {"networkMode": "network", "ipc": "IPC", "pid": "PID"}
+
+
+def _check_shared_namespaces(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]]:
+    """Not its own namespace; an IPC namespace only of a container that offers it (Docker refuses to join a
+    non-shareable one: "can't join IPC of container ...: non-shareable IPC"). A dangling name is a Reference."""
+    for key, namespace in NAMESPACE_KEYS.items():
+        mode = str(desired.spec[key] or "")
+        if not mode.startswith("container:"):
+            continue
+        target = mode.partition(":")[2]
+        if target == desired.name:
+            yield f"spec.{key}", f"a container cannot share its own {namespace} namespace"
+            continue
+        other = catalog.get("Container", target)
+        if key == "ipc" and other is not None and other.spec["ipc"] != "shareable":
+            its = other.spec["ipc"] or "unset: private"
+            yield (
+                "spec.ipc",
+                f"container {target} does not share its IPC namespace (its ipc is {its}); "
+                "declare ipc: shareable on it (the engine refuses to join a non-shareable one)",
+            )
 
 
 def _check_addresses(desired: Desired, catalog: Catalog) -> Iterator[tuple[str, str]]:

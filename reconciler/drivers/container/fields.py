@@ -537,19 +537,40 @@ def _write_network_mode(value: str | None, call: CreateCall) -> None:
     call.host["network_mode"] = value if value is not None else networks[0]["name"]
 
 
-def _follow_namespace(spec: Mapping[str, Any], upstream: list[Change]) -> list[FieldChange]:
-    """The container whose namespace it shares is replaced (the engine pins it by ID): replaced after it."""
-    mode = str(spec["networkMode"])
-    target = mode.partition(":")[2] if mode.startswith("container:") else None
-    if any(u.kind == "Container" and u.name == target and u.action is Action.REPLACE and u.pending for u in upstream):
-        note = f"container {target} is replaced; its network namespace goes with it"
-        return [FieldChange("networkMode", mode, mode, Action.REPLACE, note=note)]
-    return []
+def _follows_namespace(key: str, namespace: str) -> Callable[[Mapping[str, Any], list[Change]], list[FieldChange]]:
+    """`follow` of a `container:<name>` mode: the container whose namespace it shares is replaced (the engine pins
+    it by ID), so this one is replaced after it."""
+
+    def follow(spec: Mapping[str, Any], upstream: list[Change]) -> list[FieldChange]:
+        mode = str(spec[key])
+        target = mode.partition(":")[2] if mode.startswith("container:") else None
+        if any(
+            u.kind == "Container" and u.name == target and u.action is Action.REPLACE and u.pending for u in upstream
+        ):
+            note = f"container {target} is replaced; its {namespace} namespace goes with it"
+            return [FieldChange(key, mode, mode, Action.REPLACE, note=note)]
+        return []
+
+    return follow
 
 
 def _namespace_pinned(value: Any) -> bool:
     """`container:<name>`: the engine pins the namespace by container ID, so a replaced target is a change."""
     return str(value).startswith("container:")
+
+
+def _read_namespace(name: str) -> Reader:
+    """An IPC or PID mode; the engine stores `container:<name>` as `container:<id>` (Docker 20.10): read back with
+    the container's name, as networkMode is."""
+
+    def read(info: Mapping[str, Any], names: Mapping[str, str]) -> str | None:
+        mode = runoptions.mode(_host(info).get(name))
+        if mode is not None and mode.startswith("container:"):
+            target = mode.partition(":")[2]
+            return "container:" + names.get(target, target)
+        return mode
+
+    return read
 
 
 # --- restart policy ---------------------------------------------------------------------------------------------
@@ -1035,7 +1056,7 @@ FIELDS: tuple[Field, ...] = (
         action=REPLACE,
         create=_write_network_mode,
         drifts=_namespace_pinned,
-        follow=_follow_namespace,
+        follow=_follows_namespace("networkMode", "network"),
         compose=("network_mode",),
         doc="None when user networks are declared; `container:<id>` is read back as `container:<name>`",
     ),
@@ -1319,20 +1340,25 @@ FIELDS: tuple[Field, ...] = (
         "ipc",
         opt_in=runoptions.host_namespace_opt_in("IPC"),
         normalize=_spec_value("ipc", runoptions.mode),
-        read=_from_host("IpcMode", runoptions.mode),
+        read=_read_namespace("IpcMode"),
         create=to_host_raw("IpcMode"),
         expect=_expect_ipc,
+        drifts=_namespace_pinned,
+        follow=_follows_namespace("ipc", "IPC"),
         compose=("ipc",),
-        doc="undeclared: the daemon's default-ipc-mode (private or shareable); host needs allowPrivileged",
+        doc="undeclared: the daemon's default-ipc-mode (private or shareable); host needs allowPrivileged; "
+        "`container:<id>` is read back as `container:<name>`",
     ),
     _run_option(
         "pid",
         opt_in=runoptions.host_namespace_opt_in("PID"),
         normalize=_spec_value("pid", runoptions.mode),
-        read=_from_host("PidMode", runoptions.mode),
+        read=_read_namespace("PidMode"),
         create=to_host_raw("PidMode"),
+        drifts=_namespace_pinned,
+        follow=_follows_namespace("pid", "PID"),
         compose=("pid",),
-        doc="host needs allowPrivileged",
+        doc="host needs allowPrivileged; `container:<id>` is read back as `container:<name>`",
     ),
     _run_option(
         "uts",
