@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from reconciler.drivers.container import platform
 from reconciler.drivers.container.discarded import refuse_discarded
 from reconciler.drivers.container.fields import FIELDS, CreateCall
 from reconciler.drivers.container.oneshot import completion_reached
@@ -362,12 +363,15 @@ def _project_of(info: Mapping[str, Any]) -> str | None:
     return ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT)
 
 
-def ensure_image(api: Any, reference: str) -> None:
-    """Pull `reference` when the engine does not have it (an Image manifest, when declared, ran before)."""
+def ensure_image(api: Any, reference: str, wanted: str | None = None) -> None:
+    """Pull `reference` when the engine does not have it (an Image manifest, when declared, ran before), or has it
+    for another platform than the declared `wanted` one: pulled for that platform (as `docker run --platform`
+    does), since the engine's create refuses a local image of another platform and does not pull."""
     try:
-        api.inspect_image(reference)
-        return
+        found = api.inspect_image(reference)
+        if wanted is None or platform.matches(wanted, platform.of_image(found)):
+            return
     except lazy.ImageNotFound:
         pass
     repository, tag = lazy.docker.utils.parse_repository_tag(reference)
-    api.pull(repository, tag=tag or "latest")
+    api.pull(repository, tag=tag or "latest", platform=wanted)

@@ -92,9 +92,10 @@ class ContainerDriver(DockerDriver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        # per pass: each image reference is checked (and pulled when missing) once, not once per container
-        self._images_ready: set[str] = set()
-        self._image_locks: dict[str, threading.Lock] = {}
+        # per pass: each image reference is checked (pulled when missing or of another platform than the declared
+        # one) once per platform, not once per container
+        self._images_ready: set[tuple[str, str | None]] = set()
+        self._image_locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._image_locks_guard = threading.Lock()
         # `.age` bind sources: their plaintext files for this project and engine (agemounts.py)
         self._plaintexts = agemounts.PlaintextDir.of(self.project, ctx.engine_url)
@@ -424,7 +425,7 @@ class ContainerDriver(DockerDriver):
 
     def _create(self, desired: Desired) -> str:
         self.ctx.progress(desired.key, "starting", "creating the container")
-        self._ensure_image(desired.spec["image"])
+        self._ensure_image(desired.spec["image"], desired.spec["platform"])
         labels = {
             **ownership_labels(desired, self.project, self.references(desired), self.ctx.revision),
             **sensitive_env_label(desired),
@@ -441,15 +442,17 @@ class ContainerDriver(DockerDriver):
         connect_extra_networks(self.api, cid, desired.spec)
         return cid
 
-    def _ensure_image(self, reference: str) -> None:
-        """The image is there (pulled when missing): asked once per reference and pass, however many containers
-        use it (fifty new containers of one missing image make one pull, not fifty)."""
+    def _ensure_image(self, reference: str, wanted: str | None) -> None:
+        """The image is there for the declared platform (pulled when missing): asked once per reference and
+        platform and pass, however many containers use it (fifty new containers of one missing image make one
+        pull, not fifty)."""
+        key = (reference, wanted)
         with self._image_locks_guard:
-            lock = self._image_locks.setdefault(reference, threading.Lock())
+            lock = self._image_locks.setdefault(key, threading.Lock())
         with lock:
-            if reference not in self._images_ready:
-                ensure_image(self.api, reference)
-                self._images_ready.add(reference)
+            if key not in self._images_ready:
+                ensure_image(self.api, reference, wanted)
+                self._images_ready.add(key)
 
     def _start(self, desired: Desired, cid: str) -> None:
         self.ctx.progress(desired.key, "starting", "")
