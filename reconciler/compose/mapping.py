@@ -94,21 +94,20 @@ def _report_unused_file_objects(top: Map, kind: str, services: Map, chosen: list
             )
 
 
-def build_manifests(
+def start_import(
     top: Map,
     project: str,
     project_dir: Path,
     out_dir: Path,
     active_profiles: Collection[str],
     report: LossReport,
-    interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
-    variables: Mapping[str, str] | None = None,
-    grants: bool = True,
-    secret_env: Collection[str] = (),
-) -> list[Manifest]:
-    """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
-    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s; `grants`
-    False leaves out what would need an opt-in (--no-grants); `secret_env` names more secret values (--secret-env)."""
+    interpolated: dict[tuple[str, int, str], frozenset[str]] | None,
+    variables: Mapping[str, str] | None,
+    grants: bool,
+    secret_env: Collection[str],
+) -> tuple[Context, Map, list[str]]:
+    """What every import starts from (containers or `--swarm`): the import's context, the file's services, and
+    the ones the active profiles select; a file without services, or with none selected, is an error."""
     services = top.get("services")
     if not isinstance(services, Map) or not services:
         raise ComposeError(top.loc.file, top.loc.line, "no services defined")
@@ -126,6 +125,27 @@ def build_manifests(
     chosen = selected_services(services, active_profiles, report)
     if not chosen:
         raise ComposeError(top.loc.file, top.loc.line, "no service is selected by the active profiles")
+    return ctx, services, chosen
+
+
+def build_manifests(
+    top: Map,
+    project: str,
+    project_dir: Path,
+    out_dir: Path,
+    active_profiles: Collection[str],
+    report: LossReport,
+    interpolated: dict[tuple[str, int, str], frozenset[str]] | None = None,
+    variables: Mapping[str, str] | None = None,
+    grants: bool = True,
+    secret_env: Collection[str] = (),
+) -> list[Manifest]:
+    """Every manifest of the project; what could not be mapped goes to `report`. `interpolated` says which values
+    came from the shell or `.env` (Interpolator.sources); `variables` are the shell's and `.env`'s; `grants`
+    False leaves out what would need an opt-in (--no-grants); `secret_env` names more secret values (--secret-env)."""
+    ctx, services, chosen = start_import(
+        top, project, project_dir, out_dir, active_profiles, report, interpolated, variables, grants, secret_env
+    )
     taken: dict[str, str] = {}
     for name in chosen:
         container = container_name(name, services[name], project)

@@ -21,7 +21,7 @@ from reconciler.compose.context import NAME, Context, Manifest
 from reconciler.compose.keys import DANGEROUS_CAPS, container_fields
 from reconciler.compose.limits import DURATION
 from reconciler.compose.losses import LossReport
-from reconciler.compose.mapping import _check_file_objects, _used_networks, selected_services
+from reconciler.compose.mapping import _check_file_objects, _used_networks, start_import
 from reconciler.compose.objects import network_manifest, volume_manifest
 from reconciler.compose.ports import _one as port_entries
 from reconciler.compose.service import ServiceMapper
@@ -158,23 +158,9 @@ def build_swarm_manifests(
 ) -> list[Manifest]:
     """Every manifest `docker stack deploy -c FILE <project>` would make objects for; what it would not carry
     over goes to `report` (arguments as mapping.build_manifests)."""
-    services = top.get("services")
-    if not isinstance(services, Map) or not services:
-        raise ComposeError(top.loc.file, top.loc.line, "no services defined")
-    ctx = Context(
-        project,
-        project_dir,
-        out_dir,
-        report,
-        interpolated=dict(interpolated or {}),
-        variables=dict(variables or {}),
-        grants=grants,
-        secret_env=frozenset(secret_env),
+    ctx, services, chosen = start_import(
+        top, project, project_dir, out_dir, active_profiles, report, interpolated, variables, grants, secret_env
     )
-    ctx.all_services = set(services)
-    chosen = selected_services(services, active_profiles, report)
-    if not chosen:
-        raise ComposeError(top.loc.file, top.loc.line, "no service is selected by the active profiles")
     for name in chosen:
         ctx.containers[name] = f"{project}_{name}"
         if not NAME.match(ctx.containers[name]):
