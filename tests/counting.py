@@ -20,3 +20,16 @@ def counting_proxy() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def stack(project: str, n: int, image: str) -> str:
+    """N sleeping containers on one network: the stack the request-count tests measure at several sizes."""
+    docs = [f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {project}-net}}\n"]
+    docs += [
+        "apiVersion: reconciler/v1\nkind: Container\n"
+        f"metadata: {{name: {project}-c{i}}}\n"
+        f"spec:\n  image: {image}\n  command: [sleep, '3600']\n  networks: [{{name: {project}-net}}]\n"
+        "  stopTimeout: 1\n"
+        for i in range(n)
+    ]
+    return "---\n".join(docs)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.counting import counting_proxy
+from tests.counting import counting_proxy, stack
 from tests.helpers import WatchProcess
 
 pytestmark = pytest.mark.engine
@@ -32,18 +32,6 @@ def proxy(engine_host: str) -> Iterator[object]:
     """A counting proxy in front of the test engine: DOCKER_HOST=proxy.url, read proxy.since(mark)."""
     with counting_proxy().CountingProxy(engine_host) as counting:
         yield counting
-
-
-def stack(project: str, n: int, image: str) -> str:
-    docs = [f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: {project}-net}}\n"]
-    docs += [
-        "apiVersion: reconciler/v1\nkind: Container\n"
-        f"metadata: {{name: {project}-c{i}}}\n"
-        f"spec:\n  image: {image}\n  command: [sleep, '3600']\n  networks: [{{name: {project}-net}}]\n"
-        "  stopTimeout: 1\n"
-        for i in range(n)
-    ]
-    return "---\n".join(docs)
 
 
 def per_object(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
