@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import docker.errors
 import pytest
 
 from tests.helpers import BASE_IMAGE, LABEL_PROJECT, REPO, START_TIMEOUT, PrivateEngine, wait_for
@@ -54,6 +55,20 @@ def converged(api, p: str, version: str) -> bool:
         return False
     envs = [api.inspect_container(c["Id"])["Config"]["Env"] for c in running]
     return all(f"VERSION={version}" in env for env in envs)
+
+
+def replace_begun(api, p: str) -> bool:
+    """A container renamed aside, or one on version 2, or one gone between the listing and its inspect (the
+    replace removed it)."""
+    for c in api.containers(all=True, filters={"label": [f"{LABEL_PROJECT}={p}"]}):
+        if c["Names"][0].endswith("__reconciler_old"):
+            return True
+        try:
+            if "VERSION=2" in api.inspect_container(c["Id"])["Config"]["Env"]:
+                return True
+        except docker.errors.NotFound:
+            return True
+    return False
 
 
 def start_cli(engine: PrivateEngine, project: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -106,18 +121,15 @@ def test_dockerd_restarted_during_apply(
 
     write_stack(tmp_manifests, p, "2")  # a replace of every container, interrupted by the restart
     during = start_cli(private_engine, p, lock_env, "apply", str(tmp_manifests.dir))
-    wait_for(
-        lambda: any(
-            c["Names"][0].endswith("__reconciler_old") or "VERSION=2" in api.inspect_container(c["Id"])["Config"]["Env"]
-            for c in api.containers(all=True, filters={"label": [f"{LABEL_PROJECT}={p}"]})
-        ),
-        60,
-        "the replace to begin",
-        interval=0.05,
-    )
-    api.close()
-    back = restart(private_engine)
-    _, err = during.communicate(timeout=120)
+    try:
+        wait_for(lambda: replace_begun(api, p), 60, "the replace to begin", interval=0.05)
+        api.close()
+        back = restart(private_engine)
+        _, err = during.communicate(timeout=120)
+    finally:
+        if during.poll() is None:  # the test failed before the apply ended: never leave it running
+            during.kill()
+            during.communicate()
     assert during.returncode in (0, 1) and "Traceback" not in err, err[-3000:]
 
     api = private_engine.client()

@@ -74,3 +74,17 @@ def test_a_global_service_wants_one_task_per_eligible_node() -> None:
         task["Spec"] = {k: v for k, v in info["Spec"]["TaskTemplate"].items() if k != "Runtime"}
     assert judge(info, tasks, 2, {}, EPOCH).done
     assert not judge(info, tasks, 3, {}, EPOCH).done
+
+
+def test_a_scale_down_the_orchestrator_has_not_acted_on_yet_is_not_converged() -> None:
+    """Read just after replicas went 2 -> 0, both tasks are still wanted running: not done (an apply returned
+    while the tasks ran); done once they are told to stop and have stopped."""
+    info, tasks = captured()
+    info = copy.deepcopy(info)
+    info["Spec"]["Mode"]["Replicated"]["Replicas"] = 0
+    progress = judge(info, tasks, 1, {}, EPOCH)
+    assert not progress.done and "not yet told to stop" in progress.waiting_for
+    stopping = [{**t, "DesiredState": "shutdown"} for t in tasks]
+    assert not judge(info, stopping, 1, {}, EPOCH).done
+    gone = [{**t, "DesiredState": "shutdown", "Status": {**t["Status"], "State": "shutdown"}} for t in tasks]
+    assert judge(info, gone, 1, {}, EPOCH).done

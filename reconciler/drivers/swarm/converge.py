@@ -111,6 +111,11 @@ def judge(
         if t.get("DesiredState") in STOPPING_DESIRED and (t.get("Status") or {}).get("State") in STILL_UP
     ]
     if len(running_current) >= want and not not_running:
+        surplus = len(wanted_running) - want
+        if "Replicated" in (spec.get("Mode") or {}) and surplus > 0:
+            # the update is stored but the orchestrator has not yet told the tasks above the count to stop:
+            # a scale to 0 read just after it finds every task still wanted running
+            return Progress(False, None, f"{surplus} task(s) above {want} replica(s) not yet told to stop")
         if stopping:  # scaled down (to 0, say): done once the tasks taken away have stopped
             return Progress(False, None, f"{len(stopping)} task(s) still stopping")
         return Progress(True, None, "")
