@@ -5,13 +5,13 @@
 # files of those before it.
 #
 #   bench/run_all.sh [OUT]              the sizes: N = 50, 500, 1,000; 12 engines x 20 containers;
-#                                       validate 5,000 / 20,000 / 50,000; an idle watch over 1,000 for 5 minutes
+#                                       validate 5,000 / 20,000 / 50,000; a watch over 1,000: 5 minutes idle, edits, repairs
 #   BENCH_SMALL=1 bench/run_all.sh      the same steps at small sizes (N = 10, 4 engines x 5, validate 1,000):
 #                                       checks that everything runs, in about 8 minutes on a busy machine
 #
 # Sizes can be set one by one: BENCH_SIZES (compose_peer's N list), BENCH_REPS / BENCH_LARGE_REPS (at N <= 50 /
 # above), BENCH_WATCH_IDLE (seconds of the idle watch in each compose_peer repetition), BENCH_IDLE_N and
-# BENCH_IDLE_SECONDS (the long idle watch), BENCH_FLOOR_SIZES, BENCH_ENGINES, BENCH_CONTAINERS,
+# BENCH_IDLE_SECONDS and BENCH_RESYNC (watch_scale.py's idle window and resync), BENCH_FLOOR_SIZES, BENCH_ENGINES, BENCH_CONTAINERS,
 # BENCH_VALIDATE (space-separated), BENCH_LATENCY_REPS. PYTHON: the interpreter (default <repo>/.venv/bin/python).
 # Needs the engine of scripts/testenv.sh; fleet_scale.py runs as root and starts scripts/fleetenv.sh's engines.
 set -euo pipefail
@@ -36,6 +36,7 @@ ENGINES=${BENCH_ENGINES:-${defaults[7]}}
 CONTAINERS=${BENCH_CONTAINERS:-${defaults[8]}}
 VALIDATE=${BENCH_VALIDATE:-${defaults[9]}}
 LATENCY_REPS=${BENCH_LATENCY_REPS:-${defaults[10]}}
+if [[ ${BENCH_SMALL:-0} == 1 ]]; then RESYNC=${BENCH_RESYNC:-12}; else RESYNC=${BENCH_RESYNC:-300}; fi
 
 mkdir -p "$OUT"
 cd "$REPO"
@@ -48,9 +49,9 @@ step "reconcile vs Compose vs the engine alone, N = $SIZES"
 "$PY" bench/compose_peer.py --sizes "$SIZES" --reps "$REPS" --large-reps "$LARGE_REPS" \
 	--watch-idle "$WATCH_IDLE" --out "$OUT/compose_peer.json"
 
-step "an idle watch over $IDLE_N containers for $IDLE_SECONDS s, then its resync"
-"$PY" bench/compose_peer.py --sizes "$IDLE_N" --reps 1 --large-reps 1 --noop-reps 1 --floor 0 --compose-max 0 \
-	--watch-idle "$IDLE_SECONDS" --out "$OUT/watch_idle.json"
+step "watch over $IDLE_N containers: idle for $IDLE_SECONDS s, its resync, edits applied, rm -f repaired"
+"$PY" bench/watch_scale.py -n "$IDLE_N" --idle "$IDLE_SECONDS" --reps "$LATENCY_REPS" --resync "$RESYNC" \
+	--out "$OUT/watch_scale.json"
 
 step "the engine alone at 8 and N threads, N = $FLOOR_SIZES"
 "$PY" bench/engine_floor.py --sizes "$FLOOR_SIZES" --concurrency 8,N --reps "$REPS" --out "$OUT/engine_floor.json"

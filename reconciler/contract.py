@@ -193,9 +193,11 @@ class Engine(Protocol):
         """The node IDs of the cluster this engine manages (empty unless it is a manager); connects."""
         ...
 
-    def forget(self) -> None:
-        """Drop whatever is remembered of the engine's objects between passes, so the next pass observes
-        everything afresh (the watch's resync). An engine that remembers nothing does nothing."""
+    def resync(self) -> None:
+        """The watch's resync: keep nothing remembered of the engine's objects that a change the event stream
+        may have missed (an engine can drop events for a subscriber that falls behind) could have made untrue;
+        drop everything unless the engine's own record of that time shows what changed. An engine that
+        remembers nothing does nothing."""
         ...
 
     def events(self) -> Iterator[EngineEvent]:

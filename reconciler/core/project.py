@@ -247,10 +247,10 @@ class ProjectRunner:
                 self.ctx.log.exception("updates.crashed", kind=kind)
         return check
 
-    def forget_observations(self) -> None:
-        """The next pass observes every object afresh, whatever the engine remembers (the resync)."""
+    def resync_observations(self) -> None:
+        """The resync: the next pass observes afresh whatever the engine cannot vouch is unchanged."""
         if self.engine is not None:
-            self.engine.forget()
+            self.engine.resync()
 
     def reset_engine(self) -> None:
         """Forget the engine connection, so the next use reconnects (after the engine restarted)."""

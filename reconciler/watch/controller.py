@@ -6,8 +6,9 @@ triggered and whole: it re-reads the manifests (keeping the last valid version o
 the engine, plans the whole project and applies every pending change except those of objects waiting out a
 backoff. Observing is one label-filtered listing per kind; while the engine's event stream is connected the
 engine remembers its inspect answers between passes and asks again only about objects an event (or this
-process's own write) named since, and the resync makes it forget them all. An event's keys only decide *when* a
-pass runs, never what it may skip.
+process's own write) named since; the resync also drops what the engine's event log names since the last one
+(an event the stream dropped), or everything when the log cannot vouch for that time. An event's keys only decide
+*when* a pass runs, never what it may skip.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ class Controller:
         batch = batch or Batch(everything=True, reasons={"manual"})
         if "resync" in batch.reasons:
             self.memory.release_permanent()  # a condition outside the object (a port freed) may have gone
-            self.runner.forget_observations()  # everything is inspected again, whatever the events said
+            self.runner.resync_observations()  # read again what a dropped event may have left untold
         elif "engine.reconnected" in batch.reasons:
             # The engine restarted: a daemon shutting down stops containers while it still answers, so a change
             # in flight then can fail in a way that looks permanent ("stopped right after starting, exit code 0")

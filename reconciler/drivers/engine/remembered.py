@@ -6,8 +6,11 @@ configuration, so a pass without this inspects every container. While the engine
 every change of a container shows up there (created, started, died, updated, renamed, connected to a network,
 health changed...), so an inspect answer stays true until an event names that container. Kept only as long as
 the stream is unbroken: the answers are dropped when it ends (events may be missed until it is back), when the
-engine connection is reset, at every resync, and by this process's own writes (the next pass may start before
-the engine has told of them). A one-shot `plan` or `apply` never connects the stream, so it always inspects.
+engine connection is reset, and by this process's own writes (the next pass may start before the engine has
+told of them). The engine may also drop events for a subscriber that falls behind, telling nobody: at each
+resync the engine's own event log of the time since the last one is replayed through `saw`, and everything is
+dropped when the log cannot vouch for that whole time (session.DockerEngine.resync). A one-shot `plan` or
+`apply` never connects the stream, so it always inspects.
 
 Each answer is also checked against the listing the pass made anyway (state, name, image, labels, networks): a
 change whose event has not arrived yet is seen there when the listing shows it.
@@ -59,8 +62,14 @@ class Remembered:
             self._live = False
             self._drop_all()
 
+    @property
+    def live(self) -> bool:
+        """Whether the event stream is connected (answers are kept and served)."""
+        return self._live
+
     def forget(self) -> None:
-        """Drop every answer (the resync re-reads everything; a reset connection may face a restarted engine)."""
+        """Drop every answer (a resync the engine's event log cannot vouch for; a reset connection may face a
+        restarted engine)."""
         with self._lock:
             self._drop_all()
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from reconciler.contract import EngineEvent, TlsFiles, option
@@ -29,6 +31,13 @@ TRIGGERS = {
     "volume": {"destroy", "remove"},
     "service": {"update", "remove"},
 }
+# The engine keeps its last 256 events for replay (moby's daemon/events, eventsLimit) and drops an event for a
+# subscriber that has not taken the previous ones (its 1,024-event buffer full for 100 ms), telling nobody. A
+# replay of the time since the last resync that holds fewer than this many events is complete; the margin is for
+# events that arrive between reading the engine's clock and the replay.
+EVENT_LOG = 256
+EVENT_LOG_MARGIN = 32
+_ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class DockerEngine:
         self._events_client: Any = None
         self._stream: Any = None
         self.remembered = Remembered()  # inspect answers kept between a watch's passes while events flow
+        self._replay_from: str | None = None  # engine time the last resync (or the stream's connection) covers
 
     @property
     def url(self) -> str:
@@ -133,15 +143,43 @@ class DockerEngine:
             client, self._client = self._client, None
         _close(client)
 
-    def forget(self) -> None:
-        self.remembered.forget()
+    def resync(self) -> None:
+        """Keep only the answers the engine's own event log shows unchanged since the last resync: its replay of
+        that time goes through the same invalidation as the stream, so an event the stream dropped still drops
+        what it names. When the log cannot vouch for the whole time (more events than it keeps, no stream,
+        any error) everything is dropped and the next pass inspects every object."""
+        if not self._replayed():
+            self.remembered.forget()
+
+    def _replayed(self) -> bool:
+        since = self._replay_from
+        if since is None or not self.remembered.live:
+            return False
+        try:
+            client = self.client()
+            now = engine_time(client.info())
+            replay = list(client.events(since=since, until=now, decode=True))
+        except Exception:  # any failure means the log cannot vouch: everything is read again
+            return False
+        if len(replay) + EVENT_LOG_MARGIN >= EVENT_LOG:
+            return False
+        for raw in replay:
+            self.remembered.saw(raw)
+        self._replay_from = now
+        return True
 
     def events(self) -> Iterator[EngineEvent]:
         self.remembered.disconnected()
+        self._replay_from = None
         _close(self._events_client)  # a dead client's pooled connections would leak one socket per reconnect
         self._events_client = connect(self.options.docker_host, self.options.tls)
+        try:  # read before the stream connects: the first replay covers the moment it did
+            since = engine_time(self._events_client.info())
+        except Exception:  # without it the first resync re-reads everything, as before
+            since = None
         self._stream = self._events_client.events(decode=True, filters=EVENT_FILTERS)
         self.remembered.connected()  # the request is answered: every change from now on is told
+        self._replay_from = since
         return self._relay(self._stream)
 
     def _relay(self, stream: Iterator[dict[str, Any]]) -> Iterator[EngineEvent]:
@@ -166,6 +204,16 @@ class DockerEngine:
         _close(self._events_client)
         self._events_client = None
         self.reset()
+
+
+def engine_time(info: Mapping[str, Any]) -> str:
+    """The engine's clock (`GET /info`'s SystemTime, RFC 3339 with nanoseconds) as the `seconds.nanoseconds`
+    its event filters take, so a replay is bounded by the engine's time, not this machine's."""
+    match = _ENGINE_TIME.match(str(info.get("SystemTime") or ""))
+    if not match:
+        raise ValueError(f"the engine's SystemTime {info.get('SystemTime')!r} is not a time")
+    seconds = int(datetime.fromisoformat(match.group(1) + (match.group(3) or "Z").replace("Z", "+00:00")).timestamp())
+    return f"{seconds}.{(match.group(2) or '0')[:9].ljust(9, '0')}"
 
 
 def _close(client: Any) -> None:
