@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +90,16 @@ def remove_project_objects(client: docker.APIClient, project: str) -> None:
         leftovers.append(f"{what}: {last}")
 
     try:
-        for c in client.containers(all=True, filters=label):
-            attempt(f"container {c['Id'][:12]}", lambda c=c: client.remove_container(c["Id"], v=True, force=True))
+        containers = client.containers(all=True, filters=label)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # a stack of 20 removed one by one took seconds
+            list(
+                pool.map(
+                    lambda c: attempt(
+                        f"container {c['Id'][:12]}", lambda: client.remove_container(c["Id"], v=True, force=True)
+                    ),
+                    containers,
+                )
+            )
         networks = {n["Id"]: n for n in client.networks(filters=label)}
         # Swarm-scoped (overlay) networks are listed by the manager; ask for them explicitly as well.
         networks.update({n["Id"]: n for n in client.networks(filters={**label, "scope": ["swarm"]})})

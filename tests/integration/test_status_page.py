@@ -87,6 +87,7 @@ def test_page_shows_drift_and_repair_in_a_browser(api, project_name, tmp_manifes
           image: {base_image}
           command: ["sleep", "3600"]
           networkMode: none
+          stopTimeout: 1
           envFiles: [./web.env]
         """,
     )

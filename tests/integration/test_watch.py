@@ -253,6 +253,7 @@ def test_invalid_edit_leaves_the_running_container_untouched(api, project_name, 
           image: {base_image}
           command: ["sleep", "{command}"]
           networkMode: none
+          stopTimeout: 1
         """
 
     tmp_manifests("app.yaml", container("3600"))
