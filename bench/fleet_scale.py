@@ -5,7 +5,8 @@ One manifest tree: the Hosts, and C busybox `sleep` containers (1 s stop timeout
 Each repetition times, as the wall clock of the whole `reconcile` command:
 
   fleet apply        from empty, every Host at once
-  fleet no-op plan   nothing changed (twice)
+  fleet no-op plan   nothing changed (twice); then the same on the TLS Hosts only, on the ssh Hosts only, and
+                     on one Host of each (`--selector transport=...`, `--host`): where the fleet's time goes
   hung <transport>   the no-op plan while one Host's dockerd is stopped (SIGSTOP; SIGCONT in a finally): the
                      last TLS Host and the last ssh Host of the fleet, one at a time. The others' delay is this
                      time minus the no-op plan's; a Host that does not answer is given up after its first
@@ -142,6 +143,12 @@ class FleetBench:
         self.reconcile("fleet apply", "apply", tree)
         for _ in range(2):
             self.reconcile("fleet no-op plan", "plan", tree)
+        if len(self.engines) > 1:  # where a no-op plan's time goes: the TLS Hosts, the ssh Hosts, one of each
+            for kind in ("tls", "ssh"):
+                self.reconcile(f"no-op plan, {kind} Hosts only", "plan", "--selector", f"transport={kind}", tree)
+            for i in (0, 1):
+                name = f"h-{self.engines[i].name}"
+                self.reconcile(f"no-op plan, one {transport(i)} Host", "plan", "--host", name, tree)
         if self.args.hang:
             for kind in ("tls", "ssh"):
                 last = [i for i in range(len(self.engines)) if transport(i) == kind]
