@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.drivers.engine.session import EVENT_LOG, EVENT_LOG_MARGIN, DockerEngine, engine_time
-from tests.unit.test_remembered import A, B, Engine, info, observe
+from tests.remembering import A, B, Engine, info, observe
 
 
 class Client:
