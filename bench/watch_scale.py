@@ -39,6 +39,8 @@ from compose_peer import IMAGE, Proxy, machine, run
 from counting_proxy import normalize
 from docker.errors import NotFound
 from engine_address import REPO, compile_reconciler, docker_host
+from repair_latency import running_id
+from watch_latency import save
 from watchproc import start_watch
 
 POLL = 0.01
@@ -55,25 +57,11 @@ def manifest(project: str, n: int, policies: dict[int, str]) -> str:
     )
 
 
-def save(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # hidden: the watcher ignores it until the rename
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def policy_of(api: docker.APIClient, name: str) -> str | None:
     try:
         return str(api.inspect_container(name)["HostConfig"]["RestartPolicy"]["Name"] or "no")
     except NotFound:
         return None
-
-
-def running_id(api: docker.APIClient, name: str) -> str | None:
-    try:
-        info = api.inspect_container(name)
-    except NotFound:
-        return None
-    return str(info["Id"]) if info["State"]["Running"] else None
 
 
 def until(predicate: Any, what: str) -> float:
