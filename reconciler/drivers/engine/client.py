@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import threading
@@ -65,7 +67,58 @@ def _bounded_client_class() -> type:
             with self.limit:
                 return super().send(request, **kwargs)
 
+        def inspect_container(self, container: Any) -> Any:
+            # A plan inspects every container of the project: through requests each answer cost ~0.65 ms of CPU
+            # here, through the connection pool underneath it ~0.30 ms (1,000 containers: 0.35 s of a 1.7 s plan).
+            # A 404 raises what docker-py raises; anything else but a 200 goes the usual way (retries, errors).
+            if isinstance(container, str):
+                url = self._url("/containers/{0}/json", container)
+                answer = _fast_get(self, url)
+                if answer is not None:
+                    status, body = answer
+                    if status == 200:
+                        return json.loads(body)
+                    if status == 404:
+                        self._raise_for_status(_response(url, status, "Not Found", body))
+            return super().inspect_container(container)
+
     return _BoundedClient
+
+
+def _fast_get(client: Any, url: str) -> tuple[int, bytes] | None:
+    """A GET through the unix-socket client's one pool (see _one_pool): its status and body, or None when it
+    failed on the way (the caller then asks the usual way) or the client has no such pool (requests configures
+    a TLS pool per request)."""
+    adapter = getattr(client, "_custom_adapter", None)
+    if adapter is None or not getattr(adapter, "one_pool", False):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    try:
+        pool = adapter.get_connection(_ONE_POOL)
+        with client.limit or contextlib.nullcontext():
+            response = pool.urlopen(
+                "GET",
+                target,
+                headers=dict(client.headers),
+                retries=False,
+                redirect=False,
+                timeout=lazy.urllib3.Timeout(client.timeout),
+                preload_content=True,
+            )
+    except (lazy.urllib3.exceptions.HTTPError, OSError):
+        return None
+    return response.status, response.data
+
+
+def _response(url: str, status: int, reason: str, body: bytes) -> Any:
+    """A requests Response for docker-py's own error mapping (NotFound and the rest, as the usual way raises)."""
+    response = lazy.requests.Response()
+    response.status_code = status
+    response.reason = reason
+    response.url = url
+    response._content = body
+    return response
 
 
 def connect(
@@ -146,6 +199,7 @@ def _one_pool(client: Any) -> None:
 
     adapter.get_connection = get_connection
     adapter.max_pool_size = max(adapter.max_pool_size, UNIX_POOL_SIZE)
+    adapter.one_pool = True  # _fast_get may use it
 
 
 @lru_cache(maxsize=1)

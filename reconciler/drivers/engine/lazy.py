@@ -21,6 +21,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "docker": ("docker", None),
     "docker_auth": ("docker.auth", None),
     "requests": ("requests", None),
+    "urllib3": ("urllib3", None),
     "APIError": ("docker.errors", "APIError"),
     "DockerException": ("docker.errors", "DockerException"),
     "ImageNotFound": ("docker.errors", "ImageNotFound"),

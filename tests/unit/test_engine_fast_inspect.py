@@ -1,0 +1,101 @@
+"""A container inspect on a unix-socket engine goes through the connection pool under requests (half the CPU of a
+1,000-container plan's inspects): it must answer, and fail, exactly as docker-py's own inspect does.
+
+A fake engine on a unix socket: `ok` answers 200, `gone` 404 as the engine words it, `flaky` 500 once and then
+200 (the usual way's retry takes over), and every request is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from reconciler.drivers.engine.client import connect
+
+OK = {"Id": "0" * 64, "Name": "/ok", "Config": {"Env": ["A=b"]}, "State": {"Running": True}}
+
+
+class _Engine(socketserver.StreamRequestHandler):
+    seen: Counter[str]
+    lock: threading.Lock
+
+    def handle(self) -> None:
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            path = line.split()[1].decode()
+            with self.lock:
+                self.seen[path.split("/v1.", 1)[-1].partition("/")[2] or path] += 1
+                count = self.seen[path.split("/v1.", 1)[-1].partition("/")[2] or path]
+            status, body = b"200 OK", json.dumps({"ApiVersion": "1.41"}).encode()
+            if path.endswith("/containers/ok/json"):
+                body = json.dumps(OK).encode()
+            elif path.endswith("/containers/gone/json"):
+                status, body = b"404 Not Found", b'{"message":"No such container: gone"}'
+            elif path.endswith("/containers/flaky/json"):
+                status, body = (
+                    (b"500 Internal Server Error", b'{"message":"busy"}')
+                    if count == 1
+                    else (b"200 OK", json.dumps(OK).encode())
+                )
+            self.wfile.write(
+                b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (status, len(body), body)
+            )
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Counter[str]]]:
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    path = str(tmp_path / "docker.sock")
+    seen: Counter[str] = Counter()
+    server = socketserver.ThreadingUnixStreamServer(
+        path, type("H", (_Engine,), {"seen": seen, "lock": threading.Lock()})
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"unix://{path}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_found_container_is_the_engine_s_document_in_one_request(engine, monkeypatch):
+    url, seen = engine
+    client = connect(url)
+    through_requests: list[str] = []
+    send = requests.Session.send
+    monkeypatch.setattr(requests.Session, "send", lambda s, r, **kw: through_requests.append(r.url) or send(s, r, **kw))
+    assert client.inspect_container("ok") == OK
+    assert seen["containers/ok/json"] == 1
+    assert through_requests == []  # the pool underneath, not requests
+
+
+def test_a_missing_container_raises_what_docker_py_raises_in_one_request(engine):
+    url, seen = engine
+    with pytest.raises(docker.errors.NotFound) as ours:
+        connect(url).inspect_container("gone")
+    assert seen["containers/gone/json"] == 1
+    with pytest.raises(docker.errors.NotFound) as theirs:
+        docker.APIClient(base_url=url, version="1.41").inspect_container("gone")
+    assert ours.value.explanation == theirs.value.explanation == "No such container: gone"
+    assert ours.value.status_code == 404
+
+
+def test_any_other_answer_is_asked_again_the_usual_way(engine):
+    url, seen = engine
+    assert connect(url).inspect_container("flaky") == OK
+    assert seen["containers/flaky/json"] == 2  # the fast try's 500, then the usual way's 200
