@@ -113,7 +113,7 @@ def test_decrypt_problems_name_the_file_and_the_field(tmp_path: Path, key: tuple
 def test_a_run_directory_on_a_disk_is_a_spec_error(tmp_path: Path, key: tuple[Path, str]) -> None:
     ident, recipient = key
     encrypt(recipient, "x", tmp_path / "token.age")
-    disk = PlaintextDir(Path("/var/lib/reconciler-not-tmpfs"))
+    disk = PlaintextDir("app-0123456789", Path("/var/lib/reconciler-not-tmpfs"))
     if agemounts.memory_backed_problem(disk.root) is None:
         pytest.fail("/var/lib is a tmpfs here: the test needs a directory on a disk")
     with pytest.raises(SpecError) as refused:

@@ -114,13 +114,20 @@ def _component(text: str, limit: int = 48) -> str:
 class PlaintextDir:
     """Where one project's decrypted bind sources live on one engine."""
 
-    root: Path
+    leaf: str  # <project>-<engine digest>
+    base: Path | None = None  # the run directory; None: run_dir(), found when first needed
 
     @classmethod
     def of(cls, project: str, engine_url: str | None, base: Path | None = None) -> PlaintextDir:
         engine = canonical_engine(engine_url) if engine_url else ""
         digest = hashlib.sha256(engine.encode()).hexdigest()[:10]  # as the lock file's: one per project and engine
-        return cls((base or run_dir()) / "mounts" / f"{project}-{digest}")
+        return cls(f"{project}-{digest}", base)
+
+    @functools.cached_property
+    def root(self) -> Path:
+        # on first use, not when the driver is made: finding the default run directory reads the mount table,
+        # which a host with 1,000 containers makes 2,000 lines long, and most projects have no `.age` mount
+        return (self.base or run_dir()) / "mounts" / self.leaf
 
     def container_dir(self, name: str) -> Path:
         return self.root / _component(name, 255)
