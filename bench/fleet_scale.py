@@ -4,6 +4,9 @@ Hosts alternate between TLS (engine a, c, e, ...: `tcp://ADDR:2376`) and ssh (b,
 One manifest tree: the Hosts, and C busybox `sleep` containers (1 s stop timeout) declared for `hosts: all`.
 Each repetition times, as the wall clock of the whole `reconcile` command:
 
+  engines alone      not reconcile: bench/engine_floor.py's create + start (then stop + remove) of the same C
+                     containers on every engine at once, C threads each; the floor under a fleet apply when
+                     all engines share this machine's cores
   fleet apply        from empty, every Host at once
   fleet no-op plan   nothing changed (twice); then the same on the TLS Hosts only, on the ssh Hosts only, and
                      on one Host of each (`--selector transport=...`, `--host`): where the fleet's time goes
@@ -36,9 +39,11 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import engine_floor
 from compose_peer import Run, machine, run
 from engine_address import REPO, compile_reconciler
 
@@ -137,8 +142,31 @@ class FleetBench:
             os.kill(pid, signal.SIGCONT)
         wait_answering(self.fleet, engine.name)
 
+    def engines_alone(self) -> None:
+        """bench/engine_floor.py's converge and teardown of the same C containers on every engine at once, each
+        engine from C threads: what the engines' own work costs on these cores, the floor under a fleet apply."""
+        clients = [self.fleet.client(e.name, "unix") for e in self.engines]
+        project = f"floor-{secrets.token_hex(4)}"
+        n = self.args.containers
+        try:
+            for scenario, work in (
+                ("engines alone, converge", lambda api: engine_floor.converge(api, project, n, n)),
+                ("engines alone, teardown", lambda api: engine_floor.teardown(api, project, n)),
+            ):
+                started = time.monotonic()
+                with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+                    list(pool.map(work, clients))
+                got = Run(time.monotonic() - started, 0, 0.0)
+                self.samples.setdefault(scenario, []).append(got)
+                print(f"  {scenario}: {got.seconds:.2f} s", file=sys.stderr, flush=True)
+        finally:
+            for api in clients:
+                engine_floor.cleanup(api, project)
+                api.close()
+
     def repetition(self) -> None:
         tree = str(self.tree)
+        self.engines_alone()
         self.declare(True)
         self.reconcile("fleet apply", "apply", tree)
         for _ in range(2):
@@ -187,6 +215,10 @@ class FleetBench:
         if singles and "fleet apply" in rows:
             derived["slowest_single_apply_s"] = max(singles)
             derived["fleet_apply_over_slowest_single"] = rows["fleet apply"]["median_s"] / max(singles)
+        if "fleet apply" in rows and "engines alone, converge" in rows:
+            derived["fleet_apply_over_engines_alone"] = (
+                rows["fleet apply"]["median_s"] / rows["engines alone, converge"]["median_s"]
+            )
         for kind, timeout in (("tls", PING_TIMEOUT), ("ssh", 3 * PING_TIMEOUT)):
             row = rows.get(f"hung {kind} host")
             if row and noop is not None:
