@@ -41,7 +41,7 @@ def options() -> list[str]:
         "-o",
         "ControlMaster=auto",
         "-o",
-        f"ControlPath={_control_directory()}/%C",
+        f"ControlPath={directory()}/%C",
         "-o",
         f"ControlPersist={PERSIST_SECONDS}",
         "-o",
@@ -51,7 +51,14 @@ def options() -> list[str]:
     ]
 
 
-def _control_directory() -> Path:
+def environment() -> dict[str, str]:
+    """The environment of an ssh this process starts: its own, minus what a bundled Python set for itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+
+
+def directory() -> Path:
+    """This process's private directory (0700, made on first use) of control sockets, and of sshforward's
+    forwarded sockets."""
     global _directory
     with _lock:
         if _directory is None:
@@ -73,6 +80,8 @@ def close_all() -> None:
         return
     with contextlib.suppress(OSError):
         for socket_path in directory.iterdir():
+            if socket_path.is_dir():
+                continue  # sshforward's forwarded sockets: not control sockets, they go with their masters
             # the host name is not used to reach anything with -O: the socket is named exactly
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
@@ -82,6 +91,6 @@ def close_all() -> None:
                     stderr=subprocess.DEVNULL,
                     timeout=10,
                     check=False,
-                    env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+                    env=environment(),
                 )
     shutil.rmtree(directory, ignore_errors=True)
