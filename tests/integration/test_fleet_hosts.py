@@ -137,10 +137,10 @@ def test_shared_and_selected_objects_converge_over_tls_and_ssh(fleet_tree, cli, 
     }
 
 
-def test_requests_to_an_ssh_host_reuse_its_ssh_connections(fleet_tree, cli, project_name, tmp_path):
-    """Each connection to an ssh Host is an `ssh ... docker system dial-stdio` process: a plan's requests go through
-    as many kept ones as `--parallel` lets run at once (docker-py's ssh adapter alone started one per request,
-    and a Host's engine ran at the default 8 whatever `--parallel` said)."""
+def test_requests_to_an_ssh_host_go_through_its_forwarded_engine_socket(fleet_tree, cli, project_name, tmp_path):
+    """Each connection to an ssh Host was an `ssh ... docker system dial-stdio` process (docker-py's ssh adapter
+    alone started one per request). The Host's engine socket is forwarded over its ssh connection instead: a
+    plan starts the first contact's ssh and the request for the forward, whatever `--parallel` lets run at once."""
     _, tree = fleet_tree
     assert cli("apply", tree, "--host", "db-b").returncode == 0
     started = tmp_path / "ssh-started"
@@ -149,12 +149,13 @@ def test_requests_to_an_ssh_host_reuse_its_ssh_connections(fleet_tree, cli, proj
     wrapper.write_text(f'#!/bin/sh\necho "$(date +%s.%N) $PPID $*" >> {started}\nexec {shutil.which("ssh")} "$@"\n')
     wrapper.chmod(0o755)
     env = {"PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
-    plan = cli("plan", tree, "--host", "db-b", "--parallel", "2", env=env)
+    plan = cli("plan", tree, "--host", "db-b", "--parallel", "8", env=env)
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    dials = [line for line in started.read_text().splitlines() if "dial-stdio" in line]
-    # the version probe's own connection, then one per request in flight at once (this plan makes 22 requests to
-    # db-b, each of which had its own ssh before)
-    assert 1 <= len(dials) <= 1 + 2, started.read_text()
+    lines = started.read_text().splitlines()
+    assert not [line for line in lines if "dial-stdio" in line], lines
+    assert [line for line in lines if "-O forward" in line], lines
+    # the first contact, the forward, and at exit the master told to end (sshmux.close_all): no ssh per request
+    assert len(lines) == 3, lines
 
 
 def test_host_limits_a_command_to_part_of_the_fleet(fleet_tree, cli, project_name):

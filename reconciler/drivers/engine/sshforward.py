@@ -187,10 +187,21 @@ def _connection_class() -> type:
         def connect(self) -> None:
             seen = self.forward.generation
             try:
-                super().connect()
+                self.sock = self._open()
             except (ConnectionRefusedError, FileNotFoundError):
                 if not self.forward.reopen(seen):
                     raise
-                super().connect()
+                self.sock = self._open()
+
+        def _open(self) -> socket.socket:
+            # docker-py's connect, closing the socket of a failed attempt (its own left it to the collector)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.unix_socket)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
 
     return ForwardedConnection
