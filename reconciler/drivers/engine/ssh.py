@@ -6,7 +6,7 @@ adapter makes a new pool for every request, and a response closing its file clos
 connection could not have served a second request anyway. Every request paid an ssh handshake and left an ssh
 process to the garbage collector, whose close never waited for it. `patch_transport` and `keep_connections`
 make a connection serve request after request, and reap what ends. All of a Host's ssh processes share one
-connection to it (sshmux).
+connection to it (sshmux). This transport serves the Hosts whose engine socket cannot be forwarded (sshforward).
 """
 
 from __future__ import annotations
