@@ -99,9 +99,10 @@ def containers(project: str, image: str, n: int) -> str:
 def test_an_ssh_host_is_one_ssh_connection_however_many_requests(
     fleet_env, tree, reconcile: Callable[..., object], project_name, tmp_path
 ):
-    """Each request to an ssh Host goes through an `ssh ... docker system dial-stdio` process (up to ssh.POOL at
+    """Each request to an ssh Host went through an `ssh ... docker system dial-stdio` process (up to ssh.POOL at
     once, plus the first-contact check): each of them was a TCP connection, a key exchange and a login of its own.
-    They now share one master connection, which reconcile ends when it exits."""
+    They now share one master connection (over which the Host's engine socket is forwarded), which reconcile ends
+    when it exits."""
     b = fleet_env["b"]
     forwarder = CountingForwarder((b.address, 22))
     try:

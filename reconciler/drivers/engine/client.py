@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.contract import TlsFiles
-from reconciler.drivers.engine import lazy, ssh
+from reconciler.drivers.engine import lazy, ssh, sshforward
 from reconciler.drivers.engine.errors import reason
 from reconciler.drivers.engine.remembered import Remembered
 from reconciler.drivers.engine.retry import RETRY_POLICY, send_with_retries
@@ -131,10 +131,13 @@ def connect(
 
     `tls` (a fleet Host's files) is always verified against its own CA; without it, DOCKER_TLS_VERIFY /
     DOCKER_CERT_PATH apply as they do for the docker CLI. `ssh://` engines go through the system ssh client (its
-    config, agent and jump hosts apply; all ssh to one Host share one connection: sshmux). `remembered` is told
-    of every write the client makes."""
+    config, agent and jump hosts apply; all ssh to one Host share one connection: sshmux), to the Host's engine
+    socket forwarded over it when it can be (sshforward), else a `docker system dial-stdio` per connection (ssh).
+    `remembered` is told of every write the client makes."""
     url = engine_url(docker_host)
+    base_url = url
     known: str | None = None  # the engine's API version, when the first contact told it
+    pooled = _one_pool
     if tls is not None:
         kwargs: dict[str, Any] = {
             "tls": lazy.docker.tls.TLSConfig(
@@ -143,18 +146,28 @@ def connect(
             "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
-        known = ssh.preflight(url, PING_TIMEOUT)
-        kwargs = {"use_ssh_client": True, "max_pool_size": ssh.POOL}  # each pooled connection is an ssh process
-        ssh.patch_transport()
+        first = ssh.preflight(url, PING_TIMEOUT)
+        known = first.version
+        forward = sshforward.open_forward(url, ssh.destination(url), first.endpoint, PING_TIMEOUT)
+        if forward is not None:  # the Host's engine socket, forwarded over its ssh connection: a unix socket here
+            kwargs = {"max_pool_size": POOL_SIZE}
+            base_url = forward.base_url
+
+            def pooled(client: Any) -> None:
+                _one_pool(client)
+                forward.attach(client)
+        else:
+            kwargs = {"use_ssh_client": True, "max_pool_size": ssh.POOL}  # each pooled connection an ssh process
+            ssh.patch_transport()
+            pooled = ssh.keep_connections
     else:
         kwargs = {**lazy.docker.utils.kwargs_from_env(), "max_pool_size": POOL_SIZE}
-    kwargs["base_url"] = url
+    kwargs["base_url"] = base_url
     try:
         # A fixed version, so the constructor connects to nothing before trust_env is off: requests would let
         # REQUESTS_CA_BUNDLE replace the Host's own CA (psf/requests#3829) and route an engine through a proxy.
         # A short timeout for the first contact: an engine that accepts but never answers is down, not slow.
         # ssh: the probe's too, so that its close ends its ssh process (docker-py's own pool was let go)
-        pooled = ssh.keep_connections if url.startswith("ssh://") else _one_pool
         if known is not None:  # ssh: the first-contact check asked the Host's docker for it already
             version = known
         else:

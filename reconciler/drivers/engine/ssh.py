@@ -6,19 +6,19 @@ adapter makes a new pool for every request, and a response closing its file clos
 connection could not have served a second request anyway. Every request paid an ssh handshake and left an ssh
 process to the garbage collector, whose close never waited for it. `patch_transport` and `keep_connections`
 make a connection serve request after request, and reap what ends. All of a Host's ssh processes share one
-connection to it (sshmux).
+connection to it (sshmux). This transport serves the Hosts whose engine socket cannot be forwarded (sshforward).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import socket
 import subprocess
 import time
 import urllib.parse
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -33,12 +33,26 @@ _ONE_POOL = "http+docker://localhost"
 _API_VERSION = re.compile(r"[0-9]+\.[0-9]+")
 
 
-def preflight(url: str, timeout: float) -> str | None:
-    """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
-    there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
-    password prompt. Returns the engine's API version as the Host's docker CLI said it (None if it said
-    something else), so that no connection of its own is needed to ask: each is a `docker system dial-stdio`,
-    a docker CLI started on the Host."""
+@dataclass(frozen=True)
+class FirstContact:
+    """What the first contact learnt: the engine's API version and where the Host's docker CLI connects (its
+    `docker context inspect` endpoint, e.g. unix:///var/run/docker.sock), each None when the Host did not say."""
+
+    version: str | None
+    endpoint: str | None
+
+
+# The first contact's command, run by the Host's login shell (`;` and '' mean the same to sh, bash, zsh, fish and
+# csh): the endpoint of a docker CLI with `context` (19.03 and later; it honours DOCKER_HOST and the current context
+# as `dial-stdio` would), then the version, whose exit status is the command's.
+_FIRST_CONTACT = (
+    "docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null; "
+    "docker version --format '{{.Server.APIVersion}}'"
+)
+
+
+def destination(url: str) -> list[str]:
+    """ssh's arguments naming the Host of `url` (port, user, `--`, host name), last on its command line."""
     try:
         parsed = urllib.parse.urlsplit(url)
         port = parsed.port
@@ -46,13 +60,21 @@ def preflight(url: str, timeout: float) -> str | None:
         raise PermanentError(f"invalid engine address {url!r}: {exc}") from None
     if not parsed.hostname:
         raise PermanentError(f"invalid engine address {url!r}: no host")
+    args = ["-p", str(port)] if port else []
+    if parsed.username:
+        args += ["-l", parsed.username]
+    return [*args, "--", parsed.hostname]
+
+
+def preflight(url: str, timeout: float) -> FirstContact:
+    """One non-interactive ssh to the Host first, so a refused key, an unknown host key or a missing docker CLI
+    there is one clear line (docker-py's ssh transport only sees a closed pipe) and nothing ever waits for a
+    password prompt. It asks the Host's docker CLI for the engine's API version, so that no connection of its
+    own is needed to ask, and for the endpoint it connects to, which sshforward forwards."""
+    host = destination(url)
     # the first ssh to the Host: it becomes the master whose connection every later one shares (sshmux)
     command = ["ssh", *sshmux.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:g}"]
-    if port:
-        command += ["-p", str(port)]
-    if parsed.username:
-        command += ["-l", parsed.username]
-    command += ["--", parsed.hostname, "docker", "version", "--format", "{{.Server.APIVersion}}"]
+    command += [*host, _FIRST_CONTACT]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout * 3, stdin=subprocess.DEVNULL, check=False
@@ -67,8 +89,15 @@ def preflight(url: str, timeout: float) -> str | None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         said = lines[-1] if lines else f"ssh exited with {done.returncode}"
         raise EngineUnavailable(f"cannot reach the Docker engine at {url}: ssh: {ssh_reason(done.stderr, said)}")
-    said = done.stdout.strip()
-    return said if _API_VERSION.fullmatch(said) else None
+    return first_contact(done.stdout)
+
+
+def first_contact(stdout: str) -> FirstContact:
+    """The version and endpoint lines of the first contact's output (a login shell may print more around them)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    version = next((line for line in lines if _API_VERSION.fullmatch(line)), None)
+    endpoint = next((line for line in reversed(lines) if "://" in line), None)
+    return FirstContact(version, endpoint)
 
 
 # What ssh (and the remote shell) say, as sentences; the line ssh printed follows in parentheses.
@@ -189,7 +218,7 @@ def patch_transport() -> None:
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+            env=sshmux.environment(),
             preexec_fn=_ignore_sigint,
         )
 

@@ -1,14 +1,16 @@
 """One ssh connection per Host, shared by every ssh process reconcile starts to it (OpenSSH connection sharing).
 
-A request to an `ssh://` engine goes through an `ssh HOST docker system dial-stdio` process (ssh.py keeps up to
-`ssh.POOL` of them), and the first contact is one more ssh (`ssh.preflight`). Each of them was its own TCP
+A request to an `ssh://` engine goes through the Host's engine socket forwarded by the master (sshforward), or
+else an `ssh HOST docker system dial-stdio` process (ssh.py keeps up to `ssh.POOL` of them), and the first contact
+is one more ssh (`ssh.preflight`). Each of those ssh processes was its own TCP
 connection, key exchange and login on the Host: a fleet of ssh Hosts paid several handshakes per Host and command,
 and a Host counted that many logins. With the options below, the first ssh to a Host (the preflight) becomes the
 master of a control socket and every later one runs as a session over its connection, whatever the user's ssh
 config says (options given on the command line win over it; their other settings, keys and jump hosts still apply).
 
 The sockets live in a directory of this process's own (0700, made on first use), so no other user and no other
-reconcile process shares them; `ControlPersist` keeps a master for `PERSIST_SECONDS` after its last session, as
+reconcile process shares them; `ControlPersist` keeps a master for `PERSIST_SECONDS` after its last session or
+forwarded connection (a forward alone does not keep it: sshforward makes it again when needed), as
 ssh.py's kept connections are closed after the same quiet spell, so a long `watch` does not hold logins open
 while it idles. At exit every master is told to end and the directory is removed; a process killed outright
 leaves masters that end on their own after that spell.
@@ -41,7 +43,7 @@ def options() -> list[str]:
         "-o",
         "ControlMaster=auto",
         "-o",
-        f"ControlPath={_control_directory()}/%C",
+        f"ControlPath={directory()}/%C",
         "-o",
         f"ControlPersist={PERSIST_SECONDS}",
         "-o",
@@ -51,7 +53,14 @@ def options() -> list[str]:
     ]
 
 
-def _control_directory() -> Path:
+def environment() -> dict[str, str]:
+    """The environment of an ssh this process starts: its own, minus what a bundled Python set for itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+
+
+def directory() -> Path:
+    """This process's private directory (0700, made on first use) of control sockets, and of sshforward's
+    forwarded sockets."""
     global _directory
     with _lock:
         if _directory is None:
@@ -73,6 +82,8 @@ def close_all() -> None:
         return
     with contextlib.suppress(OSError):
         for socket_path in directory.iterdir():
+            if socket_path.is_dir():
+                continue  # sshforward's forwarded sockets: not control sockets, they go with their masters
             # the host name is not used to reach anything with -O: the socket is named exactly
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
@@ -82,6 +93,6 @@ def close_all() -> None:
                     stderr=subprocess.DEVNULL,
                     timeout=10,
                     check=False,
-                    env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+                    env=environment(),
                 )
     shutil.rmtree(directory, ignore_errors=True)
