@@ -225,13 +225,15 @@ class Worker:
     def data_volume(self) -> str:
         return self.api.inspect_volume(f"{self.project}-data")["CreatedAt"]
 
-    def run(self, points: list[tuple[int, str, int, bool]], data_volume: str | None) -> None:
-        """From version 1 (converged first when `data_volume` is None: a new project), each point: kill an apply
-        of its version there, recover with a plain apply, check; the Retain volume is the same one throughout."""
-        if data_volume is None:
-            self.tree.write(1)
-            self.converge(1)
-            data_volume = self.data_volume()
+    def prepare(self) -> str:
+        """Converged on version 1; the creation time of its Retain volume."""
+        self.tree.write(1)
+        self.converge(1)
+        return self.data_volume()
+
+    def run(self, points: list[tuple[int, str, int, bool]], data_volume: str) -> None:
+        """From version 1, each point: kill an apply of its version there, recover with a plain apply, check; the
+        Retain volume is the same one throughout."""
         for version, method, n, before in points:
             self.tree.write(version)
             if self.apply_through_proxy(kill=(method, n, before)) == -9 and self.proxy.kill is not None:
@@ -254,52 +256,51 @@ def test_apply_killed_at_engine_requests_always_recovers(
     among WORKERS projects with identical manifests (an apply makes the same requests whatever the project's
     name), which run side by side: every point is still one killed apply of the full plan, recovered and checked
     the same way; only the wall time is shared (most of an apply is waiting on the engine)."""
-    first = Worker(project_name, tmp_path / "w0", base_image, proxy)
-
-    # dry runs through the proxy: the requests a whole apply of each direction makes
-    first.tree.write(1)
-    first.converge(1)
-    data_volume = first.data_volume()
-    points: list[tuple[int, str, int, bool]] = []  # (version, method, n-th request of that method, before)
-    for version in (2, 1):
-        first.tree.write(version)
-        start = len(proxy.requests)
-        assert first.apply_through_proxy() == 0
-        made = [method for method, _, _ in proxy.requests[start:]]
-        first.converge(version)
-        # every change request (POST, DELETE) as a kill point, the reads between them sampled
-        seen: dict[str, int] = {}
-        chosen = []
-        for method in made:
-            seen[method] = seen.get(method, 0) + 1
-            chosen.append((method, seen[method]))
-        writes = [c for c in chosen if c[0] != "GET"]
-        reads = [c for c in chosen if c[0] == "GET"]
-        per_direction = KILL_POINTS // 2
-        sample = writes[:per_direction] + reads[:: max(1, len(reads) // max(1, per_direction - len(writes)))]
-        points += [(version, m, n, i % 2 == 0) for i, (m, n) in enumerate(sample[:per_direction])]
-
-    started = time.monotonic()
-    rounds = [[pt for pt in points if pt[0] == v] for v in (2, 1)]
-    pairs = list(zip(*rounds, strict=False))  # each pair starts and ends at version 1
-    shares = [[pt for pair in pairs[w::WORKERS] for pt in pair] for w in range(WORKERS)]
-    others = [unique_name("t") for _ in range(WORKERS - 1)]
     with contextlib.ExitStack() as stack:
-        workers = [first]
-        for w, other in enumerate(others, start=1):
+        first = Worker(project_name, tmp_path / "w0", base_image, proxy)
+        stack.callback(first.api.close)
+        others = []
+        for w in range(1, WORKERS):
+            other = unique_name("t")
             stack.callback(remove_project_objects, api, other)
-            workers.append(
-                Worker(other, tmp_path / f"w{w}", base_image, stack.enter_context(FaultProxy(proxy.upstream)))
-            )
-        for worker in workers:
+            worker = Worker(other, tmp_path / f"w{w}", base_image, stack.enter_context(FaultProxy(proxy.upstream)))
             stack.callback(worker.api.close)
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            runs = [
-                pool.submit(worker.run, share, data_volume if worker is first else None)
-                for worker, share in zip(workers, shares, strict=True)
-            ]
-            for run in runs:
-                run.result()
-        killed = [k for worker in workers for k in worker.killed]
+            others.append(worker)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=WORKERS))  # left first: before the clean-up
+        prepared = [pool.submit(worker.prepare) for worker in others]  # while the dry runs go
+
+        # dry runs through the proxy: the requests a whole apply of each direction makes
+        data_volume = first.prepare()
+        points: list[tuple[int, str, int, bool]] = []  # (version, method, n-th request of that method, before)
+        for version in (2, 1):
+            first.tree.write(version)
+            start = len(proxy.requests)
+            assert first.apply_through_proxy() == 0
+            made = [method for method, _, _ in proxy.requests[start:]]
+            first.converge(version)
+            # every change request (POST, DELETE) as a kill point, the reads between them sampled
+            seen: dict[str, int] = {}
+            chosen = []
+            for method in made:
+                seen[method] = seen.get(method, 0) + 1
+                chosen.append((method, seen[method]))
+            writes = [c for c in chosen if c[0] != "GET"]
+            reads = [c for c in chosen if c[0] == "GET"]
+            per_direction = KILL_POINTS // 2
+            sample = writes[:per_direction] + reads[:: max(1, len(reads) // max(1, per_direction - len(writes)))]
+            points += [(version, m, n, i % 2 == 0) for i, (m, n) in enumerate(sample[:per_direction])]
+
+        started = time.monotonic()
+        rounds = [[pt for pt in points if pt[0] == v] for v in (2, 1)]
+        pairs = list(zip(*rounds, strict=False))  # each pair starts and ends at version 1
+        shares = [[pt for pair in pairs[w::WORKERS] for pt in pair] for w in range(WORKERS)]
+        runs = [pool.submit(first.run, shares[0], data_volume)]
+        runs += [
+            pool.submit(worker.run, share, ready.result())
+            for worker, share, ready in zip(others, shares[1:], prepared, strict=True)
+        ]
+        for run in runs:
+            run.result()
+        killed = [k for worker in [first, *others] for k in worker.killed]
     assert len({k[:4] for k in killed}) >= 30, f"only {len(killed)} applies were killed: {killed}"
     print(f"{len(killed)} kill points in {time.monotonic() - started:.0f} s: {killed}")
