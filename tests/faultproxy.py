@@ -165,19 +165,6 @@ class FaultProxy:
             self.kill = rule
         return rule
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until no request is in flight (a stalled one forwarded late, an answer still relayed); whether that
-        happened within `timeout` seconds. Before removing what the client made: a request the proxy forwards
-        after its client ended can race the removal."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if not self._threads:
-                    return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-
     def start(self) -> FaultProxy:
         if self._listen is None and self._own_dir is None:
             self._own_dir = tempfile.mkdtemp(prefix="fp-", dir="/tmp")  # unix socket paths: 108 bytes at most
