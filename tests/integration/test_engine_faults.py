@@ -5,32 +5,18 @@ the next one does not converge, and nothing is ever duplicated or leaked; `watch
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.helpers import (
-    LABEL_PROJECT,
-    REPO,
-    START_TIMEOUT,
-    configured_docker_host,
-    remove_project_objects,
-    wait_for,
-)
+from tests.helpers import LABEL_PROJECT, START_TIMEOUT, configured_docker_host, remove_project_objects, wait_for
 
 pytestmark = pytest.mark.engine
 
 SLEEPER = 'trap "exit 0" TERM; while :; do sleep 1; done'
 APPS = ("a", "b", "c")
-# independent runs of the ten-container test going on side by side
-RUNS_AT_ONCE = 3
 
 
 def engine_socket() -> str:
@@ -52,26 +38,6 @@ def proxy_factory() -> Iterator[Callable[..., FaultProxy]]:
     yield make
     for proxy in started:
         proxy.stop()
-
-
-def engine_client():  # one per thread: the runs of a test side by side do not share a connection pool
-    import docker
-
-    return docker.APIClient(base_url=configured_docker_host(), version="auto", timeout=60)
-
-
-def cli(project: str, *args: object, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`reconcile --project PROJECT ARGS` as the `reconcile` fixture runs it, for a project of the test's own."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "--project", project, *map(str, args)],
-        cwd=REPO,
-        env={**os.environ, "DOCKER_HOST": configured_docker_host() or "", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def faults(rate: float, seed: int, reset_after: float = 0.0) -> dict[str, float]:
@@ -189,56 +155,30 @@ def test_at_30_percent_the_next_apply_converges_and_nothing_is_duplicated(
 
 
 def test_one_apply_of_ten_containers_converges_at_30_percent_in_nine_runs_of_ten(
-    api, project_name, tmp_path, base_image, proxy_factory, unique_name
+    api, project_name, tmp_manifests, reconcile, base_image, proxy_factory
 ) -> None:
     """Issue 24, defect 9 and outcome 6: at 30 % faults no apply converged (0 of 10): a read failing four times in
     a row ended the run, and every step that may not be repeated blindly failed it. Reads are now repeated more,
     and `apply` observes and plans again what an engine fault failed (never an outcome). Each run starts from
-    nothing; a run that exits 0 must have converged (no false success).
-
-    The ten runs are independent (each its own project, fault proxy seeded 1000 + run as before, manifests and
-    lock directory), so they run RUNS_AT_ONCE at a time: an apply under faults mostly waits (stalls, backoff,
-    the settle window), and every run is still a whole apply from nothing checked the same way."""
+    nothing; a run that exits 0 must have converged (no false success)."""
+    p = project_name
     apps = [f"app{i}" for i in range(10)]
-    projects = [project_name] + [unique_name("t") for _ in range(9)]
-
-    def one_run(run: int) -> tuple[bool | str, int]:
-        p = projects[run]
-        directory = tmp_path / f"run{run}"
-        directory.mkdir()
-        write_stack(
-            lambda name, text: (directory / name).write_text(textwrap.dedent(text).lstrip("\n")),
-            p,
-            base_image,
-            apps=apps,
-        )
-        proxy = proxy_factory(**faults(0.30, seed=1000 + run, reset_after=0.03))
-        lock_env = {"RECONCILER_LOCK_DIR": str(tmp_path / f"locks{run}")}
-        client = engine_client()
-        try:
-            done = cli(p, "apply", directory, env={**lock_env, "DOCKER_HOST": proxy.url})
-            assert "Traceback" not in done.stderr, done.stderr[-3000:]
-            seen = owned(client, p)
-            assert len(seen["containers"]) <= 2 * len(apps) and len(seen["networks"]) <= 1, seen  # never duplicated
-            ok = seen == expected(p, apps) and cli(p, "plan", directory, env=lock_env).returncode == 0
-            assert ok or done.returncode != 0, f"exit 0 without converging: {seen}"
-            return (done.returncode == 0 and ok) or done.stdout[-1500:] + done.stderr[-1500:], sum(
-                proxy.faults.values()
-            )
-        finally:
-            remove_project_objects(client, p)
-            client.close()
-
-    try:
-        with ThreadPoolExecutor(max_workers=RUNS_AT_ONCE) as pool:
-            results = list(pool.map(one_run, range(10)))
-    finally:
-        for p in projects[1:]:
-            remove_project_objects(api, p)
-    converged = [c for c, _ in results]
+    write_stack(tmp_manifests, p, base_image, apps=apps)
+    proxy = proxy_factory(**faults(0.30, seed=1, reset_after=0.03))
+    converged = []
+    for run in range(10):
+        proxy.random.seed(1000 + run)
+        done = reconcile("apply", tmp_manifests.dir, env={"DOCKER_HOST": proxy.url})
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        seen = owned(api, p)
+        assert len(seen["containers"]) <= 2 * len(apps) and len(seen["networks"]) <= 1, seen  # never duplicated
+        ok = seen == expected(p, apps) and in_sync(reconcile, tmp_manifests.dir)
+        assert ok or done.returncode != 0, f"exit 0 without converging: {seen}"
+        converged.append((done.returncode == 0 and ok) or done.stdout[-1500:] + done.stderr[-1500:])
+        remove_project_objects(api, p)
     print(f"converged in {sum(1 for c in converged if c is True)} of 10 runs")
     assert sum(1 for c in converged if c is True) >= 9, [c for c in converged if c is not True]
-    assert sum(n for _, n in results) >= 100, [n for _, n in results]
+    assert sum(proxy.faults.values()) >= 100, proxy.faults
 
 
 def test_watch_stays_converged_at_a_10_percent_fault_rate(
