@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ ADOPT_KILLS = [
 ]
 # and after these many seconds, wherever the apply is then (the issue's kills fell at 1.4-2.8 s)
 ADOPT_DELAYS = [1.4, 2.1, 2.8]
+# Compose projects the kills above are shared among, adopted side by side
+ADOPT_PROJECTS = 3
 
 
 def compose(project: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,50 +112,84 @@ def parked(api, project: str) -> list[str]:
     return [c["Names"][0] for c in api.containers(all=True, filters={"name": [ASIDE]}) if project in c["Names"][0]]
 
 
-def test_an_interrupted_adopt_is_finished_or_undone_by_the_next_apply(
-    api, project_name, tmp_path, reconcile, base_image, proxy
-) -> None:
-    p = project_name
-    source = tmp_path / "compose"
-    source.mkdir()
-    (source / "docker-compose.yml").write_text(COMPOSE.format(p=p, image=base_image))
-    out = tmp_path / "manifests"
+def cli(project: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """`reconcile --project PROJECT ARGS` as the `reconcile` fixture runs it, for any of the test's projects."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", "--project", project, *map(str, args)],
+        cwd=REPO,
+        env={**os.environ, "DOCKER_HOST": configured_docker_host() or ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def adopt_rounds(p: str, root: Path, image: str, kills: list[tuple[str, int, bool] | float]) -> None:
+    """Compose project `p` adopted by an apply killed at each of `kills` in turn, each time from the Compose
+    project again; every next apply finishes or undoes it. Its own fault proxy, engine client and directories."""
+    import docker
+
+    source = root / "compose"
+    source.mkdir(parents=True)
+    (source / "docker-compose.yml").write_text(COMPOSE.format(p=p, image=image))
+    out = root / "manifests"
+    api = docker.APIClient(base_url=configured_docker_host(), version="auto", timeout=60)
     try:
-        up = compose(p, source, "up", "-d")
-        assert up.returncode == 0, up.stderr
-        store = api.containers(filters={"label": [f"com.docker.compose.project={p}"], "name": [f"{p}-store"]})
-        api.exec_start(api.exec_create(store[0]["Id"], ["sh", "-c", "echo precious > /data/precious.txt"]))
-        imported = reconcile("import", "compose", source / "docker-compose.yml", "--out", out)
-        assert imported.returncode == 0, imported.stderr
-        names = [f"{p}-{p}-store-1", f"{p}-{p}-web-1"]
-        kills: list[tuple[str, int, bool] | float] = [*ADOPT_KILLS, *ADOPT_DELAYS]
-        for number, kill in enumerate(kills):
-            if number:  # each round starts from the Compose project again (same volume, same network)
+        with FaultProxy(configured_docker_host() or "") as proxy:
+            up = compose(p, source, "up", "-d")
+            assert up.returncode == 0, up.stderr
+            store = api.containers(filters={"label": [f"com.docker.compose.project={p}"], "name": [f"{p}-store"]})
+            api.exec_start(api.exec_create(store[0]["Id"], ["sh", "-c", "echo precious > /data/precious.txt"]))
+            imported = cli(p, "import", "compose", source / "docker-compose.yml", "--out", out)
+            assert imported.returncode == 0, imported.stderr
+            names = [f"{p}-{p}-store-1", f"{p}-{p}-web-1"]
+            for number, kill in enumerate(kills):
+                if number:  # each round starts from the Compose project again (same volume, same network)
+                    for name in names:
+                        api.remove_container(name, force=True)
+                    up = compose(p, source, "up", "-d")
+                    assert up.returncode == 0, up.stderr
+                where = killed_apply(proxy, p, out, kill, "--adopt")
+                again = cli(p, "apply", out, "--adopt")
+                assert again.returncode == 0, f"{where}: {again.stdout[-3000:]}{again.stderr[-2000:]}"
+                assert parked(api, p) == [], where
+                assert compose(p, source, "ps", "-q").stdout.strip() == "", where
                 for name in names:
-                    api.remove_container(name, force=True)
-                up = compose(p, source, "up", "-d")
-                assert up.returncode == 0, up.stderr
-            where = killed_apply(proxy, p, out, kill, "--adopt")
-            again = reconcile("apply", out, "--adopt")
-            assert again.returncode == 0, f"{where}: {again.stdout[-3000:]}{again.stderr[-2000:]}"
-            assert parked(api, p) == [], where
-            assert compose(p, source, "ps", "-q").stdout.strip() == "", where
-            for name in names:
-                info = api.inspect_container(name)
-                assert info["State"]["Running"] and info["Config"]["Labels"][LABEL_PROJECT] == p, where
-            said = api.exec_start(api.exec_create(names[0], ["cat", "/data/precious.txt"])).decode()
-            assert said.strip() == "precious", where
-            users = api.inspect_network(f"{p}_default")["Containers"] or {}
-            assert sorted(u["Name"] for u in users.values()) == sorted(names), where  # nothing else: prunable
-            assert reconcile("plan", out).returncode == 0, where
-        empty = tmp_path / "empty"
-        empty.mkdir()
-        pruned = reconcile("apply", empty, "--allow-empty")
-        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
-        assert not api.networks(names=[f"{p}_default"]) and api.inspect_volume(f"{p}_data")  # kept: Retain
+                    info = api.inspect_container(name)
+                    assert info["State"]["Running"] and info["Config"]["Labels"][LABEL_PROJECT] == p, where
+                said = api.exec_start(api.exec_create(names[0], ["cat", "/data/precious.txt"])).decode()
+                assert said.strip() == "precious", where
+                users = api.inspect_network(f"{p}_default")["Containers"] or {}
+                assert sorted(u["Name"] for u in users.values()) == sorted(names), where  # nothing else: prunable
+                assert cli(p, "plan", out).returncode == 0, where
+            empty = root / "empty"
+            empty.mkdir()
+            pruned = cli(p, "apply", empty, "--allow-empty")
+            assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+            assert not api.networks(names=[f"{p}_default"]) and api.inspect_volume(f"{p}_data")  # kept: Retain
     finally:
         remove_project_objects(api, p)
         compose(p, source, "down", "-v", "--remove-orphans")
+        api.close()
+
+
+def test_an_interrupted_adopt_is_finished_or_undone_by_the_next_apply(
+    project_name, tmp_path, base_image, unique_name
+) -> None:
+    """The kills are shared round-robin among ADOPT_PROJECTS Compose projects adopted side by side (each round
+    mostly waits on stop grace periods and the settle window): every kill is still one killed apply --adopt from
+    a fresh Compose project, recovered and checked the same way, and each project is pruned at the end."""
+    kills: list[tuple[str, int, bool] | float] = [*ADOPT_KILLS, *ADOPT_DELAYS]
+    projects = [project_name] + [unique_name("t") for _ in range(ADOPT_PROJECTS - 1)]
+    with ThreadPoolExecutor(max_workers=ADOPT_PROJECTS) as pool:
+        runs = [
+            pool.submit(adopt_rounds, p, tmp_path / p, base_image, kills[w::ADOPT_PROJECTS])
+            for w, p in enumerate(projects)
+        ]
+        for run in runs:
+            run.result()
 
 
 def container(name: str, image: str, command: str, version: str, volume: str) -> str:

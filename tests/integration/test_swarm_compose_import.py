@@ -58,8 +58,8 @@ def stack(api: Any, project_name: str) -> Iterator[str]:
         pytest.fail("the test engine is not a swarm manager; run scripts/testenv.sh up")
     name = f"{project_name}s"
     yield name
+    _cli("stack", "rm", name)  # first: the stack's tasks stop while remove_swarm_objects waits for the project's
     remove_swarm_objects(api, project_name)
-    _cli("stack", "rm", name)
     wait_for(lambda: not api.services(filters={"label": f"com.docker.stack.namespace={name}"}), 60, "stack removed")
     wait_for(
         lambda: not api.containers(all=True, filters={"label": f"com.docker.stack.namespace={name}"}),

@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import configured_docker_host
+from tests.conftest import ManifestWriter, configured_docker_host
 from tests.helpers import REPO, wait_for
 from tests.swarmhelpers import SLEEPER, doc, exec_output, remove_swarm_objects, running_tasks, task_container, write
 
@@ -141,16 +142,16 @@ def status_of(project: str, directory: Path, name: str) -> tuple[int, str]:
     return proc.returncode, row
 
 
-def test_interrupted_rollouts_are_resumed_never_reported_healthy(
-    api: Any, swarm_project: str, tmp_manifests: Any, base_image: str
+def failing_rollouts(
+    api: Any, p: str, tmp_manifests: Any, base_image: str, kills: list[tuple[int, tuple[str | None, float]]]
 ) -> None:
-    p = swarm_project
+    """From the good spec, each of `kills` ((number, kill point)): a failing rollout killed there, the next apply
+    says it failed, then back to the good spec."""
     name = f"{p}-svc"
     good = manifests(tmp_manifests, base_image, name, SLEEPER, GOOD_SECRET)
     proc = cli(p, "apply", good)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-    for i, (event, delay) in enumerate(FAILING_KILLS):
+    for i, (event, delay) in kills:
         point = f"failing rollout, kill {delay}s after {event or 'the start'}"
         directory = manifests(tmp_manifests, base_image, name, FAILING, f"bad-secret-{i}\n")
         killed = killed_apply(p, directory, event, delay)
@@ -168,6 +169,12 @@ def test_interrupted_rollouts_are_resumed_never_reported_healthy(
         assert proc.returncode == 0, f"{point}: back to the good spec: {proc.stdout}"
         check_secrets_exist(api, name)
 
+
+def succeeding_rollouts(api: Any, p: str, tmp_manifests: Any, base_image: str) -> None:
+    name = f"{p}-svc"
+    good = manifests(tmp_manifests, base_image, name, SLEEPER, GOOD_SECRET)
+    proc = cli(p, "apply", good)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     for i, (event, delay) in enumerate(SUCCEEDING_KILLS):
         point = f"succeeding rollout, kill {delay}s after {event or 'the start'}"
         content = f"new-secret-{i}\n"
@@ -183,6 +190,37 @@ def test_interrupted_rollouts_are_resumed_never_reported_healthy(
         check_secrets_exist(api, name)
         rc, row = status_of(p, directory, name)
         assert rc == 0 and row.startswith("in sync"), f"{point}: status says {row!r}"
+
+
+def test_interrupted_rollouts_are_resumed_never_reported_healthy(
+    api: Any, swarm_project: str, tmp_manifests: Any, base_image: str, unique_name: Any
+) -> None:
+    """Three sweeps side by side, each with its own project and service starting from its own good apply: the
+    failing kill points in two halves (every failing point starts from the good spec anyway: the one before
+    ends by going back to it) and the succeeding ones (which started from the failing sweep's last good spec).
+    A rollout mostly waits on swarm's monitor window; every kill point is still taken and checked the same way."""
+    import docker
+
+    failing = list(enumerate(FAILING_KILLS))
+    others = [unique_name("t"), unique_name("t")]
+    directories = []
+    for other in others:
+        directories.append(ManifestWriter(tmp_manifests.dir.parent / other))
+        directories[-1].dir.mkdir()
+    clients = [docker.APIClient(base_url=configured_docker_host(), version="auto", timeout=60) for _ in others]
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            runs = [
+                pool.submit(failing_rollouts, api, swarm_project, tmp_manifests, base_image, failing[::2]),
+                pool.submit(failing_rollouts, clients[0], others[0], directories[0], base_image, failing[1::2]),
+                pool.submit(succeeding_rollouts, clients[1], others[1], directories[1], base_image),
+            ]
+            for run in runs:
+                run.result()
+    finally:
+        for other, client in zip(others, clients, strict=True):
+            remove_swarm_objects(client, other)
+            client.close()
 
 
 def test_scaling_to_zero_waits_until_the_tasks_are_gone(
