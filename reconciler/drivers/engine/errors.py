@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from reconciler.drivers.engine import lazy
-from reconciler.drivers.engine.retry import never_sent
+from reconciler.drivers.engine.retry import never_sent, spec_refusal
 from reconciler.errors import EngineFault, EngineUnavailable, PermanentError, TemporaryError
 
 _RETRYABLE = ("connection refused", "i/o timeout", "timeout", "tls handshake", "no route to host", "eof")
@@ -105,7 +105,7 @@ def engine_errors(what: str, registry: bool = False) -> Iterator[None]:
         message = explain(exc)
         if registry:
             raise registry_failure(what, message) from None
-        if (exc.status_code or 0) >= 500 and "already" not in message:
+        if (exc.status_code or 0) >= 500 and "already" not in message and not spec_refusal(message):
             raise EngineFault(f"{what}: {message}") from None
         if any(m in message for m in _BEING_REMOVED):  # the engine is busy with the object (a removal someone
             raise TemporaryError(f"{what}: {message}") from None  # started): the next pass sees it gone

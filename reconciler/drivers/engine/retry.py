@@ -217,8 +217,27 @@ _NOT_A_MANAGER = b"not a swarm manager"
 
 
 def _standing(response: Any) -> bool:
-    """A 503 that repeating cannot change (see _NOT_A_MANAGER)."""
-    return response.status_code == 503 and _NOT_A_MANAGER in (response.content or b"").lower()
+    """A 503 (see _NOT_A_MANAGER) or a 500 (see spec_refusal) that repeating cannot change."""
+    if response.status_code == 503:
+        return _NOT_A_MANAGER in (response.content or b"").lower()
+    if response.status_code == 500:
+        return spec_refusal((response.content or b"").decode(errors="replace"))
+    return False
+
+
+# Refusals the engine answers with a 500 although no repeat can change them: the spec asks for something the
+# runtime or a network driver cannot do (runc's container init refusing an env value with a NUL byte, a mount or a
+# working directory; a macvlan parent link that is not there). As engine faults they were repeated 4 times per
+# request and re-planned for 6 rounds: a failing apply said what was wrong only after ~25 s. What a loaded host
+# says during the same steps (a busy device, no memory, a timeout) stays a fault.
+_SPEC_REFUSALS = ("error during container init", "invalid subinterface", "parent interface was not found")
+_MOMENTARY = ("temporarily unavailable", "cannot allocate memory", "resource busy", "too many", "timeout", "deadline")
+
+
+def spec_refusal(message: str) -> bool:
+    """Whether an engine 500 `message` refuses the spec itself (see above) rather than failing for the moment."""
+    lowered = message.lower()
+    return any(m in lowered for m in _SPEC_REFUSALS) and not any(m in lowered for m in _MOMENTARY)
 
 
 def _note(request: Any, attempt: int, why: str) -> None:
