@@ -18,7 +18,10 @@ import docker
 import pytest
 import requests
 
+from reconciler.delays import ENGINE_READ_ATTEMPTS, Exponential
+from reconciler.drivers.engine import client as client_module
 from reconciler.drivers.engine.client import connect
+from reconciler.drivers.engine.retry import RetryPolicy
 
 OK = {"Id": "0" * 64, "Name": "/ok", "Config": {"Env": ["A=b"]}, "State": {"Running": True}}
 
@@ -43,6 +46,10 @@ class _Engine(socketserver.StreamRequestHandler):
                 body = json.dumps(OK).encode()
             elif path.endswith("/containers/gone/json"):
                 status, body = b"404 Not Found", b'{"message":"No such container: gone"}'
+            elif path.endswith("/containers/down/json"):
+                status, body = b"500 Internal Server Error", b'{"message":"busy"}'
+            elif path.endswith("/containers/bad/json"):
+                status, body = b"400 Bad Request", b'{"message":"invalid name"}'
             elif path.endswith("/containers/flaky/json"):
                 status, body = (
                     (b"500 Internal Server Error", b'{"message":"busy"}')
@@ -99,3 +106,22 @@ def test_any_other_answer_is_asked_again_the_usual_way(engine):
     url, seen = engine
     assert connect(url).inspect_container("flaky") == OK
     assert seen["containers/flaky/json"] == 2  # the fast try's 500, then the usual way's 200
+
+
+def test_a_repeated_failure_is_attempted_as_often_as_the_usual_way_alone_would(engine, monkeypatch):
+    """The fast try is the first of the read's attempts, not one more: a fault that outlasts every attempt of the
+    retry policy must still fail (tests/integration/test_replace_faults.py injects exactly that many)."""
+    url, seen = engine
+    monkeypatch.setattr(client_module, "RETRY_POLICY", RetryPolicy(delays=Exponential(base=0.001, cap=0.001)))
+    with pytest.raises(docker.errors.APIError) as failed:
+        connect(url).inspect_container("down")
+    assert failed.value.status_code == 500
+    assert seen["containers/down/json"] == ENGINE_READ_ATTEMPTS
+
+
+def test_an_answer_no_repeat_changes_is_raised_at_once(engine):
+    url, seen = engine
+    with pytest.raises(docker.errors.APIError) as failed:
+        connect(url).inspect_container("bad")
+    assert failed.value.status_code == 400 and failed.value.explanation == "invalid name"
+    assert seen["containers/bad/json"] == 1

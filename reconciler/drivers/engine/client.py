@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
 import threading
+import time
 import urllib.parse
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -15,7 +17,7 @@ from reconciler.contract import TlsFiles
 from reconciler.drivers.engine import lazy, ssh, sshforward
 from reconciler.drivers.engine.errors import reason
 from reconciler.drivers.engine.remembered import Remembered
-from reconciler.drivers.engine.retry import RETRY_POLICY, send_with_retries
+from reconciler.drivers.engine.retry import RETRY_POLICY, repeatable_answer, send_with_retries
 from reconciler.errors import EngineUnavailable, PermanentError
 from reconciler.model import LABEL_PROJECT
 
@@ -70,25 +72,39 @@ def _bounded_client_class() -> type:
         def inspect_container(self, container: Any) -> Any:
             # A plan inspects every container of the project: through requests each answer cost ~0.65 ms of CPU
             # here, through the connection pool underneath it ~0.30 ms (1,000 containers: 0.35 s of a 1.7 s plan).
-            # A 404 raises what docker-py raises; anything else but a 200 goes the usual way (retries, errors).
-            if isinstance(container, str):
-                url = self._url("/containers/{0}/json", container)
-                answer = _fast_get(self, url)
-                if answer is not None:
-                    status, body = answer
-                    if status == 200:
-                        return json.loads(body)
-                    if status == 404:
-                        self._raise_for_status(_response(url, status, "Not Found", body))
-            return super().inspect_container(container)
+            # An error answer raises what docker-py raises; one the usual way would repeat (a 5xx, a dropped
+            # connection) is its first attempt: the usual way makes the others, after the same delay.
+            if not isinstance(container, str):
+                return super().inspect_container(container)
+            url = self._url("/containers/{0}/json", container)
+            answer = _fast_get(self, url)
+            if isinstance(answer, tuple):
+                status, body = answer
+                if status == 200:
+                    return json.loads(body)
+                response = _response(url, status, body)
+                if not repeatable_answer(response):
+                    self._raise_for_status(response)
+            made = 0 if answer is None else 1
+            if made:
+                time.sleep(RETRY_POLICY.delay(1))
+            _MADE.attempts = made
+            try:
+                return super().inspect_container(container)
+            finally:
+                _MADE.attempts = 0
 
     return _BoundedClient
 
 
-def _fast_get(client: Any, url: str) -> tuple[int, bytes] | None:
-    """A GET through the unix-socket client's one pool (see _one_pool): its status and body, or None when it
-    failed on the way (the caller then asks the usual way) or the client has no such pool (requests configures
-    a TLS pool per request)."""
+# Attempts of the request this thread is about to send that were made already (by _fast_get).
+_MADE = threading.local()
+
+
+def _fast_get(client: Any, url: str) -> tuple[int, bytes] | bool | None:
+    """A GET through the unix-socket client's one pool (see _one_pool): its status and body; True when it failed
+    on the way as a request that may be repeated; None when the client has no such pool (requests configures a
+    TLS pool per request). A read timeout raises requests' ReadTimeout, which the usual way does not repeat."""
     adapter = getattr(client, "_custom_adapter", None)
     if adapter is None or not getattr(adapter, "one_pool", False):
         return None
@@ -106,16 +122,18 @@ def _fast_get(client: Any, url: str) -> tuple[int, bytes] | None:
                 timeout=lazy.urllib3.Timeout(client.timeout),
                 preload_content=True,
             )
+    except lazy.urllib3.exceptions.ReadTimeoutError as exc:
+        raise lazy.requests.exceptions.ReadTimeout(exc) from None
     except (lazy.urllib3.exceptions.HTTPError, OSError):
-        return None
+        return True
     return response.status, response.data
 
 
-def _response(url: str, status: int, reason: str, body: bytes) -> Any:
+def _response(url: str, status: int, body: bytes) -> Any:
     """A requests Response for docker-py's own error mapping (NotFound and the rest, as the usual way raises)."""
     response = lazy.requests.Response()
     response.status_code = status
-    response.reason = reason
+    response.reason = http.client.responses.get(status, "")
     response.url = url
     response._content = body
     return response
@@ -222,7 +240,9 @@ def _client_class() -> type:
 
     class _Client(_bounded_client_class()):  # type: ignore[misc]
         def send(self, request: Any, **kwargs: Any) -> Any:
-            return send_with_retries(super().send, request, kwargs, RETRY_POLICY)
+            made = getattr(_MADE, "attempts", 0)
+            _MADE.attempts = 0  # the request asked again, not the next one
+            return send_with_retries(super().send, request, kwargs, RETRY_POLICY, made=made)
 
     return _Client
 

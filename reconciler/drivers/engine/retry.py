@@ -164,11 +164,13 @@ def send_with_retries(
     kwargs: dict[str, Any],
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    made: int = 0,
 ) -> Any:
-    """`send(request, **kwargs)`, repeated as the policy and the request's safety allow."""
+    """`send(request, **kwargs)`, repeated as the policy and the request's safety allow; `made` attempts of the
+    same request were made already (another way, and failed as one that may be repeated)."""
     safety = safety_of(request) if _replayable(request) else Safety.NEVER
     read = (request.method or "").upper() in ("GET", "HEAD")
-    attempt = 0
+    attempt = made
     while True:
         attempt += 1
         last = attempt >= (policy.read_attempts if read else policy.attempts)
@@ -214,6 +216,11 @@ def send_with_retries(
 # here" (drivers/swarm/values.list_on_manager); repeating it cost every plan on a plain engine 7 repeats of each
 # of the services, secrets and configs listings, ~7 s.
 _NOT_A_MANAGER = b"not a swarm manager"
+
+
+def repeatable_answer(response: Any) -> bool:
+    """Whether the loop above would repeat a request (one it may repeat) that got this answer."""
+    return response.status_code in RETRY_STATUSES and not _standing(response)
 
 
 def _standing(response: Any) -> bool:
