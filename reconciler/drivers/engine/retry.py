@@ -198,12 +198,7 @@ def send_with_retries(
                     "the engine may have done the create whose answer was lost (the name is taken now); "
                     "it is re-planned from what is there",
                 )
-        if (
-            response.status_code in RETRY_STATUSES
-            and safety is not Safety.NEVER
-            and not last
-            and not _standing(response)
-        ):
+        if repeatable_answer(response) and safety is not Safety.NEVER and not last:
             _note(request, attempt, f"HTTP {response.status_code}")
             response.close()
             sleep(policy.delay(attempt))
@@ -219,7 +214,7 @@ _NOT_A_MANAGER = b"not a swarm manager"
 
 
 def repeatable_answer(response: Any) -> bool:
-    """Whether the loop above would repeat a request (one it may repeat) that got this answer."""
+    """Whether an answer is one to repeat the request for (when the request may be repeated at all)."""
     return response.status_code in RETRY_STATUSES and not _standing(response)
 
 
