@@ -10,50 +10,33 @@ from __future__ import annotations
 
 import logging
 import os
-import socketserver
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from reconciler.drivers.engine.client import connect
+from tests.fakeengine import FakeEngine
+from tests.fakeengine import serving as fake_serving
 
 CONCURRENT = 24
 
 
-class _Engine(socketserver.StreamRequestHandler):
+class _Engine(FakeEngine):
     barrier: threading.Barrier
 
-    def handle(self) -> None:
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
-            if b"/images/" in line:  # the concurrent ones: answered once all of them are in flight
-                self.barrier.wait(timeout=20)
-            body = b'{"ApiVersion": "1.41", "Id": "sha256:0"}'
-            self.wfile.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
+    def answer(self, line: bytes) -> tuple[bytes, bytes]:
+        if b"/images/" in line:  # the concurrent ones: answered once all of them are in flight
+            self.barrier.wait(timeout=20)
+        return b"200 OK", b'{"ApiVersion": "1.41", "Id": "sha256:0"}'
 
 
-@contextmanager
-def serving(path: str, handler: type[_Engine]) -> Iterator[None]:
-    """A fake engine on unix socket `path` while the block runs."""
-    server_type = type("Server", (socketserver.ThreadingUnixStreamServer,), {"request_queue_size": 4 * CONCURRENT})
-    server = server_type(path, handler)  # a backlog for every connect at once (a full one is EAGAIN on unix)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
+def serving(path: str, handler: type[_Engine]) -> AbstractContextManager[None]:
+    """A fake engine on unix socket `path` while the block runs, with a backlog for every connect at once."""
+    return fake_serving(path, handler, backlog=4 * CONCURRENT)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ A fake engine on a unix socket: `ok` answers 200, `gone` 404 as the engine words
 from __future__ import annotations
 
 import json
-import socketserver
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -22,44 +21,30 @@ from reconciler.delays import ENGINE_READ_ATTEMPTS, Exponential
 from reconciler.drivers.engine import client as client_module
 from reconciler.drivers.engine.client import connect
 from reconciler.drivers.engine.retry import RetryPolicy
+from tests.fakeengine import FakeEngine, serving
 
 OK = {"Id": "0" * 64, "Name": "/ok", "Config": {"Env": ["A=b"]}, "State": {"Running": True}}
 
 
-class _Engine(socketserver.StreamRequestHandler):
+class _Engine(FakeEngine):
     seen: Counter[str]
     lock: threading.Lock
 
-    def handle(self) -> None:
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            while self.rfile.readline() not in (b"\r\n", b""):
-                pass
-            path = line.split()[1].decode()
-            with self.lock:
-                self.seen[path.split("/v1.", 1)[-1].partition("/")[2] or path] += 1
-                count = self.seen[path.split("/v1.", 1)[-1].partition("/")[2] or path]
-            status, body = b"200 OK", json.dumps({"ApiVersion": "1.41"}).encode()
-            if path.endswith("/containers/ok/json"):
-                body = json.dumps(OK).encode()
-            elif path.endswith("/containers/gone/json"):
-                status, body = b"404 Not Found", b'{"message":"No such container: gone"}'
-            elif path.endswith("/containers/down/json"):
-                status, body = b"500 Internal Server Error", b'{"message":"busy"}'
-            elif path.endswith("/containers/bad/json"):
-                status, body = b"400 Bad Request", b'{"message":"invalid name"}'
-            elif path.endswith("/containers/flaky/json"):
-                status, body = (
-                    (b"500 Internal Server Error", b'{"message":"busy"}')
-                    if count == 1
-                    else (b"200 OK", json.dumps(OK).encode())
-                )
-            self.wfile.write(
-                b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (status, len(body), body)
-            )
+    def answer(self, line: bytes) -> tuple[bytes, bytes]:
+        path = line.split()[1].decode()
+        key = path.split("/v1.", 1)[-1].partition("/")[2] or path  # the path after the API version
+        with self.lock:
+            self.seen[key] += 1
+            count = self.seen[key]
+        if key == "containers/ok/json" or (key == "containers/flaky/json" and count > 1):
+            return b"200 OK", json.dumps(OK).encode()
+        if key == "containers/gone/json":
+            return b"404 Not Found", b'{"message":"No such container: gone"}'
+        if key in ("containers/down/json", "containers/flaky/json"):
+            return b"500 Internal Server Error", b'{"message":"busy"}'
+        if key == "containers/bad/json":
+            return b"400 Bad Request", b'{"message":"invalid name"}'
+        return b"200 OK", json.dumps({"ApiVersion": "1.41"}).encode()
 
 
 @pytest.fixture
@@ -68,16 +53,8 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
     path = str(tmp_path / "docker.sock")
     seen: Counter[str] = Counter()
-    server = socketserver.ThreadingUnixStreamServer(
-        path, type("H", (_Engine,), {"seen": seen, "lock": threading.Lock()})
-    )
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(path, type("H", (_Engine,), {"seen": seen, "lock": threading.Lock()})):
         yield f"unix://{path}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_found_container_is_the_engine_s_document_in_one_request(engine, monkeypatch):
