@@ -9,7 +9,8 @@ from typing import Any
 from reconciler.errors import PermanentError
 
 
-def create_network(api: Any, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+def create_network(api: Any, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """The new network's ID."""
     pools = [
         {
             "Subnet": e["subnet"],
@@ -20,7 +21,7 @@ def create_network(api: Any, name: str, spec: Mapping[str, Any], labels: Mapping
     ]
     ipam = {"Driver": spec["ipam"]["driver"], "Config": pools, "Options": {}}
     try:
-        api.create_network(
+        made = api.create_network(
             name,
             driver=spec["driver"],
             options={**spec["options"], **({"encrypted": ""} if spec.get("encrypted") else {})} or None,
@@ -35,3 +36,4 @@ def create_network(api: Any, name: str, spec: Mapping[str, Any], labels: Mapping
         if "not a swarm manager" in str(exc):
             raise PermanentError(f"network {name}: overlay networks need swarm mode (docker swarm init)") from None
         raise
+    return str(made["Id"])

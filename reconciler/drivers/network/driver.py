@@ -11,13 +11,14 @@ from typing import Any
 from reconciler.contract import Catalog, EngineEvent, Key, run_steps
 from reconciler.core.indexes import per_catalog
 from reconciler.diffing import diff_specs, overall_action
-from reconciler.drivers.engine import external
+from reconciler.drivers.engine import external, lazy
 from reconciler.drivers.engine.adoption import Adopted, adopting, as_owned, without_compose
 from reconciler.drivers.engine.client import project_filter
 from reconciler.drivers.engine.common import DockerDriver, by_name
 from reconciler.drivers.engine.session import EngineOptions, named_event_key
 from reconciler.drivers.engine.swarmnode import worker_problem
 from reconciler.drivers.network import apply as network_apply
+from reconciler.drivers.network import duplicates
 from reconciler.drivers.network.diff import RULES, adoption, comparable, replace_steps
 from reconciler.drivers.network.observe import observed_spec
 from reconciler.drivers.network.routes import HostRoute, bridge_name, first_conflict, read_host_routes
@@ -27,8 +28,17 @@ from reconciler.drivers.network.spec import (
     normalize_network,
     subnets_of,
 )
-from reconciler.errors import PermanentError, ReconcileError, SpecError
-from reconciler.model import Action, Change, Desired, FieldChange, Observed, Resource, ownership_labels
+from reconciler.errors import EngineFault, PermanentError, ReconcileError, SpecError
+from reconciler.model import (
+    LABEL_PROJECT,
+    Action,
+    Change,
+    Desired,
+    FieldChange,
+    Observed,
+    Resource,
+    ownership_labels,
+)
 
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none"})
 
@@ -90,7 +100,7 @@ class NetworkDriver(DockerDriver):
             # a worker lists a manager's overlay (with its labels) once a container here uses it: the manager's
             # Host owns it, never this one
             listed = [n for n in listed if n.get("Scope") != "swarm"]
-        owned = {n["Name"]: self._observed(n) for n in listed}
+        owned = self._one_per_name(listed)
         self.host_routes = self._read_routes(desired)
         adopted = set(self.adopted.load().get(self.kind, {}))  # no label says they are ours: the record does
         found = self.observe_named(
@@ -103,6 +113,26 @@ class NetworkDriver(DockerDriver):
         return {n: o for n, o in found.items() if n in declared or n in owned or o.owned_by(self.project)}
 
     host_routes: list[HostRoute] | None = None  # None: not read (a remote engine, or no subnet to check)
+    # per plan: the project's networks that share a name with the observed one (duplicates.py)
+    duplicates: Mapping[str, duplicates.Duplicates] = {}
+
+    def _one_per_name(self, listed: Sequence[Mapping[str, Any]]) -> dict[str, Observed]:
+        """The project's networks by name; of several with one name, the one duplicates.split keeps is observed
+        and the others are remembered for the plan to remove (an inspect each: only then, the list has no
+        containers)."""
+        by_name: dict[str, list[Mapping[str, Any]]] = {}
+        for net in listed:
+            by_name.setdefault(net["Name"], []).append(net)
+        found, extra = {}, {}
+        for name, nets in by_name.items():
+            if len(nets) > 1:
+                with self.errors(name, "inspect the networks of this name"):
+                    inspected = [self.api.inspect_network(n["Id"]) for n in nets]
+                kept, extra[name] = duplicates.split(inspected)
+                nets = [kept]
+            found[name] = self._observed(nets[0])
+        self.duplicates = extra
+        return found
 
     def _read_routes(self, desired: Sequence[Desired]) -> list[HostRoute] | None:
         """This machine's routes and addresses, when a declared bridge subnet must be checked against them and the
@@ -214,27 +244,63 @@ class NetworkDriver(DockerDriver):
                 "owner", f"Compose project {self.project}", f"project {self.project}", Action.REPLACE, note=note
             )
             fields = [owner, *fields]
+        dups = None if observed.spec.get("adopting") else self.duplicates.get(desired.name)
+        if dups is not None:
+            fields = [duplicates.field(dups), *fields]
         action = overall_action(fields)
-        steps: tuple[str, ...] = ()
+        steps: tuple[str, ...] = duplicates.steps(dups) if dups is not None else ()
         if action is Action.REPLACE:
             users, foreign = self.split_users(desired.name)
             blocked = blocked or foreign or self._overlap(desired) or self._route_conflict(desired, observed)
-            steps = replace_steps(users)
+            steps = (*steps, *replace_steps(users))
+        elif dups is not None:  # containers of other owners on either network: never moved
+            blocked = blocked or self.foreign_users(desired.name)
         return Change(self.kind, desired.name, action, tuple(fields), desired, observed, blocked=blocked, steps=steps)
 
     def prune(self, observed: Observed) -> Change:
+        dups = self.duplicates.get(observed.name)
         return Change(
             self.kind,
             observed.name,
             Action.DELETE,
+            (duplicates.field(dups),) if dups is not None else (),
             observed=observed,
             blocked=self.foreign_users(observed.name),
+            steps=duplicates.steps(dups) if dups is not None else (),
         )
 
     def _create(self, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]) -> None:
-        with self.errors(name, "create"):
-            network_apply.create_network(self.api, name, spec, labels)
+        try:
+            with self.errors(name, "create"):
+                made = network_apply.create_network(self.api, name, spec, labels)
+        except PermanentError as exc:
+            if "already exists" in str(exc) and any(o.owned_by(self.project) for o in self._named(name)):
+                # a create of the project's that was still running when the plan was made (an apply killed
+                # while it was in flight): a fresh plan compares it with the manifest
+                raise EngineFault(f"{exc} (made by the project since the plan: planned again)") from None
+            raise
         self.log.info("network.created", name=name, driver=spec["driver"])
+        self._remove_twins(name, made)
+
+    def _named(self, name: str) -> list[Observed]:
+        with self.errors(name, "list the networks of this name"):
+            listed = self.api.networks(names=[name])
+        return [self._observed(n) for n in listed if n["Name"] == name]
+
+    def _remove_twins(self, name: str, made: str) -> None:
+        """Another network of the project's with this name, made by a create that ran at the same time as this
+        one (duplicates.py): removed now, while nothing is on it, before a container start finds the name
+        ambiguous. One that has containers is left for the next plan to move them off."""
+        with self.errors(name, "list the networks of this name"):
+            listed = self.api.networks(names=[name])
+            for twin in duplicates.others_of(listed, name, made, (LABEL_PROJECT, self.project)):
+                try:
+                    if self.api.inspect_network(twin).get("Containers"):
+                        continue
+                    self.api.remove_network(twin)
+                except lazy.NotFound:
+                    continue
+                self.log.info("network.duplicate_removed", name=name, duplicate=twin[:12])
 
     def _endpoints(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """(container id, how it is attached) for every container on the network, to reattach it the same way.
@@ -243,12 +309,35 @@ class NetworkDriver(DockerDriver):
         for summary in self.own_users(name, "it is left alone and the network is not changed"):
             with self.errors(name, "inspect attached container"):
                 info = self.api.inspect_container(summary["Id"])
-            endpoint = (info.get("NetworkSettings", {}).get("Networks") or {}).get(name) or {}
-            short = info["Id"][:12]
-            aliases = [a for a in endpoint.get("Aliases") or [] if a not in (short, info["Config"].get("Hostname"))]
-            ipam = endpoint.get("IPAMConfig") or {}
-            found.append((info["Id"], {"aliases": aliases or None, "ipv4_address": ipam.get("IPv4Address") or None}))
+            found.append((info["Id"], _attached_how(info, name)))
         return found
+
+    def _move_off_duplicate(self, change: Change, net_id: str, cid: str) -> None:
+        """One container from a duplicate network of `change.name` to the kept one, as it was attached."""
+        assert change.observed is not None
+        name = change.name
+        with self.errors(name, "inspect attached container"):
+            try:
+                info = self.api.inspect_container(cid)
+            except lazy.NotFound:
+                return  # gone since the plan
+        with self.errors(name, f"disconnect {cid[:12]} from duplicate {net_id[:12]}"):
+            self.api.disconnect_container_from_network(cid, net_id, force=True)
+        failed = self._reconnect_all(change.observed.id, change.observed.spec, [(cid, _attached_how(info, name))])
+        if failed:
+            raise PermanentError("; ".join(failed))
+        self.log.info("network.duplicate_left", name=name, container=cid[:12], duplicate=net_id[:12])
+
+    def _remove_duplicate(self, name: str, net_id: str) -> None:
+        with self.errors(name, f"remove duplicate {net_id[:12]}"):
+            self.api.remove_network(net_id)
+        self.log.info("network.duplicate_removed", name=name, duplicate=net_id[:12])
+
+    def _duplicate_steps(self, change: Change) -> dict[str, Any]:
+        return {
+            "move_off_duplicate": lambda net_id, cid: self._move_off_duplicate(change, net_id, cid),
+            "remove_duplicate": lambda net_id: self._remove_duplicate(change.name, net_id),
+        }
 
     def _disconnect_all(self, name: str, endpoints: list[tuple[str, dict[str, Any]]]) -> None:
         for cid, _ in endpoints:
@@ -308,7 +397,13 @@ class NetworkDriver(DockerDriver):
 
         run_steps(
             change,
-            {"disconnect": disconnect, "remove": lambda: self._remove(name), "create": create, "reconnect": reconnect},
+            {
+                **self._duplicate_steps(change),
+                "disconnect": disconnect,
+                "remove": lambda: self._remove(name),
+                "create": create,
+                "reconnect": reconnect,
+            },
         )
         if errors:
             raise PermanentError("; ".join(errors))
@@ -332,8 +427,8 @@ class NetworkDriver(DockerDriver):
         self.log.info("network.removed", name=name)
 
     def apply(self, change: Change) -> None:
-        if change.action is Action.UPDATE:  # an adoption: the plan's one step
-            run_steps(change, {"adopt": lambda: self._adopt(change)})
+        if change.action is Action.UPDATE:  # an adoption, or duplicates of the name removed
+            run_steps(change, {"adopt": lambda: self._adopt(change), **self._duplicate_steps(change)})
         elif change.action is Action.CREATE:
             assert change.desired is not None
             self._create(
@@ -342,7 +437,17 @@ class NetworkDriver(DockerDriver):
                 ownership_labels(change.desired, self.project, revision=self.ctx.revision),
             )
         elif change.action is Action.DELETE:
+            run_steps(change, self._duplicate_steps(change))  # first: the name is the engine's to resolve again
             self._disconnect_all(change.name, self._endpoints(change.name))
             self._remove(change.name)
         elif change.action is Action.REPLACE:
             self._replace(change)
+
+
+def _attached_how(info: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """How a container (its inspect) is attached to network `name`: its own aliases and static address."""
+    endpoint = (info.get("NetworkSettings", {}).get("Networks") or {}).get(name) or {}
+    short = info["Id"][:12]
+    aliases = [a for a in endpoint.get("Aliases") or [] if a not in (short, info["Config"].get("Hostname"))]
+    ipam = endpoint.get("IPAMConfig") or {}
+    return {"aliases": aliases or None, "ipv4_address": ipam.get("IPv4Address") or None}
