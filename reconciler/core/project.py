@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from reconciler.core.planner import observe_all, plan_changes
 from reconciler.core.plugins import driver_classes
 from reconciler.delays import APPLY_ROUND
 from reconciler.errors import PermanentError, Problem, ReconcileError, ValidationFailed
-from reconciler.model import Outcome, Plan, Resource, Result
+from reconciler.model import Observed, Outcome, Plan, Resource, Result
 
 PROJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
@@ -93,6 +93,10 @@ class ProjectRunner:
             if driver.schema is not None:
                 register_schema(kind, driver.schema)
         self._pass_drivers: dict[str, Driver] | None = None
+        # in a fleet (set by load): what the kinds that act on this machine (local_only: the firewall) must not
+        # observe here, as it is another Host's
+        self._remote = False  # this Host is reached over the network: this machine holds nothing of it
+        self._elsewhere: frozenset[Key] = frozenset()  # placed on other Hosts only
 
     def new_drivers(self) -> dict[str, Driver]:
         assert self.classes is not None
@@ -134,8 +138,31 @@ class ProjectRunner:
         placement, placement_problems = fleet.place(others, hosts, catalog, self.drivers)
         if self.host is not None:
             catalog = fleet.for_host(catalog, placement, self.host)
+            me = next((h for h in hosts if h.name == self.host), None)
+            self._remote = me is not None and not me.local
+            self._elsewhere = frozenset(
+                key
+                for key, on in placement.items()
+                if self.host not in on and getattr(self.drivers.get(key[0]), "local_only", False)
+            )
         found_problems = sorted(set(problems + host_problems + more + placement_problems))
         return Loaded(found, catalog, found_problems, hosts, placement)
+
+    def _observing(self, drivers: dict[str, Driver]) -> dict[str, Driver]:
+        """The drivers that observe for this Host: on a remote Host, none that act on this machine (what they
+        would find here is the local Hosts', never this one's, and would be pruned as undeclared)."""
+        if not self._remote:
+            return drivers
+        return {kind: d for kind, d in drivers.items() if not getattr(d, "local_only", False)}
+
+    def _here(self, observed: dict[str, Mapping[str, Observed]]) -> dict[str, Mapping[str, Observed]]:
+        """Without what this machine holds for another Host of the fleet (a firewall list placed on another local
+        Host): never pruned from here."""
+        if not self._elsewhere:
+            return observed
+        return {
+            kind: {n: o for n, o in objs.items() if (kind, n) not in self._elsewhere} for kind, objs in observed.items()
+        }
 
     def load_valid(self) -> Loaded:
         loaded = self.load()
@@ -147,7 +174,7 @@ class ProjectRunner:
         """Start a pass: fresh drivers observe, diff and plan."""
         drivers = self._pass_drivers = self.new_drivers()
         self._planned_with = (catalog, prune, keep_reason)
-        observed = observe_all(catalog, drivers)
+        observed = self._here(observe_all(catalog, self._observing(drivers)))
         return plan_changes(catalog, drivers, self.project, observed, prune=prune, keep_reason=keep_reason)
 
     def apply(
