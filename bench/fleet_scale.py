@@ -8,13 +8,18 @@ Each repetition times, as the wall clock of the whole `reconcile` command:
                      containers on every engine at once, C threads each; the floor under a fleet apply when
                      all engines share this machine's cores
   fleet apply        from empty, every Host at once
-  fleet no-op plan   nothing changed (twice); then the same on the TLS Hosts only, on the ssh Hosts only, and
-                     on one Host of each (`--selector transport=...`, `--host`): where the fleet's time goes
+  fleet no-op plan   nothing changed (twice), right after the apply: the ssh Hosts' masters of the apply are
+                     kept (sshmux), as for a user's commands run one after the other; then the same on the TLS
+                     Hosts only, on the ssh Hosts only, and on one Host of each (`--selector transport=...`,
+                     `--host`): where the fleet's time goes
+  fleet no-op plan, no kept ssh master
+                     the same with no master left (a directory of masters of its own, ended after): each ssh Host
+                     logs in and makes its first contact, as a command more than 30 s after the last one does
   hung <transport>   the no-op plan while one Host's dockerd is stopped (SIGSTOP; SIGCONT in a finally): the
                      last TLS Host and the last ssh Host of the fleet, one at a time. The others' delay is this
                      time minus the no-op plan's; a Host that does not answer is given up after its first
-                     contact's timeout (client.PING_TIMEOUT for TLS, three times that for ssh's check, which
-                     logs in and asks the Host's docker CLI)
+                     contact's timeout (client.PING_TIMEOUT; for an ssh Host whose master is kept, the /_ping
+                     through its forward, with the same timeout)
   fleet teardown     the containers pruned from every Host
   single <host>      `apply --host H` from empty, Host by Host, one after the other; the slowest of them is the
                      peer of the fleet apply ("fleet apply within 1.3x the slowest single Host's apply")
@@ -52,6 +57,7 @@ sys.path.insert(0, str(REPO))  # tests/fleetenv.py: the fleet as the tests start
 from reconciler.drivers.engine.client import PING_TIMEOUT
 from tests import fleetenv
 from tests.helpers import remove_project_objects
+from tests.sshmasters import end_masters, own_masters
 
 ANSWER_TIMEOUT = 120.0
 
@@ -114,12 +120,16 @@ class FleetBench:
         for src, dst in ((fleet.tls_ca, "ca.pem"), (fleet.tls_cert, "cert.pem"), (fleet.tls_key, "key.pem")):
             shutil.copy(src, self.tree / "pki" / dst)
         (self.tree / "hosts.yaml").write_text(hosts_yaml(engines))
-        self.env = fleet.ssh_env({**os.environ, "RECONCILER_LOCK_DIR": str(self.root / "locks")})
+        # the ssh masters of the bench's commands, shared among them only (sshmux's user directory)
+        self.runtime = Path(tempfile.mkdtemp(prefix="rfb", dir="/tmp"))
+        self.env = fleet.ssh_env(
+            {**os.environ, "RECONCILER_LOCK_DIR": str(self.root / "locks"), "XDG_RUNTIME_DIR": str(self.runtime)}
+        )
         self.samples: dict[str, list[Run]] = {}
 
-    def reconcile(self, scenario: str, *args: str) -> Run:
+    def reconcile(self, scenario: str, *args: str, env: dict[str, str] | None = None) -> Run:
         cmd = [sys.executable, "-m", "reconciler.cli", "--project", self.project, *args]
-        got = run(cmd, REPO, self.env)
+        got = run(cmd, REPO, {**self.env, **(env or {})})
         self.samples.setdefault(scenario, []).append(got)
         print(f"  {scenario}: {got.seconds:.2f} s (exit {got.code})", file=sys.stderr, flush=True)
         return got
@@ -171,6 +181,9 @@ class FleetBench:
         self.reconcile("fleet apply", "apply", tree)
         for _ in range(2):
             self.reconcile("fleet no-op plan", "plan", tree)
+        for _ in range(2):
+            with own_masters() as cold:
+                self.reconcile("fleet no-op plan, no kept ssh master", "plan", tree, env=cold)
         if len(self.engines) > 1:  # where a no-op plan's time goes: the TLS Hosts, the ssh Hosts, one of each
             for kind in ("tls", "ssh"):
                 self.reconcile(f"no-op plan, {kind} Hosts only", "plan", "--selector", f"transport={kind}", tree)
@@ -198,6 +211,8 @@ class FleetBench:
             finally:
                 client.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        end_masters(self.runtime / "reconciler-ssh")
+        shutil.rmtree(self.runtime, ignore_errors=True)
 
     def summary(self) -> dict[str, Any]:
         rows: dict[str, Any] = {}
@@ -219,7 +234,7 @@ class FleetBench:
             derived["fleet_apply_over_engines_alone"] = (
                 rows["fleet apply"]["median_s"] / rows["engines alone, converge"]["median_s"]
             )
-        for kind, timeout in (("tls", PING_TIMEOUT), ("ssh", 3 * PING_TIMEOUT)):
+        for kind, timeout in (("tls", PING_TIMEOUT), ("ssh", PING_TIMEOUT)):
             row = rows.get(f"hung {kind} host")
             if row and noop is not None:
                 derived[f"hung_{kind}_delay_s"] = row["median_s"] - noop

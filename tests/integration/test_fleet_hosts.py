@@ -19,6 +19,7 @@ import docker.errors
 import pytest
 
 from tests.helpers import REPO, remove_project_objects
+from tests.sshmasters import own_masters
 
 pytestmark = [pytest.mark.engine, pytest.mark.netns]
 
@@ -154,7 +155,8 @@ def test_shared_and_selected_objects_converge_over_tls_and_ssh(fleet_tree, cli, 
 def test_requests_to_an_ssh_host_go_through_its_forwarded_engine_socket(fleet_tree, cli, project_name, tmp_path):
     """Each connection to an ssh Host was an `ssh ... docker system dial-stdio` process (docker-py's ssh adapter
     alone started one per request). The Host's engine socket is forwarded over its ssh connection instead: a
-    plan starts the first contact's ssh and the request for the forward, whatever `--parallel` lets run at once."""
+    plan starts the first contact's ssh and the request for the forward, whatever `--parallel` lets run at once;
+    the next command finds master and forward still there and starts no ssh at all."""
     _, tree = fleet_tree
     assert cli("apply", tree, "--host", "db-b").returncode == 0
     started = tmp_path / "ssh-started"
@@ -162,14 +164,17 @@ def test_requests_to_an_ssh_host_go_through_its_forwarded_engine_socket(fleet_tr
     wrapper.parent.mkdir()
     wrapper.write_text(f'#!/bin/sh\necho "$(date +%s.%N) $PPID $*" >> {started}\nexec {shutil.which("ssh")} "$@"\n')
     wrapper.chmod(0o755)
-    env = {"PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
-    plan = cli("plan", tree, "--host", "db-b", "--parallel", "8", env=env)
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    lines = started.read_text().splitlines()
-    assert not [line for line in lines if "dial-stdio" in line], lines
-    assert [line for line in lines if "-O forward" in line], lines
-    # the first contact, the forward, and at exit the master told to end (sshmux.close_all): no ssh per request
-    assert len(lines) == 3, lines
+    with own_masters() as masters:  # no master of an earlier command
+        env = {"PATH": f"{wrapper.parent}:{os.environ['PATH']}", **masters}
+        plan = cli("plan", tree, "--host", "db-b", "--parallel", "8", env=env)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        lines = started.read_text().splitlines()
+        assert not [line for line in lines if "dial-stdio" in line], lines
+        assert [line for line in lines if "-O forward" in line], lines
+        assert len(lines) == 2, lines  # the first contact and the forward: no ssh per request, none at exit
+        again = cli("plan", tree, "--host", "db-b", "--parallel", "8", env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert started.read_text().splitlines() == lines  # the master kept: no ssh started
 
 
 def test_host_limits_a_command_to_part_of_the_fleet(fleet_tree, cli, project_name):
@@ -397,7 +402,8 @@ def test_tls_and_ssh_refusals_are_sentences(fleet_tree, cli, tmp_path):
         "apiVersion: reconciler/v1\nkind: Host\nmetadata: {name: ssh-b}\n"
         f"spec: {{engine: {fleet['b'].ssh}, default: true}}\n"
     )
-    plan = cli("plan", tree, env={"PATH": f"{wrapper.parent}:{os.environ['PATH']}"})
+    with own_masters() as masters:  # a master of an earlier command would be used without a host key check
+        plan = cli("plan", tree, env={"PATH": f"{wrapper.parent}:{os.environ['PATH']}", **masters})
     text = plan.stdout + plan.stderr
     assert plan.returncode == 1, text
     assert "the Host's host key is unknown or changed; add it to known_hosts" in text, text

@@ -18,6 +18,7 @@ from reconciler.drivers.engine import sshmux
 from reconciler.drivers.engine.client import connect
 from tests.helpers import remove_project_objects
 from tests.hostsshd import host_sshd
+from tests.sshmasters import own_masters
 
 pytestmark = [pytest.mark.engine, pytest.mark.netns]
 
@@ -64,19 +65,26 @@ def test_an_ssh_host_starts_the_docker_cli_there_for_the_first_contact_only(
     fleet_env, tree, reconcile, project_name, tmp_path
 ):
     """Each connection to an ssh Host was a `docker system dial-stdio`: a docker CLI started on the Host (~0.4 s),
-    up to ssh.POOL per command besides the first contact's. Now a command starts the first contact's two (where
-    the CLI connects, the API version), and every request goes through the forwarded socket."""
-    with host_sshd(fleet_env, "b", tmp_path) as host:
+    up to ssh.POOL per command besides the first contact's. Now the first command starts the first contact's two
+    (where the CLI connects, the API version), every request goes through the forwarded socket, and the commands
+    after it find master and forward still there: no session, no docker CLI on the Host. A command with no master
+    left (another master directory here) makes its first contact again."""
+    with host_sshd(fleet_env, "b", tmp_path) as host, own_masters() as masters, own_masters() as fresh:
         (tree / "hosts.yaml").write_text(manifests(host.url, project_name, fleet_env.base_image, 6))
-        for command in (("apply",), ("plan", "--parallel", "8"), ("status",)):
+        for command, env, expected in (
+            (("apply",), masters, ["context", "version"]),
+            (("plan", "--parallel", "8"), masters, []),
+            (("status",), masters, []),
+            (("status",), fresh, ["context", "version"]),
+        ):
             before = len(host.docker_started())
-            done = reconcile(*command, tree, env={"PATH": host.path})
+            done = reconcile(*command, tree, env={"PATH": host.path, **env})
             assert done.returncode == 0, done.stdout + done.stderr
             started = [line.split()[0] for line in host.docker_started()[before:]]
-            assert started == ["context", "version"], (command, host.docker_started()[before:])
+            assert started == expected, (command, host.docker_started()[before:])
         assert running_on_b(fleet_env, project_name) == 6
-        # one session per command (the first contact's): forwarded connections are channels, not sessions
-        assert host.log().count("Starting session:") == 3, host.log()
+        # one session per first contact: forwarded connections are channels, not sessions
+        assert host.log().count("Starting session:") == 2, host.log()
 
 
 @pytest.mark.parametrize("refusal", ["AllowStreamLocalForwarding no", "DisableForwarding yes"])
@@ -140,22 +148,23 @@ def test_a_forward_whose_master_ended_is_made_again(fleet_env, monkeypatch):
     here); the forwarded socket is then refused. The next connection makes master and forward again and goes on."""
     monkeypatch.setattr(sshmux, "PERSIST_SECONDS", 2)
     monkeypatch.setattr(sshmux, "_directory", None)  # masters of this test's own
-    client = connect(fleet_env["b"].ssh)
-    try:
-        socket_path = Path(client._custom_adapter.socket_path)
-        assert socket_path.parent == sshmux.directory() / "forwards", socket_path  # forwarded, not dial-stdio
-        assert client.ping()
-        (control,) = [p for p in sshmux.directory().iterdir() if p.is_socket()]
-        first = master_pid(control)
-        client.close()  # its kept connections were the master's open channels
-        deadline = time.monotonic() + 60
-        while running(first):
-            assert time.monotonic() < deadline, "the master did not end after its last channel closed"
-            time.sleep(0.2)
-        assert socket_path.is_socket()  # left behind by the master, refusing
-        assert client.ping()  # made again
-        assert client.containers(all=True) is not None
-        assert master_pid(control) != first
-    finally:
-        client.close()
-        sshmux.close_all()
+    with own_masters() as masters:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", masters["XDG_RUNTIME_DIR"])
+        client = connect(fleet_env["b"].ssh)
+        try:
+            socket_path = Path(client._custom_adapter.socket_path)
+            assert socket_path.parent == sshmux.directory() / "forwards", socket_path  # forwarded, not dial-stdio
+            assert client.ping()
+            (control,) = [p for p in sshmux.directory().iterdir() if p.is_socket()]
+            first = master_pid(control)
+            client.close()  # its kept connections were the master's open channels
+            deadline = time.monotonic() + 60
+            while running(first):
+                assert time.monotonic() < deadline, "the master did not end after its last channel closed"
+                time.sleep(0.2)
+            assert socket_path.is_socket()  # left behind by the master, refusing
+            assert client.ping()  # made again
+            assert client.containers(all=True) is not None
+            assert master_pid(control) != first
+        finally:
+            client.close()

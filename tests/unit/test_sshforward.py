@@ -3,7 +3,9 @@ forward the Host refuses shows (a fake engine on a unix socket; the real sshd is
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.drivers.engine import ssh, sshforward
+from reconciler.drivers.engine import ssh, sshforward, sshmux
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,68 @@ def test_a_forward_is_relied_on_only_when_the_engine_answers_through_it(tmp_path
     with serving(path, b"HTTP/1.1 404 Not Found\r\n\r\n"):
         assert not sshforward.answers(path, 5)
     assert not sshforward.answers(tmp_path / "none.sock", 5)  # no socket at all
+
+
+@pytest.fixture
+def users_directory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """sshmux's directory, the user's own, in a short directory of the test's (XDG_RUNTIME_DIR)."""
+    runtime = Path(tempfile.mkdtemp(prefix="rxf", dir="/tmp"))
+    monkeypatch.setattr(sshmux, "_directory", None)
+    monkeypatch.setattr(sshmux, "_private", False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    try:
+        yield sshmux.directory()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+URL, HOST = "ssh://root@edge-a", ["--", "edge-a"]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+
+
+def test_an_earlier_commands_forward_is_used_while_the_engine_answers_through_it(users_directory, monkeypatch):
+    """The next command finds the endpoint recorded beside the forward: no first contact, no new forward (no ssh
+    run at all: establish answers at once)."""
+    monkeypatch.setattr(sshforward.Forward, "_ssh", lambda *a, **k: pytest.fail("no ssh may run"))
+    assert sshforward.kept(URL, HOST, 5) is None  # nothing recorded yet
+    made = sshforward.Forward(URL, HOST, "/var/run/docker.sock", 5)
+    with serving(made.local, OK):
+        assert sshforward.open_forward(URL, HOST, "unix:///var/run/docker.sock", 5) is not None  # records it
+        again = sshforward.kept(URL, HOST, 5)
+        assert again is not None and again.local == made.local and again.remote == "/var/run/docker.sock"
+        assert sshforward.kept("ssh://root@edge-b", HOST, 5) is None  # another Host: its own record
+
+
+def test_a_kept_forward_whose_master_ended_means_a_first_contact_again(users_directory):
+    made = sshforward.Forward(URL, HOST, "/var/run/docker.sock", 5)
+    with serving(made.local, OK):
+        assert sshforward.open_forward(URL, HOST, "unix:///var/run/docker.sock", 5) is not None
+    assert made.local.exists()  # left by the master that ended: refused
+    assert sshforward.kept(URL, HOST, 5) is None
+
+
+def test_a_kept_forward_the_engine_does_not_answer_through_is_a_hung_engine(users_directory):
+    """The master takes the connection and the stopped engine never answers: waiting for a first contact would
+    wait for it again."""
+    made = sshforward.Forward(URL, HOST, "/var/run/docker.sock", 5)
+    with serving(made.local, OK):
+        assert sshforward.open_forward(URL, HOST, "unix:///var/run/docker.sock", 5) is not None
+    made.local.unlink()
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # accepts (the backlog), never answers
+    silent.bind(str(made.local))
+    silent.listen(8)
+    try:
+        with pytest.raises(sshforward.EngineHung):
+            sshforward.kept(URL, HOST, 0.5)
+    finally:
+        silent.close()
+
+
+def test_nothing_is_recorded_or_kept_in_a_private_directory(monkeypatch, tmp_path):
+    monkeypatch.setattr(sshmux, "_directory", tmp_path)
+    monkeypatch.setattr(sshmux, "_private", True)
+    made = sshforward.Forward(URL, HOST, "/var/run/docker.sock", 5)
+    with serving(made.local, OK):
+        assert sshforward.open_forward(URL, HOST, "unix:///var/run/docker.sock", 5) is not None
+        assert sshforward.kept(URL, HOST, 5) is None
+    assert not list((tmp_path / "forwards").glob("*.endpoint"))

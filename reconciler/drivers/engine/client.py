@@ -164,9 +164,14 @@ def connect(
             "max_pool_size": POOL_SIZE,
         }
     elif url.startswith("ssh://"):
-        first = ssh.preflight(url, PING_TIMEOUT)
-        known = first.version
-        forward = sshforward.open_forward(url, ssh.destination(url), first.endpoint, PING_TIMEOUT)
+        try:  # an earlier command's master and forward, still there: no first contact needed
+            forward = sshforward.kept(url, ssh.destination(url), PING_TIMEOUT)
+        except sshforward.EngineHung as exc:
+            raise EngineUnavailable(f"cannot reach the Docker engine at {url}: {exc}") from None
+        if forward is None:
+            first = ssh.preflight(url, PING_TIMEOUT)
+            known = first.version
+            forward = sshforward.open_forward(url, ssh.destination(url), first.endpoint, PING_TIMEOUT)
         if forward is not None:  # the Host's engine socket, forwarded over its ssh connection: a unix socket here
             kwargs = {"max_pool_size": POOL_SIZE}
             base_url = forward.base_url

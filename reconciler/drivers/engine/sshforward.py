@@ -15,6 +15,10 @@ each channel, which the first `/_ping` through it shows).
 A master ends `sshmux.PERSIST_SECONDS` after its last channel closed (a forward alone does not keep it), and one
 whose network went ends too. A connection that then finds the local socket gone or refused makes master and
 forward again, once, and goes on; if that fails too, the connection fails as it would have.
+
+Masters outlive a command for that spell (sshmux), and their forwards with them: the next command to the Host
+finds the Host's endpoint recorded beside the forward (`kept`) and, when the engine answers through it, needs
+neither the first contact nor a new forward: no ssh process at all.
 """
 
 from __future__ import annotations
@@ -146,9 +150,50 @@ def open_forward(url: str, destination: list[str], endpoint: str | None, timeout
         return None
     forward = Forward(url, destination, remote, timeout)
     if forward.establish():
+        _record(url, remote)
         return forward
     forward.cancel()
     return None
+
+
+class EngineHung(Exception):
+    """The Host's engine took a connection through a kept forward and did not answer."""
+
+
+def kept(url: str, destination: list[str], timeout: float) -> Forward | None:
+    """The forward an earlier command of the user's made to this Host, when its master still runs and the engine
+    answers through it; None when there is none (the first contact then finds the endpoint again). Raises
+    EngineHung when the master took the connection and the engine did not answer: the Host's engine is hung, and
+    a first contact would wait for it again."""
+    if not sshmux.shared():
+        return None
+    try:
+        remote = _record_path(url).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if remote_socket(f"unix://{remote}") != remote:
+        return None
+    forward = Forward(url, destination, remote, timeout)
+    answer = ping(forward.local, timeout)
+    if answer is None:
+        raise EngineHung(f"no answer through the forwarded engine socket within {timeout:g} s")
+    return forward if answer else None
+
+
+def _record_path(url: str) -> Path:
+    name = hashlib.sha256(url.encode()).hexdigest()[:24]
+    return sshmux.directory() / "forwards" / f"{name}.endpoint"
+
+
+def _record(url: str, remote: str) -> None:
+    """Where the Host's engine socket is, for the next command that finds the master running (see `kept`)."""
+    if not sshmux.shared():
+        return
+    path = _record_path(url)
+    with contextlib.suppress(OSError):
+        partial = path.with_suffix(f".{threading.get_ident()}")
+        partial.write_text(remote + "\n", encoding="utf-8")
+        partial.replace(path)
 
 
 _PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
@@ -156,19 +201,30 @@ _PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
 
 def answers(path: Path, timeout: float) -> bool:
     """Whether an engine answers `/_ping` on unix socket `path` (a forward the Host refuses is closed at once)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
+    return bool(ping(path, timeout))
+
+
+def ping(path: Path, timeout: float) -> bool | None:
+    """`/_ping` on unix socket `path`: True when an engine answers it; None when the socket took the connection and
+    nothing answered within `timeout`; False otherwise (no socket, refused, closed at once, not an engine)."""
+    head = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
             sock.connect(str(path))
+        except OSError:
+            return False
+        try:
             sock.sendall(_PING)
-            head = b""
             while b"\r\n" not in head and len(head) < 4096:
                 chunk = sock.recv(4096)
                 if not chunk:
                     break
                 head += chunk
-    except OSError:
-        return False
+        except TimeoutError:
+            return None
+        except OSError:
+            return False
     status = head.split(b"\r\n", 1)[0].split()
     return len(status) >= 2 and status[0].startswith(b"HTTP/1.") and status[1] == b"200"
 

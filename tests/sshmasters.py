@@ -1,0 +1,38 @@
+"""ssh masters of a test's own. reconcile keeps a Host's ssh master in the user's directory for the next command
+(sshmux); a test that counts logins or sessions, or changes what the ssh client accepts (an unknown host key),
+needs commands that find no master of earlier tests: it gives them a directory of its own (XDG_RUNTIME_DIR, short
+enough for a socket path), whose masters are told to end afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def end_masters(directory: Path) -> None:
+    """Tell every master with a control socket in `directory` to end."""
+    for control in directory.iterdir() if directory.is_dir() else ():
+        if control.is_socket():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={control}", "-O", "exit", "reconcile-control"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                )
+
+
+@contextlib.contextmanager
+def own_masters() -> Iterator[dict[str, str]]:
+    """The environment (XDG_RUNTIME_DIR) of commands that share masters among themselves only."""
+    runtime = Path(tempfile.mkdtemp(prefix="rx", dir="/tmp"))
+    try:
+        yield {"XDG_RUNTIME_DIR": str(runtime)}
+    finally:
+        end_masters(runtime / "reconciler-ssh")
+        shutil.rmtree(runtime, ignore_errors=True)
