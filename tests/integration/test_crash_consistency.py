@@ -118,7 +118,11 @@ class Tree:
             for name in ("img", "only"):
                 context = self.dir / f"{name}{version}"
                 context.mkdir(parents=True)
-                (context / "Dockerfile").write_text(f"FROM {base}\nLABEL rev={version} image={name}\n")
+                # the project in the first step: the projects running side by side share no build-cache layer
+                # (two builds of one step at once each make a layer of it, and a later build may take either as its
+                # cache: its next build of an unchanged version then gets a new image ID)
+                labels = f"rev={version} image={name} project={project}"
+                (context / "Dockerfile").write_text(f"FROM {base}\nLABEL {labels}\n")
 
     def write(self, version: int) -> None:
         (self.dir / "all.yaml").write_text(manifests(self.project, self.base, version))
