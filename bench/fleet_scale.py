@@ -55,9 +55,10 @@ from engine_address import REPO, compile_reconciler
 sys.path.insert(0, str(REPO))  # tests/fleetenv.py: the fleet as the tests start it
 
 from reconciler.drivers.engine.client import PING_TIMEOUT
+from reconciler.drivers.engine.sshmux import end_masters
 from tests import fleetenv
 from tests.helpers import remove_project_objects
-from tests.sshmasters import end_masters, own_masters
+from tests.sshmasters import own_masters
 
 ANSWER_TIMEOUT = 120.0
 

@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def end_masters(directory: Path) -> None:
-    """Tell every master with a control socket in `directory` to end."""
-    for control in directory.iterdir() if directory.is_dir() else ():
-        if control.is_socket():
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["ssh", "-o", f"ControlPath={control}", "-O", "exit", "reconcile-control"],
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=10,
-                    check=False,
-                )
+from reconciler.drivers.engine.sshmux import end_masters
 
 
 @contextlib.contextmanager

@@ -143,7 +143,7 @@ class ProjectRunner:
             self._elsewhere = frozenset(
                 key
                 for key, on in placement.items()
-                if self.host not in on and getattr(self.drivers.get(key[0]), "local_only", False)
+                if self.host not in on and key[0] in self.drivers and self.drivers[key[0]].local_only
             )
         found_problems = sorted(set(problems + host_problems + more + placement_problems))
         return Loaded(found, catalog, found_problems, hosts, placement)
@@ -153,7 +153,7 @@ class ProjectRunner:
         would find here is the local Hosts', never this one's, and would be pruned as undeclared)."""
         if not self._remote:
             return drivers
-        return {kind: d for kind, d in drivers.items() if not getattr(d, "local_only", False)}
+        return {kind: d for kind, d in drivers.items() if not d.local_only}
 
     def _here(self, observed: dict[str, Mapping[str, Observed]]) -> dict[str, Mapping[str, Observed]]:
         """Without what this machine holds for another Host of the fleet (a firewall list placed on another local

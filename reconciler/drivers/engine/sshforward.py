@@ -3,8 +3,8 @@
 Each connection of docker-py's ssh transport (ssh.py) is an `ssh HOST docker system dial-stdio`: a session on the
 Host and a docker CLI started there, ~0.4 s each, up to `ssh.POOL` of them per command and Host. When the Host's
 docker CLI connects to a unix socket (the first contact asks it where: `ssh.preflight`), the master of the Host's
-one ssh connection (sshmux) is asked to forward a socket of this process's private directory to that one (`ssh -O
-forward -L LOCAL:REMOTE`), and docker-py uses the local socket as it would a local engine's: a connection is a
+one ssh connection (sshmux) is asked to forward a socket of sshmux's directory to that one (`ssh -O forward -L
+LOCAL:REMOTE`), and docker-py uses the local socket as it would a local engine's: a connection is a
 channel of the master, a few milliseconds, and no process on either side.
 
 The dial-stdio transport stays for the rest: an endpoint that is not unix:// (tcp, an ssh context, a Windows

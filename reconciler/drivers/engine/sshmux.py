@@ -114,6 +114,12 @@ def close_all() -> None:
         private, _private = _private, False
     if directory is None or not private:
         return
+    end_masters(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def end_masters(directory: Path) -> None:
+    """Tell the master of every control socket in `directory` to end (a missing directory has none)."""
     with contextlib.suppress(OSError):
         for socket_path in directory.iterdir():
             if socket_path.is_dir():
@@ -129,4 +135,3 @@ def close_all() -> None:
                     check=False,
                     env=environment(),
                 )
-    shutil.rmtree(directory, ignore_errors=True)

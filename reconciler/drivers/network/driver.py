@@ -274,7 +274,8 @@ class NetworkDriver(DockerDriver):
             with self.errors(name, "create"):
                 made = network_apply.create_network(self.api, name, spec, labels)
         except PermanentError as exc:
-            if "already exists" in str(exc) and any(o.owned_by(self.project) for o in self._named(name)):
+            ours = (self._observed(n).owned_by(self.project) for n in self._named(name))
+            if "already exists" in str(exc) and any(ours):
                 # a create of the project's that was still running when the plan was made (an apply killed
                 # while it was in flight): a fresh plan compares it with the manifest
                 raise EngineFault(f"{exc} (made by the project since the plan: planned again)") from None
@@ -282,25 +283,25 @@ class NetworkDriver(DockerDriver):
         self.log.info("network.created", name=name, driver=spec["driver"])
         self._remove_twins(name, made)
 
-    def _named(self, name: str) -> list[Observed]:
+    def _named(self, name: str) -> list[dict[str, Any]]:
+        """Every network the engine lists under exactly `name` (its filter matches a part of a name)."""
         with self.errors(name, "list the networks of this name"):
             listed = self.api.networks(names=[name])
-        return [self._observed(n) for n in listed if n["Name"] == name]
+        return [n for n in listed if n["Name"] == name]
 
     def _remove_twins(self, name: str, made: str) -> None:
         """Another network of the project's with this name, made by a create that ran at the same time as this
         one (duplicates.py): removed now, while nothing is on it, before a container start finds the name
         ambiguous. One that has containers is left for the next plan to move them off."""
-        with self.errors(name, "list the networks of this name"):
-            listed = self.api.networks(names=[name])
-            for twin in duplicates.others_of(listed, name, made, (LABEL_PROJECT, self.project)):
+        for twin in duplicates.others_of(self._named(name), name, made, (LABEL_PROJECT, self.project)):
+            with self.errors(name, f"remove duplicate {twin[:12]}"):
                 try:
                     if self.api.inspect_network(twin).get("Containers"):
                         continue
                     self.api.remove_network(twin)
                 except lazy.NotFound:
                     continue
-                self.log.info("network.duplicate_removed", name=name, duplicate=twin[:12])
+            self.log.info("network.duplicate_removed", name=name, duplicate=twin[:12])
 
     def _endpoints(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """(container id, how it is attached) for every container on the network, to reattach it the same way.
