@@ -16,7 +16,7 @@ import structlog
 from reconciler.cli.completion import script as completion_script
 from reconciler.cli.exits import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.parser import build_parser, selection, typed_options
-from reconciler.contract import UpdateCheck
+from reconciler.contract import Driver, DriverContext, UpdateCheck
 from reconciler.core.executor import succeeded
 from reconciler.core.failures import read_failures, record_failures
 from reconciler.core.placement import HostSpec
@@ -85,6 +85,9 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
     engine_options = next(o for o in options if isinstance(o, engine_type.options_type))
 
     as_host = getattr(args, "as_host", None)
+    # the drivers found once for every Host's runner: finding them reads every installed distribution's entry
+    # points, a tenth of a fleet's no-op plan when each of a dozen runners did it again
+    found: list[dict[str, Callable[[DriverContext], Driver]]] = []
 
     def runner(host: HostSpec | None) -> ProjectRunner:
         if host is None or as_host is not None:  # pull mode: the Host is this machine, whatever its spec.engine
@@ -98,7 +101,10 @@ def runner_for(args: argparse.Namespace) -> RunnerFor:
             options=options,
             host=None if host is None else host.name,
             pull=host is not None and as_host is not None,
+            classes=found[0] if found else None,
         )
+        if not found:
+            found.append(made.classes or {})
         made.ctx.revision = getattr(args, "revision", None)  # plan/apply --git: the commit they work on
         return made
 
