@@ -21,8 +21,16 @@ Each repetition times, as the wall clock of the whole `reconcile` command:
                      contact's timeout (client.PING_TIMEOUT; for an ssh Host whose master is kept, the /_ping
                      through its forward, with the same timeout)
   fleet teardown     the containers pruned from every Host
-  single <host>      `apply --host H` from empty, Host by Host, one after the other; the slowest of them is the
-                     peer of the fleet apply ("fleet apply within 1.3x the slowest single Host's apply")
+  single <host>      `apply --host H` from empty, Host by Host, one after the other, each with this machine's
+                     cores to itself: the slowest of them is the peer of the fleet apply ("fleet apply within
+                     1.3x the slowest single Host's apply") where each Host is a machine of its own
+  singles at once    `apply --host H` from empty for every Host at once, each its own command: the slowest is
+                     the same peer when all engines share this machine's cores, as in the fleet apply
+
+Beside each scenario's wall clock: the core-seconds this whole machine spent busy meanwhile (/proc/stat: the
+engines, sshds and ssh clients as well as reconcile), and that divided by the number of cores, the least wall
+clock the work could take here (`cpu_bound_s`). A scenario whose wall clock is near it is bound by this machine's
+cores, not by waiting.
 
 Usage:  .venv/bin/python bench/fleet_scale.py [--engines 4] [--containers 5] [--reps 1] [--no-hang] [--json]
                 [--out FILE]
@@ -61,6 +69,13 @@ from tests.helpers import remove_project_objects
 from tests.sshmasters import own_masters
 
 ANSWER_TIMEOUT = 120.0
+CORES = os.cpu_count() or 1
+
+
+def machine_busy() -> float:
+    """Core-seconds this machine's CPUs have been busy since boot: /proc/stat's first line but idle and iowait."""
+    ticks = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def transport(index: int) -> str:
@@ -127,13 +142,39 @@ class FleetBench:
             {**os.environ, "RECONCILER_LOCK_DIR": str(self.root / "locks"), "XDG_RUNTIME_DIR": str(self.runtime)}
         )
         self.samples: dict[str, list[Run]] = {}
+        self.busy: dict[str, list[float]] = {}  # scenario: machine core-seconds busy in each sample
+
+    def record(self, scenario: str, got: Run, busy: float) -> None:
+        self.samples.setdefault(scenario, []).append(got)
+        self.busy.setdefault(scenario, []).append(busy)
+        print(
+            f"  {scenario}: {got.seconds:.2f} s (exit {got.code}; machine busy {busy:.2f} core-s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "reconciler.cli", "--project", self.project, *args]
 
     def reconcile(self, scenario: str, *args: str, env: dict[str, str] | None = None) -> Run:
-        cmd = [sys.executable, "-m", "reconciler.cli", "--project", self.project, *args]
-        got = run(cmd, REPO, {**self.env, **(env or {})})
-        self.samples.setdefault(scenario, []).append(got)
-        print(f"  {scenario}: {got.seconds:.2f} s (exit {got.code})", file=sys.stderr, flush=True)
+        before = machine_busy()
+        got = run(self.command(*args), REPO, {**self.env, **(env or {})})
+        self.record(scenario, got, machine_busy() - before)
         return got
+
+    def singles_at_once(self) -> None:
+        """`apply --host H` for every Host at once, a command each (their locks are per project and engine)."""
+        tree = str(self.tree)
+
+        def one(engine: fleetenv.Engine) -> Run:
+            return run(self.command("apply", "--host", f"h-{engine.name}", tree), REPO, self.env)
+
+        before = machine_busy()
+        with ThreadPoolExecutor(max_workers=len(self.engines)) as pool:
+            runs = list(pool.map(one, self.engines))
+        slowest = max(runs, key=lambda r: r.seconds)
+        worst = next((r.code for r in runs if r.code != 0), 0)
+        self.record("singles at once, slowest", Run(slowest.seconds, worst, slowest.rss_mib), machine_busy() - before)
 
     def declare(self, declared: bool) -> None:
         objects = self.tree / "objects.yaml"
@@ -164,12 +205,10 @@ class FleetBench:
                 ("engines alone, converge", lambda api: engine_floor.converge(api, project, n, n)),
                 ("engines alone, teardown", lambda api: engine_floor.teardown(api, project, n)),
             ):
-                started = time.monotonic()
+                before, started = machine_busy(), time.monotonic()
                 with ThreadPoolExecutor(max_workers=len(clients)) as pool:
                     list(pool.map(work, clients))
-                got = Run(time.monotonic() - started, 0, 0.0)
-                self.samples.setdefault(scenario, []).append(got)
-                print(f"  {scenario}: {got.seconds:.2f} s", file=sys.stderr, flush=True)
+                self.record(scenario, Run(time.monotonic() - started, 0, 0.0), machine_busy() - before)
         finally:
             for api in clients:
                 engine_floor.cleanup(api, project)
@@ -203,6 +242,10 @@ class FleetBench:
             self.reconcile(f"single h-{engine.name}", "apply", "--host", f"h-{engine.name}", tree)
         self.declare(False)
         self.reconcile("fleet teardown", "apply", "--allow-empty", tree)
+        self.declare(True)
+        self.singles_at_once()
+        self.declare(False)
+        self.reconcile("fleet teardown", "apply", "--allow-empty", tree)
 
     def cleanup(self) -> None:
         for engine in self.engines:
@@ -219,9 +262,12 @@ class FleetBench:
         rows: dict[str, Any] = {}
         for scenario, runs in self.samples.items():
             seconds = [r.seconds for r in runs]
+            busy = statistics.median(self.busy[scenario])
             rows[scenario] = {
                 "median_s": statistics.median(seconds),
                 "samples": seconds,
+                "machine_busy_core_s": busy,
+                "cpu_bound_s": busy / CORES,
                 "exit_codes": [r.code for r in runs],
                 "peak_rss_mib": max(r.rss_mib for r in runs),
             }
@@ -231,6 +277,10 @@ class FleetBench:
         if singles and "fleet apply" in rows:
             derived["slowest_single_apply_s"] = max(singles)
             derived["fleet_apply_over_slowest_single"] = rows["fleet apply"]["median_s"] / max(singles)
+        if "fleet apply" in rows and "singles at once, slowest" in rows:
+            derived["fleet_apply_over_slowest_single_at_once"] = (
+                rows["fleet apply"]["median_s"] / rows["singles at once, slowest"]["median_s"]
+            )
         if "fleet apply" in rows and "engines alone, converge" in rows:
             derived["fleet_apply_over_engines_alone"] = (
                 rows["fleet apply"]["median_s"] / rows["engines alone, converge"]["median_s"]
@@ -287,7 +337,10 @@ def main() -> int:
     print(f"{result['machine']}\n{args.engines} engines, {args.containers} containers each, {result['minutes']} min")
     for scenario, row in result["scenarios"].items():
         codes = ",".join(str(c) for c in row["exit_codes"])
-        print(f"{scenario:<24} {row['median_s']:>8.2f} s   exit {codes}   RSS {row['peak_rss_mib']:.0f} MiB")
+        print(
+            f"{scenario:<38} {row['median_s']:>7.2f} s  (cores bound it at {row['cpu_bound_s']:5.2f} s)"
+            f"   exit {codes}   RSS {row['peak_rss_mib']:.0f} MiB"
+        )
     for key, value in result["derived"].items():
         print(f"{key:<40} {value:.2f}")
     return 0
