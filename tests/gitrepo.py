@@ -183,6 +183,9 @@ class Served:
         return git(self.path, "log", "--format=%s", f"refs/heads/{branch}").splitlines()
 
 
+ACCEPT_TIMEOUT = 2.0
+
+
 class GitHTTP:
     """git http-backend behind a threaded CGI server on 127.0.0.1. With `token`, every request needs HTTP basic auth
     with that password (401 otherwise). With `stall_after` bytes, a pack response stops after that many bytes
@@ -214,6 +217,9 @@ class GitHTTP:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        # serve_forever checks for shutdown between accepts; an accept that blocked after the socket polled ready
+        # (seen once in CI) held close() for ever. With a timeout it gives up and the loop goes on.
+        self.server.socket.settimeout(ACCEPT_TIMEOUT)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
