@@ -11,6 +11,7 @@ never from one another.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -421,9 +422,27 @@ class PrivateEngine:
             api.close()
         return [f"br-{n['Id'][:12]}" for n in networks if n.get("Driver") == "bridge" and n["Name"] != "bridge"]
 
+    def leftovers(self) -> list[int]:
+        """Processes of this engine still alive after it stopped: a containerd shim whose task dockerd did not
+        clean up (its containerd namespace carries this engine's tag, so nothing else is ever matched)."""
+        mark = f"rwe-{self.tag}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if mark in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
     def remove(self) -> None:
         links = self.bridges()
         self.stop()
+        for pid in self.leftovers():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         for link in links:  # left behind, they use up the default address pools of every later engine here
             subprocess.run(["ip", "link", "del", link], check=False, timeout=10, capture_output=True)
         # vfs storage makes no mounts, but be sure nothing under the root stays mounted before deleting it
