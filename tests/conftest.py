@@ -39,19 +39,6 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-ENGINE_GROUP = "engine"
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The integration tests form one xdist group: under `-n` (scripts/test) they run one after the other in one
-    worker, as they assume (a quiet engine, one fleet, one firewall), while the unit tests go to the others."""
-    integration = Path(__file__).parent / "integration"
-    for item in items:
-        if integration in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group(ENGINE_GROUP))
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Under CI (`CI=true`, as .ci/run runs) a skipped test fails: scripts/testenv.sh provides everything the
