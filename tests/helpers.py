@@ -76,10 +76,10 @@ def remove_project_objects(client: docker.APIClient, project: str) -> None:
     label = {"label": [f"{LABEL_PROJECT}={project}"]}
     leftovers: list[str] = []
 
-    def attempt(what: str, remove: Callable[[], object]) -> None:
+    def attempt(what: str, remove: Callable[[], object], tries: int = 10) -> None:
         # Removal right after a container stops can meet a 409 (endpoint still attached, volume in use): retry.
         last: Exception | None = None
-        for _ in range(10):
+        for _ in range(tries):
             try:
                 remove()
                 return
@@ -105,7 +105,9 @@ def remove_project_objects(client: docker.APIClient, project: str) -> None:
         # Swarm-scoped (overlay) networks are listed by the manager; ask for them explicitly as well.
         networks.update({n["Id"]: n for n in client.networks(filters={**label, "scope": ["swarm"]})})
         for net_id, net in networks.items():
-            attempt(f"network {net['Name']}", lambda net_id=net_id: client.remove_network(net_id))
+            # the engine's count of a network's endpoints can lag its containers' removal by more than 5 s on a
+            # busy machine ("has active endpoints", seen once in CI): a network gets 20 s
+            attempt(f"network {net['Name']}", lambda net_id=net_id: client.remove_network(net_id), tries=40)
         for v in client.volumes(filters=label).get("Volumes") or []:
             attempt(f"volume {v['Name']}", lambda v=v: client.remove_volume(v["Name"], force=True))
         # Top-level images first: the classic builder leaves labelled intermediate parents, which cannot go
