@@ -274,8 +274,10 @@ class NetworkDriver(DockerDriver):
             with self.errors(name, "create"):
                 made = network_apply.create_network(self.api, name, spec, labels)
         except PermanentError as exc:
-            ours = (self._observed(n).owned_by(self.project) for n in self._named(name))
-            if "already exists" in str(exc) and any(ours):
+            # listed only for that refusal: any other create error stays what it was, with no request more
+            if "already exists" in str(exc) and any(
+                self._observed(n).owned_by(self.project) for n in self._named(name)
+            ):
                 # a create of the project's that was still running when the plan was made (an apply killed
                 # while it was in flight): a fresh plan compares it with the manifest
                 raise EngineFault(f"{exc} (made by the project since the plan: planned again)") from None
