@@ -174,7 +174,8 @@ class FleetBench:
             runs = list(pool.map(one, self.engines))
         slowest = max(runs, key=lambda r: r.seconds)
         worst = next((r.code for r in runs if r.code != 0), 0)
-        self.record("singles at once, slowest", Run(slowest.seconds, worst, slowest.rss_mib), machine_busy() - before)
+        peak = max(r.rss_mib for r in runs)
+        self.record("singles at once, slowest", Run(slowest.seconds, worst, peak), machine_busy() - before)
 
     def declare(self, declared: bool) -> None:
         objects = self.tree / "objects.yaml"
